@@ -1,0 +1,52 @@
+"""trajbench: an open dataset and benchmark suite for weight-trajectory forecasting.
+
+The public API, re-exported here; see README.md and docs/ for how the pieces fit.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from trajbench.errors import (
+    DivergedWarning,
+    FormatVersionError,
+    NotAStoreError,
+    RecorderError,
+    RunExistsError,
+    RunNotFoundError,
+    StoreError,
+    StoreNotFoundError,
+    TrajbenchError,
+    TrajbenchWarning,
+)
+from trajbench.store.format import FORMAT_VERSION, KINDS, STATUSES
+from trajbench.store.layout import ParamSpec
+from trajbench.store.reader import LazyArray, Run, Store, open_store
+from trajbench.store.recorder import Recorder
+from trajbench.store.validate import validate_store
+from trajbench.store.writer import RunWriter
+
+__all__ = [
+    "__version__",
+    "FORMAT_VERSION",
+    "KINDS",
+    "STATUSES",
+    "Recorder",
+    "RunWriter",
+    "ParamSpec",
+    "open_store",
+    "Store",
+    "Run",
+    "LazyArray",
+    "validate_store",
+    "TrajbenchError",
+    "StoreError",
+    "StoreNotFoundError",
+    "NotAStoreError",
+    "FormatVersionError",
+    "RunExistsError",
+    "RunNotFoundError",
+    "RecorderError",
+    "TrajbenchWarning",
+    "DivergedWarning",
+]

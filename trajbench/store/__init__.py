@@ -1,0 +1,1 @@
+"""The trajbench store: format constants, the Recorder, the reader and the validator."""

@@ -1,0 +1,211 @@
+"""Recorder: record a PyTorch model's weights during training into a trajbench store.
+
+    with trajbench.Recorder("runs.zarr", "digits-mlp-s0", model, meta={"task": "digits"}) as rec:
+        for epoch in range(epochs):
+            train_one_epoch(model)
+            rec.snapshot(step=global_step, epoch=epoch + 1, metrics={"val_acc": acc})
+
+``snapshot()`` copies the tensors into a host buffer and returns; a background thread
+writes whole chunks (see :mod:`trajbench.store.writer` for the commit protocol).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from trajbench.errors import RecorderError, TrajbenchError
+from trajbench.store.format import RUNS_GROUP, check_name
+from trajbench.store.layout import ParamSpec, build_layout
+from trajbench.store.writer import RunWriter, WriteMode, validate_metric_name
+
+__all__ = ["Recorder", "RESERVED_RUN_ATTRS", "describe_optimizer"]
+
+# Attributes the writer owns; user metadata may not set them.
+RESERVED_RUN_ATTRS = frozenset(
+    {"status", "n_snapshots", "n_params", "param_layout", "snapshots_per_chunk", "created_at", "updated_at", "diverged_at_snapshot"}
+)
+
+
+def describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """``{"name": "AdamW", "lr": ..., "betas": [...], ...}`` from an optimizer's first group."""
+    group = optimizer.param_groups[0]
+    hyper: dict[str, Any] = {"name": type(optimizer).__name__}
+    for key, value in group.items():
+        if key == "params":
+            continue
+        if isinstance(value, torch.Tensor) and value.numel() == 1:
+            value = value.item()
+        if isinstance(value, (bool, int, float, str)) or value is None:
+            hyper[key] = value
+        elif isinstance(value, (tuple, list)) and all(isinstance(v, (int, float)) for v in value):
+            hyper[key] = list(value)
+    if len(optimizer.param_groups) > 1:
+        hyper["n_param_groups"] = len(optimizer.param_groups)
+    return hyper
+
+
+def _normalise_meta(meta: Mapping[str, Any] | None, model: nn.Module) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    for key, value in (meta or {}).items():
+        if key in RESERVED_RUN_ATTRS:
+            raise TrajbenchError(f"meta key {key!r} is set by the Recorder itself; reserved keys are {', '.join(sorted(RESERVED_RUN_ATTRS))}")
+        if isinstance(value, torch.optim.Optimizer):
+            value = describe_optimizer(value)
+        elif isinstance(value, torch.optim.lr_scheduler.LRScheduler):
+            value = {"name": type(value).__name__, **{k: v for k, v in value.state_dict().items() if isinstance(v, (int, float, str, bool))}}
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise TrajbenchError(f"meta[{key!r}] must be JSON-serialisable, but got {type(value).__name__} ({exc})") from None
+        attrs[key] = value
+    attrs.setdefault("architecture", type(model).__name__)
+    attrs.setdefault("source", "recorder")
+    return attrs
+
+
+class Recorder:
+    """Stream a model's parameters (and buffers) into ``runs/<run_id>`` of a store.
+
+    Parameters
+    ----------
+    store:
+        Directory path or fsspec URL; created as a new store if it does not exist.
+    run_id:
+        Name of the run: letters, digits, ``_``, ``.``, ``-``.
+    model:
+        The module whose ``state_dict`` tensors are recorded, in ``state_dict`` order.
+    meta:
+        Run attributes: ``task``, ``architecture`` (default: the model's class name),
+        ``optimizer`` (a name, a dict, or the optimizer itself), ``schedule``, ``seed``,
+        ``batch_size``, ``snapshot_cadence``, and anything else JSON-serialisable.
+    mode:
+        ``"w-"`` (default) refuses an existing run; ``"a"`` resumes a partial run from its
+        ``n_snapshots``; ``"w"`` replaces it.
+    buffers:
+        Record buffers such as BatchNorm running statistics (default True), so that a
+        snapshot restores the model exactly.
+    frozen:
+        Record parameters with ``requires_grad=False`` (default True).
+    snapshots_per_chunk, n_slabs:
+        Chunking and buffering; see ``docs/format.md``. Memory held is
+        ``n_slabs x snapshots_per_chunk x n_params x 4`` bytes and a SIGKILL loses at most
+        ``n_slabs x snapshots_per_chunk - 1`` snapshots.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        run_id: str,
+        model: nn.Module,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        mode: WriteMode = "w-",
+        buffers: bool = True,
+        frozen: bool = True,
+        snapshots_per_chunk: int | None = None,
+        n_slabs: int = 2,
+    ) -> None:
+        check_name(run_id, "run_id")
+        self.run_id = run_id
+        self.layout: list[ParamSpec] = build_layout(model, buffers=buffers, frozen=frozen)
+        state = model.state_dict(keep_vars=True)
+        self._tensors = [(spec, state[spec.name]) for spec in self.layout]
+        self._writer = RunWriter(
+            store,
+            f"{RUNS_GROUP}/{run_id}",
+            self.layout,
+            _normalise_meta(meta, model),
+            mode=mode,
+            snapshots_per_chunk=snapshots_per_chunk,
+            n_slabs=n_slabs,
+        )
+
+    # ------------------------------------------------------------------ API
+    @property
+    def n_params(self) -> int:
+        """Scalars per snapshot."""
+        return self._writer.n_params
+
+    @property
+    def n_snapshots(self) -> int:
+        """Snapshots taken so far, committed to disk or still buffered."""
+        return self._writer.n_rows
+
+    @property
+    def n_committed(self) -> int:
+        """Snapshots durably written (the run's ``n_snapshots`` attribute)."""
+        return self._writer.n_committed
+
+    @property
+    def status(self) -> str:
+        """``running``, then ``complete``, ``diverged`` or ``failed``."""
+        return self._writer.status
+
+    @property
+    def diverged(self) -> bool:
+        """True once a snapshot with non-finite weights stopped the recording."""
+        return self._writer.status == "diverged"
+
+    def snapshot(self, step: int | None = None, epoch: float | None = None, metrics: Mapping[str, Any] | None = None) -> bool:
+        """Record the model's current tensors. Returns False if the run stopped recording.
+
+        ``step`` defaults to the snapshot's index; ``epoch`` to NaN (unknown). ``metrics``
+        maps names (``train_loss``, ``val_acc``, ...) to numbers; a metric first seen late
+        is NaN for earlier snapshots.
+        """
+        if self._writer.stopped:
+            if self._writer.status == "diverged":
+                return False
+            raise RecorderError(f"the Recorder of run '{self.run_id}' is closed")
+        step_value = self.n_snapshots if step is None else _as_int(step, "step")
+        epoch_value = float("nan") if epoch is None else _as_float(epoch, "epoch")
+        clean_metrics = {validate_metric_name(k): _as_float(v, f"metrics[{k!r}]") for k, v in (metrics or {}).items()}
+        row = torch.from_numpy(self._writer.next_row())
+        with torch.no_grad():
+            for spec, tensor in self._tensors:
+                row[spec.offset : spec.offset + spec.numel].view(spec.shape).copy_(tensor.detach())
+        return self._writer.commit_row(step_value, epoch_value, clean_metrics)
+
+    def flush(self) -> None:
+        """Write every buffered snapshot now (costs a partial-chunk rewrite later)."""
+        self._writer.flush()
+
+    def close(self, status: str = "complete") -> None:
+        """Flush and mark the run ``status`` (``complete`` unless it diverged)."""
+        self._writer.close(status)
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close("complete")
+            return
+        try:
+            self.close("failed")
+        except Exception as close_error:  # keep the user's exception as the one raised
+            if exc is not None:
+                exc.add_note(f"trajbench: also failed to flush run '{self.run_id}': {close_error}")
+
+
+def _as_int(value: Any, what: str) -> int:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TrajbenchError(f"{what} must be an int, but got {value!r}")
+    return int(value)
+
+
+def _as_float(value: Any, what: str) -> float:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TrajbenchError(f"{what} must be a number, but got {value!r}")
+    return float(value)

@@ -1,0 +1,3 @@
+"""placeholder"""
+def validate_store(location):
+    raise NotImplementedError

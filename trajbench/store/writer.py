@@ -1,0 +1,435 @@
+"""RunWriter: stream snapshot rows into one run with chunk-aligned writes on a background thread.
+
+The writer owns the crash-safety contract of format v1 (``docs/format.md``, "Commit
+protocol"):
+
+1. rows are gathered in an in-memory *slab* of ``snapshots_per_chunk`` rows, which maps
+   onto exactly one row of chunks of ``weights``;
+2. a full slab goes to a background thread, which grows the arrays' shapes (metadata
+   only), writes the slab's chunks, and only then advances the run's ``n_snapshots``;
+3. every file is written to a temporary name and renamed into place (zarr's LocalStore
+   does this), so a SIGKILL leaves each chunk and each metadata document either old or new,
+   never torn.
+
+Rows at or past ``n_snapshots`` are not data. A crash loses the rows of the open slab and
+of the slabs in flight: at most ``n_slabs x snapshots_per_chunk - 1`` snapshots.
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import zarr
+
+from trajbench.errors import DivergedWarning, RecorderError, RunExistsError, StoreError, TrajbenchError
+from trajbench.store.format import (
+    EPOCH,
+    METRIC_DTYPE,
+    RESERVED_ARRAY_NAMES,
+    SERIES_DIMS,
+    STATUSES,
+    STEP,
+    WEIGHTS,
+    WEIGHTS_DIMS,
+    WEIGHTS_DTYPE,
+    ChunkPlan,
+    check_name,
+    plan_chunks,
+)
+from trajbench.store.layout import ParamSpec, parse_layout
+from trajbench.store.root import library_versions, open_root, utc_now
+
+__all__ = ["RunWriter", "WriteMode"]
+
+WriteMode = Literal["w-", "w", "a"]
+_MODES = ("w-", "w", "a")
+
+
+def weights_codecs() -> dict[str, Any]:
+    """Codec arguments for ``weights`` (lossless; stock zarr decodes them).
+
+    Blosc with LZ4 and byte shuffle: cheap enough to keep the Recorder at disk speed.
+    The store-efficiency work may replace this default; the codecs are always recorded in
+    each array's own ``zarr.json``, so readers never depend on this function.
+    """
+    from zarr.codecs import BloscCodec, BloscShuffle
+
+    return {"compressors": [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle, typesize=4)]}
+
+
+@dataclass
+class _Slab:
+    """One chunk-row of snapshots buffered in memory."""
+
+    weights: np.ndarray  # (ct, P) float32
+    step: np.ndarray  # (ct,) int64
+    epoch: np.ndarray  # (ct,) float64
+    metrics: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (ct,) float64
+    start: int = 0  # global index of row 0
+    filled: int = 0
+
+    def metric(self, name: str) -> np.ndarray:
+        column = self.metrics.get(name)
+        if column is None:
+            column = np.full(len(self.step), np.nan, dtype=np.float64)
+            self.metrics[name] = column
+        return column
+
+    def reset(self, start: int) -> None:
+        self.start, self.filled = start, 0
+        for column in self.metrics.values():
+            column.fill(np.nan)
+
+
+@dataclass
+class _Job:
+    slab: _Slab
+    rows: int  # rows of the slab to write
+    recycle: bool  # give the slab back to the pool afterwards
+    done: threading.Event | None = None
+
+
+class RunWriter:
+    """Append rows of ``n_params`` float32 values to ``<group_path>`` of a store.
+
+    This is the engine under :class:`trajbench.Recorder`; importers and synthetic
+    generators use it directly with rows they already have.
+
+    Parameters
+    ----------
+    store:
+        Path or fsspec URL of the store; created if missing.
+    group_path:
+        ``runs/<run_id>`` or ``synthetic/<family>/<id>``.
+    layout:
+        The run's ``param_layout``; its total ``numel`` is the row length.
+    attrs:
+        Run attributes (JSON-serialisable) stored with the run.
+    mode:
+        ``"w-"`` (default) refuses an existing run; ``"w"`` replaces it; ``"a"`` resumes it
+        from its ``n_snapshots`` (or creates it).
+    snapshots_per_chunk:
+        Rows per chunk along ``snapshot``; ``None`` applies the format's rule.
+    n_slabs:
+        Slabs of memory, at least 2: one being filled and ``n_slabs - 1`` in flight.
+        Bounds both extra memory (``n_slabs x snapshots_per_chunk x n_params x 4`` bytes)
+        and what a SIGKILL can lose.
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        group_path: str,
+        layout: list[ParamSpec],
+        attrs: Mapping[str, Any] | None = None,
+        *,
+        mode: WriteMode = "w-",
+        snapshots_per_chunk: int | None = None,
+        n_slabs: int = 2,
+    ) -> None:
+        if mode not in _MODES:
+            raise TrajbenchError(f"mode must be one of {', '.join(repr(m) for m in _MODES)}, but got {mode!r}")
+        if not isinstance(n_slabs, int) or n_slabs < 2:
+            raise TrajbenchError(f"n_slabs must be an int >= 2, but got {n_slabs!r}")
+        if not layout:
+            raise TrajbenchError("layout must describe at least one tensor")
+        self.group_path = group_path
+        self.layout = list(layout)
+        self.n_params = sum(spec.numel for spec in layout)
+        self._root = open_root(store, mode="a")
+        self._location = str(store)
+        self._group, self._arrays, committed, plan = self._open_group(dict(attrs or {}), mode, snapshots_per_chunk)
+        self.plan: ChunkPlan = plan
+        self.n_committed = committed
+        self.status = "running"
+        self._closed = False
+        self._error: BaseException | None = None
+        self._diverged_at: int | None = None
+        ct = plan.snapshots
+        self._free: queue.Queue[_Slab] = queue.Queue()
+        for _ in range(n_slabs):
+            self._free.put(self._new_slab(ct))
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._open = self._free.get()
+        self._open.reset(committed - committed % ct)
+        if committed % ct:
+            self._reload_partial_chunk(self._open, committed % ct)
+        self._thread = threading.Thread(target=self._run, name=f"trajbench-writer:{group_path}", daemon=True)
+        self._thread.start()
+
+    # ----------------------------------------------------------------- set-up
+    def _new_slab(self, ct: int) -> _Slab:
+        return _Slab(
+            weights=np.empty((ct, self.n_params), dtype=np.float32),
+            step=np.zeros(ct, dtype=np.int64),
+            epoch=np.full(ct, np.nan, dtype=np.float64),
+        )
+
+    def _open_group(
+        self, attrs: dict[str, Any], mode: WriteMode, snapshots_per_chunk: int | None
+    ) -> tuple[zarr.Group, dict[str, zarr.Array], int, ChunkPlan]:
+        exists = self._exists(self.group_path)
+        if exists and mode == "w-":
+            raise RunExistsError(
+                f"run '{self.group_path}' already exists in '{self._location}'; use mode='a' to resume it or mode='w' to replace it"
+            )
+        if exists and mode == "a":
+            return self._resume()
+        if exists and mode == "w":
+            del self._root[self.group_path]
+        plan = plan_chunks(self.n_params, snapshots_per_chunk)
+        now = utc_now()
+        full_attrs = {
+            **attrs,
+            "status": "running",
+            "n_snapshots": 0,
+            "n_params": self.n_params,
+            "snapshots_per_chunk": plan.snapshots,
+            "param_layout": [spec.to_json() for spec in self.layout],
+            "library_versions": attrs.get("library_versions", library_versions()),
+            "created_at": now,
+            "updated_at": now,
+        }
+        parent = self._root
+        *parents, leaf = self.group_path.split("/")
+        for segment in parents:  # explicit intermediate groups: zarr v3 has no implicit ones
+            parent = parent.require_group(segment)
+        try:
+            group = parent.create_group(leaf, attributes=full_attrs)
+        except TypeError as exc:
+            raise TrajbenchError(f"run attributes must be JSON-serialisable: {exc}") from None
+        arrays = {
+            WEIGHTS: group.create_array(
+                WEIGHTS,
+                shape=(0, self.n_params),
+                chunks=(plan.snapshots, plan.params),
+                dtype=WEIGHTS_DTYPE,
+                fill_value=float("nan"),
+                dimension_names=list(WEIGHTS_DIMS),
+                **weights_codecs(),
+            ),
+            STEP: self._create_series(group, STEP, "int64", 0, plan.snapshots),
+            EPOCH: self._create_series(group, EPOCH, "float64", float("nan"), plan.snapshots),
+        }
+        return group, arrays, 0, plan
+
+    def _exists(self, path: str) -> bool:
+        try:
+            node = self._root[path]
+        except KeyError:
+            return False
+        return isinstance(node, zarr.Group)
+
+    @staticmethod
+    def _create_series(group: zarr.Group, name: str, dtype: str, fill: Any, ct: int, length: int = 0) -> zarr.Array:
+        return group.create_array(
+            name, shape=(length,), chunks=(ct,), dtype=dtype, fill_value=fill, dimension_names=list(SERIES_DIMS)
+        )
+
+    def _resume(self) -> tuple[zarr.Group, dict[str, zarr.Array], int, ChunkPlan]:
+        group = self._root[self.group_path]
+        attrs = dict(group.attrs)
+        stored = parse_layout(attrs.get("param_layout", []))
+        mine = [(s.name, s.shape) for s in self.layout]
+        theirs = [(s.name, s.shape) for s in stored]
+        if mine != theirs:
+            first = next((f"{a} vs stored {b}" for a, b in zip(mine, theirs) if a != b), f"{len(mine)} tensors vs stored {len(theirs)}")
+            raise StoreError(f"cannot resume run '{self.group_path}': its param_layout differs from the model's ({first})")
+        try:
+            arrays = {name: group[name] for name in group.array_keys()}
+        except KeyError as exc:
+            raise StoreError(f"cannot resume run '{self.group_path}': {exc}") from None
+        weights = arrays.get(WEIGHTS)
+        if weights is None or STEP not in arrays or EPOCH not in arrays:
+            raise StoreError(f"cannot resume run '{self.group_path}': it lacks weights, step or epoch")
+        committed = int(attrs.get("n_snapshots", 0))
+        plan = ChunkPlan(snapshots=int(weights.chunks[0]), params=int(weights.chunks[1]))
+        # Rows past the commit point are leftovers of a crash: drop them (whole chunks go,
+        # the partial chunk is rewritten from the reloaded rows on the next write).
+        for array in arrays.values():
+            if array.shape[0] != committed:
+                array.resize((committed, *array.shape[1:]))
+        group.update_attributes({"status": "running", "updated_at": utc_now()})
+        return group, arrays, committed, plan
+
+    def _reload_partial_chunk(self, slab: _Slab, rows: int) -> None:
+        start = slab.start
+        slab.weights[:rows] = self._arrays[WEIGHTS][start : start + rows]
+        slab.step[:rows] = self._arrays[STEP][start : start + rows]
+        slab.epoch[:rows] = self._arrays[EPOCH][start : start + rows]
+        for name, array in self._arrays.items():
+            if name not in RESERVED_ARRAY_NAMES:
+                slab.metric(name)[:rows] = array[start : start + rows]
+        slab.filled = rows
+
+    # ------------------------------------------------------------- appending
+    @property
+    def n_rows(self) -> int:
+        """Rows appended so far (committed or not)."""
+        return self._open.start + self._open.filled
+
+    @property
+    def stopped(self) -> bool:
+        """True once the run has diverged or failed: further rows are ignored."""
+        return self.status in ("diverged", "failed") or self._closed
+
+    def next_row(self) -> np.ndarray:
+        """A writable float32 row of ``n_params`` to fill in place, then :meth:`commit_row`."""
+        self._raise_writer_error()
+        if self._closed:
+            raise RecorderError(f"run '{self.group_path}' is closed; open a new Recorder with mode='a' to continue it")
+        return self._open.weights[self._open.filled]
+
+    def commit_row(self, step: int, epoch: float, metrics: Mapping[str, float] | None = None, *, check_finite: bool = True) -> bool:
+        """Accept the row last returned by :meth:`next_row`. Returns False if it was refused.
+
+        A row with a NaN or infinity is not kept: the run becomes ``diverged``, what was
+        buffered before it is written, and every later row is ignored.
+        """
+        if self.stopped:
+            return False
+        slab = self._open
+        row = slab.weights[slab.filled]
+        # A float64 sum is non-finite iff some element is (float32 values cannot overflow
+        # it), and costs one read instead of isfinite's extra boolean array.
+        if check_finite and not math.isfinite(float(row.sum(dtype=np.float64))):
+            self._diverge()
+            return False
+        i = slab.filled
+        slab.step[i] = step
+        slab.epoch[i] = epoch
+        if metrics:
+            for name, value in metrics.items():
+                slab.metric(name)[i] = value
+        slab.filled += 1
+        if slab.filled == len(slab.step):
+            self._jobs.put(_Job(slab, slab.filled, recycle=True))
+            nxt = self._free.get()  # back-pressure: waits while every other slab is in flight
+            nxt.reset(slab.start + slab.filled)
+            self._open = nxt
+        return True
+
+    def append(self, row: np.ndarray, step: int, epoch: float = float("nan"), metrics: Mapping[str, float] | None = None) -> bool:
+        """Copy one full row and commit it (convenience for callers holding arrays)."""
+        target = self.next_row()
+        values = np.asarray(row, dtype=np.float32).reshape(-1)
+        if values.size != self.n_params:
+            raise RecorderError(f"row must hold {self.n_params} values for run '{self.group_path}', but got {values.size}")
+        target[:] = values
+        return self.commit_row(step, epoch, metrics)
+
+    def flush(self) -> None:
+        """Write and commit every buffered row now (a partial chunk is rewritten later)."""
+        self._raise_writer_error()
+        if self._closed:
+            return
+        slab = self._open
+        done = threading.Event()
+        if slab.filled:
+            copy = _Slab(
+                weights=slab.weights[: slab.filled].copy(),
+                step=slab.step[: slab.filled].copy(),
+                epoch=slab.epoch[: slab.filled].copy(),
+                metrics={k: v[: slab.filled].copy() for k, v in slab.metrics.items()},
+                start=slab.start,
+                filled=slab.filled,
+            )
+            self._jobs.put(_Job(copy, copy.filled, recycle=False, done=done))
+        else:
+            self._jobs.put(_Job(slab, 0, recycle=False, done=done))
+        done.wait()
+        self._raise_writer_error()
+
+    def close(self, status: str = "complete", extra_attrs: Mapping[str, Any] | None = None) -> None:
+        """Flush, stop the writer thread and set the run's final ``status``."""
+        if self._closed:
+            return
+        if status not in STATUSES:
+            raise TrajbenchError(f"status must be one of {', '.join(STATUSES)}, but got {status!r}")
+        try:
+            if self._error is None:
+                self.flush()
+        finally:
+            self._closed = True
+            self._jobs.put(None)
+            self._thread.join()
+        final = "diverged" if self._diverged_at is not None else status
+        self.status = final
+        attrs: dict[str, Any] = {"status": final, "updated_at": utc_now()}
+        if self._diverged_at is not None:
+            attrs["diverged_at_snapshot"] = self._diverged_at
+        if extra_attrs:
+            attrs.update(extra_attrs)
+        if self._error is None:
+            self._group.update_attributes(attrs)
+        self._raise_writer_error()
+
+    def _diverge(self) -> None:
+        self._diverged_at = self.n_rows
+        warnings.warn(
+            f"run '{self.group_path}': snapshot {self._diverged_at} has non-finite weights; it is not"
+            f" recorded, the run is marked diverged and recording stops",
+            DivergedWarning,
+            stacklevel=4,
+        )
+        self.flush()
+        self.status = "diverged"
+        self._group.update_attributes({"status": "diverged", "diverged_at_snapshot": self._diverged_at, "updated_at": utc_now()})
+
+    # ---------------------------------------------------------- writer thread
+    def _raise_writer_error(self) -> None:
+        if self._error is not None:
+            error = self._error
+            raise StoreError(f"writing run '{self.group_path}' failed: {error}") from error
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            try:
+                if self._error is None and job.rows:
+                    self._write(job.slab, job.rows)
+            except BaseException as exc:  # surfaced in the caller's thread
+                self._error = exc
+            finally:
+                if job.recycle:
+                    self._free.put(job.slab)
+                if job.done is not None:
+                    job.done.set()
+
+    def _write(self, slab: _Slab, rows: int) -> None:
+        start, end = slab.start, slab.start + rows
+        arrays = self._arrays
+        for name in slab.metrics:
+            if name not in arrays:
+                arrays[name] = self._create_series(self._group, name, METRIC_DTYPE, float("nan"), self.plan.snapshots, arrays[STEP].shape[0])
+        # 1. grow shapes (metadata only); 2. write the chunks; 3. commit.
+        for array in arrays.values():
+            if array.shape[0] < end:
+                array.resize((end, *array.shape[1:]))
+        arrays[WEIGHTS][start:end] = slab.weights[:rows]
+        arrays[STEP][start:end] = slab.step[:rows]
+        arrays[EPOCH][start:end] = slab.epoch[:rows]
+        for name, array in arrays.items():
+            if name in RESERVED_ARRAY_NAMES:
+                continue
+            column = slab.metrics.get(name)
+            array[start:end] = column[:rows] if column is not None else np.full(rows, np.nan)
+        self._group.update_attributes({"n_snapshots": end, "updated_at": utc_now()})
+        self.n_committed = end
+
+
+def validate_metric_name(name: object) -> str:
+    """Check a metric name: a valid array name that does not shadow weights/step/epoch."""
+    check_name(name, "metric name")
+    if name in RESERVED_ARRAY_NAMES:
+        raise TrajbenchError(f"metric name {name!r} is reserved; choose another than {', '.join(sorted(RESERVED_ARRAY_NAMES))}")
+    return str(name)

@@ -1,0 +1,150 @@
+"""The ``trajbench`` command line. Thin: parse, call the public API, print.
+
+Any :class:`~trajbench.errors.TrajbenchError` (a bad value, a missing or foreign store, a
+newer format) becomes one line on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from trajbench import __version__
+from trajbench.errors import TrajbenchError
+
+__all__ = ["main", "build_parser"]
+
+# Sub-command modules: each exposes ``add_parser(subparsers)``. Listed by import path so a
+# missing optional piece never breaks the commands that do exist.
+_COMMAND_MODULES: tuple[tuple[str, str], ...] = (
+    ("trajbench.importers.cli", "add_import_parser"),
+)
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return _json_safe(value.item())
+    return value
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from trajbench.store.summary import summarize_store
+
+    info = summarize_store(args.store)
+    if args.json:
+        print(json.dumps(_json_safe(info), indent=2))
+        return 0
+    ratio = info["compression_ratio"]
+    print(f"store        {info['store']}")
+    print(f"format       {info['format']} v{info['format_version']}, created {info['created_at']} by {info['created_by']}")
+    print(f"runs         {info['n_runs']} ({_fmt_counts(info['groups'])})")
+    print(f"status       {_fmt_counts(info['status'])}")
+    print(f"sources      {_fmt_counts(info['sources'])}")
+    p, s = info["n_params"], info["n_snapshots"]
+    print(f"parameters   {p['min']:,} to {p['max']:,} per run")
+    print(f"snapshots    {s['total']:,} committed ({s['min']} to {s['max']} per run)")
+    ratio_text = f", {ratio:.2f}x smaller than raw float32" if ratio else ""
+    print(f"on disk      {_human_bytes(info['bytes_on_disk'])} (raw weights {_human_bytes(info['bytes_raw_float32'])}{ratio_text})")
+    runs = info["runs"][: args.limit]
+    if runs:
+        print()
+        header = ("path", "task", "architecture", "optimizer", "status", "snapshots", "params")
+        rows = [
+            (r["path"], str(r["task"] or "-"), str(r["architecture"] or "-"), str(r["optimizer"] or "-"), str(r["status"]), str(r["n_snapshots"]), f"{r['n_params']:,}")
+            for r in runs
+        ]
+        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if info["n_runs"] > len(runs):
+            print(f"... and {info['n_runs'] - len(runs)} more (use --limit)")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from trajbench.store.validate import validate_store
+
+    problems = validate_store(args.store, check_data=not args.no_data)
+    if args.json:
+        print(json.dumps({"store": args.store, "valid": not problems, "problems": problems}, indent=2))
+    elif problems:
+        print(f"{args.store}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
+        for problem in problems:
+            print(f"  - {problem}")
+    else:
+        print(f"{args.store}: valid trajbench store")
+    return 1 if problems else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``trajbench`` (exposed for docs and tests)."""
+    parser = argparse.ArgumentParser(prog="trajbench", description="Weight-trajectory datasets and forecasting benchmark.")
+    parser.add_argument("--version", action="version", version=f"trajbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    info = sub.add_parser("info", help="summarise a store: runs, parameters, snapshots, bytes, statuses")
+    info.add_argument("store", help="store directory or fsspec URL")
+    info.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    info.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
+    info.set_defaults(func=_cmd_info)
+
+    validate = sub.add_parser("validate", help="check a store against the format spec; exit 1 listing every problem")
+    validate.add_argument("store", help="store directory or fsspec URL")
+    validate.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    validate.add_argument("--no-data", action="store_true", help="skip scanning committed weights for non-finite values")
+    validate.set_defaults(func=_cmd_validate)
+
+    for module_name, function_name in _COMMAND_MODULES:
+        try:
+            module = __import__(module_name, fromlist=[function_name])
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        adder: Callable[[Any], None] = getattr(module, function_name)
+        adder(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``trajbench`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except TrajbenchError as exc:
+        print(f"trajbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("trajbench: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -28,7 +28,7 @@ METRIC_DTYPE = "float64"
 
 KINDS = ("conv", "linear", "bias", "norm", "embedding", "buffer", "other")
 STATUSES = ("running", "complete", "diverged", "failed")
-SOURCES = ("recorder", "import-checkpoints", "import-array", "synthetic")
+SOURCES = ("recorder", "import-checkpoints", "import-array", "synthetic", "callback:lightning", "callback:transformers")
 
 # Names a run id, a synthetic family or a metric may take: one path segment, no dots at the
 # start (zarr reserves names beginning with "__" and ".", and "/" would nest groups).

@@ -9,6 +9,7 @@ order of the model's ``state_dict``. Each entry of the layout says where one ten
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from trajbench.errors import TrajbenchError
+from trajbench.errors import TrajbenchError, TrajbenchWarning
 from trajbench.store.format import KINDS
 
 __all__ = ["ParamSpec", "build_layout", "layout_from_state_dict", "infer_kind", "parse_layout"]
@@ -106,6 +107,14 @@ def infer_kind(name: str, shape: Sequence[int], module: nn.Module | None = None,
     return "other"
 
 
+def _skip(name: str, why: str) -> None:
+    warnings.warn(
+        f"state_dict entry '{name}' is not recorded: {why}; load snapshots with strict=False or make it non-persistent",
+        TrajbenchWarning,
+        stacklevel=4,
+    )
+
+
 def _owner(model: nn.Module, name: str) -> nn.Module | None:
     path, _, _ = name.rpartition(".")
     try:
@@ -129,10 +138,18 @@ def build_layout(model: nn.Module, *, buffers: bool = True, frozen: bool = True)
     first_name_of: dict[int, int] = {}  # id(tensor) -> index in specs
     offset = 0
     for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor):  # e.g. a module's non-tensor _extra_state
+            _skip(name, f"it is a {type(tensor).__name__}, not a tensor")
+            continue
         is_param = name in params
         if not is_param and not buffers:
             continue
         if is_param and not frozen and not tensor.requires_grad:
+            continue
+        if not is_param and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            # Committed rows must be finite; a constant mask of -inf would otherwise mark the
+            # run diverged at its first snapshot.
+            _skip(name, "it is a buffer holding non-finite values (a mask?)")
             continue
         if tensor.dtype not in _STORABLE_DTYPES:
             raise TrajbenchError(

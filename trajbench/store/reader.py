@@ -20,7 +20,7 @@ import zarr
 from trajbench.errors import RunNotFoundError, StoreError, TrajbenchError, did_you_mean
 from trajbench.store.format import EPOCH, RESERVED_ARRAY_NAMES, RUNS_GROUP, STEP, SYNTHETIC_GROUP, WEIGHTS
 from trajbench.store.layout import ParamSpec, parse_layout
-from trajbench.store.root import open_root
+from trajbench.store.root import member_keys, open_root
 
 __all__ = ["open_store", "Store", "Run", "LazyArray"]
 
@@ -91,14 +91,14 @@ class LazyArray:
             key = (key,)
         if any(k is Ellipsis for k in key):
             i = next(i for i, k in enumerate(key) if k is Ellipsis)
-            fill = (slice(None),) * (2 - (len(key) - 1))
+            fill = (slice(None),) * max(0, self.ndim - (len(key) - 1))
             key = key[:i] + fill + key[i + 1 :]
         row_key = key[0] if key else slice(None)
         rest = key[1:]
         rows, drop_row = _resolve(row_key, self._n_rows, "snapshot")
         if self._param_shape is not None:
             # A tensor view: read the tensor's columns, then index its own dimensions.
-            data = self._read(rows, slice(self._c0, self._c1))
+            data = self._read(rows, slice(self._c0, self._c1, 1))
             data = data.reshape((data.shape[0], *self._param_shape))
             if rest:
                 data = data[(slice(None), *rest)]
@@ -141,6 +141,8 @@ def _resolve(key: Any, length: int, axis: str) -> tuple[slice | np.ndarray, bool
         stop = max(stop, start)
         return slice(start, stop, step), False
     arr = np.asarray(key)
+    if arr.ndim == 1 and arr.size == 0 and arr.dtype != bool:  # [] is float64 to numpy; it selects nothing
+        arr = arr.astype(np.intp)
     if arr.dtype == bool:
         if arr.shape != (length,):
             raise IndexError(f"boolean {axis} mask must have length {length}, but got {arr.shape}")
@@ -224,7 +226,7 @@ class Run:
     @property
     def metric_names(self) -> list[str]:
         """Names of the recorded metric arrays (everything but weights, step, epoch)."""
-        return sorted(k for k in self._group.array_keys() if k not in RESERVED_ARRAY_NAMES)
+        return sorted(k for k in member_keys(self._group, "array") if k not in RESERVED_ARRAY_NAMES)
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -275,12 +277,13 @@ class Store:
     def run_paths(self) -> list[str]:
         """Every run's path: ``runs/<id>`` then ``synthetic/<family>/<id>``, sorted."""
         paths: list[str] = []
-        if RUNS_GROUP in self._root.group_keys():
-            paths += [f"{RUNS_GROUP}/{k}" for k in sorted(self._root[RUNS_GROUP].group_keys())]
-        if SYNTHETIC_GROUP in self._root.group_keys():
+        top = member_keys(self._root, "group")
+        if RUNS_GROUP in top:
+            paths += [f"{RUNS_GROUP}/{k}" for k in sorted(member_keys(self._root[RUNS_GROUP], "group"))]
+        if SYNTHETIC_GROUP in top:
             synthetic = self._root[SYNTHETIC_GROUP]
-            for family in sorted(synthetic.group_keys()):
-                paths += [f"{SYNTHETIC_GROUP}/{family}/{k}" for k in sorted(synthetic[family].group_keys())]
+            for family in sorted(member_keys(synthetic, "group")):
+                paths += [f"{SYNTHETIC_GROUP}/{family}/{k}" for k in sorted(member_keys(synthetic[family], "group"))]
         return paths
 
     def __iter__(self) -> Iterator[Run]:
@@ -305,7 +308,7 @@ class Store:
             node = self._root[path]
         except KeyError:
             node = None
-        if not isinstance(node, zarr.Group) or WEIGHTS not in node.array_keys():
+        if not isinstance(node, zarr.Group) or WEIGHTS not in member_keys(node, "array"):
             known = self.run_paths()
             ids = [p.removeprefix(f"{RUNS_GROUP}/") for p in known]
             raise RunNotFoundError(f"no run '{run_id}' in store '{self.location}'{did_you_mean(run_id, ids + known)}")
@@ -323,7 +326,7 @@ class Store:
             group = self._root[path]
             attrs = dict(group.attrs)
             optimizer = attrs.get("optimizer")
-            shape = group[WEIGHTS].shape if WEIGHTS in group.array_keys() else (0, 0)
+            shape = group[WEIGHTS].shape if WEIGHTS in member_keys(group, "array") else (0, 0)
             parts = path.split("/")
             rows.append(
                 {

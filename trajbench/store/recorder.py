@@ -115,8 +115,7 @@ class Recorder:
         check_name(run_id, "run_id")
         self.run_id = run_id
         self.layout: list[ParamSpec] = build_layout(model, buffers=buffers, frozen=frozen)
-        state = model.state_dict(keep_vars=True)
-        self._tensors = [(spec, state[spec.name]) for spec in self.layout]
+        self._model = model
         self._writer = RunWriter(
             store,
             f"{RUNS_GROUP}/{run_id}",
@@ -167,9 +166,16 @@ class Recorder:
         step_value = self.n_snapshots if step is None else _as_int(step, "step")
         epoch_value = float("nan") if epoch is None else _as_float(epoch, "epoch")
         clean_metrics = {validate_metric_name(k): _as_float(v, f"metrics[{k!r}]") for k, v in (metrics or {}).items()}
+        # Look the tensors up on every snapshot: model.to(device), load_state_dict(assign=True)
+        # or assigning a buffer replace tensor objects, and a stale reference records old values.
+        state = self._model.state_dict(keep_vars=True)
         row = torch.from_numpy(self._writer.next_row())
         with torch.no_grad():
-            for spec, tensor in self._tensors:
+            for spec in self.layout:
+                tensor = state.get(spec.name)
+                if tensor is None or tuple(tensor.shape) != spec.shape:
+                    found = "is gone" if tensor is None else f"now has shape {tuple(tensor.shape)}"
+                    raise RecorderError(f"tensor '{spec.name}' of run '{self.run_id}' {found}; it was recorded with shape {spec.shape}")
                 row[spec.offset : spec.offset + spec.numel].view(spec.shape).copy_(tensor.detach())
         return self._writer.commit_row(step_value, epoch_value, clean_metrics)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import platform
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ from zarr.storage import FsspecStore, LocalStore
 from trajbench.errors import FormatVersionError, NotAStoreError, StoreError, StoreNotFoundError
 from trajbench.store.format import FORMAT_NAME, FORMAT_VERSION
 
-__all__ = ["open_root", "is_url", "library_versions", "utc_now"]
+__all__ = ["open_root", "is_url", "library_versions", "utc_now", "member_keys"]
 
 
 def utc_now() -> str:
@@ -66,6 +67,18 @@ def _location_exists(location: str | os.PathLike[str]) -> bool:
 
     fs, path = fsspec.core.url_to_fs(text)
     return bool(fs.exists(path))
+
+
+def member_keys(group: zarr.Group, kind: Literal["array", "group"]) -> list[str]:
+    """``group.array_keys()`` or ``group.group_keys()``, skipping stray files without a warning.
+
+    An atomic write interrupted by a crash leaves a ``zarr.<hex>.partial`` temp file beside
+    a node's ``zarr.json``. It is not data, but zarr warns on every listing that it "is not
+    recognized as a component of a Zarr hierarchy"; readers must ignore such leftovers.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Object at .* is not recognized as a component of a Zarr hierarchy", category=UserWarning)
+        return list(group.array_keys() if kind == "array" else group.group_keys())
 
 
 def _check_root_attrs(attrs: dict[str, Any], location: str) -> None:

@@ -22,7 +22,7 @@ from trajbench.store.format import (
     WEIGHTS_DTYPE,
 )
 from trajbench.store.layout import layout_problems
-from trajbench.store.root import open_root
+from trajbench.store.root import member_keys, open_root
 
 __all__ = ["validate_store"]
 
@@ -48,25 +48,25 @@ def validate_store(location: str | os.PathLike[str], *, check_data: bool = True)
 
 
 def _run_groups(root: zarr.Group, problems: list[str]) -> Iterator[tuple[str, zarr.Group]]:
-    for name in root.keys():
+    for name in member_keys(root, "array") + member_keys(root, "group"):
         if name not in (RUNS_GROUP, SYNTHETIC_GROUP):
             problems.append(f"unexpected top-level node '{name}' (expected only '{RUNS_GROUP}' and '{SYNTHETIC_GROUP}')")
-    if RUNS_GROUP in root.group_keys():
+    if RUNS_GROUP in member_keys(root, "group"):
         runs = root[RUNS_GROUP]
-        for name in sorted(runs.array_keys()):
+        for name in sorted(member_keys(runs, "array")):
             problems.append(f"{RUNS_GROUP}/{name}: is an array; expected a run group")
-        for name in sorted(runs.group_keys()):
+        for name in sorted(member_keys(runs, "group")):
             yield f"{RUNS_GROUP}/{name}", runs[name]
-    if SYNTHETIC_GROUP in root.group_keys():
+    if SYNTHETIC_GROUP in member_keys(root, "group"):
         synthetic = root[SYNTHETIC_GROUP]
-        for family in sorted(synthetic.group_keys()):
-            for name in sorted(synthetic[family].group_keys()):
+        for family in sorted(member_keys(synthetic, "group")):
+            for name in sorted(member_keys(synthetic[family], "group")):
                 yield f"{SYNTHETIC_GROUP}/{family}/{name}", synthetic[family][name]
 
 
 def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
     attrs: dict[str, Any] = dict(group.attrs)
-    arrays = {name: group[name] for name in group.array_keys()}
+    arrays = {name: group[name] for name in member_keys(group, "array")}
     problems: list[str] = []
     for required in (WEIGHTS, STEP, EPOCH):
         if required not in arrays:

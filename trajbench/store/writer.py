@@ -17,6 +17,7 @@ of the slabs in flight: at most ``n_slabs x snapshots_per_chunk - 1`` snapshots.
 
 from __future__ import annotations
 
+import json
 import math
 import queue
 import threading
@@ -44,7 +45,7 @@ from trajbench.store.format import (
     plan_chunks,
 )
 from trajbench.store.layout import ParamSpec, parse_layout
-from trajbench.store.root import library_versions, open_root, utc_now
+from trajbench.store.root import library_versions, member_keys, open_root, utc_now
 
 __all__ = ["RunWriter", "WriteMode"]
 
@@ -182,8 +183,6 @@ class RunWriter:
             )
         if exists and mode == "a":
             return self._resume()
-        if exists and mode == "w":
-            del self._root[self.group_path]
         plan = plan_chunks(self.n_params, snapshots_per_chunk)
         now = utc_now()
         full_attrs = {
@@ -197,6 +196,13 @@ class RunWriter:
             "created_at": now,
             "updated_at": now,
         }
+        # Check every argument before mode "w" deletes the old run, so bad input destroys nothing.
+        try:
+            json.dumps(full_attrs)
+        except (TypeError, ValueError) as exc:
+            raise TrajbenchError(f"run attributes must be JSON-serialisable: {exc}") from None
+        if exists and mode == "w":
+            del self._root[self.group_path]
         parent = self._root
         *parents, leaf = self.group_path.split("/")
         for segment in parents:  # explicit intermediate groups: zarr v3 has no implicit ones
@@ -243,7 +249,7 @@ class RunWriter:
             first = next((f"{a} vs stored {b}" for a, b in zip(mine, theirs) if a != b), f"{len(mine)} tensors vs stored {len(theirs)}")
             raise StoreError(f"cannot resume run '{self.group_path}': its param_layout differs from the model's ({first})")
         try:
-            arrays = {name: group[name] for name in group.array_keys()}
+            arrays = {name: group[name] for name in member_keys(group, "array")}
         except KeyError as exc:
             raise StoreError(f"cannot resume run '{self.group_path}': {exc}") from None
         weights = arrays.get(WEIGHTS)
@@ -361,7 +367,8 @@ class RunWriter:
             self._jobs.put(None)
             self._thread.join()
         final = "diverged" if self._diverged_at is not None else status
-        self.status = final
+        # After a writer error the store keeps 'running' (resumable); say 'failed' here.
+        self.status = final if self._error is None else "failed"
         attrs: dict[str, Any] = {"status": final, "updated_at": utc_now()}
         if self._diverged_at is not None:
             attrs["diverged_at_snapshot"] = self._diverged_at

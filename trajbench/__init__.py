@@ -25,6 +25,18 @@ from trajbench.store.reader import LazyArray, Run, Store, open_store
 from trajbench.store.recorder import Recorder
 from trajbench.store.validate import validate_store
 from trajbench.store.writer import RunWriter
+from trajbench.forecasting import (
+    Forecaster,
+    ForecasterError,
+    NotFittedError,
+    SeriesMeta,
+    TrainingData,
+    get_forecaster,
+    list_forecasters,
+    register_forecaster,
+)
+from trajbench.bench.harness import run_benchmark
+from trajbench.bench.results import read_results
 
 __all__ = [
     "__version__",
@@ -39,6 +51,16 @@ __all__ = [
     "Run",
     "LazyArray",
     "validate_store",
+    "Forecaster",
+    "ForecasterError",
+    "NotFittedError",
+    "SeriesMeta",
+    "TrainingData",
+    "get_forecaster",
+    "list_forecasters",
+    "register_forecaster",
+    "run_benchmark",
+    "read_results",
     "TrajbenchError",
     "StoreError",
     "StoreNotFoundError",

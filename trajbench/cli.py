@@ -22,7 +22,22 @@ __all__ = ["main", "build_parser"]
 # missing optional piece never breaks the commands that do exist.
 _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("trajbench.importers.cli", "add_import_parser"),
+    ("trajbench.bench.cli", "add_bench_parser"),
 )
+# `trajbench list WHAT`: each module adds one WHAT to the `list` sub-parsers.
+_LIST_MODULES: tuple[tuple[str, str], ...] = (
+    ("trajbench.bench.cli", "add_list_forecasters_parser"),
+)
+
+
+def _load(module_name: str, function_name: str) -> Callable[[Any], Any] | None:
+    try:
+        module = __import__(module_name, fromlist=[function_name])
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    return getattr(module, function_name)
 
 
 def _human_bytes(n: float) -> str:
@@ -119,14 +134,17 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(func=_cmd_validate)
 
     for module_name, function_name in _COMMAND_MODULES:
-        try:
-            module = __import__(module_name, fromlist=[function_name])
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        adder: Callable[[Any], None] = getattr(module, function_name)
-        adder(sub)
+        adder = _load(module_name, function_name)
+        if adder is not None:
+            adder(sub)
+
+    listing = sub.add_parser("list", help="list what is available: forecasters, tasks, suites")
+    list_sub = listing.add_subparsers(dest="what", metavar="WHAT")
+    list_sub.required = True
+    for module_name, function_name in _LIST_MODULES:
+        adder = _load(module_name, function_name)
+        if adder is not None:
+            adder(list_sub)
     return parser
 
 

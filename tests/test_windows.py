@@ -1,0 +1,162 @@
+"""Windows, origins, horizons and parameter samples, including the edge cases: short runs,
+partial runs, horizons longer than what is left, contexts longer than the first origin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trajbench.bench.harness import run_benchmark
+from trajbench.bench.protocol import PROTOCOL
+from trajbench.bench.windows import (
+    SeriesSource,
+    build_context,
+    build_full_targets,
+    build_targets,
+    derive_seed,
+    eligible_columns,
+    first_origin,
+    iter_blocks,
+    sample_columns,
+    scored_horizons,
+    window_origins,
+)
+from trajbench.forecasting import TrainingData
+from trajbench.store.layout import ParamSpec
+from trajbench.store.writer import RunWriter
+
+pytestmark = pytest.mark.micro
+
+
+def test_derive_seed_is_stable_across_machines() -> None:
+    # SHA-256 based: these values must never change (they decide splits and samples)
+    assert derive_seed("trajbench", 0, "runs/a") == 7383797888913659319
+    np.testing.assert_array_equal(sample_columns(np.arange(100), 5, 0, "runs/a"), [3, 7, 17, 62, 87])
+
+
+def test_first_origin_rule() -> None:
+    assert first_origin([1]) == 1  # references need two points: never before snapshot 1
+    assert first_origin([2, 5]) == 4  # after the longest context compared
+    assert first_origin([1, 64]) == 19  # at most 20 snapshots
+    assert first_origin([]) == 1
+    assert first_origin([8], max_start=6) == 5
+
+
+def test_origins_keep_tail_windows_and_stride() -> None:
+    np.testing.assert_array_equal(window_origins(10, 4, 1), [4, 5, 6, 7, 8])  # 8 has one target left
+    np.testing.assert_array_equal(window_origins(10, 4, 3), [4, 7])
+    assert len(window_origins(5, 4, 1)) == 0  # a short run: no snapshot after the first origin
+    np.testing.assert_array_equal(window_origins(6, 4, 1), [4])
+    np.testing.assert_array_equal(scored_horizons(10, 4, (1, 2, 5, 10)), [1, 2, 5])
+    with pytest.raises(ValueError, match="stride"):
+        window_origins(10, 4, 0)
+
+
+def test_context_and_targets_by_hand() -> None:
+    data = np.arange(12 * 3, dtype=np.float32).reshape(12, 3)  # snapshot t, series s -> 3t + s
+    origins = np.array([4, 9, 10])
+    ctx = build_context(data, 0, origins, 3)
+    assert ctx.shape == (9, 3)
+    np.testing.assert_array_equal(ctx[0], data[2:5, 0])  # origin 4, series 0
+    np.testing.assert_array_equal(ctx[5], data[7:10, 2])  # origin 9, series 2
+    truth, valid = build_targets(data, 0, origins, np.array([1, 2, 5]), 12)
+    assert truth.shape == (3, 3, 3)
+    np.testing.assert_array_equal(truth[0, 2], data[9])
+    np.testing.assert_array_equal(valid, [[True, True, True], [True, True, False], [True, False, False]])
+    full = build_full_targets(data, 0, origins[:1], 3)
+    np.testing.assert_array_equal(full[1], data[5:8, 1])
+    # a context longer than the origin allows repeats snapshot 0 (edge padding)
+    padded = build_context(data, 0, np.array([1]), 4)
+    np.testing.assert_array_equal(padded[0], [0, 0, 0, 3])
+    # a block that starts later: indices are relative to the block
+    np.testing.assert_array_equal(build_context(data[3:], 3, np.array([5]), 2)[1], data[4:6, 1])
+
+
+def test_blocks_cover_every_origin_once_and_hold_their_windows() -> None:
+    data = np.random.default_rng(0).normal(size=(57, 5)).astype(np.float32)
+    source = SeriesSource.from_array(data)
+    origins = window_origins(57, 4, 2)
+    seen = []
+    n_blocks = 0
+    for start, block, chunk in iter_blocks(source, origins, back=4, ahead=6, block_bytes=5 * 4 * 16):
+        n_blocks += 1
+        seen.extend(chunk.tolist())
+        np.testing.assert_array_equal(block, data[start : start + len(block)])
+        assert start <= chunk[0] - 4 or start == 0
+        assert start + len(block) >= min(57, chunk[-1] + 7)
+        assert len(block) <= 16 or len(block) == 11  # the budget, or one window
+    assert seen == origins.tolist() and n_blocks > 3
+
+
+def test_sample_is_declared_deterministic_and_eligible_only() -> None:
+    specs = [
+        ParamSpec("w", (10, 10), 0, 100, "linear"),
+        ParamSpec("b", (10,), 100, 10, "bias"),
+        ParamSpec("bn.running_mean", (10,), 110, 10, "buffer", trainable=False),
+        ParamSpec("frozen", (5,), 120, 5, "linear", trainable=False),
+    ]
+    eligible = eligible_columns(specs, 125)
+    assert len(eligible) == 110 and eligible.max() == 109
+    a = sample_columns(eligible, 32, seed=7, key="runs/x")
+    np.testing.assert_array_equal(a, sample_columns(eligible, 32, seed=7, key="runs/x"))
+    assert len(a) == 32 and np.all(np.diff(a) > 0) and np.isin(a, eligible).all()
+    assert not np.array_equal(a, sample_columns(eligible, 32, seed=8, key="runs/x"))
+    assert not np.array_equal(a, sample_columns(eligible, 32, seed=7, key="runs/y"))
+    np.testing.assert_array_equal(sample_columns(eligible, 4096, seed=7, key="runs/x"), eligible)  # fewer than the sample: all
+    np.testing.assert_array_equal(eligible_columns([], 4), np.arange(4))  # no layout: every column
+
+
+def test_training_data_yields_only_whole_windows() -> None:
+    runs = [np.arange(10 * 2, dtype=np.float32).reshape(10, 2), np.ones((4, 2), dtype=np.float32)]
+    train = TrainingData.from_arrays(runs, context_length=3, horizon=2)
+    batches = list(train)
+    assert train.n_windows() == 6  # origins 2..7 of the first run; the second is too short
+    context = np.concatenate([b[0] for b in batches])
+    target = np.concatenate([b[1] for b in batches])
+    assert context.shape == (12, 3) and target.shape == (12, 2)
+    np.testing.assert_array_equal(context[0], [0, 2, 4])  # origin 2, series 0
+    np.testing.assert_array_equal(target[0], [6, 8])
+    meta = batches[0][2]
+    assert meta.origin[0] == 2 and meta.first[1] == 1 and meta.kind[0] == "other"
+    small = list(train.batches(batch_series=2))
+    assert all(len(b[0]) == 2 for b in small) and len(small) == 6
+    assert train.subset([1]).n_windows() == 0
+
+
+def _write(store: Path, run_id: str, rows: np.ndarray, *, close: bool = True, task: str = "t", lr: float = 0.1, seed: int = 0) -> None:
+    layout = [ParamSpec("w", (rows.shape[1],), 0, rows.shape[1], "linear")]
+    writer = RunWriter(store, f"runs/{run_id}", layout, {"task": task, "optimizer": {"name": "sgd", "lr": lr}, "seed": seed}, snapshots_per_chunk=16)
+    for i, row in enumerate(rows):
+        writer.append(row, step=i, epoch=float(i))
+    if close:
+        writer.close()
+    else:
+        writer.flush()
+
+
+def test_harness_short_partial_and_overlong_runs(tmp_path: Path) -> None:
+    """A run too short for any window is listed (not dropped silently); a partial run is
+    read to its committed snapshot only; horizons past the end are scored only where the
+    truth exists."""
+    store = tmp_path / "edge.zarr"
+    t = np.arange(30, dtype=np.float32)[:, None]
+    line = 1.0 + 0.25 * t * np.ones((1, 3), dtype=np.float32)
+    _write(store, "long", line, lr=0.1)
+    _write(store, "short", line[:5], lr=0.2)  # first origin is 4: nothing after it
+    _write(store, "partial", line[:12], lr=0.3, close=False)  # a writer still running
+    protocol = PROTOCOL.replace(split_fractions=(0.0, 0.0, 1.0), horizons=(1, 2, 20, 40), bootstrap=20)
+    result = run_benchmark(store, ["linear", "linear_lstsq"], tmp_path / "out", protocol=protocol, hash_store=False)
+    manifest = result.manifest
+    assert {r["path"] for r in manifest["windows"]["runs_without_windows"]} == {"runs/short"}
+    assert "no window has a target" in manifest["windows"]["runs_without_windows"][0]["reason"]
+    stats = __import__("pandas").read_parquet(tmp_path / "out" / "partial" / "linear.parquet")
+    allk = stats[stats["kind"] == "all"]
+    partial = allk[allk["run"] == "runs/partial"].set_index("horizon")["n"]
+    # origins 4..10 of 12 committed snapshots: horizon 1 for 7 windows, 2 for 6, none for 20
+    assert partial.to_dict() == {1: 7 * 3, 2: 6 * 3}
+    long = allk[allk["run"] == "runs/long"].set_index("horizon")["n"]
+    assert long.to_dict() == {1: 25 * 3, 2: 24 * 3, 20: 6 * 3}  # 40 is past the end of every window
+    mae = result.table[(result.table.forecaster == "linear") & (result.table.metric == "mae") & (result.table.kind == "all")]
+    assert np.allclose(mae["value"], 0.0)  # exact on straight lines, whatever is left of the run

@@ -1,0 +1,239 @@
+"""``trajbench bench`` and ``trajbench list forecasters``. Thin: parse, call, print.
+
+Wiring (in ``trajbench/cli.py``)::
+
+    from trajbench.bench.cli import add_bench_parser, add_list_parser
+    add_bench_parser(sub)
+    add_list_parser(sub)            # or add_list_forecasters_parser(list_subparsers)
+
+Each handler takes the parsed ``argparse.Namespace`` and returns the exit code; a
+:class:`~trajbench.errors.TrajbenchError` propagates to ``main``, which prints one line
+and exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from trajbench.errors import TrajbenchError
+
+__all__ = ["add_bench_parser", "add_list_parser", "add_list_forecasters_parser", "cmd_bench", "cmd_list_forecasters"]
+
+
+def _csv(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _int_list(text: str, what: str) -> tuple[int, ...]:
+    values: list[int] = []
+    for part in _csv(text):
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                values.extend(range(lo, hi + 1))
+            else:
+                values.append(int(part))
+        except ValueError:
+            raise TrajbenchError(f"{what} must be a comma list of ints or ranges like 1-5, but got {text!r}") from None
+    return tuple(sorted(set(values)))
+
+
+def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``bench`` to the ``trajbench`` sub-commands."""
+    from trajbench.bench.harness import TRACKS
+    from trajbench.bench.protocol import PROTOCOL
+
+    p = subparsers.add_parser(
+        "bench",
+        help="benchmark forecasters on a store; write RESULTS/results.{parquet,csv} and manifest.json",
+        description=(
+            "Fit each forecaster on the training split and score it on the same windows of every evaluation run "
+            "(docs/protocol.md). Writes one tidy table (docs/results-format.md). Resumable: forecasters already "
+            "scored under the same store, protocol and seed are reused from RESULTS/partial/."
+        ),
+    )
+    p.add_argument("store", help="store directory or fsspec URL")
+    p.add_argument("--out", required=True, metavar="RESULTS", help="output directory")
+    p.add_argument("--forecasters", metavar="A,B", help="registered forecasters, comma-separated, or 'all' (default: all registered, plus any --forecaster)")
+    p.add_argument("--forecaster", action="append", default=[], metavar="FILE.py:Class", help="a local forecaster class (repeatable); appears under its name attribute")
+    p.add_argument("--forecaster-config", metavar="FILE.toml", help="per-forecaster parameters: one [name] table each")
+    p.add_argument("--track", default="error", choices=[*TRACKS, "all"], help="which rows to produce (default: error)")
+    p.add_argument("--seed", type=int, default=0, help="sets every random choice: splits, samples, bootstrap, fit (default 0)")
+    p.add_argument("--splits", metavar="S,T", help=f"splits to report (default: {','.join(PROTOCOL.eval_splits)})")
+    p.add_argument("--stride", type=int, help=f"snapshots between window origins (default {PROTOCOL.stride})")
+    p.add_argument("--horizons", metavar="H", help="horizons to score, e.g. 1-5,10,20 (default: the protocol's)")
+    p.add_argument("--sample-size", metavar="N", help=f"series sampled per run, or 'all' (default {PROTOCOL.sample_size})")
+    p.add_argument("--bootstrap", type=int, help=f"bootstrap resamples over runs (default {PROTOCOL.bootstrap})")
+    p.add_argument("--unseen-tasks", metavar="P,Q", help="task patterns held out as 'unseen' (default: the protocol's; '' for none)")
+    p.add_argument("--unseen-architectures", metavar="P,Q", help="architecture patterns held out as 'unseen' (default: the protocol's)")
+    p.add_argument("--no-resume", action="store_true", help="recompute every forecaster even if RESULTS/partial/ has it")
+    p.add_argument("--no-store-hash", action="store_true", help="skip hashing the store's bytes (manifest sha256 is then null)")
+    p.add_argument("--no-memory", action="store_true", help="do not measure peak memory (slightly faster)")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address or 'local-cluster' to shard (forecaster x run) work")
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.set_defaults(func=cmd_bench)
+    return p
+
+
+def _protocol_from_args(args: argparse.Namespace) -> Any:
+    from trajbench.bench.protocol import PROTOCOL
+
+    changes: dict[str, Any] = {}
+    if args.splits:
+        changes["eval_splits"] = tuple(_csv(args.splits))
+    if args.stride is not None:
+        changes["stride"] = args.stride
+    if args.horizons:
+        changes["horizons"] = _int_list(args.horizons, "--horizons")
+    if args.sample_size is not None:
+        if args.sample_size == "all":
+            changes["sample_size"] = None
+        else:
+            try:
+                changes["sample_size"] = int(args.sample_size)
+            except ValueError:
+                raise TrajbenchError(f"--sample-size must be a positive int or 'all', but got {args.sample_size!r}") from None
+    if args.bootstrap is not None:
+        changes["bootstrap"] = args.bootstrap
+    if args.unseen_tasks is not None:
+        changes["unseen_tasks"] = tuple(_csv(args.unseen_tasks))
+    if args.unseen_architectures is not None:
+        changes["unseen_architectures"] = tuple(_csv(args.unseen_architectures))
+    return PROTOCOL.replace(**changes) if changes else PROTOCOL
+
+
+def _fmt(value: float) -> str:
+    if value is None or not math.isfinite(value):
+        return "-"
+    return f"{value:.3f}" if abs(value) < 1000 else f"{value:.3g}"
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from trajbench.bench.harness import run_benchmark
+
+    # Without --forecasters, every registered forecaster (the baselines included) is
+    # compared, plus any --forecaster class: one command gives the full comparison.
+    specs: list[str] = ["all"] if args.forecasters is None else _csv(args.forecasters)
+    specs.extend(args.forecaster)
+    protocol = _protocol_from_args(args)
+    log = None if args.quiet or args.json else (lambda msg: print(f"trajbench bench: {msg}", file=sys.stderr))
+    result = run_benchmark(
+        args.store,
+        specs,
+        args.out,
+        track=args.track,
+        seed=args.seed,
+        protocol=protocol,
+        forecaster_config=args.forecaster_config,
+        resume=not args.no_resume,
+        progress=not args.quiet and not args.json and sys.stderr.isatty(),
+        hash_store=not args.no_store_hash,
+        measure_memory=not args.no_memory,
+        scheduler=args.scheduler,
+        log=log,
+    )
+    table = result.table
+    sel = table[(table["task"] == "all") & (table["kind"] == "all") & (table["horizon"].isin(["short", "long"])) & (table["metric"] == "scaled_persistence")]
+    failures = table[table["status"] == "failed"]
+    summary = [
+        {
+            "forecaster": r.forecaster,
+            "split": r.split,
+            "horizon": r.horizon,
+            "scaled_persistence": None if not math.isfinite(r.value) else r.value,
+            "ci_low": None if not math.isfinite(r.ci_low) else r.ci_low,
+            "ci_high": None if not math.isfinite(r.ci_high) else r.ci_high,
+            "n_tasks": int(r.n),
+        }
+        for r in sel.itertuples(index=False)
+    ]
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "out": str(result.out),
+                    "results": str(result.out / "results.parquet") if result.out else None,
+                    "summary": summary,
+                    "failed": [{"forecaster": r.forecaster, "message": r.message} for r in failures.itertuples(index=False)],
+                    "manifest": json.loads(json.dumps(result.manifest, default=str)),
+                },
+                indent=2,
+                default=str,
+            )
+        )
+        return 0
+    windows = result.manifest["windows"]
+    print(f"store        {result.manifest['store']['location']} ({result.manifest['store']['n_runs']} runs; sha256 {str(result.manifest['store']['sha256'])[:12]})")
+    print(f"protocol     v{result.manifest['protocol']['version']}" + (f" (modified: {', '.join(result.manifest['protocol']['modified'])})" if result.manifest["protocol"]["modified"] else ""))
+    print(f"windows      {windows['evaluated_runs']} runs evaluated, first origin {windows['first_origin']}, stride {windows['stride']}, horizons {','.join(map(str, windows['horizons']))}")
+    if windows["runs_without_windows"]:
+        print(f"             {len(windows['runs_without_windows'])} run(s) too short for any window (listed in manifest.json)")
+    print()
+    print("scaled error vs persistence (geometric mean over tasks, lower is better; 95% CI)")
+    splits = sorted(sel["split"].unique())
+    names = list(dict.fromkeys(table["forecaster"]))
+    header = ["forecaster", *[f"{s}/{h}" for s in splits for h in ("short", "long")]]
+    rows = []
+    for name in names:
+        cells = [name]
+        for split in splits:
+            for horizon in ("short", "long"):
+                hit = sel[(sel["forecaster"] == name) & (sel["split"] == split) & (sel["horizon"] == horizon)]
+                if hit.empty:
+                    cells.append("failed" if name in set(failures["forecaster"]) else "-")
+                else:
+                    r = hit.iloc[0]
+                    ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if math.isfinite(r.ci_low) else ""
+                    cells.append(f"{_fmt(r.value)}{ci}")
+        rows.append(cells)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    for r in failures.itertuples(index=False):
+        print(f"failed       {r.forecaster}: {r.message}")
+    print()
+    print(f"wrote        {result.out / 'results.parquet'}, results.csv, manifest.json ({len(table)} rows, {result.manifest['wall_seconds']:.1f} s)")
+    return 0
+
+
+def add_list_forecasters_parser(list_subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``forecasters`` under an existing ``list`` command's sub-parsers."""
+    p = list_subparsers.add_parser("forecasters", help="the forecasters available by name (built-in, entry points, registered)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    p.set_defaults(func=cmd_list_forecasters)
+    return p
+
+
+def add_list_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``list`` (with ``list forecasters``) to the ``trajbench`` sub-commands."""
+    p = subparsers.add_parser("list", help="list available things: forecasters")
+    sub = p.add_subparsers(dest="list_what", metavar="WHAT")
+    sub.required = True
+    add_list_forecasters_parser(sub)
+    return p
+
+
+def cmd_list_forecasters(args: argparse.Namespace) -> int:
+    from trajbench.forecasting.registry import forecaster_table
+
+    table = forecaster_table()
+    if args.json:
+        print(json.dumps(table.to_dict(orient="records"), indent=2, default=str))
+        return 0
+    header = ("name", "context", "needs_fit", "origin", "summary")
+    rows = []
+    for r in table.itertuples(index=False):
+        needs_fit = "" if r.tags is None else ("yes" if r.tags.get("needs_fit") else "no")
+        summary = r.summary if not r.error else f"cannot load: {r.error}"
+        rows.append((r.name, "-" if r.context_length is None else str(r.context_length), needs_fit, r.origin, summary))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0

@@ -1,0 +1,173 @@
+"""What a manifest records about the store, the machine and the libraries, and how the
+harness measures wall time and peak memory of ``fit`` and ``predict``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["store_sha256", "STORE_HASH_DEFINITION", "machine_info", "library_versions", "Meter"]
+
+STORE_HASH_DEFINITION = (
+    "sha256-files-v1: SHA-256 of the UTF-8 text with one line '<path>\\t<sha256 of the file bytes>\\n' per regular file"
+    " of the store (zarr.json documents and chunks alike), path relative to the store root with '/' separators,"
+    " lines sorted by path (byte order)"
+)
+
+
+def _sha256_file(read: Any) -> str:
+    digest = hashlib.sha256()
+    for block in read():
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def store_sha256(location: str | os.PathLike[str]) -> str:
+    """The store's content hash (:data:`STORE_HASH_DEFINITION`): it changes when any
+    byte of any file changes, and does not depend on the machine, the file system's
+    order or timestamps."""
+    text = os.fspath(location)
+    if text.startswith("file://"):
+        text = text[len("file://") :]
+    entries: list[tuple[str, str]] = []
+    if "://" not in text:
+        root = Path(text)
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in filenames:
+                path = Path(dirpath) / name
+                if not path.is_file():
+                    continue
+                rel = path.relative_to(root).as_posix()
+
+                def blocks(p: Path = path) -> Iterator[bytes]:
+                    with open(p, "rb") as fh:
+                        while chunk := fh.read(1 << 20):
+                            yield chunk
+
+                entries.append((rel, _sha256_file(blocks)))
+    else:
+        import fsspec
+
+        fs, root_path = fsspec.core.url_to_fs(text)
+        root_path = root_path.rstrip("/")
+        for path in fs.find(root_path):
+            rel = path[len(root_path) :].lstrip("/")
+            data = fs.cat_file(path)
+            entries.append((rel, hashlib.sha256(data).hexdigest()))
+    entries.sort(key=lambda e: e[0].encode("utf-8"))
+    listing = "".join(f"{p}\t{h}\n" for p, h in entries)
+    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "hostname_sha256": hashlib.sha256(platform.node().encode()).hexdigest()[:12],
+    }
+    try:
+        info["cpu_affinity"] = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        pass
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    info["memory_bytes"] = int(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
+    from importlib import metadata
+
+    names = ("trajbench", "numpy", "pandas", "pyarrow", "zarr", "numcodecs", "torch", "scikit-learn", "statsmodels", "dask", "distributed", *extra)
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _proc_status() -> dict[str, int]:
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    key, value = line.split(":", 1)
+                    out[key] = int(value.split()[0]) * 1024
+    except OSError:
+        pass
+    return out
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class Meter:
+    """Accumulates wall time, call count and peak extra memory over measured calls.
+
+    Peak memory of a call is the larger of (a) the peak of Python and numpy allocations
+    traced by :mod:`tracemalloc` during the call and (b) on Linux, the rise of the
+    process's peak resident set (``VmHWM``, reset before the call through
+    ``/proc/self/clear_refs``) over its size before the call, which also sees torch and
+    other native allocations. ``peak_bytes`` is the largest over calls.
+    """
+
+    def __init__(self, memory: bool = True) -> None:
+        self.memory = memory
+        self.seconds = 0.0
+        self.calls = 0
+        self.peak_bytes = 0
+
+    @contextmanager
+    def measure(self) -> Iterator[None]:
+        started_tracing = False
+        base_traced = 0
+        rss_ok = False
+        rss0 = 0
+        if self.memory:
+            if tracemalloc.is_tracing():
+                tracemalloc.reset_peak()
+            else:
+                tracemalloc.start()
+                started_tracing = True
+            base_traced = tracemalloc.get_traced_memory()[0]
+            rss0 = _proc_status().get("VmRSS", 0)
+            rss_ok = _reset_peak_rss() and rss0 > 0
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+            if self.memory:
+                peak = tracemalloc.get_traced_memory()[1] - base_traced
+                if started_tracing:
+                    tracemalloc.stop()
+                if rss_ok:
+                    peak = max(peak, _proc_status().get("VmHWM", 0) - rss0)
+                self.peak_bytes = max(self.peak_bytes, int(peak))

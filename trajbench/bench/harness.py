@@ -1,0 +1,835 @@
+"""The benchmark harness: ``run_benchmark(store, forecasters, out)``.
+
+For each forecaster, in turn: fit it on the training split, then stream every evaluation
+run block by block, cut the same windows for everyone (``docs/protocol.md``), call
+``predict`` on batches of windows, and fold the errors into per-run sufficient
+statistics (:mod:`trajbench.bench.metrics`). A forecaster's statistics are written to
+``RESULTS/partial/`` as soon as it is done, so a killed benchmark resumes where it
+stopped, forecaster by forecaster. Finally every forecaster's statistics (and the
+reference's, last-two linear extrapolation on the same windows) are aggregated into the
+results table (:mod:`trajbench.bench.results`).
+
+A forecaster that raises, returns the wrong shape or non-finite values is stopped and
+becomes a failure row; the others go on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trajbench.bench.environment import STORE_HASH_DEFINITION, Meter, library_versions, machine_info, store_sha256
+from trajbench.bench.metrics import STAT_FIELDS, BatchReference
+from trajbench.bench.protocol import PROTOCOL, Protocol
+from trajbench.bench.results import (
+    RESULTS_FORMAT_VERSION,
+    ForecasterOutcome,
+    aggregate_error_track,
+    manifest_json,
+    write_results,
+)
+from trajbench.bench.splits import assign_splits, canonical_json
+from trajbench.bench.windows import (
+    DEFAULT_BLOCK_BYTES,
+    SeriesSource,
+    build_context,
+    build_targets,
+    derive_seed,
+    eligible_columns,
+    first_origin,
+    iter_blocks,
+    sample_columns,
+    scored_horizons,
+    window_origins,
+)
+from trajbench.errors import TrajbenchError, did_you_mean
+from trajbench.forecasting.base import Forecaster
+from trajbench.forecasting.data import TrainingData
+from trajbench.forecasting.meta import SeriesMeta
+from trajbench.forecasting.registry import get_forecaster, list_forecasters, load_forecaster_class, validate_forecaster_name
+
+__all__ = [
+    "TRACKS",
+    "Track",
+    "BenchResult",
+    "run_benchmark",
+    "resolve_forecasters",
+    "load_forecaster_config",
+    "resolve_tracks",
+    "implemented_tracks",
+]
+
+
+# ------------------------------------------------------------------- tracks
+@dataclass(frozen=True)
+class Track:
+    """A family of result rows. Every track writes into the same results table."""
+
+    name: str
+    description: str
+    implemented: bool
+
+
+#: The tracks ``--track`` accepts. Later issues implement the placeholders.
+TRACKS: dict[str, Track] = {
+    "error": Track("error", "forecast error in weight space against the stored trajectories", True),
+    "downstream": Track("downstream", "loss and accuracy of the task's model with forecasted weights loaded", False),
+    "online": Track("online", "time-to-target when the forecaster skips training ahead during a run", False),
+}
+
+
+def implemented_tracks() -> list[str]:
+    return [name for name, t in TRACKS.items() if t.implemented]
+
+
+def resolve_tracks(track: str) -> tuple[list[str], list[str]]:
+    """``(to_run, not_implemented)``: ``all`` runs every implemented track and lists the
+    others; naming an unimplemented track raises."""
+    if track == "all":
+        return implemented_tracks(), [t for t in TRACKS if t not in implemented_tracks()]
+    if track not in TRACKS:
+        raise TrajbenchError(f"unknown track {track!r}{did_you_mean(str(track), [*TRACKS, 'all'])}; tracks are {', '.join([*TRACKS, 'all'])}")
+    if not TRACKS[track].implemented:
+        raise TrajbenchError(f"track '{track}' is not implemented yet (implemented: {', '.join(implemented_tracks())})")
+    return [track], []
+
+
+# ------------------------------------------------------------- forecasters
+def load_forecaster_config(path: str | os.PathLike[str] | None) -> dict[str, dict[str, Any]]:
+    """Read ``--forecaster-config``: a TOML file with one table per forecaster name,
+    holding that forecaster's parameters (``[linear_lstsq]`` / ``context_length = 10``)."""
+    if path is None:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise TrajbenchError(f"forecaster config '{path}' does not exist")
+    try:
+        data = tomllib.loads(p.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise TrajbenchError(f"forecaster config '{path}' is not valid TOML: {exc}") from None
+    for name, params in data.items():
+        if not isinstance(params, dict):
+            raise TrajbenchError(f"forecaster config '{path}': '{name}' must be a table of parameters ([{name}]), but got {params!r}")
+    return data
+
+
+def resolve_forecasters(specs: Sequence[Any] | None, config: Mapping[str, Mapping[str, Any]] | None = None) -> list[Forecaster]:
+    """Turn names, ``file.py:Class`` specs, classes and instances into forecasters.
+
+    ``None`` or ``"all"`` means every registered forecaster. ``config`` maps a
+    forecaster's name to its parameters. Names must be unique.
+    """
+    config = dict(config or {})
+    items: list[Any] = []
+    for spec in list(specs) if specs is not None else ["all"]:
+        if isinstance(spec, str) and spec == "all":
+            items.extend(_Unloadable.wrap(name) for name in list_forecasters())
+        elif isinstance(spec, str) and "," in spec and ":" not in spec:
+            items.extend(s.strip() for s in spec.split(",") if s.strip())
+        else:
+            items.append(spec)
+    out: list[Forecaster] = []
+    used_config: set[str] = set()
+    for item in items:
+        if isinstance(item, _Unloadable) and item.name in config:
+            item = _Unloadable.wrap(item.name, config[item.name])
+            used_config.add(item.name)
+        if isinstance(item, Forecaster):
+            forecaster = item
+            if forecaster.name in config:
+                forecaster.set_params(**config[forecaster.name])
+                used_config.add(forecaster.name)
+        elif isinstance(item, type) and issubclass(item, Forecaster):
+            params = dict(config.get(item.name, {}))
+            used_config.update([item.name] if item.name in config else [])
+            forecaster = item(**params)
+        elif isinstance(item, str) and ":" in item:
+            cls = load_forecaster_class(item)
+            params = dict(config.get(cls.name, config.get(item, {})))
+            used_config.update(k for k in (cls.name, item) if k in config)
+            forecaster = get_forecaster(item, **params)
+        elif isinstance(item, str):
+            params = dict(config.get(item, {}))
+            used_config.update([item] if item in config else [])
+            forecaster = get_forecaster(item, **params)
+        else:
+            raise TrajbenchError(f"a forecaster must be a name, a 'file.py:Class' spec, a Forecaster class or instance, but got {item!r}")
+        out.append(forecaster)
+    names = [f.name for f in out]
+    for name in names:
+        validate_forecaster_name(name)
+        if names.count(name) > 1:
+            raise TrajbenchError(f"two forecasters are named '{name}'; give one a different name attribute")
+    unused = sorted(set(config) - used_config)
+    if unused:
+        raise TrajbenchError(f"the forecaster config names '{unused[0]}'{did_you_mean(unused[0], names)}, which is not among the forecasters benchmarked ({', '.join(names)})")
+    if not out:
+        raise TrajbenchError("no forecasters to benchmark; name some with --forecasters a,b or --forecaster FILE.py:Class")
+    return out
+
+
+class _Unloadable(Forecaster):
+    """Stands in for a registered forecaster that could not be created (a plugin with a
+    missing dependency, say) when ``all`` forecasters are benchmarked: it becomes a
+    failure row instead of stopping the benchmark."""
+
+    def __init__(self, name: str = "unloadable", error: str = "") -> None:
+        self.name = name
+        self.error = error
+
+    @classmethod
+    def wrap(cls, name: str, params: Mapping[str, Any] | None = None) -> Forecaster:
+        try:
+            return get_forecaster(name, **dict(params or {}))
+        except TrajbenchError as exc:
+            return cls(name, str(exc))
+
+    def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:  # pragma: no cover
+        raise TrajbenchError(self.error)
+
+
+def _forecaster_id(f: Forecaster) -> dict[str, Any]:
+    cls = type(f)
+    return {
+        "name": f.name,
+        "class": f"{cls.__module__}:{cls.__qualname__}",
+        "params": json.loads(canonical_json(f.get_params())),
+        "context_length": int(f.context_length),
+        "tags": json.loads(canonical_json(f.get_tags())),
+    }
+
+
+# ------------------------------------------------------------ evaluation
+@dataclass(frozen=True)
+class _Settings:
+    protocol: Protocol
+    seed: int
+    first_origin: int
+    max_context: int
+    batch_elements: int
+    block_bytes: int
+    measure_memory: bool
+
+
+@dataclass(frozen=True)
+class _RunJob:
+    path: str
+    task: str
+    split: str
+    n_snapshots: int
+    columns: np.ndarray
+
+
+@dataclass
+class _RunResult:
+    path: str
+    task: str
+    split: str
+    horizons: np.ndarray
+    kinds: list[str]
+    stats: np.ndarray | None  # (G, K + 1, F)
+    reference: np.ndarray | None
+    fallbacks: dict[str, int] = field(default_factory=dict)
+    predict_seconds: float = 0.0
+    predict_peak_bytes: int = 0
+    predict_calls: int = 0
+    series_predicted: int = 0
+    error: str | None = None
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _gather_horizons(pred: np.ndarray, n_origins: int, n_series: int, horizons: np.ndarray) -> np.ndarray:
+    """``(B * S, H)`` origin-major predictions -> ``(B, S, G)`` at the scored horizons."""
+    if len(horizons) == pred.shape[1]:
+        return pred.reshape(n_origins, n_series, pred.shape[1])
+    return pred[:, horizons - 1].reshape(n_origins, n_series, len(horizons))
+
+
+def _evaluate_run(
+    store: Any, job: _RunJob, forecaster: Forecaster | None, want_reference: bool, settings: _Settings, cache: dict[str, SeriesSource] | None = None
+) -> _RunResult:
+    """Every window of one run for one forecaster (and/or the reference)."""
+    source = cache.get(job.path) if cache is not None else None
+    if source is None:
+        if isinstance(store, (str, os.PathLike)):
+            from trajbench.store.reader import open_store
+
+            store = open_store(store)
+        run = store.run(job.path)
+        source = SeriesSource.from_run(run, job.columns, job.task, n_snapshots=job.n_snapshots)
+        if cache is not None:
+            cache[job.path] = source
+    protocol = settings.protocol
+    n = source.n_snapshots
+    origins = window_origins(n, settings.first_origin, protocol.stride)
+    horizons = scored_horizons(n, settings.first_origin, protocol.horizons)
+    kinds = sorted({str(k) for k in source.kinds})
+    result = _RunResult(job.path, job.task, job.split, horizons, kinds, None, None)
+    if not len(origins) or not len(horizons) or not source.n_series:
+        return result
+    codes = np.searchsorted(np.asarray(kinds, dtype=object), source.kinds).astype(np.int64)
+    n_series = source.n_series
+    h_pred = int(horizons.max())
+    k_max = settings.max_context
+    shape = (len(horizons), len(kinds) + 1, len(STAT_FIELDS))
+    stats = np.zeros(shape) if forecaster is not None else None
+    reference = np.zeros(shape) if want_reference else None
+    base_meta = None
+    per_batch = max(1, settings.batch_elements // (n_series * (max(k_max, 2) + h_pred)))
+    meter = Meter(memory=settings.measure_memory)
+    if forecaster is not None:
+        _seed_everything(derive_seed("trajbench-predict-v1", settings.seed, job.path))
+    for start, block, chunk in iter_blocks(source, origins, max(k_max, 2) - 1, h_pred, settings.block_bytes, from_zero=source._first is None):
+        if start == 0 and source._first is None:
+            source._first = block[0].copy()
+        if forecaster is not None and base_meta is None:
+            base_meta = source.meta()
+        for b in range(0, len(chunk), per_batch):
+            o = chunk[b : b + per_batch]
+            truth, valid = build_targets(block, start, o, horizons, n)
+            truth = np.ascontiguousarray(truth.transpose(0, 2, 1))  # (B, S, G)
+            last = block[o - start]
+            prev = block[o - 1 - start]
+            ref = BatchReference(truth, valid, last, prev, horizons, codes, len(kinds))
+            if reference is not None:
+                reference += ref.stats(ref.linear_pred)
+            if forecaster is None:
+                continue
+            context = build_context(block, start, o, int(forecaster.context_length))
+            meta = base_meta.tile(len(o)).with_origin(np.repeat(o, n_series))  # type: ignore[union-attr]
+            try:
+                with meter.measure():
+                    pred = forecaster.predict(context, h_pred, meta)
+            except Exception as exc:
+                result.error = f"{_one_line(exc)} (predicting run '{job.path}', origins {int(o[0])}..{int(o[-1])})"
+                result.stats = None
+                return result
+            for reason, count in forecaster.pop_fallbacks().items():
+                result.fallbacks[reason] = result.fallbacks.get(reason, 0) + count
+            stats += ref.stats(_gather_horizons(pred, len(o), n_series, horizons))  # type: ignore[operator]
+            result.series_predicted += context.shape[0]
+    result.stats = stats
+    result.reference = reference
+    result.predict_seconds = meter.seconds
+    result.predict_peak_bytes = meter.peak_bytes
+    result.predict_calls = meter.calls
+    return result
+
+
+def _evaluate_run_copy(store: Any, job: _RunJob, forecaster: Forecaster | None, want_reference: bool, settings: _Settings) -> _RunResult:
+    """:func:`_evaluate_run` on a private copy of the forecaster (dask workers may share
+    one scattered object between threads)."""
+    import copy
+
+    return _evaluate_run(store, job, copy.deepcopy(forecaster), want_reference, settings)
+
+
+def _stats_frame(results: Sequence[_RunResult], attr: str) -> pd.DataFrame:
+    frames = []
+    for r in results:
+        arr = getattr(r, attr)
+        if arr is None:
+            continue
+        G, K1, F = arr.shape
+        kinds = [*r.kinds, "all"]
+        frame = pd.DataFrame(arr.reshape(G * K1, F), columns=list(STAT_FIELDS))
+        frame.insert(0, "horizon", np.repeat(r.horizons, K1))
+        frame.insert(0, "kind", np.tile(np.asarray(kinds, dtype=object), G))
+        frame.insert(0, "split", r.split)
+        frame.insert(0, "task", r.task)
+        frame.insert(0, "run", r.path)
+        frames.append(frame)
+    columns = ["run", "task", "split", "kind", "horizon", *STAT_FIELDS]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _is_reference(f: Forecaster) -> bool:
+    """True for the built-in last-two linear extrapolation, whose statistics are the
+    reference's exactly (same float32 arithmetic), so they need not be computed twice."""
+    try:
+        from baselines.linear import LinearExtrapolation
+    except ImportError:
+        return False
+    return type(f) is LinearExtrapolation and int(f.context_length) == 2
+
+
+# ------------------------------------------------------------------ results
+@dataclass
+class BenchResult:
+    """What :func:`run_benchmark` returns: the results ``table`` (also written to
+    ``out``), the ``manifest``, the run ``splits`` and the output directory."""
+
+    table: pd.DataFrame
+    manifest: dict[str, Any]
+    splits: pd.DataFrame
+    out: Path | None = None
+
+    def summary(self, metric: str = "scaled_persistence", horizon: str = "long") -> pd.DataFrame:
+        """Forecasters x splits: the cross-task value of ``metric`` at ``horizon``."""
+        t = self.table
+        sel = t[(t["task"] == "all") & (t["kind"] == "all") & (t["metric"] == metric) & (t["horizon"] == horizon)]
+        return sel.pivot_table(index="forecaster", columns="split", values="value", aggfunc="first")
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(manifest_json(data))
+    os.replace(tmp, path)
+
+
+def _save_partial(partial_dir: Path, name: str, fingerprint: str, stats: pd.DataFrame | None, info: dict[str, Any]) -> None:
+    partial_dir.mkdir(parents=True, exist_ok=True)
+    if stats is not None:
+        tmp = partial_dir / f".{name}.parquet.tmp-{os.getpid()}"
+        stats.to_parquet(tmp, index=False)
+        os.replace(tmp, partial_dir / f"{name}.parquet")
+    _write_json(partial_dir / f"{name}.json", {"fingerprint": fingerprint, **info})
+
+
+def _load_partial(partial_dir: Path, name: str, fingerprint: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    meta_path, data_path = partial_dir / f"{name}.json", partial_dir / f"{name}.parquet"
+    if not meta_path.exists() or not data_path.exists():
+        return None
+    try:
+        info = json.loads(meta_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if info.get("fingerprint") != fingerprint or info.get("status") == "failed":
+        return None
+    return pd.read_parquet(data_path), info
+
+
+def _store_suite(store: Any, runs: pd.DataFrame) -> Any:
+    """The root attribute ``suite`` if any, else the distinct ``suite`` attributes of the
+    runs (the generator writes ``{"name", "version", "sha256"}``), else None."""
+    attrs = store.attrs
+    for key in ("suite", "suites"):
+        if key in attrs:
+            return attrs[key]
+    values = sorted({s for s in runs.get("suite", pd.Series(dtype=object)).dropna()})
+    return [json.loads(v) for v in values] or None
+
+
+# ------------------------------------------------------------------- main
+def run_benchmark(
+    store: Any,
+    forecasters: Sequence[Any] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    track: str = "error",
+    seed: int = 0,
+    protocol: Protocol = PROTOCOL,
+    forecaster_config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | None = None,
+    resume: bool = True,
+    progress: bool = False,
+    hash_store: bool = True,
+    measure_memory: bool = True,
+    batch_elements: int = 1 << 22,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    scheduler: Any = None,
+    log: Callable[[str], None] | None = None,
+) -> BenchResult:
+    """Benchmark ``forecasters`` on ``store`` and write ``out/results.{parquet,csv}``
+    and ``out/manifest.json`` (nothing is written when ``out`` is None).
+
+    Parameters
+    ----------
+    store:
+        A store path / URL or an open :class:`trajbench.Store`.
+    forecasters:
+        Names, ``file.py:Class`` specs, Forecaster classes or instances; None or
+        ``["all"]`` for every registered forecaster.
+    track:
+        ``error`` (default) or ``all``; other tracks raise until implemented.
+    seed:
+        Sets every random choice: splits, parameter samples, bootstrap, and the seeds
+        given to numpy / torch / random before ``fit`` and before each run.
+    protocol:
+        The rules (:data:`trajbench.bench.protocol.PROTOCOL` unless changed; changes
+        are listed in the manifest).
+    forecaster_config:
+        ``{name: {param: value}}`` or the path of such a TOML file.
+    resume:
+        Reuse ``out/partial/<forecaster>.*`` when they were made under the same store,
+        protocol, seed and forecaster parameters.
+    scheduler:
+        None to run here; a dask scheduler address or ``"local-cluster"`` to shard
+        (forecaster x run) over dask.distributed (needs ``trajbench[distributed]``).
+    """
+    from trajbench import __version__
+    from trajbench.store.reader import Store, open_store
+
+    say = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TrajbenchError(f"seed must be a non-negative int, but got {seed!r}")
+    seed = int(seed)
+    tracks_to_run, tracks_skipped = resolve_tracks(track)
+    if not isinstance(protocol, Protocol):
+        raise TrajbenchError(f"protocol must be a trajbench.bench.protocol.Protocol, but got {type(protocol).__name__}")
+    if isinstance(forecaster_config, (str, os.PathLike)):
+        forecaster_config = load_forecaster_config(forecaster_config)
+    store_obj = store if isinstance(store, Store) else open_store(store)
+    location = store_obj.location
+    fitted = resolve_forecasters(forecasters, forecaster_config)
+    out_dir = Path(out) if out is not None else None
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise TrajbenchError(f"--out '{out}' exists and is not a directory")
+
+    timings: dict[str, float] = {}
+    say(f"splitting {len(store_obj)} runs of '{location}'")
+    t0 = time.perf_counter()
+    splits = assign_splits(store_obj, protocol, seed)
+    timings["splits"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    store_hash = store_sha256(location) if hash_store and not location.startswith("memory://") else None
+    timings["store_hash"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    first = first_origin([int(f.context_length) for f in fitted], protocol.max_start, protocol.min_start)
+    max_context = max([int(f.context_length) for f in fitted] + [2])
+    settings = _Settings(protocol, seed, first, max_context, int(batch_elements), int(block_bytes), bool(measure_memory))
+
+    eval_rows = splits[splits["split"].isin(protocol.eval_splits)].reset_index(drop=True)
+    jobs: list[_RunJob] = []
+    no_windows: list[dict[str, Any]] = []
+    for row in eval_rows.itertuples(index=False):
+        run = store_obj.run(row.path)
+        columns = sample_columns(
+            eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only),
+            protocol.sample_size,
+            seed,
+            row.path,
+        )
+        n = int(row.n_snapshots)
+        n_origins = len(window_origins(n, first, protocol.stride))
+        if not n_origins or not len(columns):
+            reason = (
+                f"{n} committed snapshot(s); the first origin is snapshot {first}, so no window has a target"
+                if not n_origins
+                else "no eligible parameter to sample"
+            )
+            no_windows.append({"path": row.path, "split": row.split, "n_snapshots": n, "reason": reason})
+            continue
+        jobs.append(_RunJob(row.path, str(row.task), str(row.split), n, columns))
+
+    state_key = {
+        "protocol": protocol.to_json(),
+        "seed": seed,
+        "first_origin": first,
+        "store": store_hash or {"location": location, "runs": [[j.path, j.n_snapshots] for j in jobs]},
+        "runs": [[j.path, j.split, j.n_snapshots] for j in jobs],
+        "results_format_version": RESULTS_FORMAT_VERSION,
+    }
+    common_fp = derive_seed(canonical_json(state_key))
+    partial_dir = out_dir / "partial" if out_dir is not None else None
+
+    train_runs = splits[splits["split"] == "train"].reset_index(drop=True)
+    val_runs = splits[splits["split"] == "validation"].reset_index(drop=True)
+    source_lists: dict[str, list[SeriesSource]] = {}
+
+    def sources_of(split: str, rows: pd.DataFrame) -> Callable[[], list[SeriesSource]]:
+        def build() -> list[SeriesSource]:
+            if split not in source_lists:
+                built = []
+                for row in rows.itertuples(index=False):
+                    run = store_obj.run(row.path)
+                    cols = sample_columns(eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only), protocol.sample_size, seed, row.path)
+                    built.append(SeriesSource.from_run(run, cols, str(row.task), n_snapshots=int(row.n_snapshots)))
+                source_lists[split] = built
+            return source_lists[split]
+
+        return build
+
+    def training_data(f: Forecaster) -> TrainingData:
+        k = int(f.context_length)
+        short = max(protocol.short_horizons)
+        val = TrainingData(sources_of("validation", val_runs), runs=val_runs, store=store_obj, split="validation", context_length=k, horizon=short, stride=1)
+        return TrainingData(sources_of("train", train_runs), runs=train_runs, store=store_obj, split="train", context_length=k, horizon=short, stride=1, validation=val)
+
+    outcomes: list[ForecasterOutcome] = []
+    manifest_forecasters: list[dict[str, Any]] = []
+    reference: pd.DataFrame | None = None
+    ref_fp = str(common_fp)
+    if partial_dir is not None and resume:
+        loaded_ref = _load_partial(partial_dir, "_reference", ref_fp)
+        if loaded_ref is not None:
+            reference = loaded_ref[0]
+
+    source_cache: dict[str, SeriesSource] = {}
+    dask_client = None
+    own_client = False
+    if scheduler is not None:
+        dask_client = _dask_client(scheduler)
+        own_client = isinstance(scheduler, str)
+
+    timings["plan"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    try:
+        for forecaster in fitted:
+            ident = _forecaster_id(forecaster)
+            fp = str(derive_seed(common_fp, canonical_json(ident)))
+            entry: dict[str, Any] = {**ident, "status": "ok", "message": "", "resumed": False}
+            if partial_dir is not None and resume:
+                loaded = _load_partial(partial_dir, forecaster.name, fp)
+                if loaded is not None:
+                    stats, info = loaded
+                    say(f"{forecaster.name}: resumed from {partial_dir / (forecaster.name + '.parquet')}")
+                    outcomes.append(
+                        ForecasterOutcome(
+                            forecaster.name,
+                            stats,
+                            info.get("status", "ok"),
+                            info.get("message", ""),
+                            info.get("fallbacks", {}),
+                            info.get("runtime", {}),
+                            forecaster.get_tag("pretrained_on") or {},
+                        )
+                    )
+                    entry.update({"resumed": True, "runtime": info.get("runtime", {}), "status": info.get("status", "ok")})
+                    manifest_forecasters.append(entry)
+                    continue
+            outcome = _evaluate_forecaster(
+                store_obj, forecaster, jobs, settings, training_data, reference is None, progress, say, dask_client, location, source_cache
+            )
+            if reference is None and outcome.reference is not None:
+                reference = outcome.reference
+                if partial_dir is not None:
+                    _save_partial(partial_dir, "_reference", ref_fp, reference, {"status": "ok", "what": "last-two linear extrapolation on the same windows"})
+            result = outcome.outcome
+            if partial_dir is not None:
+                _save_partial(
+                    partial_dir,
+                    forecaster.name,
+                    fp,
+                    result.stats if result.status != "failed" else None,
+                    {"status": result.status, "message": result.message, "fallbacks": result.fallbacks, "runtime": result.runtime, "forecaster": ident},
+                )
+            outcomes.append(result)
+            entry.update({"status": result.status, "message": result.message, "runtime": result.runtime})
+            manifest_forecasters.append(entry)
+        if reference is None and jobs:
+            say("computing the reference (last-two linear extrapolation)")
+            ref_results = [_evaluate_run(store_obj, job, None, True, settings, source_cache) for job in jobs]
+            reference = _stats_frame(ref_results, "reference")
+            if partial_dir is not None:
+                _save_partial(partial_dir, "_reference", ref_fp, reference, {"status": "ok"})
+    finally:
+        if dask_client is not None and own_client:
+            dask_client.close()
+            cluster = getattr(dask_client, "_trajbench_cluster", None)
+            if cluster is not None:
+                cluster.close()
+
+    timings["evaluate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    task_data: dict[str, list[str]] = {}
+    task_archs: dict[str, list[str]] = {}
+    for row in splits.itertuples(index=False):
+        archs = task_archs.setdefault(str(row.task), [])
+        if row.architecture and row.architecture not in archs:
+            archs.append(str(row.architecture))
+        datas = task_data.setdefault(str(row.task), [])
+        if row.data and row.data not in datas:
+            datas.append(str(row.data))
+    table = aggregate_error_track(outcomes, reference, protocol, seed, task_data=task_data, task_architectures=task_archs, track="error")
+    timings["aggregate"] = time.perf_counter() - t0
+
+    finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    split_summary = {
+        split: {
+            "runs": int((splits["split"] == split).sum()),
+            "configurations": int(splits.loc[splits["split"] == split, "config"].nunique()),
+            "tasks": sorted(splits.loc[splits["split"] == split, "task"].unique().tolist()),
+        }
+        for split in ("train", "validation", "test", "unseen", "synthetic")
+    }
+    manifest: dict[str, Any] = {
+        "results_format_version": RESULTS_FORMAT_VERSION,
+        "trajbench_version": __version__,
+        "protocol": {"version": protocol.version, "modified": protocol.modified(), "settings": protocol.to_json()},
+        "tracks": {"requested": track, "run": tracks_to_run, "not_implemented": tracks_skipped},
+        "seed": seed,
+        "store": {
+            "location": location,
+            "sha256": store_hash,
+            "sha256_definition": STORE_HASH_DEFINITION,
+            "format_version": store_obj.attrs.get("format_version"),
+            "created_by": store_obj.attrs.get("created_by"),
+            "n_runs": int(len(splits)),
+        },
+        "suite": _store_suite(store_obj, splits),
+        "splits": split_summary,
+        "windows": {
+            "first_origin": first,
+            "stride": protocol.stride,
+            "horizons": list(protocol.horizons),
+            "sample_size": protocol.sample_size,
+            "evaluated_runs": len(jobs),
+            "runs_without_windows": no_windows,
+        },
+        "forecasters": manifest_forecasters,
+        "library_versions": library_versions(),
+        "machine": machine_info(),
+        "started_at": started_at,
+        "finished_at": finished_at,
+        "wall_seconds": round(time.perf_counter() - t_start, 3),
+        "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
+        "scheduler": scheduler if scheduler is None or isinstance(scheduler, str) else type(scheduler).__name__,
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_results(table, out_dir)
+        split_file = splits.copy()
+        split_file.to_csv(out_dir / "splits.csv", index=False)
+        _write_json(out_dir / "manifest.json", manifest)
+    return BenchResult(table, manifest, splits, out_dir)
+
+
+@dataclass
+class _Evaluated:
+    outcome: ForecasterOutcome
+    reference: pd.DataFrame | None
+
+
+def _evaluate_forecaster(
+    store: Any,
+    forecaster: Forecaster,
+    jobs: Sequence[_RunJob],
+    settings: _Settings,
+    training_data: Callable[[Forecaster], TrainingData],
+    want_reference: bool,
+    progress: bool,
+    say: Callable[[str], None],
+    dask_client: Any,
+    location: str,
+    cache: dict[str, SeriesSource] | None = None,
+) -> _Evaluated:
+    name = forecaster.name
+    pretrained = forecaster.get_tag("pretrained_on") or {}
+    if isinstance(forecaster, _Unloadable):
+        say(f"{name}: failed: could not be created: {forecaster.error}")
+        return _Evaluated(ForecasterOutcome(name, None, "failed", f"could not be created: {forecaster.error}"), None)
+    reuse_as_reference = want_reference and _is_reference(forecaster)
+    fit_meter = Meter(memory=settings.measure_memory)
+    _seed_everything(derive_seed("trajbench-fit-v1", settings.seed, name))
+    try:
+        say(f"{name}: fitting")
+        data = training_data(forecaster)
+        with fit_meter.measure():
+            forecaster.fit(data)
+    except Exception as exc:
+        message = f"fit raised {_one_line(exc)}"
+        say(f"{name}: failed: {message}")
+        return _Evaluated(ForecasterOutcome(name, None, "failed", message, pretrained_on=pretrained), None)
+    say(f"{name}: predicting {len(jobs)} run(s)")
+    results: list[_RunResult] = []
+    iterator: Any = jobs
+    bar = None
+    if progress and dask_client is None:
+        try:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(jobs), desc=name, unit="run", leave=False, file=sys.stderr)
+        except ImportError:
+            bar = None
+    error: str | None = None
+    if dask_client is not None:
+        results, error = _evaluate_dask(dask_client, location, forecaster, jobs, want_reference and not reuse_as_reference, settings)
+    else:
+        for job in iterator:
+            r = _evaluate_run(store, job, forecaster, want_reference and not reuse_as_reference, settings, cache)
+            if bar is not None:
+                bar.update(1)
+            if r.error is not None:
+                error = r.error
+                break
+            results.append(r)
+    if bar is not None:
+        bar.close()
+    runtime = {
+        "fit_seconds": fit_meter.seconds,
+        "fit_peak_bytes": float(fit_meter.peak_bytes),
+        "predict_seconds": float(sum(r.predict_seconds for r in results)),
+        "predict_peak_bytes": float(max([r.predict_peak_bytes for r in results], default=0)),
+        "predict_calls": float(sum(r.predict_calls for r in results)),
+    }
+    series = sum(r.series_predicted for r in results)
+    if runtime["predict_seconds"] > 0:
+        runtime["predict_series_per_second"] = series / runtime["predict_seconds"]
+    if error is not None:
+        say(f"{name}: failed: {error}")
+        return _Evaluated(ForecasterOutcome(name, None, "failed", error, runtime=runtime, pretrained_on=pretrained), None)
+    stats = _stats_frame(results, "stats")
+    fallbacks = {r.path: r.fallbacks for r in results if r.fallbacks}
+    reference = None
+    if want_reference:
+        reference = stats.copy() if reuse_as_reference else _stats_frame(results, "reference")
+    status = "fallback" if fallbacks else "ok"
+    return _Evaluated(ForecasterOutcome(name, stats, status, "", fallbacks, runtime, pretrained), reference)
+
+
+# -------------------------------------------------------------- scale-out
+def _dask_client(scheduler: Any) -> Any:
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise TrajbenchError("--scheduler needs dask.distributed; install trajbench[distributed]") from None
+    if isinstance(scheduler, Client):
+        return scheduler
+    if not isinstance(scheduler, str):
+        raise TrajbenchError(f"scheduler must be an address, 'local-cluster' or a dask Client, but got {scheduler!r}")
+    if scheduler == "local-cluster":
+        workers = max(1, min(4, os.cpu_count() or 1))
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        client = Client(cluster)
+        client._trajbench_cluster = cluster  # type: ignore[attr-defined]
+        return client
+    try:
+        return Client(scheduler, timeout="10s")
+    except OSError as exc:
+        raise TrajbenchError(f"cannot reach the dask scheduler '{scheduler}': {exc}") from None
+
+
+def _evaluate_dask(client: Any, location: str, forecaster: Forecaster, jobs: Sequence[_RunJob], want_reference: bool, settings: _Settings) -> tuple[list[_RunResult], str | None]:
+    """One task per (forecaster, run); the fitted forecaster is shipped once."""
+    if location.startswith("memory://"):
+        raise TrajbenchError("--scheduler needs a store the workers can open (a path or a shared URL), not memory://")
+    module = sys.modules.get(type(forecaster).__module__)
+    if module is not None and module.__name__.startswith("trajbench_local_"):
+        import cloudpickle
+
+        cloudpickle.register_pickle_by_value(module)  # a class from a local file: ship its code
+    remote = client.scatter(forecaster, broadcast=True)
+    futures = [client.submit(_evaluate_run_copy, location, job, remote, want_reference, settings, pure=False) for job in jobs]
+    results = client.gather(futures)
+    for r in results:
+        if r.error is not None:
+            return [], r.error
+    return list(results), None
+

@@ -1,0 +1,170 @@
+"""The evaluation protocol as data (``docs/protocol.md`` is its human-readable twin).
+
+Everything that decides which numbers a forecaster gets is a field of :class:`Protocol`.
+``PROTOCOL`` is version 1.0; the harness records the protocol in every manifest, and any
+field changed from the published version is listed under ``protocol.modified`` so that
+results made under different rules are never mistaken for comparable ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from trajbench.errors import TrajbenchError
+
+__all__ = ["PROTOCOL_VERSION", "Protocol", "PROTOCOL", "DATA_FAMILIES", "data_family", "SPLITS", "EVAL_SPLITS"]
+
+PROTOCOL_VERSION = "1.0"
+
+#: Every split label a run can get.
+SPLITS = ("train", "validation", "test", "unseen", "synthetic")
+#: Splits results may be reported on (train and validation are for fitting only).
+EVAL_SPLITS = ("test", "unseen", "synthetic")
+
+#: Data sets that are "the same kind of data" for leakage marking: a forecaster
+#: pre-trained on one member is flagged when evaluated on a task using another.
+DATA_FAMILIES: dict[str, str] = {
+    "mnist": "handwritten-digits",
+    "digits": "handwritten-digits",
+    "mnist1d": "handwritten-digits",
+    "emnist": "handwritten-digits",
+    "kmnist": "handwritten-digits",
+    "usps": "handwritten-digits",
+    "svhn": "digits-photos",
+    "fashion-mnist": "small-grayscale-images",
+    "fashionmnist": "small-grayscale-images",
+    "cifar10": "natural-images",
+    "cifar-10": "natural-images",
+    "cifar100": "natural-images",
+    "cifar-100": "natural-images",
+    "imagenet": "natural-images",
+    "tiny-imagenet": "natural-images",
+    "stl10": "natural-images",
+}
+
+
+def data_family(data: str) -> str:
+    """The leakage family of a data set name (itself when unknown)."""
+    key = str(data).lower()
+    return DATA_FAMILIES.get(key, key)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """The rules of the error track. See ``docs/protocol.md`` for the reasons.
+
+    Attributes
+    ----------
+    version:
+        ``PROTOCOL_VERSION`` of the published rules these derive from.
+    split_fractions:
+        Target fractions of configurations per task for train, validation and test.
+    unseen_tasks, unseen_architectures:
+        Shell-style patterns (``fnmatch``). A configuration whose task or architecture
+        matches any of them is held out whole in the ``unseen`` split.
+    eval_splits:
+        Splits reported in the results.
+    stride:
+        Snapshots between consecutive window origins.
+    max_start, min_start:
+        The first origin is after the longest context compared, clamped to
+        ``[min_start, max_start]`` snapshots.
+    short_horizons:
+        Horizons averaged into ``horizon = "short"``.
+    horizons:
+        Horizons scored (and reported one by one); ``horizon = "long"`` averages all of
+        them that a run reaches. Forecasters predict every step up to the largest.
+    sample_size:
+        Series (scalar parameters) sampled per run; None for every eligible column.
+    exclude_kinds, trainable_only:
+        Which columns may be sampled.
+    bootstrap, ci_level:
+        Bootstrap resamples over runs and the confidence level of the intervals.
+    scaled_floor:
+        Per-run scaled errors are floored here before geometric means (a perfect
+        forecaster scores 0, whose logarithm does not exist).
+    """
+
+    version: str = PROTOCOL_VERSION
+    split_fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)
+    unseen_tasks: tuple[str, ...] = ("digits-autoencoder",)
+    unseen_architectures: tuple[str, ...] = ("gpt-*",)
+    eval_splits: tuple[str, ...] = EVAL_SPLITS
+    stride: int = 1
+    max_start: int = 20
+    min_start: int = 2
+    short_horizons: tuple[int, ...] = (1, 2, 3, 4, 5)
+    horizons: tuple[int, ...] = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50)
+    sample_size: int | None = 4096
+    exclude_kinds: tuple[str, ...] = ("buffer",)
+    trainable_only: bool = True
+    bootstrap: int = 1000
+    ci_level: float = 0.95
+    scaled_floor: float = 1e-12
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def max_horizon(self) -> int:
+        return max(self.horizons)
+
+    def validate(self) -> None:
+        def positive(value: Any, what: str) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TrajbenchError(f"protocol: {what} must be a positive int, but got {value!r}")
+
+        fr = self.split_fractions
+        if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-9:
+            raise TrajbenchError(f"protocol: split_fractions must be three non-negative numbers summing to 1, but got {fr!r}")
+        positive(self.stride, "stride")
+        positive(self.max_start, "max_start")
+        positive(self.min_start, "min_start")
+        if self.min_start < 2 or self.min_start > self.max_start:
+            raise TrajbenchError(f"protocol: need 2 <= min_start <= max_start, but got {self.min_start} and {self.max_start}")
+        if not self.horizons:
+            raise TrajbenchError("protocol: horizons must name at least one horizon")
+        for h in (*self.horizons, *self.short_horizons):
+            positive(h, "every horizon")
+        if tuple(sorted(set(self.horizons))) != tuple(self.horizons):
+            raise TrajbenchError(f"protocol: horizons must be increasing and distinct, but got {self.horizons!r}")
+        if self.sample_size is not None:
+            positive(self.sample_size, "sample_size")
+        positive(self.bootstrap, "bootstrap")
+        if not 0 < self.ci_level < 1:
+            raise TrajbenchError(f"protocol: ci_level must be in (0, 1), but got {self.ci_level!r}")
+        for split in self.eval_splits:
+            if split not in SPLITS:
+                raise TrajbenchError(f"protocol: unknown split {split!r} in eval_splits; splits are {', '.join(SPLITS)}")
+
+    def replace(self, **changes: Any) -> Protocol:
+        """A copy with some fields changed (lists become tuples)."""
+        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+        names = {f.name for f in dataclasses.fields(self)}
+        for key in fixed:
+            if key not in names:
+                from trajbench.errors import did_you_mean
+
+                raise TrajbenchError(f"protocol has no setting {key!r}{did_you_mean(key, names)}")
+        return dataclasses.replace(self, **fixed)
+
+    def to_json(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    def modified(self) -> list[str]:
+        """Fields that differ from the published protocol of this version."""
+        base = Protocol()
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(base, f.name)]
+
+    def is_unseen(self, task: Any, architecture: Any) -> bool:
+        """True when the task or the architecture is held out by this protocol."""
+        t, a = str(task or ""), str(architecture or "")
+        return any(fnmatch.fnmatchcase(t, p) for p in self.unseen_tasks) or any(fnmatch.fnmatchcase(a, p) for p in self.unseen_architectures)
+
+
+#: The published protocol, version 1.0.
+PROTOCOL = Protocol()

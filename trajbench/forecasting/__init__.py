@@ -1,0 +1,34 @@
+"""Forecasters: the :class:`Forecaster` contract, its inputs, and the name registry."""
+
+from __future__ import annotations
+
+from trajbench.forecasting.base import TAG_DEFAULTS, Forecaster, ForecasterError, NotFittedError
+from trajbench.forecasting.data import TrainingData
+from trajbench.forecasting.meta import SeriesMeta
+from trajbench.forecasting.registry import (
+    ENTRY_POINT_GROUP,
+    forecaster_table,
+    get_forecaster,
+    get_forecaster_class,
+    list_forecasters,
+    load_forecaster_class,
+    register_forecaster,
+    unregister_forecaster,
+)
+
+__all__ = [
+    "Forecaster",
+    "ForecasterError",
+    "NotFittedError",
+    "SeriesMeta",
+    "TrainingData",
+    "TAG_DEFAULTS",
+    "ENTRY_POINT_GROUP",
+    "get_forecaster",
+    "get_forecaster_class",
+    "list_forecasters",
+    "forecaster_table",
+    "load_forecaster_class",
+    "register_forecaster",
+    "unregister_forecaster",
+]

@@ -22,11 +22,14 @@ __all__ = ["main", "build_parser"]
 # missing optional piece never breaks the commands that do exist.
 _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("trajbench.importers.cli", "add_import_parser"),
+    ("trajbench.generate.cli", "add_generate_parser"),
     ("trajbench.bench.cli", "add_bench_parser"),
 )
 # `trajbench list WHAT`: each module adds one WHAT to the `list` sub-parsers.
 _LIST_MODULES: tuple[tuple[str, str], ...] = (
     ("trajbench.bench.cli", "add_list_forecasters_parser"),
+    ("trajbench.generate.cli", "add_list_tasks_parser"),
+    ("trajbench.generate.cli", "add_list_suites_parser"),
 )
 
 

@@ -183,9 +183,12 @@ class Recorder:
         """Write every buffered snapshot now (costs a partial-chunk rewrite later)."""
         self._writer.flush()
 
-    def close(self, status: str = "complete") -> None:
-        """Flush and mark the run ``status`` (``complete`` unless it diverged)."""
-        self._writer.close(status)
+    def close(self, status: str = "complete", extra_attrs: Mapping[str, Any] | None = None) -> None:
+        """Flush and mark the run ``status`` (``complete`` unless it diverged).
+
+        ``extra_attrs`` (JSON) are written with the final status, e.g. an error message.
+        """
+        self._writer.close(status, extra_attrs)
 
     def __enter__(self) -> Recorder:
         return self

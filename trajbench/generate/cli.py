@@ -1,0 +1,104 @@
+"""``trajbench generate`` and ``trajbench list tasks|suites``: thin wrappers over the API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+__all__ = ["add_generate_parser", "add_list_tasks_parser", "add_list_suites_parser"]
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from trajbench.generate import generate
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    shard = None
+    if args.shard:
+        from trajbench.errors import TrajbenchError
+
+        try:
+            index, count = (int(x) for x in args.shard.split("/"))
+        except ValueError:
+            raise TrajbenchError(f"--shard must look like I/N (e.g. 0/4), but got {args.shard!r}") from None
+        shard = (index, count)
+    summary = generate(
+        args.suite,
+        args.out,
+        workers=args.workers,
+        seed=args.seed,
+        progress=not args.quiet and not args.json,
+        tasks=tasks,
+        shard=shard,
+        synthetic=not args.no_synthetic,
+        scheduler=args.scheduler,
+    )
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2, default=str))
+    else:
+        print(summary.format())
+        print(f"store: {args.out}")
+    return 0 if summary.ok else 1
+
+
+def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``trajbench generate`` to the CLI's sub-parsers."""
+    p = subparsers.add_parser("generate", help="record a suite's training runs and synthetic series into a store")
+    p.add_argument("--suite", default="small", help="micro, tiny, small, full, or a path to a suite .toml (default small)")
+    p.add_argument("--out", required=True, help="store directory or fsspec URL")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="base seed of the whole suite (default 0)")
+    p.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
+    p.add_argument("--shard", help="I/N: generate only shard I of N (split a suite across machines)")
+    p.add_argument("--scheduler", help="'local-cluster' or a dask.distributed scheduler address")
+    p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic families")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_generate)
+    return p
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+def _cmd_list_tasks(args: argparse.Namespace) -> int:
+    from trajbench.tasks import describe_tasks
+
+    rows = describe_tasks()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        _print_table(rows, ["name", "architecture", "description"])
+    return 0
+
+
+def _cmd_list_suites(args: argparse.Namespace) -> int:
+    from trajbench.generate import describe_suites
+
+    rows = describe_suites()
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+    else:
+        _print_table(rows, ["name", "version", "tasks", "runs", "min_snapshots", "synthetic_series", "description"])
+    return 0
+
+
+def add_list_tasks_parser(list_subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``trajbench list tasks``."""
+    p = list_subparsers.add_parser("tasks", help="the task zoo (built-in and registered)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_list_tasks)
+    return p
+
+
+def add_list_suites_parser(list_subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``trajbench list suites``."""
+    p = list_subparsers.add_parser("suites", help="the built-in suites and their sizes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_list_suites)
+    return p

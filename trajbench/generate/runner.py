@@ -1,0 +1,643 @@
+"""The local runner: train every run of a suite with a Recorder, in a process pool.
+
+    from trajbench.generate import generate
+    summary = generate("small", "runs.zarr", workers=2)
+
+* Each run trains one task from ``task.build(seed)`` with its optimizer and schedule and
+  records a snapshot at initialisation and ``snapshots_per_epoch`` times per epoch, with
+  metrics ``train_loss`` (mean minibatch loss since the previous snapshot; NaN at the
+  initial snapshot), ``val_loss``, ``val_acc`` and ``lr`` (the learning rate of the next step).
+* Workers are fresh processes (``forkserver`` or ``spawn``) that each call ``torch.set_num_threads(1)``; with
+  ``workers=1`` runs execute in the calling process, also on one thread. Every random
+  choice of a run derives from its seed, so the same suite and seed give bitwise-identical
+  weights for any number of workers.
+* Re-running skips runs that are ``complete`` (or ``diverged``: a deterministic outcome)
+  with all their snapshots, and redoes the others from scratch (mode ``"w"``): partial
+  runs of a killed generation and ``failed`` ones.
+* A run that raises is recorded as ``failed`` (its error in the ``error`` attribute). A run
+  whose weights become non-finite (the Recorder's rule), or whose minibatch loss does, stops
+  and is recorded as ``diverged`` (the reason in ``diverged_reason``), keeping the snapshots
+  taken before. Neither stops the others. When a worker process dies (e.g. killed for
+  memory), the runs it interrupted are retried, each alone in a fresh worker, so that
+  only a run that kills its worker by itself (``max_crashes + 1`` times) is recorded as
+  failed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import traceback
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from typing import Any
+
+import torch
+
+from trajbench.errors import TrajbenchError
+from trajbench.generate.optimizers import _OPTIMIZERS, _SCHEDULES, build_optimizer, build_schedule, set_lr
+from trajbench.generate.suite import RunSpec, Suite, load_suite
+from trajbench.store.format import RUNS_GROUP
+
+__all__ = ["generate", "train_run", "plan", "RunResult", "GenerateSummary", "run_attrs"]
+
+GENERATOR_NAME = "trajbench.generate"
+_MAX_CRASHES = 2
+
+
+# ------------------------------------------------------------------ results
+@dataclass
+class RunResult:
+    """What happened to one run."""
+
+    run_id: str
+    task: str
+    status: str  # complete, diverged, failed or skipped
+    n_snapshots: int = 0
+    seconds: float = 0.0
+    final: dict[str, float] = field(default_factory=dict)
+    target_epoch: float | None = None  # first snapshot epoch meeting the suite's target
+    error: str | None = None
+
+
+@dataclass
+class GenerateSummary:
+    """The outcome of :func:`generate`."""
+
+    suite: str
+    version: str
+    out: str
+    seed: int
+    workers: int
+    planned: int = 0
+    skipped: int = 0
+    complete: int = 0
+    diverged: int = 0
+    failed: int = 0
+    synthetic_written: int = 0
+    synthetic_skipped: int = 0
+    seconds: float = 0.0
+    results: list[RunResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no run failed (diverged runs are valid data)."""
+        return self.failed == 0
+
+    @property
+    def failures(self) -> list[RunResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def format(self) -> str:
+        """A few lines for a terminal."""
+        lines = [
+            f"suite {self.suite} v{self.version} -> {self.out} (seed {self.seed}, {self.workers} worker{'s' if self.workers != 1 else ''})",
+            f"runs: {self.planned} planned, {self.skipped} skipped (already done), {self.complete} complete,"
+            f" {self.diverged} diverged, {self.failed} failed; synthetic series: {self.synthetic_written} written,"
+            f" {self.synthetic_skipped} skipped; {self.seconds:.1f} s",
+        ]
+        for r in self.failures[:10]:
+            lines.append(f"  failed {r.run_id}: {r.error}")
+        if len(self.failures) > 10:
+            lines.append(f"  ... and {len(self.failures) - 10} more failures")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+# ------------------------------------------------------------- one run
+_TASK_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def _task_for(spec: RunSpec) -> Any:
+    """One task instance per (name, params) per process, so data loads once."""
+    import json
+
+    from trajbench.tasks import get_task
+
+    key = (spec.config.task, json.dumps(spec.config.task_params, sort_keys=True))
+    if key not in _TASK_CACHE:
+        _TASK_CACHE[key] = get_task(spec.config.task, **spec.config.task_params)
+    return _TASK_CACHE[key]
+
+
+def run_attrs(spec: RunSpec, task: Any, steps_per_epoch: int) -> dict[str, Any]:
+    """The attributes a generated run carries (besides those the Recorder adds)."""
+    from trajbench import __version__
+
+    c = spec.config
+    return {
+        "task": c.task,
+        "task_params": c.task_params,
+        "task_info": task.info(),
+        "architecture": task.architecture_id,
+        "optimizer": c.optimizer,
+        "schedule": c.schedule,
+        "seed": spec.seed,
+        "batch_size": c.batch_size,
+        "epochs": c.epochs,
+        "steps_per_epoch": steps_per_epoch,
+        "total_steps": steps_per_epoch * c.epochs,
+        "snapshot_cadence": {"unit": "epoch", "every": 1.0 / c.snapshots_per_epoch, "per_epoch": c.snapshots_per_epoch, "initial": True},
+        "expected_snapshots": spec.n_snapshots,
+        "suite": {"name": spec.suite_name, "version": spec.suite_version, "sha256": spec.suite_sha256},
+        "config_id": c.config_id,
+        "target": spec.target.to_json() if spec.target is not None else None,
+        "metrics_doc": {
+            "train_loss": "mean minibatch loss over the steps since the previous snapshot (NaN at snapshot 0)",
+            "val_loss": "loss on the fixed held-out split",
+            "val_acc": task.val_acc_meaning,
+            "lr": "learning rate of the next optimiser step",
+        },
+        "generator": {"name": GENERATOR_NAME, "version": __version__},
+    }
+
+
+def _finite_model(model: torch.nn.Module) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+
+
+def train_run(spec: RunSpec, out: Any, *, mode: str = "w") -> RunResult:
+    """Train and record one run into store ``out`` (in this process, on the current
+    torch threads). Never raises for a failure of the run itself: a failed run comes back
+    with ``status="failed"`` and is marked so in the store."""
+    from trajbench.store.recorder import Recorder
+
+    started = time.perf_counter()
+    result = RunResult(spec.run_id, spec.task, "failed")
+    owns_group = False  # only touch the store's run once this call has (re)created it
+    model = None
+    try:
+        c = spec.config
+        task = _task_for(spec)
+        model = task.build(spec.seed)
+        steps_per_epoch = task.steps_per_epoch(c.batch_size)
+        spe = c.snapshots_per_epoch
+        if spe > steps_per_epoch:
+            raise TrajbenchError(f"snapshots_per_epoch {spe} exceeds the {steps_per_epoch} steps of an epoch (batch_size {c.batch_size})")
+        # Steps within an epoch after which to snapshot: floor(k * S / spe), k = 1..spe.
+        offsets = [(k * steps_per_epoch) // spe for k in range(1, spe + 1)]
+        total = steps_per_epoch * c.epochs
+        optimizer = build_optimizer(model.parameters(), c.optimizer)
+        schedule = build_schedule(c.schedule, base_lr=c.optimizer["lr"], total_steps=total, steps_per_epoch=steps_per_epoch)
+        meta = run_attrs(spec, task, steps_per_epoch)
+        target = spec.target
+        with Recorder(out, spec.run_id, model, meta=meta, mode=mode) as rec:
+            owns_group = True
+            metrics = {"train_loss": math.nan, **task.evaluate(model), "lr": schedule.lr(0)}
+            rec.snapshot(step=0, epoch=0.0, metrics=metrics)
+            if target is not None and target.reached(metrics[target.metric]):
+                result.target_epoch = 0.0
+            step, alive = 0, True
+            for epoch in range(c.epochs):
+                if not alive:
+                    break
+                losses: list[float] = []
+                next_snap = 0
+                for i, batch in enumerate(task.train_batches(c.batch_size, seed=spec.seed, epoch=epoch)):
+                    set_lr(optimizer, schedule.lr(step))
+                    loss = task.train_step(model, batch, optimizer)
+                    step += 1
+                    losses.append(loss)
+                    if not math.isfinite(loss):
+                        # Diverged. Non-finite weights: the Recorder refuses the row and marks
+                        # the run itself. Finite weights but a non-finite loss: stop here too.
+                        if not _finite_model(model):
+                            rec.snapshot(step=step, epoch=step / steps_per_epoch)
+                        result.error = f"non-finite training loss at step {step} (epoch {step / steps_per_epoch:g})"
+                        rec.close("diverged")
+                        alive = False
+                        break
+                    if i + 1 == offsets[next_snap]:
+                        metrics = {"train_loss": sum(losses) / len(losses), **task.evaluate(model), "lr": schedule.lr(step)}
+                        losses = []
+                        next_snap += 1
+                        if not rec.snapshot(step=step, epoch=step / steps_per_epoch, metrics=metrics):
+                            alive = False
+                            break
+                        if result.target_epoch is None and target is not None and target.reached(metrics[target.metric]):
+                            result.target_epoch = step / steps_per_epoch
+            result.n_snapshots = rec.n_snapshots
+        result.status = rec.status
+        result.final = {k: float(v) for k, v in metrics.items()} if rec.status == "complete" else {}
+        if rec.status == "diverged":
+            _set_attrs(out, spec.run_id, {"diverged_reason": result.error or "non-finite weights"})
+    except Exception as exc:  # recorded, never raised: one bad run must not stop a suite
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}"
+        trace = traceback.format_exc(limit=8)
+        if not owns_group and model is not None:
+            owns_group = _failed_stub(out, spec, model, mode)
+        if owns_group:
+            _mark_failed(out, spec.run_id, result.error, trace)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _failed_stub(out: Any, spec: RunSpec, model: torch.nn.Module, mode: str) -> bool:
+    """Record a run that failed before training started (no snapshots), so the store
+    shows it; returns whether the group now exists."""
+    from trajbench.store.recorder import Recorder
+
+    c = spec.config
+    meta = {"task": c.task, "task_params": c.task_params, "optimizer": c.optimizer, "schedule": c.schedule, "seed": spec.seed,
+            "batch_size": c.batch_size, "config_id": c.config_id, "suite": {"name": spec.suite_name, "version": spec.suite_version, "sha256": spec.suite_sha256}}
+    try:
+        Recorder(out, spec.run_id, model, meta=meta, mode=mode).close("failed")  # type: ignore[arg-type]
+    except Exception:
+        return False
+    return True
+
+
+def _set_attrs(out: Any, run_id: str, attrs: dict[str, Any]) -> None:
+    """Update a finished run's attributes, if the run exists (best effort)."""
+    from trajbench.store.root import open_root
+
+    try:
+        root = open_root(out, mode="a")
+        group = root[f"{RUNS_GROUP}/{run_id}"]
+        group.update_attributes(attrs)
+    except Exception:
+        pass
+
+
+def _mark_failed(out: Any, run_id: str, error: str, trace: str = "") -> None:
+    """Set status failed and the error on a run's group, if it exists."""
+    _set_attrs(out, run_id, {"status": "failed", "error": error[:2000], "error_traceback": trace[-4000:]})
+
+
+# --------------------------------------------------------------- workers
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    # The first optimizer of a process imports torch._dynamo (seconds); pay it here so
+    # that run timings measure training.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+@dataclass
+class _Job:
+    spec: RunSpec
+    out: str
+    task_cls: type
+    optimizer_spec: Any
+    schedule_spec: Any
+
+
+def _worker_run(job: _Job) -> RunResult:
+    """Entry point in a worker: make user-registered tasks/optimizers/schedules known, run."""
+    from trajbench.generate import optimizers as opt_mod
+    from trajbench.tasks import base as task_base
+
+    task_base._ensure_zoo()
+    name = job.spec.config.task
+    if task_base._REGISTRY.get(name) is not job.task_cls:
+        task_base._REGISTRY[name] = job.task_cls
+    opt_mod._OPTIMIZERS[job.optimizer_spec.name] = job.optimizer_spec
+    opt_mod._SCHEDULES[job.schedule_spec.name] = job.schedule_spec
+    return train_run(job.spec, job.out, mode="w")
+
+
+def _make_job(spec: RunSpec, out: str) -> _Job:
+    from trajbench.tasks import get_task_class
+
+    return _Job(spec, out, get_task_class(spec.config.task), _OPTIMIZERS[spec.config.optimizer["name"]], _SCHEDULES[spec.config.schedule["name"]])
+
+
+# ----------------------------------------------------------------- planning
+def _existing(root: Any, path: str) -> dict[str, Any] | None:
+    try:
+        node = root[path]
+    except KeyError:
+        return None
+    return dict(node.attrs)
+
+
+def _is_done(attrs: dict[str, Any] | None, expected: int, config_id: str | None = None) -> bool:
+    if attrs is None:
+        return False
+    if config_id is not None and attrs.get("config_id") != config_id:
+        return False
+    status = attrs.get("status")
+    if status == "complete":
+        return int(attrs.get("n_snapshots", -1)) == expected
+    return status == "diverged"
+
+
+def plan(suite: str | os.PathLike[str] | Suite, out: str | os.PathLike[str] | None = None, *, seed: int = 0, tasks: Iterable[str] | None = None, shard: tuple[int, int] | None = None) -> list[tuple[RunSpec, str]]:
+    """The runs :func:`generate` would handle, each with ``"skip"`` (already complete or
+    diverged in ``out``) or ``"run"``."""
+    suite = load_suite(suite)
+    specs = _select(suite.runs(seed), tasks, shard)
+    if out is None or not _store_exists(out):
+        return [(s, "run") for s in specs]
+    from trajbench.store.root import open_root
+
+    root = open_root(out, mode="r")
+    return [(s, "skip" if _is_done(_existing(root, f"{RUNS_GROUP}/{s.run_id}"), s.n_snapshots, s.config.config_id) else "run") for s in specs]
+
+
+def _store_exists(out: str | os.PathLike[str]) -> bool:
+    from trajbench.store.root import _location_exists
+
+    return _location_exists(os.fspath(out))
+
+
+def _select(specs: list[RunSpec], tasks: Iterable[str] | None, shard: tuple[int, int] | None) -> list[RunSpec]:
+    if tasks is not None:
+        wanted = set(tasks)
+        known = {s.task for s in specs}
+        for name in wanted - known:
+            from trajbench.errors import did_you_mean
+
+            raise TrajbenchError(f"task {name!r} is not in this suite{did_you_mean(name, known)} (its tasks: {', '.join(sorted(known))})")
+        specs = [s for s in specs if s.task in wanted]
+    if shard is not None:
+        index, count = shard
+        if not (isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count):
+            raise TrajbenchError(f"shard must be (index, count) with 0 <= index < count, but got {shard!r}")
+        specs = specs[index::count]
+    return specs
+
+
+# ----------------------------------------------------------------- generate
+def generate(
+    suite: str | os.PathLike[str] | Suite,
+    out: str | os.PathLike[str],
+    *,
+    workers: int = 1,
+    seed: int = 0,
+    progress: bool = True,
+    tasks: Iterable[str] | None = None,
+    shard: tuple[int, int] | None = None,
+    synthetic: bool = True,
+    max_crashes: int = _MAX_CRASHES,
+    mp_context: str | None = None,
+    scheduler: str | None = None,
+) -> GenerateSummary:
+    """Generate every run (and synthetic series) of ``suite`` into the store ``out``.
+
+    Parameters
+    ----------
+    suite:
+        A shipped suite name (``micro``, ``tiny``, ``small``, ``full``), a path to a suite
+        TOML file, or a parsed :class:`~trajbench.generate.suite.Suite`.
+    out:
+        The store (directory path or fsspec URL); created if missing.
+    workers:
+        Worker processes; 1 runs everything in this process.
+    seed:
+        Base seed: a run's seed is ``seed + s`` for each ``s`` of its suite entry.
+    progress:
+        Show a tqdm bar (runs done / diverged / failed, ETA) on stderr.
+    tasks, shard:
+        Restrict to some task names, and/or to the runs ``index::count`` of the expanded
+        list (to split a suite across machines; every shard may write to its own store or,
+        on a shared file system, to the same one).
+    synthetic:
+        Also write the suite's ``[[synthetic]]`` series (only when ``tasks`` is not given,
+        and only in shard 0).
+    max_crashes:
+        How many times a run that kills its worker process (running alone) is retried
+        before it is recorded as failed.
+    mp_context:
+        Start method of the worker processes: ``"forkserver"`` (default where available;
+        torch and trajbench are imported once, in the server), ``"spawn"`` or ``"fork"``.
+        Results do not depend on it.
+    scheduler:
+        Run on Dask instead of a local process pool (needs ``dask[distributed]``):
+        ``"local"`` (or ``"local-cluster"``, as the bench command spells it) starts a ``LocalCluster`` of ``workers`` single-threaded worker
+        processes; any other value is a scheduler address (``"tcp://host:8786"``) whose
+        workers must see ``out`` (a shared file system or an fsspec URL) and have trajbench
+        installed. Results are the same as with the local pool.
+    """
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise TrajbenchError(f"workers must be a positive int, but got {workers!r}")
+    from trajbench.store.root import open_root
+
+    started = time.perf_counter()
+    suite = load_suite(suite)
+    specs = _select(suite.runs(seed), tasks, shard)
+    out_text = os.fspath(out)
+    root = open_root(out_text, mode="a")  # create the store (and its groups) before any worker races to
+    root.require_group(RUNS_GROUP)
+    summary = GenerateSummary(suite.name, suite.version, out_text, seed, workers, planned=len(specs))
+
+    todo: list[RunSpec] = []
+    for spec in specs:
+        if _is_done(_existing(root, f"{RUNS_GROUP}/{spec.run_id}"), spec.n_snapshots, spec.config.config_id):
+            summary.skipped += 1
+            summary.results.append(RunResult(spec.run_id, spec.task, "skipped"))
+        else:
+            todo.append(spec)
+
+    if synthetic and suite.synthetic and tasks is None and (shard is None or shard[0] == 0):
+        _write_synthetic(suite, root, out_text, summary)
+
+    bar = _progress_bar(len(todo), suite.name, progress)
+    try:
+        if scheduler is not None:
+            _run_dask(todo, out_text, workers, summary, bar, scheduler)
+        elif workers == 1 or len(todo) <= 1:
+            with _one_thread():
+                for spec in todo:
+                    _record(summary, train_run(spec, out_text, mode="w"), bar)
+        else:
+            _run_pool(todo, out_text, workers, summary, bar, max_crashes, mp_context)
+    finally:
+        if bar is not None:
+            bar.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _write_synthetic(suite: Suite, root: Any, out: str, summary: GenerateSummary) -> None:
+    from trajbench.generate.synthetic import get_family, write_series
+    from trajbench.store.format import SYNTHETIC_GROUP
+    from trajbench.tasks.base import mix_seed
+
+    for entry in suite.synthetic:
+        family = get_family(entry.family)
+        for i in range(entry.count):
+            series_id = f"{entry.prefix}{i:04d}"
+            path = f"{SYNTHETIC_GROUP}/{entry.family}/{series_id}"
+            if _is_done(_existing(root, path), entry.length):
+                summary.synthetic_skipped += 1
+                continue
+            params = family.sample(mix_seed(entry.seed, i), entry.dim, entry.length, **entry.params)
+            extra = {"suite": {"name": suite.name, "version": suite.version, "sha256": suite.sha256}}
+            write_series(out, params, series_id, mode="w", extra_attrs=extra)
+            summary.synthetic_written += 1
+
+
+def _progress_bar(total: int, name: str, enabled: bool) -> Any:
+    if not enabled or total == 0:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=f"generate {name}", unit="run", dynamic_ncols=True)
+
+
+def _record(summary: GenerateSummary, result: RunResult, bar: Any) -> None:
+    summary.results.append(result)
+    if result.status == "complete":
+        summary.complete += 1
+    elif result.status == "diverged":
+        summary.diverged += 1
+    else:
+        summary.failed += 1
+    if bar is not None:
+        bar.set_postfix(done=summary.complete, diverged=summary.diverged, failed=summary.failed, refresh=False)
+        bar.update(1)
+
+
+_PRELOAD = ["torch", "torch._dynamo", "trajbench.generate.runner", "trajbench.tasks", "trajbench.store.recorder"]
+
+
+def _mp_context(name: str | None) -> Any:
+    """``forkserver`` (Linux, macOS) with torch and trajbench preloaded in the server, so
+    each worker starts as a cheap fork of an interpreter that imported them once (and
+    never ran a parallel op, so forking is safe); ``spawn`` elsewhere."""
+    import multiprocessing
+
+    if name is None:
+        name = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    if name not in multiprocessing.get_all_start_methods():
+        raise TrajbenchError(f"mp_context must be one of {', '.join(multiprocessing.get_all_start_methods())}, but got {name!r}")
+    context = get_context(name)
+    if name == "forkserver":
+        context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def _run_pool(todo: list[RunSpec], out: str, workers: int, summary: GenerateSummary, bar: Any, max_crashes: int, mp_context: str | None = None) -> None:
+    """Run ``todo`` in a pool of ``workers`` processes, surviving worker deaths.
+
+    When a worker dies, the pool breaks and every run in flight is interrupted. Runs the
+    store shows as started (``running``) become *suspects* and are re-run one at a time,
+    each alone in a one-worker pool, so an innocent run is never blamed for its neighbour:
+    a suspect that kills its worker alone ``max_crashes + 1`` times is recorded as failed.
+    The other interrupted runs go back to the shared pool.
+    """
+    from trajbench.store.root import open_root
+
+    queue = [_make_job(spec, out) for spec in todo]
+    suspects: list[_Job] = []
+    crashes: dict[str, int] = {}
+    context = _mp_context(mp_context)
+    while queue or suspects:
+        if suspects:
+            job = suspects.pop(0)
+            if _pool_round([job], 1, context, out, summary, bar):
+                run_id = job.spec.run_id
+                crashes[run_id] = crashes.get(run_id, 0) + 1
+                if crashes[run_id] > max_crashes:
+                    error = f"its worker process died {crashes[run_id]} times while running it alone (killed, or out of memory?)"
+                    _mark_failed(out, run_id, error)
+                    _record(summary, RunResult(run_id, job.spec.task, "failed", error=error), bar)
+                else:
+                    suspects.append(job)
+            continue
+        recorded_before = len(summary.results)
+        broken = _pool_round(queue, workers, context, out, summary, bar)
+        queue = []
+        if not broken:
+            continue
+        root = open_root(out, mode="a")
+        for job in broken:
+            attrs = _existing(root, f"{RUNS_GROUP}/{job.spec.run_id}")
+            (suspects if attrs is not None and attrs.get("status") == "running" else queue).append(job)
+        if not suspects and len(summary.results) == recorded_before:
+            raise TrajbenchError(
+                f"worker processes died before starting any run ({len(broken)} runs pending); check that trajbench imports in a fresh Python process"
+            )
+
+
+def _pool_round(jobs: list[_Job], workers: int, context: Any, out: str, summary: GenerateSummary, bar: Any) -> list[_Job]:
+    """Run ``jobs`` in one pool; record every result; return the jobs a broken pool interrupted."""
+    broken: list[_Job] = []
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init)
+    try:
+        futures: dict[Future[RunResult], _Job] = {pool.submit(_worker_run, job): job for job in jobs}
+        remaining = set(futures)
+        while remaining:
+            done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = futures[future]
+                try:
+                    result = future.result()
+                except BrokenProcessPool:
+                    broken.append(job)
+                    continue
+                except Exception as exc:  # e.g. an unpicklable user task
+                    result = RunResult(job.spec.run_id, job.spec.task, "failed", error=f"{type(exc).__name__}: {exc}")
+                    _mark_failed(out, job.spec.run_id, result.error or "")
+                _record(summary, result, bar)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return broken
+
+
+# --------------------------------------------------------------------- dask
+def _dask_run(job: _Job) -> RunResult:
+    """A Dask task: one run on one torch thread in whatever worker process Dask picked."""
+    with _one_thread():
+        return _worker_run(job)
+
+
+def _run_dask(todo: list[RunSpec], out: str, workers: int, summary: GenerateSummary, bar: Any, scheduler: str) -> None:
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise TrajbenchError("scheduler= needs dask.distributed; install it with: pip install 'trajbench[distributed]'") from None
+    if not isinstance(scheduler, str) or not scheduler:
+        raise TrajbenchError(f"scheduler must be 'local' or a Dask scheduler address, but got {scheduler!r}")
+    cluster = None
+    if scheduler in ("local", "local-cluster"):
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(scheduler, timeout=30)
+        except OSError as exc:
+            raise TrajbenchError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
+    try:
+        submitted = [(client.submit(_dask_run, _make_job(spec, out), key=f"trajbench-run-{spec.run_id}", pure=False), spec) for spec in todo]
+        spec_of = {future.key: spec for future, spec in submitted}
+        for future in as_completed([future for future, _ in submitted]):
+            spec = spec_of[future.key]
+            try:
+                result = future.result()
+            except Exception as exc:  # e.g. KilledWorker: the worker died repeatedly on this run
+                result = RunResult(spec.run_id, spec.task, "failed", error=f"{type(exc).__name__}: {exc}")
+                _mark_failed(out, spec.run_id, result.error or "")
+            _record(summary, result, bar)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+

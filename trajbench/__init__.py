@@ -36,6 +36,12 @@ from trajbench.forecasting import (
     register_forecaster,
 )
 from trajbench.bench.harness import run_benchmark
+from trajbench.tasks import get_task, list_tasks
+from trajbench.generate import load_suite, list_suites
+
+# `trajbench.generate(suite, out, ...)` is the function; its package stays importable as
+# `from trajbench.generate import ...` (module attributes are looked up in sys.modules).
+from trajbench.generate import generate  # noqa: E402  (shadows the subpackage attribute on purpose)
 from trajbench.bench.results import read_results
 
 __all__ = [
@@ -60,6 +66,11 @@ __all__ = [
     "list_forecasters",
     "register_forecaster",
     "run_benchmark",
+    "generate",
+    "load_suite",
+    "list_suites",
+    "get_task",
+    "list_tasks",
     "read_results",
     "TrajbenchError",
     "StoreError",

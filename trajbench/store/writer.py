@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import threading
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -44,25 +46,32 @@ from trajbench.store.format import (
     check_name,
     plan_chunks,
 )
+from trajbench.store._chunkio import DirectChunkWriter
 from trajbench.store.layout import ParamSpec, parse_layout
 from trajbench.store.root import library_versions, member_keys, open_root, utc_now
 
 __all__ = ["RunWriter", "WriteMode"]
 
 WriteMode = Literal["w-", "w", "a"]
+# Shapes grow by doubling, but by at most this many rows at once.
+_MAX_GROWTH_ROWS = 4096
+_NAN_COLUMN = np.full(_MAX_GROWTH_ROWS, np.nan)
+# Threads that encode and write chunks (Blosc and file writes release the GIL).
+_ENCODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 _MODES = ("w-", "w", "a")
 
 
 def weights_codecs() -> dict[str, Any]:
-    """Codec arguments for ``weights`` (lossless; stock zarr decodes them).
+    """Codec arguments for ``weights`` in format v1's default: no compression.
 
-    Blosc with LZ4 and byte shuffle: cheap enough to keep the Recorder at disk speed.
-    The store-efficiency work may replace this default; the codecs are always recorded in
+    Measured here (docs/performance.md): Blosc LZ4 with byte shuffle saved only 8-10% on
+    row-major float32 weights, and encoding cost about 5 ms per 6 MiB slab on one core,
+    which alone kept the Recorder far from the sequential-write speed its target names.
+    Raw chunks cost nothing to encode. Compression worth its cost needs the temporal
+    layout that the store-efficiency work brings; whatever a store uses is recorded in
     each array's own ``zarr.json``, so readers never depend on this function.
     """
-    from zarr.codecs import BloscCodec, BloscShuffle
-
-    return {"compressors": [BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle, typesize=4)]}
+    return {"compressors": None}
 
 
 @dataclass
@@ -162,6 +171,8 @@ class RunWriter:
         self._open.reset(committed - committed % ct)
         if committed % ct:
             self._reload_partial_chunk(self._open, committed % ct)
+        self._direct: dict[str, DirectChunkWriter | None] = {}
+        self._pool = ThreadPoolExecutor(max_workers=_ENCODE_THREADS, thread_name_prefix="trajbench-encode")
         self._thread = threading.Thread(target=self._run, name=f"trajbench-writer:{group_path}", daemon=True)
         self._thread.start()
 
@@ -303,9 +314,7 @@ class RunWriter:
             return False
         slab = self._open
         row = slab.weights[slab.filled]
-        # A float64 sum is non-finite iff some element is (float32 values cannot overflow
-        # it), and costs one read instead of isfinite's extra boolean array.
-        if check_finite and not math.isfinite(float(row.sum(dtype=np.float64))):
+        if check_finite and not _all_finite(row):
             self._diverge()
             return False
         i = slab.filled
@@ -366,6 +375,11 @@ class RunWriter:
             self._closed = True
             self._jobs.put(None)
             self._thread.join()
+            self._pool.shutdown(wait=True)
+        if self._error is None:  # trim the geometric over-allocation: shape == n_snapshots
+            for array in self._arrays.values():
+                if array.shape[0] != self.n_committed:
+                    array.resize((self.n_committed, *array.shape[1:]))
         final = "diverged" if self._diverged_at is not None else status
         # After a writer error the store keeps 'running' (resumable); say 'failed' here.
         self.status = final if self._error is None else "failed"
@@ -419,19 +433,76 @@ class RunWriter:
             if name not in arrays:
                 arrays[name] = self._create_series(self._group, name, METRIC_DTYPE, float("nan"), self.plan.snapshots, arrays[STEP].shape[0])
         # 1. grow shapes (metadata only); 2. write the chunks; 3. commit.
+        # Shapes grow geometrically (a chunk-row at least, doubling) so that metadata is
+        # rewritten O(log T) times, not once per slab; close() trims them to n_snapshots.
         for array in arrays.values():
             if array.shape[0] < end:
-                array.resize((end, *array.shape[1:]))
-        arrays[WEIGHTS][start:end] = slab.weights[:rows]
-        arrays[STEP][start:end] = slab.step[:rows]
-        arrays[EPOCH][start:end] = slab.epoch[:rows]
+                capacity = max(end, min(2 * array.shape[0], array.shape[0] + _MAX_GROWTH_ROWS))
+                capacity = -(-capacity // self.plan.snapshots) * self.plan.snapshots
+                array.resize((capacity, *array.shape[1:]))
+        columns: dict[str, np.ndarray] = {WEIGHTS: slab.weights, STEP: slab.step, EPOCH: slab.epoch}
+        for name in arrays:
+            if name not in RESERVED_ARRAY_NAMES:
+                columns[name] = slab.metrics.get(name, _NAN_COLUMN[: len(slab.step)])
+        pending = []
         for name, array in arrays.items():
-            if name in RESERVED_ARRAY_NAMES:
-                continue
-            column = slab.metrics.get(name)
-            array[start:end] = column[:rows] if column is not None else np.full(rows, np.nan)
+            direct = self._direct_writer(name, array)
+            if direct is None:
+                array[start:end] = columns[name][:rows]
+            else:
+                pending += self._write_direct(direct, columns[name], start, rows, array.fill_value)
+        for future in pending:
+            future.result()
         self._group.update_attributes({"n_snapshots": end, "updated_at": utc_now()})
         self.n_committed = end
+
+    def _direct_writer(self, name: str, array: zarr.Array) -> DirectChunkWriter | None:
+        if name not in self._direct:
+            self._direct[name] = DirectChunkWriter.for_array(array)
+        return self._direct[name]
+
+    def _write_direct(self, direct: DirectChunkWriter, data: np.ndarray, start: int, rows: int, fill: Any) -> list[Future[None]]:
+        """Submit the chunk-row starting at ``start`` (chunk-aligned) to the encode pool."""
+        ct = direct.chunks[0]
+        row_block = start // ct
+        if data.ndim == 1:
+            chunk = np.full(ct, fill, dtype=direct.dtype)
+            chunk[:rows] = data[:rows]
+            return [self._pool.submit(direct.write, (row_block,), chunk)]
+        cp = direct.chunks[1]
+        n_cols = data.shape[1]
+        if cp == n_cols and rows == ct and data.shape[0] == ct:
+            return [self._pool.submit(direct.write, (row_block, 0), data)]  # the slab is the chunk
+
+        if not direct.compressed:  # raw chunks: write the slab's row segments, no copy
+            return [
+                self._pool.submit(direct.write_rows, (row_block, j), data[:rows, j * cp : min(n_cols, (j + 1) * cp)], fill)
+                for j in range(-(-n_cols // cp))
+            ]
+
+        def one(col_block: int) -> None:
+            c0 = col_block * cp
+            c1 = min(n_cols, c0 + cp)
+            chunk = np.empty((ct, cp), dtype=direct.dtype)
+            chunk[:rows, : c1 - c0] = data[:rows, c0:c1]
+            chunk[rows:] = fill  # rows past the commit point: fill values, as zarr writes them
+            chunk[:rows, c1 - c0 :] = fill  # the edge chunk's columns past the array
+            direct.write((row_block, col_block), chunk)
+
+        return [self._pool.submit(one, j) for j in range(-(-n_cols // cp))]
+
+
+def _all_finite(row: np.ndarray) -> bool:
+    """True iff every value of ``row`` is finite, at about the cost of one read.
+
+    A float32 sum (torch: vectorised, multi-threaded) is finite whenever every element is,
+    unless finite values overflow it; only then is the exact, costlier check run.
+    """
+    import torch
+
+    if math.isfinite(float(torch.from_numpy(row).sum())):
+        return True
+    return bool(np.isfinite(row).all())
 
 
 def validate_metric_name(name: object) -> str:

@@ -1,0 +1,69 @@
+"""The Recorder's direct chunk writer produces the bytes zarr itself would write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from zarr.codecs import BloscCodec, BloscShuffle
+
+from trajbench.store._chunkio import DirectChunkWriter
+from trajbench.store.writer import weights_codecs
+
+pytestmark = pytest.mark.micro
+
+
+@pytest.mark.parametrize(
+    "compressors",
+    [
+        weights_codecs()["compressors"],
+        [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle, typesize=4)],
+        None,
+    ],
+    ids=["default", "zstd-bitshuffle", "uncompressed"],
+)
+def test_direct_chunks_are_byte_identical_to_zarr(tmp_path: Path, compressors: object) -> None:
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((8, 10)).astype(np.float32)
+    data[0, 0], data[1, 1], data[2, 2] = -0.0, np.float32(1e-45), np.inf  # signed zero, subnormal, inf
+    kwargs = {"compressors": compressors} if compressors is not None else {"compressors": None}
+    by_zarr = zarr.create_array(tmp_path / "a", shape=(8, 10), chunks=(4, 6), dtype="float32", fill_value=np.nan, **kwargs)
+    by_zarr[:] = data
+    ours = zarr.create_array(tmp_path / "b", shape=(8, 10), chunks=(4, 6), dtype="float32", fill_value=np.nan, **kwargs)
+    direct = DirectChunkWriter.for_array(ours)
+    assert direct is not None
+    for i in range(2):
+        for j in range(2):
+            chunk = np.full((4, 6), np.nan, dtype=np.float32)
+            block = data[i * 4 : (i + 1) * 4, j * 6 : (j + 1) * 6]
+            chunk[:, : block.shape[1]] = block
+            direct.write((i, j), chunk)
+    for key in ("c/0/0", "c/0/1", "c/1/0", "c/1/1"):
+        assert (tmp_path / "b" / key).read_bytes() == (tmp_path / "a" / key).read_bytes(), key
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "b", mode="r")[:], data)
+
+
+def test_unsupported_stores_and_codecs_fall_back_to_zarr(tmp_path: Path) -> None:
+    in_memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(4,), chunks=(2,), dtype="float32")
+    assert DirectChunkWriter.for_array(in_memory) is None
+    big_endian = zarr.create_array(tmp_path / "be", shape=(4,), chunks=(2,), dtype="float32", serializer=zarr.codecs.BytesCodec(endian="big"))
+    assert DirectChunkWriter.for_array(big_endian) is None
+
+
+@pytest.mark.parametrize("n_rows,width", [(4, 6), (2, 6), (4, 4), (1, 3)])
+def test_row_segment_writes_match_zarr(tmp_path: Path, n_rows: int, width: int) -> None:
+    """Uncompressed chunks written row by row from a strided view equal zarr's bytes."""
+    rng = np.random.default_rng(1)
+    block = rng.standard_normal((n_rows, width)).astype(np.float32)
+    full = np.full((4, 6), np.nan, dtype=np.float32)
+    full[:n_rows, :width] = block
+    by_zarr = zarr.create_array(tmp_path / "a", shape=(4, 6), chunks=(4, 6), dtype="float32", fill_value=np.nan, compressors=None)
+    by_zarr[:] = full
+    ours = zarr.create_array(tmp_path / "b", shape=(4, 6), chunks=(4, 6), dtype="float32", fill_value=np.nan, compressors=None)
+    direct = DirectChunkWriter.for_array(ours)
+    wide = rng.standard_normal((n_rows, 20)).astype(np.float32)
+    wide[:, 3 : 3 + width] = block
+    direct.write_rows((0, 0), wide[:, 3 : 3 + width], np.nan)  # a strided, non-contiguous view
+    assert (tmp_path / "b" / "c/0/0").read_bytes() == (tmp_path / "a" / "c/0/0").read_bytes()

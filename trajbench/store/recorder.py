@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -169,14 +170,21 @@ class Recorder:
         # Look the tensors up on every snapshot: model.to(device), load_state_dict(assign=True)
         # or assigning a buffer replace tensor objects, and a stale reference records old values.
         state = self._model.state_dict(keep_vars=True)
-        row = torch.from_numpy(self._writer.next_row())
+        row_np = self._writer.next_row()
+        row = torch.from_numpy(row_np)
         with torch.no_grad():
             for spec in self.layout:
                 tensor = state.get(spec.name)
                 if tensor is None or tuple(tensor.shape) != spec.shape:
                     found = "is gone" if tensor is None else f"now has shape {tuple(tensor.shape)}"
                     raise RecorderError(f"tensor '{spec.name}' of run '{self.run_id}' {found}; it was recorded with shape {spec.shape}")
-                row[spec.offset : spec.offset + spec.numel].view(spec.shape).copy_(tensor.detach())
+                source = tensor.detach()
+                if source.device.type == "cpu" and source.dtype == torch.float32 and source.layout == torch.strided:
+                    # numpy copies on this thread; torch's copy_ of a tensor over 32k elements
+                    # goes through OpenMP, whose spinning workers take the writer's cores.
+                    np.copyto(row_np[spec.offset : spec.offset + spec.numel].reshape(spec.shape), source.numpy())
+                else:
+                    row[spec.offset : spec.offset + spec.numel].view(spec.shape).copy_(source)
         return self._writer.commit_row(step_value, epoch_value, clean_metrics)
 
     def flush(self) -> None:

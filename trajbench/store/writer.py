@@ -495,12 +495,12 @@ class RunWriter:
 def _all_finite(row: np.ndarray) -> bool:
     """True iff every value of ``row`` is finite, at about the cost of one read.
 
-    A float32 sum (torch: vectorised, multi-threaded) is finite whenever every element is,
-    unless finite values overflow it; only then is the exact, costlier check run.
+    A float32 sum is finite whenever every element is, unless finite values overflow it;
+    only then is the exact, costlier check run. numpy's sum runs on this thread: torch's
+    is multi-threaded, but its OpenMP workers then spin on the cores the writer's threads
+    need (docs/performance.md).
     """
-    import torch
-
-    if math.isfinite(float(torch.from_numpy(row).sum())):
+    if math.isfinite(float(row.sum())):
         return True
     return bool(np.isfinite(row).all())
 

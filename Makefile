@@ -29,6 +29,8 @@ demo: $(STAMP)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/recorder.py
+	$(BIN)/python benchmarks/generate.py
+	$(BIN)/python benchmarks/harness.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis

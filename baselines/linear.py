@@ -61,6 +61,9 @@ class LeastSquaresTrend(Forecaster):
             raise TrajbenchError(f"linear_lstsq: context_length must be an int >= 2, but got {k!r}")
         return int(k)
 
+    #: Rows extrapolated at once: the float64 intermediate stays in cache.
+    _block_rows: int = 4096
+
     def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
         k = self._check()
         t = np.arange(k, dtype=np.float64) - (k - 1) / 2.0  # centred times, origin at the middle
@@ -69,4 +72,14 @@ class LeastSquaresTrend(Forecaster):
         mean = x.mean(axis=1)
         slope = x @ weights
         ahead = (k - 1) / 2.0 + np.arange(1, horizon + 1, dtype=np.float64)  # origin + h, centred
-        return (mean[:, None] + slope[:, None] * ahead[None, :]).astype(np.float32)
+        # mean + slope * ahead in float64, rounded to float32, a block of rows at a time
+        n = len(x)
+        out = np.empty((n, horizon), dtype=np.float32)
+        tmp = np.empty((min(n, self._block_rows), horizon))
+        for i in range(0, n, self._block_rows):
+            j = min(n, i + self._block_rows)
+            block = tmp[: j - i]
+            np.multiply(slope[i:j, None], ahead[None, :], out=block)
+            np.add(mean[i:j, None], block, out=block)
+            out[i:j] = block
+        return out

@@ -236,6 +236,26 @@ def test_store_hash_changes_with_any_byte(tmp_path: Path) -> None:
     assert store_sha256(path) != before
 
 
+def test_store_hash_follows_its_definition(tmp_path: Path) -> None:
+    """The hash (files hashed on several threads) against the definition written plainly."""
+    import hashlib
+    import os
+
+    path = tmp_path / "d.zarr"
+    make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0, 1), n_snapshots=6, synthetic=1)
+    (path / "deep" / "er").mkdir(parents=True)
+    (path / "deep" / "er" / "x.bin").write_bytes(b"\x00" * 3_000_000)
+    (path / "empty").write_bytes(b"")
+    lines = []
+    for dirpath, _, filenames in os.walk(path):
+        for name in filenames:
+            full = Path(dirpath) / name
+            lines.append((full.relative_to(path).as_posix(), hashlib.sha256(full.read_bytes()).hexdigest()))
+    lines.sort(key=lambda e: e[0].encode())
+    want = hashlib.sha256("".join(f"{p}\t{h}\n" for p, h in lines).encode()).hexdigest()
+    assert store_sha256(path) == want
+
+
 # ---------------------------------------------------------------------- values
 def test_linear_mae_matches_an_independent_computation(bench: Any, store: Path) -> None:
     """Per run: sklearn's MAE of last-two extrapolation over every window and series at
@@ -365,6 +385,103 @@ def test_resume_per_forecaster(store: Path, tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(keep, again)
     run_benchmark(store, [Counting()], out, protocol=proto, seed=1, hash_store=False, measure_memory=False)
     assert Counting.calls > calls  # another seed: other samples and splits, recomputed
+
+
+class NoisyPersistence(Forecaster):
+    """Persistence plus noise from numpy's global generator: stochastic on purpose."""
+
+    context_length = 3  # as NoisyLinear: the same first origin and batches alone or together
+    tags = {"deterministic": False}
+
+    def _predict(self, context, horizon, meta):
+        noise = np.random.normal(size=(len(context), horizon)).astype(np.float32) * 1e-3
+        return context[:, -1:] + noise
+
+
+class NoisyLinear(Forecaster):
+    """Linear extrapolation scaled by python's and numpy's global generators."""
+
+    context_length = 3
+    tags = {"deterministic": False}
+
+    def _predict(self, context, horizon, meta):
+        import random
+
+        scale = np.float32(1.0 + 0.1 * random.random())
+        step = (context[:, -1:] - context[:, -2:-1]) * scale
+        jitter = np.random.uniform(size=(len(context), horizon)).astype(np.float32) * 1e-4
+        return context[:, -1:] + step * np.arange(1, horizon + 1, dtype=np.float32) + jitter
+
+
+def test_one_pass_scores_each_forecaster_as_if_alone(store: Path) -> None:
+    """Forecasters share one pass over the runs; each still sees its own random streams
+    (seeded per run), so stochastic ones score exactly as when benchmarked alone."""
+    proto = PROTO.replace(eval_splits=("test", "synthetic"))
+    together = run_benchmark(store, [NoisyPersistence(), "linear", NoisyLinear(), "persistence"], None, protocol=proto, hash_store=False, measure_memory=False)
+    for forecaster in (NoisyPersistence(), NoisyLinear()):
+        alone = run_benchmark(store, [forecaster, "linear", "persistence"], None, protocol=proto, hash_store=False, measure_memory=False)
+        keep = lambda t, name=forecaster.name: t[(t.forecaster == name) & ~t.metric.str.startswith(("rank_", "fit_", "predict_"))].reset_index(drop=True)  # noqa: E731
+        assert len(keep(alone.table))
+        pd.testing.assert_frame_equal(keep(alone.table), keep(together.table), check_exact=True)
+
+
+def test_reference_without_the_linear_baseline(store: Path) -> None:
+    """The reference is computed in the same pass when no forecaster is it, and equals the
+    linear baseline's own statistics bit for bit."""
+    proto = PROTO.replace(eval_splits=("test",))
+    with_linear = run_benchmark(store, ["linear", "persistence"], None, protocol=proto, hash_store=False, measure_memory=False)
+    without = run_benchmark(store, ["persistence"], None, protocol=proto, hash_store=False, measure_memory=False)
+    keep = lambda t: t[(t.forecaster == "persistence") & ~t.metric.str.startswith(("rank_", "fit_", "predict_"))].reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(keep(with_linear.table), keep(without.table), check_exact=True)
+
+
+def test_runs_are_opened_once(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trajbench.bench import harness
+    from trajbench.store.reader import Run
+
+    opened: list[str] = []
+    original = Run.__init__
+
+    def counting(self: Run, group: Any, path: str) -> None:
+        opened.append(path)
+        original(self, group, path)
+
+    monkeypatch.setattr(Run, "__init__", counting)
+    run_benchmark(store, ["linear", "persistence", Learner()], None, protocol=PROTO, hash_store=False, measure_memory=False)
+    assert sorted(opened) == sorted(open_store(store).run_paths())  # splits, training data and evaluation share them
+    wrapped = harness._OpenedRuns(open_store(store))
+    first = wrapped.run_paths()[0]
+    assert wrapped.run(first) is wrapped.run(first)
+    assert wrapped.run(first.removeprefix("runs/")).path == first  # an id goes through Store.run
+    with pytest.raises(TrajbenchError, match="no run 'nope'"):
+        wrapped.run("nope")
+
+
+def test_output_check_survives_float32_overflow_of_the_sum() -> None:
+    from trajbench.forecasting.base import ForecasterError, _check_output
+
+    big = np.full((4, 50), 3e38, dtype=np.float32)  # finite, but the float32 sum overflows
+    assert _check_output(big, 4, 50, "big") is not None
+    big[2, 7] = np.inf
+    with pytest.raises(ForecasterError, match="1 non-finite value"):
+        _check_output(big, 4, 50, "big")
+    mixed = np.ones((3, 5), dtype=np.float32)
+    mixed[0, 0], mixed[1, 1] = np.inf, -np.inf  # inf - inf: NaN, still caught
+    with pytest.raises(ForecasterError, match="2 non-finite values"):
+        _check_output(mixed, 3, 5, "mixed")
+
+
+def test_least_squares_trend_blocks_change_nothing() -> None:
+    from baselines.linear import LeastSquaresTrend
+
+    rng = np.random.default_rng(0)
+    f = LeastSquaresTrend(context_length=4)
+    context = rng.normal(size=(10_000, 4)).astype(np.float32)  # more rows than one block
+    t = np.arange(4, dtype=np.float64) - 1.5
+    x = context.astype(np.float64)
+    ahead = 1.5 + np.arange(1, 8, dtype=np.float64)
+    want = (x.mean(axis=1)[:, None] + (x @ (t / np.dot(t, t)))[:, None] * ahead[None, :]).astype(np.float32)
+    np.testing.assert_array_equal(f.predict(context, 7), want)
 
 
 # ------------------------------------------------------------------ CLI, tracks

@@ -392,3 +392,23 @@ def test_suite_objects_are_accepted_directly(tmp_path: Path) -> None:
     assert isinstance(suite, Suite) and load_suite(suite) is suite
     root = open_root(tmp_path / "empty.zarr", mode="a")
     assert "runs" not in root  # generate creates it on demand
+
+
+@pytest.mark.micro
+def test_train_run_without_recording_trains_the_same_run(micro_one: Path, tmp_path: Path) -> None:
+    """record=False (the baseline of benchmarks/generate.py): same training, nothing written."""
+    from trajbench.generate import train_run
+
+    spec = next(s for s in load_suite("micro").runs() if s.task == "digits-cnn")
+    out = tmp_path / "never.zarr"
+    torch_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        result = train_run(spec, out, record=False)
+    finally:
+        torch.set_num_threads(torch_threads)
+    assert result.status == "complete" and result.n_snapshots == spec.n_snapshots
+    assert not out.exists()
+    recorded = open_store(micro_one).run(spec.run_id).metrics
+    assert result.final["val_loss"] == recorded["val_loss"].iloc[-1]
+    assert result.final["val_acc"] == recorded["val_acc"].iloc[-1]

@@ -10,6 +10,8 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error
 from trajbench.bench.metrics import (
     STAT_FIELDS,
     BatchReference,
+    KindIndex,
+    Workspace,
     boot_mean,
     bootstrap_weights,
     displacement_cosine,
@@ -104,15 +106,151 @@ def test_batch_statistics_match_explicit_loops() -> None:
     pred = rng.normal(size=(B, G, S)).astype(np.float32)
     pred[2, 0] = last[2]  # zero predicted displacement: no cosine for that window
     codes = rng.integers(0, K, size=S)
-    # the harness lays batches out (windows, series, horizons)
-    ref = BatchReference(truth.transpose(0, 2, 1).copy(), valid, last, prev, horizons, codes, K)
-    got = ref.stats(pred.transpose(0, 2, 1).copy())
+    # the harness lays batches out (windows, horizons, series)
+    ref = BatchReference(truth, valid, last, prev, horizons, codes, K)
+    got = ref.stats(pred)
     want = _naive_stats(pred, truth, valid, last, prev, horizons, codes, K)
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5)
     assert got[0, K, STAT_FIELDS.index("n_zero_p")] == 4
     # the reference's own statistics: linear extrapolation scores 1 against itself
     lin = ref.stats(ref.linear_pred)
     assert np.allclose(lin[..., STAT_FIELDS.index("sum_abs_l")], lin[..., STAT_FIELDS.index("sum_ref_l")], rtol=1e-6)
+
+
+F1 = {name: i for i, name in enumerate(STAT_FIELDS)}
+
+
+class _BatchReferenceV1:
+    """The first implementation (trajbench 0.1.0, layout (B, S, G)), kept verbatim as the
+    oracle the current one must match bit for bit."""
+
+    def __init__(self, truth: np.ndarray, valid: np.ndarray, last: np.ndarray, prev: np.ndarray, horizons: np.ndarray, kind_codes: np.ndarray, n_kinds: int) -> None:
+        B, S, G = truth.shape
+        self.shape = (B, S, G)
+        self.truth = truth
+        self.valid = valid
+        self.invalid_b, self.invalid_g = np.nonzero(~valid)
+        self.any_invalid = bool(len(self.invalid_b))
+        self.last = last
+        self.horizons = horizons
+        K = n_kinds
+        self.n_kinds = K
+        self.kind_codes = np.asarray(kind_codes, dtype=np.int64)
+        onehot = np.zeros((S, K + 1), dtype=np.float32)
+        onehot[np.arange(S), self.kind_codes] = 1.0
+        onehot[:, K] = 1.0
+        self.onehot_t32 = np.ascontiguousarray(onehot.T)  # (K + 1, S)
+        self.onehot_t64 = self.onehot_t32.astype(np.float64)
+        counts = onehot.sum(0).astype(np.float64)
+        self.n = valid.sum(0).astype(np.float64)[:, None] * counts[None, :]  # (G, K + 1)
+        self.td = truth - last[:, :, None]
+        pers = np.abs(self.td)
+        lin_pred = (last - prev)[:, :, None] * horizons.astype(np.float32)[None, None, :]
+        lin_pred += last[:, :, None]
+        lin = np.abs(truth - lin_pred)
+        self._mask(pers)
+        self._mask(lin)
+        self.sum_ref_p = self._group(pers)
+        self.sum_ref_l = self._group(lin)
+        self.zp_idx, self.zp_code, self.n_zero_p = self._zeros(pers)
+        self.zl_idx, self.zl_code, self.n_zero_l = self._zeros(lin)
+        self.ntd = np.matmul(self.onehot_t32, self.td * self.td)  # (B, K + 1, G)
+        self.persistence_pred = np.broadcast_to(last[:, :, None], truth.shape)
+        self.linear_pred = lin_pred
+
+    def _mask(self, values: np.ndarray) -> None:
+        """Zero the entries of windows whose horizon is past the end of the run."""
+        if self.any_invalid:
+            values[self.invalid_b, :, self.invalid_g] = 0
+
+    def _group(self, values: np.ndarray) -> np.ndarray:
+        """Sum ``(B, S, G)`` over windows and series of each kind: ``(G, K + 1)``.
+        The sum over the (few) windows of a batch is float32, the rest float64."""
+        return (self.onehot_t64 @ values.sum(axis=0).astype(np.float64)).T
+
+    def _zeros(self, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        B, S, G = self.shape
+        K = self.n_kinds
+        mask = err == 0
+        if self.any_invalid:
+            mask[self.invalid_b, :, self.invalid_g] = False
+        idx = np.flatnonzero(mask)
+        code = (idx % G) * K + self.kind_codes[(idx // G) % S]
+        counts = np.bincount(code, minlength=G * K).reshape(G, K).astype(np.float64)
+        return idx, code, np.concatenate([counts, counts.sum(1, keepdims=True)], axis=1)
+
+    def _correction(self, abs_err: np.ndarray, idx: np.ndarray, code: np.ndarray) -> np.ndarray:
+        G, K = self.shape[2], self.n_kinds
+        if not idx.size:
+            return np.zeros((G, K + 1))
+        sums = np.bincount(code, weights=abs_err.reshape(-1)[idx].astype(np.float64), minlength=G * K).reshape(G, K)
+        return np.concatenate([sums, sums.sum(1, keepdims=True)], axis=1)
+
+    def stats(self, pred: np.ndarray) -> np.ndarray:
+        """``(G, K + 1, len(STAT_FIELDS))`` float64 statistics of ``pred`` ``(B, S, G)``."""
+        out = np.zeros((self.shape[2], self.n_kinds + 1, len(STAT_FIELDS)))
+        err = pred - self.truth
+        self._mask(err)
+        abs_err = np.abs(err)
+        sum_abs = self._group(abs_err)
+        out[:, :, F1["n"]] = self.n
+        out[:, :, F1["sum_abs"]] = sum_abs
+        np.multiply(err, err, out=err)
+        out[:, :, F1["sum_sq"]] = self._group(err)
+        out[:, :, F1["sum_abs_p"]] = sum_abs - self._correction(abs_err, self.zp_idx, self.zp_code)
+        out[:, :, F1["sum_ref_p"]] = self.sum_ref_p
+        out[:, :, F1["n_zero_p"]] = self.n_zero_p
+        out[:, :, F1["sum_abs_l"]] = sum_abs - self._correction(abs_err, self.zl_idx, self.zl_code)
+        out[:, :, F1["sum_ref_l"]] = self.sum_ref_l
+        out[:, :, F1["n_zero_l"]] = self.n_zero_l
+        del abs_err
+        disp = np.subtract(pred, self.last[:, :, None], out=err)
+        dot = np.matmul(self.onehot_t32, disp * self.td)  # (B, K + 1, G)
+        np.multiply(disp, disp, out=disp)
+        norm_p = np.matmul(self.onehot_t32, disp)
+        ok = self.valid[:, None, :] & (norm_p > 0) & (self.ntd > 0)
+        denom = np.sqrt(norm_p.astype(np.float64) * self.ntd.astype(np.float64))
+        cos = np.zeros(dot.shape)
+        np.divide(dot, denom, out=cos, where=ok)
+        np.clip(cos, -1.0, 1.0, out=cos)
+        out[:, :, F1["sum_cos"]] = cos.sum(0).T
+        out[:, :, F1["n_cos"]] = ok.sum(0).T
+        return out
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batch_statistics_are_bit_identical_to_the_first_implementation(seed: int) -> None:
+    """The (B, G, S) layout, reused workspaces and kind index change no bit of any
+    statistic (sums in the same order, the same BLAS products)."""
+    rng = np.random.default_rng(seed)
+    B = int(rng.integers(1, 25))
+    G = int(rng.integers(1, 11))
+    S = int(rng.choice([1, 2, 7, 32, 33, 650, 3000]))
+    K = int(rng.integers(1, 6))
+    horizons = np.sort(rng.choice(np.arange(1, 60), size=G, replace=False))
+    scale = 10.0 ** rng.integers(-4, 3)
+    last = (rng.normal(size=(B, S)) * scale).astype(np.float32)
+    prev = (last + rng.normal(size=(B, S)) * scale * 0.01).astype(np.float32)
+    truth = (last[:, None, :] + rng.normal(size=(B, G, S)) * scale * 0.1).astype(np.float32)
+    frozen = rng.random(S) < 0.2  # parameters that never move: persistence and linear exact
+    prev[:, frozen] = last[:, frozen]
+    truth[:, :, frozen] = last[:, None, frozen]
+    pred = (truth + rng.normal(size=truth.shape) * scale * 0.05).astype(np.float32)
+    pred[0, :, : S // 2] = last[0, : S // 2]  # zero predicted displacement
+    valid = np.ones((B, G), dtype=bool)
+    if B > 1 and G > 1:
+        valid[-1, G // 2 :] = False
+    codes = rng.integers(0, K, size=S)
+    old = _BatchReferenceV1(truth.transpose(0, 2, 1).copy(), valid, last, prev, horizons, codes, K)
+    ws = Workspace(B + 3, G, S)
+    kinds = KindIndex(codes, K)
+    for _ in range(2):  # a reused workspace holds no state between batches
+        new = BatchReference(truth, valid, last, prev, horizons, kinds, workspace=ws)
+        buf = ws.get("pred", B)
+        buf[...] = pred
+        np.testing.assert_array_equal(new.stats(buf), old.stats(pred.transpose(0, 2, 1).copy()))
+        np.testing.assert_array_equal(new.stats(new.linear_pred), old.stats(old.linear_pred))
+        np.testing.assert_array_equal(new.stats(new.persistence_pred), old.stats(old.persistence_pred))
 
 
 def test_metric_values_from_statistics() -> None:

@@ -24,6 +24,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("trajbench.importers.cli", "add_import_parser"),
     ("trajbench.generate.cli", "add_generate_parser"),
     ("trajbench.bench.cli", "add_bench_parser"),
+    ("trajbench.cards_cli", "add_card_parser"),
 )
 # `trajbench list WHAT`: each module adds one WHAT to the `list` sub-parsers.
 _LIST_MODULES: tuple[tuple[str, str], ...] = (

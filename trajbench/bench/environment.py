@@ -30,6 +30,43 @@ def _sha256_file(read: Any) -> str:
     return digest.hexdigest()
 
 
+def _sha256_path(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _regular_files(root: str) -> list[tuple[str, str]]:
+    """``(path relative to root with '/' separators, full path)`` of every regular file
+    under ``root`` (what ``os.walk`` finds: symbolic links to directories are not
+    followed, links to files count as files)."""
+    out: list[tuple[str, str]] = []
+    stack = [(root, "")]
+    while stack:
+        directory, prefix = stack.pop()
+        try:
+            entries = list(os.scandir(directory))
+        except OSError:
+            continue
+        for entry in entries:
+            rel = prefix + entry.name
+            try:
+                if entry.is_dir():
+                    if not entry.is_symlink():
+                        stack.append((entry.path, rel + "/"))
+                elif entry.is_file():
+                    out.append((rel, entry.path))
+            except OSError:
+                continue
+    return out
+
+
+#: Files hashed at once (hashlib and file reads release the GIL, so threads overlap them).
+HASH_THREADS = 4
+
+
 def store_sha256(location: str | os.PathLike[str]) -> str:
     """The store's content hash (:data:`STORE_HASH_DEFINITION`): it changes when any
     byte of any file changes, and does not depend on the machine, the file system's
@@ -39,21 +76,15 @@ def store_sha256(location: str | os.PathLike[str]) -> str:
         text = text[len("file://") :]
     entries: list[tuple[str, str]] = []
     if "://" not in text:
-        root = Path(text)
-        for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for name in filenames:
-                path = Path(dirpath) / name
-                if not path.is_file():
-                    continue
-                rel = path.relative_to(root).as_posix()
+        files = _regular_files(text)
+        if len(files) > 1 and HASH_THREADS > 1:
+            from concurrent.futures import ThreadPoolExecutor
 
-                def blocks(p: Path = path) -> Iterator[bytes]:
-                    with open(p, "rb") as fh:
-                        while chunk := fh.read(1 << 20):
-                            yield chunk
-
-                entries.append((rel, _sha256_file(blocks)))
+            with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+                digests = list(pool.map(_sha256_path, [p for _, p in files]))
+        else:
+            digests = [_sha256_path(p) for _, p in files]
+        entries = [(rel, digest) for (rel, _), digest in zip(files, digests)]
     else:
         import fsspec
 

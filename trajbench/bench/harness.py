@@ -22,7 +22,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from trajbench.bench.environment import STORE_HASH_DEFINITION, Meter, library_versions, machine_info, store_sha256
-from trajbench.bench.metrics import STAT_FIELDS, BatchReference
+from trajbench.bench.metrics import STAT_FIELDS, BatchReference, KindIndex, Workspace
 from trajbench.bench.protocol import PROTOCOL, Protocol
 from trajbench.bench.results import (
     RESULTS_FORMAT_VERSION,
@@ -261,17 +261,147 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _gather_horizons(pred: np.ndarray, n_origins: int, n_series: int, horizons: np.ndarray) -> np.ndarray:
-    """``(B * S, H)`` origin-major predictions -> ``(B, S, G)`` at the scored horizons."""
-    if len(horizons) == pred.shape[1]:
-        return pred.reshape(n_origins, n_series, pred.shape[1])
-    return pred[:, horizons - 1].reshape(n_origins, n_series, len(horizons))
+def _gather_horizons(pred: np.ndarray, n_origins: int, n_series: int, horizons: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``(B * S, H)`` origin-major predictions -> ``(B, G, S)`` at the scored horizons
+    (into ``out`` when given: one strided copy per horizon, no temporary)."""
+    p3 = pred.reshape(n_origins, n_series, pred.shape[1])
+    if out is None:
+        out = np.empty((n_origins, len(horizons), n_series), dtype=np.float32)
+    for g, h in enumerate(horizons):
+        out[:, g, :] = p3[:, :, int(h) - 1]
+    return out
+
+
+def _rng_state() -> tuple[Any, ...]:
+    """The global random streams :func:`_seed_everything` seeds (python, numpy, torch)."""
+    torch = sys.modules.get("torch")
+    cuda = None
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        cuda = torch.cuda.get_rng_state_all()
+    return random.getstate(), np.random.get_state(), torch.get_rng_state() if torch is not None else None, cuda
+
+
+def _set_rng_state(state: tuple[Any, ...]) -> None:
+    py, np_state, torch_state, cuda = state
+    random.setstate(py)
+    np.random.set_state(np_state)
+    torch = sys.modules.get("torch")
+    if torch is not None and torch_state is not None:
+        torch.set_rng_state(torch_state)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
+
+
+class _MetaTiles:
+    """A run's per-series meta repeated for up to ``max_windows`` windows, built once per
+    run (read-only: every batch and forecaster shares it; a smaller batch gets a view of
+    its first rows), with the batch's origins attached per call."""
+
+    def __init__(self, source: SeriesSource, max_windows: int) -> None:
+        self._source = source
+        self._max = int(max_windows)
+        self._tile: SeriesMeta | None = None
+
+    def __call__(self, origins: np.ndarray) -> SeriesMeta:
+        n_series = self._source.n_series
+        if self._tile is None:
+            tile = self._source.meta().tile(self._max)
+            for f in fields(tile):
+                value = getattr(tile, f.name)
+                if isinstance(value, np.ndarray):
+                    value.flags.writeable = False
+            self._tile = tile
+        tile = self._tile
+        if len(origins) != self._max:
+            tile = tile.take(slice(0, len(origins) * n_series))
+        return tile.with_origin(np.repeat(origins, n_series))
+
+
+class _OpenedRuns:
+    """The store with every run opened at most once per benchmark (opening one reads
+    several small metadata files): splits, planning, training data and evaluation share
+    the :class:`~trajbench.store.reader.Run` objects."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._paths: list[str] | None = None
+        self._listed: set[str] = set()
+        self._runs: dict[str, Any] = {}
+
+    @property
+    def location(self) -> str:
+        return str(self.store.location)
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.store.attrs)
+
+    def run_paths(self) -> list[str]:
+        if self._paths is None:
+            self._paths = list(self.store.run_paths())
+            self._listed = set(self._paths)
+        return list(self._paths)
+
+    def __len__(self) -> int:
+        return len(self.run_paths())
+
+    def __iter__(self) -> Any:
+        return (self.run(path) for path in self.run_paths())
+
+    def run(self, path: str) -> Any:
+        run = self._runs.get(path)
+        if run is None:
+            run = self._runs[path] = self._open(path)
+        return run
+
+    def _open(self, path: str) -> Any:
+        """A listed run is opened from its group directly (``Store.run`` would first list
+        the group's arrays to check the path, a dozen metadata reads per run); a run
+        without weights still fails on first use (``StoreError``)."""
+        from trajbench.store.reader import Run
+
+        root = getattr(self.store, "_root", None)
+        self.run_paths()
+        if root is None or path not in self._listed:
+            return self.store.run(path)
+        return Run(root[path], path)
+
+
+@dataclass
+class _Slot:
+    """One forecaster's state during a pass over a run."""
+
+    forecaster: Forecaster
+    result: _RunResult
+    meter: Meter
+    is_reference: bool
+    rng: tuple[Any, ...] | None = None
 
 
 def _evaluate_run(
-    store: Any, job: _RunJob, forecaster: Forecaster | None, want_reference: bool, settings: _Settings, cache: dict[str, SeriesSource] | None = None
-) -> _RunResult:
-    """Every window of one run for one forecaster (and/or the reference)."""
+    store: Any,
+    job: _RunJob,
+    forecasters: Forecaster | Sequence[Forecaster] | None,
+    want_reference: bool,
+    settings: _Settings,
+    cache: dict[str, SeriesSource] | None = None,
+) -> list[_RunResult]:
+    """Every window of one run for each forecaster (and/or the reference), in one pass.
+
+    The run's sampled columns are read block by block; each batch of windows gets its
+    truth and reference errors computed once (:class:`BatchReference`) and every
+    forecaster's predictions scored against them. Forecasters see exactly what they
+    would see alone: their own context, meta and, when several share the pass, their
+    own global random streams (seeded at the run's start, saved and restored around
+    each of their calls). A forecaster that fails stops; the others go on.
+
+    Returns one result per forecaster (the first, or an extra one when there is no
+    forecaster, holds the reference's statistics in ``reference``).
+    """
+    if forecasters is None:
+        forecasters = []
+    elif isinstance(forecasters, Forecaster):
+        forecasters = [forecasters]
     source = cache.get(job.path) if cache is not None else None
     if source is None:
         if isinstance(store, (str, os.PathLike)):
@@ -287,56 +417,73 @@ def _evaluate_run(
     origins = window_origins(n, settings.first_origin, protocol.stride)
     horizons = scored_horizons(n, settings.first_origin, protocol.horizons)
     kinds = sorted({str(k) for k in source.kinds})
-    result = _RunResult(job.path, job.task, job.split, horizons, kinds, None, None)
+    results = [_RunResult(job.path, job.task, job.split, horizons, kinds, None, None) for _ in (forecasters or [None])]
     if not len(origins) or not len(horizons) or not source.n_series:
-        return result
+        return results
     codes = np.searchsorted(np.asarray(kinds, dtype=object), source.kinds).astype(np.int64)
+    kind_index = KindIndex(codes, len(kinds))
     n_series = source.n_series
     h_pred = int(horizons.max())
     k_max = settings.max_context
     shape = (len(horizons), len(kinds) + 1, len(STAT_FIELDS))
-    stats = np.zeros(shape) if forecaster is not None else None
     reference = np.zeros(shape) if want_reference else None
-    base_meta = None
     per_batch = max(1, settings.batch_elements // (n_series * (max(k_max, 2) + h_pred)))
-    meter = Meter(memory=settings.measure_memory)
-    if forecaster is not None:
-        _seed_everything(derive_seed("trajbench-predict-v1", settings.seed, job.path))
+    slots = [_Slot(f, r, Meter(memory=settings.measure_memory), _is_reference(f)) for f, r in zip(forecasters, results)]
+    for slot in slots:
+        slot.result.stats = np.zeros(shape)
+    shared = len(slots) > 1
+    predict_seed = derive_seed("trajbench-predict-v1", settings.seed, job.path)
+    if slots and not shared:
+        _seed_everything(predict_seed)
+    max_windows = min(per_batch, len(origins))
+    tiles = _MetaTiles(source, max_windows)
+    workspace = Workspace(max_windows, len(horizons), n_series)
     for start, block, chunk in iter_blocks(source, origins, max(k_max, 2) - 1, h_pred, settings.block_bytes, from_zero=source._first is None):
         if start == 0 and source._first is None:
             source._first = block[0].copy()
-        if forecaster is not None and base_meta is None:
-            base_meta = source.meta()
         for b in range(0, len(chunk), per_batch):
             o = chunk[b : b + per_batch]
-            truth, valid = build_targets(block, start, o, horizons, n)
-            truth = np.ascontiguousarray(truth.transpose(0, 2, 1))  # (B, S, G)
+            truth, valid = build_targets(block, start, o, horizons, n, out=workspace.get("truth", len(o)))
             last = block[o - start]
             prev = block[o - 1 - start]
-            ref = BatchReference(truth, valid, last, prev, horizons, codes, len(kinds))
+            ref = BatchReference(truth, valid, last, prev, horizons, kind_index, workspace=workspace)
+            ref_stats = None
+            for slot in slots:
+                if slot.result.error is not None:
+                    continue
+                forecaster = slot.forecaster
+                context = build_context(block, start, o, int(forecaster.context_length))
+                meta = tiles(o)
+                if shared:
+                    if slot.rng is None:
+                        _seed_everything(predict_seed)
+                    else:
+                        _set_rng_state(slot.rng)
+                try:
+                    with slot.meter.measure():
+                        pred = forecaster.predict(context, h_pred, meta)
+                except Exception as exc:
+                    slot.result.error = f"{_one_line(exc)} (predicting run '{job.path}', origins {int(o[0])}..{int(o[-1])})"
+                    slot.result.stats = None
+                    continue
+                finally:
+                    if shared:
+                        slot.rng = _rng_state()
+                for reason, count in forecaster.pop_fallbacks().items():
+                    slot.result.fallbacks[reason] = slot.result.fallbacks.get(reason, 0) + count
+                batch_stats = ref.stats(_gather_horizons(pred, len(o), n_series, horizons, out=workspace.get("pred", len(o))))
+                slot.result.stats += batch_stats  # type: ignore[operator]
+                slot.result.series_predicted += context.shape[0]
+                if slot.is_reference and ref_stats is None:
+                    ref_stats = batch_stats
             if reference is not None:
-                reference += ref.stats(ref.linear_pred)
-            if forecaster is None:
-                continue
-            context = build_context(block, start, o, int(forecaster.context_length))
-            meta = base_meta.tile(len(o)).with_origin(np.repeat(o, n_series))  # type: ignore[union-attr]
-            try:
-                with meter.measure():
-                    pred = forecaster.predict(context, h_pred, meta)
-            except Exception as exc:
-                result.error = f"{_one_line(exc)} (predicting run '{job.path}', origins {int(o[0])}..{int(o[-1])})"
-                result.stats = None
-                return result
-            for reason, count in forecaster.pop_fallbacks().items():
-                result.fallbacks[reason] = result.fallbacks.get(reason, 0) + count
-            stats += ref.stats(_gather_horizons(pred, len(o), n_series, horizons))  # type: ignore[operator]
-            result.series_predicted += context.shape[0]
-    result.stats = stats
-    result.reference = reference
-    result.predict_seconds = meter.seconds
-    result.predict_peak_bytes = meter.peak_bytes
-    result.predict_calls = meter.calls
-    return result
+                reference += ref_stats if ref_stats is not None else ref.stats(ref.linear_pred)
+    for slot in slots:
+        slot.result.predict_seconds = slot.meter.seconds
+        slot.result.predict_peak_bytes = slot.meter.peak_bytes
+        slot.result.predict_calls = slot.meter.calls
+    results[0].reference = reference
+    return results
 
 
 def _evaluate_run_copy(store: Any, job: _RunJob, forecaster: Forecaster | None, want_reference: bool, settings: _Settings) -> _RunResult:
@@ -344,28 +491,26 @@ def _evaluate_run_copy(store: Any, job: _RunJob, forecaster: Forecaster | None, 
     one scattered object between threads)."""
     import copy
 
-    return _evaluate_run(store, job, copy.deepcopy(forecaster), want_reference, settings)
+    return _evaluate_run(store, job, copy.deepcopy(forecaster), want_reference, settings)[0]
 
 
 def _stats_frame(results: Sequence[_RunResult], attr: str) -> pd.DataFrame:
-    frames = []
-    for r in results:
-        arr = getattr(r, attr)
-        if arr is None:
-            continue
-        G, K1, F = arr.shape
-        kinds = [*r.kinds, "all"]
-        frame = pd.DataFrame(arr.reshape(G * K1, F), columns=list(STAT_FIELDS))
-        frame.insert(0, "horizon", np.repeat(r.horizons, K1))
-        frame.insert(0, "kind", np.tile(np.asarray(kinds, dtype=object), G))
-        frame.insert(0, "split", r.split)
-        frame.insert(0, "task", r.task)
-        frame.insert(0, "run", r.path)
-        frames.append(frame)
+    """Per-run statistics ``(G, K + 1, F)`` as one row per (run, kind, horizon)."""
     columns = ["run", "task", "split", "kind", "horizon", *STAT_FIELDS]
-    if not frames:
+    parts = [(r, arr) for r in results if (arr := getattr(r, attr)) is not None]
+    if not parts:
         return pd.DataFrame(columns=columns)
-    return pd.concat(frames, ignore_index=True)
+    sizes = [arr.shape[0] * arr.shape[1] for _, arr in parts]
+    values = np.concatenate([arr.reshape(-1, len(STAT_FIELDS)) for _, arr in parts])
+
+    def per_run(name: str) -> np.ndarray:
+        return np.repeat(np.asarray([getattr(r, name) for r, _ in parts], dtype=object), sizes)
+
+    kind = np.concatenate([np.tile(np.asarray([*r.kinds, "all"], dtype=object), arr.shape[0]) for r, arr in parts])
+    horizon = np.concatenate([np.repeat(np.asarray(r.horizons, dtype=np.int64), arr.shape[1]) for r, arr in parts])
+    data: dict[str, Any] = {"run": per_run("path"), "task": per_run("task"), "split": per_run("split"), "kind": kind, "horizon": horizon}
+    data.update({name: values[:, i] for i, name in enumerate(STAT_FIELDS)})
+    return pd.DataFrame(data, columns=columns)
 
 
 def _is_reference(f: Forecaster) -> bool:
@@ -503,9 +648,10 @@ def run_benchmark(
         raise TrajbenchError(f"--out '{out}' exists and is not a directory")
 
     timings: dict[str, float] = {}
-    say(f"splitting {len(store_obj)} runs of '{location}'")
+    opened = _OpenedRuns(store_obj)
+    say(f"splitting {len(opened)} runs of '{location}'")
     t0 = time.perf_counter()
-    splits = assign_splits(store_obj, protocol, seed)
+    splits = assign_splits(opened, protocol, seed)
     timings["splits"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     store_hash = store_sha256(location) if hash_store and not location.startswith("memory://") else None
@@ -519,7 +665,7 @@ def run_benchmark(
     jobs: list[_RunJob] = []
     no_windows: list[dict[str, Any]] = []
     for row in eval_rows.itertuples(index=False):
-        run = store_obj.run(row.path)
+        run = opened.run(row.path)
         columns = sample_columns(
             eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only),
             protocol.sample_size,
@@ -558,7 +704,7 @@ def run_benchmark(
             if split not in source_lists:
                 built = []
                 for row in rows.itertuples(index=False):
-                    run = store_obj.run(row.path)
+                    run = opened.run(row.path)
                     cols = sample_columns(eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only), protocol.sample_size, seed, row.path)
                     built.append(SeriesSource.from_run(run, cols, str(row.task), n_snapshots=int(row.n_snapshots)))
                 source_lists[split] = built
@@ -591,54 +737,95 @@ def run_benchmark(
     timings["plan"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     try:
-        for forecaster in fitted:
+        # resume or fit every forecaster first, then score all the fitted ones in one pass
+        # over the evaluation runs (each run read once, its reference errors computed once)
+        idents: list[dict[str, Any]] = []
+        fps: list[str] = []
+        slots: list[ForecasterOutcome | None] = []
+        entries: list[dict[str, Any]] = []
+        to_score: list[tuple[int, Forecaster, Meter]] = []
+        for i, forecaster in enumerate(fitted):
             ident = _forecaster_id(forecaster)
             fp = str(derive_seed(common_fp, canonical_json(ident)))
+            idents.append(ident)
+            fps.append(fp)
             entry: dict[str, Any] = {**ident, "status": "ok", "message": "", "resumed": False}
+            entries.append(entry)
+            slots.append(None)
             if partial_dir is not None and resume:
                 loaded = _load_partial(partial_dir, forecaster.name, fp)
                 if loaded is not None:
                     stats, info = loaded
                     say(f"{forecaster.name}: resumed from {partial_dir / (forecaster.name + '.parquet')}")
-                    outcomes.append(
-                        ForecasterOutcome(
-                            forecaster.name,
-                            stats,
-                            info.get("status", "ok"),
-                            info.get("message", ""),
-                            info.get("fallbacks", {}),
-                            info.get("runtime", {}),
-                            forecaster.get_tag("pretrained_on") or {},
-                        )
+                    slots[i] = ForecasterOutcome(
+                        forecaster.name,
+                        stats,
+                        info.get("status", "ok"),
+                        info.get("message", ""),
+                        info.get("fallbacks", {}),
+                        info.get("runtime", {}),
+                        forecaster.get_tag("pretrained_on") or {},
                     )
                     entry.update({"resumed": True, "runtime": info.get("runtime", {}), "status": info.get("status", "ok")})
-                    manifest_forecasters.append(entry)
                     continue
-            outcome = _evaluate_forecaster(
-                store_obj, forecaster, jobs, settings, training_data, reference is None, progress, say, dask_client, location, source_cache
-            )
-            if reference is None and outcome.reference is not None:
-                reference = outcome.reference
-                if partial_dir is not None:
-                    _save_partial(partial_dir, "_reference", ref_fp, reference, {"status": "ok", "what": "last-two linear extrapolation on the same windows"})
-            result = outcome.outcome
+            fit = _fit_forecaster(forecaster, settings, training_data, say)
+            if isinstance(fit, ForecasterOutcome):
+                slots[i] = fit
+            else:
+                to_score.append((i, forecaster, fit))
+
+        def finish(i: int, result: ForecasterOutcome) -> None:
             if partial_dir is not None:
                 _save_partial(
                     partial_dir,
-                    forecaster.name,
-                    fp,
+                    result.name,
+                    fps[i],
                     result.stats if result.status != "failed" else None,
-                    {"status": result.status, "message": result.message, "fallbacks": result.fallbacks, "runtime": result.runtime, "forecaster": ident},
+                    {"status": result.status, "message": result.message, "fallbacks": result.fallbacks, "runtime": result.runtime, "forecaster": idents[i]},
                 )
-            outcomes.append(result)
-            entry.update({"status": result.status, "message": result.message, "runtime": result.runtime})
-            manifest_forecasters.append(entry)
+            slots[i] = result
+
+        def found_reference(frame: pd.DataFrame | None) -> None:
+            nonlocal reference
+            if reference is None and frame is not None:
+                reference = frame
+                if partial_dir is not None:
+                    _save_partial(partial_dir, "_reference", ref_fp, reference, {"status": "ok", "what": "last-two linear extrapolation on the same windows"})
+
+        if dask_client is not None:
+            for i, forecaster, fit_meter in to_score:
+                reuse = _is_reference(forecaster)
+                say(f"{forecaster.name}: predicting {len(jobs)} run(s)")
+                results, error = _evaluate_dask(dask_client, location, forecaster, jobs, reference is None and not reuse, settings)
+                result = _outcome(forecaster, fit_meter, results, error, say)
+                if reference is None and error is None:
+                    found_reference(result.stats.copy() if reuse and result.stats is not None else _stats_frame(results, "reference"))
+                finish(i, result)
+        elif to_score or (reference is None and jobs):
+            names = [f.name for _, f, _ in to_score]
+            if names:
+                say(f"{', '.join(names)}: predicting {len(jobs)} run(s)")
+            else:
+                say("computing the reference (last-two linear extrapolation)")
+            per_forecaster, errors, ref_results = _evaluate_local(
+                opened, [f for _, f, _ in to_score], jobs, settings, reference is None, progress, source_cache
+            )
+            if ref_results is not None:
+                found_reference(_stats_frame(ref_results, "reference"))
+            for (i, forecaster, fit_meter), results, error in zip(to_score, per_forecaster, errors):
+                finish(i, _outcome(forecaster, fit_meter, results, error, say))
         if reference is None and jobs:
             say("computing the reference (last-two linear extrapolation)")
-            ref_results = [_evaluate_run(store_obj, job, None, True, settings, source_cache) for job in jobs]
+            ref_results = [_evaluate_run(opened, job, None, True, settings, source_cache)[0] for job in jobs]
             reference = _stats_frame(ref_results, "reference")
             if partial_dir is not None:
                 _save_partial(partial_dir, "_reference", ref_fp, reference, {"status": "ok"})
+        for entry, result in zip(entries, slots):
+            assert result is not None
+            outcomes.append(result)
+            if not entry["resumed"]:
+                entry.update({"status": result.status, "message": result.message, "runtime": result.runtime})
+            manifest_forecasters.append(entry)
     finally:
         if dask_client is not None and own_client:
             dask_client.close()
@@ -711,31 +898,13 @@ def run_benchmark(
     return BenchResult(table, manifest, splits, out_dir)
 
 
-@dataclass
-class _Evaluated:
-    outcome: ForecasterOutcome
-    reference: pd.DataFrame | None
-
-
-def _evaluate_forecaster(
-    store: Any,
-    forecaster: Forecaster,
-    jobs: Sequence[_RunJob],
-    settings: _Settings,
-    training_data: Callable[[Forecaster], TrainingData],
-    want_reference: bool,
-    progress: bool,
-    say: Callable[[str], None],
-    dask_client: Any,
-    location: str,
-    cache: dict[str, SeriesSource] | None = None,
-) -> _Evaluated:
+def _fit_forecaster(forecaster: Forecaster, settings: _Settings, training_data: Callable[[Forecaster], TrainingData], say: Callable[[str], None]) -> Meter | ForecasterOutcome:
+    """Fit one forecaster on the training split: its fit meter, or a failure outcome."""
     name = forecaster.name
     pretrained = forecaster.get_tag("pretrained_on") or {}
     if isinstance(forecaster, _Unloadable):
         say(f"{name}: failed: could not be created: {forecaster.error}")
-        return _Evaluated(ForecasterOutcome(name, None, "failed", f"could not be created: {forecaster.error}"), None)
-    reuse_as_reference = want_reference and _is_reference(forecaster)
+        return ForecasterOutcome(name, None, "failed", f"could not be created: {forecaster.error}")
     fit_meter = Meter(memory=settings.measure_memory)
     _seed_everything(derive_seed("trajbench-fit-v1", settings.seed, name))
     try:
@@ -746,32 +915,59 @@ def _evaluate_forecaster(
     except Exception as exc:
         message = f"fit raised {_one_line(exc)}"
         say(f"{name}: failed: {message}")
-        return _Evaluated(ForecasterOutcome(name, None, "failed", message, pretrained_on=pretrained), None)
-    say(f"{name}: predicting {len(jobs)} run(s)")
-    results: list[_RunResult] = []
-    iterator: Any = jobs
+        return ForecasterOutcome(name, None, "failed", message, pretrained_on=pretrained)
+    return fit_meter
+
+
+def _evaluate_local(
+    store: Any,
+    forecasters: Sequence[Forecaster],
+    jobs: Sequence[_RunJob],
+    settings: _Settings,
+    want_reference: bool,
+    progress: bool,
+    cache: dict[str, SeriesSource] | None = None,
+) -> tuple[list[list[_RunResult]], list[str | None], list[_RunResult] | None]:
+    """Score every forecaster on every job in one pass over the runs: per forecaster its
+    run results (up to the run where it failed) and error, and the reference's run
+    results (None unless ``want_reference``)."""
+    per_forecaster: list[list[_RunResult]] = [[] for _ in forecasters]
+    errors: list[str | None] = [None] * len(forecasters)
+    ref_results: list[_RunResult] | None = [] if want_reference else None
     bar = None
-    if progress and dask_client is None:
+    if progress:
         try:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(jobs), desc=name, unit="run", leave=False, file=sys.stderr)
+            desc = ", ".join(f.name for f in forecasters) or "reference"
+            bar = tqdm(total=len(jobs), desc=desc[:40], unit="run", leave=False, file=sys.stderr)
         except ImportError:
             bar = None
-    error: str | None = None
-    if dask_client is not None:
-        results, error = _evaluate_dask(dask_client, location, forecaster, jobs, want_reference and not reuse_as_reference, settings)
-    else:
-        for job in iterator:
-            r = _evaluate_run(store, job, forecaster, want_reference and not reuse_as_reference, settings, cache)
+    try:
+        for job in jobs:
+            live = [i for i in range(len(forecasters)) if errors[i] is None]
+            if not live and not want_reference:
+                break
+            results = _evaluate_run(store, job, [forecasters[i] for i in live], want_reference, settings, cache)
+            if ref_results is not None:
+                ref_results.append(results[0])
+            for i, r in zip(live, results):
+                if r.error is not None:
+                    errors[i] = r.error
+                else:
+                    per_forecaster[i].append(r)
             if bar is not None:
                 bar.update(1)
-            if r.error is not None:
-                error = r.error
-                break
-            results.append(r)
-    if bar is not None:
-        bar.close()
+    finally:
+        if bar is not None:
+            bar.close()
+    return per_forecaster, errors, ref_results
+
+
+def _outcome(forecaster: Forecaster, fit_meter: Meter, results: Sequence[_RunResult], error: str | None, say: Callable[[str], None]) -> ForecasterOutcome:
+    """A scored forecaster's outcome: statistics, status, fallbacks and runtime."""
+    name = forecaster.name
+    pretrained = forecaster.get_tag("pretrained_on") or {}
     runtime = {
         "fit_seconds": fit_meter.seconds,
         "fit_peak_bytes": float(fit_meter.peak_bytes),
@@ -784,14 +980,11 @@ def _evaluate_forecaster(
         runtime["predict_series_per_second"] = series / runtime["predict_seconds"]
     if error is not None:
         say(f"{name}: failed: {error}")
-        return _Evaluated(ForecasterOutcome(name, None, "failed", error, runtime=runtime, pretrained_on=pretrained), None)
+        return ForecasterOutcome(name, None, "failed", error, runtime=runtime, pretrained_on=pretrained)
     stats = _stats_frame(results, "stats")
     fallbacks = {r.path: r.fallbacks for r in results if r.fallbacks}
-    reference = None
-    if want_reference:
-        reference = stats.copy() if reuse_as_reference else _stats_frame(results, "reference")
     status = "fallback" if fallbacks else "ok"
-    return _Evaluated(ForecasterOutcome(name, stats, status, "", fallbacks, runtime, pretrained), reference)
+    return ForecasterOutcome(name, stats, status, "", fallbacks, runtime, pretrained)
 
 
 # -------------------------------------------------------------- scale-out

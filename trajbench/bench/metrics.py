@@ -30,6 +30,8 @@ __all__ = [
     "scaled_error",
     "displacement_cosine",
     "BatchReference",
+    "KindIndex",
+    "Workspace",
     "metric_values",
     "bootstrap_weights",
     "boot_mean",
@@ -97,17 +99,65 @@ def displacement_cosine(pred: np.ndarray, true: np.ndarray, last: np.ndarray) ->
 
 
 # ------------------------------------------------------------ sufficient stats
+class KindIndex:
+    """Which kind each series of a run has, in the forms the statistics need: one-hot
+    ``(K + 1, S)`` matrices (float32 and float64; the last row is "all series") and the
+    number of series per column. Built once per run and shared by its batches."""
+
+    def __init__(self, kind_codes: np.ndarray, n_kinds: int) -> None:
+        codes = np.asarray(kind_codes, dtype=np.int64)
+        S, K = len(codes), int(n_kinds)
+        self.codes = codes
+        self.n_kinds = K
+        self.n_series = S
+        onehot = np.zeros((S, K + 1), dtype=np.float32)
+        onehot[np.arange(S), codes] = 1.0
+        onehot[:, K] = 1.0
+        self.onehot_t32 = np.ascontiguousarray(onehot.T)  # (K + 1, S)
+        self.onehot_t64 = self.onehot_t32.astype(np.float64)
+        self.counts = onehot.sum(0).astype(np.float64)  # (K + 1,)
+
+
+class Workspace:
+    """Scratch arrays reused by every batch of a run (and every forecaster scoring it):
+    ``(B, G, S)`` float32 buffers allocated once for the largest batch, so a batch costs
+    no large allocation. A batch of ``B`` windows uses the first ``B`` rows of each."""
+
+    _NAMES = ("truth", "td", "pers", "lin_pred", "lin", "tmp", "err", "abs", "pred")
+
+    def __init__(self, max_windows: int, n_horizons: int, n_series: int) -> None:
+        self.shape = (int(max_windows), int(n_horizons), int(n_series))
+        self._arrays: dict[str, np.ndarray] = {}
+        self._mask: np.ndarray | None = None
+
+    def get(self, name: str, n_windows: int) -> np.ndarray:
+        arr = self._arrays.get(name)
+        if arr is None:
+            arr = self._arrays[name] = np.empty(self.shape, dtype=np.float32)
+        return arr[:n_windows]
+
+    def mask(self, n_windows: int) -> np.ndarray:
+        if self._mask is None:
+            self._mask = np.empty(self.shape, dtype=bool)
+        return self._mask[:n_windows]
+
+    @classmethod
+    def fits(cls, ws: Workspace | None, shape: tuple[int, int, int]) -> bool:
+        return ws is not None and shape[0] <= ws.shape[0] and shape[1:] == ws.shape[1:]
+
+
 class BatchReference:
     """The truth of a batch of windows and what every forecaster is compared with.
 
     Built once per batch and shared by all forecasters (paired comparison). Arrays are
-    laid out ``(B, S, G)``: windows, series, scored horizons (the layout a forecaster's
-    ``(B * S, H)`` output takes after picking the scored horizons, without a transpose).
+    laid out ``(B, G, S)``: windows, scored horizons, series (the layout of
+    :func:`trajbench.bench.windows.build_targets`, series contiguous, so that per-window
+    values broadcast over horizons cheaply).
 
     Parameters
     ----------
     truth:
-        ``(B, S, G)`` float32: snapshot ``origin_b + horizons_g`` of series ``s``.
+        ``(B, G, S)`` float32: snapshot ``origin_b + horizons_g`` of series ``s``.
     valid:
         ``(B, G)``: False where that snapshot is past the end of the run.
     last, prev:
@@ -115,78 +165,125 @@ class BatchReference:
     horizons:
         ``(G,)`` the scored horizons.
     kind_codes:
-        ``(S,)`` int index of each series' kind in ``0..n_kinds-1``; statistics get one
-        column per kind plus a last column for all series.
+        ``(S,)`` int index of each series' kind in ``0..n_kinds-1`` (or a
+        :class:`KindIndex` of them); statistics get one column per kind plus a last
+        column for all series.
+    workspace:
+        Optional :class:`Workspace` whose buffers hold the batch's arrays (the harness
+        reuses one per run). The arrays are then only valid until the next batch is
+        built on the same workspace.
+
+    The arithmetic is fixed (``docs/protocol.md``, section 6): element-wise in float32,
+    each statistic summed over the batch's windows in float32 (in window order), then
+    over series in float64 (one matrix product with the one-hot kinds); the cosine's
+    per-window dot products are float32 matrix products over series.
     """
 
-    def __init__(self, truth: np.ndarray, valid: np.ndarray, last: np.ndarray, prev: np.ndarray, horizons: np.ndarray, kind_codes: np.ndarray, n_kinds: int) -> None:
-        B, S, G = truth.shape
-        self.shape = (B, S, G)
+    def __init__(
+        self,
+        truth: np.ndarray,
+        valid: np.ndarray,
+        last: np.ndarray,
+        prev: np.ndarray,
+        horizons: np.ndarray,
+        kind_codes: np.ndarray | KindIndex,
+        n_kinds: int | None = None,
+        workspace: Workspace | None = None,
+    ) -> None:
+        B, G, S = truth.shape
+        kinds = kind_codes if isinstance(kind_codes, KindIndex) else KindIndex(kind_codes, int(n_kinds if n_kinds is not None else 0))
+        if kinds.n_series != S:
+            raise ValueError(f"kind codes cover {kinds.n_series} series, but the batch has {S}")
+        ws = workspace if Workspace.fits(workspace, (B, G, S)) else Workspace(B, G, S)
+        self.workspace = ws
+        self.shape = (B, G, S)
+        self.kinds = kinds
+        K = kinds.n_kinds
+        self.n_kinds = K
+        self.kind_codes = kinds.codes
+        self.onehot_t32 = kinds.onehot_t32
+        self.onehot_t64 = kinds.onehot_t64
         self.truth = truth
         self.valid = valid
         self.invalid_b, self.invalid_g = np.nonzero(~valid)
         self.any_invalid = bool(len(self.invalid_b))
         self.last = last
         self.horizons = horizons
-        K = n_kinds
-        self.n_kinds = K
-        self.kind_codes = np.asarray(kind_codes, dtype=np.int64)
-        onehot = np.zeros((S, K + 1), dtype=np.float32)
-        onehot[np.arange(S), self.kind_codes] = 1.0
-        onehot[:, K] = 1.0
-        self.onehot_t32 = np.ascontiguousarray(onehot.T)  # (K + 1, S)
-        self.onehot_t64 = self.onehot_t32.astype(np.float64)
-        counts = onehot.sum(0).astype(np.float64)
-        self.n = valid.sum(0).astype(np.float64)[:, None] * counts[None, :]  # (G, K + 1)
-        self.td = truth - last[:, :, None]
-        pers = np.abs(self.td)
-        lin_pred = (last - prev)[:, :, None] * horizons.astype(np.float32)[None, None, :]
-        lin_pred += last[:, :, None]
-        lin = np.abs(truth - lin_pred)
+        self.n = valid.sum(0).astype(np.float64)[:, None] * kinds.counts[None, :]  # (G, K + 1)
+        last_b = last[:, None, :]
+        self.td = td = np.subtract(truth, last_b, out=ws.get("td", B))
+        pers = np.abs(td, out=ws.get("pers", B))
+        lin_pred = ws.get("lin_pred", B)
+        np.multiply((last - prev)[:, None, :], horizons.astype(np.float32)[None, :, None], out=lin_pred)
+        lin_pred += last_b
+        lin = np.subtract(truth, lin_pred, out=ws.get("lin", B))
+        np.abs(lin, out=lin)
+        # most batches have no exact reference at all: one min() instead of a mask pass
+        maybe_zero_p = bool(pers.size) and bool(pers.min() == 0)
+        maybe_zero_l = bool(lin.size) and bool(lin.min() == 0)
         self._mask(pers)
         self._mask(lin)
         self.sum_ref_p = self._group(pers)
         self.sum_ref_l = self._group(lin)
-        self.zp_idx, self.zp_code, self.n_zero_p = self._zeros(pers)
-        self.zl_idx, self.zl_code, self.n_zero_l = self._zeros(lin)
-        self.ntd = np.matmul(self.onehot_t32, self.td * self.td)  # (B, K + 1, G)
-        self.persistence_pred = np.broadcast_to(last[:, :, None], truth.shape)
+        self.zp_idx, self.zp_code, self.n_zero_p = self._zeros(pers, maybe_zero_p)
+        self.zl_idx, self.zl_code, self.n_zero_l = self._zeros(lin, maybe_zero_l)
+        tdtd = np.multiply(td, td, out=ws.get("tmp", B))
+        self.ntd = self._per_window(tdtd)  # (B, K + 1, G)
         self.linear_pred = lin_pred
+
+    @property
+    def persistence_pred(self) -> np.ndarray:
+        """Persistence's forecast of the batch, ``(B, G, S)`` (a broadcast view)."""
+        return np.broadcast_to(self.last[:, None, :], self.shape)
 
     def _mask(self, values: np.ndarray) -> None:
         """Zero the entries of windows whose horizon is past the end of the run."""
         if self.any_invalid:
-            values[self.invalid_b, :, self.invalid_g] = 0
+            values[self.invalid_b, self.invalid_g] = 0
 
     def _group(self, values: np.ndarray) -> np.ndarray:
-        """Sum ``(B, S, G)`` over windows and series of each kind: ``(G, K + 1)``.
+        """Sum ``(B, G, S)`` over windows and series of each kind: ``(G, K + 1)``.
         The sum over the (few) windows of a batch is float32, the rest float64."""
-        return (self.onehot_t64 @ values.sum(axis=0).astype(np.float64)).T
+        per_series = np.ascontiguousarray(values.sum(axis=0).T, dtype=np.float64)  # (S, G)
+        return (self.onehot_t64 @ per_series).T
 
-    def _zeros(self, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        B, S, G = self.shape
+    def _per_window(self, values: np.ndarray) -> np.ndarray:
+        """Sum ``(B, G, S)`` over the series of each kind, per window: ``(B, K + 1, G)``
+        float32 (one matrix product per window)."""
+        return np.matmul(self.onehot_t32, values.transpose(0, 2, 1))
+
+    def _zeros(self, err: np.ndarray, maybe: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Flat indices (and kind-horizon codes) of the scored entries where ``err`` is
+        exactly zero, and their counts ``(G, K + 1)``. ``maybe=False``: there are none."""
+        B, G, S = self.shape
         K = self.n_kinds
-        mask = err == 0
-        if self.any_invalid:
-            mask[self.invalid_b, :, self.invalid_g] = False
-        idx = np.flatnonzero(mask)
-        code = (idx % G) * K + self.kind_codes[(idx // G) % S]
+        if maybe:
+            mask = np.equal(err, 0, out=self.workspace.mask(B))
+            if self.any_invalid:
+                mask[self.invalid_b, self.invalid_g] = False
+            idx = np.flatnonzero(mask)
+        else:
+            idx = np.zeros(0, dtype=np.intp)
+        code = ((idx // S) % G) * K + self.kind_codes[idx % S]
         counts = np.bincount(code, minlength=G * K).reshape(G, K).astype(np.float64)
         return idx, code, np.concatenate([counts, counts.sum(1, keepdims=True)], axis=1)
 
     def _correction(self, abs_err: np.ndarray, idx: np.ndarray, code: np.ndarray) -> np.ndarray:
-        G, K = self.shape[2], self.n_kinds
+        G, K = self.shape[1], self.n_kinds
         if not idx.size:
             return np.zeros((G, K + 1))
         sums = np.bincount(code, weights=abs_err.reshape(-1)[idx].astype(np.float64), minlength=G * K).reshape(G, K)
         return np.concatenate([sums, sums.sum(1, keepdims=True)], axis=1)
 
     def stats(self, pred: np.ndarray) -> np.ndarray:
-        """``(G, K + 1, len(STAT_FIELDS))`` float64 statistics of ``pred`` ``(B, S, G)``."""
-        out = np.zeros((self.shape[2], self.n_kinds + 1, len(STAT_FIELDS)))
-        err = pred - self.truth
+        """``(G, K + 1, len(STAT_FIELDS))`` float64 statistics of ``pred`` ``(B, G, S)``.
+        ``pred`` may live in the workspace's ``pred`` buffer; it is not modified."""
+        B = self.shape[0]
+        ws = self.workspace
+        out = np.zeros((self.shape[1], self.n_kinds + 1, len(STAT_FIELDS)))
+        err = np.subtract(pred, self.truth, out=ws.get("err", B))
         self._mask(err)
-        abs_err = np.abs(err)
+        abs_err = np.abs(err, out=ws.get("abs", B))
         sum_abs = self._group(abs_err)
         out[:, :, _F["n"]] = self.n
         out[:, :, _F["sum_abs"]] = sum_abs
@@ -198,11 +295,10 @@ class BatchReference:
         out[:, :, _F["sum_abs_l"]] = sum_abs - self._correction(abs_err, self.zl_idx, self.zl_code)
         out[:, :, _F["sum_ref_l"]] = self.sum_ref_l
         out[:, :, _F["n_zero_l"]] = self.n_zero_l
-        del abs_err
-        disp = np.subtract(pred, self.last[:, :, None], out=err)
-        dot = np.matmul(self.onehot_t32, disp * self.td)  # (B, K + 1, G)
+        disp = np.subtract(pred, self.last[:, None, :], out=err)
+        dot = self._per_window(np.multiply(disp, self.td, out=abs_err))  # (B, K + 1, G)
         np.multiply(disp, disp, out=disp)
-        norm_p = np.matmul(self.onehot_t32, disp)
+        norm_p = self._per_window(disp)
         ok = self.valid[:, None, :] & (norm_p > 0) & (self.ntd > 0)
         denom = np.sqrt(norm_p.astype(np.float64) * self.ntd.astype(np.float64))
         cos = np.zeros(dot.shape)
@@ -247,9 +343,16 @@ def boot_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
     ``(B, M)`` (NaN where a resample drew no finite value)."""
     finite = np.isfinite(values)
     total = weights @ np.where(finite, values, 0.0)
-    count = weights @ finite.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(count > 0, total / count, np.nan)
+    # counts are sums of small integers, exact in any order: a column without a missing
+    # value counts every draw of the resample (the row sum of its weights)
+    count = np.empty(total.shape)
+    count[:] = weights.sum(axis=1, keepdims=True)
+    gaps = ~finite.all(axis=0)
+    if gaps.any():
+        count[:, gaps] = weights @ finite[:, gaps].astype(np.float64)
+    out = np.full(total.shape, np.nan)
+    np.divide(total, count, out=out, where=count > 0)
+    return out
 
 
 def nan_quantile(samples: np.ndarray, q: float | Sequence[float]) -> np.ndarray:

@@ -269,24 +269,42 @@ def _keys(frame: pd.DataFrame) -> pd.Series:
     return frame["forecaster"].astype(str) + _SEP + frame["kind"].astype(str) + _SEP + frame["horizon"].astype(str) + _SEP + frame["metric"].astype(str)
 
 
+def _key_parts(keys: np.ndarray) -> list[np.ndarray]:
+    """forecaster, kind, horizon and metric of each key (object arrays)."""
+    out = [np.empty(len(keys), dtype=object) for _ in range(4)]
+    if len(keys):
+        for part, values in zip(out, zip(*(str(k).split(_SEP) for k in keys))):
+            part[:] = values
+    return out
+
+
 def _key_frame(keys: np.ndarray) -> pd.DataFrame:
-    parts = pd.Series(keys, dtype=object).str.split(_SEP, expand=True)
-    parts.columns = ["forecaster", "kind", "horizon", "metric"]
-    return parts
+    return pd.DataFrame(dict(zip(["forecaster", "kind", "horizon", "metric"], _key_parts(keys))))
 
 
 def _rows_frame(keys: np.ndarray, task: str, split: str, track: str, value: np.ndarray, low: np.ndarray, high: np.ndarray, n: np.ndarray) -> pd.DataFrame:
-    frame = _key_frame(keys)
-    frame.insert(1, "task", task)
-    frame.insert(2, "split", split)
-    frame.insert(3, "track", track)
-    frame["value"] = value
-    frame["ci_low"] = low
-    frame["ci_high"] = high
-    frame["n"] = n.astype(np.int64)
-    frame["status"] = "ok"
-    frame["message"] = ""
-    return frame[list(COLUMNS)]
+    forecaster, kind, horizon, metric = _key_parts(keys)
+    size = len(keys)
+
+    def same(text: str) -> np.ndarray:
+        return np.full(size, text, dtype=object)
+
+    data = {
+        "forecaster": forecaster,
+        "task": same(task),
+        "split": same(split),
+        "track": same(track),
+        "kind": kind,
+        "horizon": horizon,
+        "metric": metric,
+        "value": np.asarray(value, dtype=np.float64),
+        "ci_low": np.asarray(low, dtype=np.float64),
+        "ci_high": np.asarray(high, dtype=np.float64),
+        "n": np.asarray(n).astype(np.int64),
+        "status": same("ok"),
+        "message": same(""),
+    }
+    return pd.DataFrame(data, columns=list(COLUMNS))
 
 
 def _nanmean0(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -303,17 +321,26 @@ def _task_rows(per_run: pd.DataFrame, protocol: Protocol, seed: int, track: str)
     forecaster and column (paired). Also returns, per split, each task's scaled-error
     columns ``(keys, log point, log bootstrap replicates, resampled?)`` for the cross-task
     rows (a task of one run contributes its point to every replicate)."""
-    frames = []
     cross: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]] = {}
-    keys_all = _keys(per_run).to_numpy()
+    # every distinct column (forecaster, kind, horizon, metric) once, split into its parts once
+    key_columns = ["forecaster", "kind", "horizon", "metric"]
+    key_codes = per_run.groupby(key_columns, sort=False).ngroup().to_numpy(np.int64)  # first-appearance order
+    first_rows = np.unique(key_codes, return_index=True)[1]
+    key_names = _keys(per_run.iloc[first_rows]).to_numpy(dtype=object)
+    key_parts = [per_run[c].astype(str).to_numpy(dtype=object)[first_rows] for c in key_columns]
+    key_metric = key_parts[3]
+    picked: list[np.ndarray] = []
+    where: list[tuple[str, str, int]] = []
+    numbers: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    run_all = per_run["run"].to_numpy(dtype=object)
+    value_all = per_run["value"].to_numpy(np.float64)
     for (split, task), index in per_run.groupby(["split", "task"], sort=True).indices.items():
-        group = per_run.iloc[index]
-        run_codes, runs = pd.factorize(group["run"], sort=True)
-        col_codes, keys = pd.factorize(keys_all[index], sort=False)
-        keys = np.asarray(keys, dtype=object)
+        run_codes, runs = pd.factorize(run_all[index], sort=True)
+        col_codes, col_keys = pd.factorize(key_codes[index], sort=False)  # first-appearance order
+        keys = key_names[col_keys]
         values = np.full((len(runs), len(keys)), np.nan)
-        values[run_codes, col_codes] = group["value"].to_numpy(np.float64)
-        metric = _key_frame(keys)["metric"].to_numpy()
+        values[run_codes, col_codes] = value_all[index]
+        metric = key_metric[col_keys]
         is_scaled = np.isin(metric, list(SCALED_METRICS))
         is_count = np.char.startswith(metric.astype(str), "excluded_")
         transformed = values.copy()
@@ -325,7 +352,7 @@ def _task_rows(per_run: pd.DataFrame, protocol: Protocol, seed: int, track: str)
         if len(runs) >= 2:
             weights = bootstrap_weights(len(runs), protocol.bootstrap, derive_seed("trajbench-bootstrap-v1", seed, split, task))
             boots = boot_mean(transformed, weights)
-            low, high = percentile_ci(boots, protocol.ci_level)
+            low[~is_count], high[~is_count] = percentile_ci(boots[:, ~is_count], protocol.ci_level)  # counts get none
         cross.setdefault(str(split), []).append(
             (
                 keys[is_scaled],
@@ -343,8 +370,28 @@ def _task_rows(per_run: pd.DataFrame, protocol: Protocol, seed: int, track: str)
         if len(runs) < 2:
             low[:] = np.nan
             high[:] = np.nan
-        frames.append(_rows_frame(keys, str(task), str(split), track, value, low, high, counts))
-    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))), cross
+        picked.append(col_keys)
+        where.append((str(task), str(split), len(col_keys)))
+        numbers.append((value, low, high, counts))
+    if not picked:
+        return pd.DataFrame(columns=list(COLUMNS)), cross
+    cols = np.concatenate(picked)
+    sizes = [size for _, _, size in where]
+    data: dict[str, Any] = {
+        "forecaster": key_parts[0][cols],
+        "task": np.repeat(np.asarray([t for t, _, _ in where], dtype=object), sizes),
+        "split": np.repeat(np.asarray([sp for _, sp, _ in where], dtype=object), sizes),
+        "track": np.full(len(cols), track, dtype=object),
+        "kind": key_parts[1][cols],
+        "horizon": key_parts[2][cols],
+        "metric": key_parts[3][cols],
+    }
+    for i, name in enumerate(("value", "ci_low", "ci_high")):
+        data[name] = np.concatenate([part[i] for part in numbers]).astype(np.float64)
+    data["n"] = np.concatenate([part[3] for part in numbers]).astype(np.int64)
+    data["status"] = np.full(len(cols), "ok", dtype=object)
+    data["message"] = np.full(len(cols), "", dtype=object)
+    return pd.DataFrame(data, columns=list(COLUMNS)), cross
 
 
 def _cross_task_rows(cross: Mapping[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]], protocol: Protocol, track: str) -> list[pd.DataFrame]:

@@ -238,14 +238,22 @@ def build_context(block: np.ndarray, start: int, origins: np.ndarray, k: int) ->
     return np.ascontiguousarray(windows.transpose(0, 2, 1)).reshape(-1, k)
 
 
-def build_targets(block: np.ndarray, start: int, origins: np.ndarray, horizons: np.ndarray, n_snapshots: int) -> tuple[np.ndarray, np.ndarray]:
+def build_targets(
+    block: np.ndarray, start: int, origins: np.ndarray, horizons: np.ndarray, n_snapshots: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(truth, valid)``: truth ``(B, G, S)`` holds snapshot ``origin + h`` for each
     horizon ``h``; ``valid`` ``(B, G)`` is False where that snapshot is past the end (its
-    truth entries are then placeholders and must not be scored)."""
+    truth entries are then placeholders and must not be scored). With ``out`` (a
+    ``(B, G, S)`` float32 array) the truth is written there instead of a new array."""
     gidx = origins[:, None] + horizons[None, :]
     valid = gidx <= n_snapshots - 1
     rows = np.minimum(gidx, n_snapshots - 1) - start
-    return block[rows], valid
+    if out is None:
+        return block[rows], valid
+    if rows.size and (rows.min() < 0 or rows.max() >= len(block)):
+        raise TrajbenchError("internal: target rows are not in the block")
+    np.take(block, rows, axis=0, out=out, mode="clip")  # bounds checked above; "clip" writes out directly
+    return out, valid
 
 
 def build_full_targets(block: np.ndarray, start: int, origins: np.ndarray, horizon: int) -> np.ndarray:

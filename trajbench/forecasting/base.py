@@ -329,7 +329,9 @@ def _check_output(out: Any, n: int, horizon: int, name: str) -> np.ndarray:
         raise ForecasterError(f"forecaster '{name}' returned dtype {arr.dtype}, expected float32")
     arr = np.asarray(arr, dtype=np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
-        total = np.add.reduce(arr, axis=None, dtype=np.float64) if arr.size else 0.0  # one pass, no temporary
+        # one float32 pass, no temporary: a NaN or infinity always makes the sum non-finite;
+        # a non-finite sum of finite values (overflow) falls through to the exact check
+        total = np.add.reduce(arr, axis=None) if arr.size else 0.0
     if not np.isfinite(total) and not (finite := np.isfinite(arr)).all():
         bad = int(arr.size - np.count_nonzero(finite))
         raise ForecasterError(f"forecaster '{name}' returned {bad} non-finite value{'s' if bad != 1 else ''} (NaN or infinity) out of {arr.size}")

@@ -166,10 +166,39 @@ def _finite_model(model: torch.nn.Module) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
 
 
-def train_run(spec: RunSpec, out: Any, *, mode: str = "w") -> RunResult:
+class _NoRecorder:
+    """Stands in for the Recorder when :func:`train_run` runs with ``record=False``: the
+    same training loop (evaluation at every snapshot included) with nothing copied or
+    written, to measure what recording costs."""
+
+    def __init__(self) -> None:
+        self.n_snapshots = 0
+        self.status = "running"
+
+    def snapshot(self, step: int | None = None, epoch: float | None = None, metrics: Any = None) -> bool:
+        self.n_snapshots += 1
+        return True
+
+    def close(self, status: str = "complete") -> None:
+        if self.status == "running":
+            self.status = status
+
+    def __enter__(self) -> _NoRecorder:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.close("complete" if exc_type is None else "failed")
+
+
+def train_run(spec: RunSpec, out: Any, *, mode: str = "w", record: bool = True) -> RunResult:
     """Train and record one run into store ``out`` (in this process, on the current
     torch threads). Never raises for a failure of the run itself: a failed run comes back
-    with ``status="failed"`` and is marked so in the store."""
+    with ``status="failed"`` and is marked so in the store.
+
+    ``record=False`` trains exactly the same way (held-out evaluation at every snapshot
+    included) without a Recorder and without touching ``out``: the baseline of the
+    recording-overhead benchmark (``benchmarks/generate.py``). Without a Recorder,
+    weights that turn non-finite while the loss stays finite are not detected."""
     from trajbench.store.recorder import Recorder
 
     started = time.perf_counter()
@@ -191,7 +220,7 @@ def train_run(spec: RunSpec, out: Any, *, mode: str = "w") -> RunResult:
         schedule = build_schedule(c.schedule, base_lr=c.optimizer["lr"], total_steps=total, steps_per_epoch=steps_per_epoch)
         meta = run_attrs(spec, task, steps_per_epoch)
         target = spec.target
-        with Recorder(out, spec.run_id, model, meta=meta, mode=mode) as rec:
+        with Recorder(out, spec.run_id, model, meta=meta, mode=mode) if record else _NoRecorder() as rec:
             owns_group = True
             metrics = {"train_loss": math.nan, **task.evaluate(model), "lr": schedule.lr(0)}
             rec.snapshot(step=0, epoch=0.0, metrics=metrics)
@@ -229,13 +258,15 @@ def train_run(spec: RunSpec, out: Any, *, mode: str = "w") -> RunResult:
             result.n_snapshots = rec.n_snapshots
         result.status = rec.status
         result.final = {k: float(v) for k, v in metrics.items()} if rec.status == "complete" else {}
-        if rec.status == "diverged":
+        if rec.status == "diverged" and record:
             _set_attrs(out, spec.run_id, {"diverged_reason": result.error or "non-finite weights"})
     except Exception as exc:  # recorded, never raised: one bad run must not stop a suite
         result.status = "failed"
         result.error = f"{type(exc).__name__}: {exc}"
         trace = traceback.format_exc(limit=8)
-        if not owns_group and model is not None:
+        if not record:
+            owns_group = False
+        elif not owns_group and model is not None:
             owns_group = _failed_stub(out, spec, model, mode)
         if owns_group:
             _mark_failed(out, spec.run_id, result.error, trace)

@@ -1,0 +1,276 @@
+"""Data cards (trajbench.cards): contents against the store, hashes recomputed
+independently with hashlib, determinism, JSON-LD structure, bad input, and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from trajbench.bench.environment import store_sha256
+from trajbench.bench.splits import assign_splits
+from trajbench.cards import build_card, render_markdown, store_content_sha256, write_card
+from trajbench.cards_cli import add_card_parser
+from trajbench.errors import NotAStoreError, StoreNotFoundError, TrajbenchError
+from trajbench.generate import generate
+from trajbench.store.reader import open_store
+
+pytestmark = pytest.mark.micro
+
+
+@pytest.fixture(scope="module")
+def micro(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cards") / "micro.zarr"
+    summary = generate("micro", out, workers=1, progress=False)
+    assert summary.ok
+    return out
+
+
+@pytest.fixture(scope="module")
+def written(micro: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return write_card(micro, tmp_path_factory.mktemp("card-out"))
+
+
+@pytest.fixture(scope="module")
+def card(written: tuple[Path, Path]) -> dict:
+    return json.loads(written[1].read_text(encoding="utf-8"))
+
+
+def _independent_array_hashes(root: Path) -> dict[str, str]:
+    """sha256-array-v1 computed from the files with hashlib only."""
+    out = {}
+    for meta in sorted(root.rglob("zarr.json")):
+        if json.loads(meta.read_text())["node_type"] != "array":
+            continue
+        array = meta.parent
+        lines = sorted(
+            (p.relative_to(array).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
+            for p in array.rglob("*")
+            if p.is_file() and not p.name.endswith(".partial")
+        )
+        lines.sort(key=lambda e: e[0].encode())
+        text = "".join(f"{p}\t{h}\n" for p, h in lines)
+        out[array.relative_to(root).as_posix()] = hashlib.sha256(text.encode()).hexdigest()
+    return out
+
+
+def test_files_are_named_after_the_suite(written: tuple[Path, Path]) -> None:
+    md, js = written
+    assert (md.name, js.name) == ("micro.md", "micro.json")
+    assert md.parent == js.parent
+
+
+def test_composition_matches_the_store(micro: Path, card: dict) -> None:
+    runs = open_store(micro).runs()
+    tb = card["tb:card"]
+    c = tb["composition"]
+    real = runs[runs["group"] == "runs"]
+    assert c["runs"] == len(real) == 5
+    assert c["synthetic_series"] == int((runs["group"] != "runs").sum()) == 2
+    assert c["status"] == {k: int(v) for k, v in Counter(runs["status"]).items()}
+    assert c["snapshots"] == int(runs["n_snapshots"].sum())
+    assert c["scalars"] == int((runs["n_snapshots"] * runs["n_params"]).sum())
+    assert set(c["tasks"]) == set(real["task"])
+    for task, t in c["tasks"].items():
+        mine = real[real["task"] == task]
+        assert t["runs"] == len(mine)
+        assert t["n_params"] == sorted(set(int(n) for n in mine["n_params"]))
+        assert t["seeds"] == sorted(set(int(s) for s in mine["seed"]))
+        assert t["snapshots"]["total"] == int(mine["n_snapshots"].sum())
+        assert t["status"] == {k: int(v) for k, v in Counter(mine["status"]).items()}
+    # Parameter kinds from the layout: the CNN records BatchNorm buffers.
+    cnn = next(a for a in c["architectures"].values() if a["task"] == "digits-cnn")
+    assert {"conv", "norm", "buffer", "linear", "bias"} <= set(cnn["kinds"])
+    assert sum(k["scalars"] for k in cnn["kinds"].values()) == cnn["n_params"]
+    assert set(c["synthetic_families"]) == {"quadratic_sgd"}
+    suites = tb["recipe"]["suites"]
+    assert [(s["name"], s["runs"], s["matches_shipped_file"]) for s in suites] == [("micro", 7, True)]
+    assert card["version"] == "1.0"
+
+
+def test_per_array_sha256_recomputed_independently(micro: Path, card: dict) -> None:
+    expected = _independent_array_hashes(micro)
+    listed = {d["@id"]: d["sha256"] for d in card["distribution"] if "sha256" in d}
+    assert listed == expected
+    assert card["tb:card"]["hashes"]["arrays"] == len(expected)
+    # Every run has weights, step and epoch arrays listed.
+    for path in open_store(micro).run_paths():
+        assert {f"{path}/weights", f"{path}/step", f"{path}/epoch"} <= set(listed)
+
+
+def test_splits_are_the_harness_splits(micro: Path, card: dict) -> None:
+    table = assign_splits(open_store(micro))
+    listed = card["tb:card"]["splits"]["runs"]
+    assert listed == {p: {"config": c, "split": s} for p, c, s in zip(table["path"], table["config"], table["split"])}
+    totals = card["tb:card"]["splits"]["totals"]
+    assert sum(t["runs"] for t in totals.values()) == len(table)
+    assert {"train", "validation", "test", "unseen", "synthetic"} == set(totals)
+
+
+def test_same_store_gives_byte_identical_cards(micro: Path, written: tuple[Path, Path], tmp_path: Path) -> None:
+    md2, js2 = write_card(str(micro), tmp_path)
+    assert md2.read_bytes() == written[0].read_bytes()
+    assert js2.read_bytes() == written[1].read_bytes()
+    created_at = open_store(micro).attrs["created_at"]
+    assert created_at not in md2.read_text() and created_at not in js2.read_text()
+
+
+def test_card_ignores_timestamps_but_not_data(micro: Path, written: tuple[Path, Path], tmp_path: Path) -> None:
+    """Two generations differ only in created_at / updated_at: same card. A changed chunk: another card."""
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(micro, copy)
+    for meta in copy.rglob("zarr.json"):
+        doc = json.loads(meta.read_text())
+        attrs = doc.get("attributes", {})
+        if "created_at" in attrs or "updated_at" in attrs:
+            for key in ("created_at", "updated_at"):
+                if key in attrs:
+                    attrs[key] = "1999-01-01T00:00:00Z"
+            meta.write_text(json.dumps(doc, indent=2))
+    assert store_sha256(copy) != store_sha256(micro)
+    assert store_content_sha256(copy) == store_content_sha256(micro)
+    md, js = write_card(copy, tmp_path / "cards")
+    assert md.read_bytes() == written[0].read_bytes() and js.read_bytes() == written[1].read_bytes()
+
+    chunk = next(p for p in sorted((copy / "runs").rglob("*")) if p.is_file() and "/weights/c/" in p.as_posix())
+    data = bytearray(chunk.read_bytes())
+    data[0] ^= 1
+    chunk.write_bytes(bytes(data))
+    assert store_content_sha256(copy) != store_content_sha256(micro)
+    changed = build_card(copy)
+    array = chunk.relative_to(copy).as_posix().split("/weights/")[0] + "/weights"
+    hashes = {d["@id"]: d["sha256"] for d in changed["distribution"] if "sha256" in d}
+    before = {d["@id"]: d["sha256"] for d in json.loads(written[1].read_text())["distribution"] if "sha256" in d}
+    assert [k for k in hashes if hashes[k] != before[k]] == [array]
+
+
+def test_jsonld_has_the_croissant_keys(card: dict, written: tuple[Path, Path]) -> None:
+    ctx = card["@context"]
+    assert ctx["sc"] == "https://schema.org/" and ctx["cr"] == "http://mlcommons.org/croissant/"
+    assert card["@type"] == "sc:Dataset"
+    for key in ("name", "description", "license", "distribution", "recordSet", "conformsTo"):
+        assert card[key], key
+    assert card["license"] == "https://creativecommons.org/licenses/by/4.0/"
+    assert all(d["@type"] in ("cr:FileObject", "cr:FileSet") for d in card["distribution"])
+    ids = {d["@id"] for d in card["distribution"]}
+    fields = {f["name"]: f for rs in card["recordSet"] for f in rs["field"]}
+    assert {"weights", "step", "epoch", "val_loss", "val_acc", "train_loss", "lr"} <= set(fields)
+    for f in fields.values():
+        assert f["@type"] == "cr:Field" and f["dataType"].startswith("sc:")
+        if "source" in f:
+            assert f["source"]["fileSet"]["@id"] in ids
+    tb = card["tb:card"]
+    for key in ("card_format", "motivation", "composition", "recipe", "splits", "leakage", "hashes", "licenses", "intended_uses", "limitations"):
+        assert tb[key], key
+    assert len(tb["hashes"]["content_sha256"]) == 64
+    assert tb["licenses"]["store"]["spdx"] == "CC-BY-4.0" and tb["licenses"]["code"]["spdx"] == "Apache-2.0"
+    assert any("handwritten digits" in n for n in tb["leakage"]["notes"])
+    assert render_markdown(card) == written[0].read_text(encoding="utf-8")
+
+
+def test_markdown_names_what_matters(written: tuple[Path, Path], card: dict) -> None:
+    md = written[0].read_text(encoding="utf-8")
+    for text in ("## Motivation", "## Composition", "## Recipe", "## Benchmark splits", "## Leakage notes", "## Integrity", "## License",
+                 "## Intended uses", "## Limitations", "CC-BY-4.0", "Apache-2.0", "public domain", "digits-cnn", "quadratic_sgd",
+                 card["tb:card"]["hashes"]["content_sha256"], "trajbench/generate/suites/micro.toml"):
+        assert text in md, text
+    for d in card["distribution"]:
+        if "sha256" in d:
+            assert d["sha256"] in md
+
+
+def test_copy_section_records_the_exact_store_hash(micro: Path) -> None:
+    card = build_card(micro, include_copy=True)
+    copy = card["tb:card"]["copy"]
+    assert copy["store_sha256"] == store_sha256(micro)
+    assert copy["created_at"] == open_store(micro).attrs["created_at"]
+    assert copy["store_sha256"] in render_markdown(card)
+
+
+def test_bad_input(micro: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreNotFoundError):
+        write_card(tmp_path / "missing.zarr", tmp_path / "out")
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "file.txt").write_text("x")
+    with pytest.raises(NotAStoreError):
+        write_card(tmp_path / "plain", tmp_path / "out")
+    with pytest.raises(TrajbenchError, match="card name"):
+        write_card(micro, tmp_path / "out", suite="no spaces")
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(TrajbenchError, match="not a directory"):
+        write_card(micro, tmp_path / "afile")
+    with pytest.raises(TrajbenchError, match="store must be"):
+        build_card(42)  # type: ignore[arg-type]
+
+
+def test_stores_without_runs_or_without_a_suite(tmp_path: Path) -> None:
+    from trajbench import Recorder
+    from trajbench.store.root import open_root
+
+    empty = tmp_path / "empty.zarr"
+    open_root(str(empty), mode="a")
+    with pytest.raises(TrajbenchError, match="nothing to describe"):
+        build_card(empty)
+    mine = tmp_path / "mine.zarr"
+    model = torch.nn.Linear(3, 2)
+    with Recorder(str(mine), "hand-made", model, meta={"task": "toy"}) as rec:
+        for step in range(3):
+            rec.snapshot(step=step)
+    with pytest.raises(TrajbenchError, match="--suite"):
+        build_card(mine)
+    md, js = write_card(mine, tmp_path / "cards", suite="hand-made")
+    assert md.name == "hand-made.md"
+    card = json.loads(js.read_text())
+    assert card["tb:card"]["composition"]["runs"] == 1 and "version" not in card
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="trajbench")
+    add_card_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+def test_cli_handler(micro: Path, written: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = _parser().parse_args(["card", str(micro), "--out", str(tmp_path / "c"), "--json"])
+    assert args.func(args) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert Path(printed["markdown"]).read_bytes() == written[0].read_bytes()
+    args = _parser().parse_args(["card", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "c")])
+    with pytest.raises(TrajbenchError):
+        args.func(args)
+
+
+def test_main_cli_when_wired(micro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trajbench.cli import build_parser, main
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    if "card" not in sub.choices:
+        pytest.skip("trajbench card is not wired into trajbench.cli yet")
+    assert main(["card", str(micro), "--out", str(tmp_path / "c"), "--suite", "renamed"]) == 0
+    assert (tmp_path / "c" / "renamed.md").is_file() and (tmp_path / "c" / "renamed.json").is_file()
+    capsys.readouterr()
+    assert main(["card", str(tmp_path / "missing.zarr")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("trajbench: error:") and err.count("\n") == 1
+
+
+def test_runs_that_are_not_complete_are_listed(micro: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.zarr"
+    shutil.copytree(micro, copy)
+    path = open_store(copy).run_paths()[0]
+    meta = copy / path / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["attributes"].update({"status": "failed", "error": "RuntimeError: boom"})
+    meta.write_text(json.dumps(doc))
+    card = build_card(copy)
+    c = card["tb:card"]["composition"]
+    assert c["status"] == {"complete": 6, "failed": 1}
+    assert c["problems"] == [f"{path}: status failed (RuntimeError: boom)"]
+    assert "RuntimeError: boom" in render_markdown(card)
+    assert card["tb:card"]["hashes"]["content_sha256"] != build_card(micro)["tb:card"]["hashes"]["content_sha256"]

@@ -417,9 +417,10 @@ def test_one_pass_scores_each_forecaster_as_if_alone(store: Path) -> None:
     """Forecasters share one pass over the runs; each still sees its own random streams
     (seeded per run), so stochastic ones score exactly as when benchmarked alone."""
     proto = PROTO.replace(eval_splits=("test", "synthetic"))
-    together = run_benchmark(store, [NoisyPersistence(), "linear", NoisyLinear(), "persistence"], None, protocol=proto, hash_store=False, measure_memory=False)
+    small = {"hash_store": False, "measure_memory": False, "batch_elements": 1 << 11}  # several batches per run, interleaved
+    together = run_benchmark(store, [NoisyPersistence(), "linear", NoisyLinear(), "persistence"], None, protocol=proto, **small)
     for forecaster in (NoisyPersistence(), NoisyLinear()):
-        alone = run_benchmark(store, [forecaster, "linear", "persistence"], None, protocol=proto, hash_store=False, measure_memory=False)
+        alone = run_benchmark(store, [forecaster, "linear", "persistence"], None, protocol=proto, **small)
         keep = lambda t, name=forecaster.name: t[(t.forecaster == name) & ~t.metric.str.startswith(("rank_", "fit_", "predict_"))].reset_index(drop=True)  # noqa: E731
         assert len(keep(alone.table))
         pd.testing.assert_frame_equal(keep(alone.table), keep(together.table), check_exact=True)

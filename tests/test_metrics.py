@@ -275,6 +275,25 @@ def test_bootstrap_weights_and_means() -> None:
     np.testing.assert_allclose(got[:, 1], [6.0, np.nan, 20 / 3])
 
 
+def test_boot_mean_equals_the_plain_matrix_products() -> None:
+    """Counts of columns without gaps come from the weights' row sums: exact, so the
+    means are bit-identical to dividing the two matrix products."""
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(9, 40))
+    values[rng.random(values.shape) < 0.1] = np.nan
+    values[:, 3] = np.nan
+    values[:8, 5] = np.nan
+    w = bootstrap_weights(9, 300, seed=1)
+    finite = np.isfinite(values)
+    total = w @ np.where(finite, values, 0.0)
+    count = w @ finite.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        want = np.where(count > 0, total / count, np.nan)
+    got = boot_mean(values, w)
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.isnan(got[:, 3]).all() and np.isnan(got[:, 5]).any()
+
+
 @pytest.mark.parametrize("q", [0.025, 0.5, 0.975])
 def test_nan_quantile_matches_numpy(q: float) -> None:
     rng = np.random.default_rng(1)

@@ -11,7 +11,6 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 __all__ = ["store_sha256", "STORE_HASH_DEFINITION", "machine_info", "library_versions", "Meter"]
@@ -21,13 +20,6 @@ STORE_HASH_DEFINITION = (
     " of the store (zarr.json documents and chunks alike), path relative to the store root with '/' separators,"
     " lines sorted by path (byte order)"
 )
-
-
-def _sha256_file(read: Any) -> str:
-    digest = hashlib.sha256()
-    for block in read():
-        digest.update(block)
-    return digest.hexdigest()
 
 
 def _sha256_path(path: str) -> str:

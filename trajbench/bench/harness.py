@@ -1,16 +1,26 @@
 """The benchmark harness: ``run_benchmark(store, forecasters, out)``.
 
-For each forecaster, in turn: fit it on the training split, then stream every evaluation
-run block by block, cut the same windows for everyone (``docs/protocol.md``), call
-``predict`` on batches of windows, and fold the errors into per-run sufficient
-statistics (:mod:`trajbench.bench.metrics`). A forecaster's statistics are written to
-``RESULTS/partial/`` as soon as it is done, so a killed benchmark resumes where it
-stopped, forecaster by forecaster. Finally every forecaster's statistics (and the
-reference's, last-two linear extrapolation on the same windows) are aggregated into the
-results table (:mod:`trajbench.bench.results`).
+Every forecaster is fitted on the training split (or resumed from ``RESULTS/partial/``).
+Then one pass streams every evaluation run block by block and cuts the same windows for
+everyone (``docs/protocol.md``): each batch of windows gets its truth and the reference
+errors computed once (:class:`~trajbench.bench.metrics.BatchReference`), every fitted
+forecaster's ``predict`` is called on it, and the errors are folded into per-run
+sufficient statistics (:mod:`trajbench.bench.metrics`). Each forecaster still sees
+exactly what it would see alone (its own context and meta, and its own global random
+streams, seeded per run). When the pass ends, each forecaster's statistics are written to
+``RESULTS/partial/``, so a killed benchmark resumes with the forecasters already written
+(with ``scheduler``, forecasters are scored one after the other, each as soon as it is
+done). Finally every forecaster's statistics (and the reference's, last-two linear
+extrapolation on the same windows) are aggregated into the results table
+(:mod:`trajbench.bench.results`).
 
 A forecaster that raises, returns the wrong shape or non-finite values is stopped and
 becomes a failure row; the others go on.
+
+Performance (``docs/performance.md``, "Harness"): a run is read once, its batches reuse
+one set of scratch arrays laid out ``(windows, horizons, series)``, and every run is
+opened once per benchmark; the arithmetic, and so every number, is the same as scoring
+each forecaster on its own.
 """
 
 from __future__ import annotations

@@ -116,6 +116,16 @@ class KindIndex:
         self.onehot_t32 = np.ascontiguousarray(onehot.T)  # (K + 1, S)
         self.onehot_t64 = self.onehot_t32.astype(np.float64)
         self.counts = onehot.sum(0).astype(np.float64)  # (K + 1,)
+        self._cell_codes: dict[int, np.ndarray] = {}
+
+    def cell_codes(self, n_horizons: int) -> np.ndarray:
+        """``(G * S,)``: ``g * K + kind(s)`` for the flat index ``g * S + s`` of a
+        ``(G, S)`` slab (the statistics cell of each entry), built once per ``G``."""
+        table = self._cell_codes.get(n_horizons)
+        if table is None:
+            table = (np.arange(n_horizons, dtype=np.int64)[:, None] * self.n_kinds + self.codes[None, :]).reshape(-1)
+            self._cell_codes[n_horizons] = table
+        return table
 
 
 class Workspace:
@@ -264,7 +274,7 @@ class BatchReference:
             idx = np.flatnonzero(mask)
         else:
             idx = np.zeros(0, dtype=np.intp)
-        code = ((idx // S) % G) * K + self.kind_codes[idx % S]
+        code = self.kinds.cell_codes(G)[idx % (G * S)]  # g * K + kind(s) of each flat (b, g, s)
         counts = np.bincount(code, minlength=G * K).reshape(G, K).astype(np.float64)
         return idx, code, np.concatenate([counts, counts.sum(1, keepdims=True)], axis=1)
 

@@ -1,0 +1,141 @@
+"""``index.html``: the report as one self-contained page.
+
+Inline CSS and a few lines of inline JavaScript (click a column header to sort; numbers
+sort numerically, ``n/a`` last), plots embedded as base64 PNG (their SVG files sit next
+to the page). No CDN, no external request: the file works offline and can be mailed or
+published as is.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from typing import Any
+
+from trajbench.report.document import Report
+from trajbench.report.leaderboard import Table
+
+__all__ = ["html_table", "render_html"]
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#1b1f24;line-height:1.45}
+h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.2rem}
+h3{font-size:1.05rem;margin-top:1.4rem}
+table{border-collapse:collapse;margin:.6rem 0;font-size:.86rem;display:block;overflow-x:auto}
+th,td{border:1px solid #d0d7de;padding:.3rem .55rem;text-align:left;white-space:nowrap}
+th{background:#f6f8fa;cursor:pointer;user-select:none}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
+td.num{text-align:right;font-variant-numeric:tabular-nums}td.best{font-weight:700;background:#eef8ee}
+td.failed{color:#b42318;font-weight:600}td.fallback,td.leakage{color:#9a6700}
+tr:nth-child(even) td{background-color:#fbfcfd}tr:nth-child(even) td.best{background:#eef8ee}
+.caption{color:#57606a;font-size:.82rem;max-width:60rem}.absent{color:#57606a;font-style:italic}
+figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eaeef2}figcaption{color:#57606a;font-size:.82rem}
+dl{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;font-size:.85rem}dt{font-weight:600}dd{margin:0;word-break:break-all}
+code{background:#f6f8fa;padding:0 .2rem;border-radius:3px}
+"""
+
+_JS = """
+document.querySelectorAll("table.sortable").forEach(function(table){
+  table.querySelectorAll("th").forEach(function(th, col){
+    th.addEventListener("click", function(){
+      var body = table.tBodies[0], rows = Array.from(body.rows);
+      var asc = !th.classList.contains("sorted-asc");
+      table.querySelectorAll("th").forEach(function(h){h.classList.remove("sorted-asc","sorted-desc");});
+      th.classList.add(asc ? "sorted-asc" : "sorted-desc");
+      function key(row){var c=row.cells[col], v=c.getAttribute("data-sort");
+        if(v===null||v===""){return null;} var n=parseFloat(v); return isNaN(n)?v.toLowerCase():n;}
+      rows.sort(function(a,b){var x=key(a), y=key(b);
+        if(x===null&&y===null){return 0;} if(x===null){return 1;} if(y===null){return -1;}
+        if(x<y){return asc?-1:1;} if(x>y){return asc?1:-1;} return 0;});
+      rows.forEach(function(r){body.appendChild(r);});
+    });
+  });
+});
+"""
+
+
+def _esc(text: Any) -> str:
+    return html.escape(str(text), quote=True)
+
+
+def _inline_md(text: str) -> str:
+    """Escape, then turn Markdown backticks into ``<code>``."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", _esc(text))
+
+
+def html_table(table: Table) -> str:
+    """A sortable ``<table>``; each cell carries its sort key in ``data-sort``."""
+    if table.empty:
+        return ""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in table.header)
+    body = []
+    for i, (row, keys) in enumerate(zip(table.rows, table.sort_keys)):
+        cells = []
+        for j, (text, key) in enumerate(zip(row, keys)):
+            classes = []
+            if isinstance(key, (int, float)) and not isinstance(key, bool):
+                classes.append("num")
+            if (i, j) in table.best:
+                classes.append("best")
+            low = str(text).lower()
+            if table.header[j] == "status":
+                classes += [c for c in ("failed", "fallback", "leakage") if c in low]
+            sort = "" if key is None else (repr(float(key)) if isinstance(key, (int, float)) else str(key))
+            cls = f' class="{" ".join(classes)}"' if classes else ""
+            cells.append(f'<td{cls} data-sort="{_esc(sort)}">{_esc(text)}</td>')
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _section(table: Table, level: str = "h2", absent: str = "") -> str:
+    anchor = f' id="{_esc(table.anchor)}"' if table.anchor else ""
+    parts = [f"<{level}{anchor}>{_esc(table.title)}</{level}>"]
+    if table.empty:
+        parts.append(f'<p class="absent">{_inline_md(absent or "n/a")}</p>')
+    else:
+        parts.append(html_table(table))
+        if table.caption:
+            parts.append(f'<p class="caption">{_esc(table.caption)}</p>')
+    return "\n".join(parts)
+
+
+def render_html(report: Report) -> str:
+    """The whole ``index.html`` (plots embedded from their PNG files)."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_esc(report.title)}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_esc(report.title)}</h1>",
+        f"<p>{_inline_md(report.summary)}</p>",
+    ]
+    if report.sources_note:
+        parts.append(f"<p>{_inline_md(report.sources_note)}</p>")
+    parts += [_section(t) for t in report.leaderboards]
+    parts.append(
+        '<p class="caption">Fit: wall time of <code>fit</code>; predict: total wall time of <code>predict</code> over every '
+        "evaluation run (series predicted per second). Click a column header to sort.</p>"
+    )
+    parts += [_section(t, "h3") for t in report.kind_tables]
+    parts += [_section(t, "h3") for t in report.horizon_tables]
+    parts.append(_section(report.downstream, absent=report.downstream_absent))
+    parts.append(_section(report.online, absent=report.online_absent))
+    parts.append(_section(report.notes, absent="None: every forecaster ran without failure, fallback or leakage note."))
+    parts.append('<h2 id="plots">Plots</h2>')
+    for plot in report.plots:
+        if plot.skipped or plot.png is None:
+            parts.append(f'<p class="absent"><b>{_esc(plot.title)}</b>: not drawn ({_inline_md(plot.skipped)}).</p>')
+            continue
+        data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
+        parts.append(
+            f'<figure id="plot-{_esc(plot.name)}"><h3>{_esc(plot.title)}</h3>'
+            f'<img alt="{_esc(plot.title)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_esc(plot.caption)}</figcaption></figure>"
+        )
+    parts.append('<h2 id="provenance">Provenance</h2><dl>')
+    parts += [f"<dt>{_esc(k)}</dt><dd>{_inline_md(v)}</dd>" for k, v in report.provenance]
+    parts.append("</dl>")
+    parts.append(f"<script>{_JS}</script>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"

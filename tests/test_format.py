@@ -23,6 +23,20 @@ def expected_snapshots_per_chunk(n_params: int) -> int:
     return ct
 
 
+def expected_params_per_chunk(n_params: int, ct: int) -> int:
+    """cp from the documented rule: equal columns of at most 4 MiB, found by a plain search."""
+    if ct * n_params * 4 <= 8 * MiB:
+        return n_params
+    widest = (4 * MiB) // (ct * 4)
+    n_columns = 1
+    while n_columns * widest < n_params:  # the fewest columns of at most `widest` params
+        n_columns += 1
+    cp = n_params // n_columns
+    while cp * n_columns < n_params:  # the narrowest equal width that covers every param
+        cp += 1
+    return cp
+
+
 def check_rule(n_params: int) -> None:
     plan = plan_chunks(n_params)
     row = 4 * n_params
@@ -36,11 +50,16 @@ def check_rule(n_params: int) -> None:
     assert ct * row <= 256 * MiB or ct == 1
     if ct * row <= 256 * MiB and 16 * row <= 256 * MiB:
         assert ct >= 16
-    # Whole rows per chunk while a chunk row is at most 8 MiB, else ~4 MiB chunks.
+    # Whole rows per chunk while a chunk row is at most 8 MiB, else equal columns of <= 4 MiB.
     if ct * row <= 8 * MiB:
         assert cp == n_params
     else:
-        assert cp == (4 * MiB) // (ct * 4)
+        if n_params < 10**8:  # the oracle's linear search is slow past that
+            assert cp == expected_params_per_chunk(n_params, ct)
+        n_columns = -(-n_params // cp)
+        assert cp * ct * 4 <= 4 * MiB
+        assert n_columns * cp - n_params < n_columns, "padding of the edge column is under one param per column"
+        assert n_columns == -(-n_params // ((4 * MiB) // (ct * 4))), "no more columns than 4 MiB chunks need"
     if n_params >= 1024:
         assert 1 * MiB <= plan.nbytes <= 8 * MiB, (n_params, plan)
     else:
@@ -73,8 +92,9 @@ def test_plan_chunks_known_values():
     assert plan_chunks(2**16) == ChunkPlan(16, 2**16)  # 16 x 256 KiB = 4 MiB
     assert plan_chunks(1000) == ChunkPlan(256, 1000)
     assert plan_chunks(3000) == ChunkPlan(128, 3000)  # 128 x 12000 B ~ 1.46 MiB
-    assert plan_chunks(2**17 + 1) == ChunkPlan(16, 65536)  # 8 MiB + 64 B: split into 4 MiB
-    assert plan_chunks(10**8) == ChunkPlan(1, 2**20)  # one row is 400 MB: 1 snapshot per slab
+    assert plan_chunks(2**17 + 1) == ChunkPlan(16, 43691)  # 8 MiB + 64 B: 3 equal columns, 2 params of padding
+    assert plan_chunks(10**6) == ChunkPlan(16, 62500)  # 16 columns of 62,500: no padding (was 65,536, 4.9% padding)
+    assert plan_chunks(10**8) == ChunkPlan(1, 1041667)  # one row is 400 MB: 1 snapshot per slab, 96 columns
 
 
 @pytest.mark.micro
@@ -87,7 +107,7 @@ def test_plan_chunks_explicit_snapshots(spc):
         if spc * n * 4 <= 8 * MiB:
             assert plan.params == n
         else:
-            assert plan.params == max(1, min(n, (4 * MiB) // (spc * 4)))
+            assert plan.params == expected_params_per_chunk(n, spc)
 
 
 @pytest.mark.micro

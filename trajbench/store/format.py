@@ -76,8 +76,11 @@ def plan_chunks(n_params: int, snapshots_per_chunk: int | None = None) -> ChunkP
     1. Snapshots per chunk ``ct``: unless given, the smallest power of two that makes one
        chunk of all parameters at least 1 MiB, clamped to [16, 256]; then lowered (by powers
        of two, to at least 1) until one slab of ``ct`` full snapshots fits in 256 MiB.
-    2. Parameters per chunk ``cp``: all of them if ``ct x n_params x 4`` is at most 8 MiB,
-       else ``floor(4 MiB / (ct x 4))``, so that chunks hold 4 MiB.
+    2. Parameters per chunk ``cp``: all of them if ``ct x n_params x 4`` is at most 8 MiB;
+       else the parameters are split into ``n = ceil(n_params / floor(4 MiB / (ct x 4)))``
+       chunk columns of equal width ``cp = ceil(n_params / n)``, so that chunks hold at
+       most 4 MiB and the last column wastes fewer than ``n`` parameters of padding
+       (zarr stores edge chunks at full size).
 
     Chunks are therefore 1 to 8 MiB, except for runs so small that 256 snapshots of all
     their parameters are under 1 MiB (fewer than 1024 parameters), whose chunks are one
@@ -100,7 +103,9 @@ def plan_chunks(n_params: int, snapshots_per_chunk: int | None = None) -> ChunkP
     if ct * row_bytes <= MAX_CHUNK_BYTES:
         cp = n_params
     else:
-        cp = max(1, min(n_params, TARGET_CHUNK_BYTES // (ct * 4)))
+        widest = max(1, TARGET_CHUNK_BYTES // (ct * 4))
+        n_columns = -(-n_params // widest)
+        cp = -(-n_params // n_columns)
     return ChunkPlan(snapshots=ct, params=cp)
 
 

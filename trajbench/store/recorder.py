@@ -30,7 +30,10 @@ __all__ = ["Recorder", "RESERVED_RUN_ATTRS", "describe_optimizer"]
 
 # Attributes the writer owns; user metadata may not set them.
 RESERVED_RUN_ATTRS = frozenset(
-    {"status", "n_snapshots", "n_params", "param_layout", "snapshots_per_chunk", "created_at", "updated_at", "diverged_at_snapshot"}
+    {
+        "status", "n_snapshots", "n_params", "param_layout", "snapshots_per_chunk", "created_at", "updated_at",
+        "diverged_at_snapshot", "compression", "lossy",
+    }
 )
 
 
@@ -98,6 +101,14 @@ class Recorder:
         Chunking and buffering; see ``docs/format.md``. Memory held is
         ``n_slabs x snapshots_per_chunk x n_params x 4`` bytes and a SIGKILL loses at most
         ``n_slabs x snapshots_per_chunk - 1`` snapshots.
+    compression:
+        Codecs of the weights: ``"fast"`` (the default: transpose + Blosc zstd level 1 with
+        byte shuffle), ``"small"`` (zstd level 5) or ``"none"``; see ``docs/format.md``.
+        When resuming, ``None`` keeps the run's own setting.
+    lossy:
+        ``None`` (lossless, the default), ``"bf16"``, ``"f16"``, or an int of mantissa bits
+        to keep; the run attribute ``lossy`` records the mode and the largest relative
+        error measured.
     """
 
     def __init__(
@@ -112,6 +123,8 @@ class Recorder:
         frozen: bool = True,
         snapshots_per_chunk: int | None = None,
         n_slabs: int = 2,
+        compression: str | None = None,
+        lossy: str | int | None = None,
     ) -> None:
         check_name(run_id, "run_id")
         self.run_id = run_id
@@ -125,6 +138,8 @@ class Recorder:
             mode=mode,
             snapshots_per_chunk=snapshots_per_chunk,
             n_slabs=n_slabs,
+            compression=compression,
+            lossy=lossy,
         )
 
     # ------------------------------------------------------------------ API

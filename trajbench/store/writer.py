@@ -47,6 +47,7 @@ from trajbench.store.format import (
     plan_chunks,
 )
 from trajbench.store._chunkio import DirectChunkWriter
+from trajbench.store.codecs import LossySpec, WeightsEncoding, resolve_encoding, round_mantissa
 from trajbench.store.layout import ParamSpec, parse_layout
 from trajbench.store.root import library_versions, member_keys, open_root, utc_now
 
@@ -61,17 +62,14 @@ _ENCODE_THREADS = max(1, min(4, os.cpu_count() or 1))
 _MODES = ("w-", "w", "a")
 
 
-def weights_codecs() -> dict[str, Any]:
-    """Codec arguments for ``weights`` in format v1's default: no compression.
+def weights_codecs(compression: str | None = None) -> dict[str, Any]:
+    """``zarr.create_array`` codec arguments for ``weights`` with a compression setting.
 
-    Measured here (docs/performance.md): Blosc LZ4 with byte shuffle saved only 8-10% on
-    row-major float32 weights, and encoding cost about 5 ms per 6 MiB slab on one core,
-    which alone kept the Recorder far from the sequential-write speed its target names.
-    Raw chunks cost nothing to encode. Compression worth its cost needs the temporal
-    layout that the store-efficiency work brings; whatever a store uses is recorded in
-    each array's own ``zarr.json``, so readers never depend on this function.
+    ``None`` gives the default (``"fast"``); see :mod:`trajbench.store.codecs` for the
+    settings and ``docs/performance.md`` for the measurements behind them. Whatever a store
+    uses is recorded in each array's own ``zarr.json``, so readers never depend on this.
     """
-    return {"compressors": None}
+    return resolve_encoding(compression).array_kwargs()
 
 
 @dataclass
@@ -131,6 +129,15 @@ class RunWriter:
         Slabs of memory, at least 2: one being filled and ``n_slabs - 1`` in flight.
         Bounds both extra memory (``n_slabs x snapshots_per_chunk x n_params x 4`` bytes)
         and what a SIGKILL can lose.
+    compression:
+        Codecs of ``weights`` for a new run: ``"none"``, ``"fast"`` or ``"small"``
+        (:mod:`trajbench.store.codecs`); ``None`` means ``"fast"``, or, when resuming, the
+        run's own setting (another one is refused).
+    lossy:
+        ``None`` (lossless, the default), ``"bf16"``, ``"f16"`` or an int of mantissa bits
+        to keep: rows are rounded before they are stored and the run attribute ``lossy``
+        records the mode and the largest relative error. When resuming, ``None`` keeps the
+        run's own mode.
     """
 
     def __init__(
@@ -143,6 +150,8 @@ class RunWriter:
         mode: WriteMode = "w-",
         snapshots_per_chunk: int | None = None,
         n_slabs: int = 2,
+        compression: str | None = None,
+        lossy: str | int | None = None,
     ) -> None:
         if mode not in _MODES:
             raise TrajbenchError(f"mode must be one of {', '.join(repr(m) for m in _MODES)}, but got {mode!r}")
@@ -155,6 +164,9 @@ class RunWriter:
         self.n_params = sum(spec.numel for spec in layout)
         self._root = open_root(store, mode="a")
         self._location = str(store)
+        self._encoding = resolve_encoding(compression, lossy)  # checked before anything is written
+        self._explicit = (compression is not None, lossy is not None)
+        self._max_rel_error = 0.0
         self._group, self._arrays, committed, plan = self._open_group(dict(attrs or {}), mode, snapshots_per_chunk)
         self.plan: ChunkPlan = plan
         self.n_committed = committed
@@ -204,6 +216,7 @@ class RunWriter:
             "snapshots_per_chunk": plan.snapshots,
             "param_layout": [spec.to_json() for spec in self.layout],
             "library_versions": attrs.get("library_versions", library_versions()),
+            **self._encoding.attrs(),
             "created_at": now,
             "updated_at": now,
         }
@@ -230,7 +243,7 @@ class RunWriter:
                 dtype=WEIGHTS_DTYPE,
                 fill_value=float("nan"),
                 dimension_names=list(WEIGHTS_DIMS),
-                **weights_codecs(),
+                **self._encoding.array_kwargs(),
             ),
             STEP: self._create_series(group, STEP, "int64", 0, plan.snapshots),
             EPOCH: self._create_series(group, EPOCH, "float64", float("nan"), plan.snapshots),
@@ -266,6 +279,7 @@ class RunWriter:
         weights = arrays.get(WEIGHTS)
         if weights is None or STEP not in arrays or EPOCH not in arrays:
             raise StoreError(f"cannot resume run '{self.group_path}': it lacks weights, step or epoch")
+        self._encoding = self._stored_encoding(attrs)
         committed = int(attrs.get("n_snapshots", 0))
         plan = ChunkPlan(snapshots=int(weights.chunks[0]), params=int(weights.chunks[1]))
         # Rows past the commit point are leftovers of a crash: drop them (whole chunks go,
@@ -275,6 +289,26 @@ class RunWriter:
                 array.resize((committed, *array.shape[1:]))
         group.update_attributes({"status": "running", "updated_at": utc_now()})
         return group, arrays, committed, plan
+
+    def _stored_encoding(self, attrs: Mapping[str, Any]) -> WeightsEncoding:
+        """The encoding a resumed run was created with; refuse a different explicit one."""
+        stored = attrs.get("compression")
+        setting = stored.get("setting") if isinstance(stored, Mapping) else None
+        lossy_attr = attrs.get("lossy")
+        stored_lossy = None
+        if isinstance(lossy_attr, Mapping):
+            stored_lossy = LossySpec(str(lossy_attr.get("mode")), int(lossy_attr.get("keepbits", 0)))
+            self._max_rel_error = float(lossy_attr.get("max_rel_error", 0.0))
+        asked_compression, asked_lossy = self._explicit
+        if asked_compression and setting is not None and setting != self._encoding.compression:
+            raise StoreError(
+                f"cannot resume run '{self.group_path}' with compression={self._encoding.compression!r}: it was recorded with {setting!r}"
+            )
+        if asked_lossy and self._encoding.lossy != stored_lossy:
+            was = stored_lossy.mode if stored_lossy else None
+            raise StoreError(f"cannot resume run '{self.group_path}' with lossy={self._encoding.lossy.mode!r}: it was recorded with lossy={was!r}")  # type: ignore[union-attr]
+        # The arrays keep their own codecs; only the rounding matters from here on.
+        return WeightsEncoding(setting if setting is not None else self._encoding.compression, stored_lossy)
 
     def _reload_partial_chunk(self, slab: _Slab, rows: int) -> None:
         start = slab.start
@@ -440,6 +474,12 @@ class RunWriter:
                 capacity = max(end, min(2 * array.shape[0], array.shape[0] + _MAX_GROWTH_ROWS))
                 capacity = -(-capacity // self.plan.snapshots) * self.plan.snapshots
                 array.resize((capacity, *array.shape[1:]))
+        commit: dict[str, Any] = {"n_snapshots": end}
+        lossy = self._encoding.lossy
+        if lossy is not None:
+            error = round_mantissa(slab.weights[:rows], lossy.keepbits)
+            self._max_rel_error = max(self._max_rel_error, error)
+            commit["lossy"] = {"mode": lossy.mode, "keepbits": lossy.keepbits, "bound": lossy.bound, "max_rel_error": self._max_rel_error}
         columns: dict[str, np.ndarray] = {WEIGHTS: slab.weights, STEP: slab.step, EPOCH: slab.epoch}
         for name in arrays:
             if name not in RESERVED_ARRAY_NAMES:
@@ -453,7 +493,7 @@ class RunWriter:
                 pending += self._write_direct(direct, columns[name], start, rows, array.fill_value)
         for future in pending:
             future.result()
-        self._group.update_attributes({"n_snapshots": end, "updated_at": utc_now()})
+        self._group.update_attributes({**commit, "updated_at": utc_now()})
         self.n_committed = end
 
     def _direct_writer(self, name: str, array: zarr.Array) -> DirectChunkWriter | None:
@@ -471,25 +511,15 @@ class RunWriter:
             return [self._pool.submit(direct.write, (row_block,), chunk)]
         cp = direct.chunks[1]
         n_cols = data.shape[1]
-        if cp == n_cols and rows == ct and data.shape[0] == ct:
+        if cp == n_cols and rows == ct and data.shape[0] == ct and not direct.transposed:
             return [self._pool.submit(direct.write, (row_block, 0), data)]  # the slab is the chunk
-
-        if not direct.compressed:  # raw chunks: write the slab's row segments, no copy
-            return [
-                self._pool.submit(direct.write_rows, (row_block, j), data[:rows, j * cp : min(n_cols, (j + 1) * cp)], fill)
-                for j in range(-(-n_cols // cp))
-            ]
-
-        def one(col_block: int) -> None:
-            c0 = col_block * cp
-            c1 = min(n_cols, c0 + cp)
-            chunk = np.empty((ct, cp), dtype=direct.dtype)
-            chunk[:rows, : c1 - c0] = data[:rows, c0:c1]
-            chunk[rows:] = fill  # rows past the commit point: fill values, as zarr writes them
-            chunk[:rows, c1 - c0 :] = fill  # the edge chunk's columns past the array
-            direct.write((row_block, col_block), chunk)
-
-        return [self._pool.submit(one, j) for j in range(-(-n_cols // cp))]
+        # Each chunk from a view of the slab: raw chunks are streamed without a copy, the
+        # others assembled once in their stored order (rows past the commit point and
+        # columns past the array's edge get the fill value, as zarr writes them).
+        return [
+            self._pool.submit(direct.write_rows, (row_block, j), data[:rows, j * cp : min(n_cols, (j + 1) * cp)], fill)
+            for j in range(-(-n_cols // cp))
+        ]
 
 
 def _all_finite(row: np.ndarray) -> bool:

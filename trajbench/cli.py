@@ -25,6 +25,7 @@ _COMMAND_MODULES: tuple[tuple[str, str], ...] = (
     ("trajbench.generate.cli", "add_generate_parser"),
     ("trajbench.bench.cli", "add_bench_parser"),
     ("trajbench.cards_cli", "add_card_parser"),
+    ("trajbench.train_cli", "add_train_forecaster_parser"),
     ("trajbench.report.cli", "add_report_parser"),
 )
 # `trajbench list WHAT`: each module adds one WHAT to the `list` sub-parsers.

@@ -3,7 +3,7 @@
 
     .venv/bin/python benchmarks/recorder.py                # full run (minutes on 2 cores)
     .venv/bin/python benchmarks/recorder.py --quick        # smoke run, seconds
-    .venv/bin/python benchmarks/recorder.py --codecs all   # also compare weights codecs
+    .venv/bin/python benchmarks/recorder.py --codecs all   # also compare the compression settings none, fast, small
     .venv/bin/python benchmarks/recorder.py --json         # JSON on stdout, table on stderr
 
 What is measured (docs/performance.md has the details and the figures), for a ~10M-parameter
@@ -50,9 +50,8 @@ import tempfile
 import threading
 import time
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -78,48 +77,27 @@ DEFAULT_CODEC = "default"
 
 
 # ------------------------------------------------------------------------- codecs
-def _codec_table() -> dict[str, tuple[str, Callable[[], dict[str, Any]]]]:
-    from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
-
-    def blosc(cname: str, clevel: int, shuffle: BloscShuffle) -> Callable[[], dict[str, Any]]:
-        return lambda: {"compressors": [BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle, typesize=4)]}
-
+def _codec_table() -> dict[str, tuple[str, str]]:
+    """Weights compression settings the Recorder offers: name -> (description, setting)."""
     return {
-        "blosc-lz4": ("blosc lz4 clevel 5, byte shuffle", blosc("lz4", 5, BloscShuffle.shuffle)),
-        "blosc-lz4-bit": ("blosc lz4 clevel 5, bit shuffle", blosc("lz4", 5, BloscShuffle.bitshuffle)),
-        "blosc-zstd1": ("blosc zstd clevel 1, byte shuffle", blosc("zstd", 1, BloscShuffle.shuffle)),
-        "blosc-zstd2": ("blosc zstd clevel 2, byte shuffle", blosc("zstd", 2, BloscShuffle.shuffle)),
-        "blosc-zstd3": ("blosc zstd clevel 3, byte shuffle", blosc("zstd", 3, BloscShuffle.shuffle)),
-        "zstd": ("zstd level 0 (zarr v3 default), no shuffle", lambda: {"compressors": [ZstdCodec(level=0, checksum=False)]}),
-        "none": ("no compression", lambda: {"compressors": None}),
+        "none": ("no compression (bytes codec only)", "none"),
+        "fast": ("transpose + blosc zstd clevel 1, byte shuffle, 1 MiB blocks", "fast"),
+        "small": ("transpose + blosc zstd clevel 5, byte shuffle, 1 MiB blocks", "small"),
     }
 
 
+def _setting(codec: str) -> str | None:
+    """The Recorder's ``compression`` argument for a codec name (None: its default)."""
+    return None if codec == DEFAULT_CODEC else _codec_table()[codec][1]
+
+
 def describe_codecs(kwargs: dict[str, Any]) -> str:
-    comps = kwargs.get("compressors")
-    if not comps:
-        return "no compression"
     parts = []
-    for c in comps:
+    for c in [*(kwargs.get("filters") or []), *(kwargs.get("compressors") or [])]:
         d = c.to_dict() if hasattr(c, "to_dict") else {"name": repr(c)}
         cfg = d.get("configuration", {})
-        parts.append(d.get("name", "?") + (" " + " ".join(f"{k}={v}" for k, v in cfg.items() if k != "blocksize") if cfg else ""))
-    return ", ".join(parts)
-
-
-@contextmanager
-def patched_codecs(name: str) -> Iterator[None]:
-    """Run the Recorder with the named weights codecs (``default`` leaves the writer alone)."""
-    if name == DEFAULT_CODEC:
-        yield
-        return
-    factory = _codec_table()[name][1]
-    original = writer_mod.weights_codecs
-    writer_mod.weights_codecs = factory
-    try:
-        yield
-    finally:
-        writer_mod.weights_codecs = original
+        parts.append(d.get("name", "?") + (" " + " ".join(f"{k}={v}" for k, v in cfg.items() if k != "typesize") if cfg else ""))
+    return ", ".join(parts) if parts else "no compression"
 
 
 # -------------------------------------------------------------------- machine info
@@ -362,8 +340,7 @@ def trial_sequential(pool: WeightPool, n: int, base: Path, sync: bool) -> dict[s
 def trial_naive(pool: WeightPool, n: int, base: Path, sync: bool, codec: str) -> dict[str, Any]:
     path = _fresh(base, "naive.zarr")
     plan = plan_chunks(pool.n_params)
-    with patched_codecs(codec):
-        codecs = writer_mod.weights_codecs()
+    codecs = writer_mod.weights_codecs(_setting(codec))
     arr = zarr.create_array(
         store=str(path),
         shape=(0, pool.n_params),
@@ -392,8 +369,7 @@ def trial_recorder(
     pool.use(0)
     gc.collect()
     base_rss = mem.start() if mem else None
-    with patched_codecs(codec):
-        rec = Recorder(str(path), "bench", pool.model, meta={"task": "benchmark"}, n_slabs=n_slabs)
+    rec = Recorder(str(path), "bench", pool.model, meta={"task": "benchmark"}, n_slabs=n_slabs, compression=_setting(codec))
     lat = np.empty(n, dtype=np.float64)
     perf = time.perf_counter
     c0 = _cpu()
@@ -582,8 +558,7 @@ def bench_model(
         }
         if m.startswith("recorder:"):
             codec = m.split(":", 1)[1]
-            with patched_codecs(codec):
-                entry["codecs"] = describe_codecs(writer_mod.weights_codecs())
+            entry["codecs"] = describe_codecs(writer_mod.weights_codecs(_setting(codec)))
         throughput[m] = entry
     rec_key = f"recorder:{DEFAULT_CODEC}"
     if naive:

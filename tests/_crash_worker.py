@@ -1,6 +1,6 @@
 """Recording worker for tests/test_crash.py: records until it is killed.
 
-    python tests/_crash_worker.py STORE RUN_ID N_SNAPSHOTS SNAPSHOTS_PER_CHUNK
+    python tests/_crash_worker.py STORE RUN_ID N_SNAPSHOTS SNAPSHOTS_PER_CHUNK [COMPRESSION]
 
 Snapshot ``k`` holds known values (see :func:`expected_row`), so the test can check every
 committed row without talking to this process. After each snapshot it prints
@@ -55,8 +55,9 @@ def main() -> None:
     from trajbench import Recorder
 
     store, run_id, n, spc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+    compression = sys.argv[5] if len(sys.argv) > 5 else None
     model = make_model()
-    rec = Recorder(store, run_id, model, meta={"task": "crash"}, snapshots_per_chunk=spc)
+    rec = Recorder(store, run_id, model, meta={"task": "crash"}, snapshots_per_chunk=spc, compression=compression)
     for k in range(n):
         set_weights(model, k)
         rec.snapshot(step=step_of(k), epoch=k / 10, metrics={"loss": loss_of(k)})

@@ -46,7 +46,7 @@ def grown_past_commit(store: str) -> bool:
     return shape[0] > committed
 
 
-def run_and_kill(store: str, min_committed: int, delay: float | None, stderr_path: Path) -> int:
+def run_and_kill(store: str, min_committed: int, delay: float | None, stderr_path: Path, compression: str = "fast") -> int:
     """Start a worker, wait until it reports min_committed snapshots on disk, then SIGKILL it.
 
     The kill comes ``delay`` seconds later, or (``delay=None``) as soon as the store shows
@@ -56,7 +56,7 @@ def run_and_kill(store: str, min_committed: int, delay: float | None, stderr_pat
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     with open(stderr_path, "wb") as err:
         proc = subprocess.Popen(
-            [sys.executable, str(WORKER_PATH), store, "crashy", "5000", str(SPC)],
+            [sys.executable, str(WORKER_PATH), store, "crashy", "5000", str(SPC), compression],
             stdout=subprocess.PIPE,
             stderr=err,
             env=env,
@@ -98,18 +98,20 @@ def assert_rows_exact(run, start: int, stop: int) -> None:
 
 
 @pytest.mark.slow
-def test_sigkill_during_writes_then_resume(tmp_path):
+@pytest.mark.parametrize("compression", ["none", "fast", "small"])
+def test_sigkill_during_writes_then_resume(tmp_path, compression):
     """SIGKILL at several moments: committed rows are exact, status running, resume completes.
 
     Three workers run at once, each killed at a different moment after its writer has
     committed at least one chunk row: right after a commit, a little later, and while the
-    store shows a slab half-written (arrays grown past n_snapshots).
+    store shows a slab half-written (arrays grown past n_snapshots). Once per compression
+    setting: compressed chunks are written through the same atomic path.
     """
     timings = [(SPC, 0.0), (SPC, 0.04), (2 * SPC, None)]
     stores = [str(tmp_path / f"crash{i}.zarr") for i in range(len(timings))]
     with ThreadPoolExecutor(len(timings)) as pool:
         futures = [
-            pool.submit(run_and_kill, store, need, delay, tmp_path / f"err{i}.txt")
+            pool.submit(run_and_kill, store, need, delay, tmp_path / f"err{i}.txt", compression)
             for i, (store, (need, delay)) in enumerate(zip(stores, timings))
         ]
         reported = [f.result() for f in futures]
@@ -126,6 +128,7 @@ def test_sigkill_during_writes_then_resume(tmp_path):
             assert n % SPC == 0, "only whole slabs are committed when nothing calls flush()"
             assert run.weights.zarr.shape[0] >= n
             assert run.attrs["task"] == "crash"
+            assert run.attrs["compression"]["setting"] == compression
             assert_rows_exact(run, 0, n)
             assert open_store(store).runs()["status"].tolist() == ["running"]
 
@@ -136,6 +139,7 @@ def test_sigkill_during_writes_then_resume(tmp_path):
                 worker.set_weights(model, k)
                 assert rec.snapshot(step=worker.step_of(k), epoch=k / 10, metrics={"loss": worker.loss_of(k)})
         run = open_store(store).run("crashy")
+        assert run.attrs["compression"]["setting"] == compression, "resuming keeps the run's own codecs"
         assert (run.status, run.n_snapshots) == ("complete", n + extra)
         assert run.weights.zarr.shape[0] == n + extra
         assert_rows_exact(run, 0, n + extra)
@@ -153,10 +157,10 @@ def plant_partials(store: str) -> list[Path]:
     return planted
 
 
-def make_crashed_run(store: str, rows: np.ndarray, committed: int, spc: int) -> None:
+def make_crashed_run(store: str, rows: np.ndarray, committed: int, spc: int, compression: str = "fast") -> None:
     """A run with `committed` rows, whose arrays were grown and half-written past that point."""
     layout = layout_from_state_dict({"x": torch.zeros(rows.shape[1])})
-    writer = RunWriter(store, "runs/c", layout, snapshots_per_chunk=spc)
+    writer = RunWriter(store, "runs/c", layout, snapshots_per_chunk=spc, compression=compression)
     for i in range(committed):
         writer.append(rows[i], step=i, metrics={"m": float(i)})
     writer.close()
@@ -170,11 +174,12 @@ def make_crashed_run(store: str, rows: np.ndarray, committed: int, spc: int) -> 
 
 
 @pytest.mark.micro
+@pytest.mark.parametrize("compression", ["none", "fast", "small"])
 @pytest.mark.parametrize("committed, spc", [(7, 3), (6, 3), (0, 4)])
-def test_crash_leftovers_are_ignored_by_readers(store_path, committed, spc):
+def test_crash_leftovers_are_ignored_by_readers(store_path, committed, spc, compression):
     """Rows past the commit point and *.partial files are invisible, and reading does not warn."""
     rows = np.random.default_rng(1).standard_normal((20, 5)).astype(np.float32)
-    make_crashed_run(store_path, rows, committed, spc)
+    make_crashed_run(store_path, rows, committed, spc, compression)
     planted = plant_partials(store_path)
     assert len(planted) >= 8
     with warnings.catch_warnings():
@@ -194,11 +199,12 @@ def test_crash_leftovers_are_ignored_by_readers(store_path, committed, spc):
 
 
 @pytest.mark.micro
+@pytest.mark.parametrize("compression", ["none", "fast", "small"])
 @pytest.mark.parametrize("committed, spc", [(7, 3), (6, 3), (0, 4)])
-def test_resume_after_crash_overwrites_leftovers(store_path, committed, spc):
+def test_resume_after_crash_overwrites_leftovers(store_path, committed, spc, compression):
     """mode='a' resumes at n_snapshots; garbage past it is replaced and the run completes."""
     rows = np.random.default_rng(2).standard_normal((20, 5)).astype(np.float32)
-    make_crashed_run(store_path, rows, committed, spc)
+    make_crashed_run(store_path, rows, committed, spc, compression)
     plant_partials(store_path)
     layout = layout_from_state_dict({"x": torch.zeros(5)})
     with warnings.catch_warnings():
@@ -210,6 +216,7 @@ def test_resume_after_crash_overwrites_leftovers(store_path, committed, spc):
     writer.close()
     run = open_store(store_path).run("c")
     assert (run.status, run.n_snapshots, run.weights.zarr.shape[0]) == ("complete", 20, 20)
+    assert run.attrs["compression"]["setting"] == compression
     np.testing.assert_array_equal(run.weights[:], rows)
     assert run.metrics["step"].tolist() == list(range(20))
     if committed:

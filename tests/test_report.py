@@ -1,0 +1,437 @@
+"""Reports: the leaderboard from a fixture results table (values, ranks, n/a, failures),
+the golden Markdown, the HTML (parses, self-contained, every forecaster), the plots, the
+performance profile against a hand computation, merging and refusing to merge, the CLI,
+and the fan-chart forecasts against the store end to end."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import rankdata
+
+from trajbench.bench.results import COLUMNS, read_results, write_results
+from trajbench.cli import main as cli_main
+from trajbench.errors import TrajbenchError
+from trajbench.report import load_results, merge_results, write_report
+from trajbench.report.document import build_report
+from trajbench.report.html import render_html
+from trajbench.report.leaderboard import NA, build_leaderboard, collect_notes, online_table
+from trajbench.report.markdown import render_markdown
+from trajbench.report.merge import recompute_ranks
+from trajbench.report.plots import performance_profile, time_to_target_curve
+
+pytestmark = pytest.mark.micro
+
+GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
+HORIZONS = ["1", "2", "5", "short", "long"]
+# per-task long-horizon scaled errors (test split): the ranks and the profile follow from these
+TASK_ERRORS = {
+    "persistence": {"t1": 1.0, "t2": 1.0},
+    "linear": {"t1": 0.8, "t2": 1.2},
+    "mine": {"t1": 0.5, "t2": 1.1},
+}
+SYNTH_ERRORS = {"persistence": 1.0, "linear": 0.6, "mine": 0.7}
+
+
+# ---------------------------------------------------------------- fixtures
+def _row(forecaster: str, task: str, split: str, track: str, kind: str, horizon: Any, metric: str, value: float, low: float = np.nan, high: float = np.nan, n: int = 2, status: str = "ok", message: str = "") -> dict[str, Any]:
+    return dict(zip(COLUMNS, (forecaster, task, split, track, kind, horizon, metric, value, low, high, n, status, message)))
+
+
+def _scale(h: str) -> float:
+    """Horizon factor of the fixture's errors (so per-horizon values differ)."""
+    return {"1": 0.9, "2": 0.95, "5": 1.05, "short": 1.0, "long": 1.0}[h]
+
+
+def fixture_table(forecasters: tuple[str, ...] = ("persistence", "linear", "mine", "broken")) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for name in forecasters:
+        if name == "broken":
+            rows.append(_row(name, "all", "all", "error", "all", None, "error", np.nan, n=0, status="failed", message="RuntimeError: boom in predict (run runs/t1-s0)"))
+            continue
+        status = "fallback" if name == "mine" else "ok"
+        for h in HORIZONS:
+            per_task = []
+            for task, base in TASK_ERRORS[name].items():
+                v = 1.0 if name == "persistence" else base * _scale(h)
+                per_task.append(v)
+                msg = "fallback: 3 series-windows: solver did not converge" if name == "mine" and task == "t1" else ""
+                st = "fallback" if msg else "ok"
+                rows.append(_row(name, task, "test", "error", "all", h, "scaled_persistence", v, v * 0.9, v * 1.1, 2, st, msg))
+                for kind, factor in (("bias", 1.5), ("linear", 0.8)):
+                    rows.append(_row(name, task, "test", "error", kind, h, "scaled_persistence", v * factor, n=2, status=st, message=msg))
+            gm = float(np.exp(np.mean(np.log(per_task))))
+            rows.append(_row(name, "all", "test", "error", "all", h, "scaled_persistence", gm, gm * 0.95, gm * 1.05, 2, status))
+            for kind, factor in (("bias", 1.5), ("linear", 0.8)):
+                rows.append(_row(name, "all", "test", "error", kind, h, "scaled_persistence", gm * factor, gm * factor * 0.95, gm * factor * 1.05, 2, status))
+            sv = 1.0 if name == "persistence" else SYNTH_ERRORS[name] * _scale(h)
+            rows.append(_row(name, "quadratic_gd", "synthetic", "error", "all", h, "scaled_persistence", sv, n=3))
+            rows.append(_row(name, "all", "synthetic", "error", "all", h, "scaled_persistence", sv, sv * 0.9, sv * 1.1, 1))
+        rows.append(_row(name, "all", "all", "error", "all", None, "fit_seconds", {"persistence": 4e-5, "linear": 5e-5, "mine": 12.5}[name], n=1, status=status))
+        rows.append(_row(name, "all", "all", "error", "all", None, "predict_seconds", {"persistence": 0.0173, "linear": 0.0199, "mine": 3.2}[name], n=28, status=status))
+        rows.append(_row(name, "all", "all", "error", "all", None, "predict_series_per_second", {"persistence": 1.1e7, "linear": 9.7e6, "mine": 6.1e4}[name], n=28, status=status))
+    table = recompute_ranks(pd.DataFrame(rows, columns=list(COLUMNS)))
+    extra: list[dict[str, Any]] = []
+    if "linear" in forecasters:
+        for h, g in (("1", 0.42), ("5", 0.31)):
+            extra.append(_row("linear", "all", "test", "downstream", "all", h, "gain_ratio", g, g - 0.1, g + 0.1, 2))
+            extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_forecast", 0.81, n=2))
+            extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_origin", 0.78, n=2))
+            extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_target", 0.85, n=2))
+            extra.append(_row("linear", "all", "test", "downstream", "all", h, "excluded_windows", 4.0, n=2))
+        for task, secs, status in (("t1", 40.0, "ok"), ("t2", np.nan, "failed")):
+            msg = "" if status == "ok" else "never reached the target in 3 of 5 seeds"
+            extra.append(_row("linear", task, "test", "online", "all", None, "seconds_to_target", secs, secs * 0.9, secs * 1.1, 5, status, msg))
+            extra.append(_row("linear", task, "test", "online", "all", None, "speedup", 50.0 / secs if status == "ok" else np.nan, n=5, status=status, message=msg))
+            extra.append(_row("linear", task, "test", "online", "all", None, "reached_fraction", 1.0 if status == "ok" else 0.4, n=5, status=status, message=msg))
+        extra.append(_row("linear", "all", "test", "online", "all", None, "speedup", 1.25, 1.1, 1.4, 1))
+    if "mine" in forecasters:
+        for task, secs in (("t1", 20.0), ("t2", 80.0)):
+            extra.append(_row("mine", task, "test", "online", "all", None, "seconds_to_target", secs, secs * 0.8, secs * 1.2, 5))
+            extra.append(_row("mine", task, "test", "online", "all", None, "speedup", 50.0 / secs, n=5))
+            extra.append(_row("mine", task, "test", "online", "all", None, "reached_fraction", 1.0, n=5))
+    table = pd.concat([table, pd.DataFrame(extra, columns=list(COLUMNS))], ignore_index=True)
+    table.loc[(table["forecaster"] == "mine") & (table["task"] == "t2") & (table["track"] == "error"), "message"] = "possible leakage: pre-trained on digits data (quad)"
+    return table
+
+
+def fixture_manifest(**changes: Any) -> dict[str, Any]:
+    manifest = {
+        "results_format_version": 1,
+        "trajbench_version": "0.1.0",
+        "protocol": {"version": "1.0", "modified": [], "settings": {"stride": 1, "horizons": [1, 2, 5]}},
+        "tracks": {"requested": "all", "run": ["error", "downstream", "online"], "not_implemented": []},
+        "seed": 0,
+        "store": {"location": "fixture.zarr", "sha256": "ab" * 32, "content_sha256": "cd" * 32, "n_runs": 12},
+        "suite": [{"name": "fixture", "version": "1.0", "sha256": "ef" * 32}],
+        "windows": {"first_origin": 4, "stride": 1, "horizons": [1, 2, 5], "evaluated_runs": 6},
+        "forecasters": [],
+        "library_versions": {"python": "3.11", "numpy": "2"},
+        "machine": {"platform": "Linux", "cpu_count": 2, "memory_bytes": 8 * 1024**3},
+        "started_at": "2026-11-23T10:00:00Z",
+        "wall_seconds": 12.0,
+    }
+    for key, value in changes.items():
+        if value is None:
+            manifest.pop(key, None)
+        else:
+            manifest[key] = value
+    return manifest
+
+
+def write_fixture(path: Path, table: pd.DataFrame | None = None, manifest: dict[str, Any] | None = None) -> Path:
+    write_results(fixture_table() if table is None else table, path)
+    (path / "manifest.json").write_text(json.dumps(fixture_manifest() if manifest is None else manifest))
+    return path
+
+
+@pytest.fixture
+def results_dir(tmp_path: Path) -> Path:
+    return write_fixture(tmp_path / "results")
+
+
+@pytest.fixture(scope="module")
+def full_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("report")
+    write_fixture(base / "results")
+    write_report(base / "results", base / "out")
+    return base / "out"
+
+
+# ---------------------------------------------------------------- the leaderboard
+def test_leaderboard_ranks_values_and_na(results_dir: Path) -> None:
+    table = read_results(results_dir)
+    board = build_leaderboard(table, "test")
+    by_name = {r.forecaster: r for r in board.rows}
+    # geometric means over tasks of the long-horizon errors rank the forecasters
+    gm = {n: float(np.exp(np.mean(np.log(list(v.values()))))) for n, v in TASK_ERRORS.items()}
+    expected_order = sorted(gm, key=gm.get)  # type: ignore[arg-type]
+    assert [r.forecaster for r in board.rows] == [*expected_order, "broken"]
+    assert [r.rank for r in board.rows] == [1, 2, 3, None]
+    for name, value in gm.items():
+        assert by_name[name].long is not None and by_name[name].long.value == pytest.approx(value)
+        assert by_name[name].long.low == pytest.approx(value * 0.95)
+    # mean task rank against scipy's rankdata, task by task
+    names = list(TASK_ERRORS)
+    ranks = np.mean([rankdata([TASK_ERRORS[n][t] for n in names]) for t in ("t1", "t2")], axis=0)
+    for name, r in zip(names, ranks):
+        assert by_name[name].mean_rank.value == pytest.approx(r)  # type: ignore[union-attr]
+    # downstream gain ratio at the smallest horizon; absent tracks are n/a, never 0
+    assert board.gain_horizon == "1"
+    assert by_name["linear"].gain_ratio.value == pytest.approx(0.42)  # type: ignore[union-attr]
+    assert by_name["persistence"].gain_ratio is None and by_name["mine"].gain_ratio is None
+    assert by_name["linear"].speedup.value == pytest.approx(1.25)  # type: ignore[union-attr]
+    row = {r[1]: r for r in board.table().rows}
+    assert row["persistence"][5] == NA and row["persistence"][6] == NA
+    assert row["broken"][0] == "–" and row["broken"][3] == NA
+    assert row["broken"][-1] == "failed (error)"
+    assert row["mine"][-1] == "fallback; possible leakage"
+    assert row["linear"][-1] == "failed (online)"
+    assert row["mine"][7] == "12.5 s"
+
+
+def test_notes_keep_every_failure_and_fallback(results_dir: Path) -> None:
+    notes = collect_notes(read_results(results_dir))
+    text = [(n.forecaster, n.status, n.message) for n in notes]
+    assert ("broken", "failed", "RuntimeError: boom in predict (run runs/t1-s0)") in text
+    assert ("linear", "failed", "never reached the target in 3 of 5 seeds") in text
+    assert ("mine", "fallback", "fallback: 3 series-windows: solver did not converge") in text
+    assert any(n.forecaster == "mine" and n.status == "leakage" for n in notes)
+    assert notes[0].status == "failed"
+
+
+def test_online_table_shows_failures_as_na(results_dir: Path) -> None:
+    t = online_table(read_results(results_dir), ["mine", "linear"])
+    rows = {(r[0], r[1]): r for r in t.rows}
+    assert rows[("linear", "t2")][3] == NA and rows[("linear", "t2")][7] == "0.400"
+    assert rows[("mine", "t1")][3] == "2.500" and rows[("mine", "t1")][4] == "20.000 [16.000, 24.000]"
+
+
+def test_markdown_matches_golden(results_dir: Path) -> None:
+    text = render_markdown(build_report(load_results(results_dir)))
+    if os.environ.get("TRAJBENCH_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+
+
+# ---------------------------------------------------------------- HTML and files
+class _Collector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cells: list[str] = []
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, dict(attrs)))
+        self._in_cell = tag in ("td", "th")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th"):
+            self._in_cell = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.cells.append(data)
+
+
+def test_html_parses_is_self_contained_and_lists_every_forecaster(full_report: Path) -> None:
+    page = (full_report / "index.html").read_text()
+    parser = _Collector()
+    parser.feed(page)
+    parser.close()
+    for name in ("persistence", "linear", "mine", "broken"):
+        assert name in parser.cells
+    tags = [t for t, _ in parser.tags]
+    assert tags.count("table") >= 5 and "script" in tags and "style" in tags
+    for tag, attrs in parser.tags:
+        for key in ("src", "href"):
+            value = attrs.get(key)
+            if value is not None:
+                assert value.startswith("data:image/png;base64,") or value.startswith("#"), (tag, value)
+        assert not (tag == "link" or (tag == "script" and attrs.get("src")))
+    sortable = [a for t, a in parser.tags if t == "table"]
+    assert all(a.get("class") == "sortable" for a in sortable)
+    assert "failed (error)" in parser.cells and "n/a" in parser.cells
+
+
+def test_report_writes_plots_as_png_and_svg(full_report: Path) -> None:
+    for name in ("error_vs_horizon", "kinds", "profiles", "time_to_target"):
+        png, svg = full_report / f"{name}.png", full_report / f"{name}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in svg.read_bytes()[:2000]
+    md = (full_report / "leaderboard.md").read_text()
+    assert "![Performance profiles](profiles.png)" in md
+    assert "**Fan charts**: not drawn (no store given" in md
+
+
+def test_render_html_without_plots_escapes_text(results_dir: Path) -> None:
+    results = load_results(results_dir)
+    results.table.loc[results.table["forecaster"] == "broken", "message"] = "<script>alert(1)</script>"
+    page = render_html(build_report(results))
+    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+# ---------------------------------------------------------------- plot arithmetic
+def test_performance_profile_by_hand() -> None:
+    scores = pd.DataFrame({"a": [1.0, 4.0, np.nan], "b": [2.0, 2.0, 3.0]}, index=["p1", "p2", "p3"])
+    taus, prof = performance_profile(scores, np.asarray([1.0, 1.5, 2.0, 10.0]))
+    # ratios: a = 1, 2, inf ; b = 2, 1, 1
+    assert prof["a"].tolist() == pytest.approx([1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    assert prof["b"].tolist() == pytest.approx([2 / 3, 2 / 3, 1.0, 1.0])
+    _, auto = performance_profile(scores)
+    assert auto["b"].iloc[-1] == 1.0 and auto["a"].iloc[-1] == pytest.approx(2 / 3)
+
+
+def test_time_to_target_curve_counts_unreached_tasks() -> None:
+    times, frac = time_to_target_curve(pd.Series([30.0, np.inf, 10.0, np.nan]))
+    assert times.tolist() == [10.0, 30.0] and frac.tolist() == [0.25, 0.5]
+
+
+# ---------------------------------------------------------------- merging
+def _split_dirs(tmp_path: Path, manifest_b: dict[str, Any] | None = None) -> tuple[Path, Path]:
+    full = fixture_table()
+    # each directory ranks its own forecasters, as the harness does
+    a = write_fixture(tmp_path / "a", recompute_ranks(full[full["forecaster"].isin(["persistence", "linear"])]))
+    b = write_fixture(tmp_path / "b", recompute_ranks(full[full["forecaster"].isin(["mine"])]), manifest_b)
+    return a, b
+
+
+def test_merge_adds_a_forecaster_and_recomputes_ranks(tmp_path: Path) -> None:
+    a, b = _split_dirs(tmp_path)
+    alone = read_results(a)
+    r_alone = alone[(alone["metric"] == "rank_scaled_persistence") & (alone["split"] == "test") & (alone["kind"] == "all") & (alone["horizon"] == "long")]
+    # two forecasters: persistence ranks 1.5 on average (1 on t2, 2 on t1)
+    assert r_alone.set_index("forecaster")["value"].to_dict() == pytest.approx({"persistence": 1.5, "linear": 1.5})
+    merged = merge_results([a, b])
+    assert merged.forecasters == ["persistence", "linear", "mine"]
+    full = fixture_table(("persistence", "linear", "mine"))
+    key = ["forecaster", "task", "split", "track", "kind", "horizon", "metric"]
+    got = merged.table.set_index(key).sort_index()
+    want = read_results(write_fixture(tmp_path / "full", full)).set_index(key).sort_index()
+    pd.testing.assert_series_equal(got["value"], want["value"], check_exact=False, rtol=1e-12)
+    assert merged.manifest["merged_from"][1]["forecasters"] == ["mine"]
+    assert len(merged.sources) == 2
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"store": {"location": "x", "sha256": "ab" * 32, "content_sha256": "00" * 32}}, "store content hashes differ"),
+        ({"protocol": {"version": "2.0", "modified": [], "settings": {"stride": 1, "horizons": [1, 2, 5]}}}, "protocol versions differ (1.0 vs 2.0)"),
+        ({"protocol": {"version": "1.0", "modified": ["stride"], "settings": {"stride": 2, "horizons": [1, 2, 5]}}}, "protocol settings differ: stride (1 vs 2)"),
+        ({"lossy": True}, "mix a lossy store"),
+        ({"seed": 3}, "seeds differ (0 vs 3)"),
+        ({"windows": {"first_origin": 19}}, "first window origins differ (4 vs 19)"),
+    ],
+)
+def test_merge_refuses_and_names_what_differs(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+    a, b = _split_dirs(tmp_path, fixture_manifest(**change))
+    with pytest.raises(TrajbenchError, match="cannot merge") as info:
+        merge_results([a, b])
+    assert message in str(info.value) and str(a) in str(info.value) and str(b) in str(info.value)
+
+
+def test_merge_falls_back_to_the_exact_store_hash_for_old_manifests(tmp_path: Path) -> None:
+    old = fixture_manifest(store={"location": "fixture.zarr", "sha256": "ab" * 32, "n_runs": 12})
+    a, b = _split_dirs(tmp_path, old)
+    (a / "manifest.json").write_text(json.dumps(old))
+    assert merge_results([a, b]).forecasters == ["persistence", "linear", "mine"]
+    other = copy.deepcopy(old)
+    other["store"]["sha256"] = "99" * 32
+    (b / "manifest.json").write_text(json.dumps(other))
+    with pytest.raises(TrajbenchError, match="store hashes differ"):
+        merge_results([a, b])
+    other["store"]["sha256"] = None
+    (b / "manifest.json").write_text(json.dumps(other))
+    with pytest.raises(TrajbenchError, match="has no store hash"):
+        merge_results([a, b])
+
+
+def test_duplicate_forecaster_is_refused_or_resolved(tmp_path: Path) -> None:
+    full = fixture_table(("persistence", "linear"))
+    a = write_fixture(tmp_path / "a", full)
+    changed = full.copy()
+    changed.loc[(changed["forecaster"] == "linear") & (changed["track"] == "error"), "value"] *= 2
+    b = write_fixture(tmp_path / "b", changed[changed["forecaster"] == "linear"])
+    with pytest.raises(TrajbenchError, match="forecaster 'linear' has 'downstream' results in both"):
+        merge_results([a, b])
+    pick = lambda t: t[(t["forecaster"] == "linear") & (t["metric"] == "scaled_persistence") & (t["task"] == "t1") & (t["horizon"] == "long")]["value"].iloc[0]  # noqa: E731
+    assert pick(merge_results([a, b], duplicates="first").table) == pytest.approx(0.8)
+    assert pick(merge_results([a, b], duplicates="last").table) == pytest.approx(1.6)
+    with pytest.raises(TrajbenchError, match="did you mean 'last'"):
+        merge_results([a, b], duplicates="lst")
+
+
+def test_recompute_ranks_reproduces_the_harness_on_a_real_table(tmp_path: Path) -> None:
+    from trajbench.bench.harness import run_benchmark
+    from trajbench.bench.protocol import PROTOCOL
+    from trajbench.testing import make_quadratic_store
+
+    store = tmp_path / "q.zarr"
+    make_quadratic_store(store, tasks=("quad-a", "quad-b", "quad-c"), lrs=(0.05, 0.2), seeds=(0, 1), n_snapshots=14, synthetic=2)
+    proto = PROTOCOL.replace(unseen_tasks=(), bootstrap=50, horizons=(1, 2, 5), sample_size=16)
+    table = run_benchmark(str(store), ["persistence", "linear", "linear_lstsq"], None, protocol=proto).table
+    mine = recompute_ranks(table)
+    key = ["forecaster", "split", "kind", "horizon"]
+    a = table[table["metric"] == "rank_scaled_persistence"].set_index(key)["value"].sort_index()
+    b = mine[mine["metric"] == "rank_scaled_persistence"].set_index(key)["value"].sort_index()
+    assert len(a) > 0
+    pd.testing.assert_series_equal(a, b, check_exact=False, rtol=1e-12)
+
+
+# ---------------------------------------------------------------- CLI
+def test_cli_report_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = _split_dirs(tmp_path, fixture_manifest(seed=5))
+    assert cli_main(["report", str(a), str(b), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "seeds differ" in err and "Traceback" not in err
+    assert cli_main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert cli_main(["report", str(a), "--out", str(tmp_path / "r"), "--quiet", "--fan-series", "0"]) == 2
+    assert "--fan-series must be a positive int" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- fan charts, end to end
+def test_fan_chart_forecasts_match_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trajbench.bench.protocol import PROTOCOL
+    from trajbench.bench.harness import run_benchmark
+    from trajbench.store.reader import open_store
+    from trajbench.testing import make_quadratic_store
+
+    store = tmp_path / "q.zarr"
+    make_quadratic_store(store, tasks=("quad-a", "quad-b"), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), n_snapshots=16)
+    proto = PROTOCOL.replace(unseen_tasks=(), bootstrap=50, horizons=(1, 2, 5), sample_size=16)
+    run_benchmark(str(store), ["persistence", "linear"], tmp_path / "res", protocol=proto)
+    code = cli_main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep"), "--store", str(store), "--fan-series", "2", "--copy-results", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    ex = pd.read_parquet(tmp_path / "rep" / "examples.parquet")
+    assert set(ex["forecaster"]) == {"", "persistence", "linear"}
+    assert ex["task"].nunique() == 2 and {p.name for p in (tmp_path / "rep").glob("fan_*.png")} == {"fan_1.png", "fan_2.png"}
+    opened = open_store(str(store))
+    for (run, param), series in ex.groupby(["run", "param"]):
+        w = np.asarray(opened.run(run).weights[:, int(param)], dtype=np.float64)
+        truth = series[series["forecaster"] == ""].sort_values("snapshot")
+        np.testing.assert_allclose(truth["value"].to_numpy(), w, rtol=0, atol=0)
+        for origin, pred in series[series["forecaster"] == "linear"].groupby("origin"):
+            h = pred["snapshot"].to_numpy() - origin
+            oracle = w[origin] + h * (w[origin] - w[origin - 1])
+            np.testing.assert_allclose(pred["value"].to_numpy(), oracle, rtol=1e-5, atol=1e-6)
+            assert pred["snapshot"].max() == min(origin + 5, len(w) - 1)
+        for origin, pred in series[series["forecaster"] == "persistence"].groupby("origin"):
+            np.testing.assert_allclose(pred["value"].to_numpy(), w[origin], rtol=0, atol=0)
+    # --copy-results writes the table and manifest next to the report
+    assert read_results(tmp_path / "rep").equals(read_results(tmp_path / "res"))
+    assert json.loads((tmp_path / "rep" / "manifest.json").read_text())["seed"] == 0
+    # a different store is refused, naming the hash
+    other = tmp_path / "other.zarr"
+    make_quadratic_store(other, tasks=("quad-a",), lrs=(0.3,), seeds=(0,), n_snapshots=16)
+    assert cli_main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep2"), "--store", str(other), "--quiet"]) == 2
+    assert "is not the store these results were computed on" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- the reference leaderboard
+def test_reference_report_matches_the_small_data_card() -> None:
+    root = Path(__file__).resolve().parents[1]
+    manifest_path = root / "reports" / "small" / "manifest.json"
+    if not manifest_path.exists():
+        pytest.skip("reports/small/ does not exist yet: produce it with `make reference`")
+    from trajbench.report.merge import store_hash_of
+
+    manifest = json.loads(manifest_path.read_text())
+    card = json.loads((root / "data_cards" / "small.json").read_text())
+    content, _ = store_hash_of(manifest)
+    assert content is not None, "reports/small/manifest.json has no store content hash"
+    assert content == card["tb:card"]["hashes"]["content_sha256"]
+    table = read_results(root / "reports" / "small")
+    assert (root / "reports" / "small" / "leaderboard.md").exists() and (root / "reports" / "small" / "index.html").exists()
+    assert {"persistence", "linear"} <= set(table["forecaster"])

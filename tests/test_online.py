@@ -1,0 +1,231 @@
+"""The online skip-epoch track: live training with periodic jumps to forecasted weights
+(``trajbench/bench/online.py``, ``docs/tracks.md``).
+
+Oracles: the weights and metrics the generator recorded (the plain loop must retrace
+them bitwise), the plain loop itself (persistence must not change a bit), weights
+shifted by hand, and hand-computed medians, speedups and performance profiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from trajbench import Forecaster
+from trajbench.bench.online import (
+    BASELINE_NAME,
+    OnlineConfig,
+    OnlineSettings,
+    performance_profile,
+    run_online_track,
+    summarize_online,
+    train_online,
+)
+from trajbench.bench.splits import assign_splits
+from trajbench.errors import TrajbenchError
+from trajbench.forecasting.registry import get_forecaster
+from trajbench.generate import generate
+from trajbench.store.reader import open_store
+from trajbench.tasks import get_task
+
+pytestmark = pytest.mark.micro
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    out = tmp_path_factory.mktemp("online") / "micro.zarr"
+    summary = generate("micro", out, workers=1, progress=False, tasks=["digits-logreg", "digits-cnn"])
+    assert summary.ok
+    return open_store(out)
+
+
+def _run(store: Any, task: str, seed: int = 0) -> Any:
+    return store.run(next(p for p in store.run_paths() if f"/{task}-" in p and p.endswith(f"-s{seed}")))
+
+
+def _config(run: Any, value: float = 1.01, metric: str = "val_acc") -> OnlineConfig:
+    """The run's configuration with a target (1.01: never reached)."""
+    cfg = OnlineConfig.from_attrs(run.attrs)
+    return dataclasses.replace(cfg, target_metric=metric, target_value=value)
+
+
+def _equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+class Shift(Forecaster):
+    """Last snapshot plus one, at every horizon."""
+
+    name = "shift"
+    context_length = 2
+
+    def _predict(self, context: np.ndarray, horizon: int, meta: Any) -> np.ndarray:
+        return np.repeat(context[:, -1:] + 1.0, horizon, axis=1)
+
+
+class NaNForecaster(Forecaster):
+    name = "nan_forecaster"
+    context_length = 1
+
+    def _predict(self, context: np.ndarray, horizon: int, meta: Any) -> np.ndarray:
+        return np.full((len(context), horizon), np.nan, dtype=np.float32)
+
+
+class RandomUser(Forecaster):
+    """Persistence that draws from the global random streams (which training must not see)."""
+
+    name = "random_user"
+    context_length = 1
+
+    def _predict(self, context: np.ndarray, horizon: int, meta: Any) -> np.ndarray:
+        torch.rand(1000)
+        np.random.rand(1000)
+        return np.repeat(context[:, -1:], horizon, axis=1)
+
+
+# ------------------------------------------------------------------ the training loop
+@pytest.mark.parametrize("task", ["digits-logreg", "digits-cnn"])
+def test_plain_loop_retraces_the_generated_run_bitwise(store: Any, task: str) -> None:
+    run = _run(store, task)
+    cfg = _config(run)
+    out = train_online(get_task(cfg.task, **cfg.task_params), cfg, 0, keep_state=True)
+    assert not out.reached and out.epochs == math.inf and out.seconds == math.inf
+    assert out.epochs_run == cfg.epochs and out.steps_run == int(run.metrics["step"].iloc[-1])
+    stored = run.state_dict(-1)
+    assert _equal({k: out.state[k].to(stored[k].dtype) for k in stored}, stored)
+
+
+@pytest.mark.parametrize("forecaster", ["persistence", "random_user"])
+def test_persistence_jumps_equal_plain_training_exactly(store: Any, forecaster: str) -> None:
+    run = _run(store, "digits-cnn")  # momentum state and BatchNorm buffers must survive the jumps
+    cfg = _config(run)
+    task = get_task(cfg.task, **cfg.task_params)
+    f = get_forecaster("persistence") if forecaster == "persistence" else RandomUser()
+    torch.manual_seed(123)
+    plain = train_online(task, cfg, 0, keep_state=True)
+    torch.manual_seed(123)
+    jumped = train_online(task, cfg, 0, f, every=1, context=2, horizon=1, keep_state=True)
+    assert jumped.jumps == cfg.epochs
+    assert _equal(plain.state, jumped.state)
+    assert (jumped.epochs_run, jumped.steps_run) == (plain.epochs_run, plain.steps_run)
+    assert jumped.forecaster_seconds > 0
+
+
+def test_a_jump_loads_the_forecast_into_the_parameters_and_keeps_the_buffers(store: Any) -> None:
+    run = _run(store, "digits-cnn")
+    cfg = _config(run)
+    task = get_task(cfg.task, **cfg.task_params)
+    plain = train_online(task, cfg, 0, max_epochs=1, keep_state=True)
+    shifted = train_online(task, cfg, 0, Shift(), every=1, context=2, horizon=3, max_epochs=1, keep_state=True)
+    assert shifted.jumps == 1
+    trainable = {s.name for s in run.specs if s.kind != "buffer"}
+    for name, tensor in plain.state.items():
+        if name in trainable:
+            torch.testing.assert_close(shifted.state[name], tensor + 1.0, rtol=0, atol=0)
+        else:
+            assert torch.equal(shifted.state[name], tensor), name
+
+
+def test_epochs_and_steps_to_target_match_the_recorded_metrics(store: Any) -> None:
+    run = _run(store, "digits-logreg", seed=1)
+    acc = run.metrics["val_acc"].to_numpy()
+    target = float(acc[2])  # reached first at epoch 2 or earlier
+    first = int(np.argmax(acc >= target))
+    cfg = _config(run, value=target)
+    out = train_online(get_task(cfg.task, **cfg.task_params), cfg, 1)
+    assert out.reached and out.epochs == first
+    assert out.steps == run.metrics["step"].iloc[first]
+    assert 0 < out.seconds < math.inf and out.forecaster_seconds == 0
+
+
+def test_a_nan_forecaster_stops_its_run_with_a_failure_row(store: Any) -> None:
+    run = _run(store, "digits-logreg")
+    cfg = _config(run)
+    out = train_online(get_task(cfg.task, **cfg.task_params), cfg, 0, NaNForecaster(), every=1, context=1, horizon=1)
+    assert not out.reached and out.error is not None and "non-finite" in out.error
+    assert out.epochs_run == 1  # stopped at the first jump
+    splits = assign_splits(store)
+    splits["split"] = np.where(splits["group"] == "runs", "test", splits["split"])
+    table, section = run_online_track(store, [NaNForecaster(), get_forecaster("persistence")], splits, settings=OnlineSettings(seeds=2, every=1, context=1, horizon=1, tasks=("digits-logreg",)))
+    failed = table[table["status"] == "failed"]
+    assert set(failed["forecaster"]) == {"nan_forecaster"} and len(failed) == 2
+    assert all(m.startswith("seed ") and "non-finite" in m for m in failed["message"])
+    reached = table[(table["forecaster"] == "nan_forecaster") & (table["metric"] == "reached_fraction") & (table["task"] == "digits-logreg")]
+    assert reached["value"].iloc[0] == 0.0 and reached["n"].iloc[0] == 2
+    # persistence went on; every plain-optimizer run is there too
+    assert {BASELINE_NAME, "persistence"} <= set(table["forecaster"])
+    assert section["seeds"] == [0, 1] and len(section["runs"]) == 3 * 2
+
+
+# ------------------------------------------------------------------ aggregation
+def _records() -> pd.DataFrame:
+    inf = math.inf
+    rows = []
+    base = {"a": [10.0, 20.0, inf, 30.0], "b": [5.0, 5.0, 5.0, 5.0]}
+    fore = {"a": [5.0, 10.0, 20.0, inf], "b": [10.0, 10.0, 10.0, 2.5]}
+    for task in ("a", "b"):
+        for name, times in ((BASELINE_NAME, base[task]), ("fc", fore[task])):
+            for seed, sec in enumerate(times):
+                reached = math.isfinite(sec)
+                rows.append({"forecaster": name, "task": task, "split": "test", "seed": seed, "reached": reached, "epochs": sec / 5 if reached else inf,
+                             "steps": sec * 10 if reached else inf, "seconds": sec, "forecaster_seconds": 0.0 if name == BASELINE_NAME else 0.5, "error": None})
+    return pd.DataFrame(rows)
+
+
+def _value(table: pd.DataFrame, **where: Any) -> pd.Series:
+    sel = table
+    for k, v in where.items():
+        sel = sel[sel[k] == v]
+    assert len(sel) == 1, where
+    return sel.iloc[0]
+
+
+def test_summary_medians_iqr_speedups_and_failures_by_hand() -> None:
+    table = summarize_online(_records(), taus=(1.0, 2.0, 4.0))
+    assert set(table["track"]) == {"online"}
+    # task a, optimizer: seconds 10, 20, inf, 30 -> sorted 10, 20, 30, inf
+    row = _value(table, forecaster=BASELINE_NAME, task="a", metric="seconds_to_target")
+    assert row["value"] == 25.0 and row["ci_low"] == pytest.approx(17.5) and row["ci_high"] == math.inf and row["n"] == 4
+    row = _value(table, forecaster="fc", task="a", metric="seconds_to_target")
+    assert row["value"] == 15.0 and row["ci_low"] == pytest.approx(8.75)  # 5, 10, 20, inf
+    # paired speedups per seed: 10/5, 20/10, inf/20 = inf, 30/inf = 0 -> sorted 0, 2, 2, inf
+    row = _value(table, forecaster="fc", task="a", metric="speedup")
+    assert row["value"] == 2.0 and row["ci_low"] == pytest.approx(1.5) and row["ci_high"] == math.inf and row["n"] == 4
+    row = _value(table, forecaster="fc", task="b", metric="speedup")  # 0.5, 0.5, 0.5, 2
+    assert row["value"] == 0.5 and row["ci_high"] == pytest.approx(np.percentile([0.5, 0.5, 0.5, 2.0], 75))
+    assert _value(table, forecaster="fc", task="a", metric="reached_fraction")["value"] == 0.75
+    assert _value(table, forecaster="fc", task="all", metric="speedup")["value"] == pytest.approx(math.sqrt(2.0 * 0.5))
+    assert _value(table, forecaster="fc", task="all", metric="reached_fraction")["value"] == pytest.approx((0.75 + 1.0) / 2)
+    # steps: a is 10x seconds, so its step speedup is the same
+    assert _value(table, forecaster="fc", task="a", metric="speedup_steps")["value"] == 2.0
+    # profiles over tasks a (best 15 = fc; optimizer 25 -> 1.67) and b (best 5 = optimizer; fc 10 -> 2)
+    prof = table[table["metric"] == "profile"]
+    assert prof["horizon"].isna().all()
+    got = {(r.forecaster, r.message): r.value for r in prof.itertuples(index=False)}
+    assert got == {(BASELINE_NAME, "tau=1"): 0.5, (BASELINE_NAME, "tau=2"): 1.0, (BASELINE_NAME, "tau=4"): 1.0, ("fc", "tau=1"): 0.5, ("fc", "tau=2"): 1.0, ("fc", "tau=4"): 1.0}
+
+
+def test_performance_profile_by_hand() -> None:
+    inf = math.inf
+    times = {"x": {"t1": 1.0, "t2": 4.0, "t3": inf}, "y": {"t1": 2.0, "t2": 2.0, "t3": inf}, "z": {"t1": 3.0}}
+    prof = performance_profile(times, (1.0, 1.5, 2.0, 3.0))
+    # t1 best 1: x 1, y 2, z 3; t2 best 2: x 2, y 1, z missing; t3 unsolved by all
+    assert prof["x"] == pytest.approx([1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    assert prof["y"] == pytest.approx([1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    assert prof["z"] == pytest.approx([0, 0, 0, 1 / 3])
+
+
+def test_settings_validate() -> None:
+    with pytest.raises(TrajbenchError, match="every"):
+        OnlineSettings(every=0)
+    with pytest.raises(TrajbenchError, match="taus"):
+        OnlineSettings(taus=(2.0, 1.0))
+    with pytest.raises(TrajbenchError, match="target"):
+        OnlineConfig.from_attrs({"task": "digits-logreg", "optimizer": {"name": "sgd", "lr": 0.1}, "batch_size": 8, "epochs": 1})

@@ -1,0 +1,343 @@
+"""WNN (baselines/wnn.py): the authors' pipeline against an independent numpy
+re-computation, conformance, training on a smooth family, horizons, saving and loading,
+bad input, and ``trajbench train-forecaster``."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from baselines.wnn import NETWORKS, OFFICIAL_KEYS, WNN, load_official, network_of, random_wnn
+from trajbench.errors import TrajbenchError
+from trajbench.forecasting.data import TrainingData
+from trajbench.forecasting.meta import SeriesMeta
+from trajbench.testing import check_forecaster, make_quadratic_store
+
+
+# ------------------------------------------------------------------ helpers
+def _random_state(seed: int, scale: float = 0.4) -> dict[str, torch.Tensor]:
+    """A random state dict with the official keys and shapes (plus an unused ``*_loss``
+    buffer, as in the released files)."""
+    gen = torch.Generator().manual_seed(seed)
+    state = {key: torch.randn(shape, generator=gen) * scale for key, shape in OFFICIAL_KEYS.items()}
+    state["dense_12_loss"] = torch.tensor(0.123)
+    return state
+
+
+@pytest.fixture
+def official(tmp_path):
+    """Three random official-format files (conv, fc, bias) and their numpy arrays."""
+    paths, arrays = {}, {}
+    for i, kind in enumerate(("conv", "fc", "bias")):
+        state = _random_state(100 + i)
+        path = tmp_path / f"NWNN_{kind}_13.pt"
+        torch.save(state, path)
+        paths[kind] = path
+        arrays[kind] = {k: v.numpy().astype(np.float64) for k, v in state.items()}
+    return paths, arrays
+
+
+def _numpy_authors(state: dict[str, np.ndarray], W: np.ndarray, kind: str, slope: float, bias_mode: str) -> np.ndarray:
+    """The authors' pipeline written out in float64 numpy (methods-facts section 2.3)."""
+    W = W.astype(np.float64)
+    lo = W[:, 0:1]
+    centred = W - lo
+    scale = centred.max(axis=1) - centred.min(axis=1) + 1e-8
+    Wn = centred / (scale[:, None] + 1e-5) / 2
+    dWn = Wn[:, 1:] - Wn[:, :-1]
+
+    def dense(name: str, x: np.ndarray) -> np.ndarray:
+        return x @ state[f"{name}.linear.weight"].T + state[f"{name}.linear.bias"]
+
+    def stream(x: np.ndarray, first: str, gate: str, add: str, mul: str, inner: str, last: str) -> np.ndarray:
+        z = dense(first, x)
+        h = np.maximum(dense(gate, z), 0.0)
+        g = dense(add, h) + dense(mul, h) * np.exp(z * dense(inner, h))
+        o = dense(last, g)
+        return np.where(o >= 0, o, slope * o)
+
+    a = stream(Wn, "dense", "dense_1", "dense_2", "dense_3", "dense_4", "dense_5")
+    b = stream(dWn, "dense_6", "dense_7", "dense_8", "dense_9", "dense_10", "dense_11")
+    r = np.tanh(dense("dense_12", np.concatenate([a, b], axis=1)))[:, 0]
+    last = W[:, 4] if (kind == "bias" and bias_mode == "authors") else Wn[:, 4]
+    return (last + r) * 2 * (scale + 1e-5) + W[:, 0]
+
+
+def _windows(n: int = 300, seed: int = 0) -> np.ndarray:
+    """(n, 5) random-walk windows at scales from 1e-4 to 1, around offsets up to 2."""
+    rng = np.random.default_rng(seed)
+    scales = 10.0 ** rng.uniform(-4, 0, n)
+    steps = rng.normal(size=(n, 5)) * scales[:, None]
+    return (rng.uniform(-2, 2, n)[:, None] + np.cumsum(steps, axis=1)).astype(np.float32)
+
+
+# ------------------------------------------------------- authors' pipeline
+@pytest.mark.parametrize("bias_mode", ["intended", "authors"])
+@pytest.mark.parametrize("slope", [0.3, 0.01])
+@pytest.mark.parametrize("kind", ["conv", "fc", "bias"])
+def test_official_matches_numpy(official, kind, slope, bias_mode):
+    paths, arrays = official
+    model = load_official(paths["conv"], paths["fc"], paths["bias"], negative_slope=slope, bias_mode=bias_mode)
+    W = _windows()
+    got = model.predict_next(W, kind)
+    want = _numpy_authors(arrays[kind], W.astype(np.float64), kind, slope, bias_mode)
+    assert got.dtype == np.float32 and got.shape == (len(W),)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+
+
+def test_options_change_the_result(official):
+    """The slope and the bias bug are real differences, and the bias bug touches only bias."""
+    paths, _ = official
+    W = _windows()
+    base = load_official(*paths.values())
+    port = load_official(*paths.values(), negative_slope=0.01)
+    bug = load_official(*paths.values(), bias_mode="authors")
+    assert not np.allclose(base.predict_next(W, "fc"), port.predict_next(W, "fc"))
+    assert not np.allclose(base.predict_next(W, "bias"), bug.predict_next(W, "bias"))
+    np.testing.assert_array_equal(base.predict_next(W, "conv"), bug.predict_next(W, "conv"))
+    # each kind uses its own file
+    assert not np.allclose(base.predict_next(W, "conv"), base.predict_next(W, "fc"))
+
+
+def test_official_is_a_forecaster(official):
+    paths, arrays = official
+    model = load_official(*paths.values())
+    assert model.is_fitted and not model.get_tag("needs_fit")
+    assert "mnist" in model.get_tag("pretrained_on")["data"]
+    W = _windows(50)
+    meta = SeriesMeta.constant(50, kind="conv", layer="features.0.weight")
+    out = model.predict(W, 5, meta)
+    np.testing.assert_allclose(out[:, 4], _numpy_authors(arrays["conv"], W, "conv", 0.3, "intended"), rtol=1e-5, atol=1e-6 * np.abs(W).max())
+    # a clone (parameters only) reloads the same files
+    np.testing.assert_array_equal(model.clone().predict(W, 5, meta), out)
+    assert set(model.network("fc").state_dict()) == set(OFFICIAL_KEYS)
+
+
+def test_official_conformance(official):
+    paths, _ = official
+    check_forecaster(WNN(checkpoints={k: str(v) for k, v in paths.items()}))
+
+
+# --------------------------------------------------------------- bad input
+def test_missing_file(tmp_path, official):
+    paths, _ = official
+    with pytest.raises(TrajbenchError, match="does not exist"):
+        load_official(tmp_path / "nope.pt", paths["fc"], paths["bias"])
+
+
+def test_wrong_keys_and_shapes(tmp_path, official):
+    paths, _ = official
+    state = _random_state(0)
+    del state["dense_7.linear.bias"]
+    torch.save(state, tmp_path / "missing.pt")
+    with pytest.raises(TrajbenchError, match="missing key dense_7.linear.bias"):
+        load_official(paths["conv"], tmp_path / "missing.pt", paths["bias"])
+    state = _random_state(0)
+    state["dense_13.linear.weight"] = torch.zeros(1, 1)
+    torch.save(state, tmp_path / "extra.pt")
+    with pytest.raises(TrajbenchError, match="unexpected key 'dense_13.linear.weight'"):
+        load_official(paths["conv"], tmp_path / "extra.pt", paths["bias"])
+    state = _random_state(0)
+    state["dense_5.linear.weight"] = torch.zeros(64, 32)
+    torch.save(state, tmp_path / "shape.pt")
+    with pytest.raises(TrajbenchError, match=r"'dense_5.linear.weight' has shape \(64, 32\), expected \(32, 64\)"):
+        load_official(paths["conv"], tmp_path / "shape.pt", paths["bias"])
+    torch.save([torch.zeros(2)], tmp_path / "list.pt")
+    with pytest.raises(TrajbenchError, match="must hold a dict of tensors"):
+        load_official(tmp_path / "list.pt", paths["fc"], paths["bias"])
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(TrajbenchError, match="not a readable PyTorch state dict"):
+        load_official(paths["conv"], paths["fc"], tmp_path / "junk.pt")
+
+
+def test_bad_kind_and_values(official):
+    paths, _ = official
+    model = load_official(*paths.values())
+    with pytest.raises(TrajbenchError, match="did you mean 'bias'"):
+        model.predict_next(_windows(3), "bais")
+    with pytest.raises(TrajbenchError, match=r"\(N, 5\)"):
+        model.predict_next(np.zeros((3, 4)), "fc")
+    with pytest.raises(TrajbenchError, match="finite"):
+        model.predict_next(np.full((2, 5), np.nan), "fc")
+    with pytest.raises(TrajbenchError, match="bias_mode"):
+        load_official(*paths.values(), bias_mode="author")
+    with pytest.raises(TrajbenchError, match="'fc' is missing"):
+        WNN(checkpoints={"conv": "a", "bias": "b"}).predict(_windows(2), 1)
+    with pytest.raises(TrajbenchError, match="steps must be a positive int"):
+        WNN(steps=0).fit(TrainingData.from_arrays([np.zeros((20, 2))]))
+
+
+def test_predict_before_fit():
+    from trajbench.forecasting.base import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        WNN().predict(_windows(2), 3)
+    with pytest.raises(NotFittedError):
+        WNN().predict_next(_windows(2), "fc")
+
+
+# ----------------------------------------------------------------- horizons
+def test_horizons_interpolate_then_recurse():
+    model = random_wnn(seed=3)
+    W = _windows(40, seed=1)
+    out = model.predict(W, 12)
+    f5 = model.predict_next(W, "fc")
+    frac = np.arange(1, 6, dtype=np.float64) / 5
+    path1 = W[:, -1:].astype(np.float64) + frac * (f5.astype(np.float64) - W[:, -1])[:, None]
+    np.testing.assert_allclose(out[:, :5], path1, rtol=1e-6, atol=1e-6)
+    f10 = model.predict_next(path1.astype(np.float32), "fc")
+    path2 = f5[:, None].astype(np.float64) + frac * (f10.astype(np.float64) - f5)[:, None]
+    np.testing.assert_allclose(out[:, 5:10], path2, rtol=1e-5, atol=1e-6)
+    f15 = model.predict_next(path2.astype(np.float32), "fc")
+    np.testing.assert_allclose(out[:, 10:12], f10[:, None] + frac[:2] * (f15 - f10)[:, None], rtol=1e-5, atol=1e-6)
+    # horizon 5 is the network's own forecast, and shorter requests are prefixes
+    np.testing.assert_array_equal(out[:, 4], f5)
+    np.testing.assert_array_equal(model.predict(W, 3), out[:, :3])
+
+
+def test_kinds_route_to_networks():
+    assert [network_of(k, l) for k, l in [("conv", "c.weight"), ("linear", "fc.weight"), ("bias", "fc.bias"), ("norm", "bn.weight"), ("norm", "bn.bias"), ("embedding", "emb.weight"), ("other", "x")]] == [
+        "conv",
+        "fc",
+        "bias",
+        "fc",
+        "bias",
+        "fc",
+        "fc",
+    ]
+    model = random_wnn(seed=4)
+    W = _windows(6, seed=2)
+    meta = SeriesMeta(
+        kind=np.array(["conv", "linear", "bias", "norm", "norm", "embedding"], dtype=object),
+        layer=np.array(["c.weight", "fc.weight", "fc.bias", "ln.weight", "ln.bias", "emb.weight"], dtype=object),
+        task=np.full(6, "t", dtype=object),
+        stride=np.ones(6, dtype=np.int64),
+        first=W[:, 0],
+    )
+    out = model.predict(W, 5, meta)[:, 4]
+    expected = [model.predict_next(W[i : i + 1], net)[0] for i, net in enumerate(["conv", "fc", "bias", "fc", "bias", "fc"])]
+    np.testing.assert_array_equal(out, np.asarray(expected, dtype=np.float32))
+    # without meta, default_network decides
+    np.testing.assert_array_equal(model.predict(W, 5)[:, 4], model.predict_next(W, "fc"))
+
+
+def test_chunking_does_not_change_results():
+    model = random_wnn(seed=5)
+    W = _windows(1000, seed=3)
+    full = model.forward_raw(W, "bias")
+    model.chunk_rows = 7
+    np.testing.assert_array_equal(model.forward_raw(W, "bias"), full)
+
+
+# ---------------------------------------------------------------- training
+def _decay(n_runs: int, n_series: int, seed: int, length: int = 40) -> list[np.ndarray]:
+    """Exponential decay toward a target, w_t = w* + (w_0 - w*) exp(-t / tau)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(length)[:, None]
+    out = []
+    for _ in range(n_runs):
+        target = rng.normal(0, 1, n_series)
+        start = rng.normal(0, 1, n_series)
+        tau = rng.uniform(5, 40, n_series)
+        out.append((target + (start - target) * np.exp(-t / tau)).astype(np.float32))
+    return out
+
+
+def test_fit_beats_persistence_on_exponential_decay():
+    train = TrainingData.from_arrays(_decay(4, 64, seed=0), kinds="linear", validation=_decay(1, 64, seed=1))
+    model = WNN(steps=300, batch_size=256, lr=3e-3, eval_every=100, seed=0).fit(train)
+    assert model.shared_ == {"conv": "fc", "bias": "fc"}
+    held = _decay(1, 256, seed=2)[0]
+    ctx = np.ascontiguousarray(held[10:15].T)
+    truth = held[15:20].T
+    err = np.abs(model.predict(ctx, 5) - truth).mean(axis=0)
+    persistence = np.abs(ctx[:, -1:] - truth).mean(axis=0)
+    assert (err < 0.5 * persistence).all(), (err, persistence)
+    # the validation curve is recorded and ends below persistence's loss
+    curve = pd.DataFrame(model.curve_)
+    assert list(curve["step"]) == [100, 200, 300]
+    assert curve["val_loss"].iloc[-1] < curve["val_persistence"].iloc[-1]
+
+
+def test_fit_is_seeded():
+    train = TrainingData.from_arrays(_decay(2, 16, seed=0), kinds="bias")
+    a = WNN(steps=20, seed=1).fit(train)
+    b = WNN(steps=20, seed=1).fit(train)
+    c = WNN(steps=20, seed=2).fit(train)
+    W = _windows(20)
+    np.testing.assert_array_equal(a.predict(W, 5), b.predict(W, 5))
+    assert not np.array_equal(a.predict(W, 5), c.predict(W, 5))
+    assert a.n_samples_ == {"conv": 0, "fc": 0, "bias": 2 * 16 * 31}
+
+
+def test_conformance():
+    check_forecaster(WNN(steps=30, eval_every=10))
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_save_and_load_weights(tmp_path, suffix):
+    train = TrainingData.from_arrays(_decay(2, 16, seed=0), kinds="linear")
+    model = WNN(steps=10).fit(train)
+    path = model.save(tmp_path / f"wnn{suffix}")
+    loaded = WNN(weights=str(path))
+    assert not loaded.get_tag("needs_fit")
+    W = _windows(30)
+    np.testing.assert_array_equal(loaded.predict(W, 7), model.predict(W, 7))
+    assert loaded.shared_ == {"conv": "fc", "bias": "fc"}
+    if suffix == ".safetensors":
+        with pytest.raises(TrajbenchError, match="negative_slope=0.3"):
+            WNN(weights=str(path), negative_slope=0.01).predict(W, 1)
+
+
+def test_forecaster_config_parameters(tmp_path, official):
+    from trajbench.bench.harness import resolve_forecasters
+
+    paths, _ = official
+    (f,) = resolve_forecasters(["wnn"], {"wnn": {"checkpoints": {k: str(v) for k, v in paths.items()}, "negative_slope": 0.01}})
+    W = _windows(10)
+    np.testing.assert_array_equal(f.predict(W, 5)[:, 4], load_official(*paths.values(), negative_slope=0.01).predict_next(W, "fc"))
+
+
+# --------------------------------------------------------------------- CLI
+@pytest.fixture
+def quad_store(tmp_path):
+    path = str(tmp_path / "quad.zarr")
+    make_quadratic_store(path, tasks=("quad-a", "quad-b"), lrs=(0.02, 0.05, 0.1, 0.2, 0.3), seeds=(0,), n_snapshots=30)
+    return path
+
+
+def test_cli_train_forecaster(tmp_path, quad_store, capsys):
+    from trajbench.bench.splits import assign_splits
+    from trajbench.cli import main
+    from trajbench.store.reader import open_store
+
+    out = tmp_path / "trained"
+    code = main(["train-forecaster", "wnn", quad_store, "--out", str(out), "--seed", "3", "--steps", "4", "--eval-every", "2", "--quiet"])
+    assert code == 0
+    assert "trained wnn" in capsys.readouterr().out
+    card = json.loads((out / "card.json").read_text())
+    splits = assign_splits(open_store(quad_store))
+    assert sorted(card["split"]["train_runs"]) == sorted(splits.loc[splits.split == "train", "path"])
+    assert not set(card["split"]["train_runs"]) & set(splits.loc[splits.split != "train", "path"])
+    assert card["seed"] == 3 and card["budget"]["steps_per_network"] == 4
+    assert len(card["store"]["sha256"]) == 64 and card["versions"]["torch"]
+    curve = pd.read_csv(out / "val_curve.csv")
+    assert set(curve.columns) >= {"network", "step", "train_loss", "val_loss", "val_persistence"}
+    assert list(curve.loc[curve.network == "fc", "step"]) == [2, 4]
+    model = WNN(weights=str(out / card["weights"]))
+    assert model.predict(_windows(3), 6).shape == (3, 6)
+
+
+def test_cli_train_forecaster_bad_input(tmp_path, quad_store, capsys):
+    from trajbench.cli import main
+
+    assert main(["train-forecaster", "wnm", quad_store, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "did you mean 'wnn'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["train-forecaster", "wnn", str(tmp_path / "absent.zarr"), "--out", str(tmp_path / "o")]) == 2
+    assert main(["train-forecaster", "wnn", quad_store, "--out", str(tmp_path / "o"), "--steps", "0"]) == 2
+    assert "steps must be a positive int" in capsys.readouterr().err

@@ -530,7 +530,9 @@ def _all_finite(row: np.ndarray) -> bool:
     is multi-threaded, but its OpenMP workers then spin on the cores the writer's threads
     need (docs/performance.md).
     """
-    if math.isfinite(float(row.sum())):
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(row.sum())
+    if math.isfinite(total):
         return True
     return bool(np.isfinite(row).all())
 

@@ -24,7 +24,9 @@ What is measured, per origin stride, in one process (``docs/performance.md``, "H
   (reading, windows, predict, scoring; the manifest's ``timings_seconds.evaluate``);
   ``no-hash`` = read / (bench minus the store-hash phase).
 * ``peak``: the rise of the process's peak resident set during the call (``VmHWM`` after
-  a reset through ``/proc/self/clear_refs``; Linux only), for the bench and for the read.
+  a reset through ``/proc/self/clear_refs``, plus ``VmRSS`` sampled every millisecond
+  when the harness meters ``predict``'s memory, which resets ``VmHWM`` itself; Linux
+  only), for the bench and for the read.
 * ``floor``: the time to write the linear forecaster's predictions once (every window
   asks for every step up to the largest horizon, ``predicted`` values in all) with a
   plain ``ndarray.fill`` of batch-sized buffers: a lower bound on any harness at this
@@ -86,15 +88,36 @@ def _reset_hwm() -> bool:
 
 
 class PeakRSS:
-    """The rise of the peak resident set over a ``with`` block (-1 where unsupported)."""
+    """The rise of the peak resident set over a ``with`` block (-1 where unsupported):
+    the kernel's high-water mark ``VmHWM``, reset on entry; with ``sample`` (needed when
+    something inside resets the mark too, as the harness's own memory metering of
+    ``predict`` does) also ``VmRSS`` read every millisecond by a thread."""
+
+    def __init__(self, sample: bool = False) -> None:
+        self.sample = sample
+        self.sampled = 0
+
+    def _sampler(self) -> None:
+        while not self._stop.wait(0.001):
+            self.sampled = max(self.sampled, _status().get("VmRSS", 0))
 
     def __enter__(self) -> PeakRSS:
+        import threading
+
         self.rss0 = _status().get("VmRSS", 0)
         self.ok = _reset_hwm() and self.rss0 > 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sampler, daemon=True) if self.sample and self.ok else None
+        if self._thread is not None:
+            self._thread.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.bytes = _status().get("VmHWM", 0) - self.rss0 if self.ok else -1
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+        peak = max(_status().get("VmHWM", 0), self.sampled)
+        self.bytes = peak - self.rss0 if self.ok else -1
 
 
 def suite_store(suite: str) -> str:
@@ -144,7 +167,7 @@ def time_read(location: str, plan: list[tuple[str, int, np.ndarray]]) -> tuple[f
 
 
 def time_bench(location: str, forecasters: list[str], protocol: Any, out: Path, hash_store: bool, measure_memory: bool) -> dict[str, Any]:
-    with PeakRSS() as peak:
+    with PeakRSS(sample=measure_memory) as peak:
         t0 = time.perf_counter()
         result = run_benchmark(location, forecasters, out, protocol=protocol, resume=False, hash_store=hash_store, measure_memory=measure_memory)
         elapsed = time.perf_counter() - t0

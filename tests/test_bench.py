@@ -215,7 +215,7 @@ def test_manifest(bench: Any, store: Path) -> None:
     manifest = json.loads((bench.out / "manifest.json").read_text())
     assert manifest["store"]["sha256"] == store_sha256(store)
     assert "sha256-files-v1" in manifest["store"]["sha256_definition"]
-    assert manifest["protocol"]["version"] == "1.0" and set(manifest["protocol"]["modified"]) == {"unseen_tasks", "bootstrap"}
+    assert manifest["protocol"]["version"] == "1.1" and set(manifest["protocol"]["modified"]) == {"unseen_tasks", "bootstrap"}
     assert manifest["seed"] == 0 and manifest["wall_seconds"] > 0
     assert manifest["library_versions"]["numpy"] == np.__version__
     assert manifest["machine"]["cpu_count"] >= 1
@@ -486,14 +486,17 @@ def test_least_squares_trend_blocks_change_nothing() -> None:
 
 
 # ------------------------------------------------------------------ CLI, tracks
-def test_tracks(store: Path, tmp_path: Path) -> None:
-    with pytest.raises(TrajbenchError, match="track 'online' is not implemented yet"):
-        run_benchmark(store, ["linear"], tmp_path / "x", track="online")
+def test_tracks(store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trajbench.bench import harness
+
+    monkeypatch.setitem(harness.TRACKS, "future", harness.Track("future", "a placeholder", False))
+    with pytest.raises(TrajbenchError, match="track 'future' is not implemented yet"):
+        run_benchmark(store, ["linear"], tmp_path / "x", track="future")
     with pytest.raises(TrajbenchError, match="unknown track 'eror'; did you mean 'error'"):
         run_benchmark(store, ["linear"], tmp_path / "x", track="eror")
-    result = run_benchmark(store, ["linear"], None, track="all", protocol=PROTO.replace(eval_splits=("unseen",)), hash_store=False)
-    assert result.manifest["tracks"] == {"requested": "all", "run": ["error"], "not_implemented": ["downstream", "online"]}
-    assert result.out is None and not (tmp_path / "x").exists()
+    to_run, skipped = harness.resolve_tracks("all")
+    assert "error" in to_run and "future" not in to_run and skipped == ["future"]
+    assert not (tmp_path / "x").exists()
 
 
 def test_bench_cli(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,8 @@ from trajbench.bench.windows import (
     first_origin,
     iter_blocks,
     sample_columns,
+    sample_params,
+    sample_run,
     scored_horizons,
     window_origins,
 )
@@ -130,6 +132,85 @@ def test_sample_is_declared_deterministic_and_eligible_only() -> None:
     assert not np.array_equal(a, sample_columns(eligible, 32, seed=7, key="runs/y"))
     np.testing.assert_array_equal(sample_columns(eligible, 4096, seed=7, key="runs/x"), eligible)  # fewer than the sample: all
     np.testing.assert_array_equal(eligible_columns([], 4), np.arange(4))  # no layout: every column
+
+
+def _v1_sample(eligible: np.ndarray, size: int, seed: int, key: str) -> np.ndarray:
+    """Protocol 1.0's draw, written out: ``size`` of ``eligible`` by PCG64.choice."""
+    rng = np.random.Generator(np.random.PCG64(derive_seed("trajbench-sample-v1", seed, key)))
+    return eligible[rng.choice(len(eligible), size=size, replace=False)]
+
+
+@pytest.mark.parametrize("width", [None, 1000, 64])
+def test_chunk_aware_sample_reads_at_most_twice_what_it_uses(width: int | None) -> None:
+    eligible = np.concatenate([np.arange(0, 300), np.arange(320, 1000)])  # columns 300..319 are buffers
+    s = sample_params(eligible, 128, seed=3, key="runs/r", chunk_width=width, n_params=1000)
+    assert len(s.columns) == 128 and len(np.unique(s.columns)) == 128 and np.isin(s.columns, eligible).all()
+    assert np.all(np.diff(s.columns) > 0)
+    assert sorted(s.order.tolist()) == list(range(128))  # a permutation of the sample
+    touched = np.unique(s.columns // (width or 1000))
+    expected_read = sum(min(width or 1000, 1000 - c * (width or 1000)) for c in touched)
+    assert s.columns_read == expected_read
+    if width is None or width >= 1000:
+        # one chunk along the parameters: protocol 1.0's sample, in its draw order
+        drawn = _v1_sample(eligible, 128, 3, "runs/r")
+        np.testing.assert_array_equal(s.columns, np.sort(drawn))
+        np.testing.assert_array_equal(s.columns[s.order], drawn)
+        assert s.columns_read == 1000
+    else:
+        assert s.columns_read <= 2 * 128  # chunks narrower than the sample: at most 2x
+        assert len(touched) == 2 + int(any(c * 64 <= 319 and c * 64 + 63 >= 300 for c in touched))  # 128 eligible need 2 (or 3) chunks
+        # the draw is uniform over the picked chunks' eligible columns: reproduce it
+        pool = eligible[np.isin(eligible // 64, touched)]
+        drawn = _v1_sample(pool, 128, 3, "runs/r")
+        np.testing.assert_array_equal(s.columns[s.order], drawn)
+    again = sample_params(eligible, 128, seed=3, key="runs/r", chunk_width=width, n_params=1000)
+    np.testing.assert_array_equal(again.columns, s.columns)
+    np.testing.assert_array_equal(again.order, s.order)
+
+
+def test_chunk_choice_is_random_and_covers_the_run() -> None:
+    """Every chunk is picked about equally often over keys (each column has the same
+    chance to be in a sample), and a budget prefix of the draw order is spread over the
+    sample rather than the lowest columns."""
+    eligible = np.arange(1024)
+    hits = np.zeros(16)
+    prefix_means = []
+    for i in range(400):
+        s = sample_params(eligible, 128, seed=0, key=f"runs/{i}", chunk_width=64, n_params=1024)
+        hits[np.unique(s.columns // 64)] += 1
+        prefix_means.append(np.mean(s.order[:16]))  # positions of a 16-series budget
+    assert s.columns_read == 128
+    assert hits.sum() == 800 and hits.min() > 25 and hits.max() < 75  # binomial(400, 1/8): mean 50, sd 6.6
+    assert abs(np.mean(prefix_means) - 63.5) < 3  # uniform positions in 0..127: mean 63.5
+
+
+def test_all_eligible_when_the_sample_is_larger() -> None:
+    eligible = np.array([0, 1, 2, 5, 8])
+    s = sample_params(eligible, 10, seed=1, key="k", chunk_width=4, n_params=9)
+    np.testing.assert_array_equal(s.columns, eligible)
+    assert sorted(s.order.tolist()) == [0, 1, 2, 3, 4]
+    assert s.columns_read == 4 + 4 + 1  # chunks 0..3, 4..7 and the edge chunk 8
+    np.testing.assert_array_equal(sample_params(eligible, None, seed=1, key="k").columns, eligible)
+
+
+def test_sample_run_reads_the_chunk_width_from_the_array(tmp_path: Path) -> None:
+    import zarr
+
+    from trajbench.store.reader import open_store
+
+    path = tmp_path / "c.zarr"
+    _write(path, "r", np.arange(3 * 40, dtype=np.float32).reshape(3, 40))
+    group = zarr.open_group(str(path / "runs" / "r"), mode="a")
+    data = group["weights"][:]
+    del group["weights"]
+    group.create_array("weights", shape=data.shape, dtype=data.dtype, chunks=(3, 8))[:] = data  # 5 chunks along the parameters
+    run = open_store(path).run("r")
+    assert run.weights.chunks == (3, 8)
+    s = sample_run(run, 8, seed=2)
+    expected = sample_params(np.arange(40), 8, 2, "runs/r", 8, 40)
+    np.testing.assert_array_equal(s.columns, expected.columns)
+    assert s.columns_read == 8 and len(np.unique(s.columns // 8)) == 1  # one whole chunk: nothing read in vain
+    np.testing.assert_array_equal(run.steps, [0, 1, 2])
 
 
 def test_training_data_yields_only_whole_windows() -> None:

@@ -53,6 +53,7 @@ __all__ = [
     "write_card",
     "array_sha256s",
     "store_content_sha256",
+    "content_sha256_of",
 ]
 
 #: Version of the card's layout (``tb:card.card_format``).
@@ -253,6 +254,14 @@ def store_content_sha256(store: str | os.PathLike[str] | Store) -> str:
     """The store's timestamp-free content hash (:data:`CONTENT_HASH_DEFINITION`): equal for
     two generations of the same suite and seed, unlike the exact-bytes ``store_sha256``."""
     return _content_hash(_scan(_location_of(_open(store))))
+
+
+def content_sha256_of(hashes: Mapping[str, str], documents: Mapping[str, Mapping[str, Any]]) -> str:
+    """:func:`store_content_sha256` from a scan already made: ``hashes`` maps every file's
+    path (relative to the store root, ``.partial`` names already left out) to the SHA-256
+    of its bytes, ``documents`` each ``zarr.json`` path to its parsed JSON. Lets the
+    harness hash a store once for both its hashes."""
+    return _content_hash(_Files(hashes=dict(hashes), documents={k: dict(v) for k, v in documents.items()}))
 
 
 def _open(store: Any) -> Store:
@@ -487,6 +496,22 @@ def _codecs(files: _Files) -> dict[str, Any]:
     return {role: [{**kept[k], "arrays": n} for k, n in sorted(c.items())] for role, c in sorted(roles.items())}
 
 
+def _compression(facts: list[_RunFacts]) -> list[dict[str, Any]]:
+    """Weights compression setting and lossy mode (run attributes ``compression`` / ``lossy``) with run counts;
+    for a lossy mode, the largest ``max_rel_error`` of its runs."""
+    groups: dict[str, dict[str, Any]] = {}
+    for f in facts:
+        comp = f.attrs.get("compression")
+        lossy = f.attrs.get("lossy")
+        setting = comp.get("setting") if isinstance(comp, Mapping) else None
+        mode = lossy.get("mode") if isinstance(lossy, Mapping) else None
+        entry = groups.setdefault(_canonical([setting, mode]), {"setting": setting, "lossy": mode, "max_rel_error": None, "runs": 0})
+        entry["runs"] += 1
+        if isinstance(lossy, Mapping) and isinstance(lossy.get("max_rel_error"), (int, float)):
+            entry["max_rel_error"] = max(entry["max_rel_error"] or 0.0, float(lossy["max_rel_error"]))
+    return [groups[k] for k in sorted(groups)]
+
+
 def _weights_chunks(facts: list[_RunFacts], files: _Files) -> dict[str, Any]:
     out: dict[str, Counter[str]] = {}
     for f in facts:
@@ -531,6 +556,7 @@ def _recipe(facts: list[_RunFacts], files: _Files, store_attrs: Mapping[str, Any
         " a run's seed fixes its initialisation and its data order, nothing else is random. A synthetic series' seed is derived from its"
         " entry's seed and index (generating_params.seed).",
         "codecs": _codecs(files),
+        "compression": _compression(facts),
         "weights_chunks": _weights_chunks(facts, files),
         "determinism": "bitwise-identical weights and metrics for the same suite and seed with any number of workers, on CPU, one torch thread"
         " per run, on the same machine type and library versions; the only bytes that differ between two generations are the"
@@ -1037,6 +1063,10 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             )
             rows.append([f"`{role}`", e["data_type"], codecs, e["fill_value"], e["arrays"]])
     out += _table(["array", "dtype", "codecs", "fill value", "arrays"], rows)
+    if r.get("compression"):
+        out += ["", "Weights compression (run attributes `compression`, `lossy`; docs/format.md): " + "; ".join(
+            f"`{c['setting'] or 'not recorded'}`, " + (f"lossy `{c['lossy']}` (max relative error {c['max_rel_error']:.3g})" if c["lossy"] else "lossless")
+            + f" x{c['runs']}" for c in r["compression"]) + "."]
     out += ["", "Chunk shape of `weights` (snapshots x parameters): "
             + "; ".join(f"`{k}` " + _join(f"{tuple(x['chunk_shape']) if x['chunk_shape'] else '-'} x{x['runs']}" for x in v) for k, v in r["weights_chunks"].items()) + "."]
 

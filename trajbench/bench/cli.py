@@ -74,6 +74,19 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-store-hash", action="store_true", help="skip hashing the store's bytes (manifest sha256 is then null)")
     p.add_argument("--no-memory", action="store_true", help="do not measure peak memory (slightly faster)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address or 'local-cluster' to shard (forecaster x run) work")
+    p.add_argument("--allow-lossy-mix", action="store_true", help="benchmark a store that mixes lossy and lossless runs (refused by default)")
+    g = p.add_argument_group("downstream track (docs/tracks.md)")
+    g.add_argument("--downstream-horizons", metavar="H", help="snapshots ahead, e.g. 1,5,10,20 (default 1,5,10,20)")
+    g.add_argument("--downstream-origins", type=int, metavar="N", help="origins per run, evenly spaced (default 8)")
+    g.add_argument("--downstream-epsilon", type=float, metavar="E", help="windows whose true accuracy change is below E are excluded (default 0.01)")
+    g.add_argument("--downstream-runs", type=int, metavar="N", help="at most N runs per task and split (default: all)")
+    g = p.add_argument_group("online track (docs/tracks.md)")
+    g.add_argument("--online-every", type=int, metavar="K", help="epochs between jumps (default 5)")
+    g.add_argument("--online-context", type=int, metavar="C", help="epoch-end snapshots given to the forecaster (default 5)")
+    g.add_argument("--online-horizon", type=int, metavar="H", help="epochs ahead each jump goes (default 5)")
+    g.add_argument("--online-seeds", type=int, metavar="N", help="training seeds per task, from --seed on (default 5)")
+    g.add_argument("--online-tasks", metavar="A,B", help="only these tasks (default: every real task of the evaluation splits)")
+    g.add_argument("--online-max-epochs", type=int, metavar="N", help="cap on the epochs of a run (default: the configuration's)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(func=cmd_bench)
@@ -107,6 +120,28 @@ def _protocol_from_args(args: argparse.Namespace) -> Any:
     return PROTOCOL.replace(**changes) if changes else PROTOCOL
 
 
+def _track_settings_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
+    """``(DownstreamSettings | None, OnlineSettings | None)`` from the track options."""
+    from trajbench.bench.downstream import DownstreamSettings
+    from trajbench.bench.online import OnlineSettings
+
+    d: dict[str, Any] = {}
+    if getattr(args, "downstream_horizons", None):
+        d["horizons"] = _int_list(args.downstream_horizons, "--downstream-horizons")
+    for key, name in (("max_origins", "downstream_origins"), ("epsilon", "downstream_epsilon"), ("max_runs_per_task", "downstream_runs")):
+        if getattr(args, name, None) is not None:
+            d[key] = getattr(args, name)
+    o: dict[str, Any] = {}
+    for key, name in (("every", "online_every"), ("context", "online_context"), ("horizon", "online_horizon"), ("seeds", "online_seeds"), ("max_epochs", "online_max_epochs")):
+        if getattr(args, name, None) is not None:
+            o[key] = getattr(args, name)
+    if getattr(args, "online_tasks", None):
+        o["tasks"] = tuple(_csv(args.online_tasks))
+    if args.splits:
+        d["splits"] = o["splits"] = tuple(s for s in _csv(args.splits) if s != "synthetic")
+    return (DownstreamSettings(**d) if d else None), (OnlineSettings(**o) if o else None)
+
+
 def _fmt(value: float) -> str:
     if value is None or not math.isfinite(value):
         return "-"
@@ -122,6 +157,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     specs.extend(args.forecaster)
     protocol = _protocol_from_args(args)
     log = None if args.quiet or args.json else (lambda msg: print(f"trajbench bench: {msg}", file=sys.stderr))
+    downstream, online = _track_settings_from_args(args)
     result = run_benchmark(
         args.store,
         specs,
@@ -134,8 +170,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
         progress=not args.quiet and not args.json and sys.stderr.isatty(),
         hash_store=not args.no_store_hash,
         measure_memory=not args.no_memory,
+        allow_lossy_mix=args.allow_lossy_mix,
         scheduler=args.scheduler,
         log=log,
+        downstream=downstream,
+        online=online,
     )
     table = result.table
     sel = table[(table["task"] == "all") & (table["kind"] == "all") & (table["horizon"].isin(["short", "long"])) & (table["metric"] == "scaled_persistence")]
@@ -174,27 +213,33 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if windows["runs_without_windows"]:
         print(f"             {len(windows['runs_without_windows'])} run(s) too short for any window (listed in manifest.json)")
     print()
-    print("scaled error vs persistence (geometric mean over tasks, lower is better; 95% CI)")
-    splits = sorted(sel["split"].unique())
-    names = list(dict.fromkeys(table["forecaster"]))
-    header = ["forecaster", *[f"{s}/{h}" for s in splits for h in ("short", "long")]]
-    rows = []
-    for name in names:
-        cells = [name]
-        for split in splits:
-            for horizon in ("short", "long"):
-                hit = sel[(sel["forecaster"] == name) & (sel["split"] == split) & (sel["horizon"] == horizon)]
-                if hit.empty:
-                    cells.append("failed" if name in set(failures["forecaster"]) else "-")
-                else:
-                    r = hit.iloc[0]
-                    ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if math.isfinite(r.ci_low) else ""
-                    cells.append(f"{_fmt(r.value)}{ci}")
-        rows.append(cells)
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    if "error" in result.manifest["tracks"]["run"]:
+        print("scaled error vs persistence (geometric mean over tasks, lower is better; 95% CI)")
+        splits = sorted(sel["split"].unique())
+        names = list(dict.fromkeys(table["forecaster"]))
+        header = ["forecaster", *[f"{s}/{h}" for s in splits for h in ("short", "long")]]
+        rows = []
+        for name in names:
+            cells = [name]
+            for split in splits:
+                for horizon in ("short", "long"):
+                    hit = sel[(sel["forecaster"] == name) & (sel["split"] == split) & (sel["horizon"] == horizon)]
+                    if hit.empty:
+                        cells.append("failed" if name in set(failures["forecaster"]) else "-")
+                    else:
+                        r = hit.iloc[0]
+                        ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if math.isfinite(r.ci_low) else ""
+                        cells.append(f"{_fmt(r.value)}{ci}")
+            rows.append(cells)
+        widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    from trajbench.bench.downstream import summary_lines as downstream_lines
+    from trajbench.bench.online import summary_lines as online_lines
+
+    for line in [*downstream_lines(table), *online_lines(table)]:
+        print(line)
     for r in failures.itertuples(index=False):
         print(f"failed       {r.forecaster}: {r.message}")
     print()

@@ -11,9 +11,10 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["store_sha256", "STORE_HASH_DEFINITION", "machine_info", "library_versions", "Meter"]
+__all__ = ["store_sha256", "store_hashes", "StoreHashes", "STORE_HASH_DEFINITION", "machine_info", "library_versions", "Meter"]
 
 STORE_HASH_DEFINITION = (
     "sha256-files-v1: SHA-256 of the UTF-8 text with one line '<path>\\t<sha256 of the file bytes>\\n' per regular file"
@@ -59,14 +60,9 @@ def _regular_files(root: str) -> list[tuple[str, str]]:
 HASH_THREADS = 4
 
 
-def store_sha256(location: str | os.PathLike[str]) -> str:
-    """The store's content hash (:data:`STORE_HASH_DEFINITION`): it changes when any
-    byte of any file changes, and does not depend on the machine, the file system's
-    order or timestamps."""
-    text = os.fspath(location)
-    if text.startswith("file://"):
-        text = text[len("file://") :]
-    entries: list[tuple[str, str]] = []
+def _file_digests(text: str) -> list[tuple[str, str]]:
+    """``(relative path, sha256 of the bytes)`` of every regular file of the store at
+    ``text`` (a local path, or an fsspec URL), in no particular order."""
     if "://" not in text:
         files = _regular_files(text)
         if len(files) > 1 and HASH_THREADS > 1:
@@ -76,19 +72,74 @@ def store_sha256(location: str | os.PathLike[str]) -> str:
                 digests = list(pool.map(_sha256_path, [p for _, p in files]))
         else:
             digests = [_sha256_path(p) for _, p in files]
-        entries = [(rel, digest) for (rel, _), digest in zip(files, digests)]
-    else:
-        import fsspec
+        return [(rel, digest) for (rel, _), digest in zip(files, digests)]
+    import fsspec
 
-        fs, root_path = fsspec.core.url_to_fs(text)
-        root_path = root_path.rstrip("/")
-        for path in fs.find(root_path):
-            rel = path[len(root_path) :].lstrip("/")
-            data = fs.cat_file(path)
-            entries.append((rel, hashlib.sha256(data).hexdigest()))
-    entries.sort(key=lambda e: e[0].encode("utf-8"))
-    listing = "".join(f"{p}\t{h}\n" for p, h in entries)
-    return hashlib.sha256(listing.encode("utf-8")).hexdigest()
+    fs, root_path = fsspec.core.url_to_fs(text)
+    root_path = root_path.rstrip("/")
+    entries = []
+    for path in fs.find(root_path):
+        rel = path[len(root_path) :].lstrip("/")
+        entries.append((rel, hashlib.sha256(fs.cat_file(path)).hexdigest()))
+    return entries
+
+
+def _listing(entries: list[tuple[str, str]]) -> str:
+    ordered = sorted(entries, key=lambda e: e[0].encode("utf-8"))
+    return hashlib.sha256("".join(f"{p}\t{h}\n" for p, h in ordered).encode("utf-8")).hexdigest()
+
+
+def _local(location: str | os.PathLike[str]) -> str:
+    text = os.fspath(location)
+    return text[len("file://") :] if text.startswith("file://") else text
+
+
+def store_sha256(location: str | os.PathLike[str]) -> str:
+    """The store's content hash (:data:`STORE_HASH_DEFINITION`): it changes when any
+    byte of any file changes, and does not depend on the machine, the file system's
+    order or timestamps."""
+    return _listing(_file_digests(_local(location)))
+
+
+@dataclass(frozen=True)
+class StoreHashes:
+    """Both hashes of a store: ``files`` (:data:`STORE_HASH_DEFINITION`, every byte) and
+    ``content`` (``trajbench.cards.CONTENT_HASH_DEFINITION``, the data cards' hash, blind to
+    the ``created_at`` / ``updated_at`` timestamps)."""
+
+    files: str
+    content: str
+
+
+def store_hashes(location: str | os.PathLike[str]) -> StoreHashes:
+    """:func:`store_sha256` and :func:`trajbench.cards.store_content_sha256` of a store from
+    one read of its files (the content hash re-reads only the group ``zarr.json``
+    documents, which it hashes canonically)."""
+    import json
+
+    from trajbench.cards import content_sha256_of
+
+    text = _local(location)
+    entries = _file_digests(text)
+    kept = {rel: digest for rel, digest in entries if not rel.endswith(".partial")}
+    documents: dict[str, Any] = {}
+    for rel in kept:
+        if rel == "zarr.json" or rel.endswith("/zarr.json"):
+            if "://" in text:
+                import fsspec
+
+                with fsspec.open(f"{text.rstrip('/')}/{rel}", "rb") as fh:
+                    data = fh.read()
+            else:
+                with open(os.path.join(text, rel), "rb") as fh:
+                    data = fh.read()
+            try:
+                document = json.loads(data.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                continue
+            if isinstance(document, dict):
+                documents[rel] = document
+    return StoreHashes(_listing(entries), content_sha256_of(kept, documents))
 
 
 def machine_info() -> dict[str, Any]:

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trajbench.bench.environment import STORE_HASH_DEFINITION, Meter, library_versions, machine_info, store_sha256
+from trajbench.bench.environment import STORE_HASH_DEFINITION, Meter, StoreHashes, library_versions, machine_info, store_hashes
 from trajbench.bench.metrics import STAT_FIELDS, BatchReference, KindIndex, Workspace
 from trajbench.bench.protocol import PROTOCOL, Protocol
 from trajbench.bench.results import (
@@ -47,6 +47,7 @@ from trajbench.bench.results import (
     ForecasterOutcome,
     aggregate_error_track,
     manifest_json,
+    normalize_table,
     write_results,
 )
 from trajbench.bench.splits import assign_splits, canonical_json
@@ -56,15 +57,15 @@ from trajbench.bench.windows import (
     build_context,
     build_targets,
     derive_seed,
-    eligible_columns,
     first_origin,
     iter_blocks,
-    sample_columns,
+    sample_run,
     scored_horizons,
     window_origins,
 )
+from trajbench.cards import CONTENT_HASH_DEFINITION
 from trajbench.errors import TrajbenchError, did_you_mean
-from trajbench.forecasting.base import Forecaster
+from trajbench.forecasting.base import Forecaster, validate_tags
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
 from trajbench.forecasting.registry import get_forecaster, list_forecasters, load_forecaster_class, validate_forecaster_name
@@ -94,8 +95,8 @@ class Track:
 #: The tracks ``--track`` accepts. Later issues implement the placeholders.
 TRACKS: dict[str, Track] = {
     "error": Track("error", "forecast error in weight space against the stored trajectories", True),
-    "downstream": Track("downstream", "loss and accuracy of the task's model with forecasted weights loaded", False),
-    "online": Track("online", "time-to-target when the forecaster skips training ahead during a run", False),
+    "downstream": Track("downstream", "loss and accuracy of the task's model with forecasted weights loaded", True),
+    "online": Track("online", "time-to-target when the forecaster skips training ahead during a run", True),
 }
 
 
@@ -234,11 +235,24 @@ class _Settings:
 
 @dataclass(frozen=True)
 class _RunJob:
+    """One evaluation run: its sampled ``columns`` sorted (the order series are read and
+    scored in) and ``order``, the positions in ``columns`` of the sample in draw order (a
+    series budget ``b`` takes ``order[:b]``; ``docs/protocol.md``, section 3)."""
+
     path: str
     task: str
     split: str
     n_snapshots: int
     columns: np.ndarray
+    order: np.ndarray | None = None
+
+    def positions(self, budget: int | None) -> np.ndarray | None:
+        """Sorted positions in ``columns`` of the first ``budget`` series of the sample
+        (None: all of them)."""
+        if budget is None or budget >= len(self.columns):
+            return None
+        order = self.order if self.order is not None else np.arange(len(self.columns))
+        return np.sort(order[:budget])
 
 
 @dataclass
@@ -249,7 +263,8 @@ class _RunResult:
     horizons: np.ndarray
     kinds: list[str]
     stats: np.ndarray | None  # (G, K + 1, F)
-    reference: np.ndarray | None
+    reference: np.ndarray | None  # the reference on the whole sample (first result only)
+    own_reference: np.ndarray | None = None  # the reference on a series budget's subset
     fallbacks: dict[str, int] = field(default_factory=dict)
     predict_seconds: float = 0.0
     predict_peak_bytes: int = 0
@@ -273,12 +288,14 @@ def _one_line(exc: BaseException) -> str:
 
 def _gather_horizons(pred: np.ndarray, n_origins: int, n_series: int, horizons: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``(B * S, H)`` origin-major predictions -> ``(B, G, S)`` at the scored horizons
-    (into ``out`` when given: one strided copy per horizon, no temporary)."""
+    (into ``out`` when given). The scored columns are gathered row by row first (each
+    prediction row is read once, in order) and then transposed: faster than one copy per
+    horizon that strides through every row ``G`` times."""
     p3 = pred.reshape(n_origins, n_series, pred.shape[1])
     if out is None:
         out = np.empty((n_origins, len(horizons), n_series), dtype=np.float32)
-    for g, h in enumerate(horizons):
-        out[:, g, :] = p3[:, :, int(h) - 1]
+    picked = np.take(p3, np.asarray(horizons, dtype=np.intp) - 1, axis=2)  # (B, S, G)
+    np.copyto(out, picked.transpose(0, 2, 1))
     return out
 
 
@@ -307,15 +324,17 @@ class _MetaTiles:
     run (read-only: every batch and forecaster shares it; a smaller batch gets a view of
     its first rows), with the batch's origins attached per call."""
 
-    def __init__(self, source: SeriesSource, max_windows: int) -> None:
+    def __init__(self, source: SeriesSource, max_windows: int, positions: np.ndarray | None = None) -> None:
         self._source = source
         self._max = int(max_windows)
+        self._positions = positions
         self._tile: SeriesMeta | None = None
 
     def __call__(self, origins: np.ndarray) -> SeriesMeta:
-        n_series = self._source.n_series
+        n_series = self._source.n_series if self._positions is None else len(self._positions)
         if self._tile is None:
-            tile = self._source.meta().tile(self._max)
+            meta = self._source.meta()
+            tile = (meta if self._positions is None else meta.take(self._positions)).tile(self._max)
             for f in fields(tile):
                 value = getattr(tile, f.name)
                 if isinstance(value, np.ndarray):
@@ -385,7 +404,34 @@ class _Slot:
     result: _RunResult
     meter: Meter
     is_reference: bool
+    view: _View
     rng: tuple[Any, ...] | None = None
+
+
+class _View:
+    """The series of a run one group of forecasters is scored on: the whole sample, or
+    the first ``budget`` series of it (``positions`` into the sampled columns). Each view
+    has its own kinds, scratch arrays, meta and, per batch, its own
+    :class:`BatchReference`, so that scaled errors stay paired on the same series."""
+
+    def __init__(self, source: SeriesSource, positions: np.ndarray | None, max_windows: int, n_horizons: int, stat_shape_tail: int) -> None:
+        self.positions = positions
+        kinds_all = source.kinds if positions is None else source.kinds[positions]
+        self.kinds = sorted({str(k) for k in kinds_all})
+        codes = np.searchsorted(np.asarray(self.kinds, dtype=object), kinds_all).astype(np.int64)
+        self.kind_index = KindIndex(codes, len(self.kinds))
+        self.n_series = len(codes)
+        self.tiles = _MetaTiles(source, max_windows, positions)
+        self.workspace = Workspace(max_windows, n_horizons, self.n_series)
+        self.stat_shape = (n_horizons, len(self.kinds) + 1, stat_shape_tail)
+        self.reference: np.ndarray | None = None  # the reference's statistics on this view (budget views)
+        self.block: np.ndarray | None = None
+        self.ref: BatchReference | None = None
+        self.ref_stats: np.ndarray | None = None
+
+    def take(self, block: np.ndarray) -> np.ndarray:
+        """This view's columns of a block of rows."""
+        return block if self.positions is None else np.ascontiguousarray(block[:, self.positions])
 
 
 def _evaluate_run(
@@ -399,14 +445,17 @@ def _evaluate_run(
     """Every window of one run for each forecaster (and/or the reference), in one pass.
 
     The run's sampled columns are read block by block; each batch of windows gets its
-    truth and reference errors computed once (:class:`BatchReference`) and every
-    forecaster's predictions scored against them. Forecasters see exactly what they
-    would see alone: their own context, meta and, when several share the pass, their
-    own global random streams (seeded at the run's start, saved and restored around
-    each of their calls). A forecaster that fails stops; the others go on.
+    truth and reference errors computed once per view (:class:`BatchReference`; a view
+    is the whole sample, or the first ``series_budget`` series of it for forecasters with
+    that tag) and every forecaster's predictions scored against its view's. Forecasters
+    see exactly what they would see alone: their own context, meta and, when several
+    share the pass, their own global random streams (seeded at the run's start, saved and
+    restored around each of their calls). A forecaster that fails stops; the others go on.
 
     Returns one result per forecaster (the first, or an extra one when there is no
-    forecaster, holds the reference's statistics in ``reference``).
+    forecaster, holds the reference's statistics on the whole sample in ``reference``; a
+    forecaster with a series budget gets the reference on its own series in
+    ``own_reference``).
     """
     if forecasters is None:
         forecasters = []
@@ -427,43 +476,60 @@ def _evaluate_run(
     origins = window_origins(n, settings.first_origin, protocol.stride)
     horizons = scored_horizons(n, settings.first_origin, protocol.horizons)
     kinds = sorted({str(k) for k in source.kinds})
-    results = [_RunResult(job.path, job.task, job.split, horizons, kinds, None, None) for _ in (forecasters or [None])]
+    positions = [job.positions(_series_budget(f)) for f in forecasters]
+    results = [
+        _RunResult(job.path, job.task, job.split, horizons, kinds if pos is None else sorted({str(k) for k in source.kinds[pos]}), None, None)
+        for pos in (positions or [None])
+    ]
     if not len(origins) or not len(horizons) or not source.n_series:
         return results
-    codes = np.searchsorted(np.asarray(kinds, dtype=object), source.kinds).astype(np.int64)
-    kind_index = KindIndex(codes, len(kinds))
     n_series = source.n_series
     h_pred = int(horizons.max())
     k_max = settings.max_context
-    shape = (len(horizons), len(kinds) + 1, len(STAT_FIELDS))
-    reference = np.zeros(shape) if want_reference else None
     per_batch = max(1, settings.batch_elements // (n_series * (max(k_max, 2) + h_pred)))
-    slots = [_Slot(f, r, Meter(memory=settings.measure_memory), _is_reference(f)) for f, r in zip(forecasters, results)]
+    max_windows = min(per_batch, len(origins))
+    views: dict[Any, _View] = {}
+
+    def view_of(pos: np.ndarray | None) -> _View:
+        key = None if pos is None else len(pos)
+        if key not in views:
+            views[key] = _View(source, pos, max_windows, len(horizons), len(STAT_FIELDS))
+        return views[key]
+
+    full = view_of(None)
+    reference = np.zeros(full.stat_shape) if want_reference else None
+    slots = [_Slot(f, r, Meter(memory=settings.measure_memory), _is_reference(f), view_of(pos)) for f, r, pos in zip(forecasters, results, positions)]
     for slot in slots:
-        slot.result.stats = np.zeros(shape)
+        slot.result.stats = np.zeros(slot.view.stat_shape)
+    for view in views.values():
+        if view.positions is not None:
+            view.reference = np.zeros(view.stat_shape)
     shared = len(slots) > 1
     predict_seed = derive_seed("trajbench-predict-v1", settings.seed, job.path)
     if slots and not shared:
         _seed_everything(predict_seed)
-    max_windows = min(per_batch, len(origins))
-    tiles = _MetaTiles(source, max_windows)
-    workspace = Workspace(max_windows, len(horizons), n_series)
     for start, block, chunk in iter_blocks(source, origins, max(k_max, 2) - 1, h_pred, settings.block_bytes, from_zero=source._first is None):
         if start == 0 and source._first is None:
             source._first = block[0].copy()
+        live = [v for v in views.values() if (v is full and want_reference) or any(s.view is v and s.result.error is None for s in slots)]
+        for view in live:
+            view.block = view.take(block)
         for b in range(0, len(chunk), per_batch):
             o = chunk[b : b + per_batch]
-            truth, valid = build_targets(block, start, o, horizons, n, out=workspace.get("truth", len(o)))
-            last = block[o - start]
-            prev = block[o - 1 - start]
-            ref = BatchReference(truth, valid, last, prev, horizons, kind_index, workspace=workspace)
-            ref_stats = None
+            for view in live:
+                vb = view.block
+                assert vb is not None
+                truth, valid = build_targets(vb, start, o, horizons, n, out=view.workspace.get("truth", len(o)))
+                view.ref = BatchReference(truth, valid, vb[o - start], vb[o - 1 - start], horizons, view.kind_index, workspace=view.workspace)
+                view.ref_stats = None
             for slot in slots:
                 if slot.result.error is not None:
                     continue
-                forecaster = slot.forecaster
-                context = build_context(block, start, o, int(forecaster.context_length))
-                meta = tiles(o)
+                forecaster, view = slot.forecaster, slot.view
+                ref, vb = view.ref, view.block
+                assert ref is not None and vb is not None
+                context = build_context(vb, start, o, int(forecaster.context_length))
+                meta = view.tiles(o)
                 if shared:
                     if slot.rng is None:
                         _seed_everything(predict_seed)
@@ -481,19 +547,32 @@ def _evaluate_run(
                         slot.rng = _rng_state()
                 for reason, count in forecaster.pop_fallbacks().items():
                     slot.result.fallbacks[reason] = slot.result.fallbacks.get(reason, 0) + count
-                batch_stats = ref.stats(_gather_horizons(pred, len(o), n_series, horizons, out=workspace.get("pred", len(o))))
+                batch_stats = ref.stats(_gather_horizons(pred, len(o), view.n_series, horizons, out=view.workspace.get("pred", len(o))))
                 slot.result.stats += batch_stats  # type: ignore[operator]
                 slot.result.series_predicted += context.shape[0]
-                if slot.is_reference and ref_stats is None:
-                    ref_stats = batch_stats
-            if reference is not None:
-                reference += ref_stats if ref_stats is not None else ref.stats(ref.linear_pred)
+                if slot.is_reference and view.ref_stats is None:
+                    view.ref_stats = batch_stats
+            for view in live:
+                target = reference if view is full else view.reference
+                if target is not None and view.ref is not None:
+                    target += view.ref_stats if view.ref_stats is not None else view.ref.stats(view.ref.linear_pred)
+                view.ref = None
+        for view in live:
+            view.block = None
     for slot in slots:
         slot.result.predict_seconds = slot.meter.seconds
         slot.result.predict_peak_bytes = slot.meter.peak_bytes
         slot.result.predict_calls = slot.meter.calls
+        if slot.view is not full and slot.result.error is None:
+            slot.result.own_reference = slot.view.reference
     results[0].reference = reference
     return results
+
+
+def _series_budget(forecaster: Forecaster) -> int | None:
+    """The forecaster's ``series_budget`` tag (validated by the Forecaster base class)."""
+    budget = forecaster.get_tag("series_budget")
+    return None if budget is None else int(budget)
 
 
 def _evaluate_run_copy(store: Any, job: _RunJob, forecaster: Forecaster | None, want_reference: bool, settings: _Settings) -> _RunResult:
@@ -579,6 +658,64 @@ def _load_partial(partial_dir: Path, name: str, fingerprint: str) -> tuple[pd.Da
     return pd.read_parquet(data_path), info
 
 
+class _StoreHasher:
+    """Both hashes of the store (:func:`~trajbench.bench.environment.store_hashes`, one
+    read of its files) computed on a daemon thread: hashing releases the GIL, so on a
+    machine with a spare core it costs the benchmark no wall time. :meth:`result` waits
+    (the seconds waited add up in ``waited``) and re-raises what the hashing raised."""
+
+    def __init__(self, location: str) -> None:
+        import threading
+
+        self.waited = 0.0
+        self._value: StoreHashes | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(location,), name="trajbench-store-hash", daemon=True)
+        self._thread.start()
+
+    def _run(self, location: str) -> None:
+        try:
+            self._value = store_hashes(location)
+        except BaseException as exc:  # re-raised on the caller's thread by result()
+            self._error = exc
+
+    def result(self) -> StoreHashes:
+        t0 = time.perf_counter()
+        self._thread.join()
+        self.waited += time.perf_counter() - t0
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
+
+
+def _lossy_runs(opened: _OpenedRuns, allow_mix: bool) -> dict[str, Any]:
+    """What the manifest records about lossy storage (run attribute ``lossy``: None, or
+    ``{"mode", "max_rel_error", ...}``, ``docs/format.md``): how many runs, their modes
+    and the largest measured relative error. A store mixing lossy and lossless runs is
+    refused unless ``allow_mix``."""
+    lossy: dict[str, dict[str, Any]] = {}
+    paths = opened.run_paths()
+    for path in paths:
+        value = opened.run(path).attrs.get("lossy")
+        if value:
+            lossy[path] = value if isinstance(value, dict) else {"mode": str(value)}
+    if lossy and len(lossy) < len(paths) and not allow_mix:
+        example = next(iter(lossy))
+        raise TrajbenchError(
+            f"store '{opened.location}' mixes lossy and lossless runs ({len(lossy)} of {len(paths)} lossy, e.g. '{example}'), whose errors are not comparable;"
+            " pass --allow-lossy-mix (allow_lossy_mix=True) to benchmark it anyway"
+        )
+    errors = [float(v["max_rel_error"]) for v in lossy.values() if isinstance(v.get("max_rel_error"), (int, float)) and not isinstance(v.get("max_rel_error"), bool)]
+    return {
+        "lossy_runs": len(lossy),
+        "lossless_runs": len(paths) - len(lossy),
+        "lossy_modes": sorted({str(v.get("mode")) for v in lossy.values()}),
+        "lossy_max_rel_error": max(errors) if errors else None,
+        "lossy_mix_allowed": bool(allow_mix),
+    }
+
+
 def _store_suite(store: Any, runs: pd.DataFrame) -> Any:
     """The root attribute ``suite`` if any, else the distinct ``suite`` attributes of the
     runs (the generator writes ``{"name", "version", "sha256"}``), else None."""
@@ -608,6 +745,9 @@ def run_benchmark(
     block_bytes: int = DEFAULT_BLOCK_BYTES,
     scheduler: Any = None,
     log: Callable[[str], None] | None = None,
+    allow_lossy_mix: bool = False,
+    downstream: Any = None,
+    online: Any = None,
 ) -> BenchResult:
     """Benchmark ``forecasters`` on ``store`` and write ``out/results.{parquet,csv}``
     and ``out/manifest.json`` (nothing is written when ``out`` is None).
@@ -620,7 +760,7 @@ def run_benchmark(
         Names, ``file.py:Class`` specs, Forecaster classes or instances; None or
         ``["all"]`` for every registered forecaster.
     track:
-        ``error`` (default) or ``all``; other tracks raise until implemented.
+        ``error`` (default), ``downstream``, ``online`` or ``all`` (``docs/tracks.md``).
     seed:
         Sets every random choice: splits, parameter samples, bootstrap, and the seeds
         given to numpy / torch / random before ``fit`` and before each run.
@@ -635,6 +775,12 @@ def run_benchmark(
     scheduler:
         None to run here; a dask scheduler address or ``"local-cluster"`` to shard
         (forecaster x run) over dask.distributed (needs ``trajbench[distributed]``).
+    allow_lossy_mix:
+        Benchmark a store that mixes runs stored lossily (run attribute ``lossy``) with
+        lossless ones; refused otherwise, since their errors are not comparable.
+    downstream, online:
+        :class:`~trajbench.bench.downstream.DownstreamSettings` and
+        :class:`~trajbench.bench.online.OnlineSettings` for those tracks (None: defaults).
     """
     from trajbench import __version__
     from trajbench.store.reader import Store, open_store
@@ -653,19 +799,22 @@ def run_benchmark(
     store_obj = store if isinstance(store, Store) else open_store(store)
     location = store_obj.location
     fitted = resolve_forecasters(forecasters, forecaster_config)
+    for f in fitted:
+        validate_tags(f.get_tags(), f"forecaster '{f.name}'")
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise TrajbenchError(f"--out '{out}' exists and is not a directory")
 
     timings: dict[str, float] = {}
     opened = _OpenedRuns(store_obj)
+    lossy = _lossy_runs(opened, allow_lossy_mix)
+    # both store hashes are computed on a background thread while the benchmark runs, and
+    # waited for only where needed (resuming or saving partial results, the manifest)
+    hasher = _StoreHasher(location) if hash_store and not location.startswith("memory://") else None
     say(f"splitting {len(opened)} runs of '{location}'")
     t0 = time.perf_counter()
     splits = assign_splits(opened, protocol, seed)
     timings["splits"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    store_hash = store_sha256(location) if hash_store and not location.startswith("memory://") else None
-    timings["store_hash"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     first = first_origin([int(f.context_length) for f in fitted], protocol.max_start, protocol.min_start)
     max_context = max([int(f.context_length) for f in fitted] + [2])
@@ -674,14 +823,11 @@ def run_benchmark(
     eval_rows = splits[splits["split"].isin(protocol.eval_splits)].reset_index(drop=True)
     jobs: list[_RunJob] = []
     no_windows: list[dict[str, Any]] = []
+    columns_used = columns_read = 0  # the chunk-aware sample's read cost, for the manifest
     for row in eval_rows.itertuples(index=False):
         run = opened.run(row.path)
-        columns = sample_columns(
-            eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only),
-            protocol.sample_size,
-            seed,
-            row.path,
-        )
+        sample = sample_run(run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only)
+        columns = sample.columns
         n = int(row.n_snapshots)
         n_origins = len(window_origins(n, first, protocol.stride))
         if not n_origins or not len(columns):
@@ -692,18 +838,34 @@ def run_benchmark(
             )
             no_windows.append({"path": row.path, "split": row.split, "n_snapshots": n, "reason": reason})
             continue
-        jobs.append(_RunJob(row.path, str(row.task), str(row.split), n, columns))
+        jobs.append(_RunJob(row.path, str(row.task), str(row.split), n, columns, sample.order))
+        columns_used += len(columns)
+        columns_read += sample.columns_read
+    if "error" not in tracks_to_run:
+        jobs = []  # forecasters are still fitted (the other tracks use them); no error windows
 
-    state_key = {
-        "protocol": protocol.to_json(),
-        "seed": seed,
-        "first_origin": first,
-        "store": store_hash or {"location": location, "runs": [[j.path, j.n_snapshots] for j in jobs]},
-        "runs": [[j.path, j.split, j.n_snapshots] for j in jobs],
-        "results_format_version": RESULTS_FORMAT_VERSION,
-    }
-    common_fp = derive_seed(canonical_json(state_key))
+    fingerprints: dict[str, str] = {}
+
+    def fingerprint(ident: Mapping[str, Any] | None = None) -> str:
+        """What saved partial results must match to be reused: the store (its hash, so
+        this waits for it), protocol, seed, windows and runs, and the forecaster ``ident``."""
+        if "" not in fingerprints:
+            hashes = hasher.result() if hasher is not None else None
+            state_key = {
+                "protocol": protocol.to_json(),
+                "seed": seed,
+                "first_origin": first,
+                "store": hashes.files if hashes is not None else {"location": location, "runs": [[j.path, j.n_snapshots] for j in jobs]},
+                "runs": [[j.path, j.split, j.n_snapshots] for j in jobs],
+                "results_format_version": RESULTS_FORMAT_VERSION,
+            }
+            fingerprints[""] = str(derive_seed(canonical_json(state_key)))
+        if ident is None:
+            return fingerprints[""]
+        return str(derive_seed(int(fingerprints[""]), canonical_json(ident)))
+
     partial_dir = out_dir / "partial" if out_dir is not None else None
+    may_resume = resume and partial_dir is not None and partial_dir.is_dir()
 
     train_runs = splits[splits["split"] == "train"].reset_index(drop=True)
     val_runs = splits[splits["split"] == "validation"].reset_index(drop=True)
@@ -715,7 +877,7 @@ def run_benchmark(
                 built = []
                 for row in rows.itertuples(index=False):
                     run = opened.run(row.path)
-                    cols = sample_columns(eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only), protocol.sample_size, seed, row.path)
+                    cols = sample_run(run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only).columns
                     built.append(SeriesSource.from_run(run, cols, str(row.task), n_snapshots=int(row.n_snapshots)))
                 source_lists[split] = built
             return source_lists[split]
@@ -731,9 +893,9 @@ def run_benchmark(
     outcomes: list[ForecasterOutcome] = []
     manifest_forecasters: list[dict[str, Any]] = []
     reference: pd.DataFrame | None = None
-    ref_fp = str(common_fp)
-    if partial_dir is not None and resume:
-        loaded_ref = _load_partial(partial_dir, "_reference", ref_fp)
+    if may_resume:
+        assert partial_dir is not None
+        loaded_ref = _load_partial(partial_dir, "_reference", fingerprint())
         if loaded_ref is not None:
             reference = loaded_ref[0]
 
@@ -750,23 +912,22 @@ def run_benchmark(
         # resume or fit every forecaster first, then score all the fitted ones in one pass
         # over the evaluation runs (each run read once, its reference errors computed once)
         idents: list[dict[str, Any]] = []
-        fps: list[str] = []
         slots: list[ForecasterOutcome | None] = []
         entries: list[dict[str, Any]] = []
         to_score: list[tuple[int, Forecaster, Meter]] = []
         for i, forecaster in enumerate(fitted):
             ident = _forecaster_id(forecaster)
-            fp = str(derive_seed(common_fp, canonical_json(ident)))
             idents.append(ident)
-            fps.append(fp)
             entry: dict[str, Any] = {**ident, "status": "ok", "message": "", "resumed": False}
             entries.append(entry)
             slots.append(None)
-            if partial_dir is not None and resume:
-                loaded = _load_partial(partial_dir, forecaster.name, fp)
+            if may_resume:
+                assert partial_dir is not None
+                loaded = _load_partial(partial_dir, forecaster.name, fingerprint(ident))
                 if loaded is not None:
                     stats, info = loaded
                     say(f"{forecaster.name}: resumed from {partial_dir / (forecaster.name + '.parquet')}")
+                    own = _load_partial(partial_dir, f"_reference.{forecaster.name}", fingerprint(ident)) if info.get("own_reference") else None
                     slots[i] = ForecasterOutcome(
                         forecaster.name,
                         stats,
@@ -775,6 +936,8 @@ def run_benchmark(
                         info.get("fallbacks", {}),
                         info.get("runtime", {}),
                         forecaster.get_tag("pretrained_on") or {},
+                        reference=own[0] if own is not None else None,
+                        series=info.get("series", {}),
                     )
                     entry.update({"resumed": True, "runtime": info.get("runtime", {}), "status": info.get("status", "ok")})
                     continue
@@ -786,12 +949,23 @@ def run_benchmark(
 
         def finish(i: int, result: ForecasterOutcome) -> None:
             if partial_dir is not None:
+                own = result.reference is not None and result.status != "failed"
+                if own:  # written first: the forecaster's own file marks it done
+                    _save_partial(partial_dir, f"_reference.{result.name}", fingerprint(idents[i]), result.reference, {"status": "ok", "what": "the reference on the forecaster's series budget"})
                 _save_partial(
                     partial_dir,
                     result.name,
-                    fps[i],
+                    fingerprint(idents[i]),
                     result.stats if result.status != "failed" else None,
-                    {"status": result.status, "message": result.message, "fallbacks": result.fallbacks, "runtime": result.runtime, "forecaster": idents[i]},
+                    {
+                        "status": result.status,
+                        "message": result.message,
+                        "fallbacks": result.fallbacks,
+                        "series": result.series,
+                        "own_reference": own,
+                        "runtime": result.runtime,
+                        "forecaster": idents[i],
+                    },
                 )
             slots[i] = result
 
@@ -800,7 +974,7 @@ def run_benchmark(
             if reference is None and frame is not None:
                 reference = frame
                 if partial_dir is not None:
-                    _save_partial(partial_dir, "_reference", ref_fp, reference, {"status": "ok", "what": "last-two linear extrapolation on the same windows"})
+                    _save_partial(partial_dir, "_reference", fingerprint(), reference, {"status": "ok", "what": "last-two linear extrapolation on the same windows"})
 
         if dask_client is not None:
             for i, forecaster, fit_meter in to_score:
@@ -829,7 +1003,7 @@ def run_benchmark(
             ref_results = [_evaluate_run(opened, job, None, True, settings, source_cache)[0] for job in jobs]
             reference = _stats_frame(ref_results, "reference")
             if partial_dir is not None:
-                _save_partial(partial_dir, "_reference", ref_fp, reference, {"status": "ok"})
+                _save_partial(partial_dir, "_reference", fingerprint(), reference, {"status": "ok"})
         for entry, result in zip(entries, slots):
             assert result is not None
             outcomes.append(result)
@@ -856,7 +1030,16 @@ def run_benchmark(
             datas.append(str(row.data))
     table = aggregate_error_track(outcomes, reference, protocol, seed, task_data=task_data, task_architectures=task_archs, track="error")
     timings["aggregate"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    track_frames, track_sections = _skip_tracks(tracks_to_run, fitted, settings, training_data, opened, splits, {"downstream": downstream, "online": online}, say)
+    if "error" not in tracks_to_run:
+        table = table.iloc[0:0]
+    if track_frames:
+        table = normalize_table(pd.concat([table, *track_frames], ignore_index=True))
+        timings["skip_tracks"] = time.perf_counter() - t0
 
+    hashes = hasher.result() if hasher is not None else None
+    timings["store_hash"] = hasher.waited if hasher is not None else 0.0
     finished_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     split_summary = {
         split: {
@@ -870,11 +1053,15 @@ def run_benchmark(
         "results_format_version": RESULTS_FORMAT_VERSION,
         "trajbench_version": __version__,
         "protocol": {"version": protocol.version, "modified": protocol.modified(), "settings": protocol.to_json()},
-        "tracks": {"requested": track, "run": tracks_to_run, "not_implemented": tracks_skipped},
+        "tracks": {"requested": track, "run": tracks_to_run, "not_implemented": tracks_skipped, **track_sections},
         "seed": seed,
+        "store_content_sha256": hashes.content if hashes is not None else None,
+        "lossy": lossy["lossy_runs"] > 0,
         "store": {
             "location": location,
-            "sha256": store_hash,
+            "sha256": hashes.files if hashes is not None else None,
+            "content_sha256_definition": CONTENT_HASH_DEFINITION,
+            **lossy,
             "sha256_definition": STORE_HASH_DEFINITION,
             "format_version": store_obj.attrs.get("format_version"),
             "created_by": store_obj.attrs.get("created_by"),
@@ -887,6 +1074,8 @@ def run_benchmark(
             "stride": protocol.stride,
             "horizons": list(protocol.horizons),
             "sample_size": protocol.sample_size,
+            "sampled_columns": columns_used,
+            "columns_read": columns_read,
             "evaluated_runs": len(jobs),
             "runs_without_windows": no_windows,
         },
@@ -906,6 +1095,49 @@ def run_benchmark(
         split_file.to_csv(out_dir / "splits.csv", index=False)
         _write_json(out_dir / "manifest.json", manifest)
     return BenchResult(table, manifest, splits, out_dir)
+
+
+def _skip_tracks(
+    tracks: Sequence[str],
+    forecasters: Sequence[Forecaster],
+    settings: _Settings,
+    training_data: Callable[[Forecaster], TrainingData],
+    store: Any,
+    splits: pd.DataFrame,
+    options: Mapping[str, Any],
+    say: Callable[[str], None],
+) -> tuple[list[pd.DataFrame], dict[str, Any]]:
+    """Rows and manifest sections of the downstream and online tracks (``docs/tracks.md``,
+    :mod:`trajbench.bench.downstream`, :mod:`trajbench.bench.online`). Forecasters not
+    fitted in this process (resumed from ``partial/``) are fitted first; those that
+    cannot be get a failure row on each track."""
+    wanted = [t for t in ("downstream", "online") if t in tracks]
+    if not wanted:
+        return [], {}
+    failed: dict[str, str] = {}
+    for f in forecasters:
+        if isinstance(f, _Unloadable):
+            failed[f.name] = f"could not be created: {f.error}"
+        elif not f.is_fitted:
+            fit = _fit_forecaster(f, settings, training_data, say)
+            if isinstance(fit, ForecasterOutcome):
+                failed[f.name] = fit.message
+    frames, sections = [], {}
+    protocol = settings.protocol
+    if "downstream" in wanted:
+        from trajbench.bench.downstream import DownstreamSettings, run_downstream_track
+
+        rows, sections["downstream"] = run_downstream_track(
+            store, forecasters, splits, settings=options.get("downstream") or DownstreamSettings(), first=settings.first_origin, seed=settings.seed,
+            exclude_kinds=protocol.exclude_kinds, trainable_only=protocol.trainable_only, bootstrap=protocol.bootstrap, ci_level=protocol.ci_level, failed=failed, log=say,
+        )
+        frames.append(rows)
+    if "online" in wanted:
+        from trajbench.bench.online import OnlineSettings, run_online_track
+
+        rows, sections["online"] = run_online_track(store, forecasters, splits, settings=options.get("online") or OnlineSettings(), seed=settings.seed, failed=failed, log=say)
+        frames.append(rows)
+    return frames, sections
 
 
 def _fit_forecaster(forecaster: Forecaster, settings: _Settings, training_data: Callable[[Forecaster], TrainingData], say: Callable[[str], None]) -> Meter | ForecasterOutcome:
@@ -994,7 +1226,9 @@ def _outcome(forecaster: Forecaster, fit_meter: Meter, results: Sequence[_RunRes
     stats = _stats_frame(results, "stats")
     fallbacks = {r.path: r.fallbacks for r in results if r.fallbacks}
     status = "fallback" if fallbacks else "ok"
-    return ForecasterOutcome(name, stats, status, "", fallbacks, runtime, pretrained)
+    own = _stats_frame(results, "own_reference") if _series_budget(forecaster) is not None else None
+    series = {r.path: int(r.series_predicted) for r in results}
+    return ForecasterOutcome(name, stats, status, "", fallbacks, runtime, pretrained, reference=own if own is not None and not own.empty else None, series=series)
 
 
 # -------------------------------------------------------------- scale-out

@@ -1,7 +1,7 @@
 """The evaluation protocol as data (``docs/protocol.md`` is its human-readable twin).
 
 Everything that decides which numbers a forecaster gets is a field of :class:`Protocol`.
-``PROTOCOL`` is version 1.0; the harness records the protocol in every manifest, and any
+``PROTOCOL`` is version 1.1; the harness records the protocol in every manifest, and any
 field changed from the published version is listed under ``protocol.modified`` so that
 results made under different rules are never mistaken for comparable ones.
 """
@@ -17,7 +17,7 @@ from trajbench.errors import TrajbenchError
 
 __all__ = ["PROTOCOL_VERSION", "Protocol", "PROTOCOL", "DATA_FAMILIES", "data_family", "SPLITS", "EVAL_SPLITS"]
 
-PROTOCOL_VERSION = "1.0"
+PROTOCOL_VERSION = "1.1"
 
 #: Every split label a run can get.
 SPLITS = ("train", "validation", "test", "unseen", "synthetic")
@@ -86,6 +86,9 @@ class Protocol:
     scaled_floor:
         Per-run scaled errors are floored here before geometric means (a perfect
         forecaster scores 0, whose logarithm does not exist).
+    min_coverage:
+        A forecaster whose ``coverage`` (series-windows forecast without a fallback over
+        those asked) is below this on a task is marked ``status = fallback`` there.
     """
 
     version: str = PROTOCOL_VERSION
@@ -104,6 +107,7 @@ class Protocol:
     bootstrap: int = 1000
     ci_level: float = 0.95
     scaled_floor: float = 1e-12
+    min_coverage: float = 0.9
 
     def __post_init__(self) -> None:
         self.validate()
@@ -134,6 +138,8 @@ class Protocol:
         if self.sample_size is not None:
             positive(self.sample_size, "sample_size")
         positive(self.bootstrap, "bootstrap")
+        if isinstance(self.min_coverage, bool) or not isinstance(self.min_coverage, (int, float)) or not 0 <= self.min_coverage <= 1:
+            raise TrajbenchError(f"protocol: min_coverage must be a number in [0, 1], but got {self.min_coverage!r}")
         if not 0 < self.ci_level < 1:
             raise TrajbenchError(f"protocol: ci_level must be in (0, 1), but got {self.ci_level!r}")
         for split in self.eval_splits:
@@ -166,5 +172,5 @@ class Protocol:
         return any(fnmatch.fnmatchcase(t, p) for p in self.unseen_tasks) or any(fnmatch.fnmatchcase(a, p) for p in self.unseen_architectures)
 
 
-#: The published protocol, version 1.0.
+#: The published protocol, version 1.1 (1.1: chunk-aware parameter samples, series budgets, coverage).
 PROTOCOL = Protocol()

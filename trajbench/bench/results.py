@@ -144,6 +144,11 @@ class ForecasterOutcome:
     fallbacks: dict[str, dict[str, int]] = field(default_factory=dict)  # run path -> {reason: count}
     runtime: dict[str, float] = field(default_factory=dict)
     pretrained_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    #: the reference's per-run statistics on this forecaster's own series (a series
+    #: budget); None: the shared reference on the whole sample applies
+    reference: pd.DataFrame | None = None
+    #: run path -> series-windows asked (rows of every ``predict`` context), for coverage
+    series: dict[str, int] = field(default_factory=dict)
 
 
 def _with_pooled_horizons(stats: pd.DataFrame, short: Sequence[int]) -> pd.DataFrame:
@@ -201,17 +206,25 @@ def aggregate_error_track(
     if failures:
         frames.append(pd.DataFrame(failures, columns=list(COLUMNS)))
     long_tables: list[pd.DataFrame] = []
+    scored: list[ForecasterOutcome] = []
     for outcome in outcomes:
         if outcome.status == "failed" or outcome.stats is None or outcome.stats.empty:
             continue
         per_run = _per_run_metrics(outcome.stats, short)
         per_run["forecaster"] = outcome.name
         long_tables.append(per_run)
-    if reference is not None and not reference.empty and long_tables:
-        ref = _per_run_metrics(reference, short)
-        ref = ref[ref["metric"].isin(PAIRED_METRICS)].rename(columns={"value": "ref"})
-        keys = ["run", "task", "split", "kind", "horizon", "metric"]
-        for table in list(long_tables):
+        scored.append(outcome)
+    shared_ref = None
+    if reference is not None and not reference.empty:
+        shared_ref = _per_run_metrics(reference, short)
+        shared_ref = shared_ref[shared_ref["metric"].isin(PAIRED_METRICS)].rename(columns={"value": "ref"})
+    keys = ["run", "task", "split", "kind", "horizon", "metric"]
+    for table, outcome in list(zip(long_tables, scored)):
+        ref = shared_ref
+        if outcome.reference is not None and not outcome.reference.empty:  # a series budget: paired on its own series
+            own = _per_run_metrics(outcome.reference, short)
+            ref = own[own["metric"].isin(PAIRED_METRICS)].rename(columns={"value": "ref"})
+        if ref is not None:
             paired = table[table["metric"].isin(PAIRED_METRICS)].merge(ref, on=keys, how="inner")
             paired["value"] = paired["value"] - paired["ref"]
             paired["metric"] = paired["metric"] + "_vs_linear"
@@ -229,10 +242,42 @@ def aggregate_error_track(
     ]
     if runtime_rows:
         frames.append(pd.DataFrame(runtime_rows, columns=list(COLUMNS)))
+    frames.append(_coverage_rows(outcomes, protocol.min_coverage, track))
     frames = [f for f in frames if not f.empty]
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=list(COLUMNS))
     table = _mark_status(table, outcomes, task_data or {}, task_architectures or {})
     return _sorted(normalize_table(table), [o.name for o in outcomes])
+
+
+def _coverage_rows(outcomes: Sequence[ForecasterOutcome], threshold: float, track: str) -> pd.DataFrame:
+    """``metric = coverage`` per (forecaster, task, split) and per (forecaster, all,
+    split): the share of the series-windows asked (rows of every ``predict`` context) that
+    got no fallback forecast (``report_fallback`` counts), ``n`` = series-windows asked.
+    Below ``threshold`` the row gets ``status = fallback`` and says so."""
+    rows = []
+    for o in outcomes:
+        if o.status == "failed" or o.stats is None or o.stats.empty or not o.series:
+            continue
+        runs = o.stats[["run", "task", "split"]].drop_duplicates()
+        per_run = pd.DataFrame(
+            {
+                "task": runs["task"].astype(str).to_numpy(),
+                "split": runs["split"].astype(str).to_numpy(),
+                "asked": [int(o.series.get(r, 0)) for r in runs["run"]],
+                "fallback": [int(sum(o.fallbacks.get(r, {}).values())) for r in runs["run"]],
+            }
+        )
+        per_task = per_run.groupby(["split", "task"], sort=True, as_index=False)[["asked", "fallback"]].sum()
+        per_split = per_run.groupby("split", sort=True, as_index=False)[["asked", "fallback"]].sum().assign(task=ALL)
+        for r in pd.concat([per_task, per_split], ignore_index=True).itertuples(index=False):
+            if r.asked <= 0:
+                continue
+            missed = min(int(r.fallback), int(r.asked))
+            value = 1.0 - missed / r.asked
+            low = value < threshold
+            message = f"coverage {value:.3f} is below {threshold:g}: {missed} of {r.asked} series-windows got a fallback forecast" if low else ""
+            rows.append(_row(o.name, str(r.task), str(r.split), track, ALL, None, "coverage", value, np.nan, np.nan, int(r.asked), "fallback" if low else "ok", message))
+    return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def _runtime_items(runtime: Mapping[str, float]) -> list[tuple[str, tuple[float, int]]]:

@@ -22,6 +22,9 @@ __all__ = [
     "derive_seed",
     "eligible_columns",
     "sample_columns",
+    "ParamSample",
+    "sample_params",
+    "sample_run",
     "first_origin",
     "window_origins",
     "scored_horizons",
@@ -58,16 +61,76 @@ def eligible_columns(specs: Sequence[Any], n_params: int, exclude_kinds: Sequenc
     return np.concatenate(keep) if keep else np.zeros(0, dtype=np.int64)
 
 
-def sample_columns(eligible: np.ndarray, size: int | None, seed: int, key: str) -> np.ndarray:
-    """The run's declared parameter sample: ``size`` columns of ``eligible`` drawn without
-    replacement by ``numpy.random.Generator(PCG64(derive_seed(seed, key)))``, sorted.
-    Every column when there are at most ``size`` (or ``size`` is None)."""
-    eligible = np.asarray(eligible, dtype=np.int64)
-    if size is None or len(eligible) <= size:
-        return np.sort(eligible)
+@dataclass(frozen=True)
+class ParamSample:
+    """A run's declared parameter sample (``docs/protocol.md``, section 3).
+
+    ``columns`` are the sampled columns, sorted (the order series are read and scored
+    in); ``order`` holds their positions in ``columns`` in draw order, a uniformly random
+    order, so that the first ``b`` of it are a fair random sub-sample of the sample (a
+    forecaster's ``series_budget``). ``columns_read`` counts the columns of every chunk
+    the sample touches: what reading it costs, in columns (at most twice ``len(columns)``
+    when a chunk holds at most ``size`` eligible columns)."""
+
+    columns: np.ndarray
+    order: np.ndarray
+    columns_read: int
+
+
+def sample_params(eligible: np.ndarray, size: int | None, seed: int, key: str, chunk_width: int | None = None, n_params: int | None = None) -> ParamSample:
+    """The run's parameter sample, chunk-aware (protocol 1.1).
+
+    With more than ``size`` eligible columns: the chunks along the parameter axis
+    (``chunk_width`` columns each; None: one chunk) that hold eligible columns are put in
+    a random order (``PCG64(derive_seed("trajbench-chunks-v1", seed, key))``) and taken
+    until they hold at least ``size`` eligible columns; then ``size`` of those chunks'
+    eligible columns are drawn without replacement by
+    ``PCG64(derive_seed("trajbench-sample-v1", seed, key)).choice`` (so a run stored in one
+    chunk along the parameters gets exactly the sample of protocol 1.0). The draw order is
+    the sample's ``order``. With at most ``size`` eligible columns (or ``size`` None) the
+    sample is all of them, in the order of a permutation from the same generator.
+    """
+    eligible = np.sort(np.asarray(eligible, dtype=np.int64))
+    width = int(chunk_width) if chunk_width else 0
+    total = int(n_params) if n_params is not None else (int(eligible[-1]) + 1 if len(eligible) else 0)
+
+    def read_cost(cols: np.ndarray) -> int:
+        if not len(cols) or width <= 0:
+            return total if len(cols) else 0
+        chunks = np.unique(cols // width)
+        return int(sum(min(width, total - int(c) * width) for c in chunks))
+
     rng = np.random.Generator(np.random.PCG64(derive_seed("trajbench-sample-v1", seed, key)))
-    pick = rng.choice(len(eligible), size=int(size), replace=False)
-    return np.sort(eligible[pick])
+    if size is None or len(eligible) <= size:
+        return ParamSample(eligible, rng.permutation(len(eligible)).astype(np.int64), read_cost(eligible))
+    pool = eligible
+    if width > 0:
+        ids, starts, counts = np.unique(eligible // width, return_index=True, return_counts=True)
+        if len(ids) > 1:
+            chunk_rng = np.random.Generator(np.random.PCG64(derive_seed("trajbench-chunks-v1", seed, key)))
+            perm = chunk_rng.permutation(len(ids))
+            taken = int(np.searchsorted(np.cumsum(counts[perm]), int(size))) + 1
+            chosen = np.sort(perm[:taken])
+            pool = np.concatenate([eligible[starts[c] : starts[c] + counts[c]] for c in chosen])
+    pick = rng.choice(len(pool), size=int(size), replace=False)
+    drawn = pool[pick]
+    columns = np.sort(drawn)
+    return ParamSample(columns, np.searchsorted(columns, drawn).astype(np.int64), read_cost(columns))
+
+
+def sample_run(run: Any, size: int | None, seed: int, exclude_kinds: Sequence[str] = ("buffer",), trainable_only: bool = True) -> ParamSample:
+    """:func:`sample_params` of a store :class:`~trajbench.store.reader.Run`: its eligible
+    columns, the chunk width of its ``weights`` array (read from the array's metadata),
+    keyed by the run's path."""
+    chunks = run.weights.chunks
+    width = int(chunks[1]) if len(chunks) > 1 else None
+    eligible = eligible_columns(run.specs, run.n_params, exclude_kinds, trainable_only)
+    return sample_params(eligible, size, seed, run.path, width, run.n_params)
+
+
+def sample_columns(eligible: np.ndarray, size: int | None, seed: int, key: str, chunk_width: int | None = None) -> np.ndarray:
+    """The sampled columns of :func:`sample_params`, sorted."""
+    return sample_params(eligible, size, seed, key, chunk_width).columns
 
 
 def first_origin(context_lengths: Sequence[int], max_start: int = 20, min_start: int = 2) -> int:
@@ -191,10 +254,7 @@ class SeriesSource:
 
 def _run_stride(run: Any, n: int) -> int:
     try:
-        # Run._series reads one 1-D array; run.metrics (the public path) reads them all
-        series = getattr(run, "_series", None)
-        raw = series("step") if callable(series) else run.metrics["step"].to_numpy()
-        steps = np.asarray(raw[:n], dtype=np.int64)
+        steps = np.asarray(run.steps[:n], dtype=np.int64)
     except Exception:  # a run without a readable step array
         return 0
     if len(steps) < 2:

@@ -36,6 +36,11 @@ so a subclass only states what it changes):
     ``{"data": [...], "tasks": [...], "architectures": [...]}``: what a pre-trained
     forecaster saw. The harness marks results on related tasks as possible leakage
     (``docs/protocol.md``).
+``series_budget`` (positive int or None, default None)
+    For costly per-series forecasters: the harness scores the forecaster on only the
+    first ``series_budget`` series of each run's shared parameter sample (a random
+    sub-sample of it), with the reference errors on the same series, and reports its
+    ``coverage`` (``docs/protocol.md``, ``docs/results-format.md``).
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ TAG_DEFAULTS: dict[str, Any] = {
     "multi_horizon": "native",
     "deterministic": True,
     "pretrained_on": {},
+    "series_budget": None,
 }
 _MULTI_HORIZON = ("native", "recursive")
 _PRETRAINED_KEYS = ("data", "tasks", "architectures")
@@ -91,6 +97,9 @@ def validate_tags(tags: Mapping[str, Any], owner: str = "forecaster") -> dict[st
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             raise TrajbenchError(f"{owner}: tag 'pretrained_on[{key!r}]' must be a list of str, but got {value!r}")
     out["pretrained_on"] = {k: list(v) for k, v in pretrained.items()}
+    budget = out.get("series_budget")
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1):
+        raise TrajbenchError(f"{owner}: tag 'series_budget' must be a positive int or None, but got {budget!r}")
     return out
 
 

@@ -224,6 +224,12 @@ class Run:
         return np.asarray(self._group[name][: self.n_snapshots])
 
     @property
+    def steps(self) -> np.ndarray:
+        """The optimizer step of each committed snapshot, ``(n_snapshots,)`` int64 (one
+        small array read; :attr:`metrics` reads every metric array)."""
+        return self._series(STEP).astype(np.int64, copy=False)
+
+    @property
     def metric_names(self) -> list[str]:
         """Names of the recorded metric arrays (everything but weights, step, epoch)."""
         return sorted(k for k in member_keys(self._group, "array") if k not in RESERVED_ARRAY_NAMES)

@@ -81,23 +81,33 @@ def fixture_table(forecasters: tuple[str, ...] = ("persistence", "linear", "mine
     table = recompute_ranks(pd.DataFrame(rows, columns=list(COLUMNS)))
     extra: list[dict[str, Any]] = []
     if "linear" in forecasters:
-        for h, g in (("1", 0.42), ("5", 0.31)):
+        for h, g in (("1", 0.42), ("5", 0.31), ("long", 0.37)):
             extra.append(_row("linear", "all", "test", "downstream", "all", h, "gain_ratio", g, g - 0.1, g + 0.1, 2))
             extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_forecast", 0.81, n=2))
             extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_origin", 0.78, n=2))
             extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_target", 0.85, n=2))
             extra.append(_row("linear", "all", "test", "downstream", "all", h, "excluded_windows", 4.0, n=2))
-        for task, secs, status in (("t1", 40.0, "ok"), ("t2", np.nan, "failed")):
-            msg = "" if status == "ok" else "never reached the target in 3 of 5 seeds"
-            extra.append(_row("linear", task, "test", "online", "all", None, "seconds_to_target", secs, secs * 0.9, secs * 1.1, 5, status, msg))
-            extra.append(_row("linear", task, "test", "online", "all", None, "speedup", 50.0 / secs if status == "ok" else np.nan, n=5, status=status, message=msg))
-            extra.append(_row("linear", task, "test", "online", "all", None, "reached_fraction", 1.0 if status == "ok" else 0.4, n=5, status=status, message=msg))
-        extra.append(_row("linear", "all", "test", "online", "all", None, "speedup", 1.25, 1.1, 1.4, 1))
+    # the online track as trajbench.bench.online writes it: the plain optimizer, medians
+    # with IQR per task, inf for a target never reached, failure rows per seed
+    online = {"optimizer": {"t1": 50.0, "t2": 100.0}}
+    if "linear" in forecasters:
+        online["linear"] = {"t1": 40.0, "t2": np.inf}
     if "mine" in forecasters:
-        for task, secs in (("t1", 20.0), ("t2", 80.0)):
-            extra.append(_row("mine", task, "test", "online", "all", None, "seconds_to_target", secs, secs * 0.8, secs * 1.2, 5))
-            extra.append(_row("mine", task, "test", "online", "all", None, "speedup", 50.0 / secs, n=5))
-            extra.append(_row("mine", task, "test", "online", "all", None, "reached_fraction", 1.0, n=5))
+        online["mine"] = {"t1": 20.0, "t2": 80.0}
+    for name, per_task in online.items():
+        speedups = []
+        for task, secs in per_task.items():
+            reached = 5 if np.isfinite(secs) else 2
+            extra.append(_row(name, task, "test", "online", "all", None, "seconds_to_target", secs, secs * 0.9, secs * 1.1, 5))
+            extra.append(_row(name, task, "test", "online", "all", None, "reached_fraction", reached / 5, n=5, message=f"{reached} of 5 seeds reached the target"))
+            if name != "optimizer":
+                speedups.append(online["optimizer"][task] / secs)
+                extra.append(_row(name, task, "test", "online", "all", None, "speedup", speedups[-1], n=5))
+        if name == "linear":
+            extra.append(_row(name, "t2", "test", "online", "all", None, "error", np.nan, n=0, status="failed", message="seed 2: ForecasterError: forecast has NaN"))
+        if speedups:
+            ok = [v for v in speedups if v > 0]
+            extra.append(_row(name, "all", "test", "online", "all", None, "speedup", float(np.exp(np.mean(np.log(ok)))), n=len(ok)))
     table = pd.concat([table, pd.DataFrame(extra, columns=list(COLUMNS))], ignore_index=True)
     table.loc[(table["forecaster"] == "mine") & (table["task"] == "t2") & (table["track"] == "error"), "message"] = "possible leakage: pre-trained on digits data (quad)"
     return table
@@ -165,10 +175,14 @@ def test_leaderboard_ranks_values_and_na(results_dir: Path) -> None:
     for name, r in zip(names, ranks):
         assert by_name[name].mean_rank.value == pytest.approx(r)  # type: ignore[union-attr]
     # downstream gain ratio at the smallest horizon; absent tracks are n/a, never 0
-    assert board.gain_horizon == "1"
-    assert by_name["linear"].gain_ratio.value == pytest.approx(0.42)  # type: ignore[union-attr]
+    # the pooled downstream horizon when there is one; absent tracks are n/a, never 0
+    assert board.gain_horizon == "long"
+    assert by_name["linear"].gain_ratio.value == pytest.approx(0.37)  # type: ignore[union-attr]
     assert by_name["persistence"].gain_ratio is None and by_name["mine"].gain_ratio is None
+    # online: the task = all speedup; the plain optimizer is a reference, not ranked
     assert by_name["linear"].speedup.value == pytest.approx(1.25)  # type: ignore[union-attr]
+    assert by_name["mine"].speedup.value == pytest.approx(np.sqrt(2.5 * 1.25))  # type: ignore[union-attr]
+    assert by_name["persistence"].speedup is None and "optimizer" not in by_name
     row = {r[1]: r for r in board.table().rows}
     assert row["persistence"][5] == NA and row["persistence"][6] == NA
     assert row["broken"][0] == "–" and row["broken"][3] == NA
@@ -182,7 +196,8 @@ def test_notes_keep_every_failure_and_fallback(results_dir: Path) -> None:
     notes = collect_notes(read_results(results_dir))
     text = [(n.forecaster, n.status, n.message) for n in notes]
     assert ("broken", "failed", "RuntimeError: boom in predict (run runs/t1-s0)") in text
-    assert ("linear", "failed", "never reached the target in 3 of 5 seeds") in text
+    assert ("linear", "failed", "seed 2: ForecasterError: forecast has NaN") in text
+    assert not any("seeds reached the target" in n.message for n in notes)
     assert ("mine", "fallback", "fallback: 3 series-windows: solver did not converge") in text
     assert any(n.forecaster == "mine" and n.status == "leakage" for n in notes)
     assert notes[0].status == "failed"
@@ -191,8 +206,12 @@ def test_notes_keep_every_failure_and_fallback(results_dir: Path) -> None:
 def test_online_table_shows_failures_as_na(results_dir: Path) -> None:
     t = online_table(read_results(results_dir), ["mine", "linear"])
     rows = {(r[0], r[1]): r for r in t.rows}
-    assert rows[("linear", "t2")][3] == NA and rows[("linear", "t2")][7] == "0.400"
-    assert rows[("mine", "t1")][3] == "2.500" and rows[("mine", "t1")][4] == "20.000 [16.000, 24.000]"
+    assert t.rows[0][0] == "optimizer" and rows[("optimizer", "t1")][3] == NA
+    # a target never reached is inf (a failure), not a missing value
+    assert rows[("linear", "t2")][4] == "inf" and rows[("linear", "t2")][3] == "0.000" and rows[("linear", "t2")][7] == "0.400"
+    assert rows[("linear", "t2")][-1] == "2 of 5 seeds reached the target"
+    assert rows[("mine", "t1")][3] == "2.500" and rows[("mine", "t1")][4] == "20.000 [18.000, 22.000]"
+    assert rows[("mine", "all")][3] == f"{np.sqrt(2.5 * 1.25):.3f}" and rows[("mine", "all")][4] == NA
 
 
 def test_markdown_matches_golden(results_dir: Path) -> None:
@@ -280,6 +299,7 @@ def test_time_to_target_curve_counts_unreached_tasks() -> None:
 # ---------------------------------------------------------------- merging
 def _split_dirs(tmp_path: Path, manifest_b: dict[str, Any] | None = None) -> tuple[Path, Path]:
     full = fixture_table()
+    full = full[full["forecaster"] != "optimizer"]
     # each directory ranks its own forecasters, as the harness does
     a = write_fixture(tmp_path / "a", recompute_ranks(full[full["forecaster"].isin(["persistence", "linear"])]))
     b = write_fixture(tmp_path / "b", recompute_ranks(full[full["forecaster"].isin(["mine"])]), manifest_b)
@@ -297,6 +317,7 @@ def test_merge_adds_a_forecaster_and_recomputes_ranks(tmp_path: Path) -> None:
     full = fixture_table(("persistence", "linear", "mine"))
     key = ["forecaster", "task", "split", "track", "kind", "horizon", "metric"]
     got = merged.table.set_index(key).sort_index()
+    full = full[full["forecaster"] != "optimizer"]  # the online reference is in neither directory
     want = read_results(write_fixture(tmp_path / "full", full)).set_index(key).sort_index()
     pd.testing.assert_series_equal(got["value"], want["value"], check_exact=False, rtol=1e-12)
     assert merged.manifest["merged_from"][1]["forecasters"] == ["mine"]
@@ -342,12 +363,15 @@ def test_duplicate_forecaster_is_refused_or_resolved(tmp_path: Path) -> None:
     a = write_fixture(tmp_path / "a", full)
     changed = full.copy()
     changed.loc[(changed["forecaster"] == "linear") & (changed["track"] == "error"), "value"] *= 2
-    b = write_fixture(tmp_path / "b", changed[changed["forecaster"] == "linear"])
+    # both directories ran the online track, so both hold the plain optimizer's rows: not a conflict
+    b = write_fixture(tmp_path / "b", changed[changed["forecaster"].isin(["linear", "optimizer"])])
     with pytest.raises(TrajbenchError, match="forecaster 'linear' has 'downstream' results in both"):
         merge_results([a, b])
     pick = lambda t: t[(t["forecaster"] == "linear") & (t["metric"] == "scaled_persistence") & (t["task"] == "t1") & (t["horizon"] == "long")]["value"].iloc[0]  # noqa: E731
     assert pick(merge_results([a, b], duplicates="first").table) == pytest.approx(0.8)
-    assert pick(merge_results([a, b], duplicates="last").table) == pytest.approx(1.6)
+    last = merge_results([a, b], duplicates="last").table
+    assert pick(last) == pytest.approx(1.6)
+    assert len(last[last["forecaster"] == "optimizer"]) == len(full[full["forecaster"] == "optimizer"])
     with pytest.raises(TrajbenchError, match="did you mean 'last'"):
         merge_results([a, b], duplicates="lst")
 

@@ -63,6 +63,16 @@ def _inline_md(text: str) -> str:
     return re.sub(r"`([^`]*)`", r"<code>\1</code>", _esc(text))
 
 
+def _number(key: float) -> str:
+    """A sort key JavaScript's ``parseFloat`` reads (``inf`` becomes ``Infinity``)."""
+    x = float(key)
+    if x != x:
+        return ""
+    if x in (float("inf"), float("-inf")):
+        return "Infinity" if x > 0 else "-Infinity"
+    return repr(x)
+
+
 def html_table(table: Table) -> str:
     """A sortable ``<table>``; each cell carries its sort key in ``data-sort``."""
     if table.empty:
@@ -80,7 +90,7 @@ def html_table(table: Table) -> str:
             low = str(text).lower()
             if table.header[j] == "status":
                 classes += [c for c in ("failed", "fallback", "leakage") if c in low]
-            sort = "" if key is None else (repr(float(key)) if isinstance(key, (int, float)) else str(key))
+            sort = "" if key is None else (_number(key) if isinstance(key, (int, float)) else str(key))
             cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f'<td{cls} data-sort="{_esc(sort)}">{_esc(text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")

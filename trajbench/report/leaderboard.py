@@ -35,6 +35,7 @@ __all__ = [
     "Note",
     "build_leaderboard",
     "build_leaderboards",
+    "ranked_forecasters",
     "eval_splits",
     "kind_table",
     "horizon_table",
@@ -53,6 +54,9 @@ _SPLIT_ORDER = ("test", "unseen", "synthetic")
 #: Metrics of the downstream and online tracks the report knows (``docs/reports.md``).
 DOWNSTREAM_METRICS = ("gain_ratio", "acc_forecast", "acc_origin", "acc_target", "excluded_windows")
 ONLINE_METRICS = ("speedup", "seconds_to_target", "epochs_to_target", "steps_to_target", "reached_fraction", "profile")
+#: The plain optimizer of the online track (``trajbench.bench.online.BASELINE_NAME``): a
+#: reference for the speedups, listed in the online table, not ranked.
+ONLINE_BASELINE = "optimizer"
 
 
 # ------------------------------------------------------------------ formatting
@@ -67,6 +71,8 @@ def fmt_number(v: Any) -> str:
     """Three decimals in a readable range, three significant digits outside; ``n/a``
     for a missing value."""
     if not _finite(v):
+        if _is_inf(v):
+            return "inf" if float(v) > 0 else "-inf"
         return NA
     x = float(v)
     if x == 0 or 1e-3 <= abs(x) < 1e4:
@@ -120,6 +126,8 @@ class Estimate:
 
     def text(self, fmt: Any = fmt_number) -> str:
         """``value [low, high]``, or ``value`` without an interval, or ``n/a``."""
+        if _is_inf(self.value):
+            return fmt(self.value)
         if not _finite(self.value):
             return NA
         if _finite(self.low) and _finite(self.high):
@@ -171,7 +179,7 @@ class Leaderboard:
     gain_horizon: str | None
 
     def table(self) -> Table:
-        gain_head = "gain ratio" + (f" (h={self.gain_horizon})" if self.gain_horizon else "")
+        gain_head = "gain ratio" + {None: "", "long": " (all horizons)", "short": " (h 1-5)"}.get(self.gain_horizon, f" (h={self.gain_horizon})")
         header = [
             "rank",
             "forecaster",
@@ -239,7 +247,13 @@ def _num_or_none(v: Any) -> float | None:
 
 
 def _key(e: Estimate | None) -> float | None:
-    return None if e is None or not _finite(e.value) else float(e.value)
+    if e is None or not (_finite(e.value) or _is_inf(e.value)):
+        return None
+    return float(e.value)
+
+
+def _is_inf(v: Any) -> bool:
+    return isinstance(v, (int, float, np.floating)) and math.isinf(float(v))
 
 
 def _best_cells(keys: Sequence[Sequence[Any]], col: int, lower_is_better: bool) -> set[tuple[int, int]]:
@@ -292,11 +306,15 @@ def _horizon_sort(h: Any) -> tuple[int, int]:
 
 def _gain_pick(rows: pd.DataFrame) -> str | None:
     """The horizon the leaderboard's gain-ratio column shows: the pooled one (no horizon,
-    then ``short``) when the track wrote it, else the smallest horizon reported."""
+    then ``long``, every horizon pooled, then ``short``) when the track wrote it, else
+    the smallest horizon reported."""
     if rows.empty:
         return None
-    horizons = sorted(set(rows["horizon"].astype(object).where(rows["horizon"].notna(), None)), key=_horizon_sort)
-    return horizons[0]
+    present = set(rows["horizon"].astype(object).where(rows["horizon"].notna(), None))
+    for pooled in (None, "long", "short"):
+        if pooled in present:
+            return pooled
+    return sorted(present, key=_horizon_sort)[0]
 
 
 def _status(table: pd.DataFrame, name: str) -> str:
@@ -316,9 +334,16 @@ def _cost(table: pd.DataFrame, name: str, metric: str) -> float:
     return float(rows["value"].iloc[0]) if not rows.empty else float("nan")
 
 
+def ranked_forecasters(table: pd.DataFrame) -> list[str]:
+    """Forecasters in table order, less the online track's plain-optimizer reference."""
+    names = list(dict.fromkeys(table["forecaster"].astype(str)))
+    online_only = set(table.loc[table["track"] == "online", "forecaster"].astype(str)) - set(table.loc[table["track"] != "online", "forecaster"].astype(str))
+    return [n for n in names if not (n == ONLINE_BASELINE and n in online_only)]
+
+
 def build_leaderboard(table: pd.DataFrame, split: str, forecasters: Sequence[str] | None = None) -> Leaderboard:
     """The leaderboard of ``split`` (see the module doc for the rules)."""
-    names = list(forecasters) if forecasters is not None else list(dict.fromkeys(table["forecaster"].astype(str)))
+    names = list(forecasters) if forecasters is not None else ranked_forecasters(table)
     err = table[(table["track"] == "error") & (table["task"] == ALL) & (table["kind"] == ALL) & (table["split"] == split)]
     scaled = err[err["metric"] == "scaled_persistence"]
     ranks = err[err["metric"] == "rank_scaled_persistence"]
@@ -457,27 +482,37 @@ def downstream_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
 
 
 def online_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
-    """Online skip-epoch results per forecaster and task: speedup and time to target."""
+    """Online skip-epoch results per forecaster (the plain optimizer first) and task:
+    speedup, time to target, reached fraction and what the track noted."""
     t = table[(table["track"] == "online") & (table["kind"] == ALL)]
-    header = ["forecaster", "task", "split", "speedup", "seconds to target", "epochs to target", "steps to target", "reached fraction"]
+    header = ["forecaster", "task", "split", "speedup", "seconds to target", "epochs to target", "steps to target", "reached fraction", "forecaster cost (s)", "note"]
+    metrics = ("speedup", "seconds_to_target", "epochs_to_target", "steps_to_target", "reached_fraction", "forecaster_seconds")
     rows, keys = [], []
-    for name in [n for n in order if n in set(t["forecaster"])]:
+    names = [n for n in [ONLINE_BASELINE, *order] if n in set(t["forecaster"])]
+    names += [n for n in dict.fromkeys(t["forecaster"].astype(str)) if n not in names]
+    for name in names:
         mine = t[(t["forecaster"] == name) & t["horizon"].isna()]
         tasks = sorted(set(mine["task"].astype(str)), key=lambda x: (x == ALL, x))
         for task in tasks:
             for split in sorted(set(mine.loc[mine["task"] == task, "split"].astype(str))):
                 at = mine[(mine["task"] == task) & (mine["split"] == split)]
+                if not at["metric"].isin(metrics).any():
+                    continue
                 cells: list[str] = [name, task, split]
                 ks: list[Any] = [name, task, split]
-                for metric in ONLINE_METRICS[:-1]:
+                for metric in metrics:
                     e = _estimate(at[at["metric"] == metric])
                     cells.append(e.text() if e else NA)
                     ks.append(_key(e))
+                messages = [m for m in dict.fromkeys(at.loc[at["metric"].isin(metrics), "message"].astype(str)) if m]
+                cells.append("; ".join(messages) or "–")
+                ks.append(cells[-1])
                 rows.append(cells)
                 keys.append(ks)
     caption = (
-        "Median over seeds with interquartile range in brackets; speedup = plain optimizer's time to target / time with the "
-        "forecaster jumping ahead (its own cost included); runs that never reach the target count as failures."
+        f"Median over seeds with interquartile range in brackets ('{ONLINE_BASELINE}' is plain training); speedup = plain "
+        "training's time to target / time with the forecaster jumping ahead, its own cost included (task 'all': geometric "
+        "mean over tasks); inf: the target was not reached, which counts as a failure."
     )
     return Table("Online skip-epoch", header, rows, keys, set(), caption, anchor="online")
 
@@ -496,7 +531,7 @@ class Note:
 def collect_notes(table: pd.DataFrame) -> list[Note]:
     """Every distinct failure / fallback / leakage message, with where it applies
     (track, split, tasks); failures first."""
-    rows = table[(table["status"] != "ok") | (table["message"].astype(str) != "")]
+    rows = table[(table["status"] != "ok") | table["message"].astype(str).str.contains("leakage", regex=False)]
     notes: dict[tuple[str, str, str, str], set[str]] = {}
     for r in rows.itertuples(index=False):
         for part in str(r.message).split(" | ") if r.message else [""]:
@@ -509,6 +544,8 @@ def collect_notes(table: pd.DataFrame) -> list[Note]:
             notes.setdefault(key, set()).add(f"{r.split}/{r.task}")
     out = []
     for (forecaster, status, track, message), places in notes.items():
+        if not message and status != "failed":
+            continue  # the same fallback's rows with the message are listed
         out.append(Note(forecaster, status, f"{track}: {_places(places)}", message))
     order = {"failed": 0, "fallback": 1, "leakage": 2}
     return sorted(out, key=lambda n: (order.get(n.status, 3), n.forecaster, n.where, n.message))

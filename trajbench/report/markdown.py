@@ -62,6 +62,8 @@ def render_markdown(report: Report) -> str:
     lines += _section(report.online, absent=report.online_absent)
     lines += _section(report.notes, absent="None: every forecaster ran without failure, fallback or leakage note.")
     lines += ["## Plots", ""]
+    if not report.plots:
+        lines += ["None in this rendering.", ""]
     for plot in report.plots:
         if plot.skipped:
             lines += [f"- **{plot.title}**: not drawn ({plot.skipped}).", ""]

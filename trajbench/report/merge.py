@@ -17,6 +17,9 @@ Anything else is refused with a one-line :class:`~trajbench.errors.TrajbenchErro
 the directories and what differs. The same forecaster on the same track in two
 directories is refused by default; ``duplicates="first"`` or ``"last"`` keeps the rows
 of the first or last directory that has it (per forecaster and track, every row of it).
+The online track's plain-optimizer reference rows (``optimizer``), which every online
+benchmark writes, are taken from the first directory that has them (each directory's
+speedups were computed against its own plain runs, paired by seed).
 
 After a merge of two or more directories the mean-rank rows (``rank_scaled_persistence``,
 "among the forecasters of this benchmark") are recomputed over the merged forecasters
@@ -37,6 +40,7 @@ import pandas as pd
 
 from trajbench.bench.results import COLUMNS, normalize_table, read_results
 from trajbench.errors import TrajbenchError, did_you_mean
+from trajbench.report.leaderboard import ONLINE_BASELINE
 
 __all__ = ["ResultsSet", "DUPLICATE_POLICIES", "load_results", "merge_results", "store_hash_of", "lossy_of"]
 
@@ -191,6 +195,8 @@ def merge_results(results: Sequence[ResultsSet | str | os.PathLike[str]], *, dup
     for i, s in enumerate(sets):
         for key in sorted(set(zip(s.table["forecaster"].astype(str), s.table["track"].astype(str)))):
             if key in owner:
+                if key == (ONLINE_BASELINE, "online"):
+                    continue  # the plain optimizer's reference rows: the first directory's are kept
                 if duplicates == "refuse":
                     raise TrajbenchError(
                         f"forecaster '{key[0]}' has '{key[1]}' results in both '{sets[owner[key]].sources[0]}' and '{s.sources[0]}'; "

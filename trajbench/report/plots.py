@@ -265,7 +265,8 @@ def _plot_time_to_target(table: pd.DataFrame, order: Sequence[str], colors: dict
         vals = np.asarray([mine["value"].get(t, np.nan) for t in tasks], dtype=float)
         lo = np.asarray([mine["ci_low"].get(t, np.nan) for t in tasks], dtype=float)
         hi = np.asarray([mine["ci_high"].get(t, np.nan) for t in tasks], dtype=float)
-        err = np.vstack([np.where(np.isfinite(lo), np.maximum(vals - lo, 0), 0), np.where(np.isfinite(hi), np.maximum(hi - vals, 0), 0)])
+        with np.errstate(invalid="ignore"):
+            err = np.vstack([np.where(np.isfinite(lo), np.maximum(vals - lo, 0), 0), np.where(np.isfinite(hi), np.maximum(hi - vals, 0), 0)])
         err = np.where(np.isfinite(err), err, 0)
         right.bar(x + (j - (len(names) - 1) / 2) * width, np.where(np.isfinite(vals), vals, 0), width, color=colors[name], label=name, yerr=err, capsize=2, error_kw={"lw": 0.7})
         for xi, v in zip(x, vals):

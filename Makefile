@@ -6,8 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
+# `make reference`: generates the small suite unless SMALL_STORE names one, benchmarks every
+# baseline on every implemented track and writes the committed leaderboard to REFERENCE_DIR.
+SMALL_STORE ?=
+REFERENCE_DIR ?= reports/small
+REFERENCE_WORK ?= reference-work
 
-.PHONY: install test demo clean benchmark
+.PHONY: install test demo clean benchmark reference
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'" >&2; exit 2; }
@@ -27,10 +32,13 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m trajbench.demo --out $(DEMO_DIR)
 
+reference: $(STAMP)
+	$(BIN)/python -m trajbench.report.reference --out $(REFERENCE_DIR) --work $(REFERENCE_WORK) $(if $(SMALL_STORE),--store $(SMALL_STORE),)
+
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/recorder.py
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/harness.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_DIR) $(REFERENCE_WORK) .pytest_cache .hypothesis

@@ -3,7 +3,10 @@
 1. ``trajbench generate --suite tiny``: 14 real training runs (every task of the zoo) and
    14 synthetic series with known ground truth, recorded into a store;
 2. ``trajbench info`` and ``trajbench validate`` on it;
-3. ``trajbench bench``: every registered forecaster on the error track.
+3. ``trajbench bench``: every registered forecaster on the error track;
+4. ``trajbench report``: the leaderboard (``leaderboard.md``, a self-contained
+   ``index.html``, plots as PNG and SVG, fan charts of a few test series) in
+   ``OUT/report/``.
 
 Re-running skips what is already complete (generation and bench both resume).
 """
@@ -24,13 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    store, results = out_dir / f"{args.suite}.zarr", out_dir / "results"
+    store, results, report = out_dir / f"{args.suite}.zarr", out_dir / "results", out_dir / "report"
     start = time.perf_counter()
     steps = [
         ["generate", "--suite", args.suite, "--out", str(store), "--workers", "1"],
         ["info", str(store), "--limit", "5"],
         ["validate", str(store)],
         ["bench", str(store), "--out", str(results)],
+        ["report", str(results), "--out", str(report), "--store", str(store)],
     ]
     for step in steps:
         print(f"\n$ trajbench {' '.join(step)}", flush=True)
@@ -41,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndemo finished in {time.perf_counter() - start:.0f} s")
     print(f"store:   {store.resolve()}")
     print(f"results: {(results / 'results.parquet').resolve()} (also results.csv, manifest.json)")
+    print(f"report:  {(report / 'index.html').resolve()} (also leaderboard.md and the plots)")
     return 0
 
 

@@ -1,0 +1,89 @@
+"""``make reference``: the committed leaderboard of every baseline on the small suite.
+
+1. ``trajbench generate --suite small`` into ``WORK/small.zarr`` (skipped with
+   ``--store``, resumed when present);
+2. ``trajbench bench STORE --track all`` with every registered forecaster (the error
+   track and each later track that is implemented, with their default budgets);
+3. ``trajbench report`` into ``OUT`` (default ``reports/small``) with the fan charts and
+   ``--copy-results``, so that ``OUT`` holds ``leaderboard.md``, ``index.html``, the
+   plots, ``results.parquet``, ``splits.csv``, ``examples.parquet`` and
+   ``manifest.json``;
+4. the manifest gets the store's content hash (``store.content_sha256``, which
+   ``tests/test_report.py`` checks against ``data_cards/small.json``) and a
+   ``reference`` section: the command, each step's wall time, the total, the machine
+   and the library versions.
+
+The store and the raw results stay in ``WORK`` (not committed); ``OUT`` is small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from trajbench.bench.environment import library_versions, machine_info
+    from trajbench.bench.results import manifest_json
+    from trajbench.cards import store_content_sha256
+    from trajbench.cli import main as cli_main
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="reports/small", help="report directory (default: reports/small)")
+    parser.add_argument("--work", default="reference-work", help="directory for the store and raw results (default: reference-work)")
+    parser.add_argument("--store", help="an existing small-suite store (default: generate one in WORK)")
+    parser.add_argument("--suite", default="small", help="suite (default: small)")
+    parser.add_argument("--track", default="all", help="bench tracks (default: all implemented)")
+    parser.add_argument("--workers", default="1", help="generation workers (default 1)")
+    args = parser.parse_args(argv)
+    work, out = Path(args.work), Path(args.out)
+    work.mkdir(parents=True, exist_ok=True)
+    store = Path(args.store) if args.store else work / f"{args.suite}.zarr"
+    results = work / "results"
+    steps: list[tuple[str, list[str]]] = []
+    if not args.store:
+        steps.append(("generate", ["generate", "--suite", args.suite, "--out", str(store), "--workers", str(args.workers)]))
+    steps.append(("bench", ["bench", str(store), "--out", str(results), "--track", args.track]))
+    steps.append(("report", ["report", str(results), "--out", str(out), "--store", str(store), "--copy-results", "--title", f"trajbench reference leaderboard: {args.suite} suite"]))
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    for name, step in steps:
+        print(f"\n$ trajbench {shlex.join(step)}", flush=True)
+        t0 = time.perf_counter()
+        code = cli_main(step)
+        timings[name] = round(time.perf_counter() - t0, 1)
+        if code:
+            print(f"reference: 'trajbench {name}' exited with {code}", file=sys.stderr)
+            return code
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    store_section = manifest.setdefault("store", {})
+    if not store_section.get("content_sha256"):
+        t0 = time.perf_counter()
+        store_section["content_sha256"] = store_content_sha256(str(store))
+        timings["content_hash"] = round(time.perf_counter() - t0, 1)
+    manifest["reference"] = {
+        "command": "make reference" + (f" SMALL_STORE={args.store}" if args.store else ""),
+        "steps": [shlex.join(["trajbench", *s]) for _, s in steps],
+        "timings_seconds": timings,
+        "wall_seconds": round(time.perf_counter() - start, 1),
+        "machine": machine_info(),
+        "library_versions": library_versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    manifest_path.write_text(manifest_json(manifest) + "\n")
+    csv = out / "results.csv"
+    if csv.exists():
+        csv.unlink()  # results.parquet is the committed table; the CSV is derivable and large
+    print(f"\nreference leaderboard in {out}/ ({manifest['reference']['wall_seconds']:.0f} s): leaderboard.md, index.html, plots, results.parquet, manifest.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

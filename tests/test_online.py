@@ -229,3 +229,30 @@ def test_settings_validate() -> None:
         OnlineSettings(taus=(2.0, 1.0))
     with pytest.raises(TrajbenchError, match="target"):
         OnlineConfig.from_attrs({"task": "digits-logreg", "optimizer": {"name": "sgd", "lr": 0.1}, "batch_size": 8, "epochs": 1})
+
+
+def test_cli_bad_online_option_exits_2_with_one_line(store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trajbench.cli import main
+
+    code = main(["bench", str(store.location), "--out", str(tmp_path / "r"), "--forecasters", "persistence", "--track", "online", "--online-every", "0", "--no-store-hash"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "online every must be a positive int, but got 0" in err[0]
+    code = main(["bench", str(store.location), "--out", str(tmp_path / "r"), "--forecasters", "persistence", "--track", "online", "--online-tasks", "digits-logrge", "--no-store-hash"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "did you mean 'digits-logreg'" in err[-1]
+
+
+def test_cli_track_online_writes_online_rows(store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trajbench.bench.results import read_results
+    from trajbench.cli import main
+
+    args = ["bench", str(store.location), "--out", str(tmp_path / "r"), "--forecasters", "persistence", "--track", "online", "--online-seeds", "1",
+            "--online-tasks", "digits-logreg", "--online-every", "1", "--online-context", "1", "--online-horizon", "1", "--no-store-hash", "--quiet",
+            "--unseen-tasks", ""]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "online skip-epoch" in out and "scaled error" not in out
+    table = read_results(tmp_path / "r")
+    assert set(table["track"]) == {"online"} and {"optimizer", "persistence"} == set(table["forecaster"])
+    steps = table[(table["metric"] == "speedup_steps") & (table["task"] == "digits-logreg")]
+    assert steps.empty or steps["value"].isna().all() or (steps["value"] == 1.0).all()

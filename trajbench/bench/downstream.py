@@ -506,6 +506,8 @@ def run_downstream_track(
     ``settings.splits``, score the fitted ``forecasters`` and aggregate. ``failed``
     names forecasters that could not be fitted (they get a failure row here too).
     Returns ``(rows, manifest_section)``."""
+    if not isinstance(settings, DownstreamSettings):
+        raise TrajbenchError(f"downstream settings must be a trajbench.bench.downstream.DownstreamSettings, but got {type(settings).__name__}")
     say = log or (lambda msg: None)
     t0 = time.perf_counter()
     picked = splits[splits["split"].isin(settings.splits) & (splits["group"] == "runs")].sort_values("path", kind="stable")

@@ -619,6 +619,8 @@ def run_online_track(
     from trajbench.bench.results import COLUMNS, normalize_table
     from trajbench.tasks import get_task
 
+    if not isinstance(settings, OnlineSettings):
+        raise TrajbenchError(f"online settings must be a trajbench.bench.online.OnlineSettings, but got {type(settings).__name__}")
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
     chosen, skipped = choose_configurations(store, splits, settings)
@@ -684,11 +686,7 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     for (task, split), g in sel[sel["task"] != "all"].groupby(["task", "split"], sort=True):
         lines.append(f"  {task} ({split})")
         for name, h in g.groupby("forecaster", sort=False):
-            def get(metric: str) -> Any:
-                hit = h[h["metric"] == metric]
-                return hit.iloc[0] if not hit.empty else None
-
-            sec, reached, speed = get("seconds_to_target"), get("reached_fraction"), get("speedup")
+            sec, reached, speed = (_first_row(h, m) for m in ("seconds_to_target", "reached_fraction", "speedup"))
             text = f"    {name:<14}"
             if sec is not None:
                 text += f" {sec.value:8.2f} s [{sec.ci_low:.2f}, {sec.ci_high:.2f}]"
@@ -701,3 +699,8 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     for r in overall.itertuples(index=False):
         lines.append(f"  {r.forecaster} ({r.split}): speedup {r.value:.2f}x (geometric mean over {r.n} task(s))")
     return lines
+
+
+def _first_row(frame: pd.DataFrame, metric: str) -> Any:
+    hit = frame[frame["metric"] == metric]
+    return hit.iloc[0] if not hit.empty else None

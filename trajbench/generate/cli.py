@@ -32,6 +32,8 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         shard=shard,
         synthetic=not args.no_synthetic,
         scheduler=args.scheduler,
+        compression=args.compression,
+        lossy=args.lossy,
     )
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
@@ -52,6 +54,8 @@ def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--shard", help="I/N: generate only shard I of N (split a suite across machines)")
     p.add_argument("--scheduler", help="'local-cluster' or a dask.distributed scheduler address")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic families")
+    p.add_argument("--compression", help="weights codecs of new runs: none, fast (the default) or small (docs/format.md)")
+    p.add_argument("--lossy", help="lossy rounding of weights: bf16, f16 or mantissa bits to keep (default: lossless)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)

@@ -427,6 +427,8 @@ def generate(
     max_crashes: int = _MAX_CRASHES,
     mp_context: str | None = None,
     scheduler: str | None = None,
+    compression: str | None = None,
+    lossy: str | int | None = None,
 ) -> GenerateSummary:
     """Generate every run (and synthetic series) of ``suite`` into the store ``out``.
 
@@ -463,6 +465,11 @@ def generate(
         processes; any other value is a scheduler address (``"tcp://host:8786"``) whose
         workers must see ``out`` (a shared file system or an fsspec URL) and have trajbench
         installed. Results are the same as with the local pool.
+    compression, lossy:
+        Weights codecs of the new runs and series (``"none"``, ``"fast"``, ``"small"``;
+        lossy ``None``, ``"bf16"``, ``"f16"`` or mantissa bits), recorded as the store's
+        ``default_compression`` root attribute, which every writer of a new run follows
+        (``docs/format.md``). ``None`` keeps the store's default (``"fast"``, lossless).
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise TrajbenchError(f"workers must be a positive int, but got {workers!r}")
@@ -472,8 +479,16 @@ def generate(
     suite = load_suite(suite)
     specs = _select(suite.runs(seed), tasks, shard)
     out_text = os.fspath(out)
+    if compression is not None or lossy is not None:
+        from trajbench.store.codecs import resolve_encoding
+
+        resolve_encoding(compression, lossy)  # bad input fails before the store is touched
     root = open_root(out_text, mode="a")  # create the store (and its groups) before any worker races to
     root.require_group(RUNS_GROUP)
+    if compression is not None or lossy is not None:
+        from trajbench.store.codecs import set_store_default
+
+        set_store_default(root, compression, lossy)
     summary = GenerateSummary(suite.name, suite.version, out_text, seed, workers, planned=len(specs))
 
     todo: list[RunSpec] = []

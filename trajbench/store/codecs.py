@@ -33,17 +33,21 @@ from trajbench.errors import TrajbenchError
 __all__ = [
     "COMPRESSION_SETTINGS",
     "DEFAULT_COMPRESSION",
+    "DEFAULT_COMPRESSION_ATTR",
     "LOSSY_MODES",
     "Compression",
     "LossySpec",
     "WeightsEncoding",
     "resolve_encoding",
+    "set_store_default",
     "round_mantissa",
 ]
 
 Compression = Literal["none", "fast", "small"]
 COMPRESSION_SETTINGS: tuple[str, ...] = ("none", "fast", "small")
 DEFAULT_COMPRESSION: Compression = "fast"
+# Optional root attribute: {"setting": ..., "lossy": ...} used for new runs not told otherwise.
+DEFAULT_COMPRESSION_ATTR = "default_compression"
 # Named lossy modes and the mantissa bits each keeps (float32 has 23).
 LOSSY_MODES: dict[str, int] = {"bf16": 7, "f16": 10}
 _FLOAT32_MANTISSA_BITS = 23
@@ -126,6 +130,14 @@ def resolve_encoding(compression: object = None, lossy: object = None) -> Weight
             f"compression must be one of {', '.join(repr(c) for c in COMPRESSION_SETTINGS)}, but got {compression!r}{hint}"
         )
     return WeightsEncoding(compression, _resolve_lossy(lossy))
+
+
+def set_store_default(root: Any, compression: object = None, lossy: object = None) -> WeightsEncoding:
+    """Check a setting and record it as the default of new runs in the store's root attributes."""
+    encoding = resolve_encoding(compression, lossy)
+    lossy_value = None if lossy is None else (int(lossy) if isinstance(lossy, (int, np.integer)) else str(lossy))
+    root.update_attributes({DEFAULT_COMPRESSION_ATTR: {"setting": encoding.compression, "lossy": lossy_value}})
+    return encoding
 
 
 def _resolve_lossy(lossy: object) -> LossySpec | None:

@@ -47,7 +47,7 @@ from trajbench.store.format import (
     plan_chunks,
 )
 from trajbench.store._chunkio import DirectChunkWriter
-from trajbench.store.codecs import LossySpec, WeightsEncoding, resolve_encoding, round_mantissa
+from trajbench.store.codecs import DEFAULT_COMPRESSION_ATTR, LossySpec, WeightsEncoding, resolve_encoding, round_mantissa
 from trajbench.store.layout import ParamSpec, parse_layout
 from trajbench.store.root import library_versions, member_keys, open_root, utc_now
 
@@ -131,7 +131,8 @@ class RunWriter:
         and what a SIGKILL can lose.
     compression:
         Codecs of ``weights`` for a new run: ``"none"``, ``"fast"`` or ``"small"``
-        (:mod:`trajbench.store.codecs`); ``None`` means ``"fast"``, or, when resuming, the
+        (:mod:`trajbench.store.codecs`); ``None`` means the store's default (its root
+        attribute ``default_compression``) or else ``"fast"``, and, when resuming, the
         run's own setting (another one is refused).
     lossy:
         ``None`` (lossless, the default), ``"bf16"``, ``"f16"`` or an int of mantissa bits
@@ -164,7 +165,14 @@ class RunWriter:
         self.n_params = sum(spec.numel for spec in layout)
         self._root = open_root(store, mode="a")
         self._location = str(store)
-        self._encoding = resolve_encoding(compression, lossy)  # checked before anything is written
+        # Not told: the store's default (root attribute "default_compression", set by
+        # `trajbench generate --compression`), else the format's. Checked before any write.
+        default = self._root.attrs.get(DEFAULT_COMPRESSION_ATTR)
+        default = default if isinstance(default, Mapping) else {}
+        self._encoding = resolve_encoding(
+            compression if compression is not None else default.get("setting"),
+            lossy if lossy is not None else default.get("lossy"),
+        )
         self._explicit = (compression is not None, lossy is not None)
         self._max_rel_error = 0.0
         self._group, self._arrays, committed, plan = self._open_group(dict(attrs or {}), mode, snapshots_per_chunk)

@@ -314,3 +314,33 @@ def test_plain_zarr_and_xarray_read_every_setting_without_trajbench(tmp_path, co
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", "11", compression]
+
+
+# ------------------------------------------------------------------ store default, CLI
+@pytest.mark.micro
+def test_store_default_is_followed_by_new_runs_but_not_by_explicit_ones(tmp_path):
+    from trajbench.store.codecs import set_store_default
+    from trajbench.store.root import open_root
+
+    path = str(tmp_path / "s.zarr")
+    set_store_default(open_root(path, mode="a"), "small", "bf16")
+    assert open_root(path, mode="r").attrs["default_compression"] == {"setting": "small", "lossy": "bf16"}
+    layout = layout_from_state_dict({"w": torch.zeros(3)})
+    RunWriter(path, "runs/a", layout).close()
+    RunWriter(path, "runs/b", layout, compression="none", lossy=10).close()
+    store = open_store(path)
+    a, b = store.run("a").attrs, store.run("b").attrs
+    assert (a["compression"]["setting"], a["lossy"]["mode"]) == ("small", "bf16")
+    assert (b["compression"]["setting"], b["lossy"]["mode"]) == ("none", "keepbits-10")
+
+
+@pytest.mark.micro
+@pytest.mark.parametrize("flag, value", [("--compression", "smal"), ("--lossy", "bf61")])
+def test_generate_cli_refuses_bad_settings_before_touching_the_store(tmp_path, capsys, flag, value):
+    from trajbench.cli import main
+
+    out = tmp_path / "g.zarr"
+    assert main(["generate", "--suite", "micro", "--out", str(out), flag, value, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert value in err and "did you mean" in err and "Traceback" not in err
+    assert not out.exists()

@@ -1,0 +1,368 @@
+#!/usr/bin/env python
+"""Benchmark the store's weights codecs: compression ratio, write throughput, series reads.
+
+    .venv/bin/python benchmarks/store.py --store /tmp/small.zarr           # full run (minutes on 2 cores)
+    .venv/bin/python benchmarks/store.py --store /tmp/small.zarr --quick   # smoke run
+    .venv/bin/python benchmarks/store.py --store /tmp/small.zarr --json    # JSON on stdout, tables on stderr
+
+What is measured, in one run (docs/performance.md, section "Store", has the figures):
+
+1. **Compression ratio per codec pipeline** on real training runs of a store (by default
+   ``--runs-per-task 2`` runs of every task, weighted by the number of runs each task has
+   in the store, so the figure estimates the whole store) and on its synthetic series.
+   Ratio = raw float32 bytes of the committed rows / encoded bytes of the chunks that hold
+   them, chunked by the format's rule (a partial last chunk is stored whole, padded with
+   NaN, as zarr stores it; uncompressed, that padding makes a store larger than raw).
+   Each chunk is encoded in this process with the numcodecs objects zarr uses (single
+   thread); the encode speed is reported beside the ratio. Pipelines made only of codecs
+   stock zarr-python decodes, plus two references that are not: XOR with the previous
+   snapshot before the ``fast`` pipeline (the issue's reference figure; no stock codec
+   does it) and numcodecs' ``Delta`` (stock, but not lossless on float32: the count of
+   values it fails to restore bit for bit is printed).
+   Also the ratio of the ``fast`` and ``small`` pipelines when chunks hold 4 to 128
+   snapshots instead of the rule's (more snapshots per chunk widen the crash-loss window
+   and the Recorder's buffers; this says what they would buy).
+2. **Write throughput** of ``RunWriter`` with each setting (``none``, ``fast``, ``small``)
+   on a trajectory built from real runs (their columns side by side, ``--write-params``
+   wide, ``--write-snapshots`` long), as a ratio to a plain sequential write of the same
+   raw bytes (one file, row by row, in the same process). Page cache, no fsync unless
+   ``--sync`` (then every timed window ends with ``os.sync()``).
+3. **Series reads**: the time to read ``--series`` (100k) parameter series over all
+   snapshots of that run through ``Run.weights`` (the lazy view), as a ratio to reading
+   the same number of bytes contiguously from a plain file: for a contiguous block of
+   parameters (chunk-aware sampling reads whole chunk columns) and for a uniform random
+   sample (touches every chunk column).
+
+Figures are medians over ``--reps`` repetitions; the 1-minute load average is printed.
+Exit status 0: it is a benchmark, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numcodecs  # noqa: E402
+import zarr  # noqa: E402
+
+import trajbench  # noqa: E402
+from trajbench.store.codecs import COMPRESSION_SETTINGS  # noqa: E402
+from trajbench.store.format import plan_chunks  # noqa: E402
+from trajbench.store.layout import ParamSpec  # noqa: E402
+from trajbench.store.writer import RunWriter  # noqa: E402
+
+MiB = 1 << 20
+B = numcodecs.Blosc
+
+
+# ---------------------------------------------------------------------- pipelines
+def _blosc(cname: str, clevel: int, shuffle: int, blocksize: int = 0) -> Any:
+    return B(cname=cname, clevel=clevel, shuffle=shuffle, blocksize=blocksize)
+
+
+# name -> (description, transposed, encoder, stock). Encoders take a C-contiguous float32 chunk.
+def pipelines() -> dict[str, tuple[str, bool, Any, bool]]:
+    M = 1 << 20
+    return {
+        "none": ("bytes only (row-major)", False, None, True),
+        "row-lz4-shuffle": ("blosc lz4 5, byte shuffle, row-major", False, _blosc("lz4", 5, B.SHUFFLE), True),
+        "row-zstd1-shuffle": ("blosc zstd 1, byte shuffle, row-major", False, _blosc("zstd", 1, B.SHUFFLE, M), True),
+        "T-lz4-shuffle": ("transpose + blosc lz4 5, byte shuffle, 1 MiB blocks", True, _blosc("lz4", 5, B.SHUFFLE, M), True),
+        "T-lz4-bitshuffle": ("transpose + blosc lz4 5, bit shuffle", True, _blosc("lz4", 5, B.BITSHUFFLE), True),
+        "T-zstd1-shuffle (fast)": ("transpose + blosc zstd 1, byte shuffle, 1 MiB blocks", True, _blosc("zstd", 1, B.SHUFFLE, M), True),
+        "T-zstd1-bitshuffle": ("transpose + blosc zstd 1, bit shuffle, 1 MiB blocks", True, _blosc("zstd", 1, B.BITSHUFFLE, M), True),
+        "T-zstd3-shuffle": ("transpose + blosc zstd 3, byte shuffle, 1 MiB blocks", True, _blosc("zstd", 3, B.SHUFFLE, M), True),
+        "T-zstd5-shuffle (small)": ("transpose + blosc zstd 5, byte shuffle, 1 MiB blocks", True, _blosc("zstd", 5, B.SHUFFLE, M), True),
+        "T-zstd5-bitshuffle": ("transpose + blosc zstd 5, bit shuffle, 1 MiB blocks", True, _blosc("zstd", 5, B.BITSHUFFLE, M), True),
+        "T-zstd-codec3": ("transpose + zstd 3 (zarr's ZstdCodec), no shuffle", True, numcodecs.Zstd(level=3), True),
+        "ref: XOR-prev + fast": ("XOR with the previous snapshot, then the fast pipeline (no stock codec)", True, "xor", False),
+    }
+
+
+def _xor_prev(chunk: np.ndarray) -> np.ndarray:
+    """(ct, cp) chunk -> its rows XOR the previous row's bits (row 0 kept), as float32 bits."""
+    u = chunk.view(np.uint32).copy()
+    u[1:] ^= chunk.view(np.uint32)[:-1]
+    return u.view(np.float32)
+
+
+def _chunks_of(w: np.ndarray, ct: int, cp: int) -> Any:
+    T, P = w.shape
+    for t0 in range(0, T, ct):
+        for c0 in range(0, P, cp):
+            chunk = np.full((ct, cp), np.nan, dtype=np.float32)
+            block = w[t0 : t0 + ct, c0 : c0 + cp]
+            chunk[: block.shape[0], : block.shape[1]] = block
+            yield chunk
+
+
+def delta_failures(w: np.ndarray) -> tuple[int, int]:
+    """Values numcodecs.Delta (float32) fails to restore bit for bit over each parameter's series."""
+    codec = numcodecs.Delta(dtype="<f4")
+    bad = total = 0
+    series = np.ascontiguousarray(w.T)  # parameter-major, as after the transpose codec
+    back = np.asarray(codec.decode(codec.encode(series))).reshape(series.shape)
+    bad += int((back.view(np.uint32) != series.view(np.uint32)).sum())
+    total += series.size
+    return bad, total
+
+
+def measure_ratios(trajs: list[tuple[np.ndarray, float]], log: Callable[[str], None], label: str) -> dict[str, Any]:
+    fast = pipelines()["T-zstd1-shuffle (fast)"][2]
+    out: dict[str, Any] = {}
+    raw = sum(w.nbytes * weight for w, weight in trajs)
+    for name, (desc, transposed, enc, stock) in pipelines().items():
+        encoded = 0.0
+        seconds = 0.0
+        for w, weight in trajs:
+            plan = plan_chunks(int(w.shape[1]))
+            for chunk in _chunks_of(w, plan.snapshots, plan.params):
+                t0 = time.perf_counter()
+                if enc == "xor":
+                    data = np.ascontiguousarray(_xor_prev(chunk).T)
+                    size = len(fast.encode(data))
+                else:
+                    data = np.ascontiguousarray(chunk.T) if transposed else chunk
+                    size = data.nbytes if enc is None else len(enc.encode(data))
+                seconds += (time.perf_counter() - t0) * weight
+                encoded += size * weight
+        out[name] = {"description": desc, "stock": stock, "ratio": raw / encoded, "encode_MB_per_s": raw / seconds / 1e6 if seconds else None}
+        log(f"  [{label}] {name:<26} ratio {raw / encoded:6.3f}  encode {raw / max(seconds, 1e-12) / 1e6:8.0f} MB/s")
+    bad = tot = 0
+    for w, _ in trajs:
+        b, t = delta_failures(w)
+        bad += b
+        tot += t
+    out["ref: numcodecs Delta"] = {"description": "numcodecs Delta (float32) over each parameter's series: lossy", "stock": True,
+                                   "values_not_restored": bad, "values": tot}
+    log(f"  [{label}] numcodecs Delta: {bad:,} of {tot:,} values not restored bit for bit ({100 * bad / max(tot, 1):.1f}%)")
+    return out
+
+
+def ratio_by_snapshots_per_chunk(trajs: list[tuple[np.ndarray, float]], log: Callable[[str], None]) -> dict[str, Any]:
+    table = pipelines()
+    out: dict[str, Any] = {}
+    raw = sum(w.nbytes * weight for w, weight in trajs)
+    for name in ("T-zstd1-shuffle (fast)", "T-zstd5-shuffle (small)"):
+        enc = table[name][2]
+        out[name] = {}
+        for ct in (4, 8, 16, 32, 64, 128):
+            encoded = 0.0
+            for w, weight in trajs:
+                cp = plan_chunks(int(w.shape[1]), ct).params
+                encoded += weight * sum(len(enc.encode(np.ascontiguousarray(c.T))) for c in _chunks_of(w, ct, cp))
+            out[name][ct] = raw / encoded
+        log(f"  [real] {name:<26} by snapshots per chunk: " + ", ".join(f"{ct}: {r:.3f}" for ct, r in out[name].items()))
+    return out
+
+
+# --------------------------------------------------------------------- real data
+def load_trajectories(store: str, runs_per_task: int) -> tuple[list[tuple[np.ndarray, float]], list[tuple[np.ndarray, float]], dict[str, Any]]:
+    st = trajbench.open_store(store)
+    df = st.runs()
+    real = df[df["group"] == "runs"]
+    counts = real.groupby("task").size()
+    sample = real.groupby("task").head(runs_per_task)
+    trajs = []
+    for path, task, n in zip(sample["path"], sample["task"], sample["n_snapshots"]):
+        w = np.asarray(zarr.open_group(store, mode="r")[path]["weights"][: int(n)])
+        picked = int((sample["task"] == task).sum())
+        trajs.append((w, counts[task] / picked))
+    synth = []
+    syn = df[df["group"] != "runs"]
+    for path, n in zip(syn["path"], syn["n_snapshots"]):
+        synth.append((np.asarray(zarr.open_group(store, mode="r")[path]["weights"][: int(n)]), 1.0))
+    info = {"store": store, "real_runs_sampled": len(trajs), "real_runs_in_store": int(len(real)),
+            "tasks": {k: int(v) for k, v in counts.items()}, "synthetic_series": len(synth),
+            "raw_MiB_real_store": float((real["n_snapshots"] * real["n_params"] * 4).sum() / MiB)}
+    return trajs, synth, info
+
+
+def wide_trajectory(trajs: list[tuple[np.ndarray, float]], n_params: int, n_snapshots: int) -> np.ndarray:
+    """Real runs' columns side by side (cycled) to ``n_params`` columns and ``n_snapshots`` rows."""
+    parts, width = [], 0
+    usable = [w for w, _ in trajs if w.shape[0] >= n_snapshots] or [w for w, _ in trajs]
+    rows = min(n_snapshots, min(w.shape[0] for w in usable))
+    i = 0
+    while width < n_params:
+        w = usable[i % len(usable)][:rows]
+        take = min(w.shape[1], n_params - width)
+        parts.append(w[:, :take])
+        width += take
+        i += 1
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+# ----------------------------------------------------------------------- writes
+def _du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def trial_sequential(rows: np.ndarray, base: Path, sync: bool) -> float:
+    path = base / "seq.bin"
+    t0 = time.perf_counter()
+    with open(path, "wb") as handle:
+        for row in rows:
+            handle.write(memoryview(row).cast("B"))
+    if sync:
+        os.sync()
+    seconds = time.perf_counter() - t0
+    path.unlink()
+    return seconds
+
+
+def trial_writer(rows: np.ndarray, base: Path, sync: bool, setting: str, keep: bool = False) -> tuple[float, int, Path]:
+    path = base / f"w-{setting}.zarr"
+    shutil.rmtree(path, ignore_errors=True)
+    layout = [ParamSpec(name="w", shape=(rows.shape[1],), offset=0, numel=rows.shape[1], kind="other")]
+    os.sync()
+    t0 = time.perf_counter()
+    writer = RunWriter(str(path), "runs/r", layout, {"source": "import-array"}, compression=setting)
+    for i, row in enumerate(rows):
+        writer.append(row, step=i)
+    writer.close()
+    if sync:
+        os.sync()
+    seconds = time.perf_counter() - t0
+    size = _du(path / "runs" / "r" / "weights")
+    if not keep:
+        shutil.rmtree(path)
+    return seconds, size, path
+
+
+# ------------------------------------------------------------------------ reads
+def read_series(path: Path, columns: np.ndarray) -> float:
+    run = trajbench.open_store(str(path)).run("r")
+    t0 = time.perf_counter()
+    block = run.weights.zarr.oindex[: run.n_snapshots, columns] if not _is_block(columns) else run.weights[:, int(columns[0]) : int(columns[-1]) + 1]
+    seconds = time.perf_counter() - t0
+    assert np.asarray(block).shape == (run.n_snapshots, len(columns))
+    return seconds
+
+
+def _is_block(columns: np.ndarray) -> bool:
+    return bool(len(columns) == columns[-1] - columns[0] + 1)
+
+
+def read_contiguous(base: Path, nbytes: int) -> float:
+    path = base / "contiguous.bin"
+    np.random.default_rng(0).standard_normal(nbytes // 8).tofile(path)
+    with open(path, "rb") as handle:  # warm the page cache, as the store's chunks are warm
+        handle.read()
+    t0 = time.perf_counter()
+    data = np.fromfile(path, dtype=np.uint8)
+    seconds = time.perf_counter() - t0
+    assert data.nbytes >= nbytes - 8
+    path.unlink()
+    return seconds
+
+
+# ------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", required=True, help="a store with real runs, e.g. the small suite (read only)")
+    parser.add_argument("--runs-per-task", type=int, default=2, help="real runs sampled per task for the ratios (default 2)")
+    parser.add_argument("--write-params", type=int, default=1_000_000, help="width of the write/read trajectory (default 1M)")
+    parser.add_argument("--write-snapshots", type=int, default=64, help="snapshots of the write/read trajectory (default 64)")
+    parser.add_argument("--series", type=int, default=100_000, help="parameter series read (default 100k)")
+    parser.add_argument("--reps", type=int, default=3, help="repetitions of the write and read trials (default 3)")
+    parser.add_argument("--sync", action="store_true", help="end every timed write with os.sync()")
+    parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temporary one under /tmp)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: 1 run per task, 250k x 32 trajectory, 1 rep")
+    parser.add_argument("--json", action="store_true", help="print JSON on stdout (the log goes to stderr)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.runs_per_task, args.write_params, args.write_snapshots, args.reps = 1, 250_000, 32, 1
+        args.series = min(args.series, 50_000)
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+    warnings.simplefilter("ignore", UserWarning)
+    result: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version(),
+                    "numpy": np.__version__, "zarr": zarr.__version__, "numcodecs": numcodecs.__version__,
+                    "blosc": getattr(numcodecs.blosc, "VERSION_STRING", "?"), "trajbench": trajbench.__version__},
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    }
+    log(f"machine: {result['machine']}")
+    trajs, synth, info = load_trajectories(args.store, args.runs_per_task)
+    result["data"] = info
+    log(f"data: {info}")
+    log("1. compression ratio per pipeline (raw committed float32 / encoded chunks)")
+    result["ratios"] = {"real": measure_ratios(trajs, log, "real"), "synthetic": measure_ratios(synth, log, "synthetic")}
+    result["ratio_by_snapshots_per_chunk"] = ratio_by_snapshots_per_chunk(trajs, log)
+
+    base = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
+    try:
+        rows = wide_trajectory(trajs, args.write_params, args.write_snapshots)
+        total = rows.nbytes
+        log(f"2. write throughput: {rows.shape[1]:,} params x {rows.shape[0]} snapshots ({total / MiB:.0f} MiB) from real runs, {args.reps} rep(s)"
+            f"{', os.sync() in every window' if args.sync else ', page cache'}")
+        trial_sequential(rows, base, False)  # warm-up
+        seq: list[float] = []
+        wr: dict[str, list[float]] = {s: [] for s in COMPRESSION_SETTINGS}
+        sizes: dict[str, int] = {}
+        for rep in range(args.reps):
+            seq.append(trial_sequential(rows, base, args.sync))
+            for s in COMPRESSION_SETTINGS:
+                seconds, size, _ = trial_writer(rows, base, args.sync, s)
+                wr[s].append(seconds)
+                sizes[s] = size
+            log(f"  rep {rep + 1}: sequential {total / seq[-1] / MiB:.0f} MiB/s; "
+                + ", ".join(f"{s} {total / wr[s][-1] / MiB:.0f} MiB/s" for s in COMPRESSION_SETTINGS))
+        writes: dict[str, Any] = {"sequential": {"MiB_per_s": total / statistics.median(seq) / MiB}}
+        for s in COMPRESSION_SETTINGS:
+            ratio = statistics.median(a / b for a, b in zip(seq, wr[s]))
+            writes[s] = {"MiB_per_s": total / statistics.median(wr[s]) / MiB, "vs_sequential": ratio, "compression_ratio": total / sizes[s]}
+            log(f"  {s:<6} {writes[s]['MiB_per_s']:8.0f} MiB/s  {ratio:5.2f}x sequential  ratio {total / sizes[s]:.3f}")
+        result["writes"] = writes
+
+        n_series = min(args.series, rows.shape[1])
+        nbytes = n_series * rows.shape[0] * 4
+        log(f"3. reading {n_series:,} parameter series x {rows.shape[0]} snapshots ({nbytes / MiB:.1f} MiB) vs the same bytes read contiguously")
+        rng = np.random.default_rng(0)
+        reads: dict[str, Any] = {}
+        contiguous = [read_contiguous(base, nbytes) for _ in range(args.reps)]
+        reads["contiguous_MiB_per_s"] = nbytes / statistics.median(contiguous) / MiB
+        for s in COMPRESSION_SETTINGS:
+            _, _, path = trial_writer(rows, base, False, s, keep=True)
+            plan = plan_chunks(rows.shape[1])
+            block = np.arange(n_series)
+            scattered = np.sort(rng.choice(rows.shape[1], n_series, replace=False))
+            read_series(path, block)  # warm the page cache
+            b = [read_series(path, block) for _ in range(args.reps)]
+            r = [read_series(path, scattered) for _ in range(args.reps)]
+            reads[s] = {"block_vs_contiguous": statistics.median(b) / statistics.median(contiguous),
+                        "random_vs_contiguous": statistics.median(r) / statistics.median(contiguous),
+                        "block_ms": 1e3 * statistics.median(b), "random_ms": 1e3 * statistics.median(r), "chunks": [plan.snapshots, plan.params]}
+            log(f"  {s:<6} block of {n_series:,}: {reads[s]['block_ms']:.0f} ms = {reads[s]['block_vs_contiguous']:.1f}x contiguous;"
+                f" random {n_series:,}: {reads[s]['random_ms']:.0f} ms = {reads[s]['random_vs_contiguous']:.1f}x (chunks {plan.snapshots} x {plan.params:,})")
+            shutil.rmtree(path)
+        log(f"  contiguous read: {1e3 * statistics.median(contiguous):.1f} ms ({reads['contiguous_MiB_per_s']:.0f} MiB/s, page cache)")
+        result["reads"] = reads
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    log(f"load average at end: {result['machine']['load_avg_at_end']}")
+    if args.json:
+        print(json.dumps(result, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

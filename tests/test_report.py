@@ -118,7 +118,7 @@ def fixture_manifest(**changes: Any) -> dict[str, Any]:
         "results_format_version": 1,
         "trajbench_version": "0.1.0",
         "protocol": {"version": "1.0", "modified": [], "settings": {"stride": 1, "horizons": [1, 2, 5]}},
-        "tracks": {"requested": "all", "run": ["error", "downstream", "online"], "not_implemented": []},
+        "tracks": {"requested": "all", "run": ["error", "downstream", "online"], "not_implemented": [], "online": {"settings": {"every": 5, "seeds": 5}}},
         "seed": 0,
         "store": {"location": "fixture.zarr", "sha256": "ab" * 32, "content_sha256": "cd" * 32, "n_runs": 12},
         "suite": [{"name": "fixture", "version": "1.0", "sha256": "ef" * 32}],
@@ -333,6 +333,9 @@ def test_merge_adds_a_forecaster_and_recomputes_ranks(tmp_path: Path) -> None:
         ({"lossy": True}, "mix a lossy store"),
         ({"seed": 3}, "seeds differ (0 vs 3)"),
         ({"windows": {"first_origin": 19}}, "first window origins differ (4 vs 19)"),
+        # the harness writes the content hash at the top level too
+        ({"store_content_sha256": "11" * 32}, "store content hashes differ"),
+        ({"tracks": {"run": ["online"], "online": {"settings": {"every": 5, "seeds": 3}}}}, "online-track settings differ: seeds (5 vs 3)"),
     ],
 )
 def test_merge_refuses_and_names_what_differs(tmp_path: Path, change: dict[str, Any], message: str) -> None:

@@ -10,6 +10,8 @@ them, when their manifests say the numbers were computed on the same windows:
 * the same protocol (version and settings), seed and first window origin (the origin
   depends on the longest context among the forecasters compared, so two benchmarks whose
   forecasters differ in that respect scored different windows);
+* the same settings of the downstream and online tracks both directories ran
+  (``manifest["tracks"][track]["settings"]``: budgets, seeds, epsilon, ...);
 * the same results-format version;
 * no mix of lossy and lossless stores (``manifest["lossy"]``; absent means lossless).
 
@@ -166,6 +168,12 @@ def _check_compatible(first: ResultsSet, other: ResultsSet) -> None:
             f"{prefix}: first window origins differ ({_first_origin(ma)} vs {_first_origin(mb)}), so they scored different windows; "
             "benchmark together the forecasters with the longest contexts"
         )
+    common = set(first.table["track"].astype(str)) & set(other.table["track"].astype(str))
+    for track in sorted(common - {"error"}):
+        ta = ((ma.get("tracks") or {}).get(track) or {}).get("settings") if isinstance((ma.get("tracks") or {}).get(track), Mapping) else None
+        tb = ((mb.get("tracks") or {}).get(track) or {}).get("settings") if isinstance((mb.get("tracks") or {}).get(track), Mapping) else None
+        if ta is not None and tb is not None and ta != tb:
+            raise TrajbenchError(f"{prefix}: {track}-track settings differ: {_settings_difference(ta, tb)}")
     if ma.get("results_format_version") != mb.get("results_format_version"):
         raise TrajbenchError(f"{prefix}: results format versions differ ({ma.get('results_format_version')} vs {mb.get('results_format_version')})")
 

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     from trajbench.bench.results import manifest_json
     from trajbench.cards import store_content_sha256
     from trajbench.cli import main as cli_main
+    from trajbench.report.merge import store_hash_of
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="reports/small", help="report directory (default: reports/small)")
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     store_section = manifest.setdefault("store", {})
-    if not store_section.get("content_sha256"):
+    if not store_hash_of(manifest)[0]:
         t0 = time.perf_counter()
         store_section["content_sha256"] = store_content_sha256(str(store))
         timings["content_hash"] = round(time.perf_counter() - t0, 1)

@@ -215,13 +215,20 @@ def test_manifest(bench: Any, store: Path) -> None:
     manifest = json.loads((bench.out / "manifest.json").read_text())
     assert manifest["store"]["sha256"] == store_sha256(store)
     assert "sha256-files-v1" in manifest["store"]["sha256_definition"]
-    assert manifest["protocol"]["version"] == "1.1" and set(manifest["protocol"]["modified"]) == {"unseen_tasks", "bootstrap"}
+    assert manifest["protocol"]["version"] == "2.0" and set(manifest["protocol"]["modified"]) == {"unseen_tasks", "bootstrap"}
     assert manifest["seed"] == 0 and manifest["wall_seconds"] > 0
     assert manifest["library_versions"]["numpy"] == np.__version__
     assert manifest["machine"]["cpu_count"] >= 1
     assert manifest["windows"]["first_origin"] == 4  # linear_lstsq's context of 5
     assert {f["name"] for f in manifest["forecasters"]} >= {"persistence", "geometric", "raises"}
     assert manifest["splits"]["test"]["runs"] == 4 and manifest["splits"]["unseen"]["runs"] == 2
+    from trajbench.cards import store_content_sha256
+
+    assert manifest["store_content_sha256"] == store_content_sha256(store)  # the data card's hash
+    assert manifest["lossy"] is False and manifest["store"]["lossy_runs"] == 0
+    real = sum(1 for r in bench.splits.itertuples() if r.split in ("test", "unseen") and r.path.startswith("runs/"))
+    assert real == 6 and manifest["windows"]["evaluated_runs"] == 8
+    assert manifest["windows"]["columns_read"] - manifest["windows"]["sampled_columns"] == 2 * real  # a run's buffer shares its chunk, never sampled
 
 
 def test_store_hash_changes_with_any_byte(tmp_path: Path) -> None:
@@ -356,6 +363,102 @@ def test_leakage_fallback_and_fit(bench: Any) -> None:
     runtime = _value(t, forecaster="learner", metric="predict_seconds")
     assert runtime["value"].item() > 0 and runtime["n"].item() > 0
     assert _value(t, forecaster="learner", metric="predict_peak_bytes")["value"].item() > 0
+
+
+# --------------------------------------------------------------- series budget
+class Budgeted(Forecaster):
+    """Last-two linear extrapolation on a 10-series budget; every series of an even
+    column is reported as a fallback."""
+
+    context_length = 2
+    tags = {"series_budget": 10}
+    seen: dict[str, set[int]] = {}
+
+    def _predict(self, context, horizon, meta):
+        assert meta is not None and len(meta) == len(context)
+        Budgeted.seen.setdefault(str(meta.run[0]), set()).update(int(p) for p in meta.param)
+        self.report_fallback(int(np.sum(meta.param % 2 == 0)), "even column")
+        step = context[:, -1:] - context[:, -2:-1]
+        return context[:, -1:] + step * np.arange(1, horizon + 1, dtype=np.float32)
+
+
+def test_series_budget_is_paired_and_reports_coverage(store: Path, tmp_path: Path) -> None:
+    from trajbench.bench.windows import sample_run
+
+    proto = PROTO.replace(eval_splits=("test",))
+    Budgeted.seen = {}
+    result = run_benchmark(store, [Budgeted(), "linear"], tmp_path / "b", protocol=proto, hash_store=False, measure_memory=False)
+    t, s = result.table, open_store(store)
+    test_runs = result.splits[result.splits.split == "test"]
+    subsets = {}
+    for path in test_runs["path"]:
+        sample = sample_run(s.run(path), proto.sample_size, 0, proto.exclude_kinds, proto.trainable_only)
+        subsets[path] = np.sort(sample.columns[sample.order[:10]])  # the first 10 of the draw order
+        assert Budgeted.seen[path] == set(subsets[path].tolist())
+    assert len({tuple(v) for v in subsets.values()}) > 1  # a random sub-sample per run, not the first columns
+    for task, runs in test_runs.groupby("task"):
+        # coverage by hand: odd columns over the budget, pooled over runs (every run has 38 windows)
+        odd = np.mean([np.mean(subsets[p] % 2) for p in runs["path"]])
+        row = _value(t, forecaster="budgeted", task=task, split="test", metric="coverage")
+        assert row["value"].item() == pytest.approx(odd) and row["n"].item() == 38 * 10 * len(runs)
+        assert row["status"].item() == "fallback"  # some fallbacks: every row of the task says so
+        assert ("below 0.9" in row["message"].item()) == (odd < 0.9) and "even column" in row["message"].item()
+        lin = _value(t, forecaster="linear", task=task, split="test", metric="coverage")
+        assert lin["value"].item() == 1.0 and lin["status"].item() == "ok" and lin["n"].item() == 38 * 34 * len(runs)
+        # scored on its own series: sklearn's MAE on the subset, per run, averaged
+        for h in (1, 10):
+            per_run = []
+            for path in runs["path"]:
+                w = np.asarray(s.run(path).weights[:, subsets[path]], dtype=np.float32)
+                origins = np.arange(1, 40 - h)
+                pred = w[origins] + np.float32(h) * (w[origins] - w[origins - 1])
+                per_run.append(mean_absolute_error(w[origins + h].astype(np.float64).ravel(), pred.astype(np.float64).ravel()))
+            mae = _value(t, forecaster="budgeted", task=task, split="test", kind="all", horizon=str(h), metric="mae")
+            assert mae["value"].item() == pytest.approx(np.mean(per_run), rel=1e-6)
+    # paired with the reference on the same series: linear extrapolation against itself
+    vs = _value(t, forecaster="budgeted", metric="mae_vs_linear")
+    assert len(vs) and (vs["value"] == 0).all()
+    scaled = _value(t, forecaster="budgeted", kind="all", metric="scaled_linear")
+    np.testing.assert_allclose(scaled["value"], 1.0, rtol=1e-9)
+    overall = _value(t, forecaster="budgeted", task="all", split="test", metric="coverage")
+    assert overall["value"].item() == pytest.approx(np.mean([np.mean(subsets[p] % 2) for p in test_runs["path"]]))
+    # resumed with its own reference: the same rows
+    again = run_benchmark(store, [Budgeted(), "linear"], tmp_path / "b", protocol=proto, hash_store=False, measure_memory=False)
+    assert {f["name"]: f["resumed"] for f in again.manifest["forecasters"]} == {"budgeted": True, "linear": True}
+    pd.testing.assert_frame_equal(again.table, t)
+
+
+def test_series_budget_tag_is_validated(store: Path) -> None:
+    bad = Budgeted().set_tags(series_budget=0)
+    with pytest.raises(TrajbenchError, match="tag 'series_budget' must be a positive int or None, but got 0"):
+        run_benchmark(store, [bad], None, protocol=PROTO, hash_store=False)
+    whole = Budgeted().set_tags(series_budget=10_000)  # more than the sample: the whole sample, the shared reference
+    result = run_benchmark(store, [whole, "linear"], None, protocol=PROTO.replace(eval_splits=("test",)), hash_store=False, measure_memory=False)
+    keep = lambda name: _value(result.table, forecaster=name, metric="mae").drop(columns=["forecaster", "status", "message"]).reset_index(drop=True)  # noqa: E731
+    pd.testing.assert_frame_equal(keep("budgeted"), keep("linear"))
+
+
+# ------------------------------------------------------------------ lossy runs
+def test_lossy_and_lossless_runs_are_not_mixed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import zarr
+
+    from trajbench.cli import main
+
+    path = tmp_path / "mixed.zarr"
+    paths = make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0, 1, 2), n_snapshots=12)
+    zarr.open_group(str(path / paths[0]), mode="a").attrs["lossy"] = {"mode": "bf16", "max_rel_error": 0.0039}
+    with pytest.raises(TrajbenchError, match=r"mixes lossy and lossless runs \(1 of 3 lossy"):
+        run_benchmark(path, ["linear"], None, protocol=PROTO, hash_store=False)
+    assert main(["bench", str(path), "--out", str(tmp_path / "r"), "--forecasters", "linear", "--no-store-hash", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "--allow-lossy-mix" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert main(["bench", str(path), "--out", str(tmp_path / "r"), "--forecasters", "linear", "--no-store-hash", "--quiet", "--allow-lossy-mix", "--bootstrap", "20"]) == 0
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["lossy"] is True and manifest["store"]["lossy_runs"] == 1 and manifest["store"]["lossy_max_rel_error"] == 0.0039
+    for p in paths[1:]:  # every run lossy: comparable among themselves, no refusal
+        zarr.open_group(str(path / p), mode="a").attrs["lossy"] = {"mode": "bf16", "max_rel_error": 0.002}
+    result = run_benchmark(path, ["linear"], None, protocol=PROTO, hash_store=False, measure_memory=False)
+    assert result.manifest["lossy"] is True and result.manifest["store"]["lossy_modes"] == ["bf16"]
 
 
 # ---------------------------------------------------------------------- resume

@@ -265,6 +265,7 @@ class _RunResult:
     stats: np.ndarray | None  # (G, K + 1, F)
     reference: np.ndarray | None  # the reference on the whole sample (first result only)
     own_reference: np.ndarray | None = None  # the reference on a series budget's subset
+    reference_kinds: list[str] = field(default_factory=list)  # the kinds of ``reference`` (the whole sample's)
     fallbacks: dict[str, int] = field(default_factory=dict)
     predict_seconds: float = 0.0
     predict_peak_bytes: int = 0
@@ -566,6 +567,7 @@ def _evaluate_run(
         if slot.view is not full and slot.result.error is None:
             slot.result.own_reference = slot.view.reference
     results[0].reference = reference
+    results[0].reference_kinds = kinds
     return results
 
 
@@ -595,7 +597,7 @@ def _stats_frame(results: Sequence[_RunResult], attr: str) -> pd.DataFrame:
     def per_run(name: str) -> np.ndarray:
         return np.repeat(np.asarray([getattr(r, name) for r, _ in parts], dtype=object), sizes)
 
-    kind = np.concatenate([np.tile(np.asarray([*r.kinds, "all"], dtype=object), arr.shape[0]) for r, arr in parts])
+    kind = np.concatenate([np.tile(np.asarray([*(r.reference_kinds if attr == "reference" and r.reference_kinds else r.kinds), "all"], dtype=object), arr.shape[0]) for r, arr in parts])
     horizon = np.concatenate([np.repeat(np.asarray(r.horizons, dtype=np.int64), arr.shape[1]) for r, arr in parts])
     data: dict[str, Any] = {"run": per_run("path"), "task": per_run("task"), "split": per_run("split"), "kind": kind, "horizon": horizon}
     data.update({name: values[:, i] for i, name in enumerate(STAT_FIELDS)})

@@ -1,7 +1,7 @@
 """The evaluation protocol as data (``docs/protocol.md`` is its human-readable twin).
 
 Everything that decides which numbers a forecaster gets is a field of :class:`Protocol`.
-``PROTOCOL`` is version 1.1; the harness records the protocol in every manifest, and any
+``PROTOCOL`` is version 2.0; the harness records the protocol in every manifest, and any
 field changed from the published version is listed under ``protocol.modified`` so that
 results made under different rules are never mistaken for comparable ones.
 """
@@ -17,7 +17,7 @@ from trajbench.errors import TrajbenchError
 
 __all__ = ["PROTOCOL_VERSION", "Protocol", "PROTOCOL", "DATA_FAMILIES", "data_family", "SPLITS", "EVAL_SPLITS"]
 
-PROTOCOL_VERSION = "1.1"
+PROTOCOL_VERSION = "2.0"
 
 #: Every split label a run can get.
 SPLITS = ("train", "validation", "test", "unseen", "synthetic")
@@ -172,5 +172,5 @@ class Protocol:
         return any(fnmatch.fnmatchcase(t, p) for p in self.unseen_tasks) or any(fnmatch.fnmatchcase(a, p) for p in self.unseen_architectures)
 
 
-#: The published protocol, version 1.1 (1.1: chunk-aware parameter samples, series budgets, coverage).
+#: The published protocol, version 2.0 (2.0: chunk-aware parameter samples, series budgets, coverage).
 PROTOCOL = Protocol()

@@ -78,7 +78,7 @@ class ParamSample:
 
 
 def sample_params(eligible: np.ndarray, size: int | None, seed: int, key: str, chunk_width: int | None = None, n_params: int | None = None) -> ParamSample:
-    """The run's parameter sample, chunk-aware (protocol 1.1).
+    """The run's parameter sample, chunk-aware (protocol 2.0).
 
     With more than ``size`` eligible columns: the chunks along the parameter axis
     (``chunk_width`` columns each; None: one chunk) that hold eligible columns are put in

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trajbench.report.leaderboard import ALL, eval_splits
+from trajbench.report.leaderboard import ALL, ONLINE_BASELINE, eval_splits
 
 __all__ = ["Plot", "performance_profile", "time_to_target_curve", "make_plots", "forecaster_colors"]
 
@@ -61,7 +61,9 @@ def forecaster_colors(order: Sequence[str]) -> dict[str, Any]:
     import matplotlib
 
     palette = list(matplotlib.colormaps["tab10"].colors) + list(matplotlib.colormaps["tab20"].colors[1::2])
-    return {name: palette[i % len(palette)] for i, name in enumerate(order)}
+    colors = {name: palette[i % len(palette)] for i, name in enumerate(n for n in order if n != ONLINE_BASELINE)}
+    colors[ONLINE_BASELINE] = (0.25, 0.25, 0.25)
+    return colors
 
 
 def _plain_log_ticks(ax: Any, axis: str = "both") -> None:
@@ -233,7 +235,8 @@ def _plot_profiles(table: pd.DataFrame, order: Sequence[str], colors: dict[str, 
         ax.set_ylabel("fraction of problems within tau")
         ax.set_title(f"{title} ({len(scores)} problems)", fontsize=10)
         ax.grid(True, which="both", alpha=0.25)
-    axes[0][-1].legend(fontsize=8, loc="lower right")
+    for ax in axes[0]:
+        ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -349,6 +352,8 @@ def make_plots(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if ONLINE_BASELINE in set(table.loc[table["track"] == "online", "forecaster"]) and ONLINE_BASELINE not in order:
+        order = [*order, ONLINE_BASELINE]  # plain training: the reference of the online plots
     colors = forecaster_colors(order)
     jobs: list[tuple[str, str, str, Any]] = [
         ("error_vs_horizon", _TITLES["error_vs_horizon"], _CAPTIONS["error_vs_horizon"], lambda: _plot_error_vs_horizon(table, order, colors)),

@@ -375,6 +375,8 @@ class Farcaster(Forecaster):
             val_mae = self._mae(linear, val)
             history["train"].append(total / max(count, 1))
             history["validation"].append(val_mae)
+            if not math.isfinite(val_mae):
+                raise TrajbenchError(f"farcaster: training diverged at epoch {epoch + 1} (validation MAE {val_mae}); lower lr (now {self.lr!r})")
             if val_mae < best:
                 best, bad, best_epoch = val_mae, 0, epoch
                 best_state = {k: v.detach().clone() for k, v in linear.state_dict().items()}
@@ -382,7 +384,7 @@ class Farcaster(Forecaster):
                 bad += 1
                 if bad >= int(self.patience):
                     break
-        assert best_state is not None
+        assert best_state is not None  # the first finite epoch always improves on inf
         self.coef_ = best_state["weight"].numpy().astype(np.float64)
         self.intercept_ = best_state["bias"].numpy().astype(np.float64)
         self.horizon_ = m
@@ -400,22 +402,28 @@ class Farcaster(Forecaster):
         return total / max(count, 1.0)
 
     # ---------------------------------------------------------- predicting
-    def _apply(self, w0: np.ndarray, wn: np.ndarray) -> np.ndarray:
-        """``(n, horizon_)`` forecasts from the inputs, in float64."""
-        a, b = self.coef_, self.intercept_
+    def _apply(self, w0: np.ndarray, wn: np.ndarray, take: int) -> np.ndarray:
+        """``(n, take)`` float32 forecasts of the first ``take`` steps from the inputs."""
+        a = self.coef_[:take].astype(np.float32)
+        out = np.multiply(w0[:, None], a[None, :, 0])
+        out += wn[:, None] * a[None, :, 1]
         if self.normalise:
-            scale = np.maximum(np.maximum(np.abs(w0), np.abs(wn)), _SCALE_EPS)[:, None]
-            return w0[:, None] * a[None, :, 0] + wn[:, None] * a[None, :, 1] + scale * b[None, :]
-        return w0[:, None] * a[None, :, 0] + wn[:, None] * a[None, :, 1] + b[None, :]
+            scale = np.maximum(np.maximum(np.abs(w0), np.abs(wn)), np.float32(_SCALE_EPS))
+            out += scale[:, None] * self.intercept_[:take].astype(np.float32)[None, :]
+        else:
+            out += self.intercept_[:take].astype(np.float32)[None, :]
+        return out
 
     def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
-        w0 = (context[:, 0] if meta is None else meta.first).astype(np.float64)
-        wn = context[:, -1].astype(np.float64)
+        w0 = np.ascontiguousarray(context[:, 0] if meta is None else meta.first, dtype=np.float32)
+        wn = context[:, -1]
         m = int(self.horizon_)
+        if horizon <= m:
+            return self._apply(w0, wn, horizon)
         out = np.empty((len(context), horizon), dtype=np.float32)
         done = 0
         while done < horizon:  # beyond horizon_: recurse with the last forecast as w_n
-            block = self._apply(w0, wn)
+            block = self._apply(w0, wn, m)
             take = min(m, horizon - done)
             out[:, done : done + take] = block[:, :take]
             wn = block[:, -1]

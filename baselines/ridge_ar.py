@@ -217,14 +217,18 @@ class RidgeAR(Forecaster):
     # ---------------------------------------------------------- predicting
     def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
         k, m = int(self.context_length), int(self.horizon_)
-        window = context.astype(np.float64)
+        coef_t = np.ascontiguousarray(self.coef_.T, dtype=np.float32)
+        window = context
         out = np.empty((len(context), horizon), dtype=np.float32)
         done = 0
-        while done < horizon:  # beyond horizon_: the last k values (forecasts included) are the next context
+        while True:
             last = window[:, -1:]
-            block = last + (window[:, :-1] - last) @ self.coef_.T
             take = min(m, horizon - done)
-            out[:, done : done + take] = block[:, :take]
-            window = np.concatenate([window, block], axis=1)[:, -k:]
+            block = np.matmul(window[:, :-1] - last, coef_t[:, :take])  # float32: offsets are small, so is the error
+            block += last
+            out[:, done : done + take] = block
             done += take
-        return out
+            if done >= horizon:
+                return out
+            # beyond horizon_: the last k values (forecasts included) are the next context
+            window = np.concatenate([window, block], axis=1)[:, -k:]

@@ -199,3 +199,9 @@ def test_bad_parameters(params: dict, match: str) -> None:
     train = TrainingData.from_arrays([_affine_run(0)])
     with pytest.raises(TrajbenchError, match=match):
         Farcaster(max_epochs=2, **params).fit(train)
+
+
+def test_divergence_is_a_clear_error() -> None:
+    train = TrainingData.from_arrays([_affine_run(i) * 1e10 for i in range(3)])
+    with pytest.raises(TrajbenchError, match=r"training diverged at epoch 1 .*lower lr"):
+        Farcaster(lr=1e30, max_epochs=5).fit(train)

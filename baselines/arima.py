@@ -1,0 +1,279 @@
+"""ARIMA per series, through statsmodels.
+
+:class:`ARIMA` (``arima``) fits ``statsmodels.tsa.arima.model.ARIMA`` to the last
+``context_length`` snapshots (default 20) of every series separately and returns its
+``forecast(horizon)``. The forecasts are exactly statsmodels' own: for each series,
+``statsmodels.tsa.arima.model.ARIMA(x, order=order, trend=trend).fit().forecast(h)`` with
+``x`` the context as float64 and every other argument at statsmodels' default (state-space
+maximum likelihood, L-BFGS, stationarity and invertibility enforced).
+
+Source and differences
+----------------------
+Box & Jenkins, *Time Series Analysis* (1970); the implementation is statsmodels'
+(Seabold & Perktold, 2010; ``statsmodels.tsa.arima.model.ARIMA``). ARIMA is the classical
+per-series baseline of the weight-forecasting literature. Here:
+
+* **Trend.** ``trend=None`` (the default) is statsmodels' own default: no constant when
+  ``d >= 1`` (a differenced weight series has no drift term; the trend comes from the
+  ARMA part), a constant when ``d = 0``. Any statsmodels ``trend`` string may be passed.
+* **Order.** ``order=(1, 1, 1)`` by default. ``order="auto"`` fits every order of
+  :data:`AUTO_ORDERS` (``p, q`` in ``0..2``, ``d = 1``: 9 fits per series) and keeps the one
+  with the smallest AIC (ties: the first in that list, i.e. the smaller model). Orders
+  whose fit raises or gives a non-finite AIC are skipped.
+* **Warnings.** statsmodels' warnings are silenced inside the fits (short series give many
+  "non-stationary starting parameters" and "non-invertible" notes); convergence warnings
+  are *counted*: ``n_not_converged_`` (cumulative over ``predict`` calls, next to
+  ``n_series_fitted_``). A fit that did not converge still gives statsmodels' forecast.
+* **Fallback.** A series whose fit raises, or whose forecast is not finite, gets the
+  last-two linear extrapolation ``w_o + h (w_o - w_{o-1})`` (the ``linear`` baseline) and
+  is reported with :meth:`~trajbench.Forecaster.report_fallback`, so the harness marks the
+  rows and counts the coverage.
+* **Cost.** One state-space maximum-likelihood fit per series and origin (about 70 ms of
+  one core for ``(1, 1, 1)`` on 20 points; ``"auto"`` about 9 times that). The series are
+  spread over ``n_jobs`` worker processes (a pool kept for the process's life, module-level
+  worker functions on plain arrays, the ``fork`` start method on Linux, ``spawn`` elsewhere; in
+  a daemonic process such as a dask worker the fits run in that process; BLAS limited to one thread per worker, since the default
+  multi-threaded BLAS makes these tiny fits about ten times slower). The tag
+  ``series_budget`` (default 256, the ``series_budget`` parameter) asks the harness to
+  evaluate ARIMA on the first ``series_budget`` series of each run's shared sample
+  (``docs/protocol.md``); outside the harness every series passed is fitted.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from trajbench.errors import TrajbenchError
+from trajbench.forecasting.base import Forecaster
+from trajbench.forecasting.meta import SeriesMeta
+
+__all__ = ["ARIMA", "AUTO_ORDERS", "fit_forecast"]
+
+#: The grid of ``order="auto"``, in tie-breaking order: ``(p, 1, q)`` for p, q in 0..2.
+AUTO_ORDERS: tuple[tuple[int, int, int], ...] = tuple((p, 1, q) for p in range(3) for q in range(3))
+
+#: Series below which ``predict`` does not start worker processes.
+_MIN_PARALLEL = 48
+
+_F32_MAX = float(np.finfo(np.float32).max)
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _check_order(order: Any) -> tuple[int, int, int] | str:
+    if isinstance(order, str):
+        if order != "auto":
+            raise TrajbenchError(f"arima: order must be 'auto' or a (p, d, q) tuple of non-negative ints, but got {order!r}")
+        return order
+    try:
+        parts = tuple(order)
+    except TypeError:
+        parts = ()
+    if len(parts) != 3 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in parts):
+        raise TrajbenchError(f"arima: order must be 'auto' or a (p, d, q) tuple of non-negative ints, but got {order!r}")
+    return tuple(int(v) for v in parts)  # type: ignore[return-value]
+
+
+def _fit_one(x: np.ndarray, order: tuple[int, int, int], trend: str | None, horizon: int) -> tuple[np.ndarray, float, bool]:
+    """statsmodels' forecast, AIC and whether the optimiser converged, for one series."""
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    from statsmodels.tsa.arima.model import ARIMA as _SmARIMA
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _SmARIMA(x, order=order, trend=trend).fit()
+        forecast = np.asarray(result.forecast(horizon), dtype=np.float64)
+    converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    return forecast, float(result.aic), converged
+
+
+def fit_forecast(
+    block: np.ndarray, order: tuple[int, int, int] | str, trend: str | None, horizon: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
+    """Fit every row of ``block`` (``(n, k)`` float64) and forecast ``horizon`` steps.
+
+    Returns ``(forecasts, ok, fallbacks, not_converged)``: ``(n, horizon)`` float64 with
+    NaN rows where the fit failed, a bool mask of the rows fitted, ``{reason: count}`` of
+    the failures and the count of fits whose optimiser did not converge. A module-level
+    function on plain arrays, so worker processes can run it.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+        limits: Any = None
+    else:
+        limits = threadpool_limits(1)
+    try:
+        return _fit_forecast(block, order, trend, horizon)
+    finally:
+        if limits is not None:
+            limits.restore_original_limits()
+
+
+def _fit_forecast(
+    block: np.ndarray, order: tuple[int, int, int] | str, trend: str | None, horizon: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
+    n = len(block)
+    out = np.full((n, horizon), np.nan)
+    ok = np.zeros(n, dtype=bool)
+    reasons: dict[str, int] = {}
+    not_converged = 0
+    orders = AUTO_ORDERS if order == "auto" else (order,)
+    for i in range(n):
+        best: tuple[float, np.ndarray, bool] | None = None
+        error = None
+        for candidate in orders:
+            try:
+                forecast, aic, converged = _fit_one(block[i], candidate, trend, horizon)  # type: ignore[arg-type]
+            except Exception as exc:  # statsmodels raises many types (LinAlgError, ValueError, ...)
+                error = f"fit failed ({type(exc).__name__})"
+                continue
+            if len(orders) > 1 and not np.isfinite(aic):
+                continue
+            if best is None or aic < best[0]:
+                best = (aic, forecast, converged)
+        if best is None:
+            reason = error or "fit failed (no finite AIC)"
+        elif not np.isfinite(best[1]).all():
+            reason = "non-finite forecast"
+        else:
+            out[i] = best[1]
+            ok[i] = True
+            not_converged += not best[2]
+            continue
+        reasons[reason] = reasons.get(reason, 0) + 1
+    return out, ok, reasons, not_converged
+
+
+def _pool(n_jobs: int) -> ProcessPoolExecutor:
+    pool = _POOLS.get(n_jobs)
+    if pool is None:
+        import multiprocessing
+
+        # fork where there is one (Linux): no re-import of the caller's __main__, so
+        # scripts without a main guard work; spawn elsewhere
+        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context(method))
+        _POOLS[n_jobs] = pool
+    return pool
+
+
+@atexit.register
+def _shutdown_pools() -> None:
+    for pool in _POOLS.values():
+        pool.shutdown(wait=False, cancel_futures=True)
+    _POOLS.clear()
+
+
+class ARIMA(Forecaster):
+    """ARIMA(p, d, q) fitted per series with statsmodels (Box & Jenkins); forecasts equal
+    ``statsmodels.tsa.arima.model.ARIMA(x, order).fit().forecast(h)``.
+
+    Parameters
+    ----------
+    order:
+        ``(p, d, q)`` (default ``(1, 1, 1)``) or ``"auto"``: per series, the order of
+        :data:`AUTO_ORDERS` with the smallest AIC.
+    trend:
+        statsmodels' ``trend`` argument; None (default) is statsmodels' default (no
+        constant when ``d >= 1``).
+    context_length:
+        Snapshots fitted (default 20).
+    n_jobs:
+        Worker processes; None (default) uses every core (``os.cpu_count()``), 1 fits in
+        this process. Fewer than 48 series are always fitted in this process.
+    series_budget:
+        The harness evaluates ARIMA on the first ``series_budget`` series of each run's
+        shared sample (tag ``series_budget``; default 256; None: the whole sample).
+
+    Attributes
+    ----------
+    n_series_fitted_, n_not_converged_:
+        Series fitted without fallback and, among them, fits whose optimiser reported a
+        convergence warning, summed over ``predict`` calls.
+    """
+
+    name = "arima"
+    tags = {"series_budget": 256}
+
+    def __init__(
+        self,
+        order: tuple[int, int, int] | str = (1, 1, 1),
+        trend: str | None = None,
+        context_length: int = 20,
+        n_jobs: int | None = None,
+        series_budget: int | None = 256,
+    ) -> None:
+        self.order = order
+        self.trend = trend
+        self.context_length = context_length
+        self.n_jobs = n_jobs
+        self.series_budget = series_budget
+        self.set_tags(series_budget=series_budget)
+
+    def _check(self) -> tuple[tuple[int, int, int] | str, int]:
+        order = _check_order(self.order)
+        if self.trend is not None and not isinstance(self.trend, str):
+            raise TrajbenchError(f"arima: trend must be None or a statsmodels trend string ('n', 'c', 't', 'ct'), but got {self.trend!r}")
+        jobs = self.n_jobs
+        if jobs is None:
+            jobs = os.cpu_count() or 1
+        elif isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
+            raise TrajbenchError(f"arima: n_jobs must be None or a positive int, but got {self.n_jobs!r}")
+        budget = self.series_budget
+        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1):
+            raise TrajbenchError(f"arima: series_budget must be None or a positive int, but got {budget!r}")
+        k = self.context_length
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
+            raise TrajbenchError(f"arima: context_length must be an int >= 2, but got {k!r}")
+        return order, int(jobs)
+
+    def _fit(self, train: object) -> None:
+        self._check()
+
+    def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
+        order, jobs = self._check()
+        x = context.astype(np.float64)
+        parts = self._run(x, order, horizon, jobs)
+        out = np.concatenate([p[0] for p in parts]) if parts else np.empty((0, horizon))
+        ok = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, dtype=bool)
+        reasons: dict[str, int] = {}
+        for p in parts:
+            for reason, count in p[2].items():
+                reasons[reason] = reasons.get(reason, 0) + count
+        with np.errstate(over="ignore", invalid="ignore"):
+            overflow = ok & ~np.isfinite(out.astype(np.float32)).all(axis=1)
+        if overflow.any():  # finite in float64, not in the float32 of the results
+            ok &= ~overflow
+            reasons["non-finite forecast"] = reasons.get("non-finite forecast", 0) + int(overflow.sum())
+        if not ok.all():
+            bad = ~ok
+            h = np.arange(1, horizon + 1, dtype=np.float64)
+            out[bad] = x[bad, -1:] + h * (x[bad, -1:] - x[bad, -2:-1])
+            out[bad] = np.clip(out[bad], -_F32_MAX, _F32_MAX)
+            for reason, count in sorted(reasons.items()):
+                self.report_fallback(count, f"arima {reason}: linear extrapolation")
+        self.n_series_fitted_ = int(self.__dict__.get("n_series_fitted_", 0)) + int(ok.sum())
+        self.n_not_converged_ = int(self.__dict__.get("n_not_converged_", 0)) + sum(p[3] for p in parts)
+        return out.astype(np.float32)
+
+    def _run(self, x: np.ndarray, order: tuple[int, int, int] | str, horizon: int, jobs: int) -> Sequence[tuple[np.ndarray, np.ndarray, dict[str, int], int]]:
+        n = len(x)
+        import multiprocessing
+
+        # a daemonic process (a dask or pool worker) may not start children
+        if jobs == 1 or n < _MIN_PARALLEL or multiprocessing.current_process().daemon:
+            return [fit_forecast(x, order, self.trend, horizon)] if n else []
+        # about four blocks per worker: balances uneven fit times, keeps messages few
+        n_blocks = min(n, 4 * jobs)
+        bounds = np.linspace(0, n, n_blocks + 1).astype(int)
+        pool = _pool(jobs)
+        futures = [pool.submit(fit_forecast, x[a:b], order, self.trend, horizon) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        return [f.result() for f in futures]

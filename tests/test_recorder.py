@@ -304,7 +304,7 @@ def test_bad_run_id(store_path, run_id):
 
 
 @pytest.mark.micro
-@pytest.mark.parametrize("key", ["status", "n_snapshots", "param_layout", "n_params"])
+@pytest.mark.parametrize("key", ["status", "n_snapshots", "param_layout", "n_params", "compression", "lossy"])
 def test_reserved_meta_key(store_path, key):
     """Meta may not set attributes the writer owns."""
     with pytest.raises(TrajbenchError) as info:
@@ -388,3 +388,29 @@ def test_run_writer_rejects_wrong_row_length(store_path):
     assert writer.append(np.ones(4), step=0)
     writer.close()
     np.testing.assert_array_equal(open_store(store_path).run("w").weights[:], np.ones((1, 4), np.float32))
+
+
+# ----------------------------------------------------------------------- compression
+@pytest.mark.micro
+@pytest.mark.parametrize("compression", ["none", "fast", "small"])
+def test_every_compression_setting_records_exactly_and_says_so(store_path, clone_state, flat_row, compression):
+    """Each setting stores the model's exact rows (partial last chunk included) and records its codecs."""
+    oracle = record(store_path, "c", make_model(), 7, clone_state, snapshots_per_chunk=3, compression=compression)
+    run = open_store(store_path).run("c")
+    assert_rows(run, oracle, flat_row)
+    weights_json = json.loads(open(os.path.join(store_path, "runs", "c", "weights", "zarr.json")).read())
+    assert run.attrs["compression"] == {"setting": compression, "codecs": weights_json["codecs"]}
+    assert run.attrs["lossy"] is None
+
+
+@pytest.mark.micro
+def test_lossy_bf16_recorder_rows_equal_torch_bfloat16(store_path, clone_state, flat_row):
+    """lossy='bf16': every stored value is the bfloat16 rounding of the model's (torch as oracle)."""
+    oracle = record(store_path, "b", make_model(), 5, clone_state, snapshots_per_chunk=2, lossy="bf16")
+    run = open_store(store_path).run("b")
+    expected = torch.from_numpy(np.stack([flat_row(s) for s in oracle])).to(torch.bfloat16).to(torch.float32).numpy()
+    np.testing.assert_array_equal(run.weights[:], expected)
+    exact = np.stack([flat_row(s) for s in oracle]).astype(np.float64)
+    nz = exact != 0
+    assert run.attrs["lossy"]["max_rel_error"] == float((np.abs(expected - exact)[nz] / np.abs(exact[nz])).max())
+    assert run.attrs["lossy"]["max_rel_error"] <= run.attrs["lossy"]["bound"] == 2.0**-8

@@ -22,7 +22,8 @@ model (three square nn.Linear layers) and a ~100k-parameter digits-sized MLP:
   may wait for a free one), and "paced", each call made only once the writer has
   committed every full slab (the writer idle, as when training outlasts a slab write).
 * extra memory: peak RSS during recording minus RSS just before the Recorder is built,
-  against the bound documented in the writer (n_slabs x snapshots_per_chunk x n_params x 4).
+  against the bound documented in the writer (n_slabs x snapshots_per_chunk x n_params x 4,
+  plus 2 x encoder threads x chunk bytes when the weights are compressed).
 
 The weights change between snapshots (K distinct versions swapped in with
 ``param.data = ...``), so compressors see realistic rows, not repeats. Trials run
@@ -505,7 +506,12 @@ def bench_model(
     pool = WeightPool(model, _pool_size(n_params))
     row_bytes = n_params * 4
     total = row_bytes * n
-    bound = n_slabs * plan.snapshots * row_bytes
+    # Slab buffers, plus (compressed default) each encoder thread's chunk in stored order
+    # and its encoded bytes (docs/format.md, "Memory").
+    threads = writer_mod._ENCODE_THREADS
+    chunk_bytes = plan.snapshots * plan.params * 4
+    encoders = 2 * threads * chunk_bytes if writer_mod.resolve_encoding().compression != "none" else 0
+    bound = n_slabs * plan.snapshots * row_bytes + encoders
     log(f"[{label}] {n_params:,} params, {n} snapshots, chunks ({plan.snapshots}, {plan.params}), {reps} rep(s) ...")
 
     methods = ["sequential", f"recorder:{DEFAULT_CODEC}"]
@@ -608,7 +614,8 @@ def bench_model(
     memory = {
         "method": mem.method,
         "bound_bytes": bound,
-        "bound_formula": f"n_slabs {n_slabs} x snapshots_per_chunk {ct} x n_params {n_params} x 4",
+        "bound_formula": f"n_slabs {n_slabs} x snapshots_per_chunk {ct} x n_params {n_params} x 4"
+        + (f" + 2 x {threads} encoder threads x chunk {chunk_bytes / MiB:.1f} MiB" if encoders else ""),
         "in_process_peak_extra_bytes_reps": extras,
         "in_process_peak_extra_bytes": max(extras) if extras else None,
         "fresh_process_peak_extra_bytes": fresh_peak,

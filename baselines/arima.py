@@ -104,12 +104,8 @@ def fit_forecast(
     the failures and the count of fits whose optimiser did not converge. A module-level
     function on plain arrays, so worker processes can run it.
     """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
-        limits: Any = None
-    else:
-        limits = threadpool_limits(1)
+    controller = _blas_controller()
+    limits = controller.limit(limits=1) if controller is not None else None
     try:
         return _fit_forecast(block, order, trend, horizon)
     finally:
@@ -150,6 +146,24 @@ def _fit_forecast(
             continue
         reasons[reason] = reasons.get(reason, 0) + 1
     return out, ok, reasons, not_converged
+
+
+_CONTROLLER: list[Any] = []
+
+
+def _blas_controller() -> Any:
+    """A cached ``threadpoolctl.ThreadpoolController`` (building one scans the loaded
+    libraries, ~15 ms), or None without threadpoolctl."""
+    if not _CONTROLLER:
+        import statsmodels.tsa.arima.model  # noqa: F401  (loads scipy's BLAS before the scan)
+
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn
+            _CONTROLLER.append(None)
+        else:
+            _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def _pool(n_jobs: int) -> ProcessPoolExecutor:

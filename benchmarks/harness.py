@@ -22,7 +22,10 @@ What is measured, per origin stride, in one process (``docs/performance.md``, "H
 * ``ratio`` = read / bench: the harness's speed as a fraction of the raw read (the
   issue's target is at least 0.5). ``eval`` = read / the evaluation phase alone
   (reading, windows, predict, scoring; the manifest's ``timings_seconds.evaluate``);
-  ``no-hash`` = read / (bench minus the store-hash phase).
+  ``no-hash`` = read / (bench minus the time the harness waited for the store hash,
+  which it computes on a background thread). Also printed: the same ratio in process CPU
+  time (every thread), steadier than wall time on a shared machine, and what the
+  chunk-aware sample costs (columns in the chunks read over columns used).
 * ``peak``: the rise of the process's peak resident set during the call (``VmHWM`` after
   a reset through ``/proc/self/clear_refs``, plus ``VmRSS`` sampled every millisecond
   when the harness meters ``predict``'s memory, which resets ``VmHWM`` itself; Linux
@@ -59,7 +62,7 @@ sys.path.insert(0, str(ROOT))
 from trajbench.bench.harness import run_benchmark  # noqa: E402
 from trajbench.bench.protocol import PROTOCOL  # noqa: E402
 from trajbench.bench.splits import assign_splits  # noqa: E402
-from trajbench.bench.windows import eligible_columns, first_origin, sample_columns, scored_horizons, window_origins  # noqa: E402
+from trajbench.bench.windows import first_origin, sample_run, scored_horizons, window_origins  # noqa: E402
 from trajbench.store.reader import open_store  # noqa: E402
 
 SCRATCH = ROOT / "benchmarks" / "_scratch"
@@ -141,17 +144,19 @@ def read_plan(store: Any, protocol: Any, seed: int = 0) -> list[tuple[str, int, 
     plan = []
     for row in splits[splits["split"].isin(protocol.eval_splits)].itertuples(index=False):
         run = store.run(row.path)
-        cols = sample_columns(eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only), protocol.sample_size, seed, row.path)
-        plan.append((row.path, int(row.n_snapshots), cols))
+        sample = sample_run(run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only)  # the harness's (chunk-aware) sample
+        plan.append((row.path, int(row.n_snapshots), sample.columns))
     return plan
 
 
-def time_read(location: str, plan: list[tuple[str, int, np.ndarray]]) -> tuple[float, int, int]:
-    """Seconds, bytes and peak-RSS rise of reading every planned array with zarr."""
+def time_read(location: str, plan: list[tuple[str, int, np.ndarray]]) -> tuple[float, int, int, float]:
+    """Seconds, bytes, peak-RSS rise and process CPU seconds (every thread) of reading
+    every planned array with zarr."""
     import zarr
 
     with PeakRSS() as peak:
         t0 = time.perf_counter()
+        c0 = time.process_time()
         root = zarr.open_group(location, mode="r")
         nbytes = 0
         for path, n, cols in plan:
@@ -163,17 +168,21 @@ def time_read(location: str, plan: list[tuple[str, int, np.ndarray]]) -> tuple[f
             nbytes += data.nbytes
             del data
         elapsed = time.perf_counter() - t0
-    return elapsed, nbytes, peak.bytes
+        cpu = time.process_time() - c0
+    return elapsed, nbytes, peak.bytes, cpu
 
 
 def time_bench(location: str, forecasters: list[str], protocol: Any, out: Path, hash_store: bool, measure_memory: bool) -> dict[str, Any]:
     with PeakRSS(sample=measure_memory) as peak:
         t0 = time.perf_counter()
+        c0 = time.process_time()
         result = run_benchmark(location, forecasters, out, protocol=protocol, resume=False, hash_store=hash_store, measure_memory=measure_memory)
         elapsed = time.perf_counter() - t0
+        cpu = time.process_time() - c0
     timings = dict(result.manifest["timings_seconds"])
     timings["write"] = max(0.0, elapsed - sum(timings.values()))
-    return {"seconds": elapsed, "peak": peak.bytes, "timings": timings, "rows": len(result.table)}
+    windows = result.manifest["windows"]
+    return {"seconds": elapsed, "cpu": cpu, "peak": peak.bytes, "timings": timings, "rows": len(result.table), "columns": (windows.get("sampled_columns"), windows.get("columns_read"))}
 
 
 def work(plan: list[tuple[str, int, np.ndarray]], protocol: Any, first: int) -> dict[str, int]:
@@ -229,13 +238,14 @@ def main() -> int:
             protocol = PROTOCOL.replace(stride=stride)
             bench = lambda name: time_bench(location, forecasters, protocol, Path(tmp) / name, not args.no_store_hash, not args.no_memory)  # noqa: E731
             bench(f"warm-{stride}")
-            reads, read_peaks, benches = [], [], []
+            reads, read_peaks, read_cpus, benches = [], [], [], []
             for rep in range(repeats):
                 for what in ("read", "bench") if rep % 2 == 0 else ("bench", "read"):
                     if what == "read":
-                        t, nbytes, peak = time_read(location, plan)
+                        t, nbytes, peak, cpu = time_read(location, plan)
                         reads.append(t)
                         read_peaks.append(peak)
+                        read_cpus.append(cpu)
                     else:
                         benches.append(bench(f"s{stride}-{rep}"))
             read_t = statistics.median(reads)
@@ -253,6 +263,9 @@ def main() -> int:
                     "read_seconds": read_t,
                     "bench_seconds": bench_t,
                     "ratio": read_t / bench_t,
+                    "ratio_cpu": statistics.median(read_cpus) / statistics.median(b["cpu"] for b in benches),
+                    "sampled_columns": benches[0]["columns"][0],
+                    "columns_read": benches[0]["columns"][1],
                     "ratio_evaluate_only": read_t / phases["evaluate"],
                     "ratio_without_store_hash": read_t / max(1e-9, bench_t - phases.get("store_hash", 0.0)),
                     "phases_seconds": phases,
@@ -292,6 +305,9 @@ def main() -> int:
             file=out,
         )
     for r in rows:
+        if r["sampled_columns"]:
+            print(f"stride {r['stride']} sample: {r['sampled_columns']} columns used, {r['columns_read']} in the chunks read ({r['columns_read'] / r['sampled_columns']:.2f}x)", file=out)
+        print(f"stride {r['stride']} ratio in process CPU time (every thread): {r['ratio_cpu']:.3f}", file=out)
         phases = "  ".join(f"{k} {v:.3f}" for k, v in r["phases_seconds"].items())
         print(f"stride {r['stride']} phases (s): {phases}", file=out)
         print(

@@ -12,6 +12,7 @@ from trajbench.bench.harness import run_benchmark
 from trajbench.bench.protocol import PROTOCOL
 from trajbench.bench.windows import (
     SeriesSource,
+    block_bounds,
     build_context,
     build_full_targets,
     build_targets,
@@ -211,6 +212,32 @@ def test_sample_run_reads_the_chunk_width_from_the_array(tmp_path: Path) -> None
     np.testing.assert_array_equal(s.columns, expected.columns)
     assert s.columns_read == 8 and len(np.unique(s.columns // 8)) == 1  # one whole chunk: nothing read in vain
     np.testing.assert_array_equal(run.steps, [0, 1, 2])
+
+
+def test_prefetched_rows_are_the_rows_read() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = np.arange(60, dtype=np.float32).reshape(20, 3)
+    source = SeriesSource.from_array(data)
+    plain = source.reader
+    calls: list[tuple[int, int]] = []
+
+    def counting(a: int, b: int) -> np.ndarray:
+        calls.append((a, b))
+        return plain(a, b)
+
+    source.reader = counting
+    with ThreadPoolExecutor(1) as pool:
+        source.prefetch(0, 8, pool.submit)
+        np.testing.assert_array_equal(source.read(0, 8), data[:8])
+        assert calls == [(0, 8)]  # read once, in the background
+    np.testing.assert_array_equal(source.read(0, 8), data[:8])
+    assert calls == [(0, 8), (0, 8)]  # a prefetched block serves one read
+    origins = np.arange(2, 18)
+    bounds = list(block_bounds(20, 3, origins, 1, 2, block_bytes=3 * 4 * 6, from_zero=True))
+    blocks = list(iter_blocks(SeriesSource.from_array(data), origins, 1, 2, block_bytes=3 * 4 * 6, from_zero=True))
+    assert [(a, b) for a, b, _, _ in bounds] == [(start, start + len(rows)) for start, rows, _ in blocks]
+    assert [list(origins[i:j]) for _, _, i, j in bounds] == [list(o) for _, _, o in blocks]
 
 
 def test_training_data_yields_only_whole_windows() -> None:

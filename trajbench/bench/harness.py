@@ -54,6 +54,7 @@ from trajbench.bench.splits import assign_splits, canonical_json
 from trajbench.bench.windows import (
     DEFAULT_BLOCK_BYTES,
     SeriesSource,
+    block_bounds,
     build_context,
     build_targets,
     derive_seed,
@@ -442,6 +443,7 @@ def _evaluate_run(
     want_reference: bool,
     settings: _Settings,
     cache: dict[str, SeriesSource] | None = None,
+    quiesce: Callable[[], None] | None = None,
 ) -> list[_RunResult]:
     """Every window of one run for each forecaster (and/or the reference), in one pass.
 
@@ -456,22 +458,14 @@ def _evaluate_run(
     Returns one result per forecaster (the first, or an extra one when there is no
     forecaster, holds the reference's statistics on the whole sample in ``reference``; a
     forecaster with a series budget gets the reference on its own series in
-    ``own_reference``).
+    ``own_reference``). ``quiesce`` is called before each ``predict`` whose memory is
+    measured (it waits for background reads, which would count as the forecaster's).
     """
     if forecasters is None:
         forecasters = []
     elif isinstance(forecasters, Forecaster):
         forecasters = [forecasters]
-    source = cache.get(job.path) if cache is not None else None
-    if source is None:
-        if isinstance(store, (str, os.PathLike)):
-            from trajbench.store.reader import open_store
-
-            store = open_store(store)
-        run = store.run(job.path)
-        source = SeriesSource.from_run(run, job.columns, job.task, n_snapshots=job.n_snapshots)
-        if cache is not None:
-            cache[job.path] = source
+    source = _source(store, job, cache)
     protocol = settings.protocol
     n = source.n_snapshots
     origins = window_origins(n, settings.first_origin, protocol.stride)
@@ -536,6 +530,8 @@ def _evaluate_run(
                         _seed_everything(predict_seed)
                     else:
                         _set_rng_state(slot.rng)
+                if quiesce is not None and settings.measure_memory:
+                    quiesce()
                 try:
                     with slot.meter.measure():
                         pred = forecaster.predict(context, h_pred, meta)
@@ -569,6 +565,35 @@ def _evaluate_run(
     results[0].reference = reference
     results[0].reference_kinds = kinds
     return results
+
+
+def _source(store: Any, job: _RunJob, cache: dict[str, SeriesSource] | None) -> SeriesSource:
+    """The job's sampled series (from ``cache`` when there, and kept there)."""
+    source = cache.get(job.path) if cache is not None else None
+    if source is None:
+        if isinstance(store, (str, os.PathLike)):
+            from trajbench.store.reader import open_store
+
+            store = open_store(store)
+        source = SeriesSource.from_run(store.run(job.path), job.columns, job.task, n_snapshots=job.n_snapshots)
+        if cache is not None:
+            cache[job.path] = source
+    return source
+
+
+def _prefetch_first_block(store: Any, job: _RunJob, settings: _Settings, cache: dict[str, SeriesSource], submit: Callable[..., Any]) -> None:
+    """Start reading the first block :func:`_evaluate_run` will read of ``job``, so that
+    reading the next run overlaps scoring this one (the same rows, so the same numbers)."""
+    source = _source(store, job, cache)
+    n = source.n_snapshots
+    origins = window_origins(n, settings.first_origin, settings.protocol.stride)
+    horizons = scored_horizons(n, settings.first_origin, settings.protocol.horizons)
+    if not len(origins) or not len(horizons) or not source.n_series:
+        return
+    back = max(settings.max_context, 2) - 1
+    for start, stop, _, _ in block_bounds(n, source.n_series, origins, back, int(horizons.max()), settings.block_bytes, from_zero=source._first is None):
+        source.prefetch(start, stop, submit)
+        break
 
 
 def _series_budget(forecaster: Forecaster) -> int | None:
@@ -1187,12 +1212,30 @@ def _evaluate_local(
             bar = tqdm(total=len(jobs), desc=desc[:40], unit="run", leave=False, file=sys.stderr)
         except ImportError:
             bar = None
+    if cache is None:
+        cache = {}
+    from concurrent.futures import ThreadPoolExecutor
+
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trajbench-prefetch")
+    reading: list[Any] = []
+
+    def submit(fn: Callable[[], Any]) -> Any:
+        future = reader.submit(fn)
+        reading.append(future)
+        return future
+
+    def quiesce() -> None:
+        while reading:
+            reading.pop().exception()  # waits; an error surfaces when the block is read
+
     try:
-        for job in jobs:
+        for k, job in enumerate(jobs):
             live = [i for i in range(len(forecasters)) if errors[i] is None]
             if not live and not want_reference:
                 break
-            results = _evaluate_run(store, job, [forecasters[i] for i in live], want_reference, settings, cache)
+            if k + 1 < len(jobs):  # read the next run's first block while this one is scored
+                _prefetch_first_block(store, jobs[k + 1], settings, cache, submit)
+            results = _evaluate_run(store, job, [forecasters[i] for i in live], want_reference, settings, cache, quiesce)
             if ref_results is not None:
                 ref_results.append(results[0])
             for i, r in zip(live, results):
@@ -1203,6 +1246,7 @@ def _evaluate_local(
             if bar is not None:
                 bar.update(1)
     finally:
+        reader.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
     return per_forecaster, errors, ref_results

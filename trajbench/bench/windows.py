@@ -30,6 +30,7 @@ __all__ = [
     "scored_horizons",
     "SeriesSource",
     "iter_blocks",
+    "block_bounds",
     "build_context",
     "build_targets",
     "build_full_targets",
@@ -172,6 +173,7 @@ class SeriesSource:
     stride: int
     reader: Callable[[int, int], np.ndarray]
     _first: np.ndarray | None = field(default=None, repr=False)
+    _pending: dict[tuple[int, int], Any] = field(default_factory=dict, repr=False)
 
     @property
     def n_series(self) -> int:
@@ -181,7 +183,17 @@ class SeriesSource:
         start, stop = max(0, int(start)), min(self.n_snapshots, int(stop))
         if stop <= start:
             return np.zeros((0, self.n_series), dtype=np.float32)
+        pending = self._pending.pop((start, stop), None)
+        if pending is not None:
+            return pending.result()  # type: ignore[no-any-return]
         return np.ascontiguousarray(self.reader(start, stop), dtype=np.float32)
+
+    def prefetch(self, start: int, stop: int, submit: Callable[..., Any]) -> None:
+        """Start reading rows ``start:stop`` through ``submit`` (an executor's ``submit``);
+        the next :meth:`read` of exactly those rows waits for it instead of reading."""
+        start, stop = max(0, int(start)), min(self.n_snapshots, int(stop))
+        if stop > start and (start, stop) not in self._pending:
+            self._pending[(start, stop)] = submit(lambda: np.ascontiguousarray(self.reader(start, stop), dtype=np.float32))
 
     @property
     def first(self) -> np.ndarray:
@@ -272,9 +284,18 @@ def iter_blocks(
     ``back + ahead`` rows; each is at most about ``block_bytes`` (never less than one
     window). With ``from_zero`` the first block starts at snapshot 0 (so it also holds
     each series' first value)."""
-    n = source.n_snapshots
     origins = np.asarray(origins, dtype=np.int64)
-    row_bytes = max(1, source.n_series * 4)
+    for start, stop, i, j in block_bounds(source.n_snapshots, source.n_series, origins, back, ahead, block_bytes, from_zero):
+        yield start, source.read(start, stop), origins[i:j]
+
+
+def block_bounds(
+    n_snapshots: int, n_series: int, origins: np.ndarray, back: int, ahead: int, block_bytes: int = DEFAULT_BLOCK_BYTES, from_zero: bool = False
+) -> Iterator[tuple[int, int, int, int]]:
+    """The blocks of :func:`iter_blocks` without reading them: ``(start, stop, i, j)``,
+    rows ``start:stop`` holding the windows of ``origins[i:j]``."""
+    origins = np.asarray(origins, dtype=np.int64)
+    row_bytes = max(1, n_series * 4)
     budget_rows = max(back + ahead + 1, block_bytes // row_bytes)
     i = 0
     while i < len(origins):
@@ -282,8 +303,8 @@ def iter_blocks(
         last_allowed = start + budget_rows - ahead - 1
         j = int(np.searchsorted(origins, last_allowed, side="right"))
         j = max(j, i + 1)
-        stop = min(n, int(origins[j - 1]) + ahead + 1)
-        yield start, source.read(start, stop), origins[i:j]
+        stop = min(n_snapshots, int(origins[j - 1]) + ahead + 1)
+        yield start, stop, i, j
         i = j
 
 

@@ -1,0 +1,224 @@
+#!/usr/bin/env python
+"""Predict throughput of every registered forecaster, and WNN against a plain matmul chain.
+
+    .venv/bin/python benchmarks/forecasters.py                  # 1M scalars (about 5 min on 2 cores)
+    .venv/bin/python benchmarks/forecasters.py --n 100000       # fewer scalars
+    .venv/bin/python benchmarks/forecasters.py --only holt,expfit --json
+
+What is measured (``docs/performance.md``, "Forecasters"):
+
+* **scalars per second of predict**, for each forecaster of ``trajbench list
+  forecasters``: ``forecaster.predict(context, H)`` on ``--n`` series (default 1,000,000)
+  at ``H = 5`` and at the protocol's long horizon (``H = 50``); ``rate = n / seconds``
+  (series forecast per second, every step up to ``H`` included), the best of ``--repeat``
+  calls after one untimed warm-up call on 1,000 series. Contexts are float32, the last
+  ``context_length`` of 20 snapshots of noisy heavy-ball trajectories on quadratics
+  (:func:`trajbench.testing.quadratic_gd_trajectory`, momentum 0.5, noise 0.02), the
+  kind of series the harness passes; ``meta`` is None.
+* **Per-series fitters on a sample**: ``arima`` fits one statsmodels model per series, so
+  it runs on ``--arima-n`` series (default 64, with its default ``n_jobs``: every core)
+  and its rate is that sample's, stated as extrapolated to ``--n`` (the fits are
+  independent, so time grows linearly with the series). The vectorised forecasters
+  (``holt``, ``expfit``, ...) run on all ``--n``.
+* **Forecasters that need fit** are fitted first (untimed) on small in-memory training
+  data (6 such trajectories of 80 snapshots x 256 series) with cheap settings
+  (``FIT_PARAMS``): their predict cost does not depend on how well they were trained.
+  ``wnn`` uses :func:`baselines.wnn.random_wnn` (Keras initialisation, no training).
+* **WNN against a matmul chain**: ``WNN.forward_raw`` (normalisation, the two-stream
+  network, de-normalisation, chunked, under ``torch.inference_mode``) on ``--n`` windows of
+  5, against the same chain of plain ``torch.addmm`` calls with the network's layer shapes
+  (5-64, 64-8, 3 x 8-64, 64-32 per stream, 64-1), the same chunks, no activations, no
+  normalisation: the matmul work the network cannot avoid. ``ratio`` = WNN time / chain
+  time (the issue expects a small factor). The best of ``--repeat`` each, alternating.
+
+Timings depend on the machine and its load: the header prints CPU count, torch threads
+and the load average. The exit status is 0 whatever the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trajbench.forecasting.data import TrainingData  # noqa: E402
+from trajbench.forecasting.registry import get_forecaster, list_forecasters  # noqa: E402
+from trajbench.testing import quadratic_gd_trajectory  # noqa: E402
+
+HORIZONS = (5, 50)
+#: Cheap settings for forecasters that need fit (predict cost does not depend on them).
+FIT_PARAMS: dict[str, dict[str, Any]] = {
+    "farcaster": {"max_epochs": 20},
+}
+#: Forecasters fitted per series, run on a sample of ``--arima-n`` series.
+PER_SERIES = ("arima",)
+
+
+def _contexts(n: int, k: int = 20, seed: int = 0) -> np.ndarray:
+    out = np.empty((n, k), dtype=np.float32)
+    block = 65536
+    for i, start in enumerate(range(0, n, block)):
+        m = min(block, n - start)
+        w = quadratic_gd_trajectory(k, m, lr=0.15, seed=seed + i, momentum=0.5, noise=0.02)
+        out[start : start + m] = w.T
+    return out
+
+
+def _training_data() -> TrainingData:
+    runs = [quadratic_gd_trajectory(80, 256, lr=0.15, seed=100 + i, momentum=0.5, noise=0.02).astype(np.float32) for i in range(6)]
+    val = [quadratic_gd_trajectory(80, 256, lr=0.15, seed=200, momentum=0.5, noise=0.02).astype(np.float32)]
+    return TrainingData.from_arrays(runs, kinds="linear", task="bench", validation=val)
+
+
+def _make(name: str) -> Any:
+    if name == "wnn":
+        from baselines.wnn import random_wnn
+
+        return random_wnn(0)
+    f = get_forecaster(name, **FIT_PARAMS.get(name, {}))
+    if f.get_tag("needs_fit"):
+        f.fit(_training_data())
+    return f
+
+
+def _best_time(fn: Any, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _throughput(name: str, contexts: np.ndarray, n: int, arima_n: int, repeat: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"forecaster": name}
+    try:
+        f = _make(name)
+    except Exception as exc:  # report and go on with the others
+        row["error"] = f"fit failed: {type(exc).__name__}: {exc}"
+        return row
+    sample = arima_n if name in PER_SERIES else n
+    ctx = contexts[:sample]
+    row["series"] = sample
+    row["extrapolated"] = sample < n
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            f.predict(contexts[: min(1000, sample)], 5)
+            for h in HORIZONS:
+                seconds = _best_time(lambda: f.predict(ctx, h), 1 if name in PER_SERIES else repeat)
+                row[f"h{h}_seconds"] = seconds
+                row[f"h{h}_per_second"] = sample / seconds
+                f.pop_fallbacks()
+    except Exception as exc:
+        row["error"] = f"predict failed: {type(exc).__name__}: {exc}"
+    return row
+
+
+def _wnn_vs_matmul(n: int, repeat: int) -> dict[str, Any]:
+    import torch
+
+    from baselines.wnn import random_wnn
+
+    model = random_wnn(0)
+    net = model.network("fc")
+    windows = _contexts(n, 5, seed=7)
+    chunk = int(model.chunk_rows)
+    layers = [(m.linear.weight.detach().T.contiguous(), m.linear.bias.detach()) for m in net.children()]  # type: ignore[union-attr]
+    # per stream: dense(5|4 -> 64), dense_1 (64 -> 8), dense_2/3/4 (8 -> 64), dense_5 (64 -> 32); head (64 -> 1)
+    streams = (layers[0:6], layers[6:12])
+    head = layers[12]
+    x_all = torch.from_numpy(windows)
+
+    def chain() -> None:
+        with torch.inference_mode():
+            for i in range(0, n, chunk):
+                x = x_all[i : i + chunk]
+                outs = []
+                for stream, inp in zip(streams, (x, x[:, 1:] - x[:, :-1])):
+                    z = torch.addmm(stream[0][1], inp, stream[0][0])
+                    h = torch.addmm(stream[1][1], z, stream[1][0])
+                    g = torch.addmm(stream[2][1], h, stream[2][0])
+                    g = g + torch.addmm(stream[3][1], h, stream[3][0]) * torch.addmm(stream[4][1], h, stream[4][0])
+                    outs.append(torch.addmm(stream[5][1], g, stream[5][0]))
+                torch.addmm(head[1], torch.cat(outs, dim=1), head[0])
+
+    def wnn() -> None:
+        model.forward_raw(windows, "fc")
+
+    chain()
+    wnn()
+    t_chain, t_wnn = float("inf"), float("inf")
+    for r in range(repeat):
+        for which in ((chain, wnn) if r % 2 == 0 else (wnn, chain)):
+            t = _best_time(which, 1)
+            if which is chain:
+                t_chain = min(t_chain, t)
+            else:
+                t_wnn = min(t_wnn, t)
+    return {"n": n, "wnn_seconds": t_wnn, "matmul_seconds": t_chain, "ratio": t_wnn / t_chain, "wnn_per_second": n / t_wnn, "chunk_rows": chunk}
+
+
+def _rate(value: float) -> str:
+    return f"{value:>12,.0f}" if value >= 100 else f"{value:>12.3g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=1_000_000, help="series per predict call (default 1,000,000)")
+    parser.add_argument("--arima-n", type=int, default=64, help="series for the per-series fitters (default 64)")
+    parser.add_argument("--repeat", type=int, default=2, help="timed calls per measurement; the best is kept (default 2)")
+    parser.add_argument("--only", default="", help="comma-separated forecaster names (default: every registered one)")
+    parser.add_argument("--no-wnn-ratio", action="store_true", help="skip the WNN against matmul measurement")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    names = [s for s in args.only.split(",") if s] or list_forecasters()
+    header = {
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "n": args.n,
+    }
+    if not args.json:
+        print(f"# {header}", flush=True)
+    contexts = _contexts(args.n)
+    rows = []
+    for name in names:
+        row = _throughput(name, contexts, args.n, args.arima_n, args.repeat)
+        rows.append(row)
+        if not args.json:
+            if "error" in row:
+                print(f"{name:14s} {row['error']}", flush=True)
+            else:
+                cells = "  ".join(f"H={h}: {_rate(row[f'h{h}_per_second'])}/s ({row[f'h{h}_seconds']:.3f} s)" for h in HORIZONS)
+                note = f"  [on {row['series']:,} series, rate extrapolated to {args.n:,}]" if row["extrapolated"] else ""
+                print(f"{name:14s} {cells}{note}", flush=True)
+    ratio = None if args.no_wnn_ratio or "wnn" not in list_forecasters() else _wnn_vs_matmul(args.n, max(args.repeat, 3))
+    if args.json:
+        print(json.dumps({"header": header, "forecasters": rows, "wnn_vs_matmul": ratio}, indent=2, default=str))
+    elif ratio is not None:
+        print(
+            f"wnn forward_raw {ratio['wnn_seconds']:.3f} s vs matmul chain {ratio['matmul_seconds']:.3f} s on {ratio['n']:,} windows: "
+            f"ratio {ratio['ratio']:.2f} ({ratio['wnn_per_second']:,.0f} windows/s)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -557,15 +557,14 @@ def summarize_online(records: pd.DataFrame, *, taus: Sequence[float] = DEFAULT_T
                 msg = f"{int(np.isnan(ratio).sum())} seed(s) where neither reached the target left out" if np.isnan(ratio).any() else ""
                 value = _quantile(defined, 0.5)
                 out.append(_record(name, task, split, metric, value, _quantile(defined, 0.25), _quantile(defined, 0.75), len(defined), message=msg))
-                if metric == "speedup":
-                    task_speedups.setdefault((name, split), []).append(value)
+                task_speedups.setdefault((name, split, metric), []).append(value)
     # task = all: geometric mean of the task speedups, mean reached fraction
-    for (name, split), values in sorted(task_speedups.items()):
+    for (name, split, metric), values in sorted(task_speedups.items()):
         v = np.asarray(values, dtype=np.float64)
         ok = np.isfinite(v) & (v > 0)
         gm = float(np.exp(np.mean(np.log(v[ok])))) if ok.any() else math.nan
         msg = f"{int((~ok).sum())} task(s) with an undefined, zero or infinite speedup left out" if (~ok).any() else ""
-        out.append(_record(name, "all", split, "speedup", gm, math.nan, math.nan, int(ok.sum()), message=msg))
+        out.append(_record(name, "all", split, metric, gm, math.nan, math.nan, int(ok.sum()), message=msg))
     for (name, split), values in sorted(task_reached.items()):
         out.append(_record(name, "all", split, "reached_fraction", float(np.mean(values)), math.nan, math.nan, len(values)))
     for split, times in sorted(profile_times.items()):
@@ -633,8 +632,14 @@ def run_online_track(
     for entry in chosen:
         cfg: OnlineConfig = entry["online"]
         task = get_task(cfg.task, **cfg.task_params)
-        for name, forecaster in [(BASELINE_NAME, None), *((f.name, f) for f in live)]:
-            for s in seeds:
+        # warm-up, untimed: one plain epoch pays the first-use costs (data tensors, the
+        # optimizer's lazy imports, allocator growth) so that no method's timing does
+        train_online(task, cfg, seeds[0], max_epochs=1)
+        methods = [(BASELINE_NAME, None), *((f.name, f) for f in live)]
+        # interleaved (each seed: the plain run, then every forecaster's), so that a
+        # machine whose speed drifts during the track affects every method alike
+        for s in seeds:
+            for name, forecaster in methods:
                 run = train_online(task, cfg, s, forecaster, every=settings.every, context=settings.context, horizon=settings.horizon, max_epochs=settings.max_epochs)
                 records.append(
                     {
@@ -654,6 +659,7 @@ def run_online_track(
                         "diverged": run.diverged,
                     }
                 )
+        for name, _ in methods:
             done = [r for r in records if r["forecaster"] == name and r["task"] == entry["task"] and r["split"] == entry["split"]]
             say(f"online: {entry['task']} ({entry['split']}) {name}: {sum(r['reached'] for r in done)}/{len(done)} seeds reached {cfg.target_metric} {'>=' if cfg.target_metric == 'val_acc' else '<='} {cfg.target_value:g}")
     frame = pd.DataFrame(records)

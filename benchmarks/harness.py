@@ -212,6 +212,41 @@ def time_floor(predicted: int, batch_values: int = 1 << 22) -> float:
     return time.perf_counter() - t0
 
 
+def wide_sample(n_params: int, n_snapshots: int = 32, size: int = 4096, repeats: int = 3) -> dict[str, Any]:
+    """The sample of one wide run (``n_params`` scalars, a random walk, written by
+    ``RunWriter`` with the store's default chunk rule and compression into a temporary
+    store): columns and seconds to read a uniform sample (protocol 1.0) and the
+    chunk-aware one (2.0), medians of ``repeats`` after a warm-up."""
+    from trajbench.bench.windows import sample_params
+    from trajbench.store.layout import ParamSpec
+    from trajbench.store.writer import RunWriter
+
+    rng = np.random.default_rng(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "wide.zarr"
+        row = rng.standard_normal(n_params).astype(np.float32)
+        writer = RunWriter(path, "runs/wide", [ParamSpec("w", (n_params,), 0, n_params, "linear")], {"task": "wide"})
+        for step in range(n_snapshots):
+            row = row + np.float32(1e-3) * rng.standard_normal(n_params).astype(np.float32)
+            writer.append(row, step=step)
+        writer.close()
+        run = open_store(path).run("runs/wide")
+        chunked = sample_run(run, size, 0)
+        uniform = sample_params(np.arange(n_params), size, 0, run.path, None, n_params)
+        width = run.weights.chunks[1]
+        uniform_read = int(sum(min(width, n_params - c * width) for c in np.unique(uniform.columns // width)))
+        out: dict[str, Any] = {"n_params": n_params, "n_snapshots": n_snapshots, "chunks": list(run.weights.chunks), "sample": size}
+        for name, cols, cost in (("uniform", uniform.columns, uniform_read), ("chunk_aware", chunked.columns, chunked.columns_read)):
+            run.weights[:, cols]  # warm-up
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                run.weights[:, cols]
+                times.append(time.perf_counter() - t0)
+            out[name] = {"seconds": statistics.median(times), "columns_read": cost, "read_over_used": cost / len(cols)}
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--store", help="a store to benchmark on (default: the small suite, generated once under benchmarks/_scratch/)")
@@ -222,6 +257,7 @@ def main() -> int:
     parser.add_argument("--no-store-hash", action="store_true", help="skip hashing the store, as trajbench bench --no-store-hash")
     parser.add_argument("--no-memory", action="store_true", help="no peak-memory metering of predict, as trajbench bench --no-memory")
     parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
+    parser.add_argument("--wide", type=int, default=300_000, metavar="P", help="also time the sample of one P-parameter run, uniform against chunk-aware (0: skip; default 300000)")
     args = parser.parse_args()
     location = args.store or suite_store("tiny" if args.quick else "small")
     repeats = 1 if args.quick else max(1, args.repeats)
@@ -314,6 +350,15 @@ def main() -> int:
             f"stride {r['stride']} work: {r['predicted'] / 1e6:.0f}M values predicted, {r['scored'] / 1e6:.0f}M scored, {r['bytes_read'] / 4e6:.1f}M read"
             f" ({r['predicted'] * 4 / r['bytes_read']:.0f} bytes predicted per byte read); writing the predictions once takes {r['floor_write_predictions_seconds']:.3f} s"
             f" ({r['floor_write_predictions_seconds'] / r['read_seconds']:.2f}x the read)",
+            file=out,
+        )
+    if args.wide:
+        wide = report["wide_sample"] = wide_sample(args.wide)
+        u, c = wide["uniform"], wide["chunk_aware"]
+        print(
+            f"wide run ({wide['n_params']} parameters, {wide['n_snapshots']} snapshots, chunks {wide['chunks']}), {wide['sample']} series:"
+            f" uniform sample reads {u['read_over_used']:.1f}x the columns it uses in {u['seconds']:.3f} s,"
+            f" chunk-aware {c['read_over_used']:.1f}x in {c['seconds']:.3f} s ({u['seconds'] / c['seconds']:.1f}x faster)",
             file=out,
         )
     if load0 is not None:

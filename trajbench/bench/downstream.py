@@ -21,7 +21,7 @@ A window whose true change ``|acc(w_{t+h}) - acc(w_t)|`` is below
 :attr:`DownstreamSettings.epsilon` says nothing about skipping (the ratio's denominator
 is noise) and is excluded from the gain ratio and counted (``excluded_windows``). Per
 run and horizon the gain ratio of the remaining windows is pooled as a ratio of sums,
-``sum_w sign(d_w) (acc_f,w - acc_t,w) / sum_w |d_w|`` with ``d_w = acc(w_{t+h}) -
+``sum_w sign(d_w) (acc_f,w - acc_o,w) / sum_w |d_w|`` with ``acc_o,w = acc(w_t)``, ``d_w = acc(w_{t+h}) -
 acc(w_t)``: the ``|d_w|``-weighted mean of the per-window ratios, equal to the plain ratio
 for one window, and not dominated by a window with a tiny denominator. Tasks average
 runs, with a bootstrap interval over runs (paired: the same resamples for every
@@ -90,8 +90,8 @@ class DownstreamSettings:
         Origins per run (evenly spaced, deterministic): the cost budget.
     epsilon:
         Windows with ``|acc(w_{t+h}) - acc(w_t)| < epsilon`` are excluded from the gain
-        ratio (and counted). The default, 0.01, is one point of accuracy: about four
-        held-out digits, one MNIST-1D example in ten of its held-out split's percent.
+        ratio (and counted). The default, 0.01, is one point of accuracy (about 4 of
+        the 360 held-out digits).
     max_runs_per_task:
         At most this many runs per (task, split), the first by path; None for all.
     splits:

@@ -243,6 +243,25 @@ def test_store_hash_changes_with_any_byte(tmp_path: Path) -> None:
     assert store_sha256(path) != before
 
 
+def test_one_read_gives_both_store_hashes(tmp_path: Path) -> None:
+    """store_hashes equals the files hash and the data cards' content hash computed on
+    their own, with a '.partial' leftover (in the files hash, not in the content hash) and
+    after a timestamp changes (only the files hash moves)."""
+    import zarr
+
+    from trajbench.bench.environment import store_hashes
+    from trajbench.cards import store_content_sha256
+
+    path = tmp_path / "p.zarr"
+    paths = make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0,), n_snapshots=6)
+    (path / paths[0] / "weights" / "leftover.partial").write_bytes(b"half a chunk")
+    both = store_hashes(path)
+    assert both.files == store_sha256(path) and both.content == store_content_sha256(path)
+    zarr.open_group(str(path / paths[0]), mode="a").attrs["updated_at"] = "2030-01-01T00:00:00Z"
+    again = store_hashes(path)
+    assert again.files != both.files and again.content == both.content
+
+
 def test_store_hash_follows_its_definition(tmp_path: Path) -> None:
     """The hash (files hashed on several threads) against the definition written plainly."""
     import hashlib

@@ -22,6 +22,10 @@ What is measured, in one run (docs/performance.md, section "Store", has the figu
    Also the ratio of the ``fast`` and ``small`` pipelines when chunks hold 4 to 128
    snapshots instead of the rule's (more snapshots per chunk widen the crash-loss window
    and the Recorder's buffers; this says what they would buy).
+   With ``--whole-store``, every run and series of the store is also rewritten through
+   ``RunWriter`` with each setting (the real writer, the chunk rule, full-size edge
+   chunks) and the whole store's raw committed bytes are divided by the bytes of its
+   ``weights`` chunk files: the exact figure for the store, not an estimate from a sample.
 2. **Write throughput** of ``RunWriter`` with each setting (``none``, ``fast``, ``small``)
    on a trajectory built from real runs (their columns side by side, ``--write-params``
    wide, ``--write-snapshots`` long), as a ratio to a plain sequential write of the same
@@ -170,6 +174,40 @@ def ratio_by_snapshots_per_chunk(trajs: list[tuple[np.ndarray, float]], log: Cal
     return out
 
 
+def whole_store(store: str, base: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    """Rewrite every run's committed weights with each setting; raw bytes / stored chunk bytes."""
+    st = trajbench.open_store(store)
+    df = st.runs()
+    root = zarr.open_group(store, mode="r")
+    out: dict[str, Any] = {}
+    for setting in COMPRESSION_SETTINGS:
+        target = base / f"whole-{setting}.zarr"
+        raw = {"runs": 0, "synthetic": 0}
+        stored = {"runs": 0, "synthetic": 0}
+        t0 = time.perf_counter()
+        for i, (path, group, n) in enumerate(zip(df["path"], df["group"], df["n_snapshots"])):
+            kind = "runs" if group == "runs" else "synthetic"
+            w = np.asarray(root[path]["weights"][: int(n)])
+            layout = [ParamSpec(name="w", shape=(w.shape[1],), offset=0, numel=w.shape[1], kind="other")]
+            writer = RunWriter(str(target), f"runs/r{i}", layout, {"source": "import-array"}, compression=setting)
+            for k, row in enumerate(w):
+                writer.append(row, step=k)
+            writer.close()
+            raw[kind] += w.nbytes
+            stored[kind] += _du(target / "runs" / f"r{i}" / "weights")
+        seconds = time.perf_counter() - t0
+        shutil.rmtree(target)
+        out[setting] = {k: raw[k] / stored[k] for k in raw if stored[k]}
+        out[setting]["all"] = sum(raw.values()) / sum(stored.values())
+        out[setting]["stored_MiB"] = sum(stored.values()) / MiB
+        out[setting]["raw_MiB"] = sum(raw.values()) / MiB
+        out[setting]["seconds"] = seconds
+        log(f"  [whole store] {setting:<6} raw {out[setting]['raw_MiB']:.1f} MiB -> {out[setting]['stored_MiB']:.1f} MiB of weights chunks:"
+            f" {out[setting]['all']:.3f}x (runs {out[setting].get('runs', float('nan')):.3f}x, synthetic {out[setting].get('synthetic', float('nan')):.3f}x),"
+            f" rewritten in {seconds:.0f} s")
+    return out
+
+
 # --------------------------------------------------------------------- real data
 def load_trajectories(store: str, runs_per_task: int) -> tuple[list[tuple[np.ndarray, float]], list[tuple[np.ndarray, float]], dict[str, Any]]:
     st = trajbench.open_store(store)
@@ -282,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=3, help="repetitions of the write and read trials (default 3)")
     parser.add_argument("--sync", action="store_true", help="end every timed write with os.sync()")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temporary one under /tmp)")
+    parser.add_argument("--whole-store", action="store_true", help="also rewrite the whole store with each setting (exact store ratios)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 run per task, 250k x 32 trajectory, 1 rep")
     parser.add_argument("--json", action="store_true", help="print JSON on stdout (the log goes to stderr)")
     args = parser.parse_args(argv)
@@ -309,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
     try:
+        if args.whole_store:
+            result["whole_store"] = whole_store(args.store, base, log)
         rows = wide_trajectory(trajs, args.write_params, args.write_snapshots)
         total = rows.nbytes
         log(f"2. write throughput: {rows.shape[1]:,} params x {rows.shape[0]} snapshots ({total / MiB:.0f} MiB) from real runs, {args.reps} rep(s)"

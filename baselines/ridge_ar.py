@@ -60,6 +60,7 @@ Training windows.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,22 @@ def _windows(values: np.ndarray, cols: np.ndarray, origins: np.ndarray, k: int, 
     mask = ahead <= t - 1
     y = np.where(mask, values[np.minimum(ahead, t - 1), cols[:, None]] - last[:, None], 0.0)
     return x, y, mask
+
+
+_CONTROLLER: list[Any] = []
+
+
+def _one_blas_thread() -> Any:
+    """A context limiting BLAS to one thread (the caller's setting is restored). The
+    products here are skinny (windows x k): one thread is as fast on an idle machine and
+    tens of times faster on a busy one. The controller (which lists the loaded BLAS
+    libraries, about 1 ms) is built once, after scikit-learn and SciPy are imported."""
+    if not _CONTROLLER:
+        import sklearn.linear_model  # noqa: F401  (loads SciPy's BLAS too)
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 class RidgeAR(Forecaster):
@@ -165,6 +182,10 @@ class RidgeAR(Forecaster):
 
     # ------------------------------------------------------------- fitting
     def _fit(self, train: TrainingData) -> None:
+        with _one_blas_thread():
+            self._fit_windows(train)
+
+    def _fit_windows(self, train: TrainingData) -> None:
         k, horizon = self._check_params()
         x, y, mask, run = self._design(train, k, horizon)
         if not mask.any():
@@ -225,6 +246,10 @@ class RidgeAR(Forecaster):
 
     # ---------------------------------------------------------- predicting
     def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
+        with _one_blas_thread():
+            return self._forecast(context, horizon)
+
+    def _forecast(self, context: np.ndarray, horizon: int) -> np.ndarray:
         k, m = int(self.context_length), int(self.horizon_)
         coef_t = np.ascontiguousarray(self.coef_.T, dtype=np.float32)
         window = context

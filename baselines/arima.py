@@ -60,7 +60,7 @@ __all__ = ["ARIMA", "AUTO_ORDERS", "fit_forecast"]
 AUTO_ORDERS: tuple[tuple[int, int, int], ...] = tuple((p, 1, q) for p in range(3) for q in range(3))
 
 #: Series below which ``predict`` does not start worker processes.
-_MIN_PARALLEL = 48
+_MIN_PARALLEL = 8
 
 _F32_MAX = float(np.finfo(np.float32).max)
 
@@ -202,7 +202,8 @@ class ARIMA(Forecaster):
         Snapshots fitted (default 20).
     n_jobs:
         Worker processes; None (default) uses every core (``os.cpu_count()``), 1 fits in
-        this process. Fewer than 48 series are always fitted in this process.
+        this process. Fewer than 8 series are always fitted in this process (above that,
+        a fit costs far more than sending it to a worker).
     series_budget:
         The harness evaluates ARIMA on the first ``series_budget`` series of each run's
         shared sample (tag ``series_budget``; default 256; None: the whole sample).

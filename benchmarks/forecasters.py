@@ -181,10 +181,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="timed calls per measurement; the best is kept (default 2)")
     parser.add_argument("--only", default="", help="comma-separated forecaster names (default: every registered one)")
     parser.add_argument("--no-wnn-ratio", action="store_true", help="skip the WNN against matmul measurement")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's default); 1 is fairer on a loaded machine")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
 
     import torch
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     names = [s for s in args.only.split(",") if s] or list_forecasters()
     header = {

@@ -186,6 +186,7 @@ class Farcaster(Forecaster):
     """
 
     name = "farcaster"
+    context_length = 2  # the __init__ default, for listings that read the class
     tags = {"needs_fit": True, "multi_horizon": "native", "deterministic": True}
 
     def __init__(

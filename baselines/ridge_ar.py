@@ -134,6 +134,7 @@ class RidgeAR(Forecaster):
     """
 
     name = "ridge_ar"
+    context_length = 20  # the __init__ default, for listings that read the class
     tags = {"needs_fit": True, "multi_horizon": "native", "deterministic": True}
 
     def __init__(

@@ -565,14 +565,20 @@ def test_runs_are_opened_once(store: Path, monkeypatch: pytest.MonkeyPatch) -> N
     opened: list[str] = []
     original = Run.__init__
 
-    def counting(self: Run, group: Any, path: str) -> None:
+    def counting(self: Run, group: Any, path: str, **kwargs: Any) -> None:
         opened.append(path)
-        original(self, group, path)
+        original(self, group, path, **kwargs)
 
     monkeypatch.setattr(Run, "__init__", counting)
     run_benchmark(store, ["linear", "persistence", Learner()], None, protocol=PROTO, hash_store=False, measure_memory=False)
     assert sorted(opened) == sorted(open_store(store).run_paths())  # splits, training data and evaluation share them
     wrapped = harness._OpenedRuns(open_store(store))
+    wrapped.open_all()  # one concurrent zarr call: the same runs as opening them one by one
+    plain = open_store(store)
+    for path in plain.run_paths():
+        a, b = wrapped.run(path), plain.run(path)
+        assert (a.attrs, a.n_snapshots, a.n_params) == (b.attrs, b.n_snapshots, b.n_params)
+        np.testing.assert_array_equal(a.weights[:, :3], b.weights[:, :3])
     first = wrapped.run_paths()[0]
     assert wrapped.run(first) is wrapped.run(first)
     assert wrapped.run(first.removeprefix("runs/")).path == first  # an id goes through Store.run

@@ -157,10 +157,12 @@ def _resolve(key: Any, length: int, axis: str) -> tuple[slice | np.ndarray, bool
 class Run:
     """One recorded run (``runs/<id>``) or synthetic series set (``synthetic/<family>/<id>``)."""
 
-    def __init__(self, group: zarr.Group, path: str) -> None:
+    def __init__(self, group: zarr.Group, path: str, weights: zarr.Array | None = None) -> None:
         self._group = group
         self.path = path
         self.attrs: dict[str, Any] = dict(group.attrs)
+        if weights is not None:  # already opened by the caller (many runs opened at once)
+            self.__dict__["_weights_array"] = weights
 
     def __repr__(self) -> str:
         return f"Run({self.path!r}, status={self.status!r}, n_snapshots={self.n_snapshots}, n_params={self.n_params})"

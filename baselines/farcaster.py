@@ -65,9 +65,12 @@ Training.
     the validation MAE, keeping the best state. Learning rate 0.004: the authors' LFD-2
     rate for least squares with GD and for the network trained with Adam (they used 0.004
     to 0.006 depending on the data set). Validation windows come from the harness's
-    validation split (``train.validation``); without one, 20% of the training runs are
-    held out (20% of the groups when there is a single run). Initialisation is PyTorch's
-    ``nn.Linear`` default drawn from a seeded generator, so fits are deterministic on CPU.
+    validation split (``train.validation``); without one (or with an empty one), 20% of
+    the training runs are held out (20% of the origins when there is a single run; the
+    training windows themselves when nothing can be held out). Initialisation is
+    PyTorch's ``nn.Linear`` default drawn from a seeded generator, so fits are
+    deterministic on CPU. The fit runs on one torch thread (the batches are tiny; the
+    caller's setting is restored).
 Outside the harness.
     ``meta.first`` is ``w_0``. When ``meta`` is None, the oldest context value stands in
     for ``w_0``: pass ``context_length`` = the number of snapshots since the start of the
@@ -252,9 +255,8 @@ class Farcaster(Forecaster):
     def _fit(self, train: TrainingData) -> None:
         m = self._check_params()
         runs = self._sample_runs(train, "train")
-        if train.validation is not None:
-            val_runs = self._sample_runs(train.validation, "validation")
-        else:
+        val_runs = self._sample_runs(train.validation, "validation") if train.validation is not None else []
+        if not val_runs:  # no validation split (or an empty one)
             runs, val_runs = self._hold_out(runs)
         groups = self._build(runs, m)
         if groups is None:

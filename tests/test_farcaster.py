@@ -205,3 +205,15 @@ def test_divergence_is_a_clear_error() -> None:
     train = TrainingData.from_arrays([_affine_run(i) * 1e10 for i in range(3)])
     with pytest.raises(TrajbenchError, match=r"training diverged at epoch 1 .*lower lr"):
         Farcaster(lr=1e30, max_epochs=5).fit(train)
+
+
+def test_without_validation_split_runs_are_held_out() -> None:
+    runs = [_affine_run(i) for i in range(5)]
+    f = Farcaster(horizon=M, origin=N_ORIGIN, regulariser="none", max_epochs=4, patience=10).fit(TrainingData.from_arrays(runs))
+    kept, held = f._hold_out([(r.astype(np.float64), np.array([N_ORIGIN])) for r in runs])
+    assert (len(kept), len(held)) == (4, 1)
+    # the recorded validation MAE at the best epoch is the MAE of the kept map on the held-out run
+    v = held[0][0]
+    pred = f.predict(v[: N_ORIGIN + 1].T, M, _meta(v[0].astype(np.float32)))
+    mae = np.abs(pred - v[N_ORIGIN + 1 :].T).mean()
+    assert f.history_["validation"][f.best_epoch_] == pytest.approx(mae, rel=1e-5)

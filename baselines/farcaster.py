@@ -261,8 +261,8 @@ class Farcaster(Forecaster):
         groups = self._build(runs, m)
         if groups is None:
             raise TrajbenchError(
-                "farcaster: the training data has no window (every run needs at least 3 snapshots"
-                + (f" and more than origin={self.origin} + 1)" if self.origin is not None else ")")
+                f"farcaster: no training window in {train.n_runs} training run(s) (a run needs at least 3 snapshots"
+                + (f", and more than origin={self.origin} + 1)" if self.origin is not None else ")")
             )
         trained = int(groups.mask.any(dim=0).nonzero().max()) + 1  # targets form a prefix of the horizon
         if trained < m:

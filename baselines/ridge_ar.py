@@ -190,7 +190,7 @@ class RidgeAR(Forecaster):
         k, horizon = self._check_params()
         x, y, mask, run = self._design(train, k, horizon)
         if not mask.any():
-            raise TrajbenchError(f"ridge_ar: the training data has no window (every run needs more than context_length={k} snapshots)")
+            raise TrajbenchError(f"ridge_ar: no training window in {train.n_runs} training run(s) (a run needs more than context_length={k} snapshots)")
         if self.normalise != "none":
             sq = np.mean(x * x, axis=1)
             if self.normalise == "run":  # RMS of the context offsets over each run's windows

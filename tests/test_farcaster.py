@@ -192,7 +192,7 @@ def test_predict_before_fit() -> None:
         ({"horizon": 0}, r"horizon must be a positive int, but got 0"),
         ({"series_per_run": 2.5}, r"series_per_run must be a positive int"),
         ({"normalise": "yes"}, r"normalise must be a bool"),
-        ({"origin": 500}, r"no window"),
+        ({"origin": 500}, r"no training window in 1 training run"),
     ],
 )
 def test_bad_parameters(params: dict, match: str) -> None:

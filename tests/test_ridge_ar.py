@@ -144,7 +144,7 @@ def test_predict_before_fit() -> None:
         ({"normalise": "runs"}, r"normalise must be one of .*did you mean 'run'"),
         ({"max_windows": 0}, r"max_windows must be a positive int"),
         ({"horizon": -2}, r"horizon must be a positive int or None"),
-        ({"context_length": 40}, r"no window"),
+        ({"context_length": 40}, r"no training window in 4 training run"),
     ],
 )
 def test_bad_parameters(params: dict, match: str) -> None:

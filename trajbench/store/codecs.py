@@ -21,14 +21,13 @@ attribute ``lossy`` says what was done and the largest relative error measured.
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
-from trajbench.errors import TrajbenchError
+from trajbench.errors import TrajbenchError, did_you_mean
 
 __all__ = [
     "COMPRESSION_SETTINGS",
@@ -122,10 +121,7 @@ def resolve_encoding(compression: object = None, lossy: object = None) -> Weight
     if compression is None:
         compression = DEFAULT_COMPRESSION
     if not isinstance(compression, str) or compression not in COMPRESSION_SETTINGS:
-        hint = ""
-        if isinstance(compression, str):
-            close = difflib.get_close_matches(compression, COMPRESSION_SETTINGS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(compression, COMPRESSION_SETTINGS) if isinstance(compression, str) else ""
         raise TrajbenchError(
             f"compression must be one of {', '.join(repr(c) for c in COMPRESSION_SETTINGS)}, but got {compression!r}{hint}"
         )
@@ -148,8 +144,7 @@ def _resolve_lossy(lossy: object) -> LossySpec | None:
             return LossySpec(lossy, LOSSY_MODES[lossy])
         if lossy.isdigit():
             return _resolve_lossy(int(lossy))
-        close = difflib.get_close_matches(lossy, list(LOSSY_MODES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(lossy, LOSSY_MODES)
         raise TrajbenchError(f"lossy must be None, 'bf16', 'f16' or an int of mantissa bits 1-22, but got {lossy!r}{hint}")
     if isinstance(lossy, (int, np.integer)) and not isinstance(lossy, bool) and 1 <= int(lossy) < _FLOAT32_MANTISSA_BITS:
         return LossySpec(f"keepbits-{int(lossy)}", int(lossy))

@@ -60,15 +60,16 @@ def _regular_files(root: str) -> list[tuple[str, str]]:
 HASH_THREADS = 4
 
 
-def _file_digests(text: str) -> list[tuple[str, str]]:
+def _file_digests(text: str, threads: int = HASH_THREADS) -> list[tuple[str, str]]:
     """``(relative path, sha256 of the bytes)`` of every regular file of the store at
-    ``text`` (a local path, or an fsspec URL), in no particular order."""
+    ``text`` (a local path, or an fsspec URL), in no particular order, hashed on up to
+    ``threads`` threads."""
     if "://" not in text:
         files = _regular_files(text)
-        if len(files) > 1 and HASH_THREADS > 1:
+        if len(files) > 1 and threads > 1:
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(max_workers=HASH_THREADS) as pool:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
                 digests = list(pool.map(_sha256_path, [p for _, p in files]))
         else:
             digests = [_sha256_path(p) for _, p in files]
@@ -111,16 +112,16 @@ class StoreHashes:
     content: str
 
 
-def store_hashes(location: str | os.PathLike[str]) -> StoreHashes:
+def store_hashes(location: str | os.PathLike[str], threads: int = HASH_THREADS) -> StoreHashes:
     """:func:`store_sha256` and :func:`trajbench.cards.store_content_sha256` of a store from
     one read of its files (the content hash re-reads only the group ``zarr.json``
-    documents, which it hashes canonically)."""
+    documents, which it hashes canonically), hashed on up to ``threads`` threads."""
     import json
 
     from trajbench.cards import content_sha256_of
 
     text = _local(location)
-    entries = _file_digests(text)
+    entries = _file_digests(text, max(1, int(threads)))
     kept = {rel: digest for rel, digest in entries if not rel.endswith(".partial")}
     documents: dict[str, Any] = {}
     for rel in kept:

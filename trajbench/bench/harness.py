@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trajbench.bench.environment import STORE_HASH_DEFINITION, Meter, StoreHashes, library_versions, machine_info, store_hashes
+from trajbench.bench.environment import HASH_THREADS, STORE_HASH_DEFINITION, Meter, StoreHashes, library_versions, machine_info, store_hashes
 from trajbench.bench.metrics import STAT_FIELDS, BatchReference, KindIndex, Workspace
 from trajbench.bench.protocol import PROTOCOL, Protocol
 from trajbench.bench.results import (
@@ -721,8 +721,9 @@ def _load_partial(partial_dir: Path, name: str, fingerprint: str) -> tuple[pd.Da
 class _StoreHasher:
     """Both hashes of the store (:func:`~trajbench.bench.environment.store_hashes`, one
     read of its files) computed on a daemon thread: hashing releases the GIL, so on a
-    machine with a spare core it costs the benchmark no wall time. :meth:`result` waits
-    (the seconds waited add up in ``waited``) and re-raises what the hashing raised."""
+    machine with a spare core it costs the benchmark no wall time. It hashes on at most
+    all cores but one (the benchmark keeps one). :meth:`result` waits (the seconds waited
+    add up in ``waited``) and re-raises what the hashing raised."""
 
     def __init__(self, location: str) -> None:
         import threading
@@ -735,7 +736,7 @@ class _StoreHasher:
 
     def _run(self, location: str) -> None:
         try:
-            self._value = store_hashes(location)
+            self._value = store_hashes(location, threads=min(HASH_THREADS, max(1, (os.cpu_count() or 1) - 1)))
         except BaseException as exc:  # re-raised on the caller's thread by result()
             self._error = exc
 

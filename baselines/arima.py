@@ -187,8 +187,9 @@ def _shutdown_pools() -> None:
 
 
 class ARIMA(Forecaster):
-    """ARIMA(p, d, q) fitted per series with statsmodels (Box & Jenkins); forecasts equal
-    ``statsmodels.tsa.arima.model.ARIMA(x, order).fit().forecast(h)``.
+    """ARIMA(p, d, q) per series through statsmodels (Box & Jenkins), order (1, 1, 1) or by AIC.
+
+    Forecasts equal ``statsmodels.tsa.arima.model.ARIMA(x, order).fit().forecast(h)``.
 
     Parameters
     ----------
@@ -216,6 +217,7 @@ class ARIMA(Forecaster):
     """
 
     name = "arima"
+    context_length = 20
     tags = {"series_budget": 256}
 
     def __init__(

@@ -41,9 +41,9 @@ from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.meta import SeriesMeta
 
-_F32_MAX = float(np.finfo(np.float32).max)
-
 __all__ = ["HoltLinearTrend", "LEVEL_GRID", "TREND_GRID", "holt_states"]
+
+_F32_MAX = float(np.finfo(np.float32).max)
 
 #: Candidate smoothing levels (alpha).
 LEVEL_GRID: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -94,8 +94,9 @@ def holt_states(y: np.ndarray, alpha: np.ndarray, beta: np.ndarray, phi: float) 
 
 
 class HoltLinearTrend(Forecaster):
-    """Holt's linear trend method (Holt 1957; damped: Gardner & McKenzie 1985),
-    vectorised; smoothing parameters per series from a grid by one-step SSE.
+    """Holt's linear trend (Holt 1957; damped: Gardner & McKenzie 1985), vectorised.
+
+    Smoothing parameters per series from a grid, by the one-step SSE of the context.
 
     Parameters
     ----------
@@ -111,6 +112,7 @@ class HoltLinearTrend(Forecaster):
     """
 
     name = "holt"
+    context_length = 10
 
     def __init__(
         self,

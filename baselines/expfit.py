@@ -35,9 +35,9 @@ from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.meta import SeriesMeta
 
-_F32_MAX = float(np.finfo(np.float32).max)
-
 __all__ = ["ExponentialFit", "fit_exponential"]
+
+_F32_MAX = float(np.finfo(np.float32).max)
 
 _MAX_ITER = 200
 
@@ -134,8 +134,10 @@ def _levenberg_marquardt(
 
 
 class ExponentialFit(Forecaster):
-    """Least-squares ``a + b exp(-c t)`` extrapolation, the "curve fitting (exponential)"
-    baseline of WNN (Jang et al., ICML 2023); linear where the context shows no decay.
+    """Least-squares a + b exp(-c t) extrapolation: the CF-exp baseline of WNN (ICML 2023).
+
+    The "curve fitting (exponential)" of Jang et al.; linear extrapolation where the
+    context shows no decay.
 
     Parameters
     ----------
@@ -146,6 +148,7 @@ class ExponentialFit(Forecaster):
     """
 
     name = "expfit"
+    context_length = 12
 
     def __init__(self, context_length: int = 12, max_iter: int = _MAX_ITER) -> None:
         self.context_length = context_length

@@ -344,3 +344,22 @@ def test_generate_cli_refuses_bad_settings_before_touching_the_store(tmp_path, c
     err = capsys.readouterr().err
     assert value in err and "did you mean" in err and "Traceback" not in err
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- validate
+@pytest.mark.micro
+@pytest.mark.parametrize("compression, lossy", [("none", None), ("fast", None), ("small", "f16")])
+def test_validate_accepts_each_setting_and_catches_tampered_encoding_attrs(tmp_path, compression, lossy):
+    from trajbench.store.validate import validate_store
+
+    path = tmp_path / "s.zarr"
+    write_rows(path, random_walk(6, 4), compression, spc=4, lossy=lossy)
+    assert validate_store(str(path)) == []
+    group = zarr.open_group(str(path), path="runs/r", mode="r+")
+    other = "small" if compression != "small" else "none"
+    group.update_attributes({"compression": {"setting": other, "codecs": resolve_encoding(other).codecs_json()},
+                             "lossy": {"mode": "bf16", "keepbits": 40, "bound": 0.1, "max_rel_error": -1.0}})
+    problems = validate_store(str(path))
+    assert len(problems) == 2
+    assert problems[0].startswith("runs/r: compression.codecs") and "differ from the codecs of weights/zarr.json" in problems[0]
+    assert problems[1].startswith("runs/r: lossy is") and "'keepbits': 40" in problems[1]

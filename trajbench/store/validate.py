@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -116,8 +118,41 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
         bad = np.flatnonzero(np.diff(steps) < 0)
         if bad.size:
             problems.append(f"step decreases at snapshot {int(bad[0]) + 1} ({int(steps[bad[0]])} -> {int(steps[bad[0] + 1])})")
+    problems.extend(_encoding_problems(attrs, weights))
     if check_data and n:
         problems.extend(_non_finite_rows(weights, n))
+    return problems
+
+
+def _encoding_problems(attrs: dict[str, Any], weights: zarr.Array) -> list[str]:
+    """The optional ``compression`` and ``lossy`` attributes against the spec and ``weights``' codecs."""
+    problems: list[str] = []
+    compression = attrs.get("compression")
+    if compression is not None:
+        if not isinstance(compression, dict) or not isinstance(compression.get("codecs"), list):
+            problems.append(f"compression is {compression!r}; expected {{'setting': ..., 'codecs': [...]}}")
+        else:
+            stored = json.loads(json.dumps([c.to_dict() for c in weights.metadata.codecs]))
+            if compression["codecs"] != stored:
+                problems.append(f"compression.codecs {compression['codecs']} differ from the codecs of weights/zarr.json {stored}")
+    lossy = attrs.get("lossy")
+    if lossy is not None:
+        keepbits = lossy.get("keepbits") if isinstance(lossy, dict) else None
+        error = lossy.get("max_rel_error") if isinstance(lossy, dict) else None
+        if (
+            not isinstance(lossy, dict)
+            or not isinstance(lossy.get("mode"), str)
+            or not isinstance(keepbits, int)
+            or isinstance(keepbits, bool)
+            or not 1 <= keepbits <= 22
+            or not isinstance(error, (int, float))
+            or isinstance(error, bool)
+            or not math.isfinite(error)
+            or error < 0
+        ):
+            problems.append(
+                f"lossy is {lossy!r}; expected null or {{'mode': str, 'keepbits': 1-22, 'bound': ..., 'max_rel_error': a finite number >= 0}}"
+            )
     return problems
 
 

@@ -64,7 +64,7 @@ import numcodecs  # noqa: E402
 import zarr  # noqa: E402
 
 import trajbench  # noqa: E402
-from trajbench.store.codecs import COMPRESSION_SETTINGS  # noqa: E402
+from trajbench.store.codecs import COMPRESSION_SETTINGS, LOSSY_MODES, round_mantissa  # noqa: E402
 from trajbench.store.format import plan_chunks  # noqa: E402
 from trajbench.store.layout import ParamSpec  # noqa: E402
 from trajbench.store.writer import RunWriter  # noqa: E402
@@ -94,6 +94,8 @@ def pipelines() -> dict[str, tuple[str, bool, Any, bool]]:
         "T-zstd5-bitshuffle": ("transpose + blosc zstd 5, bit shuffle, 1 MiB blocks", True, _blosc("zstd", 5, B.BITSHUFFLE, M), True),
         "T-zstd-codec3": ("transpose + zstd 3 (zarr's ZstdCodec), no shuffle", True, numcodecs.Zstd(level=3), True),
         "ref: XOR-prev + fast": ("XOR with the previous snapshot, then the fast pipeline (no stock codec)", True, "xor", False),
+        "lossy bf16 + fast": ("lossy: rounded to 7 mantissa bits, then the fast pipeline", True, "bf16", True),
+        "lossy f16 + fast": ("lossy: rounded to 10 mantissa bits, then the fast pipeline", True, "f16", True),
     }
 
 
@@ -138,6 +140,10 @@ def measure_ratios(trajs: list[tuple[np.ndarray, float]], log: Callable[[str], N
                 t0 = time.perf_counter()
                 if enc == "xor":
                     data = np.ascontiguousarray(_xor_prev(chunk).T)
+                    size = len(fast.encode(data))
+                elif isinstance(enc, str) and enc in LOSSY_MODES:
+                    data = np.ascontiguousarray(chunk.T)
+                    round_mantissa(data, LOSSY_MODES[enc])
                     size = len(fast.encode(data))
                 else:
                     data = np.ascontiguousarray(chunk.T) if transposed else chunk

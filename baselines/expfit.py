@@ -18,7 +18,8 @@ the fitting details; ours:
   ``(S3 - S2) / (S2 - S1) = exp(-c m)``; ``a`` and ``b`` then follow by linear least squares
   for that ``c``. Exact exponentials are recovered here already.
 * **Refinement**: Levenberg-Marquardt on ``(a, b, c)`` (analytic Jacobian, Marquardt
-  scaling, at most 200 iterations), all series at once in numpy, the same least-squares
+  scaling, at most 200 iterations, a series stops when its squared error or its step
+  changes by less than 1e-10 relative), all series at once in numpy, the same least-squares
   problem ``scipy.optimize.curve_fit`` solves series by series (the tests compare).
 * **Fallback**: where the context shows no decay (the three-point ratio is not in (0, 1):
   constant, linear, oscillating or accelerating series), or the refined fit has
@@ -40,6 +41,8 @@ __all__ = ["ExponentialFit", "fit_exponential"]
 _F32_MAX = float(np.finfo(np.float32).max)
 
 _MAX_ITER = 200
+#: Relative tolerance on the decrease of the squared error and on the step (as curve_fit's ftol, xtol).
+_TOL = 1e-10
 
 
 def _linear_ab(y: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -82,9 +85,11 @@ def fit_exponential(y: np.ndarray, max_iter: int = _MAX_ITER) -> tuple[np.ndarra
     return a, b, c, decays
 
 
-def _sse(y: np.ndarray, t: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
-    r = y - (a[:, None] + b[:, None] * np.exp(-c[:, None] * t))
-    return (r * r).sum(axis=1)
+def _sse(y: np.ndarray, t: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The sum of squared residuals per row, and ``exp(-c t)`` (reused by the next step)."""
+    e = np.exp(-c[:, None] * t)
+    r = y - (a[:, None] + b[:, None] * e)
+    return (r * r).sum(axis=1), e
 
 
 def _levenberg_marquardt(
@@ -92,14 +97,14 @@ def _levenberg_marquardt(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     lam = np.full(len(y), 1e-3)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        sse = _sse(y, t, a, b, c)
+        sse, e_all = _sse(y, t, a, b, c)
         active = np.isfinite(sse)
         for _ in range(max_iter):
             idx = np.flatnonzero(active)
             if not len(idx):
                 break
             ya, aa, ba, ca = y[idx], a[idx], b[idx], c[idx]
-            e = np.exp(-ca[:, None] * t)
+            e = e_all[idx]
             r = ya - (aa[:, None] + ba[:, None] * e)
             j2 = e
             j3 = -ba[:, None] * t * e
@@ -119,16 +124,18 @@ def _levenberg_marquardt(
             db = (c12 * g1 + (d11 * d33 - h13 * h13) * g2 + (h12 * h13 - d11 * h23) * g3) / det
             dc = (c13 * g1 + (h12 * h13 - d11 * h23) * g2 + (d11 * d22 - h12 * h12) * g3) / det
             na, nb, nc = aa + da, ba + db, ca + dc
-            new = _sse(ya, t, na, nb, nc)
+            new, e_new = _sse(ya, t, na, nb, nc)
             old = sse[idx]
             better = np.isfinite(new) & (new <= old)
-            a[idx[better]], b[idx[better]], c[idx[better]] = na[better], nb[better], nc[better]
-            sse[idx[better]] = new[better]
+            kept = idx[better]
+            a[kept], b[kept], c[kept] = na[better], nb[better], nc[better]
+            sse[kept] = new[better]
+            e_all[kept] = e_new[better]
             lam[idx] = np.where(better, lam[idx] * 0.1, lam[idx] * 10.0)
             step = np.abs(np.stack([da, db, dc])).max(axis=0)
             scale = np.abs(np.stack([aa, ba, ca])).max(axis=0) + 1e-300
             # done: converged (tiny relative step or no decrease left) or hopeless
-            done = (better & ((old - new) <= 1e-15 * old)) | (step <= 1e-13 * scale) | (lam[idx] > 1e12) | ~np.isfinite(det)
+            done = (better & ((old - new) <= _TOL * old)) | (step <= _TOL * scale) | (lam[idx] > 1e12) | ~np.isfinite(det)
             active[idx[done]] = False
     return a, b, c
 

@@ -341,3 +341,17 @@ def test_cli_train_forecaster_bad_input(tmp_path, quad_store, capsys):
     assert main(["train-forecaster", "wnn", str(tmp_path / "absent.zarr"), "--out", str(tmp_path / "o")]) == 2
     assert main(["train-forecaster", "wnn", quad_store, "--out", str(tmp_path / "o"), "--steps", "0"]) == 2
     assert "steps must be a positive int" in capsys.readouterr().err
+
+
+def test_harness_trains_and_scores_wnn(tmp_path, quad_store):
+    """``trajbench bench`` fits WNN on the store's training split and scores it: the
+    result rows exist, are ok, and WNN beats persistence on these smooth runs."""
+    from trajbench.bench.harness import run_benchmark
+    from trajbench.bench.protocol import PROTOCOL
+
+    proto = PROTOCOL.replace(bootstrap=20, horizons=(1, 5, 10))
+    result = run_benchmark(quad_store, ["persistence", WNN(steps=150, lr=3e-3, eval_every=50)], None, protocol=proto, hash_store=False, measure_memory=False)
+    table = result.table
+    rows = table[(table.forecaster == "wnn") & (table.metric == "scaled_persistence") & (table.task == "all") & (table.kind == "all") & (table.horizon == "5")]
+    assert len(rows) and (rows.status == "ok").all()
+    assert (rows.value < 1.0).all(), rows

@@ -10,7 +10,8 @@ predicts the whole declared parameter sample of the chosen runs at a few origins
 the benchmark. Only the chosen series are kept.
 
 Which series (deterministic, ``docs/reports.md``): one run per real task of the test
-split (the first by path; up to ``n_series`` tasks in name order), and in it the series
+split (the first by path; up to ``n_series`` tasks in name order; the unseen split, then
+the synthetic one, when no test run is long enough for a window), and in it the series
 of the declared sample that moves most over the run (largest ``|w_last - w_first|``
 relative to the spread of that run's sample), so that the forecasts have something to
 follow. Origins: ``n_origins`` evenly spaced from the benchmark's first origin to the
@@ -95,16 +96,20 @@ def _protocol(manifest: dict[str, Any]) -> Any:
     return PROTOCOL.replace(**{k: v for k, v in settings.items() if k in known})
 
 
-def _choose_runs(splits: pd.DataFrame, n_series: int) -> pd.DataFrame:
-    real = splits[(splits["split"] == "test") & (splits["group"].astype(str) == "runs")]
-    if real.empty:
-        real = splits[splits["split"].isin(["test", "unseen"])]
-    real = real.sort_values(["task", "path"])
-    firsts = real.groupby("task", sort=True).head(1)
-    if len(firsts) < n_series:
-        rest = real.drop(index=firsts.index)
-        firsts = pd.concat([firsts, rest.head(n_series - len(firsts))])
-    return firsts.head(n_series).reset_index(drop=True)
+def _choose_runs(splits: pd.DataFrame, n_series: int, min_snapshots: int) -> pd.DataFrame:
+    """One run per task, from the first of: real runs of the test split, of the unseen
+    split, then the synthetic split, that has runs long enough for a window."""
+    long_enough = splits[pd.to_numeric(splits["n_snapshots"], errors="coerce").fillna(0) >= min_snapshots]
+    real = long_enough["group"].astype(str) == "runs"
+    for pool in (long_enough[real & (long_enough["split"] == "test")], long_enough[real & (long_enough["split"] == "unseen")], long_enough[long_enough["split"] == "synthetic"]):
+        if pool.empty:
+            continue
+        pool = pool.sort_values(["task", "path"])
+        firsts = pool.groupby("task", sort=True).head(1)
+        if len(firsts) < n_series:
+            firsts = pd.concat([firsts, pool.drop(index=firsts.index).head(n_series - len(firsts))])
+        return firsts.head(n_series).reset_index(drop=True)
+    return splits.iloc[0:0]
 
 
 def collect_examples(
@@ -186,7 +191,9 @@ def collect_examples(
             made.append(forecaster)
         except Exception as exc:  # a forecaster that cannot be re-created is noted, not fatal
             notes.append(f"fan charts leave out {name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
-    chosen = _choose_runs(splits, n_series)
+    chosen = _choose_runs(splits, n_series, first + 2)
+    if chosen.empty:
+        notes.append(f"fan charts: no evaluation run has the {first + 2} snapshots a window needs")
     frames: list[pd.DataFrame] = []
     for row in tqdm(list(chosen.itertuples(index=False)), desc="fan charts: series", unit="run", disable=not progress, leave=False):
         run = store_obj.run(row.path)

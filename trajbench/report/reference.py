@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--suite", default="small", help="suite (default: small)")
     parser.add_argument("--track", default="all", help="bench tracks (default: all implemented)")
     parser.add_argument("--workers", default="1", help="generation workers (default 1)")
+    parser.add_argument("--forecasters", help="forecasters to benchmark, comma-separated (default: every registered one)")
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     steps: list[tuple[str, list[str]]] = []
     if not args.store:
         steps.append(("generate", ["generate", "--suite", args.suite, "--out", str(store), "--workers", str(args.workers)]))
-    steps.append(("bench", ["bench", str(store), "--out", str(results), "--track", args.track]))
+    chosen = ["--forecasters", args.forecasters] if args.forecasters else []
+    steps.append(("bench", ["bench", str(store), "--out", str(results), "--track", args.track, *chosen]))
     steps.append(("report", ["report", str(results), "--out", str(out), "--store", str(store), "--copy-results", "--title", f"trajbench reference leaderboard: {args.suite} suite"]))
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -70,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         store_section["content_sha256"] = store_content_sha256(str(store))
         timings["content_hash"] = round(time.perf_counter() - t0, 1)
     manifest["reference"] = {
-        "command": "make reference" + (f" SMALL_STORE={args.store}" if args.store else ""),
+        "command": shlex.join(["python", "-m", "trajbench.report.reference", *(sys.argv[1:] if argv is None else argv)]),
         "steps": [shlex.join(["trajbench", *s]) for _, s in steps],
         "timings_seconds": timings,
         "wall_seconds": round(time.perf_counter() - start, 1),

@@ -462,3 +462,25 @@ def test_reference_report_matches_the_small_data_card() -> None:
     table = read_results(root / "reports" / "small")
     assert (root / "reports" / "small" / "leaderboard.md").exists() and (root / "reports" / "small" / "index.html").exists()
     assert {"persistence", "linear"} <= set(table["forecaster"])
+
+
+def test_reference_pipeline_writes_a_committable_report(tmp_path: Path) -> None:
+    from trajbench.cards import store_content_sha256
+    from trajbench.report.reference import main as reference_main
+    from trajbench.testing import make_quadratic_store
+
+    store = tmp_path / "q.zarr"
+    make_quadratic_store(store, tasks=("quad-a",), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), n_snapshots=12)
+    out = tmp_path / "reports" / "q"
+    code = reference_main(["--store", str(store), "--suite", "q", "--track", "error", "--forecasters", "persistence,linear", "--out", str(out), "--work", str(tmp_path / "work")])
+    assert code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    from trajbench.report.merge import store_hash_of
+
+    assert store_hash_of(manifest)[0] == store_content_sha256(str(store))
+    ref = manifest["reference"]
+    assert set(ref["timings_seconds"]) >= {"bench", "report"} and ref["wall_seconds"] >= 0
+    assert ref["library_versions"]["numpy"] == np.__version__ and ref["machine"]["cpu_count"] >= 1
+    assert {p.name for p in out.iterdir()} >= {"leaderboard.md", "index.html", "results.parquet", "manifest.json", "splits.csv", "examples.parquet", "profiles.svg"}
+    assert not (out / "results.csv").exists()
+    assert set(read_results(out)["forecaster"]) == {"persistence", "linear"}

@@ -56,6 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     steps.append(("report", ["report", str(results), "--out", str(out), "--store", str(store), "--copy-results", "--title", f"trajbench reference leaderboard: {args.suite} suite"]))
     timings: dict[str, float] = {}
     start = time.perf_counter()
+    card = Path(__file__).resolve().parents[2] / "data_cards" / f"{args.suite}.json"
+    if args.store and card.exists():
+        # the committed leaderboard must be of the published data: check before hours of benching
+        expected = json.loads(card.read_text()).get("tb:card", {}).get("hashes", {}).get("content_sha256")
+        got = store_content_sha256(str(store))
+        if expected and got != expected:
+            print(f"reference: store '{store}' has content sha256 {got[:16]}..., but data_cards/{args.suite}.json describes {expected[:16]}...; "
+                  "regenerate it (make reference without SMALL_STORE) or give the store the card was made from", file=sys.stderr)
+            return 2
     for name, step in steps:
         print(f"\n$ trajbench {shlex.join(step)}", flush=True)
         t0 = time.perf_counter()

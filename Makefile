@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= demo-output
 # `make reference`: generates the small suite unless SMALL_STORE names one, benchmarks every
-# baseline on every implemented track and writes the committed leaderboard to REFERENCE_DIR.
+# baseline on the error and downstream tracks with the reference settings of
+# trajbench/report/reference.py, and writes the committed leaderboard to REFERENCE_DIR.
 SMALL_STORE ?=
 REFERENCE_DIR ?= reports/small
 REFERENCE_WORK ?= reference-work

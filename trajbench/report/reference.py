@@ -2,16 +2,28 @@
 
 1. ``trajbench generate --suite small`` into ``WORK/small.zarr`` (skipped with
    ``--store``, resumed when present);
-2. ``trajbench bench STORE --track all`` with every registered forecaster (the error
-   track and each later track that is implemented, with their default budgets);
-3. ``trajbench report`` into ``OUT`` (default ``reports/small``) with the fan charts and
-   ``--copy-results``, so that ``OUT`` holds ``leaderboard.md``, ``index.html``, the
-   plots, ``results.parquet``, ``splits.csv``, ``examples.parquet`` and
-   ``manifest.json``;
+2. one ``trajbench bench`` per track into ``WORK/results-<track>``, with the reference
+   settings below;
+3. ``trajbench report`` of those results directories (merged) into ``OUT`` (default
+   ``reports/small``) with the fan charts and ``--copy-results``, so that ``OUT`` holds
+   ``leaderboard.md``, ``index.html``, the plots, ``results.parquet``, ``splits.csv``,
+   ``examples.parquet`` and ``manifest.json``;
 4. the manifest gets the store's content hash (``store.content_sha256``, which
    ``tests/test_report.py`` checks against ``data_cards/small.json``) and a
    ``reference`` section: the command, each step's wall time, the total, the machine
    and the library versions.
+
+Reference settings (what keeps the run to about an hour on 2 cores; each is written in the
+manifest and the report, since they change the protocol's defaults):
+
+* window origins every ``--stride`` (default 5) snapshots instead of every snapshot;
+* ``arima`` with ``series_budget`` 16 (``REFERENCE_CONFIG``): at the default of 256 series
+  per run and origin, its 70 ms statsmodels fits would take about 11 hours;
+* the ``downstream`` track (at most ``--downstream-runs`` runs per task and split) and the
+  ``online`` track forecast whole parameter vectors, so the per-series statistical
+  forecasters in ``--whole-vector-exclude`` (default ``arima``) are left out of them;
+* ``--track`` defaults to ``error,downstream``: the online track's time-to-target study
+  (5 seeds x every task x every forecaster) is run separately (``reports/skip-epoch.md``).
 
 The store and the raw results stay in ``WORK`` (not committed); ``OUT`` is small.
 """
@@ -25,7 +37,14 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "REFERENCE_CONFIG"]
+
+#: Per-forecaster parameters of the reference run (``--forecaster-config``).
+REFERENCE_CONFIG: dict[str, dict[str, object]] = {"arima": {"series_budget": 16}}
+
+
+def _toml(config: dict[str, dict[str, object]]) -> str:
+    return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in params.items()) for name, params in config.items())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,20 +59,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="reference-work", help="directory for the store and raw results (default: reference-work)")
     parser.add_argument("--store", help="an existing small-suite store (default: generate one in WORK)")
     parser.add_argument("--suite", default="small", help="suite (default: small)")
-    parser.add_argument("--track", default="all", help="bench tracks (default: all implemented)")
+    parser.add_argument("--track", default="error,downstream", help="bench tracks, comma-separated, or 'all' (default: error,downstream)")
+    parser.add_argument("--stride", default="5", help="snapshots between window origins (default 5)")
+    parser.add_argument("--downstream-runs", default="2", help="downstream track: at most N runs per task and split (default 2)")
+    parser.add_argument("--whole-vector-exclude", default="arima", help="forecasters left out of the downstream and online tracks (default: arima)")
     parser.add_argument("--workers", default="1", help="generation workers (default 1)")
     parser.add_argument("--forecasters", help="forecasters to benchmark, comma-separated (default: every registered one)")
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     store = Path(args.store) if args.store else work / f"{args.suite}.zarr"
-    results = work / "results"
     steps: list[tuple[str, list[str]]] = []
     if not args.store:
         steps.append(("generate", ["generate", "--suite", args.suite, "--out", str(store), "--workers", str(args.workers)]))
-    chosen = ["--forecasters", args.forecasters] if args.forecasters else []
-    steps.append(("bench", ["bench", str(store), "--out", str(results), "--track", args.track, *chosen]))
-    steps.append(("report", ["report", str(results), "--out", str(out), "--store", str(store), "--copy-results", "--title", f"trajbench reference leaderboard: {args.suite} suite"]))
+    from trajbench.forecasting.registry import list_forecasters
+
+    names = [n for n in (args.forecasters.split(",") if args.forecasters else list_forecasters()) if n]
+    tracks = ["error", "downstream", "online"] if args.track == "all" else [t for t in args.track.split(",") if t]
+    excluded = {n for n in args.whole_vector_exclude.split(",") if n}
+    result_dirs: list[str] = []
+    for track in tracks:
+        chosen = names if track == "error" else [n for n in names if n not in excluded]
+        results = work / f"results-{track}"
+        options = ["--stride", str(args.stride)]
+        config = {n: p for n, p in REFERENCE_CONFIG.items() if n in chosen}
+        if config:
+            config_path = work / f"forecasters-{track}.toml"
+            config_path.write_text(_toml(config))
+            options += ["--forecaster-config", str(config_path)]
+        if track == "downstream":
+            options += ["--downstream-runs", str(args.downstream_runs)]
+        steps.append((f"bench-{track}", ["bench", str(store), "--out", str(results), "--track", track, "--forecasters", ",".join(chosen), *options]))
+        result_dirs.append(str(results))
+    steps.append(("report", ["report", *result_dirs, "--out", str(out), "--store", str(store), "--copy-results", "--title", f"trajbench reference leaderboard: {args.suite} suite"]))
     timings: dict[str, float] = {}
     start = time.perf_counter()
     card = Path(__file__).resolve().parents[2] / "data_cards" / f"{args.suite}.json"

@@ -49,6 +49,7 @@ import pandas as pd
 
 from trajbench.bench.metrics import boot_mean, bootstrap_weights, percentile_ci
 from trajbench.bench.windows import SeriesSource, build_context, derive_seed, eligible_columns
+from trajbench._runtime import one_line
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
 
@@ -225,11 +226,6 @@ class _Scorer:
         return float(out["val_acc"]), float(out["val_loss"])
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def evaluate_downstream(
     store: Any,
     forecasters: Sequence[Forecaster],
@@ -313,7 +309,7 @@ def evaluate_downstream(
                             acc_f, loss_f = scorer(forecast)
                             rows.append([f.name, row.path, str(row.task), str(row.split), int(origin), int(h), acc_f, acc_o, acc_t, loss_f, loss_o, loss_t])
             except Exception as exc:
-                failures[f.name] = f"{_one_line(exc)} (downstream, run '{row.path}')"
+                failures[f.name] = f"{one_line(exc)} (downstream, run '{row.path}')"
                 say(f"{f.name}: failed on the downstream track: {failures[f.name]}")
         info["evaluate_seconds"] += scorer.seconds
         info["evaluations"] += scorer.calls

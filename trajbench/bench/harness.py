@@ -65,6 +65,7 @@ from trajbench.bench.windows import (
     window_origins,
 )
 from trajbench.cards import CONTENT_HASH_DEFINITION
+from trajbench._runtime import one_line, rng_state, set_rng_state
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.forecasting.base import Forecaster, validate_tags
 from trajbench.forecasting.data import TrainingData
@@ -283,11 +284,6 @@ def _seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _gather_horizons(pred: np.ndarray, n_origins: int, n_series: int, horizons: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``(B * S, H)`` origin-major predictions -> ``(B, G, S)`` at the scored horizons
     (into ``out`` when given). The scored columns are gathered row by row first (each
@@ -299,26 +295,6 @@ def _gather_horizons(pred: np.ndarray, n_origins: int, n_series: int, horizons: 
     picked = np.take(p3, np.asarray(horizons, dtype=np.intp) - 1, axis=2)  # (B, S, G)
     np.copyto(out, picked.transpose(0, 2, 1))
     return out
-
-
-def _rng_state() -> tuple[Any, ...]:
-    """The global random streams :func:`_seed_everything` seeds (python, numpy, torch)."""
-    torch = sys.modules.get("torch")
-    cuda = None
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        cuda = torch.cuda.get_rng_state_all()
-    return random.getstate(), np.random.get_state(), torch.get_rng_state() if torch is not None else None, cuda
-
-
-def _set_rng_state(state: tuple[Any, ...]) -> None:
-    py, np_state, torch_state, cuda = state
-    random.setstate(py)
-    np.random.set_state(np_state)
-    torch = sys.modules.get("torch")
-    if torch is not None and torch_state is not None:
-        torch.set_rng_state(torch_state)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
 
 
 class _MetaTiles:
@@ -562,19 +538,19 @@ def _evaluate_run(
                     if slot.rng is None:
                         _seed_everything(predict_seed)
                     else:
-                        _set_rng_state(slot.rng)
+                        set_rng_state(slot.rng)
                 if quiesce is not None and settings.measure_memory:
                     quiesce()
                 try:
                     with slot.meter.measure():
                         pred = forecaster.predict(context, h_pred, meta)
                 except Exception as exc:
-                    slot.result.error = f"{_one_line(exc)} (predicting run '{job.path}', origins {int(o[0])}..{int(o[-1])})"
+                    slot.result.error = f"{one_line(exc)} (predicting run '{job.path}', origins {int(o[0])}..{int(o[-1])})"
                     slot.result.stats = None
                     continue
                 finally:
                     if shared:
-                        slot.rng = _rng_state()
+                        slot.rng = rng_state()
                 for reason, count in forecaster.pop_fallbacks().items():
                     slot.result.fallbacks[reason] = slot.result.fallbacks.get(reason, 0) + count
                 batch_stats = ref.stats(_gather_horizons(pred, len(o), view.n_series, horizons, out=view.workspace.get("pred", len(o))))
@@ -1219,7 +1195,7 @@ def _fit_forecaster(forecaster: Forecaster, settings: _Settings, training_data: 
         with fit_meter.measure():
             forecaster.fit(data)
     except Exception as exc:
-        message = f"fit raised {_one_line(exc)}"
+        message = f"fit raised {one_line(exc)}"
         say(f"{name}: failed: {message}")
         return ForecasterOutcome(name, None, "failed", message, pretrained_on=pretrained)
     return fit_meter

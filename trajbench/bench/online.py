@@ -42,11 +42,9 @@ from __future__ import annotations
 
 import math
 import random
-import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -55,6 +53,7 @@ import pandas as pd
 import torch
 
 from trajbench.bench.windows import derive_seed
+from trajbench._runtime import one_line, one_torch_thread, rng_state, set_rng_state
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.meta import SeriesMeta
@@ -212,26 +211,6 @@ class OnlineRun:
 
 
 # ------------------------------------------------------------------ live training
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def _rng_state() -> tuple[Any, ...]:
-    return random.getstate(), np.random.get_state(), torch.get_rng_state()
-
-
-def _set_rng_state(state: tuple[Any, ...]) -> None:
-    random.setstate(state[0])
-    np.random.set_state(state[1])
-    torch.set_rng_state(state[2])
-
-
 class _Jumper:
     """The forecaster side of a run: epoch-end snapshots of the forecastable
     parameters, and the jump (predict, then write the forecast into the parameters)."""
@@ -283,7 +262,7 @@ class _Jumper:
         """Forecast ``horizon`` epochs ahead and load it; raises on any forecaster error."""
         t0 = time.perf_counter()
         context = np.stack(list(self.history), axis=1)
-        outer = _rng_state()
+        outer = rng_state()
         try:
             if self._rng is None:
                 seed = self._seed
@@ -291,11 +270,11 @@ class _Jumper:
                 np.random.seed(seed % (2**32))
                 torch.manual_seed(seed)
             else:
-                _set_rng_state(self._rng)
+                set_rng_state(self._rng)
             pred = self.forecaster.predict(context, self.horizon, self.meta.with_origin(epoch))
-            self._rng = _rng_state()
+            self._rng = rng_state()
         finally:
-            _set_rng_state(outer)
+            set_rng_state(outer)
         new = np.ascontiguousarray(pred[:, self.horizon - 1], dtype=np.float32)
         if not np.isfinite(new).all():  # predict already refuses these; a belt for plugins that bypass it
             raise TrajbenchError(f"forecaster '{self.forecaster.name}' returned non-finite weights")
@@ -334,7 +313,7 @@ def train_online(
     from trajbench.generate.optimizers import build_optimizer, build_schedule, set_lr
 
     epochs = config.epochs if max_epochs is None else min(config.epochs, int(max_epochs))
-    with _one_thread():
+    with one_torch_thread():
         model = task.build(int(seed))
         spe = task.steps_per_epoch(config.batch_size)
         total = spe * config.epochs
@@ -382,7 +361,7 @@ def train_online(
                 try:
                     jumper.jump(epoch)
                 except Exception as exc:
-                    run.error = f"{_one_line(exc)} (jump at epoch {epoch})"
+                    run.error = f"{one_line(exc)} (jump at epoch {epoch})"
                     break
                 run.jumps += 1
                 metrics = task.evaluate(model)
@@ -397,11 +376,6 @@ def train_online(
         if keep_state:
             run.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     return run
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 # ------------------------------------------------------------------ configurations

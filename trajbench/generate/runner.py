@@ -29,16 +29,16 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
 from typing import Any
 
 import torch
 
+from trajbench._runtime import one_torch_thread
 from trajbench.errors import TrajbenchError
 from trajbench.generate.optimizers import _OPTIMIZERS, _SCHEDULES, build_optimizer, build_schedule, set_lr
 from trajbench.generate.suite import RunSpec, Suite, load_suite
@@ -307,16 +307,6 @@ def _mark_failed(out: Any, run_id: str, error: str, trace: str = "") -> None:
 
 
 # --------------------------------------------------------------- workers
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _worker_init() -> None:
     torch.set_num_threads(1)
     try:
@@ -507,7 +497,7 @@ def generate(
         if scheduler is not None:
             _run_dask(todo, out_text, workers, summary, bar, scheduler)
         elif workers == 1 or len(todo) <= 1:
-            with _one_thread():
+            with one_torch_thread():
                 for spec in todo:
                     _record(summary, train_run(spec, out_text, mode="w"), bar)
         else:
@@ -651,7 +641,7 @@ def _pool_round(jobs: list[_Job], workers: int, context: Any, out: str, summary:
 # --------------------------------------------------------------------- dask
 def _dask_run(job: _Job) -> RunResult:
     """A Dask task: one run on one torch thread in whatever worker process Dask picked."""
-    with _one_thread():
+    with one_torch_thread():
         return _worker_run(job)
 
 

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from trajbench.store.root import platform_info
+
 __all__ = ["store_sha256", "store_hashes", "StoreHashes", "STORE_HASH_DEFINITION", "machine_info", "library_versions", "Meter"]
 
 STORE_HASH_DEFINITION = (
@@ -144,10 +146,13 @@ def store_hashes(location: str | os.PathLike[str], threads: int = HASH_THREADS) 
 
 
 def machine_info() -> dict[str, Any]:
+    """Where a result was computed: platform, CPU model and count, Python, memory; the
+    host name only as a short hash."""
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),
         "processor": platform.processor() or None,
+        **{k: v for k, v in platform_info().items() if k != "machine"},
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "hostname_sha256": hashlib.sha256(platform.node().encode()).hexdigest()[:12],

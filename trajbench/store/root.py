@@ -15,7 +15,7 @@ from zarr.storage import FsspecStore, LocalStore
 from trajbench.errors import FormatVersionError, NotAStoreError, StoreError, StoreNotFoundError
 from trajbench.store.format import FORMAT_NAME, FORMAT_VERSION
 
-__all__ = ["open_root", "is_url", "library_versions", "utc_now", "member_keys"]
+__all__ = ["open_root", "is_url", "library_versions", "platform_info", "utc_now", "member_keys"]
 
 
 def utc_now() -> str:
@@ -39,6 +39,47 @@ def library_versions() -> dict[str, str]:
         "zarr": zarr.__version__,
         "numcodecs": numcodecs.__version__,
     }
+
+
+def _cpu_model() -> str | None:
+    """The CPU's model name (Linux: ``/proc/cpuinfo``), else None.
+
+    Recorded because real training trajectories are only bitwise reproducible on the same
+    CPU type: the small suite regenerated on an Intel Xeon (AVX-512) differed in every real
+    run from the one generated on an AMD EPYC, while its synthetic series were identical.
+    """
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+# Instruction-set extensions that decide which kernels torch and BLAS pick (and so the
+# rounding of a training run).
+_SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve")
+
+
+def _cpu_simd() -> list[str] | None:
+    """Which of :data:`_SIMD_FLAGS` the CPU reports (Linux), else None."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("flags", "Features")):
+                    present = set(line.split(":", 1)[1].split())
+                    return [flag for flag in _SIMD_FLAGS if flag in present]
+    except OSError:
+        pass
+    return None
+
+
+def platform_info() -> dict[str, Any]:
+    """The machine type a store was written on: architecture, CPU model and its SIMD
+    extensions (root attribute ``platform``; bench manifests record it too)."""
+    return {"machine": platform.machine(), "cpu_model": _cpu_model(), "cpu_simd": _cpu_simd()}
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:
@@ -125,6 +166,7 @@ def open_root(location: str | os.PathLike[str], mode: Literal["r", "a"] = "r") -
             "created_at": utc_now(),
             "created_by": f"trajbench {library_versions()['trajbench']}",
             "library_versions": library_versions(),
+            "platform": platform_info(),
         }
         return zarr.open_group(store=store, mode="a", zarr_format=3, attributes=attrs)
     _check_root_attrs(dict(group.attrs), text)

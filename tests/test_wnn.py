@@ -355,3 +355,35 @@ def test_harness_trains_and_scores_wnn(tmp_path, quad_store):
     rows = table[(table.forecaster == "wnn") & (table.metric == "scaled_persistence") & (table.task == "all") & (table.kind == "all") & (table.horizon == "5")]
     assert len(rows) and (rows.status == "ok").all()
     assert (rows.value < 1.0).all(), rows
+
+
+def test_train_forecaster_sees_the_benchmarks_training_series(quad_store):
+    """`trajbench train-forecaster` and the harness build the training and validation data
+    with one function: the same runs and the same (chunk-aware) parameter samples."""
+    import dataclasses
+
+    from trajbench import Forecaster
+    from trajbench.bench.harness import run_benchmark
+    from trajbench.bench.protocol import PROTOCOL
+    from trajbench.train_cli import split_training_data
+
+    seen: dict[str, list[tuple[str, list[int]]]] = {}
+
+    class Spy(Forecaster):
+        name = "spy"
+        tags = {"needs_fit": True}
+
+        def _fit(self, train):
+            seen["train"] = [(s.path, list(map(int, s.columns))) for s in train.sources]
+            seen["validation"] = [(s.path, list(map(int, s.columns))) for s in train.validation.sources]
+
+        def _predict(self, context, horizon, meta):
+            return np.repeat(context[:, -1:], horizon, axis=1)
+
+    protocol = dataclasses.replace(PROTOCOL, sample_size=3)  # a real sub-sample of every run
+    run_benchmark(quad_store, [Spy()], protocol=protocol, seed=5, hash_store=False, measure_memory=False)
+    train = split_training_data(quad_store, seed=5, protocol=protocol)
+    assert seen["train"] and seen["validation"]
+    assert [(s.path, list(map(int, s.columns))) for s in train.sources] == seen["train"]
+    assert [(s.path, list(map(int, s.columns))) for s in train.validation.sources] == seen["validation"]
+    assert all(len(cols) == 3 for _, cols in seen["train"])

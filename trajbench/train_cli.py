@@ -44,7 +44,7 @@ def split_training_data(store: Any, *, seed: int = 0, protocol: Any = None, cont
     validation split attached as ``.validation``)."""
     from trajbench.bench.protocol import PROTOCOL
     from trajbench.bench.splits import assign_splits
-    from trajbench.bench.windows import SeriesSource, eligible_columns, sample_columns
+    from trajbench.bench.windows import split_sources
     from trajbench.forecasting.data import TrainingData
     from trajbench.store.reader import Store, open_store
 
@@ -54,16 +54,10 @@ def split_training_data(store: Any, *, seed: int = 0, protocol: Any = None, cont
 
     def part(split: str) -> TrainingData:
         rows = splits[splits["split"] == split].reset_index(drop=True)
-
-        def build() -> list[SeriesSource]:
-            built = []
-            for row in rows.itertuples(index=False):
-                run = store_obj.run(row.path)
-                cols = sample_columns(eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only), protocol.sample_size, seed, row.path)
-                built.append(SeriesSource.from_run(run, cols, str(row.task), n_snapshots=int(row.n_snapshots)))
-            return built
-
-        return TrainingData(build, runs=rows, store=store_obj, split=split, context_length=context_length, horizon=horizon, stride=1)
+        return TrainingData(
+            lambda: split_sources(store_obj, rows, protocol, seed),
+            runs=rows, store=store_obj, split=split, context_length=context_length, horizon=horizon, stride=1,
+        )
 
     train = part("train")
     train.validation = part("validation")

@@ -61,6 +61,7 @@ from trajbench.bench.windows import (
     first_origin,
     iter_blocks,
     sample_run,
+    split_sources,
     scored_horizons,
     window_origins,
 )
@@ -914,12 +915,7 @@ def run_benchmark(
     def sources_of(split: str, rows: pd.DataFrame) -> Callable[[], list[SeriesSource]]:
         def build() -> list[SeriesSource]:
             if split not in source_lists:
-                built = []
-                for row in rows.itertuples(index=False):
-                    run = opened.run(row.path)
-                    cols = sample_run(run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only).columns
-                    built.append(SeriesSource.from_run(run, cols, str(row.task), n_snapshots=int(row.n_snapshots)))
-                source_lists[split] = built
+                source_lists[split] = split_sources(opened, rows, protocol, seed)
             return source_lists[split]
 
         return build

@@ -29,6 +29,7 @@ __all__ = [
     "window_origins",
     "scored_horizons",
     "SeriesSource",
+    "split_sources",
     "iter_blocks",
     "block_bounds",
     "build_context",
@@ -262,6 +263,23 @@ class SeriesSource:
         if len(kind_arr) != n_series or len(layer_arr) != n_series:
             raise TrajbenchError(f"kinds and layers must have one entry per series ({n_series})")
         return cls(path, task, data.shape[0], np.arange(n_series, dtype=np.int64), kind_arr, layer_arr, int(stride), lambda a, b: data[a:b])
+
+
+def split_sources(runs: Any, rows: Any, protocol: Any, seed: int) -> list[SeriesSource]:
+    """The :class:`SeriesSource` of every run in ``rows`` (a splits table: columns ``path``,
+    ``task``, ``n_snapshots``), each holding the run's paired parameter sample
+    (:func:`sample_run` with the protocol's ``sample_size``, ``exclude_kinds`` and
+    ``trainable_only``). ``runs`` is anything with ``.run(path)``: a
+    :class:`~trajbench.store.reader.Store`. One function for the harness's training and
+    validation data and for ``trajbench train-forecaster``, so that a forecaster trained
+    outside a benchmark sees exactly the series the benchmark would give its ``fit``.
+    """
+    built = []
+    for row in rows.itertuples(index=False):
+        run = runs.run(row.path)
+        columns = sample_run(run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only).columns
+        built.append(SeriesSource.from_run(run, columns, str(row.task), n_snapshots=int(row.n_snapshots)))
+    return built
 
 
 def _run_stride(run: Any, n: int) -> int:

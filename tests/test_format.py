@@ -1,4 +1,4 @@
-"""Format constants and pure rules: ``plan_chunks`` and ``check_name``."""
+"""Format constants and pure rules: ``plan_chunks`` (chunks and shards) and ``check_name``."""
 
 from __future__ import annotations
 
@@ -37,31 +37,52 @@ def expected_params_per_chunk(n_params: int, ct: int) -> int:
     return cp
 
 
+def expected_shards(n_params: int, ct: int, n_columns: int) -> ChunkPlan:
+    """Rule 3 written out: inner columns of equal width <= 4096, k of them per shard."""
+    n_inner = 1
+    while n_inner * 4096 < n_params:
+        n_inner += 1
+    ci = -(-n_params // n_inner)
+    per_shard = -(-n_inner // n_columns)
+    return ChunkPlan(snapshots=ct, params=ci, shard_params=per_shard * ci)
+
+
 def check_rule(n_params: int) -> None:
     plan = plan_chunks(n_params)
     row = 4 * n_params
-    ct, cp = plan.snapshots, plan.params
+    ct = plan.snapshots
     assert ct == expected_snapshots_per_chunk(n_params)
     assert ct & (ct - 1) == 0, "snapshots per chunk is a power of two"
     assert 1 <= ct <= 256
-    assert 1 <= cp <= n_params
-    assert plan.nbytes == ct * cp * 4
+    assert plan.nbytes == ct * plan.params * 4
     # A slab (ct full rows) fits in 256 MiB unless even one row does not.
     assert ct * row <= 256 * MiB or ct == 1
     if ct * row <= 256 * MiB and 16 * row <= 256 * MiB:
         assert ct >= 16
-    # Whole rows per chunk while a chunk row is at most 8 MiB, else equal columns of <= 4 MiB.
+    # Rule 2's unit: whole rows while a chunk row is at most 8 MiB, else equal columns of <= 4 MiB.
     if ct * row <= 8 * MiB:
-        assert cp == n_params
+        cp, n_columns = n_params, 1
     else:
+        n_columns = -(-n_params // ((4 * MiB) // (ct * 4)))
+        cp = -(-n_params // n_columns)
         if n_params < 10**8:  # the oracle's linear search is slow past that
             assert cp == expected_params_per_chunk(n_params, ct)
-        n_columns = -(-n_params // cp)
         assert cp * ct * 4 <= 4 * MiB
         assert n_columns * cp - n_params < n_columns, "padding of the edge column is under one param per column"
-        assert n_columns == -(-n_params // ((4 * MiB) // (ct * 4))), "no more columns than 4 MiB chunks need"
+    # Rule 3: units wider than 4096 params become shards of inner chunks of at most 4096.
+    if cp <= 4096:
+        assert plan == ChunkPlan(snapshots=ct, params=cp) and plan.shards is None
+    else:
+        if n_params < 10**8:
+            assert plan == expected_shards(n_params, ct, n_columns)
+        ci, width = plan.params, plan.write_params
+        assert ci <= 4096 and width % ci == 0 and plan.shards == (ct, width)
+        n_inner = -(-n_params // 4096)
+        assert n_inner * ci - n_params < n_inner, "padding under one param per inner column"
+        assert -(-n_params // width) <= n_columns, "no more shards than rule 2's units"
+        assert ct * width * 4 <= 8 * MiB + ct * 4 * n_inner
     if n_params >= 1024:
-        assert 1 * MiB <= plan.nbytes <= 8 * MiB, (n_params, plan)
+        assert 1 * MiB <= ct * plan.write_params * 4 <= 8 * MiB + ct * 4 * (n_params // 4096 + 1), (n_params, plan)
     else:
         assert plan == ChunkPlan(snapshots=256, params=n_params)
 
@@ -89,25 +110,28 @@ def test_plan_chunks_rule_everywhere(n_params):
 def test_plan_chunks_known_values():
     """A few hand-computed plans."""
     assert plan_chunks(100) == ChunkPlan(256, 100)  # tiny: one 256-snapshot block
-    assert plan_chunks(2**16) == ChunkPlan(16, 2**16)  # 16 x 256 KiB = 4 MiB
+    assert plan_chunks(2**16) == ChunkPlan(16, 4096, 2**16)  # one 16 x 256 KiB = 4 MiB shard of 16 inner chunks
     assert plan_chunks(1000) == ChunkPlan(256, 1000)
     assert plan_chunks(3000) == ChunkPlan(128, 3000)  # 128 x 12000 B ~ 1.46 MiB
-    assert plan_chunks(2**17 + 1) == ChunkPlan(16, 43691)  # 8 MiB + 64 B: 3 equal columns, 2 params of padding
-    assert plan_chunks(10**6) == ChunkPlan(16, 62500)  # 16 columns of 62,500: no padding (was 65,536, 4.9% padding)
-    assert plan_chunks(10**8) == ChunkPlan(1, 1041667)  # one row is 400 MB: 1 snapshot per slab, 96 columns
+    assert plan_chunks(4096) == ChunkPlan(64, 4096)  # the widest plain chunk
+    assert plan_chunks(2**17 + 1) == ChunkPlan(16, 3972, 43692)  # 8 MiB + 64 B: 3 shards of 11 inner chunks, 3 params of padding
+    assert plan_chunks(10**6) == ChunkPlan(16, 4082, 65312)  # 245 inner columns in 16 shards (the last one of 5)
+    assert plan_chunks(10**8) == ChunkPlan(1, 4096, 1044480)  # one row is 400 MB: 1 snapshot per slab, 96 shards
 
 
 @pytest.mark.micro
 @pytest.mark.parametrize("spc", [1, 3, 16, 20, 1000])
 def test_plan_chunks_explicit_snapshots(spc):
-    """An explicit snapshots_per_chunk is kept; params per chunk follow the 8 MiB rule."""
+    """An explicit snapshots_per_chunk is kept; params per chunk follow the 8 MiB rule,
+    then the sharding rule past 4096."""
     for n in (1, 500, 10**6):
         plan = plan_chunks(n, spc)
         assert plan.snapshots == spc
-        if spc * n * 4 <= 8 * MiB:
-            assert plan.params == n
+        cp = n if spc * n * 4 <= 8 * MiB else expected_params_per_chunk(n, spc)
+        if cp <= 4096:
+            assert plan == ChunkPlan(spc, cp)
         else:
-            assert plan.params == expected_params_per_chunk(n, spc)
+            assert plan == expected_shards(n, spc, -(-n // cp))
 
 
 @pytest.mark.micro

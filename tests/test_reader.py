@@ -250,14 +250,14 @@ def test_indexing_one_snapshot_reads_only_its_chunks(store_path):
     rows = rng.standard_normal((12, 300_000), dtype=np.float32)  # 1.2 MB per row
     write_rows(store_path, "runs/big", rows, spc=4)
     run = open_store(store_path).run("big")
-    assert run.weights.chunks == (4, 300_000)
+    assert run.weights.chunks == (4, 4055) and run.weights.shards == (4, 300_070)  # 74 inner chunks in one shard
     chunk_dir = Path(store_path, "runs", "big", "weights", "c")
     corrupted = 0
     for chunk_row in ("0", "2"):
         for chunk in (chunk_dir / chunk_row).iterdir():
             chunk.write_bytes(b"not a blosc frame")
             corrupted += 1
-    assert corrupted == 2  # one chunk per chunk row: 4 x 300_000 x 4 B is under 8 MiB
+    assert corrupted == 2  # one shard per chunk row: 4 x 300_000 x 4 B is under 8 MiB
     np.testing.assert_array_equal(run.weights[5], rows[5])
     np.testing.assert_array_equal(run.weights[4:8, 10:20], rows[4:8, 10:20])
     np.testing.assert_array_equal(run.layer("x")[-5], rows[7])

@@ -16,10 +16,11 @@ from trajbench import Recorder, open_store
 xr = pytest.importorskip("xarray")
 
 
-def record_toy(location, run_id="toy", n=7, spc=3):
-    """Record n snapshots of a small conv model; return (oracle rows, steps, losses)."""
+def record_toy(location, run_id="toy", n=7, spc=3, width=3):
+    """Record n snapshots of a small conv model; return (oracle rows, steps, losses).
+    ``width=600`` gives 5,419 parameters, more than 4,096: a sharded ``weights``."""
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, 3))
+    model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, width))
     rows, steps, losses = [], [], []
     with Recorder(location, run_id, model, meta={"task": "toy", "seed": 1}, snapshots_per_chunk=spc) as rec:
         for k in range(n):
@@ -37,9 +38,11 @@ def record_toy(location, run_id="toy", n=7, spc=3):
 
 
 @pytest.mark.micro
-def test_plain_zarr_reads_store(store_path):
-    """zarr.open_group sees the documented root attrs, run attrs, arrays and dimension names."""
-    rows, steps, losses = record_toy(store_path)
+@pytest.mark.parametrize("width", [3, 600])
+def test_plain_zarr_reads_store(store_path, width):
+    """zarr.open_group sees the documented root attrs, run attrs, arrays and dimension names
+    (plain chunks, and sharded ones for a run wider than 4,096 parameters)."""
+    rows, steps, losses = record_toy(store_path, width=width)
     root = zarr.open_group(store_path, mode="r", zarr_format=3)
     assert root.attrs["format"] == "trajbench" and root.attrs["format_version"] == 1
     run = root["runs/toy"]
@@ -51,7 +54,10 @@ def test_plain_zarr_reads_store(store_path):
     assert sum(e["numel"] for e in layout) == rows.shape[1]
     weights = run["weights"]
     assert weights.shape == rows.shape and weights.dtype == np.float32
-    assert weights.chunks == (3, rows.shape[1])
+    if width == 3:
+        assert weights.chunks == (3, rows.shape[1]) and weights.shards is None
+    else:  # two inner chunks of 2,710 columns in one shard
+        assert weights.chunks == (3, 2710) and weights.shards == (3, 5420)
     assert tuple(weights.metadata.dimension_names) == ("snapshot", "param")
     np.testing.assert_array_equal(weights[:], rows)
     np.testing.assert_array_equal(run["step"][:], steps)
@@ -65,10 +71,11 @@ def test_plain_zarr_reads_store(store_path):
 
 
 @pytest.mark.micro
+@pytest.mark.parametrize("width", [3, 600])
 @pytest.mark.parametrize("how", ["open_zarr", "open_dataset"])
-def test_xarray_reads_completed_run(store_path, how):
+def test_xarray_reads_completed_run(store_path, how, width):
     """xarray opens runs/<id> as a Dataset with weights(snapshot, param), step, epoch and metrics."""
-    rows, steps, losses = record_toy(store_path)
+    rows, steps, losses = record_toy(store_path, width=width)
     if how == "open_zarr":
         ds = xr.open_zarr(store_path, group="runs/toy", consolidated=False, zarr_format=3)
     else:

@@ -8,6 +8,13 @@ the chunk, transposed first if the array's codecs start with ``transpose`` (orde
 parameter-major), in C order, little endian, then Blosc with the array's own configuration, under
 the key zarr's chunk-key encoding gives, written to a temporary file and renamed into place
 (as zarr's LocalStore does). Any other case returns ``None`` and the caller uses zarr.
+
+Sharded arrays (zarr's ``sharding_indexed`` codec with its default index: ``bytes`` little
+endian + ``crc32c``, at the end) are written a whole shard at a time, as zarr writes them:
+the encoded inner chunks one after the other in Morton order (for a 2-D shard one inner
+chunk high, plain left-to-right order), inner chunks that are all fill value or wholly past
+the array's edge left out, then the index of ``(offset, nbytes)`` pairs as little-endian
+uint64 (2^64 - 1 for a missing chunk) and its CRC-32C. A shard with no chunk is deleted.
 """
 
 from __future__ import annotations
@@ -17,14 +24,16 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import google_crc32c
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, TransposeCodec
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, TransposeCodec
 from zarr.storage import LocalStore
 
 __all__ = ["DirectChunkWriter"]
 
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
+_MISSING = np.uint64(2**64 - 1)  # offset and length of a chunk a shard does not hold
 
 
 class DirectChunkWriter:
@@ -35,8 +44,13 @@ class DirectChunkWriter:
         self._directory = directory
         self._compressor = compressor
         self._transposed = transposed
-        self.chunks = tuple(int(c) for c in array.chunks)
+        self.shape = tuple(int(s) for s in array.shape)
+        # The unit written as one file: the shard when sharded, else the chunk.
+        self.chunks = tuple(int(c) for c in (array.shards or array.chunks))
+        # Inner chunk shape of a sharded array (None: plain chunks).
+        self.inner = tuple(int(c) for c in array.chunks) if array.shards is not None else None
         self.dtype = np.dtype(str(array.dtype)).newbyteorder("<")
+        self._fill = array.fill_value
 
     @classmethod
     def for_array(cls, array: zarr.Array) -> DirectChunkWriter | None:
@@ -45,34 +59,16 @@ class DirectChunkWriter:
         if not isinstance(store, LocalStore) or array.metadata.zarr_format != 3:
             return None
         codecs = tuple(array.metadata.codecs)
-        transposed = False
-        if codecs and isinstance(codecs[0], TransposeCodec):
-            if len(array.shape) != 2 or tuple(codecs[0].order) != (1, 0):
-                return None
-            transposed, codecs = True, codecs[1:]
-        if not codecs or not isinstance(codecs[0], BytesCodec):
-            return None
-        endian = getattr(codecs[0].endian, "value", codecs[0].endian)
-        if endian not in (None, "little"):
-            return None
-        compressor = None
-        if len(codecs) == 2 and isinstance(codecs[1], BloscCodec):
-            import numcodecs
-
-            blosc = codecs[1]
-            compressor = numcodecs.Blosc.from_config(
-                {
-                    "cname": getattr(blosc.cname, "value", blosc.cname),
-                    "clevel": int(blosc.clevel),
-                    "shuffle": _SHUFFLE[getattr(blosc.shuffle, "value", blosc.shuffle)],
-                    "blocksize": int(blosc.blocksize),
-                    "typesize": int(blosc.typesize),
-                }
-            )
-        elif len(codecs) != 1:
-            return None
         if array.shards is not None:
+            if len(codecs) != 1 or not _is_default_sharding(codecs[0]) or len(array.shape) != 2:
+                return None
+            if any(s % c for s, c in zip(array.shards, array.chunks)) or array.shards[0] != array.chunks[0]:
+                return None  # only shards one inner chunk high, as trajbench writes them
+            codecs = tuple(codecs[0].codecs)
+        parsed = _parse_chain(codecs, len(array.shape))
+        if parsed is None:
             return None
+        compressor, transposed = parsed
         return cls(array, Path(store.root) / array.path, compressor, transposed)
 
     @property
@@ -95,6 +91,8 @@ class DirectChunkWriter:
         """
         if len(self.chunks) != 2:
             raise ValueError("write_rows is only for 2-D chunks")
+        if self.inner is not None:
+            raise ValueError("write_rows is for plain chunks; use encode_inner and write_shard for a sharded array")
         ct, cp = self.chunks
         n_rows, width = rows.shape
         if n_rows > ct or width > cp:
@@ -127,11 +125,129 @@ class DirectChunkWriter:
 
     def write(self, block: tuple[int, ...], data: np.ndarray) -> None:
         """Encode ``data`` (exactly one chunk's shape) and write it as chunk ``block``."""
+        if self.inner is not None:
+            raise ValueError("write is for plain chunks; use encode_inner and write_shard for a sharded array")
         if data.shape != self.chunks:
             raise ValueError(f"chunk data must have shape {self.chunks}, but got {data.shape}")
         if self._transposed:
             data = data.T
         self._write_encoded(block, np.ascontiguousarray(data, dtype=self.dtype))
+
+    def inner_columns(self, shard: int) -> list[tuple[int, int]]:
+        """Array columns ``(start, stop)`` of the stored inner chunks of shard column ``shard``:
+        those that begin before the array's edge (the last one may run past it)."""
+        if self.inner is None:
+            raise ValueError("inner_columns is only for a sharded array")
+        width, ci, n_cols = self.chunks[1], self.inner[1], self.shape[1]
+        first = shard * width
+        return [(c, c + ci) for c in range(first, min(first + width, n_cols), ci)]
+
+    def encode_inner(self, rows: np.ndarray, fill: Any) -> bytes | None:
+        """Encoded bytes of one inner chunk from ``rows`` (a strided view of at most an inner
+        chunk; the rest gets ``fill``), or None when it is all fill value (zarr leaves such
+        chunks out of the shard). Thread-safe: call it from a pool."""
+        if self.inner is None:
+            raise ValueError("encode_inner is only for a sharded array")
+        ct, ci = self.inner
+        n_rows, width = rows.shape
+        if n_rows > ct or width > ci:
+            raise ValueError(f"rows of shape {rows.shape} do not fit an inner chunk of shape {self.inner}")
+        if self._transposed:
+            chunk = np.empty((ci, ct), dtype=self.dtype)
+            chunk[:width, :n_rows] = rows.T
+            chunk[:width, n_rows:] = fill
+            chunk[width:] = fill
+        else:
+            chunk = np.empty((ct, ci), dtype=self.dtype)
+            chunk[:n_rows, :width] = rows
+            chunk[:n_rows, width:] = fill
+            chunk[n_rows:] = fill
+        if _all_fill(chunk, fill):
+            return None
+        raw = chunk.reshape(-1).view(np.uint8)
+        return bytes(self._compressor.encode(raw)) if self._compressor is not None else raw.tobytes()
+
+    def write_shard_rows(self, block: tuple[int, int], rows: np.ndarray, fill: Any) -> None:
+        """Write shard ``block`` from ``rows`` (a strided view of at most a shard, from the
+        shard's first column); rows and columns past it get ``fill``, as zarr stores them.
+
+        Inner chunks are encoded one after the other on the calling thread (the caller runs
+        shards in parallel).
+        """
+        if self.inner is None:
+            raise ValueError("write_shard_rows is only for a sharded array")
+        ct, ci = self.inner
+        n_rows, width = rows.shape
+        if n_rows > ct or width > self.chunks[1]:
+            raise ValueError(f"rows of shape {rows.shape} do not fit a shard of shape {self.chunks}")
+        first = block[1] * self.chunks[1]
+        parts = [rows[:, c0 - first : c1 - first] for c0, c1 in self.inner_columns(block[1])]
+        if self._compressor is not None or self._transposed:
+            self.write_shard(block, [self.encode_inner(part, fill) for part in parts])
+            return
+        # Raw inner chunks: the shard body is the (inner chunk, row, column) reordering of
+        # its columns, made with one strided numpy copy and written at once (measured: less
+        # CPU than a write per line and inner chunk, whose Python overhead dominates on
+        # 16 KiB pieces; about 1.5x a plain chunk's CPU, which needs no copy).
+        body = np.empty((len(parts), ct, ci), dtype=self.dtype)
+        whole = min(len(parts), width // ci)
+        if whole:
+            body[:whole, :n_rows] = rows[:, : whole * ci].reshape(n_rows, whole, ci).transpose(1, 0, 2)
+        if whole < len(parts):
+            edge = rows[:, whole * ci :]
+            body[whole, :n_rows, : edge.shape[1]] = edge
+            body[whole, :n_rows, edge.shape[1] :] = fill
+        body[:, n_rows:] = fill
+        kept = [not _all_fill(chunk, fill) for chunk in body]
+        size = ct * ci * self.dtype.itemsize
+
+        def emit(handle: Any) -> None:
+            if all(kept):
+                handle.write(memoryview(body.reshape(-1).view(np.uint8)))
+                return
+            for chunk, keep in zip(body, kept):
+                if keep:
+                    handle.write(memoryview(chunk.reshape(-1).view(np.uint8)))
+
+        self._write_shard_file(block, [size if keep else None for keep in kept], emit)
+
+    def write_shard(self, block: tuple[int, int], payloads: list[bytes | None]) -> None:
+        """Write shard ``block`` from its inner chunks' encoded bytes, in column order (None:
+        a chunk left out); a shard with none is deleted, as zarr does."""
+        if self.inner is None:
+            raise ValueError("write_shard is only for a sharded array")
+
+        def emit(handle: Any) -> None:
+            for payload in payloads:
+                if payload is not None:
+                    handle.write(payload)
+
+        self._write_shard_file(block, [None if p is None else len(p) for p in payloads], emit)
+
+    def _write_shard_file(self, block: tuple[int, int], sizes: list[int | None], emit_chunks: Any) -> None:
+        """Write a shard whose stored inner chunks have ``sizes`` (None: left out): the
+        chunks (``emit_chunks``), then the index and its CRC-32C."""
+        per_shard = self.chunks[1] // self.inner[1]  # type: ignore[index]
+        if len(sizes) > per_shard:
+            raise ValueError(f"a shard holds {per_shard} inner chunks, but got {len(sizes)}")
+        if all(size is None for size in sizes):
+            (self._directory / self._metadata.encode_chunk_key(block)).unlink(missing_ok=True)
+            return
+        index = np.full((per_shard, 2), _MISSING, dtype="<u8")
+        offset = 0
+        for j, size in enumerate(sizes):
+            if size is not None:
+                index[j] = (offset, size)
+                offset += size
+        index_bytes = index.tobytes()
+        checksum = np.array([google_crc32c.value(index_bytes)], dtype="<u4").tobytes()
+
+        def emit(handle: Any) -> None:
+            emit_chunks(handle)
+            handle.write(index_bytes)
+            handle.write(checksum)
+
+        self._atomic_write(block, emit)
 
     def _write_encoded(self, block: tuple[int, ...], stored: np.ndarray) -> None:
         """Encode a C-contiguous chunk already in its stored order and write it."""
@@ -150,3 +266,61 @@ class DirectChunkWriter:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+
+def _is_default_sharding(codec: Any) -> bool:
+    """Whether ``codec`` is zarr's sharding codec with its default index (bytes LE + crc32c, at the end)."""
+    if not isinstance(codec, ShardingCodec):
+        return False
+    location = getattr(codec.index_location, "value", codec.index_location)
+    index = tuple(codec.index_codecs)
+    return (
+        location == "end"
+        and len(index) == 2
+        and isinstance(index[0], BytesCodec)
+        and getattr(index[0].endian, "value", index[0].endian) in (None, "little")
+        and isinstance(index[1], Crc32cCodec)
+    )
+
+
+def _parse_chain(codecs: tuple[Any, ...], ndim: int) -> tuple[Any | None, bool] | None:
+    """``(compressor, transposed)`` for a chain of [transpose (1, 0)] + bytes LE + [blosc], else None."""
+    transposed = False
+    if codecs and isinstance(codecs[0], TransposeCodec):
+        if ndim != 2 or tuple(codecs[0].order) != (1, 0):
+            return None
+        transposed, codecs = True, codecs[1:]
+    if not codecs or not isinstance(codecs[0], BytesCodec):
+        return None
+    endian = getattr(codecs[0].endian, "value", codecs[0].endian)
+    if endian not in (None, "little"):
+        return None
+    compressor = None
+    if len(codecs) == 2 and isinstance(codecs[1], BloscCodec):
+        import numcodecs
+
+        blosc = codecs[1]
+        compressor = numcodecs.Blosc.from_config(
+            {
+                "cname": getattr(blosc.cname, "value", blosc.cname),
+                "clevel": int(blosc.clevel),
+                "shuffle": _SHUFFLE[getattr(blosc.shuffle, "value", blosc.shuffle)],
+                "blocksize": int(blosc.blocksize),
+                "typesize": int(blosc.typesize),
+            }
+        )
+    elif len(codecs) != 1:
+        return None
+    return compressor, transposed
+
+
+def _all_fill(chunk: np.ndarray, fill: Any) -> bool:
+    """Whether every value of ``chunk`` equals ``fill`` (NaN equal to NaN), as zarr tests
+    before it leaves a chunk out; looking at one value first keeps real data at no cost."""
+    first = chunk.flat[0]
+    if chunk.dtype.kind == "f" and fill == 0:  # zarr compares zeros bit for bit: -0.0 is data
+        bits = chunk.view(f"u{chunk.dtype.itemsize}")
+        return not bits.flat[0] and not bits.any()
+    if isinstance(fill, (float, np.floating)) and np.isnan(fill):
+        return bool(np.isnan(first)) and bool(np.isnan(chunk).all())
+    return bool(first == fill) and bool((chunk == fill).all())

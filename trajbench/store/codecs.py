@@ -1,8 +1,9 @@
 """Compression settings of ``weights``: the named codec pipelines and the optional lossy rounding.
 
 Every pipeline is made of codecs that stock zarr-python decodes (``transpose``, ``bytes``,
-``blosc``), so a compressed store is still a plain zarr v3 store (``docs/format.md``,
-section 4). The settings were chosen by measurement on the small suite's real trajectories
+``blosc``; wide runs wrap them in ``sharding_indexed``, see ``plan_chunks``), so a
+compressed store is still a plain zarr v3 store (``docs/format.md``, section 4). The
+settings were chosen by measurement on the small suite's real trajectories
 (``benchmarks/store.py``, figures in ``docs/performance.md``):
 
 * ``"none"``: the ``bytes`` codec alone, row-major; nothing to encode.
@@ -95,20 +96,28 @@ class WeightsEncoding:
             "compressors": [BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle, typesize=4, blocksize=blocksize)],
         }
 
-    def codecs_json(self) -> list[dict[str, Any]]:
-        """The codec chain of ``weights`` as it appears in its ``zarr.json``."""
-        from zarr.codecs import BytesCodec
+    def codecs_json(self, inner_chunks: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+        """The codec chain of ``weights`` as it appears in its ``zarr.json``.
+
+        With ``inner_chunks`` (a sharded array), the chain is zarr's sharding codec with
+        those inner chunks, the setting's codecs inside and zarr's default index codecs
+        (``bytes`` little endian + ``crc32c``, index at the end of each shard).
+        """
+        from zarr.codecs import BytesCodec, ShardingCodec
 
         kwargs = self.array_kwargs()
         chain = [*kwargs.get("filters", []), kwargs.get("serializer", BytesCodec(endian="little")), *(kwargs.get("compressors") or [])]
+        if inner_chunks is not None:
+            chain = [ShardingCodec(chunk_shape=tuple(inner_chunks), codecs=chain)]
         return [json.loads(json.dumps(codec.to_dict())) for codec in chain]
 
-    def attrs(self) -> dict[str, Any]:
-        """The run attributes ``compression`` and ``lossy`` (before any row is written)."""
+    def attrs(self, inner_chunks: tuple[int, ...] | None = None) -> dict[str, Any]:
+        """The run attributes ``compression`` and ``lossy`` (before any row is written);
+        ``inner_chunks`` as for :meth:`codecs_json`."""
         lossy = None
         if self.lossy is not None:
             lossy = {"mode": self.lossy.mode, "keepbits": self.lossy.keepbits, "bound": self.lossy.bound, "max_rel_error": 0.0}
-        return {"compression": {"setting": self.compression, "codecs": self.codecs_json()}, "lossy": lossy}
+        return {"compression": {"setting": self.compression, "codecs": self.codecs_json(inner_chunks)}, "lossy": lossy}
 
 
 def resolve_encoding(compression: object = None, lossy: object = None) -> WeightsEncoding:

@@ -45,6 +45,10 @@ MAX_SNAPSHOTS_PER_CHUNK = 256
 # in memory before writing. Big models get fewer snapshots per chunk so that the buffer,
 # and what a crash can lose, stay bounded.
 MAX_SLAB_BYTES = 256 << 20  # 256 MiB
+# Widest inner chunk of a sharded ``weights`` (docs/format.md, "Sharding"): the harness
+# samples at most 4096 parameters per run and reads whole chunk columns, so chunks no wider
+# than its sample keep what it reads within 2x what it uses (docs/protocol.md).
+MAX_INNER_PARAMS = 4096
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,22 @@ class ChunkPlan:
 
     snapshots: int
     params: int
+    shard_params: int | None = None  # shard width when ``weights`` is sharded, a multiple of ``params``
 
     @property
     def nbytes(self) -> int:
-        """Uncompressed bytes of one full chunk."""
+        """Uncompressed bytes of one full chunk (an inner chunk when sharded)."""
         return self.snapshots * self.params * 4
+
+    @property
+    def write_params(self) -> int:
+        """Width of the unit the Recorder writes as one file: a shard, else a chunk."""
+        return self.shard_params if self.shard_params is not None else self.params
+
+    @property
+    def shards(self) -> tuple[int, int] | None:
+        """Shard shape for ``zarr.create_array(shards=...)``, or None for plain chunks."""
+        return None if self.shard_params is None else (self.snapshots, self.shard_params)
 
 
 def _pow2_at_least(x: float) -> int:
@@ -85,6 +100,15 @@ def plan_chunks(n_params: int, snapshots_per_chunk: int | None = None) -> ChunkP
     Chunks are therefore 1 to 8 MiB, except for runs so small that 256 snapshots of all
     their parameters are under 1 MiB (fewer than 1024 parameters), whose chunks are one
     256-snapshot block of everything.
+
+    3. Sharding: if ``cp`` is wider than 4096 (``MAX_INNER_PARAMS``), the unit of rule 2
+       becomes a *shard* of zarr's sharding codec and its chunks are narrower: the run's
+       parameters are cut into ``m = ceil(n_params / 4096)`` inner columns of equal width
+       ``ci = ceil(n_params / m)`` (fewer than ``m`` parameters of padding in all), and each
+       shard holds ``k = ceil(m / n)`` of them (``n``: the number of columns of rule 2), so
+       shards are ``(ct, k x ci)``, as many as rule 2's chunks or fewer, and inner chunks
+       are ``(ct, ci)``. Inner chunks wholly past the last parameter are not stored.
+       ``ChunkPlan.params`` is then ``ci`` and ``ChunkPlan.shard_params`` is ``k x ci``.
     """
     if not isinstance(n_params, int) or n_params < 1:
         raise TrajbenchError(f"n_params must be a positive int, but got {n_params!r}")
@@ -106,7 +130,13 @@ def plan_chunks(n_params: int, snapshots_per_chunk: int | None = None) -> ChunkP
         widest = max(1, TARGET_CHUNK_BYTES // (ct * 4))
         n_columns = -(-n_params // widest)
         cp = -(-n_params // n_columns)
-    return ChunkPlan(snapshots=ct, params=cp)
+    if cp <= MAX_INNER_PARAMS:
+        return ChunkPlan(snapshots=ct, params=cp)
+    n_columns = -(-n_params // cp)
+    n_inner = -(-n_params // MAX_INNER_PARAMS)
+    ci = -(-n_params // n_inner)
+    per_shard = -(-n_inner // n_columns)
+    return ChunkPlan(snapshots=ct, params=ci, shard_params=per_shard * ci)
 
 
 def check_name(value: object, what: str) -> str:

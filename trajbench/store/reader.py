@@ -64,8 +64,15 @@ class LazyArray:
 
     @property
     def chunks(self) -> tuple[int, int]:
-        """Chunk shape of the underlying array (snapshots, params)."""
+        """Chunk shape of the underlying array (snapshots, params): the inner chunks of a sharded one."""
         return tuple(int(c) for c in self._array.chunks)  # type: ignore[return-value]
+
+    @property
+    def shards(self) -> tuple[int, int] | None:
+        """Shard shape of the underlying array when it is sharded (wide runs), else None.
+        ``chunks`` is then the inner chunk shape, the unit a read decodes."""
+        shards = self._array.shards
+        return None if shards is None else tuple(int(c) for c in shards)  # type: ignore[return-value]
 
     @property
     def zarr(self) -> zarr.Array:
@@ -76,7 +83,8 @@ class LazyArray:
         return self._n_rows
 
     def __repr__(self) -> str:
-        return f"LazyArray(shape={self.shape}, dtype={self.dtype}, chunks={self.chunks})"
+        shards = f", shards={self.shards}" if self.shards is not None else ""
+        return f"LazyArray(shape={self.shape}, dtype={self.dtype}, chunks={self.chunks}{shards})"
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         data = self[...]

@@ -224,7 +224,7 @@ class RunWriter:
             "snapshots_per_chunk": plan.snapshots,
             "param_layout": [spec.to_json() for spec in self.layout],
             "library_versions": attrs.get("library_versions", library_versions()),
-            **self._encoding.attrs(),
+            **self._encoding.attrs((plan.snapshots, plan.params) if plan.shards else None),
             "created_at": now,
             "updated_at": now,
         }
@@ -248,6 +248,7 @@ class RunWriter:
                 WEIGHTS,
                 shape=(0, self.n_params),
                 chunks=(plan.snapshots, plan.params),
+                shards=plan.shards,
                 dtype=WEIGHTS_DTYPE,
                 fill_value=float("nan"),
                 dimension_names=list(WEIGHTS_DIMS),
@@ -289,7 +290,8 @@ class RunWriter:
             raise StoreError(f"cannot resume run '{self.group_path}': it lacks weights, step or epoch")
         self._encoding = self._stored_encoding(attrs)
         committed = int(attrs.get("n_snapshots", 0))
-        plan = ChunkPlan(snapshots=int(weights.chunks[0]), params=int(weights.chunks[1]))
+        shards = weights.shards
+        plan = ChunkPlan(int(weights.chunks[0]), int(weights.chunks[1]), int(shards[1]) if shards is not None else None)
         # Rows past the commit point are leftovers of a crash: drop them (whole chunks go,
         # the partial chunk is rewritten from the reloaded rows on the next write).
         for array in arrays.values():
@@ -519,6 +521,11 @@ class RunWriter:
             return [self._pool.submit(direct.write, (row_block,), chunk)]
         cp = direct.chunks[1]
         n_cols = data.shape[1]
+        if direct.inner is not None:  # one job per shard: its inner chunks, then its index
+            return [
+                self._pool.submit(direct.write_shard_rows, (row_block, j), data[:rows, j * cp : min(n_cols, (j + 1) * cp)], fill)
+                for j in range(-(-n_cols // cp))
+            ]
         if cp == n_cols and rows == ct and data.shape[0] == ct and not direct.transposed:
             return [self._pool.submit(direct.write, (row_block, 0), data)]  # the slab is the chunk
         # Each chunk from a view of the slab: raw chunks are streamed without a copy, the

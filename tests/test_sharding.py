@@ -214,3 +214,34 @@ def test_harness_reads_at_most_twice_what_it_uses_on_a_wide_run(tmp_path: Path) 
     assert n_runs >= 1 and windows["sampled_columns"] == n_runs * protocol.sample_size
     assert windows["columns_read"] == n_runs * 2 * 3134  # two inner chunks hold the 4,096 sampled
     assert windows["columns_read"] <= 2 * windows["sampled_columns"]
+
+
+def test_card_describes_shards(tmp_path: Path) -> None:
+    """The data card lists the inner chunk shape with the shard shape, and the codecs inside."""
+    from trajbench.cards import build_card, render_markdown
+
+    path = tmp_path / "c.zarr"
+    for run_id, n in (("wide", 5000), ("narrow", 300)):
+        writer = RunWriter(path, f"runs/{run_id}", _layout(n), {"task": run_id}, snapshots_per_chunk=4)
+        for i, row in enumerate(_rows(5, n_params=n)):
+            writer.append(row, step=i)
+        writer.close()
+    card = build_card(path, suite="shards")
+    chunks = _find(card, "weights_chunks")
+    assert chunks["wide"] == [{"chunk_shape": [4, 2500], "shard_shape": [4, 5000], "runs": 1}]
+    assert chunks["narrow"] == [{"chunk_shape": [4, 300], "shard_shape": None, "runs": 1}]
+    text = render_markdown(card)
+    assert "`wide` (4, 2500) in shards of (4, 5000) x1" in text and "`narrow` (4, 300) x1" in text
+    assert "sharding_indexed(inner chunks [4, 2500]: transpose(order=[1, 0]) + bytes(endian=little) + blosc(" in text
+
+
+def _find(tree: object, key: str) -> object:
+    """The value of the first ``key`` in a nested dict (the card's sections)."""
+    if isinstance(tree, dict):
+        if key in tree:
+            return tree[key]
+        for value in tree.values():
+            found = _find(value, key)
+            if found is not None:
+                return found
+    return None

@@ -513,13 +513,38 @@ def _compression(facts: list[_RunFacts]) -> list[dict[str, Any]]:
 
 
 def _weights_chunks(facts: list[_RunFacts], files: _Files) -> dict[str, Any]:
+    """Chunk shapes of ``weights`` per task: for a sharded array (wide runs) the inner chunk
+    shape, the unit a read decodes, with ``shard_shape`` the unit stored as one file."""
     out: dict[str, Counter[str]] = {}
     for f in facts:
         document = files.documents.get(f"{f.path}/weights/zarr.json", {})
-        chunks = document.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
+        grid = document.get("chunk_grid", {}).get("configuration", {}).get("chunk_shape")
+        codecs = document.get("codecs") or [{}]
+        shape = {"chunk_shape": grid, "shard_shape": None}
+        if isinstance(codecs[0], Mapping) and codecs[0].get("name") == "sharding_indexed":
+            shape = {"chunk_shape": (codecs[0].get("configuration") or {}).get("chunk_shape"), "shard_shape": grid}
         key = str(f.attrs.get("task") or (f"synthetic/{f.family}" if f.family else "unknown"))
-        out.setdefault(key, Counter())[_canonical(chunks)] += 1
-    return {k: [{"chunk_shape": json.loads(s), "runs": n} for s, n in sorted(c.items())] for k, c in sorted(out.items())}
+        out.setdefault(key, Counter())[_canonical(shape)] += 1
+    return {k: [{**json.loads(s), "runs": n} for s, n in sorted(c.items())] for k, c in sorted(out.items())}
+
+
+def _codec_text(codec: Mapping[str, Any]) -> str:
+    """``blosc(clevel=1, ...)``; the sharding codec with its inner and index chains spelled
+    out the same way, so a sharded array reads like a plain one plus its shard layout."""
+    config = codec.get("configuration") or {}
+    if codec.get("name") == "sharding_indexed":
+        inner = " + ".join(_codec_text(x) for x in config.get("codecs") or [])
+        index = " + ".join(_codec_text(x) for x in config.get("index_codecs") or [])
+        return f"sharding_indexed(inner chunks {config.get('chunk_shape')}: {inner}; index at {config.get('index_location')}: {index})"
+    return f"{codec.get('name')}" + (f"({_join(f'{k}={v}' for k, v in sorted(config.items()))})" if config else "")
+
+
+def _chunk_text(entry: Mapping[str, Any]) -> str:
+    """``(16, 4096) in shards of (16, 65536) x3`` or ``(256, 100) x2``."""
+    text = f"{tuple(entry['chunk_shape']) if entry['chunk_shape'] else '-'}"
+    if entry.get("shard_shape"):
+        text += f" in shards of {tuple(entry['shard_shape'])}"
+    return f"{text} x{entry['runs']}"
 
 
 def _recipe(facts: list[_RunFacts], files: _Files, store_attrs: Mapping[str, Any], shipped: dict[str, Any]) -> dict[str, Any]:
@@ -1057,10 +1082,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     rows = []
     for role, entries in r["codecs"].items():
         for e in entries:
-            codecs = " + ".join(
-                f"{x.get('name')}" + (f"({_join(f'{k}={v}' for k, v in sorted((x.get('configuration') or {}).items()))})" if x.get("configuration") else "")
-                for x in e["codecs"] or []
-            )
+            codecs = " + ".join(_codec_text(x) for x in e["codecs"] or [])
             rows.append([f"`{role}`", e["data_type"], codecs, e["fill_value"], e["arrays"]])
     out += _table(["array", "dtype", "codecs", "fill value", "arrays"], rows)
     if r.get("compression"):
@@ -1068,7 +1090,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             f"`{c['setting'] or 'not recorded'}`, " + (f"lossy `{c['lossy']}` (max relative error {c['max_rel_error']:.3g})" if c["lossy"] else "lossless")
             + f" x{c['runs']}" for c in r["compression"]) + "."]
     out += ["", "Chunk shape of `weights` (snapshots x parameters): "
-            + "; ".join(f"`{k}` " + _join(f"{tuple(x['chunk_shape']) if x['chunk_shape'] else '-'} x{x['runs']}" for x in v) for k, v in r["weights_chunks"].items()) + "."]
+            + "; ".join(f"`{k}` " + _join(_chunk_text(x) for x in v) for k, v in r["weights_chunks"].items()) + "."]
 
     # ---------------------------------------------------------- splits
     out += ["", f"## Benchmark splits (protocol {s['protocol_version']}, seed {s['seed']})", "", s["rule"], ""]

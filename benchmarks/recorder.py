@@ -23,7 +23,8 @@ model (three square nn.Linear layers) and a ~100k-parameter digits-sized MLP:
   committed every full slab (the writer idle, as when training outlasts a slab write).
 * extra memory: peak RSS during recording minus RSS just before the Recorder is built,
   against the bound documented in the writer (n_slabs x snapshots_per_chunk x n_params x 4,
-  plus 2 x encoder threads x chunk bytes when the weights are compressed).
+  plus 2 x encoder threads x chunk bytes when the weights are compressed or sharded, plus
+  encoder threads x shard bytes when sharded).
 
 The weights change between snapshots (K distinct versions swapped in with
 ``param.data = ...``), so compressors see realistic rows, not repeats. Trials run
@@ -346,6 +347,7 @@ def trial_naive(pool: WeightPool, n: int, base: Path, sync: bool, codec: str) ->
         store=str(path),
         shape=(0, pool.n_params),
         chunks=(plan.snapshots, plan.params),
+        shards=plan.shards,
         dtype="float32",
         fill_value=float("nan"),
         **codecs,
@@ -397,6 +399,7 @@ def trial_recorder(
         last = n - 1
         plan = plan_chunks(pool.n_params)
         assert w.chunks == (plan.snapshots, plan.params), f"stored chunks {w.chunks} differ from the format rule's"
+        assert w.shards == plan.shards, f"stored shards {w.shards} differ from the format rule's"
         assert w.shape == (n, pool.n_params), w.shape
         assert np.array_equal(w[last], pool.rows[last % len(pool)]), "stored row differs from the model's weights"
     del rec
@@ -510,9 +513,14 @@ def bench_model(
     # and its encoded bytes (docs/format.md, "Memory").
     threads = writer_mod._ENCODE_THREADS
     chunk_bytes = plan.snapshots * plan.params * 4
-    encoders = 2 * threads * chunk_bytes if writer_mod.resolve_encoding().compression != "none" else 0
+    encoders = 2 * threads * chunk_bytes if writer_mod.resolve_encoding().compression != "none" or plan.shards else 0
+    # Sharded: each encoder thread holds the encoded chunks of the shard it writes (at most
+    # its raw size; for "none", a copy).
+    shard_bytes = plan.snapshots * plan.write_params * 4 if plan.shards else 0
+    encoders += threads * shard_bytes
     bound = n_slabs * plan.snapshots * row_bytes + encoders
-    log(f"[{label}] {n_params:,} params, {n} snapshots, chunks ({plan.snapshots}, {plan.params}), {reps} rep(s) ...")
+    shards = f", shards {plan.shards}" if plan.shards else ""
+    log(f"[{label}] {n_params:,} params, {n} snapshots, chunks ({plan.snapshots}, {plan.params}){shards}, {reps} rep(s) ...")
 
     methods = ["sequential", f"recorder:{DEFAULT_CODEC}"]
     if naive:
@@ -615,7 +623,8 @@ def bench_model(
         "method": mem.method,
         "bound_bytes": bound,
         "bound_formula": f"n_slabs {n_slabs} x snapshots_per_chunk {ct} x n_params {n_params} x 4"
-        + (f" + 2 x {threads} encoder threads x chunk {chunk_bytes / MiB:.1f} MiB" if encoders else ""),
+        + (f" + 2 x {threads} encoder threads x chunk {chunk_bytes / MiB:.1f} MiB" if encoders else "")
+        + (f" + {threads} encoder threads x shard {shard_bytes / MiB:.1f} MiB" if shard_bytes else ""),
         "in_process_peak_extra_bytes_reps": extras,
         "in_process_peak_extra_bytes": max(extras) if extras else None,
         "fresh_process_peak_extra_bytes": fresh_peak,
@@ -631,6 +640,7 @@ def bench_model(
         "snapshots": n,
         "total_bytes": total,
         "chunks": [plan.snapshots, plan.params],
+        "shards": list(plan.shards) if plan.shards else None,
         "n_slabs": n_slabs,
         "reps": reps,
         "distinct_rows": len(pool),

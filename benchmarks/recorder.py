@@ -515,7 +515,7 @@ def bench_model(
     chunk_bytes = plan.snapshots * plan.params * 4
     encoders = 2 * threads * chunk_bytes if writer_mod.resolve_encoding().compression != "none" or plan.shards else 0
     # Sharded: each encoder thread holds the encoded chunks of the shard it writes (at most
-    # its raw size; for "none", a copy).
+    # its raw size; "none" copies nothing, so this overestimates it).
     shard_bytes = plan.snapshots * plan.write_params * 4 if plan.shards else 0
     encoders += threads * shard_bytes
     bound = n_slabs * plan.snapshots * row_bytes + encoders

@@ -1,10 +1,10 @@
 """Sharded ``weights`` (wide runs): the chunk rule, byte identity with zarr, round trips, resume.
 
-The crash-safety contract needs no sharded SIGKILL case of its own (tests/test_crash.py covers
-plain chunks): a shard is written exactly like a plain chunk, one whole file to a temporary
-name and renamed into place by ``DirectChunkWriter._atomic_write``, and ``n_snapshots``
-advances only after every shard of the row is in place, so a kill leaves each shard file
-old or new, never torn, just as for a chunk file. What differs (the bytes) is tested here.
+Crash safety needs no case here: the SIGKILL tests (tests/test_crash.py) record 1,000,003
+parameters (tests/_crash_worker.py), which the chunk rule now shards, so they kill a
+Recorder that writes shards. (A shard is written like a plain chunk: one whole file to a
+temporary name renamed into place, and ``n_snapshots`` advances only after every shard of
+the row is in place.) What differs, the bytes, is tested here.
 """
 
 from __future__ import annotations
@@ -245,3 +245,19 @@ def _find(tree: object, key: str) -> object:
             if found is not None:
                 return found
     return None
+
+
+def test_short_vectored_writes_are_finished(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """os.writev may write less than asked: the rest of the batch still reaches the file, in order."""
+    import os
+
+    from trajbench.store import _chunkio
+
+    real = os.writev
+    monkeypatch.setattr(_chunkio, "_IOV_MAX", 3)
+    monkeypatch.setattr(_chunkio.os, "writev", lambda fd, bufs: real(fd, [bytes(bufs[0])[:2]]))  # 2 bytes at most
+    pieces = [memoryview(bytes([i]) * (i + 1)) for i in range(7)]
+    with open(tmp_path / "f", "wb") as handle:
+        handle.write(b"head")
+        _chunkio._write_pieces(handle, pieces)
+    assert (tmp_path / "f").read_bytes() == b"head" + b"".join(bytes(p) for p in pieces)

@@ -221,7 +221,9 @@ class _BatchReferenceV1:
 @pytest.mark.parametrize("seed", range(12))
 def test_batch_statistics_are_bit_identical_to_the_first_implementation(seed: int) -> None:
     """The (B, G, S) layout, reused workspaces and kind index change no bit of any
-    statistic (sums in the same order, the same BLAS products)."""
+    statistic (sums in the same order), except the cosine sum: its dot products are BLAS
+    products over differently laid out arrays, bit-identical on an AVX2 CPU but not with
+    AVX-512 kernels, so that column is compared to 1e-6 per summed cosine."""
     rng = np.random.default_rng(seed)
     B = int(rng.integers(1, 25))
     G = int(rng.integers(1, 11))
@@ -248,9 +250,17 @@ def test_batch_statistics_are_bit_identical_to_the_first_implementation(seed: in
         new = BatchReference(truth, valid, last, prev, horizons, kinds, workspace=ws)
         buf = ws.get("pred", B)
         buf[...] = pred
-        np.testing.assert_array_equal(new.stats(buf), old.stats(pred.transpose(0, 2, 1).copy()))
-        np.testing.assert_array_equal(new.stats(new.linear_pred), old.stats(old.linear_pred))
-        np.testing.assert_array_equal(new.stats(new.persistence_pred), old.stats(old.persistence_pred))
+        _assert_same_statistics(new.stats(buf), old.stats(pred.transpose(0, 2, 1).copy()))
+        _assert_same_statistics(new.stats(new.linear_pred), old.stats(old.linear_pred))
+        _assert_same_statistics(new.stats(new.persistence_pred), old.stats(old.persistence_pred))
+
+
+def _assert_same_statistics(got: np.ndarray, want: np.ndarray) -> None:
+    cos = F1["sum_cos"]
+    exact = [i for i in range(got.shape[-1]) if i != cos]
+    np.testing.assert_array_equal(got[..., exact], want[..., exact])
+    # each cosine is in [-1, 1] with float32 rounding: allow 1e-6 per summed cosine
+    assert np.all(np.abs(got[..., cos] - want[..., cos]) <= 1e-6 * np.maximum(want[..., F1["n_cos"]], 1))
 
 
 def test_metric_values_from_statistics() -> None:

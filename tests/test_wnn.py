@@ -86,7 +86,14 @@ def test_official_matches_numpy(official, kind, slope, bias_mode):
     got = model.predict_next(W, kind)
     want = _numpy_authors(arrays[kind], W.astype(np.float64), kind, slope, bias_mode)
     assert got.dtype == np.float32 and got.shape == (len(W),)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
+    # 1e-5 relative to the magnitude of what the last step adds up in float32: the first
+    # value plus 2 x range x (normalised last value + tanh output). Where those terms
+    # cancel, float32 rounding of the network (about 1e-6 of its terms; which kernels torch
+    # picks depends on the CPU) is not small relative to the sum itself.
+    W64 = W.astype(np.float64)
+    span = (W64 - W64[:, :1]).max(axis=1) - (W64 - W64[:, :1]).min(axis=1) + 1e-8 + 1e-5
+    magnitude = np.abs(W64[:, 0]) + 2 * span * (np.abs((W64[:, 4] - W64[:, 0]) / (2 * span)) + 1)
+    assert np.all(np.abs(got - want) <= 1e-5 * magnitude), np.max(np.abs(got - want) / magnitude)
 
 
 def test_options_change_the_result(official):

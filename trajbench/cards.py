@@ -573,7 +573,7 @@ def _recipe(facts: list[_RunFacts], files: _Files, store_attrs: Mapping[str, Any
     return {
         "suites": suite_rows,
         "store": {"format": store_attrs.get("format"), "format_version": store_attrs.get("format_version"), "created_by": store_attrs.get("created_by"),
-                  "library_versions": store_attrs.get("library_versions")},
+                  "library_versions": store_attrs.get("library_versions"), "platform": store_attrs.get("platform")},
         "generators": [{"generator": json.loads(k), "runs": n} for k, n in sorted(generators.items())],
         "library_versions": [{"versions": json.loads(k), "runs": n} for k, n in sorted(versions.items())],
         "seeds": {k: _sorted_unique(v) for k, v in sorted(seeds_by_task.items())},
@@ -1077,6 +1077,11 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     root_versions = r["store"].get("library_versions") or {}
     if root_versions:
         out.append("- store created with: " + _join(f"{k} {x}" for k, x in root_versions.items()))
+    platform = r["store"].get("platform") or {}
+    if platform:
+        simd = ", ".join(platform.get("cpu_simd") or []) or "not recorded"
+        out.append(f"- created on: {platform.get('machine')}, CPU {platform.get('cpu_model') or 'not recorded'} (SIMD: {simd});"
+                   " real training runs are bitwise reproducible only on this CPU type (docs/datasets.md)")
     out += ["", "### Determinism", "", r["determinism"][0].upper() + r["determinism"][1:] + ".", ""]
     out += ["### Codecs and chunks", ""]
     rows = []

@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/forecasters.py                  # 1M scalars (about 5 min on 2 cores)
     .venv/bin/python benchmarks/forecasters.py --n 100000       # fewer scalars
     .venv/bin/python benchmarks/forecasters.py --only holt,expfit --json
+    .venv/bin/python benchmarks/forecasters.py --only none --no-wnn-ratio --arima-fits 20480 --arima-store STORE
+    .venv/bin/python benchmarks/forecasters.py --only none --no-wnn-ratio --arima-agreement 600 --arima-store STORE
 
 What is measured (``docs/performance.md``, "Forecasters"):
 
@@ -24,6 +26,23 @@ What is measured (``docs/performance.md``, "Forecasters"):
   data (6 such trajectories of 80 snapshots x 256 series) with cheap settings
   (``FIT_PARAMS``): their predict cost does not depend on how well they were trained.
   ``wnn`` uses :func:`baselines.wnn.random_wnn` (Keras initialisation, no training).
+* **ARIMA fits per CPU-second** (``--arima-fits N``, off by default): one ``predict`` of
+  ``ARIMA(order, engine, n_jobs=1)`` at ``H = 50``, one BLAS thread, for ``order`` (1, 1, 1)
+  and ``"auto"`` and both engines: the batched engine on ``N`` series at once, statsmodels
+  on the first ``--arima-sm-n`` (default 64) of them; CPU seconds of this process
+  (``time.process_time``), so the figure is per core. Contexts are the 20-snapshot
+  trajectories above, or with ``--arima-store STORE`` real weight series: 20 consecutive
+  snapshots ending at a random origin of each ``runs/`` run of the store (cycled), up to
+  64 random columns each, as many as needed (seed 0; seed 5 for the agreement). Each row also states the projected time of
+  ARIMA on the small suite at the default series budget (9,200 (run, origin) pairs x 256
+  series, on 2 cores): ``9200 * 256 / rate / 2``.
+* **ARIMA engines' agreement** (``--arima-agreement N``, off by default): on ``N`` contexts
+  (real ones with ``--arima-store``, else ARIMA(1, 1, 1) paths with ``phi, theta`` uniform
+  in (-0.8, 0.8) and innovations of a scale log-uniform in 1e-4..1, seed 5), order (1, 1,
+  1): ``|forecast_batched - forecast_statsmodels| / std(context)`` at h = 1, 5, 50 (median,
+  90th percentile, share within 1e-4), split by statsmodels' convergence warning, against
+  statsmodels on the raw context and on the context divided by the RMS of its differences
+  (the same estimator on rescaled data; forecasts scaled back).
 * **WNN against a matmul chain**: ``WNN.forward_raw`` (normalisation, the two-stream
   network, de-normalisation, chunked, under ``torch.inference_mode``) on ``--n`` windows of
   5, against the same chain of plain ``torch.addmm`` calls with the network's layer shapes
@@ -63,6 +82,10 @@ FIT_PARAMS: dict[str, dict[str, Any]] = {
 }
 #: Forecasters fitted per series, run on a sample of ``--arima-n`` series.
 PER_SERIES = ("arima",)
+#: The small suite's (run, origin) pairs at the default stride, and ARIMA's default
+#: series budget: the work of ARIMA on the small suite (``docs/performance.md``).
+SMALL_SUITE_ORIGINS = 9200
+SERIES_BUDGET = 256
 
 
 def _contexts(n: int, k: int = 20, seed: int = 0) -> np.ndarray:
@@ -126,6 +149,118 @@ def _throughput(name: str, contexts: np.ndarray, n: int, arima_n: int, repeat: i
     return row
 
 
+def _store_contexts(store: str, n: int, k: int = 20, seed: int = 0) -> np.ndarray:
+    """``n`` real weight series of ``k`` snapshots: per ``runs/`` run of ``store`` (cycled),
+    a random origin and ``min(64, ceil(n / runs))`` random columns, until ``n`` are taken
+    (so a small sample still spans every run)."""
+    from trajbench import open_store
+
+    opened = open_store(store)
+    runs = [opened.run(p) for p in opened.run_paths() if p.startswith("runs/")]
+    runs = [r for r in runs if r.n_snapshots > k]
+    if not runs:
+        raise SystemExit(f"--arima-store: no run of {store!r} has more than {k} snapshots")
+    rng = np.random.default_rng(seed)
+    per_draw = min(64, -(-n // len(runs)))
+    parts, got, i = [], 0, 0
+    while got < n:
+        run = runs[i % len(runs)]
+        i += 1
+        origin = int(rng.integers(k, run.n_snapshots + 1))
+        cols = np.sort(rng.choice(run.n_params, size=min(per_draw, run.n_params, n - got), replace=False))
+        parts.append(np.asarray(run.weights[origin - k : origin])[:, cols].T)
+        got += len(cols)
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+def _arima_fits(contexts: np.ndarray, sm_sample: int) -> list[dict[str, Any]]:
+    """Series fitted per CPU-second by both ARIMA engines, for (1, 1, 1) and "auto"."""
+    from threadpoolctl import threadpool_limits
+
+    from baselines.arima import ARIMA
+
+    rows = []
+    with threadpool_limits(1), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for order in ((1, 1, 1), "auto"):
+            for engine, sample in (("batched", contexts), ("statsmodels", contexts[:sm_sample])):
+                f = ARIMA(order=order, engine=engine, n_jobs=1)
+                t0 = time.process_time()
+                f.predict(sample, 50)
+                cpu = time.process_time() - t0
+                rate = len(sample) / cpu
+                rows.append(
+                    {
+                        "order": "auto" if order == "auto" else str(order),
+                        "engine": engine,
+                        "series": len(sample),
+                        "cpu_seconds": cpu,
+                        "series_per_cpu_second": rate,
+                        "not_converged": f.n_not_converged_,
+                        "fallbacks": sum(f.pop_fallbacks().values()),
+                        "small_suite_minutes_on_2_cores": SMALL_SUITE_ORIGINS * SERIES_BUDGET / rate / 2 / 60,
+                    }
+                )
+    return rows
+
+
+def _arima_paths(n: int, seed: int = 5, k: int = 20) -> np.ndarray:
+    """ARIMA(1, 1, 1) paths: phi, theta uniform in (-0.8, 0.8), 50 steps of burn-in,
+    innovations of a scale log-uniform in 1e-4..1, a random level."""
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, k))
+    for i in range(n):
+        phi, theta = rng.uniform(-0.8, 0.8, 2)
+        e = rng.standard_normal(k + 50)
+        u = np.zeros(k + 50)
+        for t in range(1, k + 50):
+            u[t] = phi * u[t - 1] + e[t] + theta * e[t - 1]
+        out[i] = np.cumsum(u[50:]) * 10 ** rng.uniform(-4, 0) + rng.normal()
+    return out
+
+
+def _arima_agreement(contexts: np.ndarray) -> list[dict[str, Any]]:
+    """Batched against statsmodels forecasts, order (1, 1, 1), by horizon and reference."""
+    import statsmodels.tsa.arima.model as sm_arima
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    from threadpoolctl import threadpool_limits
+
+    from baselines._arima_batched import fit_forecast_batched
+
+    x = contexts.astype(np.float64)
+    spread = np.sqrt((np.diff(x, axis=1) ** 2).mean(axis=1))
+    spread = np.where(spread > 0, spread, 1.0)
+
+    def statsmodels_fit(y: np.ndarray) -> tuple[np.ndarray, bool]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = sm_arima.ARIMA(y, order=(1, 1, 1)).fit(cov_type="none")
+        return np.asarray(result.forecast(50)), not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+    with threadpool_limits(1):
+        ours = fit_forecast_batched(x, ((1, 1, 1),), None, 50)[0]
+        references = {
+            "statsmodels": [statsmodels_fit(y) for y in x],
+            "statsmodels on x/s": [(f * s, c) for (f, c), s in ((statsmodels_fit(y / s), s) for y, s in zip(x, spread))],
+        }
+    scale = x.std(axis=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    rows = []
+    for name, fits in references.items():
+        forecasts = np.stack([f for f, _ in fits])
+        converged = np.array([c for _, c in fits])
+        err = np.abs(ours - forecasts) / scale[:, None]
+        for label, mask in (("converged", converged), ("not converged", ~converged)):
+            if not mask.any():
+                continue
+            row: dict[str, Any] = {"reference": name, "statsmodels_fit": label, "series": int(mask.sum())}
+            for h in (1, 5, 50):
+                e = err[mask, h - 1]
+                row[f"h{h}"] = {"median": float(np.median(e)), "p90": float(np.quantile(e, 0.9)), "within_1e-4": float((e < 1e-4).mean())}
+            rows.append(row)
+    return rows
+
+
 def _wnn_vs_matmul(n: int, repeat: int) -> dict[str, Any]:
     import torch
 
@@ -182,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated forecaster names (default: every registered one)")
     parser.add_argument("--no-wnn-ratio", action="store_true", help="skip the WNN against matmul measurement")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's default); 1 is fairer on a loaded machine")
+    parser.add_argument("--arima-fits", type=int, default=0, help="measure ARIMA fits per CPU-second on this many series (default 0: skip)")
+    parser.add_argument("--arima-sm-n", type=int, default=64, help="series for the statsmodels engine in --arima-fits (default 64)")
+    parser.add_argument("--arima-agreement", type=int, default=0, help="compare the ARIMA engines' forecasts on this many series (default 0: skip)")
+    parser.add_argument("--arima-store", default=None, help="real weight series from this store for --arima-fits/--arima-agreement (default: synthetic)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
 
@@ -190,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    names = [s for s in args.only.split(",") if s] or list_forecasters()
+    names = [s for s in args.only.split(",") if s and s != "none"] or ([] if args.only == "none" else list_forecasters())
     header = {
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
@@ -201,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.json:
         print(f"# {header}", flush=True)
-    contexts = _contexts(args.n)
+    contexts = _contexts(args.n) if names else np.empty((0, 20), dtype=np.float32)
     rows = []
     for name in names:
         row = _throughput(name, contexts, args.n, args.arima_n, args.repeat)
@@ -213,9 +352,29 @@ def main(argv: list[str] | None = None) -> int:
                 cells = "  ".join(f"H={h}: {_rate(row[f'h{h}_per_second'])}/s ({row[f'h{h}_seconds']:.3f} s)" for h in HORIZONS)
                 note = f"  [on {row['series']:,} series, rate extrapolated to {args.n:,}]" if row["extrapolated"] else ""
                 print(f"{name:14s} {cells}{note}", flush=True)
+    arima_fits = None
+    if args.arima_fits > 0:
+        sample = _store_contexts(args.arima_store, args.arima_fits) if args.arima_store else _contexts(args.arima_fits, seed=11)
+        arima_fits = _arima_fits(sample, args.arima_sm_n)
+        if not args.json:
+            for r in arima_fits:
+                print(
+                    f"arima {r['order']:9s} {r['engine']:11s} {r['series_per_cpu_second']:>9,.0f} series/CPU-s on {r['series']:,} series "
+                    f"({r['not_converged']} not converged, {r['fallbacks']} fallbacks); small suite at budget 256 on 2 cores: "
+                    f"{r['small_suite_minutes_on_2_cores']:,.0f} min",
+                    flush=True,
+                )
+    agreement = None
+    if args.arima_agreement > 0:
+        sample = _store_contexts(args.arima_store, args.arima_agreement, seed=5) if args.arima_store else _arima_paths(args.arima_agreement)
+        agreement = _arima_agreement(sample)
+        if not args.json:
+            for r in agreement:
+                cells = "  ".join(f"h={h}: {r[f'h{h}']['median']:.1e} / {r[f'h{h}']['p90']:.1e} / {100 * r[f'h{h}']['within_1e-4']:.0f}%" for h in (1, 5, 50))
+                print(f"arima agreement vs {r['reference']:18s} ({r['statsmodels_fit']:13s}, {r['series']:4d} series): {cells}", flush=True)
     ratio = None if args.no_wnn_ratio or "wnn" not in list_forecasters() else _wnn_vs_matmul(args.n, max(args.repeat, 3))
     if args.json:
-        print(json.dumps({"header": header, "forecasters": rows, "wnn_vs_matmul": ratio}, indent=2, default=str))
+        print(json.dumps({"header": header, "forecasters": rows, "arima_fits": arima_fits, "arima_agreement": agreement, "wnn_vs_matmul": ratio}, indent=2, default=str))
     elif ratio is not None:
         print(
             f"wnn forward_raw {ratio['wnn_seconds']:.3f} s vs matmul chain {ratio['matmul_seconds']:.3f} s on {ratio['n']:,} windows: "

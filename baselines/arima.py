@@ -4,13 +4,13 @@
 ``context_length`` snapshots (default 20) of every series separately and returns its
 ``forecast(horizon)``. Two engines:
 
-* ``engine="statsmodels"`` (the default): the forecasts are exactly statsmodels' own: for
+* ``engine="statsmodels"``: the forecasts are exactly statsmodels' own: for
   each series, ``statsmodels.tsa.arima.model.ARIMA(x, order=order, trend=trend)
   .fit(cov_type="none").forecast(h)`` with ``x`` the context as float64 and every other
   argument at statsmodels' default (state-space maximum likelihood, L-BFGS, stationarity
   and invertibility enforced; ``cov_type="none"`` only skips the parameter covariance,
   which the forecast does not use: same parameters and forecasts, bit for bit, ~8% faster).
-* ``engine="batched"``: :mod:`baselines._arima_batched`, the same model, exact likelihood,
+* ``engine="batched"`` (the default): :mod:`baselines._arima_batched`, the same model, exact likelihood,
   parameterisation and start values as statsmodels (checked against it to ~1e-10), fitted
   for all series of a ``predict`` call at once in numpy by a batched BFGS to the maximum
   of that likelihood. On unit-scale series that is statsmodels' estimate to its stopping
@@ -18,6 +18,13 @@
   (differences of 1e-3..1e-6) statsmodels' own L-BFGS often stops well short of it, so the
   forecasts differ (``docs/baselines.md``, "ARIMA", gives the measured differences).
   Orders with ``d <= 1`` and ``trend`` None or ``"n"`` (``"c"`` too when ``d = 0``).
+
+  Why the batched engine is the default: it is what makes the issue's budget (256 series
+  per run and origin) run on the small suite in minutes rather than hours (1.1 million
+  fits: ~5 min of fitting on 2 cores, statsmodels ~3.6 h), and on weight series its
+  maxima are at least as likely as statsmodels' on 99.5% of series (median +1.0
+  log-likelihood units): a stronger baseline, of the same estimator. ``engine="statsmodels"``
+  stays the literal reference, for checks and for orders the batched engine does not cover.
 
 Source and differences
 ----------------------
@@ -241,9 +248,9 @@ class ARIMA(Forecaster):
         The harness evaluates ARIMA on the first ``series_budget`` series of each run's
         shared sample (tag ``series_budget``; default 256; None: the whole sample).
     engine:
-        ``"statsmodels"`` (default): one statsmodels fit per series. ``"batched"``: all
-        series of a ``predict`` call fitted at once (:mod:`baselines._arima_batched`);
-        orders with ``d <= 1``, ``trend`` None or ``"n"`` (or ``"c"`` with ``d = 0``).
+        ``"batched"`` (default): all series of a ``predict`` call fitted at once
+        (:mod:`baselines._arima_batched`); orders with ``d <= 1``, ``trend`` None or ``"n"``
+        (or ``"c"`` with ``d = 0``). ``"statsmodels"``: one statsmodels fit per series.
 
     Attributes
     ----------
@@ -263,7 +270,7 @@ class ARIMA(Forecaster):
         context_length: int = 20,
         n_jobs: int | None = None,
         series_budget: int | None = 256,
-        engine: str = "statsmodels",
+        engine: str = "batched",
     ) -> None:
         self.order = order
         self.trend = trend

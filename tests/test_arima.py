@@ -44,11 +44,11 @@ def expected(contexts: np.ndarray) -> np.ndarray:
 def test_conformance() -> None:
     # (0, 1, 0) keeps the ~250 fits of the suite fast; the order does not change the
     # contract code paths, which the tests below check for (1, 1, 1) and "auto"
-    check_forecaster(ARIMA(order=(0, 1, 0), n_jobs=1))
+    check_forecaster(ARIMA(engine="statsmodels", order=(0, 1, 0), n_jobs=1))
 
 
 def test_forecasts_equal_statsmodels(contexts: np.ndarray, expected: np.ndarray) -> None:
-    f = ARIMA(n_jobs=1)
+    f = ARIMA(engine="statsmodels", n_jobs=1)
     out = f.predict(contexts, 7)
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
     assert f.pop_fallbacks() == {}
@@ -58,7 +58,7 @@ def test_forecasts_equal_statsmodels(contexts: np.ndarray, expected: np.ndarray)
 
 def test_worker_processes_give_the_same_forecasts(contexts: np.ndarray, expected: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(arima_module, "_MIN_PARALLEL", 2)
-    out = ARIMA(n_jobs=2).predict(contexts, 7)
+    out = ARIMA(engine="statsmodels", n_jobs=2).predict(contexts, 7)
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
 
 
@@ -70,7 +70,7 @@ def test_auto_order_is_the_smallest_aic(contexts: np.ndarray) -> None:
         aics = [aic for _, aic in fits]
         best = int(np.argmin(aics))
         picks.append(fits[best][0])
-    out = ARIMA(order="auto", n_jobs=1).predict(contexts[:1], 4)
+    out = ARIMA(engine="statsmodels", order="auto", n_jobs=1).predict(contexts[:1], 4)
     np.testing.assert_allclose(out, np.stack(picks).astype(np.float32), rtol=1e-6, atol=1e-7)
 
 
@@ -82,9 +82,9 @@ def test_default_trend_follows_statsmodels_for_d0() -> None:
         x[t] = 1.0 + 0.6 * (x[t - 1] - 1.0) + 0.1 * rng.standard_normal()
     x32 = x.astype(np.float32)
     want, _ = _statsmodels_forecast(x32, (1, 0, 0), 5)  # statsmodels' default: constant for d = 0
-    np.testing.assert_allclose(ARIMA(order=(1, 0, 0), n_jobs=1).predict(x32, 5), want.astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(ARIMA(engine="statsmodels", order=(1, 0, 0), n_jobs=1).predict(x32, 5), want.astype(np.float32), rtol=1e-6)
     # with the constant switched off, the forecast decays to 0 instead of to about 1
-    no_const = ARIMA(order=(1, 0, 0), trend="n", n_jobs=1).predict(x32, 40)
+    no_const = ARIMA(engine="statsmodels", order=(1, 0, 0), trend="n", n_jobs=1).predict(x32, 40)
     assert abs(no_const[-1]) < abs(want[-1])
 
 
@@ -103,7 +103,7 @@ def test_failed_fits_fall_back_to_linear(contexts: np.ndarray, monkeypatch: pyte
     monkeypatch.setattr(arima_module, "_fit_one", pathological)
     ctx = contexts[:4].copy()
     ctx[0, 0], ctx[1, 0], ctx[2, 0] = 7.0, 8.0, 9.0
-    f = ARIMA(n_jobs=1)
+    f = ARIMA(engine="statsmodels", n_jobs=1)
     out = f.predict(ctx, 5)
     h = np.arange(1, 6, dtype=np.float64)
     linear = ctx[:3, -1:].astype(np.float64) + h * (ctx[:3, -1:].astype(np.float64) - ctx[:3, -2:-1])
@@ -117,7 +117,7 @@ def test_failed_fits_fall_back_to_linear(contexts: np.ndarray, monkeypatch: pyte
 
 
 def test_constant_series_is_fitted_and_flat() -> None:
-    f = ARIMA(n_jobs=1)
+    f = ARIMA(engine="statsmodels", n_jobs=1)
     out = f.predict(np.full((2, 20), 0.25, dtype=np.float32), 6)
     np.testing.assert_allclose(out, 0.25, rtol=1e-6)
     assert f.pop_fallbacks() == {}
@@ -128,7 +128,7 @@ def test_beats_persistence_on_a_smooth_family() -> None:
     params = family.sample(seed=5, dim=4, length=60, tau_min=10.0, tau_max=40.0)
     w = family.trajectory(params).astype(np.float32)
     context, truth = w[:20].T, w[20:30].T
-    out = ARIMA(n_jobs=1).predict(context, 10)
+    out = ARIMA(engine="statsmodels", n_jobs=1).predict(context, 10)
     mae = np.abs(out - truth).mean()
     persistence = np.abs(context[:, -1:] - truth).mean()
     assert mae < 0.5 * persistence
@@ -136,6 +136,7 @@ def test_beats_persistence_on_a_smooth_family() -> None:
 
 def test_series_budget_tag_and_parameter_checks() -> None:
     assert ARIMA().get_tag("series_budget") == 256
+    assert ARIMA().engine == "batched"  # the default; engine="statsmodels" is the literal reference
     f = ARIMA(series_budget=16)
     assert f.get_tag("series_budget") == 16 and f.clone().get_tag("series_budget") == 16
     assert ARIMA(series_budget=None).get_tag("series_budget") is None

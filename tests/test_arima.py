@@ -152,3 +152,18 @@ def test_series_budget_tag_and_parameter_checks() -> None:
     ):
         with pytest.raises(TrajbenchError):
             ARIMA(**bad).predict(np.zeros((1, 20), dtype=np.float32), 2)  # type: ignore[arg-type]
+
+
+def test_workers_do_not_trace_allocations() -> None:
+    """The harness meters predict with tracemalloc; forked workers must not inherit it
+    (nobody reads their traces, and tracing made the batched fits several times slower)."""
+    import tracemalloc
+
+    arima_module._shutdown_pools()  # a fresh pool, forked while tracing
+    tracemalloc.start()
+    try:
+        pool = arima_module._pool(1)
+        assert pool.submit(tracemalloc.is_tracing).result() is False
+    finally:
+        tracemalloc.stop()
+        arima_module._shutdown_pools()

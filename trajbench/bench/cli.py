@@ -72,7 +72,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--unseen-architectures", metavar="P,Q", help="architecture patterns held out as 'unseen' (default: the protocol's)")
     p.add_argument("--no-resume", action="store_true", help="recompute every forecaster even if RESULTS/partial/ has it")
     p.add_argument("--no-store-hash", action="store_true", help="skip hashing the store's bytes (manifest sha256 is then null)")
-    p.add_argument("--no-memory", action="store_true", help="do not measure peak memory (slightly faster)")
+    p.add_argument("--no-memory", action="store_true", help="do not measure peak memory: no allocation tracing, which slows Python-heavy forecasters and their timings")
     p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address or 'local-cluster' to shard (forecaster x run) work")
     p.add_argument("--allow-lossy-mix", action="store_true", help="benchmark a store that mixes lossy and lossless runs (refused by default)")
     g = p.add_argument_group("downstream track (docs/tracks.md)")

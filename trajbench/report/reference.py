@@ -14,7 +14,8 @@
    ``reference`` section: the command, each step's wall time, the total, the machine
    and the library versions.
 
-Reference settings (what keeps the run to about an hour on 2 cores; each is written in the
+Reference settings (measured: 7 min on 2 quiet cores for the benches and the report, after
+3 min of generation; each is written in the
 manifest and the report, since they change the protocol's defaults):
 
 * window origins every ``--stride`` (default 5) snapshots instead of every snapshot;

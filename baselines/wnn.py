@@ -56,11 +56,10 @@ license). Two documented deviations of the authors' code are available as option
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +69,7 @@ from torch import nn
 
 from trajbench.bench.windows import derive_seed
 from trajbench.errors import TrajbenchError, did_you_mean
+from trajbench.forecasting import one_torch_thread
 from trajbench.forecasting.base import Forecaster, NotFittedError
 from trajbench.forecasting.meta import SeriesMeta
 
@@ -670,18 +670,6 @@ def _train_one(model: WNN, net_name: str, train_rows: np.ndarray, val_rows: np.n
     return net, curve
 
 
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Train on one intra-op thread (a 9k-parameter network gains nothing from more,
-    and loses a lot when cores are shared); restore the setting after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _train_networks(model: WNN, train: Any) -> tuple[dict[str, WNNNet], dict[str, str], list[dict[str, Any]], dict[str, int]]:
     """Train the three networks on ``train`` (see the module notes): ``(nets, shared,
     curve, training windows per network)``."""
@@ -700,7 +688,7 @@ def _train_networks(model: WNN, train: Any) -> tuple[dict[str, WNNNet], dict[str
     for k in NETWORKS:
         if k in shared:
             continue
-        with _one_thread():
+        with one_torch_thread():
             nets[k], part = _train_one(model, k, rows[k], val_rows.get(k))
         curve.extend(part)
     for k, src in shared.items():

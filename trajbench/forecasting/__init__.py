@@ -1,7 +1,9 @@
-"""Forecasters: the :class:`Forecaster` contract, its inputs, and the name registry."""
+"""Forecasters: the :class:`Forecaster` contract, its inputs, the name registry, and
+:func:`one_torch_thread` for forecasters that train small torch networks."""
 
 from __future__ import annotations
 
+from trajbench._runtime import one_torch_thread
 from trajbench.forecasting.base import TAG_DEFAULTS, Forecaster, ForecasterError, NotFittedError
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
@@ -31,4 +33,5 @@ __all__ = [
     "load_forecaster_class",
     "register_forecaster",
     "unregister_forecaster",
+    "one_torch_thread",
 ]

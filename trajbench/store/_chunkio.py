@@ -99,17 +99,7 @@ class DirectChunkWriter:
         if n_rows > ct or width > cp:
             raise ValueError(f"rows of shape {rows.shape} do not fit a chunk of shape {self.chunks}")
         if self._compressor is not None or self._transposed:
-            if self._transposed:
-                chunk = np.empty((cp, ct), dtype=self.dtype)
-                chunk[:width, :n_rows] = rows.T
-                chunk[:width, n_rows:] = fill
-                chunk[width:] = fill
-            else:
-                chunk = np.empty((ct, cp), dtype=self.dtype)
-                chunk[:n_rows, :width] = rows
-                chunk[:n_rows, width:] = fill
-                chunk[n_rows:] = fill
-            self._write_encoded(block, chunk)
+            self._write_encoded(block, self._assemble(rows, (ct, cp), fill))
             return
         pad = np.full(cp - width, fill, dtype=self.dtype).view(np.uint8) if width < cp else None
         empty_row = np.full(cp, fill, dtype=self.dtype).view(np.uint8) if n_rows < ct else None
@@ -123,6 +113,24 @@ class DirectChunkWriter:
                 handle.write(memoryview(empty_row))
 
         self._atomic_write(block, emit)
+
+    def _assemble(self, rows: np.ndarray, shape: tuple[int, int], fill: Any) -> np.ndarray:
+        """A C-contiguous chunk of ``shape`` (snapshots, params), in its stored order
+        (parameter-major when transposed), from ``rows`` (at most that shape) and ``fill``
+        past them, assembled in one pass."""
+        ct, cp = shape
+        n_rows, width = rows.shape
+        if self._transposed:
+            chunk = np.empty((cp, ct), dtype=self.dtype)
+            chunk[:width, :n_rows] = rows.T
+            chunk[:width, n_rows:] = fill
+            chunk[width:] = fill
+        else:
+            chunk = np.empty((ct, cp), dtype=self.dtype)
+            chunk[:n_rows, :width] = rows
+            chunk[:n_rows, width:] = fill
+            chunk[n_rows:] = fill
+        return chunk
 
     def write(self, block: tuple[int, ...], data: np.ndarray) -> None:
         """Encode ``data`` (exactly one chunk's shape) and write it as chunk ``block``."""
@@ -153,16 +161,7 @@ class DirectChunkWriter:
         n_rows, width = rows.shape
         if n_rows > ct or width > ci:
             raise ValueError(f"rows of shape {rows.shape} do not fit an inner chunk of shape {self.inner}")
-        if self._transposed:
-            chunk = np.empty((ci, ct), dtype=self.dtype)
-            chunk[:width, :n_rows] = rows.T
-            chunk[:width, n_rows:] = fill
-            chunk[width:] = fill
-        else:
-            chunk = np.empty((ct, ci), dtype=self.dtype)
-            chunk[:n_rows, :width] = rows
-            chunk[:n_rows, width:] = fill
-            chunk[n_rows:] = fill
+        chunk = self._assemble(rows, (ct, ci), fill)
         if _all_fill(chunk, fill):
             return None
         raw = chunk.reshape(-1).view(np.uint8)

@@ -211,22 +211,9 @@ def _pool(n_jobs: int) -> ProcessPoolExecutor:
         # fork where there is one (Linux): no re-import of the caller's __main__, so
         # scripts without a main guard work; spawn elsewhere
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context(method), initializer=_untrace_worker)
+        pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context(method))
         _POOLS[n_jobs] = pool
     return pool
-
-
-def _untrace_worker() -> None:
-    """Stop :mod:`tracemalloc` in a worker forked while the harness meters ``predict``.
-
-    A forked child inherits the tracing, which no one reads (the parent's tracemalloc
-    cannot see a child's memory) but which made the batched fits 3.7x slower: the small
-    suite at stride 1 took 21 min instead of ~6.
-    """
-    import tracemalloc
-
-    if tracemalloc.is_tracing():
-        tracemalloc.stop()
 
 
 @atexit.register

@@ -155,15 +155,18 @@ def test_series_budget_tag_and_parameter_checks() -> None:
 
 
 def test_workers_do_not_trace_allocations() -> None:
-    """The harness meters predict with tracemalloc; forked workers must not inherit it
-    (nobody reads their traces, and tracing made the batched fits several times slower)."""
+    """The harness meters predict with tracemalloc; workers forked meanwhile must not
+    inherit it (nobody reads their traces, and tracing made the batched fits several times
+    slower). trajbench's Meter stops it in forked children."""
     import tracemalloc
 
+    from trajbench.bench.environment import Meter
+
     arima_module._shutdown_pools()  # a fresh pool, forked while tracing
-    tracemalloc.start()
     try:
-        pool = arima_module._pool(1)
-        assert pool.submit(tracemalloc.is_tracing).result() is False
+        with Meter().measure():
+            assert tracemalloc.is_tracing()
+            pool = arima_module._pool(1)
+            assert pool.submit(tracemalloc.is_tracing).result() is False
     finally:
-        tracemalloc.stop()
         arima_module._shutdown_pools()

@@ -41,45 +41,41 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def _cpu_model() -> str | None:
-    """The CPU's model name (Linux: ``/proc/cpuinfo``), else None.
-
-    Recorded because real training trajectories are only bitwise reproducible on the same
-    CPU type: the small suite regenerated on an Intel Xeon (AVX-512) differed in every real
-    run from the one generated on an AMD EPYC, while its synthetic series were identical.
-    """
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip() or None
-    except OSError:
-        pass
-    return platform.processor() or None
-
-
 # Instruction-set extensions that decide which kernels torch and BLAS pick (and so the
 # rounding of a training run).
 _SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve")
 
 
-def _cpu_simd() -> list[str] | None:
-    """Which of :data:`_SIMD_FLAGS` the CPU reports (Linux), else None."""
+def _cpu_facts() -> tuple[str | None, list[str] | None]:
+    """The CPU's model name and which of :data:`_SIMD_FLAGS` it reports, from one read of
+    ``/proc/cpuinfo`` (Linux); elsewhere ``platform.processor()`` and None.
+
+    Recorded because real training trajectories are only bitwise reproducible on the same
+    CPU type: the small suite regenerated on an Intel Xeon (AVX-512) differed in every real
+    run from the one generated on an AMD EPYC, while its synthetic series were identical.
+    """
+    model: str | None = None
+    simd: list[str] | None = None
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith(("flags", "Features")):
+                if model is None and line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip() or None
+                elif simd is None and line.startswith(("flags", "Features")):
                     present = set(line.split(":", 1)[1].split())
-                    return [flag for flag in _SIMD_FLAGS if flag in present]
+                    simd = [flag for flag in _SIMD_FLAGS if flag in present]
+                if model is not None and simd is not None:
+                    break
     except OSError:
         pass
-    return None
+    return model or platform.processor() or None, simd
 
 
 def platform_info() -> dict[str, Any]:
     """The machine type a store was written on: architecture, CPU model and its SIMD
     extensions (root attribute ``platform``; bench manifests record it too)."""
-    return {"machine": platform.machine(), "cpu_model": _cpu_model(), "cpu_simd": _cpu_simd()}
+    model, simd = _cpu_facts()
+    return {"machine": platform.machine(), "cpu_model": model, "cpu_simd": simd}
 
 
 def is_url(location: str | os.PathLike[str]) -> bool:

@@ -36,7 +36,8 @@ What is measured (``docs/performance.md``, "Forecasters"):
   64 random columns each, as many as needed (seed 0; seed 5 for the agreement). Each row
   also states the projected time of ARIMA's fits on the small suite at the default series
   budget (9,200 (run, origin) pairs at stride 1, up to 256 series each: 1.1 million fits)
-  on 2 cores: ``1.1e6 / rate / 2``.
+  on 2 cores: ``1.1e6 / rate / 2``. A last row repeats the batched ``(1, 1, 1)`` with
+  ``tracemalloc`` on, as under the harness's memory metering.
 * **ARIMA engines' agreement** (``--arima-agreement N``, off by default): on ``N`` contexts
   (real ones with ``--arima-store``, else ARIMA(1, 1, 1) paths with ``phi, theta`` uniform
   in (-0.8, 0.8) and innovations of a scale log-uniform in 1e-4..1, seed 5), order (1, 1,
@@ -174,7 +175,10 @@ def _store_contexts(store: str, n: int, k: int = 20, seed: int = 0) -> np.ndarra
 
 
 def _arima_fits(contexts: np.ndarray, sm_sample: int) -> list[dict[str, Any]]:
-    """Series fitted per CPU-second by both ARIMA engines, for (1, 1, 1) and "auto"."""
+    """Series fitted per CPU-second by both ARIMA engines, for (1, 1, 1) and "auto", and
+    the batched (1, 1, 1) once more with tracemalloc on."""
+    import tracemalloc
+
     from threadpoolctl import threadpool_limits
 
     from baselines.arima import ARIMA
@@ -182,25 +186,33 @@ def _arima_fits(contexts: np.ndarray, sm_sample: int) -> list[dict[str, Any]]:
     rows = []
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for order in ((1, 1, 1), "auto"):
-            for engine, sample in (("batched", contexts), ("statsmodels", contexts[:sm_sample])):
-                f = ARIMA(order=order, engine=engine, n_jobs=1)
-                t0 = time.process_time()
-                f.predict(sample, 50)
-                cpu = time.process_time() - t0
-                rate = len(sample) / cpu
-                rows.append(
-                    {
-                        "order": "auto" if order == "auto" else str(order),
-                        "engine": engine,
-                        "series": len(sample),
-                        "cpu_seconds": cpu,
-                        "series_per_cpu_second": rate,
-                        "not_converged": f.n_not_converged_,
-                        "fallbacks": sum(f.pop_fallbacks().values()),
-                        "small_suite_minutes_on_2_cores": SMALL_SUITE_FITS / rate / 2 / 60,
-                    }
-                )
+        # the last row repeats the first with allocation tracing on, as under the
+        # harness's memory metering (what tracing costs this Python-heavy fit)
+        trials = [((1, 1, 1), "batched", contexts, False), ((1, 1, 1), "statsmodels", contexts[:sm_sample], False),
+                  ("auto", "batched", contexts, False), ("auto", "statsmodels", contexts[:sm_sample], False),
+                  ((1, 1, 1), "batched", contexts, True)]
+        for order, engine, sample, traced in trials:
+            f = ARIMA(order=order, engine=engine, n_jobs=1)
+            if traced:
+                tracemalloc.start()
+            t0 = time.process_time()
+            f.predict(sample, 50)
+            cpu = time.process_time() - t0
+            if traced:
+                tracemalloc.stop()
+            rate = len(sample) / cpu
+            rows.append(
+                {
+                    "order": "auto" if order == "auto" else str(order),
+                    "engine": engine + (" (tracemalloc on)" if traced else ""),
+                    "series": len(sample),
+                    "cpu_seconds": cpu,
+                    "series_per_cpu_second": rate,
+                    "not_converged": f.n_not_converged_,
+                    "fallbacks": sum(f.pop_fallbacks().values()),
+                    "small_suite_minutes_on_2_cores": SMALL_SUITE_FITS / rate / 2 / 60,
+                }
+            )
     return rows
 
 

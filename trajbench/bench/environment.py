@@ -210,7 +210,7 @@ def _reset_peak_rss() -> bool:
 # Whether a Meter has started tracing allocations and is measuring now. A process forked meanwhile (a
 # forecaster's worker pool) inherits the tracing, which nobody reads (the parent cannot see
 # a child's memory) and which slows numpy-heavy Python code several times (the batched
-# ARIMA's fits ran 3.7x slower): such children stop it.
+# ARIMA's small-suite run took 3.9x as long): such children stop it.
 _METERING = False
 
 

@@ -27,12 +27,16 @@ import pandas as pd
 _KEY = ["forecaster", "split", "horizon"]
 
 
+class _BadInput(ValueError):
+    """A results table that is missing or has none of the rows asked for."""
+
+
 def _load(path: str, track: str, metric: str, splits: list[str], horizons: list[str]) -> pd.DataFrame:
     file = Path(path)
     if file.is_dir():
         file = file / "results.parquet"
     if not file.is_file():
-        raise SystemExit(f"compare_results: no results table at '{path}' (expected results.parquet or a directory holding one)")
+        raise _BadInput(f"compare_results: no results table at '{path}' (expected results.parquet or a directory holding one)")
     table = pd.read_parquet(file)
     if "track" in table.columns:
         table = table[table["track"] == track]
@@ -44,7 +48,7 @@ def _load(path: str, track: str, metric: str, splits: list[str], horizons: list[
         & table["horizon"].astype(str).isin(horizons)
     ].copy()
     if rows.empty:
-        raise SystemExit(f"compare_results: '{path}' has no rows for track {track!r}, metric {metric!r}, splits {splits}, horizons {horizons}")
+        raise _BadInput(f"compare_results: '{path}' has no rows for track {track!r}, metric {metric!r}, splits {splits}, horizons {horizons}")
     rows["horizon"] = rows["horizon"].astype(str)
     return rows[[*_KEY, "value", "ci_low", "ci_high"]]
 
@@ -71,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     horizons = [h for h in args.horizons.split(",") if h]
     try:
         joined = compare(_load(args.reference, args.track, args.metric, splits, horizons), _load(args.new, args.track, args.metric, splits, horizons))
-    except SystemExit as exc:
+    except _BadInput as exc:
         print(exc, file=sys.stderr)
         return 2
     with pd.option_context("display.width", 200):

@@ -15,6 +15,7 @@ Both are exact on straight lines (up to float32 rounding).
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
@@ -30,12 +31,24 @@ class LinearExtrapolation(Forecaster):
     context_length = 2
 
     def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
-        last = context[:, -1:]
-        step = last - context[:, -2:-1]
-        h = np.arange(1, horizon + 1, dtype=np.float32)[None, :]
-        out = np.multiply(h, step)  # (n, horizon), the only allocation of that size
-        out += last
-        return out
+        last = np.ascontiguousarray(context[:, -1])
+        step = last - context[:, -2]
+        # Horizon-major (returned as its transpose, a Fortran-ordered (n, horizon) array):
+        # a harness reading a few horizons reads contiguous memory.
+        out = np.empty((horizon, len(last)), dtype=np.float32)
+        _extrapolate(last, step, out)
+        return out.T
+
+
+@njit(cache=True, nogil=True)
+def _extrapolate(last, step, out):  # type: ignore[no-untyped-def]
+    """``out[h - 1] = h * step + last`` in float32, the rounding the error track's linear
+    reference uses (``trajbench/bench/_scoring.py``); compiled, one pass over ``out``."""
+    for i in range(out.shape[0]):
+        h = np.float32(i + 1)
+        row = out[i]
+        for j in range(row.shape[0]):
+            row[j] = h * step[j] + last[j]
 
 
 class LeastSquaresTrend(Forecaster):

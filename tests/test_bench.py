@@ -703,3 +703,43 @@ def test_all_registered_includes_plugins_and_survives_a_broken_one(store: Path, 
     damped = _value(t, forecaster="damped", task="all", split="test", kind="all", horizon="long", metric="scaled_persistence")
     assert damped["status"].item() == "ok" and 0 < damped["value"].item() < 1.5
     monkeypatch.delitem(sys.modules, "my_forecaster", raising=False)
+
+
+# ------------------------------------------------------------------ metering
+def test_meter_measures_memory_only_when_asked() -> None:
+    from trajbench.bench.environment import Meter
+
+    meter = Meter()
+    with meter.measure(memory=False):
+        held = np.ones(4_000_000)  # 32 MB, not metered
+    assert meter.calls == 1 and meter.peak_bytes == 0 and meter.seconds > 0
+    with meter.measure():
+        held = np.ones(1_000_000)  # 8 MB
+    assert 7_000_000 < meter.peak_bytes < 30_000_000 and meter.calls == 2
+    with Meter(memory=False).measure(memory=True):  # a meter without memory never meters
+        pass
+    del held
+
+
+class ShapeLog(Forecaster):
+    """Persistence that logs whether tracemalloc traced each of its calls."""
+
+    context_length = 1
+    calls: list[tuple[tuple[int, ...], bool]] = []
+
+    def _predict(self, context, horizon, meta):
+        import tracemalloc
+
+        ShapeLog.calls.append((context.shape, tracemalloc.is_tracing()))
+        return np.repeat(context[:, -1:], horizon, axis=1)
+
+
+def test_memory_is_metered_on_the_first_call_of_each_shape(store: Path) -> None:
+    ShapeLog.calls = []
+    proto = PROTO.replace(eval_splits=("test",))
+    result = run_benchmark(store, [ShapeLog()], None, protocol=proto, hash_store=False, batch_elements=1 << 11)
+    shapes = [shape for shape, _ in ShapeLog.calls]
+    metered = [shape for shape, traced in ShapeLog.calls if traced]
+    assert len(shapes) > len(set(shapes))  # several batches share a shape
+    assert sorted(metered) == sorted(set(shapes))  # each shape metered exactly once
+    assert _value(result.table, forecaster="shapelog", metric="predict_peak_bytes")["value"].item() > 0

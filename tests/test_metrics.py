@@ -9,9 +9,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from trajbench.bench.metrics import (
     STAT_FIELDS,
-    BatchReference,
-    KindIndex,
-    Workspace,
+    KindSegments,
     boot_mean,
     bootstrap_weights,
     displacement_cosine,
@@ -22,7 +20,9 @@ from trajbench.bench.metrics import (
     nan_quantile,
     rmse,
     scaled_error,
+    score_windows,
 )
+from trajbench.bench.windows import build_context, build_targets
 
 pytestmark = pytest.mark.micro
 
@@ -92,175 +92,93 @@ def _naive_stats(pred, truth, valid, last, prev, horizons, codes, n_kinds):
     return out
 
 
-def test_batch_statistics_match_explicit_loops() -> None:
-    rng = np.random.default_rng(0)
-    B, G, S, K = 4, 3, 11, 3
-    horizons = np.array([1, 2, 5])
-    last = rng.normal(size=(B, S)).astype(np.float32)
-    prev = rng.normal(size=(B, S)).astype(np.float32)
-    truth = rng.normal(size=(B, G, S)).astype(np.float32)
-    truth[0, 0, :4] = last[0, :4]  # persistence exact there: excluded and counted
-    truth[1, 1, 2] = last[1, 2] + 2 * (last[1, 2] - prev[1, 2])  # linear exact there
-    valid = np.ones((B, G), dtype=bool)
-    valid[3, 2] = valid[3, 1] = False  # a tail window past the end of the run
-    pred = rng.normal(size=(B, G, S)).astype(np.float32)
-    pred[2, 0] = last[2]  # zero predicted displacement: no cosine for that window
-    codes = rng.integers(0, K, size=S)
-    # the harness lays batches out (windows, horizons, series)
-    ref = BatchReference(truth, valid, last, prev, horizons, codes, K)
-    got = ref.stats(pred)
-    want = _naive_stats(pred, truth, valid, last, prev, horizons, codes, K)
-    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-5)
-    assert got[0, K, STAT_FIELDS.index("n_zero_p")] == 4
-    # the reference's own statistics: linear extrapolation scores 1 against itself
-    lin = ref.stats(ref.linear_pred)
-    assert np.allclose(lin[..., STAT_FIELDS.index("sum_abs_l")], lin[..., STAT_FIELDS.index("sum_ref_l")], rtol=1e-6)
-
-
 F1 = {name: i for i, name in enumerate(STAT_FIELDS)}
 
 
-class _BatchReferenceV1:
-    """The first implementation (trajbench 0.1.0, layout (B, S, G)), kept verbatim as the
-    oracle the current one must match bit for bit."""
-
-    def __init__(self, truth: np.ndarray, valid: np.ndarray, last: np.ndarray, prev: np.ndarray, horizons: np.ndarray, kind_codes: np.ndarray, n_kinds: int) -> None:
-        B, S, G = truth.shape
-        self.shape = (B, S, G)
-        self.truth = truth
-        self.valid = valid
-        self.invalid_b, self.invalid_g = np.nonzero(~valid)
-        self.any_invalid = bool(len(self.invalid_b))
-        self.last = last
-        self.horizons = horizons
-        K = n_kinds
-        self.n_kinds = K
-        self.kind_codes = np.asarray(kind_codes, dtype=np.int64)
-        onehot = np.zeros((S, K + 1), dtype=np.float32)
-        onehot[np.arange(S), self.kind_codes] = 1.0
-        onehot[:, K] = 1.0
-        self.onehot_t32 = np.ascontiguousarray(onehot.T)  # (K + 1, S)
-        self.onehot_t64 = self.onehot_t32.astype(np.float64)
-        counts = onehot.sum(0).astype(np.float64)
-        self.n = valid.sum(0).astype(np.float64)[:, None] * counts[None, :]  # (G, K + 1)
-        self.td = truth - last[:, :, None]
-        pers = np.abs(self.td)
-        lin_pred = (last - prev)[:, :, None] * horizons.astype(np.float32)[None, None, :]
-        lin_pred += last[:, :, None]
-        lin = np.abs(truth - lin_pred)
-        self._mask(pers)
-        self._mask(lin)
-        self.sum_ref_p = self._group(pers)
-        self.sum_ref_l = self._group(lin)
-        self.zp_idx, self.zp_code, self.n_zero_p = self._zeros(pers)
-        self.zl_idx, self.zl_code, self.n_zero_l = self._zeros(lin)
-        self.ntd = np.matmul(self.onehot_t32, self.td * self.td)  # (B, K + 1, G)
-        self.persistence_pred = np.broadcast_to(last[:, :, None], truth.shape)
-        self.linear_pred = lin_pred
-
-    def _mask(self, values: np.ndarray) -> None:
-        """Zero the entries of windows whose horizon is past the end of the run."""
-        if self.any_invalid:
-            values[self.invalid_b, :, self.invalid_g] = 0
-
-    def _group(self, values: np.ndarray) -> np.ndarray:
-        """Sum ``(B, S, G)`` over windows and series of each kind: ``(G, K + 1)``.
-        The sum over the (few) windows of a batch is float32, the rest float64."""
-        return (self.onehot_t64 @ values.sum(axis=0).astype(np.float64)).T
-
-    def _zeros(self, err: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        B, S, G = self.shape
-        K = self.n_kinds
-        mask = err == 0
-        if self.any_invalid:
-            mask[self.invalid_b, :, self.invalid_g] = False
-        idx = np.flatnonzero(mask)
-        code = (idx % G) * K + self.kind_codes[(idx // G) % S]
-        counts = np.bincount(code, minlength=G * K).reshape(G, K).astype(np.float64)
-        return idx, code, np.concatenate([counts, counts.sum(1, keepdims=True)], axis=1)
-
-    def _correction(self, abs_err: np.ndarray, idx: np.ndarray, code: np.ndarray) -> np.ndarray:
-        G, K = self.shape[2], self.n_kinds
-        if not idx.size:
-            return np.zeros((G, K + 1))
-        sums = np.bincount(code, weights=abs_err.reshape(-1)[idx].astype(np.float64), minlength=G * K).reshape(G, K)
-        return np.concatenate([sums, sums.sum(1, keepdims=True)], axis=1)
-
-    def stats(self, pred: np.ndarray) -> np.ndarray:
-        """``(G, K + 1, len(STAT_FIELDS))`` float64 statistics of ``pred`` ``(B, S, G)``."""
-        out = np.zeros((self.shape[2], self.n_kinds + 1, len(STAT_FIELDS)))
-        err = pred - self.truth
-        self._mask(err)
-        abs_err = np.abs(err)
-        sum_abs = self._group(abs_err)
-        out[:, :, F1["n"]] = self.n
-        out[:, :, F1["sum_abs"]] = sum_abs
-        np.multiply(err, err, out=err)
-        out[:, :, F1["sum_sq"]] = self._group(err)
-        out[:, :, F1["sum_abs_p"]] = sum_abs - self._correction(abs_err, self.zp_idx, self.zp_code)
-        out[:, :, F1["sum_ref_p"]] = self.sum_ref_p
-        out[:, :, F1["n_zero_p"]] = self.n_zero_p
-        out[:, :, F1["sum_abs_l"]] = sum_abs - self._correction(abs_err, self.zl_idx, self.zl_code)
-        out[:, :, F1["sum_ref_l"]] = self.sum_ref_l
-        out[:, :, F1["n_zero_l"]] = self.n_zero_l
-        del abs_err
-        disp = np.subtract(pred, self.last[:, :, None], out=err)
-        dot = np.matmul(self.onehot_t32, disp * self.td)  # (B, K + 1, G)
-        np.multiply(disp, disp, out=disp)
-        norm_p = np.matmul(self.onehot_t32, disp)
-        ok = self.valid[:, None, :] & (norm_p > 0) & (self.ntd > 0)
-        denom = np.sqrt(norm_p.astype(np.float64) * self.ntd.astype(np.float64))
-        cos = np.zeros(dot.shape)
-        np.divide(dot, denom, out=cos, where=ok)
-        np.clip(cos, -1.0, 1.0, out=cos)
-        out[:, :, F1["sum_cos"]] = cos.sum(0).T
-        out[:, :, F1["n_cos"]] = ok.sum(0).T
-        return out
-
-
-@pytest.mark.parametrize("seed", range(12))
-def test_batch_statistics_are_bit_identical_to_the_first_implementation(seed: int) -> None:
-    """The (B, G, S) layout, reused workspaces and kind index change no bit of any
-    statistic (sums in the same order), except the cosine sum: its dot products are BLAS
-    products over differently laid out arrays, bit-identical on an AVX2 CPU but not with
-    AVX-512 kernels, so that column is compared to 1e-6 per summed cosine."""
+def _case(seed: int, S: int | None = None, contiguous_kinds: bool = False):  # type: ignore[no-untyped-def]
+    """A random batch: a block of a run, origins (some past the end of some horizons),
+    predictions ``(B * S, H)``, kinds; with frozen series, exact references and a window
+    whose predicted displacement is zero."""
     rng = np.random.default_rng(seed)
     B = int(rng.integers(1, 25))
     G = int(rng.integers(1, 11))
-    S = int(rng.choice([1, 2, 7, 32, 33, 650, 3000]))
+    S = int(rng.choice([1, 2, 7, 32, 33, 650, 3000])) if S is None else S
     K = int(rng.integers(1, 6))
     horizons = np.sort(rng.choice(np.arange(1, 60), size=G, replace=False))
+    n = int(3 + B + rng.integers(0, horizons[-1] + 3))  # some windows run past the end
     scale = 10.0 ** rng.integers(-4, 3)
-    last = (rng.normal(size=(B, S)) * scale).astype(np.float32)
-    prev = (last + rng.normal(size=(B, S)) * scale * 0.01).astype(np.float32)
-    truth = (last[:, None, :] + rng.normal(size=(B, G, S)) * scale * 0.1).astype(np.float32)
+    steps = rng.normal(size=(n, S)) * scale * 0.01
+    block = (rng.normal(size=S) * scale + np.cumsum(steps, axis=0)).astype(np.float32)
     frozen = rng.random(S) < 0.2  # parameters that never move: persistence and linear exact
-    prev[:, frozen] = last[:, frozen]
-    truth[:, :, frozen] = last[:, None, frozen]
-    pred = (truth + rng.normal(size=truth.shape) * scale * 0.05).astype(np.float32)
-    pred[0, :, : S // 2] = last[0, : S // 2]  # zero predicted displacement
-    valid = np.ones((B, G), dtype=bool)
-    if B > 1 and G > 1:
-        valid[-1, G // 2 :] = False
-    codes = rng.integers(0, K, size=S)
-    old = _BatchReferenceV1(truth.transpose(0, 2, 1).copy(), valid, last, prev, horizons, codes, K)
-    ws = Workspace(B + 3, G, S)
-    kinds = KindIndex(codes, K)
-    for _ in range(2):  # a reused workspace holds no state between batches
-        new = BatchReference(truth, valid, last, prev, horizons, kinds, workspace=ws)
-        buf = ws.get("pred", B)
-        buf[...] = pred
-        _assert_same_statistics(new.stats(buf), old.stats(pred.transpose(0, 2, 1).copy()))
-        _assert_same_statistics(new.stats(new.linear_pred), old.stats(old.linear_pred))
-        _assert_same_statistics(new.stats(new.persistence_pred), old.stats(old.persistence_pred))
+    block[:, frozen] = block[0, frozen]
+    origins = np.arange(2, 2 + B)
+    H = int(horizons[-1]) + int(rng.integers(0, 3))
+    last = block[origins][:, :, None]
+    pred = (last + rng.normal(size=(B, S, H)) * scale * 0.05).astype(np.float32)
+    pred[0, : S // 2] = last[0, : S // 2]  # zero predicted displacement
+    pred = pred.reshape(B * S, H)
+    codes = np.sort(rng.integers(0, K, size=S)) if contiguous_kinds else rng.integers(0, K, size=S)
+    return block, origins, horizons, n, pred, codes, K
 
 
-def _assert_same_statistics(got: np.ndarray, want: np.ndarray) -> None:
-    cos = F1["sum_cos"]
-    exact = [i for i in range(got.shape[-1]) if i != cos]
-    np.testing.assert_array_equal(got[..., exact], want[..., exact])
-    # each cosine is in [-1, 1] with float32 rounding: allow 1e-6 per summed cosine
-    assert np.all(np.abs(got[..., cos] - want[..., cos]) <= 1e-6 * np.maximum(want[..., F1["n_cos"]], 1))
+def _naive_from_block(pred, block, origins, horizons, n, codes, K):  # type: ignore[no-untyped-def]
+    truth, valid = build_targets(block, 0, origins, horizons, n)
+    B, S = len(origins), block.shape[1]
+    pred3 = pred.reshape(B, S, -1)[:, :, horizons - 1].transpose(0, 2, 1)
+    return _naive_stats(pred3, truth, valid, block[origins], block[origins - 1], horizons, codes, K)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_batch_statistics_match_explicit_loops(seed: int) -> None:
+    block, origins, horizons, n, pred, codes, K = _case(seed, contiguous_kinds=seed % 2 == 0)
+    kinds = KindSegments(codes, K)
+    got = score_windows(pred, block, 0, origins, horizons, n, kinds)
+    want = _naive_from_block(pred, block, origins, horizons, n, codes, K)
+    counts = [F1[f] for f in ("n", "n_zero_p", "n_zero_l", "n_cos")]
+    np.testing.assert_array_equal(got[..., counts], want[..., counts])
+    # float64 sums in another order; the cosines are clipped to [-1, 1]
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(want).max())))
+    # the layout of the predictions does not matter, nor the block's offset in the run
+    np.testing.assert_array_equal(score_windows(np.asfortranarray(pred), block, 0, origins, horizons, n, kinds), got)
+    np.testing.assert_array_equal(score_windows(pred, block[1:], 1, origins, horizons, n, kinds), got)
+
+
+def test_batch_statistics_hand_made_cases() -> None:
+    block, origins, horizons, n, pred, codes, K = _case(3, S=33)
+    kinds = KindSegments(codes, K)
+    B, S = len(origins), block.shape[1]
+    # persistence scores exactly 1 against itself, with no cosine (zero displacement)
+    pers = np.repeat(block[origins].reshape(B * S, 1), int(horizons[-1]), axis=1)
+    stats = score_windows(pers, block, 0, origins, horizons, n, kinds)
+    np.testing.assert_array_equal(stats[..., F1["sum_abs_p"]], stats[..., F1["sum_ref_p"]])
+    assert stats[..., F1["n_cos"]].sum() == 0
+    # linear extrapolation, as the `linear` baseline computes it, is the linear reference
+    from baselines.linear import LinearExtrapolation
+
+    lin = LinearExtrapolation().predict(build_context(block, 0, origins, 2), int(horizons[-1]))
+    stats = score_windows(lin, block, 0, origins, horizons, n, kinds)
+    np.testing.assert_array_equal(stats, score_windows(None, block, 0, origins, horizons, n, kinds))
+    np.testing.assert_array_equal(stats[..., F1["sum_abs_l"]], stats[..., F1["sum_ref_l"]])
+    # frozen series are exact for both references: excluded and counted
+    frozen = np.all(block == block[0], axis=0)
+    scored = int(np.sum(origins[:, None] + horizons[None, :] <= n - 1))
+    valid_first = int(np.sum(origins + horizons[0] <= n - 1))
+    assert frozen.any() and stats[0, K, F1["n_zero_p"]] == stats[0, K, F1["n_zero_l"]] == valid_first * frozen.sum()
+    assert stats[:, K, F1["n"]].sum() == scored * S
+    # bad input: a block too short, predictions too narrow
+    with pytest.raises(ValueError, match="does not hold"):
+        score_windows(lin, block[2:], 2, origins, horizons, n, kinds)
+    with pytest.raises(ValueError, match="do not cover"):
+        score_windows(lin[:, :1], block, 0, origins, horizons, n, kinds)
+
+
+def test_kind_segments() -> None:
+    seg = KindSegments(np.array([0, 0, 2, 2, 1, 0]), 3)
+    np.testing.assert_array_equal(seg.seg_start, [0, 2, 4, 5, 6])
+    np.testing.assert_array_equal(seg.seg_kind, [0, 2, 1, 0])
+    np.testing.assert_array_equal(seg.counts, [3, 1, 2, 6])
+    with pytest.raises(ValueError, match="0..1"):
+        KindSegments(np.array([0, 2]), 2)
 
 
 def test_metric_values_from_statistics() -> None:

@@ -77,8 +77,7 @@ def test_context_and_targets_by_hand() -> None:
     np.testing.assert_array_equal(build_context(data[3:], 3, np.array([5]), 2)[1], data[4:6, 1])
 
 
-def test_targets_into_a_buffer_and_horizon_gathering() -> None:
-    from trajbench.bench.harness import _gather_horizons
+def test_targets_into_a_buffer() -> None:
     from trajbench.errors import TrajbenchError
 
     data = np.random.default_rng(1).normal(size=(30, 7)).astype(np.float32)
@@ -91,14 +90,6 @@ def test_targets_into_a_buffer_and_horizon_gathering() -> None:
     np.testing.assert_array_equal(valid, valid2)
     with pytest.raises(TrajbenchError, match="not in the block"):
         build_targets(data[5:], 5, origins, horizons, 30, out=buf[:4])
-    # predictions (B * S, H), origin-major, to (B, G, S) at the scored horizons
-    pred = np.random.default_rng(2).normal(size=(4 * 7, 12)).astype(np.float32)
-    gathered = _gather_horizons(pred, 4, 7, horizons)
-    assert gathered.shape == (4, 4, 7)
-    np.testing.assert_array_equal(gathered, pred.reshape(4, 7, 12)[:, :, horizons - 1].transpose(0, 2, 1))
-    out = np.empty((5, 4, 7), dtype=np.float32)
-    assert _gather_horizons(pred, 4, 7, horizons, out=out[:4]) is not None
-    np.testing.assert_array_equal(out[:4], gathered)
 
 
 def test_blocks_cover_every_origin_once_and_hold_their_windows() -> None:

@@ -230,7 +230,8 @@ class Meter:
     traced by :mod:`tracemalloc` during the call and (b) on Linux, the rise of the
     process's peak resident set (``VmHWM``, reset before the call through
     ``/proc/self/clear_refs``) over its size before the call, which also sees torch and
-    other native allocations. ``peak_bytes`` is the largest over calls.
+    other native allocations. ``peak_bytes`` is the largest over the calls whose memory
+    was measured (``measure(memory=False)`` times a call without metering its memory).
     """
 
     def __init__(self, memory: bool = True) -> None:
@@ -240,13 +241,14 @@ class Meter:
         self.peak_bytes = 0
 
     @contextmanager
-    def measure(self) -> Iterator[None]:
+    def measure(self, memory: bool = True) -> Iterator[None]:
         global _METERING
         started_tracing = False
         base_traced = 0
         rss_ok = False
         rss0 = 0
-        if self.memory:
+        memory = self.memory and memory
+        if memory:
             if tracemalloc.is_tracing():
                 tracemalloc.reset_peak()
             else:
@@ -262,7 +264,7 @@ class Meter:
         finally:
             self.seconds += time.perf_counter() - t0
             self.calls += 1
-            if self.memory:
+            if memory:
                 _METERING = False
                 peak = tracemalloc.get_traced_memory()[1] - base_traced
                 if started_tracing:

@@ -2,10 +2,10 @@
 
 Every forecaster is fitted on the training split (or resumed from ``RESULTS/partial/``).
 Then one pass streams every evaluation run block by block and cuts the same windows for
-everyone (``docs/protocol.md``): each batch of windows gets its truth and the reference
-errors computed once (:class:`~trajbench.bench.metrics.BatchReference`), every fitted
-forecaster's ``predict`` is called on it, and the errors are folded into per-run
-sufficient statistics (:mod:`trajbench.bench.metrics`). Each forecaster still sees
+everyone (``docs/protocol.md``): every fitted forecaster's ``predict`` is called on each
+batch of windows, and its predictions are folded into per-run sufficient statistics in
+one compiled pass (:func:`~trajbench.bench.metrics.score_windows`), reference errors
+included. Each forecaster still sees
 exactly what it would see alone (its own context and meta, and its own global random
 streams, seeded per run). When the pass ends, each forecaster's statistics are written to
 ``RESULTS/partial/``, so a killed benchmark resumes with the forecasters already written
@@ -17,10 +17,10 @@ extrapolation on the same windows) are aggregated into the results table
 A forecaster that raises, returns the wrong shape or non-finite values is stopped and
 becomes a failure row; the others go on.
 
-Performance (``docs/performance.md``, "Harness"): a run is read once, its batches reuse
-one set of scratch arrays laid out ``(windows, horizons, series)``, and every run is
-opened once per benchmark; the arithmetic, and so every number, is the same as scoring
-each forecaster on its own.
+Performance (``docs/performance.md``, "Harness"): a run is read once (the next run's
+first block on a background thread), the scoring kernel reads only the scored values and
+writes nothing of a batch's size, and every run is opened once per benchmark; the
+arithmetic, and so every number, is the same as scoring each forecaster on its own.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import random
 import sys
 import time
 import tomllib
+from concurrent.futures import Future
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -40,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from trajbench.bench.environment import HASH_THREADS, STORE_HASH_DEFINITION, Meter, StoreHashes, library_versions, machine_info, store_hashes
-from trajbench.bench.metrics import STAT_FIELDS, BatchReference, KindIndex, Workspace
+from trajbench.bench.metrics import STAT_FIELDS, KindSegments, score_windows
 from trajbench.bench.protocol import PROTOCOL, Protocol
 from trajbench.bench.results import (
     RESULTS_FORMAT_VERSION,
@@ -56,7 +57,6 @@ from trajbench.bench.windows import (
     SeriesSource,
     block_bounds,
     build_context,
-    build_targets,
     derive_seed,
     first_origin,
     iter_blocks,
@@ -285,19 +285,6 @@ def _seed_everything(seed: int) -> None:
         torch.manual_seed(seed)
 
 
-def _gather_horizons(pred: np.ndarray, n_origins: int, n_series: int, horizons: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """``(B * S, H)`` origin-major predictions -> ``(B, G, S)`` at the scored horizons
-    (into ``out`` when given). The scored columns are gathered row by row first (each
-    prediction row is read once, in order) and then transposed: faster than one copy per
-    horizon that strides through every row ``G`` times."""
-    p3 = pred.reshape(n_origins, n_series, pred.shape[1])
-    if out is None:
-        out = np.empty((n_origins, len(horizons), n_series), dtype=np.float32)
-    picked = np.take(p3, np.asarray(horizons, dtype=np.intp) - 1, axis=2)  # (B, S, G)
-    np.copyto(out, picked.transpose(0, 2, 1))
-    return out
-
-
 class _MetaTiles:
     """A run's per-series meta repeated for up to ``max_windows`` windows, built once per
     run (read-only: every batch and forecaster shares it; a smaller batch gets a view of
@@ -423,22 +410,20 @@ class _Slot:
 class _View:
     """The series of a run one group of forecasters is scored on: the whole sample, or
     the first ``budget`` series of it (``positions`` into the sampled columns). Each view
-    has its own kinds, scratch arrays, meta and, per batch, its own
-    :class:`BatchReference`, so that scaled errors stay paired on the same series."""
+    has its own kinds, meta and reference statistics, so that scaled errors stay paired
+    on the same series."""
 
     def __init__(self, source: SeriesSource, positions: np.ndarray | None, max_windows: int, n_horizons: int, stat_shape_tail: int) -> None:
         self.positions = positions
         kinds_all = source.kinds if positions is None else source.kinds[positions]
         self.kinds = sorted({str(k) for k in kinds_all})
         codes = np.searchsorted(np.asarray(self.kinds, dtype=object), kinds_all).astype(np.int64)
-        self.kind_index = KindIndex(codes, len(self.kinds))
+        self.segments = KindSegments(codes, len(self.kinds))
         self.n_series = len(codes)
         self.tiles = _MetaTiles(source, max_windows, positions)
-        self.workspace = Workspace(max_windows, n_horizons, self.n_series)
         self.stat_shape = (n_horizons, len(self.kinds) + 1, stat_shape_tail)
         self.reference: np.ndarray | None = None  # the reference's statistics on this view (budget views)
         self.block: np.ndarray | None = None
-        self.ref: BatchReference | None = None
         self.ref_stats: np.ndarray | None = None
 
     def take(self, block: np.ndarray) -> np.ndarray:
@@ -452,8 +437,10 @@ def _evaluate_run(
     forecasters: Forecaster | Sequence[Forecaster] | None,
     want_reference: bool,
     settings: _Settings,
-    cache: dict[str, SeriesSource] | None = None,
+    cache: dict[str, Any] | None = None,
     quiesce: Callable[[], None] | None = None,
+    prefetch_next: Callable[[], None] | None = None,
+    metered_shapes: dict[int, set[tuple[int, ...]]] | None = None,
 ) -> list[_RunResult]:
     """Every window of one run for each forecaster (and/or the reference), in one pass.
 
@@ -468,9 +455,19 @@ def _evaluate_run(
     Returns one result per forecaster (the first, or an extra one when there is no
     forecaster, holds the reference's statistics on the whole sample in ``reference``; a
     forecaster with a series budget gets the reference on its own series in
-    ``own_reference``). ``quiesce`` is called before each ``predict`` whose memory is
-    measured (it waits for background reads, which would count as the forecaster's).
+    ``own_reference``).
+
+    ``prefetch_next`` (which starts reading the next run on a background thread) is
+    called first. Memory is metered on each forecaster's first ``predict`` call of each
+    input shape (``metered_shapes``, keyed by ``id(forecaster)``, remembers them across
+    runs; a fresh one per run without it); ``quiesce`` is called before those (it waits
+    for background reads, which would count as the forecaster's). Other calls are timed
+    only.
     """
+    if prefetch_next is not None:
+        prefetch_next()
+    if metered_shapes is None:
+        metered_shapes = {}
     if forecasters is None:
         forecasters = []
     elif isinstance(forecasters, Forecaster):
@@ -522,17 +519,13 @@ def _evaluate_run(
         for b in range(0, len(chunk), per_batch):
             o = chunk[b : b + per_batch]
             for view in live:
-                vb = view.block
-                assert vb is not None
-                truth, valid = build_targets(vb, start, o, horizons, n, out=view.workspace.get("truth", len(o)))
-                view.ref = BatchReference(truth, valid, vb[o - start], vb[o - 1 - start], horizons, view.kind_index, workspace=view.workspace)
                 view.ref_stats = None
             for slot in slots:
                 if slot.result.error is not None:
                     continue
                 forecaster, view = slot.forecaster, slot.view
-                ref, vb = view.ref, view.block
-                assert ref is not None and vb is not None
+                vb = view.block
+                assert vb is not None
                 context = build_context(vb, start, o, int(forecaster.context_length))
                 meta = view.tiles(o)
                 if shared:
@@ -540,10 +533,15 @@ def _evaluate_run(
                         _seed_everything(predict_seed)
                     else:
                         set_rng_state(slot.rng)
-                if quiesce is not None and settings.measure_memory:
-                    quiesce()
+                shapes = metered_shapes.setdefault(id(forecaster), set())
+                shape = (*context.shape, h_pred)
+                metered = settings.measure_memory and shape not in shapes
+                if metered:
+                    shapes.add(shape)
+                    if quiesce is not None:
+                        quiesce()
                 try:
-                    with slot.meter.measure():
+                    with slot.meter.measure(memory=metered):
                         pred = forecaster.predict(context, h_pred, meta)
                 except Exception as exc:
                     slot.result.error = f"{one_line(exc)} (predicting run '{job.path}', origins {int(o[0])}..{int(o[-1])})"
@@ -554,16 +552,17 @@ def _evaluate_run(
                         slot.rng = rng_state()
                 for reason, count in forecaster.pop_fallbacks().items():
                     slot.result.fallbacks[reason] = slot.result.fallbacks.get(reason, 0) + count
-                batch_stats = ref.stats(_gather_horizons(pred, len(o), view.n_series, horizons, out=view.workspace.get("pred", len(o))))
+                batch_stats = score_windows(pred, vb, start, o, horizons, n, view.segments)
+                del pred  # free the predictions before the next forecaster's
                 slot.result.stats += batch_stats  # type: ignore[operator]
                 slot.result.series_predicted += context.shape[0]
                 if slot.is_reference and view.ref_stats is None:
                     view.ref_stats = batch_stats
             for view in live:
                 target = reference if view is full else view.reference
-                if target is not None and view.ref is not None:
-                    target += view.ref_stats if view.ref_stats is not None else view.ref.stats(view.ref.linear_pred)
-                view.ref = None
+                if target is not None:
+                    assert view.block is not None
+                    target += view.ref_stats if view.ref_stats is not None else score_windows(None, view.block, start, o, horizons, n, view.segments)
         for view in live:
             view.block = None
     for slot in slots:
@@ -577,9 +576,12 @@ def _evaluate_run(
     return results
 
 
-def _source(store: Any, job: _RunJob, cache: dict[str, SeriesSource] | None) -> SeriesSource:
-    """The job's sampled series (from ``cache`` when there, and kept there)."""
+def _source(store: Any, job: _RunJob, cache: dict[str, Any] | None) -> SeriesSource:
+    """The job's sampled series (from ``cache`` when there, and kept there; a cache entry
+    may be a future of one being built by :func:`_prefetch_first_block`)."""
     source = cache.get(job.path) if cache is not None else None
+    if isinstance(source, Future):
+        source = cache[job.path] = source.result()  # type: ignore[index]
     if source is None:
         if isinstance(store, (str, os.PathLike)):
             from trajbench.store.reader import open_store
@@ -591,19 +593,41 @@ def _source(store: Any, job: _RunJob, cache: dict[str, SeriesSource] | None) -> 
     return source
 
 
-def _prefetch_first_block(store: Any, job: _RunJob, settings: _Settings, cache: dict[str, SeriesSource], submit: Callable[..., Any]) -> None:
-    """Start reading the first block :func:`_evaluate_run` will read of ``job``, so that
-    reading the next run overlaps scoring this one (the same rows, so the same numbers)."""
-    source = _source(store, job, cache)
+def _first_block(source: SeriesSource, settings: _Settings) -> tuple[int, int] | None:
+    """Rows ``(start, stop)`` of the first block :func:`_evaluate_run` reads of ``source``."""
     n = source.n_snapshots
     origins = window_origins(n, settings.first_origin, settings.protocol.stride)
     horizons = scored_horizons(n, settings.first_origin, settings.protocol.horizons)
     if not len(origins) or not len(horizons) or not source.n_series:
-        return
+        return None
     back = max(settings.max_context, 2) - 1
     for start, stop, _, _ in block_bounds(n, source.n_series, origins, back, int(horizons.max()), settings.block_bytes, from_zero=source._first is None):
-        source.prefetch(start, stop, submit)
-        break
+        return max(0, int(start)), min(n, int(stop))  # SeriesSource.read's key
+    return None
+
+
+def _prefetch_first_block(store: Any, job: _RunJob, settings: _Settings, cache: dict[str, Any], submit: Callable[..., Any]) -> None:
+    """Start reading the first block :func:`_evaluate_run` will read of ``job``, so that
+    reading the next run overlaps scoring this one (the same rows, so the same numbers).
+    A run not yet in ``cache`` is also opened on the background thread (its sample's
+    kinds and layers, its step array)."""
+    if job.path in cache:
+        source = _source(store, job, cache)
+        rows = _first_block(source, settings)
+        if rows is not None:
+            source.prefetch(*rows, submit)
+        return
+
+    def build() -> SeriesSource:
+        source = _source(store, job, None)
+        rows = _first_block(source, settings)
+        if rows is not None:
+            done: Future[np.ndarray] = Future()
+            done.set_result(np.ascontiguousarray(source.reader(*rows), dtype=np.float32))
+            source._pending[rows] = done
+        return source
+
+    cache[job.path] = submit(build)
 
 
 def _series_budget(forecaster: Forecaster) -> int | None:
@@ -935,7 +959,7 @@ def run_benchmark(
         if loaded_ref is not None:
             reference = loaded_ref[0]
 
-    source_cache: dict[str, SeriesSource] = {}
+    source_cache: dict[str, Any] = {}
     dask_client = None
     own_client = False
     if scheduler is not None:
@@ -1197,6 +1221,10 @@ def _fit_forecaster(forecaster: Forecaster, settings: _Settings, training_data: 
     return fit_meter
 
 
+#: Runs opened and read ahead of the one being scored, each on its own thread.
+_READ_AHEAD = 2
+
+
 def _evaluate_local(
     store: Any,
     forecasters: Sequence[Forecaster],
@@ -1204,7 +1232,7 @@ def _evaluate_local(
     settings: _Settings,
     want_reference: bool,
     progress: bool,
-    cache: dict[str, SeriesSource] | None = None,
+    cache: dict[str, Any] | None = None,
 ) -> tuple[list[list[_RunResult]], list[str | None], list[_RunResult] | None]:
     """Score every forecaster on every job in one pass over the runs: per forecaster its
     run results (up to the run where it failed) and error, and the reference's run
@@ -1225,7 +1253,8 @@ def _evaluate_local(
         cache = {}
     from concurrent.futures import ThreadPoolExecutor
 
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trajbench-prefetch")
+    reader = ThreadPoolExecutor(max_workers=_READ_AHEAD, thread_name_prefix="trajbench-prefetch")
+    metered_shapes: dict[int, set[tuple[int, ...]]] = {}
     reading: list[Any] = []
 
     def submit(fn: Callable[[], Any]) -> Any:
@@ -1242,9 +1271,13 @@ def _evaluate_local(
             live = [i for i in range(len(forecasters)) if errors[i] is None]
             if not live and not want_reference:
                 break
-            if k + 1 < len(jobs):  # read the next run's first block while this one is scored
-                _prefetch_first_block(store, jobs[k + 1], settings, cache, submit)
-            results = _evaluate_run(store, job, [forecasters[i] for i in live], want_reference, settings, cache, quiesce)
+            # read the next run's first block while this one is scored
+            def prefetch_next(ahead: Sequence[_RunJob] = jobs[k + 1 : k + 1 + _READ_AHEAD]) -> None:
+                for nxt in ahead:
+                    if nxt.path not in cache:
+                        _prefetch_first_block(store, nxt, settings, cache, submit)
+
+            results = _evaluate_run(store, job, [forecasters[i] for i in live], want_reference, settings, cache, quiesce, prefetch_next, metered_shapes)
             if ref_results is not None:
                 ref_results.append(results[0])
             for i, r in zip(live, results):

@@ -29,9 +29,8 @@ __all__ = [
     "rmse",
     "scaled_error",
     "displacement_cosine",
-    "BatchReference",
-    "KindIndex",
-    "Workspace",
+    "KindSegments",
+    "score_windows",
     "metric_values",
     "bootstrap_weights",
     "boot_mean",
@@ -99,224 +98,85 @@ def displacement_cosine(pred: np.ndarray, true: np.ndarray, last: np.ndarray) ->
 
 
 # ------------------------------------------------------------ sufficient stats
-class KindIndex:
-    """Which kind each series of a run has, in the forms the statistics need: one-hot
-    ``(K + 1, S)`` matrices (float32 and float64; the last row is "all series") and the
-    number of series per column. Built once per run and shared by its batches."""
+class KindSegments:
+    """Which kind each series of a run's sample has, in the form the scoring kernel
+    needs: the runs of consecutive series of equal kind ("segments": a layer's weights,
+    then its biases, ...), and the number of series per kind (the last entry: all
+    series). Built once per run and shared by its batches."""
 
     def __init__(self, kind_codes: np.ndarray, n_kinds: int) -> None:
         codes = np.asarray(kind_codes, dtype=np.int64)
-        S, K = len(codes), int(n_kinds)
+        K = int(n_kinds)
+        if codes.ndim != 1 or (codes.size and (codes.min() < 0 or codes.max() >= K)):
+            raise ValueError(f"kind codes must be a 1-D array of ints in 0..{K - 1}")
         self.codes = codes
         self.n_kinds = K
-        self.n_series = S
-        onehot = np.zeros((S, K + 1), dtype=np.float32)
-        onehot[np.arange(S), codes] = 1.0
-        onehot[:, K] = 1.0
-        self.onehot_t32 = np.ascontiguousarray(onehot.T)  # (K + 1, S)
-        self.onehot_t64 = self.onehot_t32.astype(np.float64)
-        self.counts = onehot.sum(0).astype(np.float64)  # (K + 1,)
-        self._cell_codes: dict[int, np.ndarray] = {}
-
-    def cell_codes(self, n_horizons: int) -> np.ndarray:
-        """``(G * S,)``: ``g * K + kind(s)`` for the flat index ``g * S + s`` of a
-        ``(G, S)`` slab (the statistics cell of each entry), built once per ``G``."""
-        table = self._cell_codes.get(n_horizons)
-        if table is None:
-            table = (np.arange(n_horizons, dtype=np.int64)[:, None] * self.n_kinds + self.codes[None, :]).reshape(-1)
-            self._cell_codes[n_horizons] = table
-        return table
+        self.n_series = len(codes)
+        starts = np.flatnonzero(np.diff(codes)) + 1
+        self.seg_start = np.concatenate([[0], starts, [len(codes)]]).astype(np.int64) if len(codes) else np.zeros(1, np.int64)
+        self.seg_kind = np.ascontiguousarray(codes[self.seg_start[:-1]])
+        counts = np.bincount(codes, minlength=K).astype(np.float64)
+        self.counts = np.concatenate([counts, [float(len(codes))]])  # (K + 1,)
 
 
-class Workspace:
-    """Scratch arrays reused by every batch of a run (and every forecaster scoring it):
-    ``(B, G, S)`` float32 buffers allocated once for the largest batch, so a batch costs
-    no large allocation. A batch of ``B`` windows uses the first ``B`` rows of each."""
-
-    _NAMES = ("truth", "td", "pers", "lin_pred", "lin", "tmp", "err", "abs", "pred")
-
-    def __init__(self, max_windows: int, n_horizons: int, n_series: int) -> None:
-        self.shape = (int(max_windows), int(n_horizons), int(n_series))
-        self._arrays: dict[str, np.ndarray] = {}
-        self._mask: np.ndarray | None = None
-
-    def get(self, name: str, n_windows: int) -> np.ndarray:
-        arr = self._arrays.get(name)
-        if arr is None:
-            arr = self._arrays[name] = np.empty(self.shape, dtype=np.float32)
-        return arr[:n_windows]
-
-    def mask(self, n_windows: int) -> np.ndarray:
-        if self._mask is None:
-            self._mask = np.empty(self.shape, dtype=bool)
-        return self._mask[:n_windows]
-
-    @classmethod
-    def fits(cls, ws: Workspace | None, shape: tuple[int, int, int]) -> bool:
-        return ws is not None and shape[0] <= ws.shape[0] and shape[1:] == ws.shape[1:]
-
-
-class BatchReference:
-    """The truth of a batch of windows and what every forecaster is compared with.
-
-    Built once per batch and shared by all forecasters (paired comparison). Arrays are
-    laid out ``(B, G, S)``: windows, scored horizons, series (the layout of
-    :func:`trajbench.bench.windows.build_targets`, series contiguous, so that per-window
-    values broadcast over horizons cheaply).
+def score_windows(
+    pred: np.ndarray | None,
+    block: np.ndarray,
+    start: int,
+    origins: np.ndarray,
+    horizons: np.ndarray,
+    n_snapshots: int,
+    kinds: KindSegments,
+) -> np.ndarray:
+    """``(G, K + 1, len(STAT_FIELDS))`` float64 statistics of one batch of windows.
 
     Parameters
     ----------
-    truth:
-        ``(B, G, S)`` float32: snapshot ``origin_b + horizons_g`` of series ``s``.
-    valid:
-        ``(B, G)``: False where that snapshot is past the end of the run.
-    last, prev:
-        ``(B, S)``: the snapshots at the origin and one before.
+    pred:
+        ``(B * S, H)`` predictions, window-major (all series of the first origin, then
+        the next; :func:`trajbench.bench.windows.build_context`'s order), column
+        ``h - 1`` = ``h`` snapshots ahead, ``H >= max(horizons)``. C- or Fortran-ordered.
+        None scores the last-two linear reference itself.
+    block:
+        ``(R, S)`` float32 rows ``start:start + R`` of the run's sampled series, holding
+        each origin, the snapshot before it and every scored snapshot after it.
+    origins:
+        ``(B,)`` window origins (snapshot indices).
     horizons:
-        ``(G,)`` the scored horizons.
-    kind_codes:
-        ``(S,)`` int index of each series' kind in ``0..n_kinds-1`` (or a
-        :class:`KindIndex` of them); statistics get one column per kind plus a last
-        column for all series.
-    workspace:
-        Optional :class:`Workspace` whose buffers hold the batch's arrays (the harness
-        reuses one per run). The arrays are then only valid until the next batch is
-        built on the same workspace.
+        ``(G,)`` increasing scored horizons; a window is scored on those ``h`` with
+        ``origin + h <= n_snapshots - 1``.
+    kinds:
+        The series' kinds (:class:`KindSegments`); the last statistics column is all
+        series.
 
-    The arithmetic is fixed (``docs/protocol.md``, section 6): element-wise in float32,
-    each statistic summed over the batch's windows in float32 (in window order), then
-    over series in float64 (one matrix product with the one-hot kinds); the cosine's
-    per-window dot products are float32 matrix products over series.
+    The arithmetic (``docs/protocol.md``, section 6) is the compiled kernel's
+    (:mod:`trajbench.bench._scoring`): float64 differences of the float32 values, the
+    linear reference extrapolated in float32, every sum in float64.
     """
+    from trajbench.bench._scoring import N_FIELDS, score_kernel
 
-    def __init__(
-        self,
-        truth: np.ndarray,
-        valid: np.ndarray,
-        last: np.ndarray,
-        prev: np.ndarray,
-        horizons: np.ndarray,
-        kind_codes: np.ndarray | KindIndex,
-        n_kinds: int | None = None,
-        workspace: Workspace | None = None,
-    ) -> None:
-        B, G, S = truth.shape
-        kinds = kind_codes if isinstance(kind_codes, KindIndex) else KindIndex(kind_codes, int(n_kinds if n_kinds is not None else 0))
-        if kinds.n_series != S:
-            raise ValueError(f"kind codes cover {kinds.n_series} series, but the batch has {S}")
-        ws = workspace if Workspace.fits(workspace, (B, G, S)) else Workspace(B, G, S)
-        self.workspace = ws
-        self.shape = (B, G, S)
-        self.kinds = kinds
-        K = kinds.n_kinds
-        self.n_kinds = K
-        self.kind_codes = kinds.codes
-        self.onehot_t32 = kinds.onehot_t32
-        self.onehot_t64 = kinds.onehot_t64
-        self.truth = truth
-        self.valid = valid
-        self.invalid_b, self.invalid_g = np.nonzero(~valid)
-        self.any_invalid = bool(len(self.invalid_b))
-        self.last = last
-        self.horizons = horizons
-        self.n = valid.sum(0).astype(np.float64)[:, None] * kinds.counts[None, :]  # (G, K + 1)
-        last_b = last[:, None, :]
-        self.td = td = np.subtract(truth, last_b, out=ws.get("td", B))
-        pers = np.abs(td, out=ws.get("pers", B))
-        lin_pred = ws.get("lin_pred", B)
-        np.multiply((last - prev)[:, None, :], horizons.astype(np.float32)[None, :, None], out=lin_pred)
-        lin_pred += last_b
-        lin = np.subtract(truth, lin_pred, out=ws.get("lin", B))
-        np.abs(lin, out=lin)
-        # most batches have no exact reference at all: one min() instead of a mask pass
-        maybe_zero_p = bool(pers.size) and bool(pers.min() == 0)
-        maybe_zero_l = bool(lin.size) and bool(lin.min() == 0)
-        self._mask(pers)
-        self._mask(lin)
-        self.sum_ref_p = self._group(pers)
-        self.sum_ref_l = self._group(lin)
-        self.zp_idx, self.zp_code, self.n_zero_p = self._zeros(pers, maybe_zero_p)
-        self.zl_idx, self.zl_code, self.n_zero_l = self._zeros(lin, maybe_zero_l)
-        tdtd = np.multiply(td, td, out=ws.get("tmp", B))
-        self.ntd = self._per_window(tdtd)  # (B, K + 1, G)
-        self.linear_pred = lin_pred
-
-    @property
-    def persistence_pred(self) -> np.ndarray:
-        """Persistence's forecast of the batch, ``(B, G, S)`` (a broadcast view)."""
-        return np.broadcast_to(self.last[:, None, :], self.shape)
-
-    def _mask(self, values: np.ndarray) -> None:
-        """Zero the entries of windows whose horizon is past the end of the run."""
-        if self.any_invalid:
-            values[self.invalid_b, self.invalid_g] = 0
-
-    def _group(self, values: np.ndarray) -> np.ndarray:
-        """Sum ``(B, G, S)`` over windows and series of each kind: ``(G, K + 1)``.
-        The sum over the (few) windows of a batch is float32, the rest float64."""
-        per_series = np.ascontiguousarray(values.sum(axis=0).T, dtype=np.float64)  # (S, G)
-        return (self.onehot_t64 @ per_series).T
-
-    def _per_window(self, values: np.ndarray) -> np.ndarray:
-        """Sum ``(B, G, S)`` over the series of each kind, per window: ``(B, K + 1, G)``
-        float32 (one matrix product per window)."""
-        return np.matmul(self.onehot_t32, values.transpose(0, 2, 1))
-
-    def _zeros(self, err: np.ndarray, maybe: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Flat indices (and kind-horizon codes) of the scored entries where ``err`` is
-        exactly zero, and their counts ``(G, K + 1)``. ``maybe=False``: there are none."""
-        B, G, S = self.shape
-        K = self.n_kinds
-        if maybe:
-            mask = np.equal(err, 0, out=self.workspace.mask(B))
-            if self.any_invalid:
-                mask[self.invalid_b, self.invalid_g] = False
-            idx = np.flatnonzero(mask)
-        else:
-            idx = np.zeros(0, dtype=np.intp)
-        code = self.kinds.cell_codes(G)[idx % (G * S)]  # g * K + kind(s) of each flat (b, g, s)
-        counts = np.bincount(code, minlength=G * K).reshape(G, K).astype(np.float64)
-        return idx, code, np.concatenate([counts, counts.sum(1, keepdims=True)], axis=1)
-
-    def _correction(self, abs_err: np.ndarray, idx: np.ndarray, code: np.ndarray) -> np.ndarray:
-        G, K = self.shape[1], self.n_kinds
-        if not idx.size:
-            return np.zeros((G, K + 1))
-        sums = np.bincount(code, weights=abs_err.reshape(-1)[idx].astype(np.float64), minlength=G * K).reshape(G, K)
-        return np.concatenate([sums, sums.sum(1, keepdims=True)], axis=1)
-
-    def stats(self, pred: np.ndarray) -> np.ndarray:
-        """``(G, K + 1, len(STAT_FIELDS))`` float64 statistics of ``pred`` ``(B, G, S)``.
-        ``pred`` may live in the workspace's ``pred`` buffer; it is not modified."""
-        B = self.shape[0]
-        ws = self.workspace
-        out = np.zeros((self.shape[1], self.n_kinds + 1, len(STAT_FIELDS)))
-        err = np.subtract(pred, self.truth, out=ws.get("err", B))
-        self._mask(err)
-        abs_err = np.abs(err, out=ws.get("abs", B))
-        sum_abs = self._group(abs_err)
-        out[:, :, _F["n"]] = self.n
-        out[:, :, _F["sum_abs"]] = sum_abs
-        np.multiply(err, err, out=err)
-        out[:, :, _F["sum_sq"]] = self._group(err)
-        out[:, :, _F["sum_abs_p"]] = sum_abs - self._correction(abs_err, self.zp_idx, self.zp_code)
-        out[:, :, _F["sum_ref_p"]] = self.sum_ref_p
-        out[:, :, _F["n_zero_p"]] = self.n_zero_p
-        out[:, :, _F["sum_abs_l"]] = sum_abs - self._correction(abs_err, self.zl_idx, self.zl_code)
-        out[:, :, _F["sum_ref_l"]] = self.sum_ref_l
-        out[:, :, _F["n_zero_l"]] = self.n_zero_l
-        disp = np.subtract(pred, self.last[:, None, :], out=err)
-        dot = self._per_window(np.multiply(disp, self.td, out=abs_err))  # (B, K + 1, G)
-        np.multiply(disp, disp, out=disp)
-        norm_p = self._per_window(disp)
-        ok = self.valid[:, None, :] & (norm_p > 0) & (self.ntd > 0)
-        denom = np.sqrt(norm_p.astype(np.float64) * self.ntd.astype(np.float64))
-        cos = np.zeros(dot.shape)
-        np.divide(dot, denom, out=cos, where=ok)
-        np.clip(cos, -1.0, 1.0, out=cos)
-        out[:, :, _F["sum_cos"]] = cos.sum(0).T
-        out[:, :, _F["n_cos"]] = ok.sum(0).T
+    block = np.ascontiguousarray(block, dtype=np.float32)
+    origins = np.ascontiguousarray(origins, dtype=np.int64)
+    horizons = np.ascontiguousarray(horizons, dtype=np.int64)
+    B, S, G = len(origins), block.shape[1], len(horizons)
+    out = np.zeros((G, kinds.n_kinds + 1, N_FIELDS))
+    if kinds.n_series != S:
+        raise ValueError(f"kind codes cover {kinds.n_series} series, but the block has {S}")
+    if not B or not G or not S:
         return out
+    n_valid = np.searchsorted(horizons, int(n_snapshots) - 1 - origins, side="right").astype(np.int64)
+    lowest = int(origins.min()) - 1 - start
+    highest = int((origins + np.where(n_valid > 0, horizons[np.maximum(n_valid - 1, 0)], 0)).max()) - start
+    if lowest < 0 or highest >= len(block):
+        raise ValueError(f"internal: the block (rows {start}..{start + len(block) - 1}) does not hold every window's rows")
+    if pred is None:
+        data = np.zeros((1, 1), dtype=np.float32)
+    else:
+        data = pred if pred.dtype == np.float32 and (pred.flags.c_contiguous or pred.flags.f_contiguous) else np.ascontiguousarray(pred, dtype=np.float32)
+        if data.ndim != 2 or data.shape[0] != B * S or data.shape[1] < int(horizons[-1]):
+            raise ValueError(f"predictions of shape {data.shape} do not cover {B} windows x {S} series x {int(horizons[-1])} horizons")
+    score_kernel(data, block, int(start), origins, n_valid, horizons, kinds.seg_start, kinds.seg_kind, kinds.n_kinds, pred is None, out)
+    return out
 
 
 def metric_values(stats: pd.DataFrame) -> pd.DataFrame:

@@ -224,8 +224,8 @@ class SeriesSource:
         if specs:
             offsets = np.asarray([s.offset for s in specs], dtype=np.int64)
             which = np.searchsorted(offsets, columns, side="right") - 1
-            kinds = np.asarray([specs[i].kind for i in which], dtype=object)
-            layers = np.asarray([specs[i].name for i in which], dtype=object)
+            kinds = np.asarray([s.kind for s in specs], dtype=object)[which]
+            layers = np.asarray([s.name for s in specs], dtype=object)[which]
         else:
             kinds = np.full(len(columns), "other", dtype=object)
             layers = np.full(len(columns), "", dtype=object)

@@ -181,6 +181,9 @@ def time_bench(location: str, forecasters: list[str], protocol: Any, out: Path, 
         cpu = time.process_time() - c0
     timings = dict(result.manifest["timings_seconds"])
     timings["write"] = max(0.0, elapsed - sum(timings.values()))
+    # inside "evaluate": the forecasters' own predict calls (base-class checks included)
+    t = result.table
+    timings["of which predict"] = float(t.loc[t["metric"] == "predict_seconds", "value"].sum())
     windows = result.manifest["windows"]
     return {"seconds": elapsed, "cpu": cpu, "peak": peak.bytes, "timings": timings, "rows": len(result.table), "columns": (windows.get("sampled_columns"), windows.get("columns_read"))}
 

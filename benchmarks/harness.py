@@ -59,6 +59,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from trajbench.bench.environment import process_memory, reset_peak_rss  # noqa: E402
 from trajbench.bench.harness import run_benchmark  # noqa: E402
 from trajbench.bench.protocol import PROTOCOL  # noqa: E402
 from trajbench.bench.splits import assign_splits  # noqa: E402
@@ -66,28 +67,6 @@ from trajbench.bench.windows import first_origin, sample_run, scored_horizons, w
 from trajbench.store.reader import open_store  # noqa: E402
 
 SCRATCH = ROOT / "benchmarks" / "_scratch"
-
-
-def _status() -> dict[str, int]:
-    out = {}
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(("VmRSS:", "VmHWM:")):
-                    key, value = line.split(":", 1)
-                    out[key] = int(value.split()[0]) * 1024
-    except OSError:
-        pass
-    return out
-
-
-def _reset_hwm() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
 
 
 class PeakRSS:
@@ -102,13 +81,13 @@ class PeakRSS:
 
     def _sampler(self) -> None:
         while not self._stop.wait(0.001):
-            self.sampled = max(self.sampled, _status().get("VmRSS", 0))
+            self.sampled = max(self.sampled, process_memory().get("VmRSS", 0))
 
     def __enter__(self) -> PeakRSS:
         import threading
 
-        self.rss0 = _status().get("VmRSS", 0)
-        self.ok = _reset_hwm() and self.rss0 > 0
+        self.rss0 = process_memory().get("VmRSS", 0)
+        self.ok = reset_peak_rss() and self.rss0 > 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sampler, daemon=True) if self.sample and self.ok else None
         if self._thread is not None:
@@ -119,7 +98,7 @@ class PeakRSS:
         if self._thread is not None:
             self._stop.set()
             self._thread.join()
-        peak = max(_status().get("VmHWM", 0), self.sampled)
+        peak = max(process_memory().get("VmHWM", 0), self.sampled)
         self.bytes = peak - self.rss0 if self.ok else -1
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from trajbench.store.root import platform_info
 
-__all__ = ["store_sha256", "store_hashes", "StoreHashes", "STORE_HASH_DEFINITION", "machine_info", "library_versions", "Meter"]
+__all__ = ["store_sha256", "store_hashes", "StoreHashes", "STORE_HASH_DEFINITION", "machine_info", "library_versions", "Meter", "process_memory", "reset_peak_rss"]
 
 STORE_HASH_DEFINITION = (
     "sha256-files-v1: SHA-256 of the UTF-8 text with one line '<path>\\t<sha256 of the file bytes>\\n' per regular file"
@@ -185,7 +185,9 @@ def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
     return out
 
 
-def _proc_status() -> dict[str, int]:
+def process_memory() -> dict[str, int]:
+    """This process's resident set now (``VmRSS``) and its peak (``VmHWM``), in bytes,
+    from ``/proc/self/status`` (an empty dict where there is none)."""
     out: dict[str, int] = {}
     try:
         with open("/proc/self/status") as fh:
@@ -198,7 +200,9 @@ def _proc_status() -> dict[str, int]:
     return out
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
+    """Reset the kernel's peak resident set (``VmHWM``) to the current one, through
+    ``/proc/self/clear_refs``; False where that is not possible."""
     try:
         with open("/proc/self/clear_refs", "w") as fh:
             fh.write("5")
@@ -256,8 +260,8 @@ class Meter:
                 started_tracing = True
             base_traced = tracemalloc.get_traced_memory()[0]
             _METERING = started_tracing  # a user's own tracing is left to the user
-            rss0 = _proc_status().get("VmRSS", 0)
-            rss_ok = _reset_peak_rss() and rss0 > 0
+            rss0 = process_memory().get("VmRSS", 0)
+            rss_ok = reset_peak_rss() and rss0 > 0
         t0 = time.perf_counter()
         try:
             yield
@@ -270,5 +274,5 @@ class Meter:
                 if started_tracing:
                     tracemalloc.stop()
                 if rss_ok:
-                    peak = max(peak, _proc_status().get("VmHWM", 0) - rss0)
+                    peak = max(peak, process_memory().get("VmHWM", 0) - rss0)
                 self.peak_bytes = max(self.peak_bytes, int(peak))

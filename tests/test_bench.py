@@ -743,3 +743,21 @@ def test_memory_is_metered_on_the_first_call_of_each_shape(store: Path) -> None:
     assert len(shapes) > len(set(shapes))  # several batches share a shape
     assert sorted(metered) == sorted(set(shapes))  # each shape metered exactly once
     assert _value(result.table, forecaster="shapelog", metric="predict_peak_bytes")["value"].item() > 0
+
+
+def test_a_dropped_read_ahead_is_built_again(store: Path) -> None:
+    from concurrent.futures import Future
+
+    from trajbench.bench.harness import _RunJob, _source
+    from trajbench.store.reader import open_store
+
+    opened = open_store(store)
+    path = str(opened.runs()["path"].iloc[0])
+    run = opened.run(path)
+    job = _RunJob(path, "quad-a", "test", run.n_snapshots, np.arange(3))
+    dropped: Future[Any] = Future()
+    dropped.cancel()
+    cache: dict[str, Any] = {path: dropped}
+    source = _source(opened, job, cache)
+    assert cache[path] is source and source.n_series == 3
+    np.testing.assert_array_equal(source.read(0, 2), run.weights[0:2, 0:3])

@@ -444,10 +444,12 @@ def _evaluate_run(
 ) -> list[_RunResult]:
     """Every window of one run for each forecaster (and/or the reference), in one pass.
 
-    The run's sampled columns are read block by block; each batch of windows gets its
-    truth and reference errors computed once per view (:class:`BatchReference`; a view
-    is the whole sample, or the first ``series_budget`` series of it for forecasters with
-    that tag) and every forecaster's predictions scored against its view's. Forecasters
+    The run's sampled columns are read block by block; each forecaster's predictions
+    for a batch of windows are scored on its view (the whole sample, or the first
+    ``series_budget`` series of it for forecasters with that tag) by
+    :func:`~trajbench.bench.metrics.score_windows`, and the reference (last-two linear
+    extrapolation) once per view and batch, or taken from ``linear`` itself when it is
+    one of the forecasters. Forecasters
     see exactly what they would see alone: their own context, meta and, when several
     share the pass, their own global random streams (seeded at the run's start, saved and
     restored around each of their calls). A forecaster that fails stops; the others go on.
@@ -581,7 +583,10 @@ def _source(store: Any, job: _RunJob, cache: dict[str, Any] | None) -> SeriesSou
     may be a future of one being built by :func:`_prefetch_first_block`)."""
     source = cache.get(job.path) if cache is not None else None
     if isinstance(source, Future):
-        source = cache[job.path] = source.result()  # type: ignore[index]
+        if source.cancelled():  # a read-ahead dropped when an earlier pass stopped
+            source = None
+        else:
+            source = cache[job.path] = source.result()  # type: ignore[index]
     if source is None:
         if isinstance(store, (str, os.PathLike)):
             from trajbench.store.reader import open_store

@@ -4,9 +4,10 @@ Two layers:
 
 * plain functions on arrays (:func:`mae`, :func:`rmse`, :func:`scaled_error`,
   :func:`displacement_cosine`), the definitions, tested against numpy and scikit-learn;
-* :class:`BatchReference`, which turns a batch of windows into *sufficient statistics*
-  (sums and counts per horizon and parameter kind, :data:`STAT_FIELDS`). Sums add up over
-  batches and runs, so the harness never keeps predictions, and :func:`metric_values`
+* :func:`score_windows`, which turns a batch of windows into *sufficient statistics*
+  (sums and counts per horizon and parameter kind, :data:`STAT_FIELDS`) in one compiled
+  pass (:mod:`trajbench.bench._scoring`). Sums add up over batches and runs, so the
+  harness never keeps predictions, and :func:`metric_values`
   turns summed statistics back into the metrics: per run and horizon, or pooled over a
   horizon range ("short", "long").
 
@@ -54,7 +55,8 @@ STAT_FIELDS: tuple[str, ...] = (
     "sum_cos",  # sum over windows of cos(pred - last, true - last)
     "n_cos",  # windows where both displacements are non-zero
 )
-_F = {name: i for i, name in enumerate(STAT_FIELDS)}
+# the scoring kernel writes the fields in this order (trajbench/bench/_scoring.py)
+assert STAT_FIELDS == ("n", "sum_abs", "sum_sq", "sum_abs_p", "sum_ref_p", "n_zero_p", "sum_abs_l", "sum_ref_l", "n_zero_l", "sum_cos", "n_cos")
 
 #: Metric names of the results table computed from the statistics.
 METRICS: tuple[str, ...] = ("mae", "rmse", "scaled_persistence", "scaled_linear", "cosine", "excluded_persistence", "excluded_linear")

@@ -282,7 +282,13 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2**32))
     torch = sys.modules.get("torch")
     if torch is not None:
-        torch.manual_seed(seed)
+        accelerator = getattr(torch, "accelerator", None)
+        if accelerator is not None and not accelerator.is_available():
+            # CPU only: the generator torch.manual_seed seeds, without queueing lazy
+            # seeding of absent devices (which records a stack trace per device, per call)
+            torch.random.default_generator.manual_seed(seed)
+        else:
+            torch.manual_seed(seed)
 
 
 class _MetaTiles:

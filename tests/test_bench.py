@@ -761,3 +761,20 @@ def test_a_dropped_read_ahead_is_built_again(store: Path) -> None:
     source = _source(opened, job, cache)
     assert cache[path] is source and source.n_series == 3
     np.testing.assert_array_equal(source.read(0, 2), run.weights[0:2, 0:3])
+
+
+def test_runs_opened_at_once_read_the_same_steps(store: Path) -> None:
+    from trajbench.bench.harness import _OpenedRuns
+    from trajbench.store.reader import open_store
+
+    opened = _OpenedRuns(open_store(store))
+    opened.open_all()
+    plain = open_store(store)
+    for path in opened.run_paths():
+        run = opened.run(path)
+        assert "_stored_steps" in run.__dict__  # read by the concurrent open
+        steps = run.steps
+        np.testing.assert_array_equal(steps, plain.run(path).steps)
+        assert steps.dtype == np.int64
+        steps[:] = -1  # a copy: the cached array is not changed
+        assert (run.steps >= 0).all()

@@ -356,15 +356,16 @@ class _OpenedRuns:
         return run
 
     def open_all(self) -> None:
-        """Open every listed run's group and ``weights`` array in one concurrent zarr call
-        (one event-loop round trip instead of two per run: most of the splits' time on a
-        store of small runs). A run this cannot open is left to :meth:`run`, which opens it
-        alone (and raises what it raises)."""
+        """Open every listed run's group and ``weights`` array, and read its ``step``
+        array, in one concurrent zarr call (one event-loop round trip instead of three per
+        run: most of the splits' time on a store of small runs, and the steps are what
+        ``meta.stride`` needs). A run this cannot open is left to :meth:`run`, which opens
+        it alone (and raises what it raises)."""
         import asyncio
 
         import zarr
 
-        from trajbench.store.format import WEIGHTS
+        from trajbench.store.format import STEP, WEIGHTS
         from trajbench.store.reader import Run
 
         root = getattr(self.store, "_root", None)
@@ -378,15 +379,20 @@ class _OpenedRuns:
 
         async def one(path: str) -> Any:
             g = await group.getitem(path)
-            return g, await g.getitem(WEIGHTS)
+            weights = await g.getitem(WEIGHTS)
+            try:
+                steps = np.asarray(await (await g.getitem(STEP)).getitem(slice(None)))
+            except Exception:  # no step array: Run.steps reads (and fails) on its own
+                steps = None
+            return g, weights, steps
 
         async def every() -> list[Any]:
             return await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
 
         for path, opened in zip(paths, sync(every())):
             if not isinstance(opened, BaseException):
-                g, w = opened
-                self._runs[path] = Run(zarr.Group(g), path, weights=zarr.Array(w))
+                g, w, steps = opened
+                self._runs[path] = Run(zarr.Group(g), path, weights=zarr.Array(w), steps=steps)
 
     def _open(self, path: str) -> Any:
         """A listed run is opened from its group directly (``Store.run`` would first list

@@ -165,12 +165,14 @@ def _resolve(key: Any, length: int, axis: str) -> tuple[slice | np.ndarray, bool
 class Run:
     """One recorded run (``runs/<id>``) or synthetic series set (``synthetic/<family>/<id>``)."""
 
-    def __init__(self, group: zarr.Group, path: str, weights: zarr.Array | None = None) -> None:
+    def __init__(self, group: zarr.Group, path: str, weights: zarr.Array | None = None, steps: np.ndarray | None = None) -> None:
         self._group = group
         self.path = path
         self.attrs: dict[str, Any] = dict(group.attrs)
         if weights is not None:  # already opened by the caller (many runs opened at once)
             self.__dict__["_weights_array"] = weights
+        if steps is not None:  # the stored step array, already read by the caller
+            self.__dict__["_stored_steps"] = np.asarray(steps)
 
     def __repr__(self) -> str:
         return f"Run({self.path!r}, status={self.status!r}, n_snapshots={self.n_snapshots}, n_params={self.n_params})"
@@ -237,6 +239,9 @@ class Run:
     def steps(self) -> np.ndarray:
         """The optimizer step of each committed snapshot, ``(n_snapshots,)`` int64 (one
         small array read; :attr:`metrics` reads every metric array)."""
+        stored = self.__dict__.get("_stored_steps")
+        if stored is not None:
+            return np.array(stored[: self.n_snapshots], dtype=np.int64)
         return self._series(STEP).astype(np.int64, copy=False)
 
     @property

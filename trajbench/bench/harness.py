@@ -1276,6 +1276,7 @@ def _evaluate_local(
 
     def submit(fn: Callable[[], Any]) -> Any:
         future = reader.submit(fn)
+        reading[:] = [f for f in reading if not f.done()]  # a finished read holds its block: let it go
         reading.append(future)
         return future
 

@@ -52,6 +52,8 @@ def render_markdown(report: Report) -> str:
     for board in report.leaderboards:
         lines += _section(board)
     lines += ["Fit: wall time of `fit`; predict: total wall time of `predict` over every evaluation run (series predicted per second). "
+              "Online speedup: plain training's wall time to the task's target over the wall time with the forecaster jumping ahead, its own cost included "
+              "(median over seeds, geometric mean over tasks; speedups in optimizer steps are the results table's `speedup_steps`). "
               "Status: `failed` (with the track), `fallback` (some series fell back to a simpler forecast), `possible leakage`; "
               "details under *Failures, fallbacks and notes*. `n/a`: the track was not run or gave no value.", ""]
     for table in report.kind_tables:

@@ -484,3 +484,20 @@ def test_reference_pipeline_writes_a_committable_report(tmp_path: Path) -> None:
     assert {p.name for p in out.iterdir()} >= {"leaderboard.md", "index.html", "results.parquet", "manifest.json", "splits.csv", "examples.parquet", "profiles.svg"}
     assert not (out / "results.csv").exists()
     assert set(read_results(out)["forecaster"]) == {"persistence", "linear"}
+
+
+def test_plots_are_byte_stable(tmp_path: Path) -> None:
+    from trajbench.report.plots import _pyplot, _save
+
+    plt = _pyplot()
+    outputs = []
+    for k in range(2):
+        out = tmp_path / str(k)
+        out.mkdir()
+        fig, ax = plt.subplots()
+        ax.plot([1, 2, 3], [1, 4, 9], label="a")
+        ax.fill_between([1, 2, 3], [0, 3, 8], [2, 5, 10], alpha=0.3)  # a clip path: an id in the SVG
+        ax.legend()
+        png, svg = _save(fig, out, "plot")
+        outputs.append((png.read_bytes(), svg.read_bytes()))
+    assert outputs[0] == outputs[1]

@@ -83,9 +83,11 @@ def _save(fig: Any, out_dir: Path, name: str) -> tuple[Path, Path]:
     for ax in fig.axes:
         _plain_log_ticks(ax)
     png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    # fixed metadata: the same figure gives the same bytes on every run
+    # fixed metadata and SVG element ids (random unless salted): the same figure gives the
+    # same bytes on every run, so a re-rendered report shows no spurious changes
     fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})
-    fig.savefig(svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    with plt.rc_context({"svg.hashsalt": "trajbench"}):
+        fig.savefig(svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     return png, svg
 

@@ -619,8 +619,16 @@ def _first_block(source: SeriesSource, settings: _Settings) -> tuple[int, int] |
         return None
     back = max(settings.max_context, 2) - 1
     for start, stop, _, _ in block_bounds(n, source.n_series, origins, back, int(horizons.max()), settings.block_bytes, from_zero=source._first is None):
-        return max(0, int(start)), min(n, int(stop))  # SeriesSource.read's key
+        return start, stop
     return None
+
+
+def _now(fn: Callable[[], Any]) -> Future[Any]:
+    """Run ``fn`` on this thread; its result as a finished future (a ``submit`` for
+    :meth:`SeriesSource.prefetch` from a thread that is itself the background)."""
+    done: Future[Any] = Future()
+    done.set_result(fn())
+    return done
 
 
 def _prefetch_first_block(store: Any, job: _RunJob, settings: _Settings, cache: dict[str, Any], submit: Callable[..., Any]) -> None:
@@ -639,9 +647,7 @@ def _prefetch_first_block(store: Any, job: _RunJob, settings: _Settings, cache: 
         source = _source(store, job, None)
         rows = _first_block(source, settings)
         if rows is not None:
-            done: Future[np.ndarray] = Future()
-            done.set_result(np.ascontiguousarray(source.reader(*rows), dtype=np.float32))
-            source._pending[rows] = done
+            source.prefetch(*rows, _now)  # read here, on the background thread
         return source
 
     cache[job.path] = submit(build)

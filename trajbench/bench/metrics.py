@@ -103,22 +103,18 @@ def displacement_cosine(pred: np.ndarray, true: np.ndarray, last: np.ndarray) ->
 class KindSegments:
     """Which kind each series of a run's sample has, in the form the scoring kernel
     needs: the runs of consecutive series of equal kind ("segments": a layer's weights,
-    then its biases, ...), and the number of series per kind (the last entry: all
-    series). Built once per run and shared by its batches."""
+    then its biases, ...). Built once per run and shared by its batches."""
 
     def __init__(self, kind_codes: np.ndarray, n_kinds: int) -> None:
         codes = np.asarray(kind_codes, dtype=np.int64)
         K = int(n_kinds)
         if codes.ndim != 1 or (codes.size and (codes.min() < 0 or codes.max() >= K)):
             raise ValueError(f"kind codes must be a 1-D array of ints in 0..{K - 1}")
-        self.codes = codes
         self.n_kinds = K
         self.n_series = len(codes)
         starts = np.flatnonzero(np.diff(codes)) + 1
         self.seg_start = np.concatenate([[0], starts, [len(codes)]]).astype(np.int64) if len(codes) else np.zeros(1, np.int64)
         self.seg_kind = np.ascontiguousarray(codes[self.seg_start[:-1]])
-        counts = np.bincount(codes, minlength=K).astype(np.float64)
-        self.counts = np.concatenate([counts, [float(len(codes))]])  # (K + 1,)
 
 
 def score_windows(

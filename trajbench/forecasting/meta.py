@@ -119,16 +119,11 @@ class SeriesMeta:
 
     def with_origin(self, origin: np.ndarray | int) -> SeriesMeta:
         """A copy whose ``origin`` is ``origin`` (broadcast to ``n_series``)."""
-        origin_arr = np.asarray(origin, dtype=np.int64)
-        if origin_arr.ndim == 1 and len(origin_arr) == len(self):
-            origin_arr = origin_arr.copy()
-        else:
-            origin_arr = np.broadcast_to(origin_arr, (len(self),)).copy()
         # the other fields were validated when ``self`` was built: share them as they are
         copy = object.__new__(SeriesMeta)
         for f in fields(self):
             object.__setattr__(copy, f.name, getattr(self, f.name))
-        object.__setattr__(copy, "origin", origin_arr)
+        object.__setattr__(copy, "origin", np.broadcast_to(np.asarray(origin, dtype=np.int64), (len(self),)).copy())
         return copy
 
     @classmethod

@@ -167,6 +167,60 @@ def time_bench(location: str, forecasters: list[str], protocol: Any, out: Path, 
     return {"seconds": elapsed, "cpu": cpu, "peak": peak.bytes, "timings": timings, "rows": len(result.table), "columns": (windows.get("sampled_columns"), windows.get("columns_read"))}
 
 
+def time_breakdown(location: str, forecasters: list[str], protocol: Any, measure_memory: bool) -> dict[str, float]:
+    """One extra bench (no store hash) with its evaluation taken apart: the forecasters'
+    ``predict``, the scoring kernel (``score_windows``), the main thread waiting for the
+    background reads (futures), and the rest (contexts, meta, views, metering)."""
+    import threading
+    from concurrent.futures import Future
+
+    from trajbench.bench import harness as bench_harness
+    from trajbench.forecasting import base as forecaster_base
+
+    spent = {"scoring": 0.0, "waiting for reads": 0.0, "output checks": 0.0}
+    score, result, check = bench_harness.score_windows, Future.result, forecaster_base._check_output
+    main_thread = threading.main_thread()
+
+    def timed_check(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return check(*args, **kwargs)
+        finally:
+            spent["output checks"] += time.perf_counter() - t0
+
+    def timed_score(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return score(*args, **kwargs)
+        finally:
+            spent["scoring"] += time.perf_counter() - t0
+
+    def timed_result(self: Any, timeout: float | None = None) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return result(self, timeout)
+        finally:
+            if threading.current_thread() is main_thread:
+                spent["waiting for reads"] += time.perf_counter() - t0
+
+    bench_harness.score_windows, Future.result, forecaster_base._check_output = timed_score, timed_result, timed_check  # type: ignore[method-assign]
+    try:
+        out = run_benchmark(location, forecasters, None, protocol=protocol, resume=False, hash_store=False, measure_memory=measure_memory)
+    finally:
+        bench_harness.score_windows, Future.result, forecaster_base._check_output = score, result, check  # type: ignore[method-assign]
+    t = out.table
+    evaluate = float(out.manifest["timings_seconds"]["evaluate"])
+    predict = float(t.loc[t["metric"] == "predict_seconds", "value"].sum())
+    return {
+        "evaluate": evaluate,
+        "predict": predict,
+        "of which output checks": spent["output checks"],
+        "scoring": spent["scoring"],
+        "waiting for reads": spent["waiting for reads"],
+        "other": evaluate - predict - spent["scoring"] - spent["waiting for reads"],
+    }
+
+
 def work(plan: list[tuple[str, int, np.ndarray]], protocol: Any, first: int) -> dict[str, int]:
     """Windows, predicted values (every step up to the largest scored horizon) and
     scored values (the grid horizons) of the linear forecaster at this stride."""
@@ -239,6 +293,7 @@ def main() -> int:
     parser.add_argument("--no-store-hash", action="store_true", help="skip hashing the store, as trajbench bench --no-store-hash")
     parser.add_argument("--no-memory", action="store_true", help="no peak-memory metering of predict, as trajbench bench --no-memory")
     parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
+    parser.add_argument("--breakdown", action="store_true", help="one more bench per stride (no store hash), its evaluation taken apart: predict, scoring, waiting for reads, the rest")
     parser.add_argument("--wide", type=int, default=300_000, metavar="P", help="also time the sample of one P-parameter run, uniform against chunk-aware (0: skip; default 300000)")
     args = parser.parse_args()
     location = args.store or suite_store("tiny" if args.quick else "small")
@@ -294,6 +349,7 @@ def main() -> int:
                     "read_peak_rss_mb": max(read_peaks) / 1e6 if min(read_peaks) >= 0 else None,
                     "all_read_seconds": reads,
                     "all_bench_seconds": [b["seconds"] for b in benches],
+                    "breakdown_seconds": time_breakdown(location, forecasters, protocol, not args.no_memory) if args.breakdown else None,
                 }
             )
     load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -328,6 +384,14 @@ def main() -> int:
         print(f"stride {r['stride']} ratio in process CPU time (every thread): {r['ratio_cpu']:.3f}", file=out)
         phases = "  ".join(f"{k} {v:.3f}" for k, v in r["phases_seconds"].items())
         print(f"stride {r['stride']} phases (s): {phases}", file=out)
+        if r["breakdown_seconds"]:
+            parts = r["breakdown_seconds"]
+            detail = " + ".join(f"{k} {parts[k]:.3f}" for k in ("predict", "scoring", "waiting for reads", "other"))
+            print(
+                f"stride {r['stride']} evaluate taken apart (one more bench, no store hash): {parts['evaluate']:.3f} s = {detail}"
+                f" (predict includes the base class's output checks, {parts['of which output checks']:.3f})",
+                file=out,
+            )
         print(
             f"stride {r['stride']} work: {r['predicted'] / 1e6:.0f}M values predicted, {r['scored'] / 1e6:.0f}M scored, {r['bytes_read'] / 4e6:.1f}M read"
             f" ({r['predicted'] * 4 / r['bytes_read']:.0f} bytes predicted per byte read); writing the predictions once takes {r['floor_write_predictions_seconds']:.3f} s"

@@ -54,3 +54,16 @@ def test_compare_values_intervals_and_ranking(tmp_path: Path, capsys: pytest.Cap
 def test_missing_table_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _module().main([str(tmp_path / "nope"), str(tmp_path / "nope")]) == 2
     assert "no results table" in capsys.readouterr().err
+
+
+def test_every_value_per_metric() -> None:
+    ref = _table({("a", "test", "short"): (0.5, 0.4, 0.6), ("b", "test", "short"): (1.0, 0.9, 1.1)}).assign(status="ok")
+    new = ref.copy()
+    new.loc[0, "value"] = 0.5 * (1 + 1e-5)  # moved by 1e-5 relative
+    new.loc[1, "status"] = "fallback"
+    cost = ref.iloc[:1].assign(metric="predict_seconds", value=1.0)
+    summary = _module().every_value(pd.concat([ref, cost]), pd.concat([new, cost.assign(value=2.0)]), "error")
+    assert list(summary["metric"]) == ["scaled_persistence"]  # cost rows left out
+    row = summary.iloc[0]
+    assert row["rows"] == 3 and row["values_over_1e-6"] == 1 and row["status_differs"] == 1
+    assert row["value_max_rel"] == pytest.approx(1e-5) and row["their_max_abs"] == pytest.approx(5e-6)

@@ -147,13 +147,22 @@ def _unconstrain_stationary(c: np.ndarray) -> np.ndarray:
     return r / (1 - r**2) ** 0.5
 
 
-def _split(params: np.ndarray, spec: _Spec) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
+def _split(
+    params: np.ndarray, spec: _Spec
+) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
     i = int(spec.const)
     mu = params[..., 0] if spec.const else None
-    return mu, params[..., i : i + spec.p], params[..., i + spec.p : i + spec.p + spec.q], params[..., -1]
+    return (
+        mu,
+        params[..., i : i + spec.p],
+        params[..., i + spec.p : i + spec.p + spec.q],
+        params[..., -1],
+    )
 
 
-def transform(unconstrained: np.ndarray, order: tuple[int, int, int], trend: str | None = None) -> np.ndarray:
+def transform(
+    unconstrained: np.ndarray, order: tuple[int, int, int], trend: str | None = None
+) -> np.ndarray:
     """statsmodels' ``model.transform_params``, row by row (``(n, k)``)."""
     return _transform(unconstrained, _Spec(order, trend))
 
@@ -164,12 +173,16 @@ def _transform(u: np.ndarray, spec: _Spec) -> np.ndarray:
     if spec.p:
         out[..., i : i + spec.p] = _constrain_stationary(u[..., i : i + spec.p])
     if spec.q:
-        out[..., i + spec.p : i + spec.p + spec.q] = -_constrain_stationary(u[..., i + spec.p : i + spec.p + spec.q])
+        out[..., i + spec.p : i + spec.p + spec.q] = -_constrain_stationary(
+            u[..., i + spec.p : i + spec.p + spec.q]
+        )
     out[..., -1] = u[..., -1] ** 2
     return out
 
 
-def untransform(constrained: np.ndarray, order: tuple[int, int, int], trend: str | None = None) -> np.ndarray:
+def untransform(
+    constrained: np.ndarray, order: tuple[int, int, int], trend: str | None = None
+) -> np.ndarray:
     """statsmodels' ``model.untransform_params``, row by row (``(n, k)``)."""
     return _untransform(constrained, _Spec(order, trend))
 
@@ -180,7 +193,9 @@ def _untransform(c: np.ndarray, spec: _Spec) -> np.ndarray:
     if spec.p:
         out[..., i : i + spec.p] = _unconstrain_stationary(c[..., i : i + spec.p])
     if spec.q:
-        out[..., i + spec.p : i + spec.p + spec.q] = _unconstrain_stationary(-c[..., i + spec.p : i + spec.p + spec.q])
+        out[..., i + spec.p : i + spec.p + spec.q] = _unconstrain_stationary(
+            -c[..., i + spec.p : i + spec.p + spec.q]
+        )
     out[..., -1] = c[..., -1] ** 0.5
     return out
 
@@ -210,7 +225,9 @@ def _invalid(coefs: np.ndarray) -> np.ndarray:
     return ~(np.abs(np.linalg.eigvals(comp)) < 1 - 1e-10).all(axis=1)
 
 
-def start_params(y: np.ndarray, order: tuple[int, int, int], trend: str | None = None) -> np.ndarray:
+def start_params(
+    y: np.ndarray, order: tuple[int, int, int], trend: str | None = None
+) -> np.ndarray:
     """statsmodels' ``model.start_params`` for each row of ``y`` (``(n, T)`` float64): ``(n, k)``."""
     return _start_params(np.asarray(y, dtype=np.float64), _Spec(order, trend))
 
@@ -260,7 +277,9 @@ def _start_params(y: np.ndarray, spec: _Spec) -> np.ndarray:
 # --- the Kalman filter
 
 
-def _filter(y: np.ndarray, params: np.ndarray, spec: _Spec, kappa: np.ndarray, horizon: int = 0) -> tuple[np.ndarray, np.ndarray | None]:
+def _filter(
+    y: np.ndarray, params: np.ndarray, spec: _Spec, kappa: np.ndarray, horizon: int = 0
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Log-likelihood (burn ``d``) of each row of ``y`` at constrained ``params`` (real or
     complex, ``(n, k)``), and the ``horizon``-step forecasts from the end of the data.
 
@@ -345,16 +364,32 @@ def _transition(a: np.ndarray, ph: np.ndarray, d: int, r: int) -> np.ndarray:
     return out
 
 
-def loglike(y: np.ndarray, params: np.ndarray, order: tuple[int, int, int], trend: str | None = None) -> np.ndarray:
+def loglike(
+    y: np.ndarray, params: np.ndarray, order: tuple[int, int, int], trend: str | None = None
+) -> np.ndarray:
     """``model.loglike(params)`` for each row of ``y`` (``(n, T)``) and of ``params`` (``(n, k)``)."""
     y = np.asarray(y, dtype=np.float64)
-    return _filter(y, np.asarray(params, dtype=np.float64), _Spec(order, trend), np.full(len(y), KAPPA))[0]
+    return _filter(
+        y, np.asarray(params, dtype=np.float64), _Spec(order, trend), np.full(len(y), KAPPA)
+    )[0]
 
 
-def forecast(y: np.ndarray, params: np.ndarray, order: tuple[int, int, int], horizon: int, trend: str | None = None) -> np.ndarray:
+def forecast(
+    y: np.ndarray,
+    params: np.ndarray,
+    order: tuple[int, int, int],
+    horizon: int,
+    trend: str | None = None,
+) -> np.ndarray:
     """``model.filter(params).forecast(horizon)`` for each row of ``y`` and ``params``."""
     y = np.asarray(y, dtype=np.float64)
-    return _filter(y, np.asarray(params, dtype=np.float64), _Spec(order, trend), np.full(len(y), KAPPA), horizon)[1]  # type: ignore[return-value]
+    return _filter(
+        y,
+        np.asarray(params, dtype=np.float64),
+        _Spec(order, trend),
+        np.full(len(y), KAPPA),
+        horizon,
+    )[1]  # type: ignore[return-value]
 
 
 # --- the optimiser
@@ -406,7 +441,14 @@ class _Scaled:
 #: How a fit ended (``status`` of :func:`_bfgs`): converged by the gradient test, by the
 #: objective test, at the rounding floor; not converged: line search failed, iterations
 #: used up, non-finite objective.
-STATUS = {0: "gradient", 1: "objective", 2: "rounding floor", -1: "line search", -2: "max iterations", -3: "non-finite"}
+STATUS = {
+    0: "gradient",
+    1: "objective",
+    2: "rounding floor",
+    -1: "line search",
+    -2: "max iterations",
+    -3: "non-finite",
+}
 
 
 def _bfgs(obj: _Scaled, u0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -466,7 +508,9 @@ def _bfgs(obj: _Scaled, u0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         yv = g_new - gi[moving]
         sy = np.einsum("ni,ni->n", s, yv)
         Hm = Hi[moving]
-        good = sy > 1e-16 * np.einsum("ni,ni->n", s, s) ** 0.5 * np.einsum("ni,ni->n", yv, yv) ** 0.5
+        good = (
+            sy > 1e-16 * np.einsum("ni,ni->n", s, s) ** 0.5 * np.einsum("ni,ni->n", yv, yv) ** 0.5
+        )
         good &= np.isfinite(sy)
         # no positive curvature along the step (the Armijo search does not ensure it):
         # start afresh from the identity rather than keep a stale, possibly tiny, H
@@ -484,13 +528,16 @@ def _bfgs(obj: _Scaled, u0: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             yHy = np.einsum("ni,ni->n", yg, Hy)
             Hm[good] = (
                 Hg
-                - rho[:, None, None] * (sg[:, :, None] * Hy[:, None, :] + Hy[:, :, None] * sg[:, None, :])
+                - rho[:, None, None]
+                * (sg[:, :, None] * Hy[:, None, :] + Hy[:, :, None] * sg[:, None, :])
                 + (rho * (1 + rho * yHy))[:, None, None] * sg[:, :, None] * sg[:, None, :]
             )
         u[m_idx], f[m_idx], g[m_idx], H[m_idx] = u_new, f_new, g_new, Hm
         # scipy's L-BFGS-B "factr" test as well: the objective stopped moving
         by_grad = np.abs(g_new).max(axis=1) < GTOL
-        by_f = fi[moving] - f_new <= FTOL * np.maximum(np.maximum(np.abs(fi[moving]), np.abs(f_new)), 1.0)
+        by_f = fi[moving] - f_new <= FTOL * np.maximum(
+            np.maximum(np.abs(fi[moving]), np.abs(f_new)), 1.0
+        )
         bad = ~(np.isfinite(f_new) & np.isfinite(g_new).all(axis=1))
         status[m_idx[by_f]] = 1
         status[m_idx[by_grad]] = 0
@@ -511,7 +558,9 @@ def _scales(y: np.ndarray, spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
     return shift, y.std(axis=1)
 
 
-def fit_one_order(y: np.ndarray, order: tuple[int, int, int], trend: str | None, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit_one_order(
+    y: np.ndarray, order: tuple[int, int, int], trend: str | None, horizon: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Fit ``order`` to every row of ``y`` (``(n, T)`` float64).
 
     Returns ``(forecasts, aic, converged, params, constant)``: ``(n, horizon)`` forecasts,
@@ -569,12 +618,20 @@ def fit_forecast_batched(
     y = np.asarray(block, dtype=np.float64)
     n = len(y)
     if n > CHUNK_ROWS:
-        parts = [fit_forecast_batched(y[i : i + CHUNK_ROWS], orders, trend, horizon) for i in range(0, n, CHUNK_ROWS)]
+        parts = [
+            fit_forecast_batched(y[i : i + CHUNK_ROWS], orders, trend, horizon)
+            for i in range(0, n, CHUNK_ROWS)
+        ]
         reasons: dict[str, int] = {}
         for part in parts:
             for reason, count in part[2].items():
                 reasons[reason] = reasons.get(reason, 0) + count
-        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), reasons, sum(p[3] for p in parts)
+        return (
+            np.concatenate([p[0] for p in parts]),
+            np.concatenate([p[1] for p in parts]),
+            reasons,
+            sum(p[3] for p in parts),
+        )
     best_fc = np.full((n, horizon), np.nan)
     best_aic = np.full(n, np.inf)
     best_conv = np.zeros(n, dtype=bool)
@@ -594,5 +651,7 @@ def fit_forecast_batched(
     reasons = {}
     failed = int((~chosen).sum())
     if failed:
-        reasons["non-finite forecast" if len(orders) == 1 else "fit failed (no finite AIC)"] = failed
+        reasons["non-finite forecast" if len(orders) == 1 else "fit failed (no finite AIC)"] = (
+            failed
+        )
     return best_fc, chosen, reasons, int((chosen & ~best_conv).sum())

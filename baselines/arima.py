@@ -70,6 +70,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -99,18 +100,26 @@ _POOLS: dict[int, ProcessPoolExecutor] = {}
 def _check_order(order: Any) -> tuple[int, int, int] | str:
     if isinstance(order, str):
         if order != "auto":
-            raise TrajbenchError(f"arima: order must be 'auto' or a (p, d, q) tuple of non-negative ints, but got {order!r}")
+            raise TrajbenchError(
+                f"arima: order must be 'auto' or a (p, d, q) tuple of non-negative ints, but got {order!r}"
+            )
         return order
     try:
         parts = tuple(order)
     except TypeError:
         parts = ()
-    if len(parts) != 3 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in parts):
-        raise TrajbenchError(f"arima: order must be 'auto' or a (p, d, q) tuple of non-negative ints, but got {order!r}")
+    if len(parts) != 3 or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0 for v in parts
+    ):
+        raise TrajbenchError(
+            f"arima: order must be 'auto' or a (p, d, q) tuple of non-negative ints, but got {order!r}"
+        )
     return tuple(int(v) for v in parts)  # type: ignore[return-value]
 
 
-def _fit_one(x: np.ndarray, order: tuple[int, int, int], trend: str | None, horizon: int) -> tuple[np.ndarray, float, bool]:
+def _fit_one(
+    x: np.ndarray, order: tuple[int, int, int], trend: str | None, horizon: int
+) -> tuple[np.ndarray, float, bool]:
     """statsmodels' forecast, AIC and whether the optimiser converged, for one series."""
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
     from statsmodels.tsa.arima.model import ARIMA as _SmARIMA
@@ -126,7 +135,11 @@ def _fit_one(x: np.ndarray, order: tuple[int, int, int], trend: str | None, hori
 
 
 def fit_forecast(
-    block: np.ndarray, order: tuple[int, int, int] | str, trend: str | None, horizon: int, engine: str = "statsmodels"
+    block: np.ndarray,
+    order: tuple[int, int, int] | str,
+    trend: str | None,
+    horizon: int,
+    engine: str = "statsmodels",
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
     """Fit every row of ``block`` (``(n, k)`` float64) and forecast ``horizon`` steps, with
     ``engine`` (:data:`ENGINES`).
@@ -211,7 +224,9 @@ def _pool(n_jobs: int) -> ProcessPoolExecutor:
         # fork where there is one (Linux): no re-import of the caller's __main__, so
         # scripts without a main guard work; spawn elsewhere
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        pool = ProcessPoolExecutor(max_workers=n_jobs, mp_context=multiprocessing.get_context(method))
+        pool = ProcessPoolExecutor(
+            max_workers=n_jobs, mp_context=multiprocessing.get_context(method)
+        )
         _POOLS[n_jobs] = pool
     return pool
 
@@ -283,29 +298,41 @@ class ARIMA(Forecaster):
     def _check(self) -> tuple[tuple[int, int, int] | str, int]:
         order = _check_order(self.order)
         if self.trend is not None and not isinstance(self.trend, str):
-            raise TrajbenchError(f"arima: trend must be None or a statsmodels trend string ('n', 'c', 't', 'ct'), but got {self.trend!r}")
+            raise TrajbenchError(
+                f"arima: trend must be None or a statsmodels trend string ('n', 'c', 't', 'ct'), but got {self.trend!r}"
+            )
         jobs = self.n_jobs
         if jobs is None:
             jobs = os.cpu_count() or 1
         elif isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)) or jobs < 1:
-            raise TrajbenchError(f"arima: n_jobs must be None or a positive int, but got {self.n_jobs!r}")
+            raise TrajbenchError(
+                f"arima: n_jobs must be None or a positive int, but got {self.n_jobs!r}"
+            )
         budget = self.series_budget
-        if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1):
-            raise TrajbenchError(f"arima: series_budget must be None or a positive int, but got {budget!r}")
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1
+        ):
+            raise TrajbenchError(
+                f"arima: series_budget must be None or a positive int, but got {budget!r}"
+            )
         k = self.context_length
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 2:
             raise TrajbenchError(f"arima: context_length must be an int >= 2, but got {k!r}")
         engine = self.engine
         if not isinstance(engine, str) or engine not in ENGINES:
             hint = did_you_mean(engine, ENGINES) if isinstance(engine, str) else ""
-            raise TrajbenchError(f"arima: engine must be 'statsmodels' or 'batched', but got {engine!r}{hint}")
+            raise TrajbenchError(
+                f"arima: engine must be 'statsmodels' or 'batched', but got {engine!r}{hint}"
+            )
         if engine == "batched":
             from baselines._arima_batched import supported
 
             for candidate in AUTO_ORDERS if order == "auto" else (order,):
                 why = supported(candidate, self.trend)  # type: ignore[arg-type]
                 if why is not None:
-                    raise TrajbenchError(f"arima: engine='batched' does not handle {why}; use engine='statsmodels'")
+                    raise TrajbenchError(
+                        f"arima: engine='batched' does not handle {why}; use engine='statsmodels'"
+                    )
         return order, int(jobs)
 
     def _fit(self, train: object) -> None:
@@ -325,7 +352,9 @@ class ARIMA(Forecaster):
             overflow = ok & ~np.isfinite(out.astype(np.float32)).all(axis=1)
         if overflow.any():  # finite in float64, not in the float32 of the results
             ok &= ~overflow
-            reasons["non-finite forecast"] = reasons.get("non-finite forecast", 0) + int(overflow.sum())
+            reasons["non-finite forecast"] = reasons.get("non-finite forecast", 0) + int(
+                overflow.sum()
+            )
         if not ok.all():
             bad = ~ok
             h = np.arange(1, horizon + 1, dtype=np.float64)
@@ -334,22 +363,34 @@ class ARIMA(Forecaster):
             for reason, count in sorted(reasons.items()):
                 self.report_fallback(count, f"arima {reason}: linear extrapolation")
         self.n_series_fitted_ = int(self.__dict__.get("n_series_fitted_", 0)) + int(ok.sum())
-        self.n_not_converged_ = int(self.__dict__.get("n_not_converged_", 0)) + sum(p[3] for p in parts)
+        self.n_not_converged_ = int(self.__dict__.get("n_not_converged_", 0)) + sum(
+            p[3] for p in parts
+        )
         return out.astype(np.float32)
 
-    def _run(self, x: np.ndarray, order: tuple[int, int, int] | str, horizon: int, jobs: int) -> Sequence[tuple[np.ndarray, np.ndarray, dict[str, int], int]]:
+    def _run(
+        self, x: np.ndarray, order: tuple[int, int, int] | str, horizon: int, jobs: int
+    ) -> Sequence[tuple[np.ndarray, np.ndarray, dict[str, int], int]]:
         n = len(x)
         import multiprocessing
 
         engine = self.engine
         batched = engine == "batched"
         # a daemonic process (a dask or pool worker) may not start children
-        if jobs == 1 or n < (_MIN_PARALLEL_BATCHED if batched else _MIN_PARALLEL) or multiprocessing.current_process().daemon:
+        if (
+            jobs == 1
+            or n < (_MIN_PARALLEL_BATCHED if batched else _MIN_PARALLEL)
+            or multiprocessing.current_process().daemon
+        ):
             return [fit_forecast(x, order, self.trend, horizon, engine)] if n else []
         # statsmodels: about four blocks per worker (balances uneven fit times, keeps
         # messages few); batched: one block per worker (its cost is even per series)
         n_blocks = min(n, jobs if batched else 4 * jobs)
         bounds = np.linspace(0, n, n_blocks + 1).astype(int)
         pool = _pool(jobs)
-        futures = [pool.submit(fit_forecast, x[a:b], order, self.trend, horizon, engine) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+        futures = [
+            pool.submit(fit_forecast, x[a:b], order, self.trend, horizon, engine)
+            for a, b in pairwise(bounds)
+            if b > a
+        ]
         return [f.result() for f in futures]

@@ -57,12 +57,18 @@ _BLOCK_ROWS = 2048
 def _check_unit(value: object, what: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0.0 <= float(value) <= 1.0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0.0 <= float(value) <= 1.0
+    ):
         raise TrajbenchError(f"holt: {what} must be None or a number in [0, 1], but got {value!r}")
     return float(value)
 
 
-def holt_states(y: np.ndarray, alpha: np.ndarray, beta: np.ndarray, phi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def holt_states(
+    y: np.ndarray, alpha: np.ndarray, beta: np.ndarray, phi: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Run Holt's recursions on ``y`` (``(n, k)`` float64, k >= 2) for every pair of
     ``alpha``/``beta`` (1-D, same length ``g``) at once.
 
@@ -137,8 +143,14 @@ class HoltLinearTrend(Forecaster):
         phi = 1.0
         if self.damped:
             d = self.damping_trend
-            if isinstance(d, bool) or not isinstance(d, (int, float, np.integer, np.floating)) or not 0.0 < float(d) <= 1.0:
-                raise TrajbenchError(f"holt: damping_trend must be a number in (0, 1], but got {d!r}")
+            if (
+                isinstance(d, bool)
+                or not isinstance(d, (int, float, np.integer, np.floating))
+                or not 0.0 < float(d) <= 1.0
+            ):
+                raise TrajbenchError(
+                    f"holt: damping_trend must be a number in (0, 1], but got {d!r}"
+                )
             phi = float(d)
         level = _check_unit(self.smoothing_level, "smoothing_level")
         trend = _check_unit(self.smoothing_trend, "smoothing_trend")
@@ -170,7 +182,9 @@ class HoltLinearTrend(Forecaster):
             if bad.any():
                 with np.errstate(over="ignore", invalid="ignore"):
                     # clipped to the float32 range: a finite forecast even for extreme inputs
-                    block[bad] = np.clip(y[bad, -1:] + h * (y[bad, -1:] - y[bad, -2:-1]), -_F32_MAX, _F32_MAX)
+                    block[bad] = np.clip(
+                        y[bad, -1:] + h * (y[bad, -1:] - y[bad, -2:-1]), -_F32_MAX, _F32_MAX
+                    )
                 bad_total += int(bad.sum())
             out[i : i + len(y)] = block
         if bad_total:

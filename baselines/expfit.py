@@ -57,7 +57,9 @@ def _linear_ab(y: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def fit_exponential(y: np.ndarray, max_iter: int = _MAX_ITER) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def fit_exponential(
+    y: np.ndarray, max_iter: int = _MAX_ITER
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Least-squares ``a + b exp(-c t)``, ``t = 0..k-1``, for every row of ``y``
     (``(n, k)`` float64, ``k >= 3``).
 
@@ -85,7 +87,9 @@ def fit_exponential(y: np.ndarray, max_iter: int = _MAX_ITER) -> tuple[np.ndarra
     return a, b, c, decays
 
 
-def _sse(y: np.ndarray, t: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _sse(
+    y: np.ndarray, t: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The sum of squared residuals per row, and ``exp(-c t)`` (reused by the next step)."""
     e = np.exp(-c[:, None] * t)
     r = y - (a[:, None] + b[:, None] * e)
@@ -135,7 +139,12 @@ def _levenberg_marquardt(
             step = np.abs(np.stack([da, db, dc])).max(axis=0)
             scale = np.abs(np.stack([aa, ba, ca])).max(axis=0) + 1e-300
             # done: converged (tiny relative step or no decrease left) or hopeless
-            done = (better & ((old - new) <= _TOL * old)) | (step <= _TOL * scale) | (lam[idx] > 1e12) | ~np.isfinite(det)
+            done = (
+                (better & ((old - new) <= _TOL * old))
+                | (step <= _TOL * scale)
+                | (lam[idx] > 1e12)
+                | ~np.isfinite(det)
+            )
             active[idx[done]] = False
     return a, b, c
 
@@ -189,19 +198,25 @@ class ExponentialFit(Forecaster):
                 # a + b exp(-c t) at t = k-1+h, written as the fitted last value plus the
                 # change since, which keeps precision when a and b nearly cancel
                 at_last = b * np.exp(-c * (k - 1))
-                forecast = (a + at_last)[:, None] + at_last[:, None] * np.expm1(-c[:, None] * h[None, :])
+                forecast = (a + at_last)[:, None] + at_last[:, None] * np.expm1(
+                    -c[:, None] * h[None, :]
+                )
                 block = forecast.astype(np.float32)
             ok = decays & (c > 0) & np.isfinite(block).all(axis=1)
             bad = ~ok
             if bad.any():
                 with np.errstate(over="ignore", invalid="ignore"):
                     # clipped to the float32 range: a finite forecast even for extreme inputs
-                    block[bad] = np.clip(y[bad, -1:] + h * (y[bad, -1:] - y[bad, -2:-1]), -_F32_MAX, _F32_MAX)
+                    block[bad] = np.clip(
+                        y[bad, -1:] + h * (y[bad, -1:] - y[bad, -2:-1]), -_F32_MAX, _F32_MAX
+                    )
                 no_decay += int((~decays).sum())
                 degenerate += int((decays & bad).sum())
             out[i : i + len(y)] = block
         if no_decay:
             self.report_fallback(no_decay, "expfit no decay in the context: linear extrapolation")
         if degenerate:
-            self.report_fallback(degenerate, "expfit degenerate fit (c <= 0 or not finite): linear extrapolation")
+            self.report_fallback(
+                degenerate, "expfit degenerate fit (c <= 0 or not finite): linear extrapolation"
+            )
         return out

@@ -116,7 +116,9 @@ class _Groups:
         return len(self.start) - 1
 
 
-def _run_groups(values: np.ndarray, origins: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+def _run_groups(
+    values: np.ndarray, origins: np.ndarray, m: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Rows of one run: ``values`` ``(T, d)`` at ``origins`` -> ``x (g*d, 2)``, ``y (g*d, m)``,
     ``mask (g*d, m)`` (origin-major) and the run's first step ``sum_d |w_1 - w_0|``."""
     t, d = values.shape
@@ -131,7 +133,14 @@ def _run_groups(values: np.ndarray, origins: np.ndarray, m: int) -> tuple[np.nda
     return x, y, mask, first_step
 
 
-def _regulariser(pred: torch.Tensor, last: torch.Tensor, seg: torch.Tensor, n_groups: int, first_step: torch.Tensor, kind: str) -> torch.Tensor:
+def _regulariser(
+    pred: torch.Tensor,
+    last: torch.Tensor,
+    seg: torch.Tensor,
+    n_groups: int,
+    first_step: torch.Tensor,
+    kind: str,
+) -> torch.Tensor:
     """``L_grad`` of a batch (see the module docstring).
 
     pred: ``(N, m)`` forecasts in weight units; last: ``(N,)`` the context's last value
@@ -231,20 +240,39 @@ class Farcaster(Forecaster):
             )
         for what in ("beta", "lr"):
             value = getattr(self, what)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value):
-                raise TrajbenchError(f"farcaster: {what} must be a finite number, but got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float, np.floating, np.integer))
+                or not math.isfinite(value)
+            ):
+                raise TrajbenchError(
+                    f"farcaster: {what} must be a finite number, but got {value!r}"
+                )
         if self.beta < 0:
             raise TrajbenchError(f"farcaster: beta must be >= 0, but got {self.beta!r}")
         if self.lr <= 0:
             raise TrajbenchError(f"farcaster: lr must be > 0, but got {self.lr!r}")
-        for what in ("batch_runs", "max_epochs", "patience", "series_per_run", "origins_per_run", "context_length"):
+        for what in (
+            "batch_runs",
+            "max_epochs",
+            "patience",
+            "series_per_run",
+            "origins_per_run",
+            "context_length",
+        ):
             _positive_int(getattr(self, what), what)
         if self.origin is not None:
             _positive_int(self.origin, "origin")
         if not isinstance(self.normalise, bool):
             raise TrajbenchError(f"farcaster: normalise must be a bool, but got {self.normalise!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise TrajbenchError(f"farcaster: seed must be a non-negative int, but got {self.seed!r}")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or self.seed < 0
+        ):
+            raise TrajbenchError(
+                f"farcaster: seed must be a non-negative int, but got {self.seed!r}"
+            )
         if self.horizon is None:
             from trajbench.bench.protocol import PROTOCOL
 
@@ -255,7 +283,11 @@ class Farcaster(Forecaster):
     def _fit(self, train: TrainingData) -> None:
         m = self._check_params()
         runs = self._sample_runs(train, "train")
-        val_runs = self._sample_runs(train.validation, "validation") if train.validation is not None else []
+        val_runs = (
+            self._sample_runs(train.validation, "validation")
+            if train.validation is not None
+            else []
+        )
         if not val_runs:  # no validation split (or an empty one)
             runs, val_runs = self._hold_out(runs)
         groups = self._build(runs, m)
@@ -264,9 +296,17 @@ class Farcaster(Forecaster):
                 f"farcaster: no training window in {train.n_runs} training run(s) (a run needs at least 3 snapshots"
                 + (f", and more than origin={self.origin} + 1)" if self.origin is not None else ")")
             )
-        trained = int(groups.mask.any(dim=0).nonzero().max()) + 1  # targets form a prefix of the horizon
+        trained = (
+            int(groups.mask.any(dim=0).nonzero().max()) + 1
+        )  # targets form a prefix of the horizon
         if trained < m:
-            groups = _Groups(groups.x, groups.y[:, :trained], groups.mask[:, :trained], groups.start, groups.first_step)
+            groups = _Groups(
+                groups.x,
+                groups.y[:, :trained],
+                groups.mask[:, :trained],
+                groups.start,
+                groups.first_step,
+            )
         val = self._build(val_runs, trained) if val_runs else None
         if val is None or val.n_groups == 0 or float(val.mask.sum()) == 0:
             val = groups
@@ -279,7 +319,9 @@ class Farcaster(Forecaster):
             t, s = values.shape
             if t < 3 or s == 0:
                 continue
-            rng = np.random.Generator(np.random.PCG64(derive_seed("farcaster", self.seed, split, path)))
+            rng = np.random.Generator(
+                np.random.PCG64(derive_seed("farcaster", self.seed, split, path))
+            )
             cols = np.sort(rng.choice(s, size=min(s, int(self.series_per_run)), replace=False))
             if self.origin is not None:
                 if self.origin > t - 2:
@@ -298,7 +340,9 @@ class Farcaster(Forecaster):
         if len(runs) >= 2:
             n_val = max(1, int(round(0.2 * len(runs))))
             held = set(rng.choice(len(runs), size=n_val, replace=False).tolist())
-            return [r for i, r in enumerate(runs) if i not in held], [r for i, r in enumerate(runs) if i in held]
+            return [r for i, r in enumerate(runs) if i not in held], [
+                r for i, r in enumerate(runs) if i in held
+            ]
         if not runs or len(runs[0][1]) < 2:
             return runs, []
         values, origins = runs[0]
@@ -362,14 +406,25 @@ class Farcaster(Forecaster):
             total, count = 0.0, 0
             for b in range(0, len(order), int(self.batch_runs)):
                 chosen = order[b : b + int(self.batch_runs)]
-                rows = torch.from_numpy(np.concatenate([np.arange(starts[g], starts[g + 1]) for g in chosen]))
-                seg = torch.from_numpy(np.repeat(np.arange(len(chosen)), starts[chosen + 1] - starts[chosen]))
+                rows = torch.from_numpy(
+                    np.concatenate([np.arange(starts[g], starts[g + 1]) for g in chosen])
+                )
+                seg = torch.from_numpy(
+                    np.repeat(np.arange(len(chosen)), starts[chosen + 1] - starts[chosen])
+                )
                 x, y, mask = groups.x[rows], groups.y[rows], groups.mask[rows]
                 pred = self._forward(linear, x)
                 l_pred = ((pred - y).abs() * mask).sum() / mask.sum().clamp_min(1.0)
                 loss = l_pred
                 if beta and self.regulariser != "none":
-                    loss = loss + beta * _regulariser(pred, x[:, 1], seg, len(chosen), groups.first_step[torch.from_numpy(chosen)], self.regulariser)
+                    loss = loss + beta * _regulariser(
+                        pred,
+                        x[:, 1],
+                        seg,
+                        len(chosen),
+                        groups.first_step[torch.from_numpy(chosen)],
+                        self.regulariser,
+                    )
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -379,7 +434,9 @@ class Farcaster(Forecaster):
             history["train"].append(total / max(count, 1))
             history["validation"].append(val_mae)
             if not math.isfinite(val_mae):
-                raise TrajbenchError(f"farcaster: training diverged at epoch {epoch + 1} (validation MAE {val_mae}); lower lr (now {self.lr!r})")
+                raise TrajbenchError(
+                    f"farcaster: training diverged at epoch {epoch + 1} (validation MAE {val_mae}); lower lr (now {self.lr!r})"
+                )
             if val_mae < best:
                 best, bad, best_epoch = val_mae, 0, epoch
                 best_state = {k: v.detach().clone() for k, v in linear.state_dict().items()}

@@ -79,7 +79,9 @@ NORMALISE = ("run", "window", "none")
 CV_ALPHAS = tuple(float(a) for a in np.logspace(-4, 2, 7))
 
 
-def _windows(values: np.ndarray, cols: np.ndarray, origins: np.ndarray, k: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _windows(
+    values: np.ndarray, cols: np.ndarray, origins: np.ndarray, k: int, horizon: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Design rows of one run: for each (column, origin) pair, the context offsets
     ``X (n, k - 1)`` (``w_{o-k+1+j} - w_o``, oldest first), the target offsets
     ``Y (n, horizon)`` (``w_{o+h} - w_o``; 0 where the run ends) and ``mask (n, horizon)``."""
@@ -160,9 +162,18 @@ class RidgeAR(Forecaster):
             raise TrajbenchError(f"ridge_ar: context_length must be an int >= 2, but got {k!r}")
         if isinstance(self.alpha, str):
             if self.alpha != "cv":
-                raise TrajbenchError(f"ridge_ar: alpha must be a number >= 0 or 'cv', but got {self.alpha!r}")
-        elif isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float, np.integer, np.floating)) or not math.isfinite(self.alpha) or self.alpha < 0:
-            raise TrajbenchError(f"ridge_ar: alpha must be a number >= 0 or 'cv', but got {self.alpha!r}")
+                raise TrajbenchError(
+                    f"ridge_ar: alpha must be a number >= 0 or 'cv', but got {self.alpha!r}"
+                )
+        elif (
+            isinstance(self.alpha, bool)
+            or not isinstance(self.alpha, (int, float, np.integer, np.floating))
+            or not math.isfinite(self.alpha)
+            or self.alpha < 0
+        ):
+            raise TrajbenchError(
+                f"ridge_ar: alpha must be a number >= 0 or 'cv', but got {self.alpha!r}"
+            )
         mw = self.max_windows
         if isinstance(mw, bool) or not isinstance(mw, (int, np.integer)) or mw < 1:
             raise TrajbenchError(f"ridge_ar: max_windows must be a positive int, but got {mw!r}")
@@ -170,8 +181,14 @@ class RidgeAR(Forecaster):
             raise TrajbenchError(
                 f"ridge_ar: normalise must be one of {', '.join(repr(n) for n in NORMALISE)}, but got {self.normalise!r}{did_you_mean(str(self.normalise), NORMALISE)}"
             )
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
-            raise TrajbenchError(f"ridge_ar: seed must be a non-negative int, but got {self.seed!r}")
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or self.seed < 0
+        ):
+            raise TrajbenchError(
+                f"ridge_ar: seed must be a non-negative int, but got {self.seed!r}"
+            )
         if self.horizon is None:
             from trajbench.bench.protocol import PROTOCOL
 
@@ -190,7 +207,9 @@ class RidgeAR(Forecaster):
         k, horizon = self._check_params()
         x, y, mask, run = self._design(train, k, horizon)
         if not mask.any():
-            raise TrajbenchError(f"ridge_ar: no training window in {train.n_runs} training run(s) (a run needs more than context_length={k} snapshots)")
+            raise TrajbenchError(
+                f"ridge_ar: no training window in {train.n_runs} training run(s) (a run needs more than context_length={k} snapshots)"
+            )
         if self.normalise != "none":
             sq = np.mean(x * x, axis=1)
             if self.normalise == "run":  # RMS of the context offsets over each run's windows
@@ -199,7 +218,9 @@ class RidgeAR(Forecaster):
             keep = scale > 0
             x, y, mask = x[keep] / scale[keep, None], y[keep] / scale[keep, None], mask[keep]
             if not len(x):
-                raise TrajbenchError("ridge_ar: every training context is constant; nothing to learn from")
+                raise TrajbenchError(
+                    "ridge_ar: every training context is constant; nothing to learn from"
+                )
         fitted = int(np.flatnonzero(mask.any(axis=0)).max()) + 1  # targets form a prefix
         coef = np.zeros((fitted, k - 1))
         alphas = np.zeros(fitted)
@@ -222,7 +243,9 @@ class RidgeAR(Forecaster):
         model = Ridge(alpha=float(self.alpha), fit_intercept=False).fit(x, y)
         return np.asarray(model.coef_, dtype=np.float64), float(self.alpha)
 
-    def _design(self, train: TrainingData, k: int, horizon: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _design(
+        self, train: TrainingData, k: int, horizon: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Sub-sampled training windows of every run, stacked (float64): ``X``, ``Y``,
         ``mask`` (see :func:`_windows`) and the run index of each row."""
         per_run = max(1, math.ceil(int(self.max_windows) / max(1, train.n_runs)))
@@ -242,7 +265,12 @@ class RidgeAR(Forecaster):
             masks.append(mask)
             runs.append(np.full(len(x), len(runs), dtype=np.int64))
         if not xs:
-            return np.zeros((0, k - 1)), np.zeros((0, horizon)), np.zeros((0, horizon), dtype=bool), np.zeros(0, dtype=np.int64)
+            return (
+                np.zeros((0, k - 1)),
+                np.zeros((0, horizon)),
+                np.zeros((0, horizon), dtype=bool),
+                np.zeros(0, dtype=np.int64),
+            )
         return np.concatenate(xs), np.concatenate(ys), np.concatenate(masks), np.concatenate(runs)
 
     # ---------------------------------------------------------- predicting
@@ -259,7 +287,9 @@ class RidgeAR(Forecaster):
         while True:
             last = window[:, -1:]
             take = min(m, horizon - done)
-            block = np.matmul(window[:, :-1] - last, coef_t[:, :take])  # float32: offsets are small, so is the error
+            block = np.matmul(
+                window[:, :-1] - last, coef_t[:, :take]
+            )  # float32: offsets are small, so is the error
             block += last
             out[:, done : done + take] = block
             done += take

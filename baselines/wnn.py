@@ -73,7 +73,15 @@ from trajbench.forecasting import one_torch_thread
 from trajbench.forecasting.base import Forecaster, NotFittedError
 from trajbench.forecasting.meta import SeriesMeta
 
-__all__ = ["WNN", "WNNNet", "load_official", "random_wnn", "NETWORKS", "OFFICIAL_KEYS", "network_of"]
+__all__ = [
+    "WNN",
+    "WNNNet",
+    "load_official",
+    "random_wnn",
+    "NETWORKS",
+    "OFFICIAL_KEYS",
+    "network_of",
+]
 
 #: The three networks, as the authors name them.
 NETWORKS: tuple[str, ...] = ("conv", "fc", "bias")
@@ -138,7 +146,16 @@ class WNNNet(nn.Module):
             self.add_module(name, _Dense(n_in, n_out))
         self.negative_slope = float(negative_slope)
 
-    def _stream(self, x: torch.Tensor, first: nn.Module, gate: nn.Module, add: nn.Module, mul: nn.Module, inner: nn.Module, last: nn.Module) -> torch.Tensor:
+    def _stream(
+        self,
+        x: torch.Tensor,
+        first: nn.Module,
+        gate: nn.Module,
+        add: nn.Module,
+        mul: nn.Module,
+        inner: nn.Module,
+        last: nn.Module,
+    ) -> torch.Tensor:
         z = first(x)
         h = torch.relu(gate(z))
         g = add(h) + mul(h) * torch.exp(z * inner(h))
@@ -146,8 +163,12 @@ class WNNNet(nn.Module):
 
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         m = self._modules
-        a = self._stream(x, m["dense"], m["dense_1"], m["dense_2"], m["dense_3"], m["dense_4"], m["dense_5"])
-        b = self._stream(d, m["dense_6"], m["dense_7"], m["dense_8"], m["dense_9"], m["dense_10"], m["dense_11"])
+        a = self._stream(
+            x, m["dense"], m["dense_1"], m["dense_2"], m["dense_3"], m["dense_4"], m["dense_5"]
+        )
+        b = self._stream(
+            d, m["dense_6"], m["dense_7"], m["dense_8"], m["dense_9"], m["dense_10"], m["dense_11"]
+        )
         return torch.tanh(m["dense_12"](torch.cat([a, b], dim=1))).squeeze(1)
 
     def reset_keras(self, generator: torch.Generator) -> None:
@@ -157,11 +178,15 @@ class WNNNet(nn.Module):
             for name, n_in, _ in _LAYERS:
                 lin = self._modules[name].linear  # type: ignore[union-attr]
                 limit = math.sqrt(3.0 * 0.1 / n_in)
-                lin.weight.copy_((torch.rand(lin.weight.shape, generator=generator) * 2 - 1) * limit)
+                lin.weight.copy_(
+                    (torch.rand(lin.weight.shape, generator=generator) * 2 - 1) * limit
+                )
                 lin.bias.zero_()
 
 
-def _normalise(values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _normalise(
+    values: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(x, d, first, denom)`` of ``(N, 5)`` windows (see the module docstring)."""
     first = values[:, 0]
     scale = values.amax(dim=1) - values.amin(dim=1) + _EPS_SCALE
@@ -203,7 +228,9 @@ def _network_codes(meta: SeriesMeta | None, n: int, default: str) -> np.ndarray:
 
 def _check_choice(value: Any, choices: tuple[str, ...], what: str) -> str:
     if not isinstance(value, str) or value not in choices:
-        raise TrajbenchError(f"{what} must be one of {', '.join(repr(c) for c in choices)}, but got {value!r}{did_you_mean(str(value), choices)}")
+        raise TrajbenchError(
+            f"{what} must be one of {', '.join(repr(c) for c in choices)}, but got {value!r}{did_you_mean(str(value), choices)}"
+        )
     return value
 
 
@@ -214,7 +241,12 @@ def _positive_int(value: Any, what: str) -> int:
 
 
 def _non_negative(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value) or value < 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not math.isfinite(value)
+        or value < 0
+    ):
         raise TrajbenchError(f"wnn: {what} must be a non-negative number, but got {value!r}")
     return float(value)
 
@@ -232,17 +264,25 @@ def _read_tensors(path: Any, what: str) -> dict[str, torch.Tensor]:
         try:
             from safetensors.torch import load_file
         except ModuleNotFoundError:  # pragma: no cover - safetensors is a dev dependency
-            raise TrajbenchError(f"{what} '{path}' is a safetensors file; install safetensors to read it") from None
+            raise TrajbenchError(
+                f"{what} '{path}' is a safetensors file; install safetensors to read it"
+            ) from None
         try:
             return dict(load_file(str(p)))
         except Exception as exc:
-            raise TrajbenchError(f"{what} '{path}' is not a readable safetensors file: {' '.join(str(exc).split())}") from None
+            raise TrajbenchError(
+                f"{what} '{path}' is not a readable safetensors file: {' '.join(str(exc).split())}"
+            ) from None
     try:
         data = torch.load(str(p), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise TrajbenchError(f"{what} '{path}' is not a readable PyTorch state dict: {' '.join(str(exc).split())[:200]}") from None
+        raise TrajbenchError(
+            f"{what} '{path}' is not a readable PyTorch state dict: {' '.join(str(exc).split())[:200]}"
+        ) from None
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise TrajbenchError(f"{what} '{path}' must hold a dict of tensors (a state dict), but got {type(data).__name__}")
+        raise TrajbenchError(
+            f"{what} '{path}' must hold a dict of tensors (a state dict), but got {type(data).__name__}"
+        )
     return {str(k): v for k, v in data.items()}
 
 
@@ -253,14 +293,22 @@ def _net_from_state(state: Mapping[str, torch.Tensor], negative_slope: float, wh
     missing = [k for k in OFFICIAL_KEYS if k not in keys]
     unexpected = sorted(keys - set(OFFICIAL_KEYS))
     if missing:
-        raise TrajbenchError(f"{what} is not a WNN state dict: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+        raise TrajbenchError(
+            f"{what} is not a WNN state dict: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+        )
     if unexpected:
-        raise TrajbenchError(f"{what} has unexpected key {unexpected[0]!r}{did_you_mean(unexpected[0], list(OFFICIAL_KEYS))}; a WNN state dict has dense.linear.weight .. dense_12.linear.bias")
+        raise TrajbenchError(
+            f"{what} has unexpected key {unexpected[0]!r}{did_you_mean(unexpected[0], list(OFFICIAL_KEYS))}; a WNN state dict has dense.linear.weight .. dense_12.linear.bias"
+        )
     for key, shape in OFFICIAL_KEYS.items():
         if tuple(state[key].shape) != shape:
-            raise TrajbenchError(f"{what}: '{key}' has shape {tuple(state[key].shape)}, expected {shape}")
+            raise TrajbenchError(
+                f"{what}: '{key}' has shape {tuple(state[key].shape)}, expected {shape}"
+            )
     net = WNNNet(negative_slope)
-    net.load_state_dict({k: state[k].detach().to(torch.float32) for k in OFFICIAL_KEYS}, strict=True)
+    net.load_state_dict(
+        {k: state[k].detach().to(torch.float32) for k in OFFICIAL_KEYS}, strict=True
+    )
     net.eval()
     return net
 
@@ -357,7 +405,11 @@ class WNN(Forecaster):
         _positive_int(self.eval_every, "eval_every")
         _positive_int(self.chunk_rows, "chunk_rows")
         _positive_int(self.min_samples, "min_samples")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+        if (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, (int, np.integer))
+            or self.seed < 0
+        ):
             raise TrajbenchError(f"wnn: seed must be a non-negative int, but got {self.seed!r}")
         lr = _non_negative(self.lr, "lr")
         if lr == 0:
@@ -368,23 +420,38 @@ class WNN(Forecaster):
         _check_choice(self.bias_mode, _BIAS_MODES, "wnn: bias_mode")
         _check_choice(self.default_network, NETWORKS, "wnn: default_network")
         if self.checkpoints is not None and self.weights is not None:
-            raise TrajbenchError("wnn: give either checkpoints (the authors' files) or weights (ours), not both")
+            raise TrajbenchError(
+                "wnn: give either checkpoints (the authors' files) or weights (ours), not both"
+            )
         if self.checkpoints is not None:
             if not isinstance(self.checkpoints, Mapping):
-                raise TrajbenchError(f"wnn: checkpoints must be a table {{conv = PATH, fc = PATH, bias = PATH}}, but got {self.checkpoints!r}")
+                raise TrajbenchError(
+                    f"wnn: checkpoints must be a table {{conv = PATH, fc = PATH, bias = PATH}}, but got {self.checkpoints!r}"
+                )
             for key in self.checkpoints:
                 if key not in NETWORKS:
-                    raise TrajbenchError(f"wnn: checkpoints has unknown network {key!r}{did_you_mean(str(key), NETWORKS)}; expected conv, fc, bias")
+                    raise TrajbenchError(
+                        f"wnn: checkpoints has unknown network {key!r}{did_you_mean(str(key), NETWORKS)}; expected conv, fc, bias"
+                    )
             absent = [k for k in NETWORKS if k not in self.checkpoints]
             if absent:
-                raise TrajbenchError(f"wnn: checkpoints needs a path for every network, but '{absent[0]}' is missing")
+                raise TrajbenchError(
+                    f"wnn: checkpoints needs a path for every network, but '{absent[0]}' is missing"
+                )
 
     # ----------------------------------------------------------- loading
     def _load_pretrained(self) -> None:
         self._check_params()
         slope = float(self.negative_slope)
         if self.checkpoints is not None:
-            self.nets_ = {k: _net_from_state(_read_tensors(self.checkpoints[k], f"WNN checkpoint '{k}'"), slope, f"WNN checkpoint '{k}' ({self.checkpoints[k]})") for k in NETWORKS}
+            self.nets_ = {
+                k: _net_from_state(
+                    _read_tensors(self.checkpoints[k], f"WNN checkpoint '{k}'"),
+                    slope,
+                    f"WNN checkpoint '{k}' ({self.checkpoints[k]})",
+                )
+                for k in NETWORKS
+            }
             self.shared_: dict[str, str] = {}
         else:
             self._load_weights(self.weights)
@@ -394,16 +461,25 @@ class WNN(Forecaster):
     def _load_weights(self, path: Any) -> None:
         tensors = _read_tensors(path, "wnn: weights file")
         meta = _read_file_meta(path)
-        if meta.get("negative_slope") is not None and abs(float(meta["negative_slope"]) - float(self.negative_slope)) > 1e-12:
-            raise TrajbenchError(f"wnn: weights '{path}' were trained with negative_slope={meta['negative_slope']}; pass negative_slope={meta['negative_slope']}")
+        if (
+            meta.get("negative_slope") is not None
+            and abs(float(meta["negative_slope"]) - float(self.negative_slope)) > 1e-12
+        ):
+            raise TrajbenchError(
+                f"wnn: weights '{path}' were trained with negative_slope={meta['negative_slope']}; pass negative_slope={meta['negative_slope']}"
+            )
         nets: dict[str, WNNNet] = {}
         for net in NETWORKS:
             prefix = f"{net}."
             part = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             if part:
-                nets[net] = _net_from_state(part, float(self.negative_slope), f"wnn: weights '{path}' network '{net}'")
+                nets[net] = _net_from_state(
+                    part, float(self.negative_slope), f"wnn: weights '{path}' network '{net}'"
+                )
         if "fc" not in nets:
-            raise TrajbenchError(f"wnn: weights '{path}' hold no fc network (keys 'fc.dense.linear.weight' ...); is it a file of train-forecaster wnn?")
+            raise TrajbenchError(
+                f"wnn: weights '{path}' hold no fc network (keys 'fc.dense.linear.weight' ...); is it a file of train-forecaster wnn?"
+            )
         self.shared_ = {k: "fc" for k in NETWORKS if k not in nets}
         for k in self.shared_:
             nets[k] = nets["fc"]
@@ -413,7 +489,9 @@ class WNN(Forecaster):
         nets = self.__dict__.get("nets_")
         if nets is None:
             if self.checkpoints is None and self.weights is None:
-                raise NotFittedError(f"forecaster '{self.name}' is not fitted; call fit(train) or give checkpoints/weights")
+                raise NotFittedError(
+                    f"forecaster '{self.name}' is not fitted; call fit(train) or give checkpoints/weights"
+                )
             self._load_pretrained()
             nets = self.nets_
         return nets
@@ -431,14 +509,20 @@ class WNN(Forecaster):
         self.n_samples_ = counts
 
     # -------------------------------------------------------- predicting
-    def _forecast5(self, values: np.ndarray, codes: np.ndarray | None, kind: str | None = None) -> np.ndarray:
+    def _forecast5(
+        self, values: np.ndarray, codes: np.ndarray | None, kind: str | None = None
+    ) -> np.ndarray:
         """The 5-ahead forecast of ``(N, 5)`` float32 windows, in weight units."""
         nets = self._ensure_nets()
         n = len(values)
         out = np.empty(n, dtype=np.float32)
         chunk = _positive_int(self.chunk_rows, "chunk_rows")
         authors = self.bias_mode == "authors"
-        groups = [(kind, None)] if kind is not None else [(NETWORKS[c], np.flatnonzero(codes == c)) for c in np.unique(codes)]
+        groups = (
+            [(kind, None)]
+            if kind is not None
+            else [(NETWORKS[c], np.flatnonzero(codes == c)) for c in np.unique(codes)]
+        )
         with torch.inference_mode():
             for net_name, rows in groups:
                 net = nets[net_name]
@@ -479,8 +563,13 @@ class WNN(Forecaster):
         _check_choice(kind, NETWORKS, "kind")
         arr = np.asarray(values)
         if arr.ndim != 2 or arr.shape[1] != _WINDOW:
-            raise TrajbenchError(f"values must be an (N, 5) array of the last 5 snapshots, but got shape {arr.shape}")
-        if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)) or not np.isfinite(arr).all():
+            raise TrajbenchError(
+                f"values must be an (N, 5) array of the last 5 snapshots, but got shape {arr.shape}"
+            )
+        if (
+            not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer))
+            or not np.isfinite(arr).all()
+        ):
             raise TrajbenchError("values must be finite numbers")
         self._check_params()
         return self._forecast5(np.asarray(arr, dtype=np.float32), None, kind)
@@ -504,10 +593,20 @@ class WNN(Forecaster):
         Networks that share another are not written."""
         nets = self._ensure_nets()
         shared = self.__dict__.get("shared_", {}) or {}
-        tensors = {f"{k}.{key}": v.detach().cpu().contiguous().clone() for k, net in nets.items() if k not in shared for key, v in net.state_dict().items()}
+        tensors = {
+            f"{k}.{key}": v.detach().cpu().contiguous().clone()
+            for k, net in nets.items()
+            if k not in shared
+            for key, v in net.state_dict().items()
+        }
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        header = {"format": _FILE_FORMAT, "version": _FILE_VERSION, "negative_slope": repr(float(self.negative_slope)), "extra": json.dumps(dict(metadata or {}), default=str)}
+        header = {
+            "format": _FILE_FORMAT,
+            "version": _FILE_VERSION,
+            "negative_slope": repr(float(self.negative_slope)),
+            "extra": json.dumps(dict(metadata or {}), default=str),
+        }
         if p.suffix == ".safetensors":
             from safetensors.torch import save_file
 
@@ -546,7 +645,11 @@ def load_official(
     model = WNN(
         negative_slope=negative_slope,
         bias_mode=bias_mode,
-        checkpoints={"conv": os.fspath(conv_path), "fc": os.fspath(fc_path), "bias": os.fspath(bias_path)},
+        checkpoints={
+            "conv": os.fspath(conv_path),
+            "fc": os.fspath(fc_path),
+            "bias": os.fspath(bias_path),
+        },
     )
     model._load_pretrained()
     return model
@@ -574,7 +677,13 @@ def random_wnn(seed: int = 0, negative_slope: float = 0.3, bias_mode: str = "int
 def _source_codes(src: Any) -> np.ndarray:
     """Index into :data:`NETWORKS` of each series of a source (from kinds and names)."""
     cache: dict[tuple[str, str], int] = {}
-    return np.asarray([cache.setdefault((str(k), str(l)), NETWORKS.index(network_of(k, l))) for k, l in zip(src.kinds, src.layers)], dtype=np.int8)
+    return np.asarray(
+        [
+            cache.setdefault((str(k), str(layer)), NETWORKS.index(network_of(k, layer)))
+            for k, layer in zip(src.kinds, src.layers, strict=True)
+        ],
+        dtype=np.int8,
+    )
 
 
 def _n_windows(n_snapshots: int) -> int:
@@ -589,12 +698,12 @@ def _collect(data: Any, max_samples: int, seed: int, tag: str) -> dict[str, np.n
     sources = data.sources
     codes = [_source_codes(src) for src in sources]
     totals = np.zeros(len(NETWORKS), dtype=np.float64)
-    for src, c in zip(sources, codes):
+    for src, c in zip(sources, codes, strict=True):
         totals += _n_windows(src.n_snapshots) * np.bincount(c, minlength=len(NETWORKS))
     prob = np.where(totals > 0, np.minimum(1.0, max_samples / np.maximum(totals, 1.0)), 0.0)
     rng = np.random.Generator(np.random.PCG64(derive_seed("wnn-sample", seed, tag)))
     parts: dict[str, list[np.ndarray]] = {k: [] for k in NETWORKS}
-    for (_, values, _), c in zip(data.series(), codes):
+    for (_, values, _), c in zip(data.series(), codes, strict=True):
         n_win = _n_windows(len(values))
         if n_win == 0 or values.shape[1] == 0:
             continue
@@ -634,7 +743,9 @@ def _l1_penalty(net: WNNNet, l1_kernel: float, l1_bias: float) -> torch.Tensor |
     return total
 
 
-def _train_one(model: WNN, net_name: str, train_rows: np.ndarray, val_rows: np.ndarray | None) -> tuple[WNNNet, list[dict[str, Any]]]:
+def _train_one(
+    model: WNN, net_name: str, train_rows: np.ndarray, val_rows: np.ndarray | None
+) -> tuple[WNNNet, list[dict[str, Any]]]:
     seed = int(model.seed)
     x, d, r = _prepare(train_rows)
     val = _prepare(val_rows) if val_rows is not None and len(val_rows) else None
@@ -662,7 +773,17 @@ def _train_one(model: WNN, net_name: str, train_rows: np.ndarray, val_rows: np.n
             if val is not None:
                 with torch.inference_mode():
                     val_loss = float((net(val[0], val[1]) - val[2]).abs().mean())
-            curve.append({"network": net_name, "step": step, "train_loss": running / count, "val_loss": val_loss, "val_persistence": val_persistence, "n_train": n, "n_val": 0 if val is None else len(val[0])})
+            curve.append(
+                {
+                    "network": net_name,
+                    "step": step,
+                    "train_loss": running / count,
+                    "val_loss": val_loss,
+                    "val_persistence": val_persistence,
+                    "n_train": n,
+                    "n_val": 0 if val is None else len(val[0]),
+                }
+            )
             running, count = 0.0, 0
     net.eval()
     for p in net.parameters():
@@ -670,18 +791,26 @@ def _train_one(model: WNN, net_name: str, train_rows: np.ndarray, val_rows: np.n
     return net, curve
 
 
-def _train_networks(model: WNN, train: Any) -> tuple[dict[str, WNNNet], dict[str, str], list[dict[str, Any]], dict[str, int]]:
+def _train_networks(
+    model: WNN, train: Any
+) -> tuple[dict[str, WNNNet], dict[str, str], list[dict[str, Any]], dict[str, int]]:
     """Train the three networks on ``train`` (see the module notes): ``(nets, shared,
     curve, training windows per network)``."""
     seed = int(model.seed)
     max_samples = int(model.max_samples)
     rows = _collect(train, max_samples, seed, "train")
     val_data = getattr(train, "validation", None)
-    val_rows = _collect(val_data, min(max_samples, 50_000), seed, "validation") if val_data is not None and val_data.n_runs else {}
+    val_rows = (
+        _collect(val_data, min(max_samples, 50_000), seed, "validation")
+        if val_data is not None and val_data.n_runs
+        else {}
+    )
     counts = {k: int(len(v)) for k, v in rows.items()}
     donor = max(NETWORKS, key=lambda k: (counts[k], k == "fc"))
     if counts[donor] == 0:
-        raise TrajbenchError(f"wnn: no training window (5 snapshots of context plus the target 5 after) in {train.n_runs} training run(s); runs need at least {2 * _WINDOW} snapshots")
+        raise TrajbenchError(
+            f"wnn: no training window (5 snapshots of context plus the target 5 after) in {train.n_runs} training run(s); runs need at least {2 * _WINDOW} snapshots"
+        )
     shared = {k: donor for k in NETWORKS if k != donor and counts[k] < int(model.min_samples)}
     nets: dict[str, WNNNet] = {}
     curve: list[dict[str, Any]] = []

@@ -100,8 +100,17 @@ def _contexts(n: int, k: int = 20, seed: int = 0) -> np.ndarray:
 
 
 def _training_data() -> TrainingData:
-    runs = [quadratic_gd_trajectory(80, 256, lr=0.15, seed=100 + i, momentum=0.5, noise=0.02).astype(np.float32) for i in range(6)]
-    val = [quadratic_gd_trajectory(80, 256, lr=0.15, seed=200, momentum=0.5, noise=0.02).astype(np.float32)]
+    runs = [
+        quadratic_gd_trajectory(80, 256, lr=0.15, seed=100 + i, momentum=0.5, noise=0.02).astype(
+            np.float32
+        )
+        for i in range(6)
+    ]
+    val = [
+        quadratic_gd_trajectory(80, 256, lr=0.15, seed=200, momentum=0.5, noise=0.02).astype(
+            np.float32
+        )
+    ]
     return TrainingData.from_arrays(runs, kinds="linear", task="bench", validation=val)
 
 
@@ -125,7 +134,9 @@ def _best_time(fn: Any, repeat: int) -> float:
     return best
 
 
-def _throughput(name: str, contexts: np.ndarray, n: int, arima_n: int, repeat: int) -> dict[str, Any]:
+def _throughput(
+    name: str, contexts: np.ndarray, n: int, arima_n: int, repeat: int
+) -> dict[str, Any]:
     row: dict[str, Any] = {"forecaster": name}
     try:
         f = _make(name)
@@ -141,7 +152,9 @@ def _throughput(name: str, contexts: np.ndarray, n: int, arima_n: int, repeat: i
             warnings.simplefilter("ignore")
             f.predict(contexts[: min(1000, sample)], 5)
             for h in HORIZONS:
-                seconds = _best_time(lambda: f.predict(ctx, h), 1 if name in PER_SERIES else repeat)
+                seconds = _best_time(
+                    lambda h=h: f.predict(ctx, h), 1 if name in PER_SERIES else repeat
+                )
                 row[f"h{h}_seconds"] = seconds
                 row[f"h{h}_per_second"] = sample / seconds
                 f.pop_fallbacks()
@@ -168,7 +181,9 @@ def _store_contexts(store: str, n: int, k: int = 20, seed: int = 0) -> np.ndarra
         run = runs[i % len(runs)]
         i += 1
         origin = int(rng.integers(k, run.n_snapshots + 1))
-        cols = np.sort(rng.choice(run.n_params, size=min(per_draw, run.n_params, n - got), replace=False))
+        cols = np.sort(
+            rng.choice(run.n_params, size=min(per_draw, run.n_params, n - got), replace=False)
+        )
         parts.append(np.asarray(run.weights[origin - k : origin])[:, cols].T)
         got += len(cols)
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
@@ -188,9 +203,13 @@ def _arima_fits(contexts: np.ndarray, sm_sample: int) -> list[dict[str, Any]]:
         warnings.simplefilter("ignore")
         # the last row repeats the first with allocation tracing on, as under the
         # harness's memory metering (what tracing costs this Python-heavy fit)
-        trials = [((1, 1, 1), "batched", contexts, False), ((1, 1, 1), "statsmodels", contexts[:sm_sample], False),
-                  ("auto", "batched", contexts, False), ("auto", "statsmodels", contexts[:sm_sample], False),
-                  ((1, 1, 1), "batched", contexts, True)]
+        trials = [
+            ((1, 1, 1), "batched", contexts, False),
+            ((1, 1, 1), "statsmodels", contexts[:sm_sample], False),
+            ("auto", "batched", contexts, False),
+            ("auto", "statsmodels", contexts[:sm_sample], False),
+            ((1, 1, 1), "batched", contexts, True),
+        ]
         for order, engine, sample, traced in trials:
             f = ARIMA(order=order, engine=engine, n_jobs=1)
             if traced:
@@ -247,13 +266,20 @@ def _arima_agreement(contexts: np.ndarray) -> list[dict[str, Any]]:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             result = sm_arima.ARIMA(y, order=(1, 1, 1)).fit(cov_type="none")
-        return np.asarray(result.forecast(50)), not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        return np.asarray(result.forecast(50)), not any(
+            issubclass(w.category, ConvergenceWarning) for w in caught
+        )
 
     with threadpool_limits(1):
         ours = fit_forecast_batched(x, ((1, 1, 1),), None, 50)[0]
         references = {
             "statsmodels": [statsmodels_fit(y) for y in x],
-            "statsmodels on x/s": [(f * s, c) for (f, c), s in ((statsmodels_fit(y / s), s) for y, s in zip(x, spread))],
+            "statsmodels on x/s": [
+                (f * s, c)
+                for (f, c), s in (
+                    (statsmodels_fit(y / s), s) for y, s in zip(x, spread, strict=True)
+                )
+            ],
         }
     scale = x.std(axis=1)
     scale = np.where(scale > 0, scale, 1.0)
@@ -265,10 +291,18 @@ def _arima_agreement(contexts: np.ndarray) -> list[dict[str, Any]]:
         for label, mask in (("converged", converged), ("not converged", ~converged)):
             if not mask.any():
                 continue
-            row: dict[str, Any] = {"reference": name, "statsmodels_fit": label, "series": int(mask.sum())}
+            row: dict[str, Any] = {
+                "reference": name,
+                "statsmodels_fit": label,
+                "series": int(mask.sum()),
+            }
             for h in (1, 5, 50):
                 e = err[mask, h - 1]
-                row[f"h{h}"] = {"median": float(np.median(e)), "p90": float(np.quantile(e, 0.9)), "within_1e-4": float((e < 1e-4).mean())}
+                row[f"h{h}"] = {
+                    "median": float(np.median(e)),
+                    "p90": float(np.quantile(e, 0.9)),
+                    "within_1e-4": float((e < 1e-4).mean()),
+                }
             rows.append(row)
     return rows
 
@@ -282,7 +316,9 @@ def _wnn_vs_matmul(n: int, repeat: int) -> dict[str, Any]:
     net = model.network("fc")
     windows = _contexts(n, 5, seed=7)
     chunk = int(model.chunk_rows)
-    layers = [(m.linear.weight.detach().T.contiguous(), m.linear.bias.detach()) for m in net.children()]  # type: ignore[union-attr]
+    layers = [
+        (m.linear.weight.detach().T.contiguous(), m.linear.bias.detach()) for m in net.children()
+    ]  # type: ignore[union-attr]
     # per stream: dense(5|4 -> 64), dense_1 (64 -> 8), dense_2/3/4 (8 -> 64), dense_5 (64 -> 32); head (64 -> 1)
     streams = (layers[0:6], layers[6:12])
     head = layers[12]
@@ -293,11 +329,13 @@ def _wnn_vs_matmul(n: int, repeat: int) -> dict[str, Any]:
             for i in range(0, n, chunk):
                 x = x_all[i : i + chunk]
                 outs = []
-                for stream, inp in zip(streams, (x, x[:, 1:] - x[:, :-1])):
+                for stream, inp in zip(streams, (x, x[:, 1:] - x[:, :-1]), strict=True):
                     z = torch.addmm(stream[0][1], inp, stream[0][0])
                     h = torch.addmm(stream[1][1], z, stream[1][0])
                     g = torch.addmm(stream[2][1], h, stream[2][0])
-                    g = g + torch.addmm(stream[3][1], h, stream[3][0]) * torch.addmm(stream[4][1], h, stream[4][0])
+                    g = g + torch.addmm(stream[3][1], h, stream[3][0]) * torch.addmm(
+                        stream[4][1], h, stream[4][0]
+                    )
                     outs.append(torch.addmm(stream[5][1], g, stream[5][0]))
                 torch.addmm(head[1], torch.cat(outs, dim=1), head[0])
 
@@ -308,13 +346,20 @@ def _wnn_vs_matmul(n: int, repeat: int) -> dict[str, Any]:
     wnn()
     t_chain, t_wnn = float("inf"), float("inf")
     for r in range(repeat):
-        for which in ((chain, wnn) if r % 2 == 0 else (wnn, chain)):
+        for which in (chain, wnn) if r % 2 == 0 else (wnn, chain):
             t = _best_time(which, 1)
             if which is chain:
                 t_chain = min(t_chain, t)
             else:
                 t_wnn = min(t_wnn, t)
-    return {"n": n, "wnn_seconds": t_wnn, "matmul_seconds": t_chain, "ratio": t_wnn / t_chain, "wnn_per_second": n / t_wnn, "chunk_rows": chunk}
+    return {
+        "n": n,
+        "wnn_seconds": t_wnn,
+        "matmul_seconds": t_chain,
+        "ratio": t_wnn / t_chain,
+        "wnn_per_second": n / t_wnn,
+        "chunk_rows": chunk,
+    }
 
 
 def _rate(value: float) -> str:
@@ -323,16 +368,55 @@ def _rate(value: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1_000_000, help="series per predict call (default 1,000,000)")
-    parser.add_argument("--arima-n", type=int, default=64, help="series for the per-series fitters (default 64)")
-    parser.add_argument("--repeat", type=int, default=2, help="timed calls per measurement; the best is kept (default 2)")
-    parser.add_argument("--only", default="", help="comma-separated forecaster names (default: every registered one)")
-    parser.add_argument("--no-wnn-ratio", action="store_true", help="skip the WNN against matmul measurement")
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (default 0: torch's default); 1 is fairer on a loaded machine")
-    parser.add_argument("--arima-fits", type=int, default=0, help="measure ARIMA fits per CPU-second on this many series (default 0: skip)")
-    parser.add_argument("--arima-sm-n", type=int, default=64, help="series for the statsmodels engine in --arima-fits (default 64)")
-    parser.add_argument("--arima-agreement", type=int, default=0, help="compare the ARIMA engines' forecasts on this many series (default 0: skip)")
-    parser.add_argument("--arima-store", default=None, help="real weight series from this store for --arima-fits/--arima-agreement (default: synthetic)")
+    parser.add_argument(
+        "--n", type=int, default=1_000_000, help="series per predict call (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--arima-n", type=int, default=64, help="series for the per-series fitters (default 64)"
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="timed calls per measurement; the best is kept (default 2)",
+    )
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated forecaster names (default: every registered one)",
+    )
+    parser.add_argument(
+        "--no-wnn-ratio", action="store_true", help="skip the WNN against matmul measurement"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch threads (default 0: torch's default); 1 is fairer on a loaded machine",
+    )
+    parser.add_argument(
+        "--arima-fits",
+        type=int,
+        default=0,
+        help="measure ARIMA fits per CPU-second on this many series (default 0: skip)",
+    )
+    parser.add_argument(
+        "--arima-sm-n",
+        type=int,
+        default=64,
+        help="series for the statsmodels engine in --arima-fits (default 64)",
+    )
+    parser.add_argument(
+        "--arima-agreement",
+        type=int,
+        default=0,
+        help="compare the ARIMA engines' forecasts on this many series (default 0: skip)",
+    )
+    parser.add_argument(
+        "--arima-store",
+        default=None,
+        help="real weight series from this store for --arima-fits/--arima-agreement (default: synthetic)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
 
@@ -341,7 +425,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
 
-    names = [s for s in args.only.split(",") if s and s != "none"] or ([] if args.only == "none" else list_forecasters())
+    names = [s for s in args.only.split(",") if s and s != "none"] or (
+        [] if args.only == "none" else list_forecasters()
+    )
     header = {
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
@@ -361,12 +447,23 @@ def main(argv: list[str] | None = None) -> int:
             if "error" in row:
                 print(f"{name:14s} {row['error']}", flush=True)
             else:
-                cells = "  ".join(f"H={h}: {_rate(row[f'h{h}_per_second'])}/s ({row[f'h{h}_seconds']:.3f} s)" for h in HORIZONS)
-                note = f"  [on {row['series']:,} series, rate extrapolated to {args.n:,}]" if row["extrapolated"] else ""
+                cells = "  ".join(
+                    f"H={h}: {_rate(row[f'h{h}_per_second'])}/s ({row[f'h{h}_seconds']:.3f} s)"
+                    for h in HORIZONS
+                )
+                note = (
+                    f"  [on {row['series']:,} series, rate extrapolated to {args.n:,}]"
+                    if row["extrapolated"]
+                    else ""
+                )
                 print(f"{name:14s} {cells}{note}", flush=True)
     arima_fits = None
     if args.arima_fits > 0:
-        sample = _store_contexts(args.arima_store, args.arima_fits) if args.arima_store else _contexts(args.arima_fits, seed=11)
+        sample = (
+            _store_contexts(args.arima_store, args.arima_fits)
+            if args.arima_store
+            else _contexts(args.arima_fits, seed=11)
+        )
         arima_fits = _arima_fits(sample, args.arima_sm_n)
         if not args.json:
             for r in arima_fits:
@@ -378,15 +475,41 @@ def main(argv: list[str] | None = None) -> int:
                 )
     agreement = None
     if args.arima_agreement > 0:
-        sample = _store_contexts(args.arima_store, args.arima_agreement, seed=5) if args.arima_store else _arima_paths(args.arima_agreement)
+        sample = (
+            _store_contexts(args.arima_store, args.arima_agreement, seed=5)
+            if args.arima_store
+            else _arima_paths(args.arima_agreement)
+        )
         agreement = _arima_agreement(sample)
         if not args.json:
             for r in agreement:
-                cells = "  ".join(f"h={h}: {r[f'h{h}']['median']:.1e} / {r[f'h{h}']['p90']:.1e} / {100 * r[f'h{h}']['within_1e-4']:.0f}%" for h in (1, 5, 50))
-                print(f"arima agreement vs {r['reference']:18s} ({r['statsmodels_fit']:13s}, {r['series']:4d} series): {cells}", flush=True)
-    ratio = None if args.no_wnn_ratio or "wnn" not in list_forecasters() else _wnn_vs_matmul(args.n, max(args.repeat, 3))
+                cells = "  ".join(
+                    f"h={h}: {r[f'h{h}']['median']:.1e} / {r[f'h{h}']['p90']:.1e} / {100 * r[f'h{h}']['within_1e-4']:.0f}%"
+                    for h in (1, 5, 50)
+                )
+                print(
+                    f"arima agreement vs {r['reference']:18s} ({r['statsmodels_fit']:13s}, {r['series']:4d} series): {cells}",
+                    flush=True,
+                )
+    ratio = (
+        None
+        if args.no_wnn_ratio or "wnn" not in list_forecasters()
+        else _wnn_vs_matmul(args.n, max(args.repeat, 3))
+    )
     if args.json:
-        print(json.dumps({"header": header, "forecasters": rows, "arima_fits": arima_fits, "arima_agreement": agreement, "wnn_vs_matmul": ratio}, indent=2, default=str))
+        print(
+            json.dumps(
+                {
+                    "header": header,
+                    "forecasters": rows,
+                    "arima_fits": arima_fits,
+                    "arima_agreement": agreement,
+                    "wnn_vs_matmul": ratio,
+                },
+                indent=2,
+                default=str,
+            )
+        )
     elif ratio is not None:
         print(
             f"wnn forward_raw {ratio['wnn_seconds']:.3f} s vs matmul chain {ratio['matmul_seconds']:.3f} s on {ratio['n']:,} windows: "

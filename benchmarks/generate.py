@@ -74,9 +74,13 @@ def _load() -> float:
 def _pick(suite_name: str, task: str, snapshots_per_epoch: int | None = None) -> Any:
     """The first run (seed 0) of ``task`` in the suite, optionally with a given cadence."""
     for spec in load_suite(suite_name).runs():
-        if spec.task == task and (snapshots_per_epoch is None or spec.config.snapshots_per_epoch == snapshots_per_epoch):
+        if spec.task == task and (
+            snapshots_per_epoch is None or spec.config.snapshots_per_epoch == snapshots_per_epoch
+        ):
             return spec
-    raise SystemExit(f"no {task} run{'' if snapshots_per_epoch is None else f' with {snapshots_per_epoch} snapshots per epoch'} in suite {suite_name}")
+    raise SystemExit(
+        f"no {task} run{'' if snapshots_per_epoch is None else f' with {snapshots_per_epoch} snapshots per epoch'} in suite {suite_name}"
+    )
 
 
 class _RecorderClock:
@@ -134,9 +138,19 @@ def overhead(spec: Any, reps: int, scratch: Path) -> dict[str, Any]:
             load0 = _load()
             order = (True, False) if rep % 2 == 0 else (False, True)
             times = {mode: _time_one(spec, mode, scratch) for mode in order}
-            rows.append({"on_wall": times[True][0], "off_wall": times[False][0], "on_cpu": times[True][1], "off_cpu": times[False][1],
-                         "in_recorder": times[True][2], "ratio_wall": times[True][0] / times[False][0], "ratio_cpu": times[True][1] / times[False][1],
-                         "ratio_direct": 1.0 + times[True][2] / times[False][0], "load": (load0 + _load()) / 2})
+            rows.append(
+                {
+                    "on_wall": times[True][0],
+                    "off_wall": times[False][0],
+                    "on_cpu": times[True][1],
+                    "off_cpu": times[False][1],
+                    "in_recorder": times[True][2],
+                    "ratio_wall": times[True][0] / times[False][0],
+                    "ratio_cpu": times[True][1] / times[False][1],
+                    "ratio_direct": 1.0 + times[True][2] / times[False][0],
+                    "load": (load0 + _load()) / 2,
+                }
+            )
     med = statistics.median
     return {
         "run_id": spec.run_id,
@@ -146,7 +160,10 @@ def overhead(spec: Any, reps: int, scratch: Path) -> dict[str, Any]:
         "on_wall_s": med(r["on_wall"] for r in rows),
         "off_wall_s": med(r["off_wall"] for r in rows),
         "ratio_wall": med(r["ratio_wall"] for r in rows),
-        "ratio_wall_range": [min(r["ratio_wall"] for r in rows), max(r["ratio_wall"] for r in rows)],
+        "ratio_wall_range": [
+            min(r["ratio_wall"] for r in rows),
+            max(r["ratio_wall"] for r in rows),
+        ],
         "ratio_cpu": med(r["ratio_cpu"] for r in rows),
         "in_recorder_s": med(r["in_recorder"] for r in rows),
         "ratio_direct": med(r["ratio_direct"] for r in rows),
@@ -182,28 +199,55 @@ def breakdown(spec: Any, reps: int, scratch: Path) -> dict[str, Any]:
             shutil.rmtree(out, ignore_errors=True)
     rows = rows[1:]
     med = statistics.median
-    return {"run_id": spec.run_id, "open_ms": 1000 * med(r[0] for r in rows), "snapshot_ms": 1000 * med(r[1] for r in rows),
-            "close_ms": 1000 * med(r[2] for r in rows), "snapshots": n, "reps": reps}
+    return {
+        "run_id": spec.run_id,
+        "open_ms": 1000 * med(r[0] for r in rows),
+        "snapshot_ms": 1000 * med(r[1] for r in rows),
+        "close_ms": 1000 * med(r[2] for r in rows),
+        "snapshots": n,
+        "reps": reps,
+    }
 
 
-def throughput(suite_name: str, shard: tuple[int, int] | None, workers: int, scratch: Path) -> dict[str, Any]:
+def throughput(
+    suite_name: str, shard: tuple[int, int] | None, workers: int, scratch: Path
+) -> dict[str, Any]:
     out = scratch / f"gen-w{workers}.zarr"
     shutil.rmtree(out, ignore_errors=True)
     load0 = _load()
     t0 = time.perf_counter()
-    summary = generate(suite_name, str(out), workers=workers, shard=shard, synthetic=False, progress=False)
+    summary = generate(
+        suite_name, str(out), workers=workers, shard=shard, synthetic=False, progress=False
+    )
     seconds = time.perf_counter() - t0
     shutil.rmtree(out, ignore_errors=True)
     runs = summary.complete + summary.diverged + summary.failed
-    return {"suite": suite_name, "shard": list(shard) if shard else None, "workers": workers, "runs": runs, "failed": summary.failed,
-            "seconds": seconds, "runs_per_minute": 60.0 * runs / seconds, "load_1min": [load0, _load()]}
+    return {
+        "suite": suite_name,
+        "shard": list(shard) if shard else None,
+        "workers": workers,
+        "runs": runs,
+        "failed": summary.failed,
+        "seconds": seconds,
+        "runs_per_minute": 60.0 * runs / seconds,
+        "load_1min": [load0, _load()],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="smoke run: tiny-suite runs, 1 repetition")
-    parser.add_argument("--reps", type=int, default=None, help="repetitions of each overhead measurement (default 5; 1 with --quick)")
-    parser.add_argument("--no-throughput", action="store_true", help="skip the runs-per-minute measurement")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: tiny-suite runs, 1 repetition"
+    )
+    parser.add_argument(
+        "--reps",
+        type=int,
+        default=None,
+        help="repetitions of each overhead measurement (default 5; 1 with --quick)",
+    )
+    parser.add_argument(
+        "--no-throughput", action="store_true", help="skip the runs-per-minute measurement"
+    )
     parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 5)
@@ -214,7 +258,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         specs.append(_pick(suite, "digits-mlp", snapshots_per_epoch=4))
     results: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "target_overhead": TARGET_OVERHEAD,
         "overhead": [],
         "breakdown": [],

@@ -89,7 +89,9 @@ class PeakRSS:
         self.rss0 = process_memory().get("VmRSS", 0)
         self.ok = reset_peak_rss() and self.rss0 > 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sampler, daemon=True) if self.sample and self.ok else None
+        self._thread = (
+            threading.Thread(target=self._sampler, daemon=True) if self.sample and self.ok else None
+        )
         if self._thread is not None:
             self._thread.start()
         return self
@@ -109,7 +111,10 @@ def suite_store(suite: str) -> str:
         from trajbench import generate
 
         workers = max(1, min(4, os.cpu_count() or 1))
-        print(f"generating the {suite} suite into {path} (once; {workers} workers) ...", file=sys.stderr)
+        print(
+            f"generating the {suite} suite into {path} (once; {workers} workers) ...",
+            file=sys.stderr,
+        )
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         generate(suite, tmp, workers=workers, progress=True)
@@ -123,12 +128,16 @@ def read_plan(store: Any, protocol: Any, seed: int = 0) -> list[tuple[str, int, 
     plan = []
     for row in splits[splits["split"].isin(protocol.eval_splits)].itertuples(index=False):
         run = store.run(row.path)
-        sample = sample_run(run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only)  # the harness's (chunk-aware) sample
+        sample = sample_run(
+            run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only
+        )  # the harness's (chunk-aware) sample
         plan.append((row.path, int(row.n_snapshots), sample.columns))
     return plan
 
 
-def time_read(location: str, plan: list[tuple[str, int, np.ndarray]]) -> tuple[float, int, int, float]:
+def time_read(
+    location: str, plan: list[tuple[str, int, np.ndarray]]
+) -> tuple[float, int, int, float]:
     """Seconds, bytes, peak-RSS rise and process CPU seconds (every thread) of reading
     every planned array with zarr."""
     import zarr
@@ -151,11 +160,26 @@ def time_read(location: str, plan: list[tuple[str, int, np.ndarray]]) -> tuple[f
     return elapsed, nbytes, peak.bytes, cpu
 
 
-def time_bench(location: str, forecasters: list[str], protocol: Any, out: Path, hash_store: bool, measure_memory: bool) -> dict[str, Any]:
+def time_bench(
+    location: str,
+    forecasters: list[str],
+    protocol: Any,
+    out: Path,
+    hash_store: bool,
+    measure_memory: bool,
+) -> dict[str, Any]:
     with PeakRSS(sample=measure_memory) as peak:
         t0 = time.perf_counter()
         c0 = time.process_time()
-        result = run_benchmark(location, forecasters, out, protocol=protocol, resume=False, hash_store=hash_store, measure_memory=measure_memory)
+        result = run_benchmark(
+            location,
+            forecasters,
+            out,
+            protocol=protocol,
+            resume=False,
+            hash_store=hash_store,
+            measure_memory=measure_memory,
+        )
         elapsed = time.perf_counter() - t0
         cpu = time.process_time() - c0
     timings = dict(result.manifest["timings_seconds"])
@@ -164,10 +188,19 @@ def time_bench(location: str, forecasters: list[str], protocol: Any, out: Path, 
     t = result.table
     timings["of which predict"] = float(t.loc[t["metric"] == "predict_seconds", "value"].sum())
     windows = result.manifest["windows"]
-    return {"seconds": elapsed, "cpu": cpu, "peak": peak.bytes, "timings": timings, "rows": len(result.table), "columns": (windows.get("sampled_columns"), windows.get("columns_read"))}
+    return {
+        "seconds": elapsed,
+        "cpu": cpu,
+        "peak": peak.bytes,
+        "timings": timings,
+        "rows": len(result.table),
+        "columns": (windows.get("sampled_columns"), windows.get("columns_read")),
+    }
 
 
-def time_breakdown(location: str, forecasters: list[str], protocol: Any, measure_memory: bool) -> dict[str, float]:
+def time_breakdown(
+    location: str, forecasters: list[str], protocol: Any, measure_memory: bool
+) -> dict[str, float]:
     """One extra bench (no store hash) with its evaluation taken apart: the forecasters'
     ``predict``, the scoring kernel (``score_windows``), the main thread waiting for the
     background reads (futures), and the rest (contexts, meta, views, metering)."""
@@ -203,11 +236,27 @@ def time_breakdown(location: str, forecasters: list[str], protocol: Any, measure
             if threading.current_thread() is main_thread:
                 spent["waiting for reads"] += time.perf_counter() - t0
 
-    bench_harness.score_windows, Future.result, forecaster_base._check_output = timed_score, timed_result, timed_check  # type: ignore[method-assign]
+    bench_harness.score_windows, Future.result, forecaster_base._check_output = (
+        timed_score,
+        timed_result,
+        timed_check,
+    )  # type: ignore[method-assign]
     try:
-        out = run_benchmark(location, forecasters, None, protocol=protocol, resume=False, hash_store=False, measure_memory=measure_memory)
+        out = run_benchmark(
+            location,
+            forecasters,
+            None,
+            protocol=protocol,
+            resume=False,
+            hash_store=False,
+            measure_memory=measure_memory,
+        )
     finally:
-        bench_harness.score_windows, Future.result, forecaster_base._check_output = score, result, check  # type: ignore[method-assign]
+        bench_harness.score_windows, Future.result, forecaster_base._check_output = (
+            score,
+            result,
+            check,
+        )  # type: ignore[method-assign]
     t = out.table
     evaluate = float(out.manifest["timings_seconds"]["evaluate"])
     predict = float(t.loc[t["metric"] == "predict_seconds", "value"].sum())
@@ -248,7 +297,9 @@ def time_floor(predicted: int, batch_values: int = 1 << 22) -> float:
     return time.perf_counter() - t0
 
 
-def wide_sample(n_params: int, n_snapshots: int = 32, size: int = 4096, repeats: int = 3) -> dict[str, Any]:
+def wide_sample(
+    n_params: int, n_snapshots: int = 32, size: int = 4096, repeats: int = 3
+) -> dict[str, Any]:
     """The sample of one wide run (``n_params`` scalars, a random walk, written by
     ``RunWriter`` with the store's default chunk rule and compression into a temporary
     store): columns and seconds to read a uniform sample (protocol 1.0) and the
@@ -261,7 +312,12 @@ def wide_sample(n_params: int, n_snapshots: int = 32, size: int = 4096, repeats:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "wide.zarr"
         row = rng.standard_normal(n_params).astype(np.float32)
-        writer = RunWriter(path, "runs/wide", [ParamSpec("w", (n_params,), 0, n_params, "linear")], {"task": "wide"})
+        writer = RunWriter(
+            path,
+            "runs/wide",
+            [ParamSpec("w", (n_params,), 0, n_params, "linear")],
+            {"task": "wide"},
+        )
         for step in range(n_snapshots):
             row = row + np.float32(1e-3) * rng.standard_normal(n_params).astype(np.float32)
             writer.append(row, step=step)
@@ -270,31 +326,74 @@ def wide_sample(n_params: int, n_snapshots: int = 32, size: int = 4096, repeats:
         chunked = sample_run(run, size, 0)
         uniform = sample_params(np.arange(n_params), size, 0, run.path, None, n_params)
         width = run.weights.chunks[1]
-        uniform_read = int(sum(min(width, n_params - c * width) for c in np.unique(uniform.columns // width)))
-        out: dict[str, Any] = {"n_params": n_params, "n_snapshots": n_snapshots, "chunks": list(run.weights.chunks), "sample": size}
-        for name, cols, cost in (("uniform", uniform.columns, uniform_read), ("chunk_aware", chunked.columns, chunked.columns_read)):
+        uniform_read = int(
+            sum(min(width, n_params - c * width) for c in np.unique(uniform.columns // width))
+        )
+        out: dict[str, Any] = {
+            "n_params": n_params,
+            "n_snapshots": n_snapshots,
+            "chunks": list(run.weights.chunks),
+            "sample": size,
+        }
+        for name, cols, cost in (
+            ("uniform", uniform.columns, uniform_read),
+            ("chunk_aware", chunked.columns, chunked.columns_read),
+        ):
             run.weights[:, cols]  # warm-up
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
                 run.weights[:, cols]
                 times.append(time.perf_counter() - t0)
-            out[name] = {"seconds": statistics.median(times), "columns_read": cost, "read_over_used": cost / len(cols)}
+            out[name] = {
+                "seconds": statistics.median(times),
+                "columns_read": cost,
+                "read_over_used": cost / len(cols),
+            }
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--store", help="a store to benchmark on (default: the small suite, generated once under benchmarks/_scratch/)")
-    parser.add_argument("--quick", action="store_true", help="the tiny suite (generated once) and one repetition")
-    parser.add_argument("--strides", default="1", help="origin strides to measure, comma-separated (default 1, the protocol's)")
+    parser.add_argument(
+        "--store",
+        help="a store to benchmark on (default: the small suite, generated once under benchmarks/_scratch/)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="the tiny suite (generated once) and one repetition"
+    )
+    parser.add_argument(
+        "--strides",
+        default="1",
+        help="origin strides to measure, comma-separated (default 1, the protocol's)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--forecasters", default="linear", help="forecasters benchmarked (default linear)")
-    parser.add_argument("--no-store-hash", action="store_true", help="skip hashing the store, as trajbench bench --no-store-hash")
-    parser.add_argument("--no-memory", action="store_true", help="no peak-memory metering of predict, as trajbench bench --no-memory")
+    parser.add_argument(
+        "--forecasters", default="linear", help="forecasters benchmarked (default linear)"
+    )
+    parser.add_argument(
+        "--no-store-hash",
+        action="store_true",
+        help="skip hashing the store, as trajbench bench --no-store-hash",
+    )
+    parser.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="no peak-memory metering of predict, as trajbench bench --no-memory",
+    )
     parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
-    parser.add_argument("--breakdown", action="store_true", help="one more bench per stride (no store hash), its evaluation taken apart: predict, scoring, waiting for reads, the rest")
-    parser.add_argument("--wide", type=int, default=300_000, metavar="P", help="also time the sample of one P-parameter run, uniform against chunk-aware (0: skip; default 300000)")
+    parser.add_argument(
+        "--breakdown",
+        action="store_true",
+        help="one more bench per stride (no store hash), its evaluation taken apart: predict, scoring, waiting for reads, the rest",
+    )
+    parser.add_argument(
+        "--wide",
+        type=int,
+        default=300_000,
+        metavar="P",
+        help="also time the sample of one P-parameter run, uniform against chunk-aware (0: skip; default 300000)",
+    )
     args = parser.parse_args()
     location = args.store or suite_store("tiny" if args.quick else "small")
     repeats = 1 if args.quick else max(1, args.repeats)
@@ -309,7 +408,17 @@ def main() -> int:
         time_read(location, plan)  # warm the page cache and zarr for everyone
         for stride in strides:
             protocol = PROTOCOL.replace(stride=stride)
-            bench = lambda name: time_bench(location, forecasters, protocol, Path(tmp) / name, not args.no_store_hash, not args.no_memory)  # noqa: E731
+
+            def bench(name: str, protocol: Any = protocol) -> Any:
+                return time_bench(
+                    location,
+                    forecasters,
+                    protocol,
+                    Path(tmp) / name,
+                    not args.no_store_hash,
+                    not args.no_memory,
+                )
+
             bench(f"warm-{stride}")
             reads, read_peaks, read_cpus, benches = [], [], [], []
             for rep in range(repeats):
@@ -323,7 +432,10 @@ def main() -> int:
                         benches.append(bench(f"s{stride}-{rep}"))
             read_t = statistics.median(reads)
             bench_t = statistics.median(b["seconds"] for b in benches)
-            phases = {k: statistics.median(b["timings"][k] for b in benches) for k in benches[0]["timings"]}
+            phases = {
+                k: statistics.median(b["timings"][k] for b in benches)
+                for k in benches[0]["timings"]
+            }
             amount = work(plan, protocol, first)
             floor = time_floor(amount["predicted"])
             peaks = [b["peak"] for b in benches]
@@ -336,11 +448,13 @@ def main() -> int:
                     "read_seconds": read_t,
                     "bench_seconds": bench_t,
                     "ratio": read_t / bench_t,
-                    "ratio_cpu": statistics.median(read_cpus) / statistics.median(b["cpu"] for b in benches),
+                    "ratio_cpu": statistics.median(read_cpus)
+                    / statistics.median(b["cpu"] for b in benches),
                     "sampled_columns": benches[0]["columns"][0],
                     "columns_read": benches[0]["columns"][1],
                     "ratio_evaluate_only": read_t / phases["evaluate"],
-                    "ratio_without_store_hash": read_t / max(1e-9, bench_t - phases.get("store_hash", 0.0)),
+                    "ratio_without_store_hash": read_t
+                    / max(1e-9, bench_t - phases.get("store_hash", 0.0)),
                     "phases_seconds": phases,
                     "floor_write_predictions_seconds": floor,
                     "read_mb_per_s": nbytes / read_t / 1e6,
@@ -349,7 +463,11 @@ def main() -> int:
                     "read_peak_rss_mb": max(read_peaks) / 1e6 if min(read_peaks) >= 0 else None,
                     "all_read_seconds": reads,
                     "all_bench_seconds": [b["seconds"] for b in benches],
-                    "breakdown_seconds": time_breakdown(location, forecasters, protocol, not args.no_memory) if args.breakdown else None,
+                    "breakdown_seconds": time_breakdown(
+                        location, forecasters, protocol, not args.no_memory
+                    )
+                    if args.breakdown
+                    else None,
                 }
             )
     load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
@@ -362,13 +480,34 @@ def main() -> int:
         "target_ratio": 0.5,
         "repeats": repeats,
         "load_average_before_after": [load0, load1],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+        },
         "rows": rows,
     }
     out = sys.stderr if args.json else sys.stdout
-    settings = ", ".join(s for s, on in (("store hash", not args.no_store_hash), ("memory metering", not args.no_memory)) if on) or "no store hash, no memory metering"
-    print(f"store {location}: {len(plan)} evaluated runs; {','.join(forecasters)} ({settings}) vs reading the same arrays with zarr", file=out)
-    print(f"{'stride':>6} {'windows':>8} {'read s':>7} {'bench s':>8} {'ratio':>6} {'target':>7} {'eval':>6} {'no-hash':>8} {'read MB/s':>9} {'bench MB/s':>10} {'peak MB':>8} {'read peak':>9}", file=out)
+    settings = (
+        ", ".join(
+            s
+            for s, on in (
+                ("store hash", not args.no_store_hash),
+                ("memory metering", not args.no_memory),
+            )
+            if on
+        )
+        or "no store hash, no memory metering"
+    )
+    print(
+        f"store {location}: {len(plan)} evaluated runs; {','.join(forecasters)} ({settings}) vs reading the same arrays with zarr",
+        file=out,
+    )
+    print(
+        f"{'stride':>6} {'windows':>8} {'read s':>7} {'bench s':>8} {'ratio':>6} {'target':>7} {'eval':>6} {'no-hash':>8} {'read MB/s':>9} {'bench MB/s':>10} {'peak MB':>8} {'read peak':>9}",
+        file=out,
+    )
     for r in rows:
         ok = "met" if r["ratio"] >= 0.5 else "missed"
         peak = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-"
@@ -380,13 +519,21 @@ def main() -> int:
         )
     for r in rows:
         if r["sampled_columns"]:
-            print(f"stride {r['stride']} sample: {r['sampled_columns']} columns used, {r['columns_read']} in the chunks read ({r['columns_read'] / r['sampled_columns']:.2f}x)", file=out)
-        print(f"stride {r['stride']} ratio in process CPU time (every thread): {r['ratio_cpu']:.3f}", file=out)
+            print(
+                f"stride {r['stride']} sample: {r['sampled_columns']} columns used, {r['columns_read']} in the chunks read ({r['columns_read'] / r['sampled_columns']:.2f}x)",
+                file=out,
+            )
+        print(
+            f"stride {r['stride']} ratio in process CPU time (every thread): {r['ratio_cpu']:.3f}",
+            file=out,
+        )
         phases = "  ".join(f"{k} {v:.3f}" for k, v in r["phases_seconds"].items())
         print(f"stride {r['stride']} phases (s): {phases}", file=out)
         if r["breakdown_seconds"]:
             parts = r["breakdown_seconds"]
-            detail = " + ".join(f"{k} {parts[k]:.3f}" for k in ("predict", "scoring", "waiting for reads", "other"))
+            detail = " + ".join(
+                f"{k} {parts[k]:.3f}" for k in ("predict", "scoring", "waiting for reads", "other")
+            )
             print(
                 f"stride {r['stride']} evaluate taken apart (one more bench, no store hash): {parts['evaluate']:.3f} s = {detail}"
                 f" (predict includes the base class's output checks, {parts['of which output checks']:.3f})",
@@ -408,7 +555,10 @@ def main() -> int:
             file=out,
         )
     if load0 is not None:
-        print(f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} CPUs)", file=out)
+        print(
+            f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} CPUs)",
+            file=out,
+        )
     if args.json:
         print(json.dumps(report, indent=2))
     return 0

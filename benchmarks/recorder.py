@@ -52,8 +52,9 @@ import tempfile
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -98,7 +99,10 @@ def describe_codecs(kwargs: dict[str, Any]) -> str:
     for c in [*(kwargs.get("filters") or []), *(kwargs.get("compressors") or [])]:
         d = c.to_dict() if hasattr(c, "to_dict") else {"name": repr(c)}
         cfg = d.get("configuration", {})
-        parts.append(d.get("name", "?") + (" " + " ".join(f"{k}={v}" for k, v in cfg.items() if k != "typesize") if cfg else ""))
+        parts.append(
+            d.get("name", "?")
+            + (" " + " ".join(f"{k}={v}" for k, v in cfg.items() if k != "typesize") if cfg else "")
+        )
     return ", ".join(parts) if parts else "no compression"
 
 
@@ -192,7 +196,11 @@ class PeakRSS:
                 self._psutil = psutil.Process()
             except ImportError:
                 self._psutil = None
-        self.method = "VmHWM (clear_refs)" if self._hwm else ("psutil sampling 5 ms" if self._psutil else "unavailable")
+        self.method = (
+            "VmHWM (clear_refs)"
+            if self._hwm
+            else ("psutil sampling 5 ms" if self._psutil else "unavailable")
+        )
 
     def rss(self) -> int:
         if self._hwm:
@@ -285,7 +293,7 @@ class WeightPool:
     def use(self, i: int) -> np.ndarray:
         """Make the model's weights snapshot ``i`` (mod K); return that row."""
         k = i % len(self.rows)
-        for p, v in zip(self.params, self.views[k]):
+        for p, v in zip(self.params, self.views[k], strict=True):
             p.data = v
         return self.rows[k]
 
@@ -366,13 +374,27 @@ def trial_naive(pool: WeightPool, n: int, base: Path, sync: bool, codec: str) ->
 
 
 def trial_recorder(
-    pool: WeightPool, n: int, base: Path, sync: bool, codec: str, n_slabs: int, mem: PeakRSS | None, verify: bool
+    pool: WeightPool,
+    n: int,
+    base: Path,
+    sync: bool,
+    codec: str,
+    n_slabs: int,
+    mem: PeakRSS | None,
+    verify: bool,
 ) -> dict[str, Any]:
     path = _fresh(base, "recorder.zarr")
     pool.use(0)
     gc.collect()
     base_rss = mem.start() if mem else None
-    rec = Recorder(str(path), "bench", pool.model, meta={"task": "benchmark"}, n_slabs=n_slabs, compression=_setting(codec))
+    rec = Recorder(
+        str(path),
+        "bench",
+        pool.model,
+        meta={"task": "benchmark"},
+        n_slabs=n_slabs,
+        compression=_setting(codec),
+    )
     lat = np.empty(n, dtype=np.float64)
     perf = time.perf_counter
     c0 = _cpu()
@@ -390,7 +412,9 @@ def trial_recorder(
     extra = mem.stop() if mem else None
     out: dict[str, Any] = {"seconds": seconds, "cpu_seconds": cpu, "latency": lat}
     weights_dir = path / "runs" / "bench" / "weights"
-    out["bytes_on_disk"] = _du(weights_dir / "c") if (weights_dir / "c").exists() else _du(weights_dir)
+    out["bytes_on_disk"] = (
+        _du(weights_dir / "c") if (weights_dir / "c").exists() else _du(weights_dir)
+    )
     if extra is not None:
         out["rss_base"] = base_rss
         out["rss_extra"] = extra
@@ -398,16 +422,22 @@ def trial_recorder(
         w = zarr.open_array(str(weights_dir), mode="r")
         last = n - 1
         plan = plan_chunks(pool.n_params)
-        assert w.chunks == (plan.snapshots, plan.params), f"stored chunks {w.chunks} differ from the format rule's"
+        assert w.chunks == (plan.snapshots, plan.params), (
+            f"stored chunks {w.chunks} differ from the format rule's"
+        )
         assert w.shards == plan.shards, f"stored shards {w.shards} differ from the format rule's"
         assert w.shape == (n, pool.n_params), w.shape
-        assert np.array_equal(w[last], pool.rows[last % len(pool)]), "stored row differs from the model's weights"
+        assert np.array_equal(w[last], pool.rows[last % len(pool)]), (
+            "stored row differs from the model's weights"
+        )
     del rec
     _drop(path)
     return out
 
 
-def paced_latency(pool: WeightPool, n: int, base: Path, n_slabs: int, timeout: float = 120.0) -> np.ndarray:
+def paced_latency(
+    pool: WeightPool, n: int, base: Path, n_slabs: int, timeout: float = 120.0
+) -> np.ndarray:
     """``snapshot()`` latency with the writer idle: before each call, wait (untimed) until
     every full slab is committed, as when training between snapshots outlasts a slab write."""
     path = _fresh(base, "paced.zarr")
@@ -452,11 +482,11 @@ def plain_copy_latency(pool: WeightPool, n: int, check: bool, method: str = "tor
         pool.use(i)
         ts = perf()
         if method == "numpy":
-            for (a, m, shape), p in zip(slices, pool.params):
+            for (a, m, shape), p in zip(slices, pool.params, strict=True):
                 np.copyto(row[a : a + m].reshape(shape), p.detach().numpy())
         else:
             with torch.no_grad():
-                for (a, m, shape), p in zip(slices, pool.params):
+                for (a, m, shape), p in zip(slices, pool.params, strict=True):
                     trow[a : a + m].view(shape).copy_(p.detach())
         if check:
             math.isfinite(float(row.sum(dtype=np.float64)))
@@ -474,17 +504,33 @@ def memory_child(kind: str, n_params: int, n: int, n_slabs: int, base: Path) -> 
     torch.manual_seed(0)
     model = large_model(n_params) if kind == "large" else small_model(n_params)
     pool = WeightPool(model, _pool_size(sum(p.numel() for p in model.parameters())))
-    trial_sequential(pool, 1, base, sync=False)  # import-time and first-write allocations happen before the baseline
+    trial_sequential(
+        pool, 1, base, sync=False
+    )  # import-time and first-write allocations happen before the baseline
     mem = PeakRSS()
     out = trial_recorder(pool, n, base, False, DEFAULT_CODEC, n_slabs, mem, verify=False)
     return {"peak_extra_bytes": out.get("rss_extra"), "method": mem.method}
 
 
-def memory_in_fresh_process(kind: str, n_params: int, n: int, n_slabs: int, base: Path, zarr_config: list[str]) -> dict[str, Any] | None:
+def memory_in_fresh_process(
+    kind: str, n_params: int, n: int, n_slabs: int, base: Path, zarr_config: list[str]
+) -> dict[str, Any] | None:
     """Run :func:`memory_child` in a new interpreter: in this one, memory that earlier trials
     freed but the allocator kept resident can be reused by the Recorder and hide its peak."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-child", kind, "--params", str(n_params),
-           "--snapshots", str(n), "--n-slabs", str(n_slabs), "--dir", str(base)]
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--memory-child",
+        kind,
+        "--params",
+        str(n_params),
+        "--snapshots",
+        str(n),
+        "--n-slabs",
+        str(n_slabs),
+        "--dir",
+        str(base),
+    ]
     for item in zarr_config:
         cmd += ["--zarr-config", item]
     try:
@@ -520,14 +566,20 @@ def bench_model(
     # and its encoded bytes (docs/format.md, "Memory").
     threads = writer_mod._ENCODE_THREADS
     chunk_bytes = plan.snapshots * plan.params * 4
-    encoders = 2 * threads * chunk_bytes if writer_mod.resolve_encoding().compression != "none" or plan.shards else 0
+    encoders = (
+        2 * threads * chunk_bytes
+        if writer_mod.resolve_encoding().compression != "none" or plan.shards
+        else 0
+    )
     # Sharded: each encoder thread holds the encoded chunks of the shard it writes (at most
     # its raw size; "none" copies nothing, so this overestimates it).
     shard_bytes = plan.snapshots * plan.write_params * 4 if plan.shards else 0
     encoders += threads * shard_bytes
     bound = n_slabs * plan.snapshots * row_bytes + encoders
     shards = f", shards {plan.shards}" if plan.shards else ""
-    log(f"[{label}] {n_params:,} params, {n} snapshots, chunks ({plan.snapshots}, {plan.params}){shards}, {reps} rep(s) ...")
+    log(
+        f"[{label}] {n_params:,} params, {n} snapshots, chunks ({plan.snapshots}, {plan.params}){shards}, {reps} rep(s) ..."
+    )
 
     methods = ["sequential", f"recorder:{DEFAULT_CODEC}"]
     if naive:
@@ -554,21 +606,34 @@ def bench_model(
             else:
                 codec = m.split(":", 1)[1]
                 is_default = codec == DEFAULT_CODEC
-                r = trial_recorder(pool, n, base, sync, codec, n_slabs, mem if is_default else None, verify=is_default and rep == 0)
+                r = trial_recorder(
+                    pool,
+                    n,
+                    base,
+                    sync,
+                    codec,
+                    n_slabs,
+                    mem if is_default else None,
+                    verify=is_default and rep == 0,
+                )
             runs[m].append(r)
             log(f"  rep {rep + 1}/{reps} {m:<24} {total / r['seconds'] / MiB:9.1f} MiB/s")
         copy_lat.append(plain_copy_latency(pool, max(n, 32), check=False))
         check_lat.append(plain_copy_latency(pool, max(n, 32), check=True))
         numpy_lat.append(plain_copy_latency(pool, max(n, 32), check=False, method="numpy"))
         paced_lat.append(paced_latency(pool, n, base, n_slabs))
-        log(f"  rep {rep + 1}/{reps} latency: plain copy median {np.median(copy_lat[-1]) * 1e3:.3f} ms,"
-            f" paced snapshot() median {np.median(paced_lat[-1]) * 1e3:.3f} ms")
+        log(
+            f"  rep {rep + 1}/{reps} latency: plain copy median {np.median(copy_lat[-1]) * 1e3:.3f} ms,"
+            f" paced snapshot() median {np.median(paced_lat[-1]) * 1e3:.3f} ms"
+        )
 
     def mbps(m: str) -> float:
         return statistics.median(total / r["seconds"] / MiB for r in runs[m])
 
     def ratio(a: str, b: str) -> float:
-        return statistics.median(rb["seconds"] / ra["seconds"] for ra, rb in zip(runs[a], runs[b]))
+        return statistics.median(
+            rb["seconds"] / ra["seconds"] for ra, rb in zip(runs[a], runs[b], strict=True)
+        )
 
     throughput: dict[str, Any] = {}
     for m in methods:
@@ -576,8 +641,12 @@ def bench_model(
             "MiB_per_s": round(mbps(m), 1),
             "MiB_per_s_reps": [round(total / r["seconds"] / MiB, 1) for r in runs[m]],
             "vs_sequential": round(ratio(m, "sequential"), 3),
-            "cpu_s_per_GiB": round(statistics.median(r["cpu_seconds"] for r in runs[m]) / (total / GiB), 3),
-            "compression_ratio": round(total / runs[m][0]["bytes_on_disk"], 3) if runs[m][0]["bytes_on_disk"] else None,
+            "cpu_s_per_GiB": round(
+                statistics.median(r["cpu_seconds"] for r in runs[m]) / (total / GiB), 3
+            ),
+            "compression_ratio": round(total / runs[m][0]["bytes_on_disk"], 3)
+            if runs[m][0]["bytes_on_disk"]
+            else None,
         }
         if m.startswith("recorder:"):
             codec = m.split(":", 1)[1]
@@ -616,14 +685,19 @@ def bench_model(
     pc = latency["plain_copy"]
     latency["median_vs_copy"] = round(latency["snapshot_all"]["median"] / pc["median"], 3)
     latency["p95_vs_copy"] = round(latency["snapshot_all"]["p95"] / pc["p95"], 3)
-    latency["within_slab_p95_vs_copy"] = round(latency["snapshot_within_slab"]["p95"] / pc["p95"], 3)
+    latency["within_slab_p95_vs_copy"] = round(
+        latency["snapshot_within_slab"]["p95"] / pc["p95"], 3
+    )
     latency["paced_median_vs_copy"] = round(latency["snapshot_paced"]["median"] / pc["median"], 3)
     latency["paced_p95_vs_copy"] = round(latency["snapshot_paced"]["p95"] / pc["p95"], 3)
     nc = latency["numpy_copy"]
     latency["median_vs_numpy_copy"] = round(latency["snapshot_all"]["median"] / nc["median"], 3)
-    latency["paced_median_vs_numpy_copy"] = round(latency["snapshot_paced"]["median"] / nc["median"], 3)
+    latency["paced_median_vs_numpy_copy"] = round(
+        latency["snapshot_paced"]["median"] / nc["median"], 3
+    )
     latency["median_vs_copy_per_rep"] = [
-        round(float(np.median(r["latency"]) / np.median(c)), 3) for r, c in zip(runs[rec_key], copy_lat)
+        round(float(np.median(r["latency"]) / np.median(c)), 3)
+        for r, c in zip(runs[rec_key], copy_lat, strict=True)
     ]
 
     extras = [r["rss_extra"] for r in runs[rec_key] if "rss_extra" in r]
@@ -636,8 +710,16 @@ def bench_model(
         "method": mem.method,
         "bound_bytes": bound,
         "bound_formula": f"n_slabs {n_slabs} x snapshots_per_chunk {ct} x n_params {n_params} x 4"
-        + (f" + 2 x {threads} encoder threads x chunk {chunk_bytes / MiB:.1f} MiB" if encoders else "")
-        + (f" + {threads} encoder threads x shard {shard_bytes / MiB:.1f} MiB" if shard_bytes else ""),
+        + (
+            f" + 2 x {threads} encoder threads x chunk {chunk_bytes / MiB:.1f} MiB"
+            if encoders
+            else ""
+        )
+        + (
+            f" + {threads} encoder threads x shard {shard_bytes / MiB:.1f} MiB"
+            if shard_bytes
+            else ""
+        ),
         "in_process_peak_extra_bytes_reps": extras,
         "in_process_peak_extra_bytes": max(extras) if extras else None,
         "fresh_process_peak_extra_bytes": fresh_peak,
@@ -668,48 +750,62 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for m in result["models"]:
         thr = m["throughput"][f"recorder:{DEFAULT_CODEC}"]["vs_sequential"]
-        out.append({
-            "model": m["label"],
-            "target": f"Recorder throughput >= {TARGET_THROUGHPUT}x sequential write",
-            "value": thr,
-            "pass": thr >= TARGET_THROUGHPUT,
-        })
+        out.append(
+            {
+                "model": m["label"],
+                "target": f"Recorder throughput >= {TARGET_THROUGHPUT}x sequential write",
+                "value": thr,
+                "pass": thr >= TARGET_THROUGHPUT,
+            }
+        )
         lat = m["latency"]["median_vs_numpy_copy"]
-        out.append({
-            "model": m["label"],
-            "target": f"snapshot() median <= {TARGET_LATENCY}x a numpy copy of the parameters (the issue's baseline)",
-            "value": lat,
-            "pass": lat <= TARGET_LATENCY,
-        })
+        out.append(
+            {
+                "model": m["label"],
+                "target": f"snapshot() median <= {TARGET_LATENCY}x a numpy copy of the parameters (the issue's baseline)",
+                "value": lat,
+                "pass": lat <= TARGET_LATENCY,
+            }
+        )
         lat = m["latency"]["median_vs_copy"]
-        out.append({
-            "model": m["label"],
-            "target": f"snapshot() median <= {TARGET_LATENCY}x torch copy_ on every core (stricter, informative)",
-            "value": lat,
-            "pass": lat <= TARGET_LATENCY,
-        })
+        out.append(
+            {
+                "model": m["label"],
+                "target": f"snapshot() median <= {TARGET_LATENCY}x torch copy_ on every core (stricter, informative)",
+                "value": lat,
+                "pass": lat <= TARGET_LATENCY,
+            }
+        )
         paced = m["latency"]["paced_median_vs_copy"]
-        out.append({
-            "model": m["label"],
-            "target": f"paced snapshot() median <= {TARGET_LATENCY}x plain copy (writer idle, informative)",
-            "value": paced,
-            "pass": paced <= TARGET_LATENCY,
-        })
+        out.append(
+            {
+                "model": m["label"],
+                "target": f"paced snapshot() median <= {TARGET_LATENCY}x plain copy (writer idle, informative)",
+                "value": paced,
+                "pass": paced <= TARGET_LATENCY,
+            }
+        )
         mem = m["memory"]["peak_extra_vs_bound"]
         if mem is not None:
-            out.append({
-                "model": m["label"],
-                "target": "peak extra RSS <= documented slab bound (informative)",
-                "value": mem,
-                "pass": mem <= 1.0,
-            })
+            out.append(
+                {
+                    "model": m["label"],
+                    "target": "peak extra RSS <= documented slab bound (informative)",
+                    "value": mem,
+                    "pass": mem <= 1.0,
+                }
+            )
     return out
 
 
 def render(result: dict[str, Any]) -> str:
     info = result["machine"]
     lines = []
-    sync = "each timed window ends with os.sync()" if result["sync"] else "no fsync on any side: all writers end in the page cache"
+    sync = (
+        "each timed window ends with os.sync()"
+        if result["sync"]
+        else "no fsync on any side: all writers end in the page cache"
+    )
     lines.append(f"trajbench Recorder benchmark ({sync})")
     lines.append(
         f"machine: {info['cpu_model']}, {info['cpus_usable']}/{info['cpus']} CPUs usable, {info['mem_total_gib']} GiB RAM,"
@@ -724,18 +820,26 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"zarr config overrides: {result['zarr_config']}")
     if info.get("cpu_during_run"):
         c = info["cpu_during_run"]
-        lines.append(f"cpu during run (all cores): busy {c['busy_pct']}%, iowait {c['iowait_pct']}%, steal {c['steal_pct']}%")
+        lines.append(
+            f"cpu during run (all cores): busy {c['busy_pct']}%, iowait {c['iowait_pct']}%, steal {c['steal_pct']}%"
+        )
     for m in result["models"]:
         lines.append("")
         lines.append(
             f"== {m['label']} model: {m['n_params']:,} params ({m['row_bytes'] / MiB:.2f} MiB/snapshot), {m['snapshots']} snapshots"
             f" ({m['total_bytes'] / MiB:,.0f} MiB), chunks {tuple(m['chunks'])}, n_slabs {m['n_slabs']}, {m['reps']} rep(s)"
         )
-        lines.append(f"  {'throughput':<38}{'MiB/s':>9}{'vs seq':>9}{'ratio':>8}{'CPU s/GiB':>11}   per rep MiB/s")
+        lines.append(
+            f"  {'throughput':<38}{'MiB/s':>9}{'vs seq':>9}{'ratio':>8}{'CPU s/GiB':>11}   per rep MiB/s"
+        )
         for key, t in m["throughput"].items():
             name = key
             if key.startswith("recorder:"):
-                name = "Recorder " + (f"[{key.split(':', 1)[1]}]" if key != f"recorder:{DEFAULT_CODEC}" else "[default]")
+                name = "Recorder " + (
+                    f"[{key.split(':', 1)[1]}]"
+                    if key != f"recorder:{DEFAULT_CODEC}"
+                    else "[default]"
+                )
             elif key == "sequential":
                 name = "sequential file write"
             elif key == "naive":
@@ -759,7 +863,9 @@ def render(result: dict[str, Any]) -> str:
             ("snapshot_paced", "snapshot(), paced (writer idle)"),
         ):
             s = lat[key]
-            lines.append(f"  {name:<38}{s['median']:>9.3f}{s['p95']:>9.3f}{s['max']:>9.3f}{s['n']:>6}")
+            lines.append(
+                f"  {name:<38}{s['median']:>9.3f}{s['p95']:>9.3f}{s['max']:>9.3f}{s['n']:>6}"
+            )
         lines.append(
             f"  snapshot()/plain copy: median {lat['median_vs_copy']:.2f}x, p95 {lat['p95_vs_copy']:.2f}x,"
             f" p95 within a slab {lat['within_slab_p95_vs_copy']:.2f}x; median per rep {lat['median_vs_copy_per_rep']}"
@@ -773,43 +879,87 @@ def render(result: dict[str, Any]) -> str:
         mem = m["memory"]
         if mem["peak_extra_bytes"] is not None:
             inproc = mem["in_process_peak_extra_bytes"]
-            where = "in a fresh process" if mem["fresh_process_peak_extra_bytes"] is not None else "in this process"
+            where = (
+                "in a fresh process"
+                if mem["fresh_process_peak_extra_bytes"] is not None
+                else "in this process"
+            )
             lines.append(
                 f"  memory: peak extra RSS {mem['peak_extra_bytes'] / MiB:.1f} MiB {where} vs bound {mem['bound_bytes'] / MiB:.1f} MiB"
                 f" = {mem['peak_extra_vs_bound']:.2f}x  [{mem['method']}]"
             )
             lines.append(
                 f"          bound = {mem['bound_formula']}"
-                + (f"; in this process, max over reps {inproc / MiB:.1f} MiB" if inproc is not None else "")
+                + (
+                    f"; in this process, max over reps {inproc / MiB:.1f} MiB"
+                    if inproc is not None
+                    else ""
+                )
             )
         else:
-            lines.append(f"  memory: not measurable here (bound {mem['bound_bytes'] / MiB:.1f} MiB)")
+            lines.append(
+                f"  memory: not measurable here (bound {mem['bound_bytes'] / MiB:.1f} MiB)"
+            )
     lines.append("")
     lines.append("targets:")
     for t in result["targets"]:
-        lines.append(f"  [{'PASS' if t['pass'] else 'FAIL'}] {t['model']}: {t['target']}: {t['value']:.2f}x")
+        lines.append(
+            f"  [{'PASS' if t['pass'] else 'FAIL'}] {t['model']}: {t['target']}: {t['value']:.2f}x"
+        )
     lines.append(f"total wall time {result['wall_seconds']:.1f} s")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dir", type=Path, default=None, help="directory for scratch files (default: benchmarks/_scratch)")
-    parser.add_argument("--params", type=int, default=10_000_000, help="parameters of the large model (default 10M)")
-    parser.add_argument("--snapshots", type=int, default=64, help="snapshots of the large model (default 64)")
-    parser.add_argument("--small-params", type=int, default=100_000, help="parameters of the small model (default 100k)")
-    parser.add_argument("--small-snapshots", type=int, default=512, help="snapshots of the small model (default 512)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions of every trial (default 3)")
-    parser.add_argument("--n-slabs", type=int, default=2, help="Recorder n_slabs (default 2, the Recorder's default)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="directory for scratch files (default: benchmarks/_scratch)",
+    )
+    parser.add_argument(
+        "--params", type=int, default=10_000_000, help="parameters of the large model (default 10M)"
+    )
+    parser.add_argument(
+        "--snapshots", type=int, default=64, help="snapshots of the large model (default 64)"
+    )
+    parser.add_argument(
+        "--small-params",
+        type=int,
+        default=100_000,
+        help="parameters of the small model (default 100k)",
+    )
+    parser.add_argument(
+        "--small-snapshots",
+        type=int,
+        default=512,
+        help="snapshots of the small model (default 512)",
+    )
+    parser.add_argument(
+        "--reps", type=int, default=3, help="repetitions of every trial (default 3)"
+    )
+    parser.add_argument(
+        "--n-slabs",
+        type=int,
+        default=2,
+        help="Recorder n_slabs (default 2, the Recorder's default)",
+    )
     names = list(_codec_table())
     parser.add_argument(
         "--codecs",
         default="",
         help=f"comma-separated weights codecs to compare besides the default: {', '.join(names)}, or 'all'",
     )
-    parser.add_argument("--only", choices=("large", "small"), default=None, help="run one model only")
+    parser.add_argument(
+        "--only", choices=("large", "small"), default=None, help="run one model only"
+    )
     parser.add_argument("--no-naive", action="store_true", help="skip the naive zarr append trials")
-    parser.add_argument("--sync", action="store_true", help="end every timed window with os.sync() (all methods)")
+    parser.add_argument(
+        "--sync", action="store_true", help="end every timed window with os.sync() (all methods)"
+    )
     parser.add_argument(
         "--zarr-config",
         action="append",
@@ -817,9 +967,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="set a zarr config value for the whole run (JSON value), e.g. array.write_empty_chunks=true; repeatable",
     )
-    parser.add_argument("--quick", action="store_true", help="smoke mode: 250k/100k params, 32/48 snapshots, 1 rep, memory measured in-process only")
-    parser.add_argument("--json", action="store_true", help="print JSON on stdout (the table goes to stderr)")
-    parser.add_argument("--memory-child", choices=("large", "small"), default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke mode: 250k/100k params, 32/48 snapshots, 1 rep, memory measured in-process only",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON on stdout (the table goes to stderr)"
+    )
+    parser.add_argument(
+        "--memory-child", choices=("large", "small"), default=None, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
 
     if args.memory_child:  # internal: one memory trial in a fresh interpreter, JSON out
@@ -833,7 +991,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                print(json.dumps(memory_child(args.memory_child, args.params, args.snapshots, args.n_slabs, child_dir)))
+                print(
+                    json.dumps(
+                        memory_child(
+                            args.memory_child, args.params, args.snapshots, args.n_slabs, child_dir
+                        )
+                    )
+                )
         finally:
             shutil.rmtree(child_dir, ignore_errors=True)
         return 0
@@ -842,10 +1006,16 @@ def main(argv: list[str] | None = None) -> int:
         args.params, args.snapshots = 250_000, 32
         args.small_snapshots = 48
         args.reps = 1
-    codecs = names if args.codecs.strip() == "all" else [c.strip() for c in args.codecs.split(",") if c.strip()]
+    codecs = (
+        names
+        if args.codecs.strip() == "all"
+        else [c.strip() for c in args.codecs.split(",") if c.strip()]
+    )
     unknown = [c for c in codecs if c not in names and c != DEFAULT_CODEC]
     if unknown:
-        parser.error(f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(names)} or 'all'")
+        parser.error(
+            f"unknown codec(s) {', '.join(unknown)}; choose from {', '.join(names)} or 'all'"
+        )
 
     zarr_config: dict[str, Any] = {}
     for item in args.zarr_config:
@@ -871,7 +1041,12 @@ def main(argv: list[str] | None = None) -> int:
         created_base = args.dir is None
     work = Path(tempfile.mkdtemp(prefix="recorder-bench-", dir=base))
     started = time.perf_counter()
-    result: dict[str, Any] = {"machine": machine_info(work), "sync": args.sync, "zarr_config": zarr_config, "models": []}
+    result: dict[str, Any] = {
+        "machine": machine_info(work),
+        "sync": args.sync,
+        "zarr_config": zarr_config,
+        "models": [],
+    }
     cpu_before = _cpu_times()
     torch.manual_seed(0)
     try:
@@ -880,16 +1055,38 @@ def main(argv: list[str] | None = None) -> int:
             if args.only in (None, "large"):
                 result["models"].append(
                     bench_model(
-                        "large", large_model(args.params), args.snapshots, args.reps, codecs, work, args.sync, args.n_slabs,
-                        not args.no_naive, log, args.params, args.zarr_config, not args.quick,
+                        "large",
+                        large_model(args.params),
+                        args.snapshots,
+                        args.reps,
+                        codecs,
+                        work,
+                        args.sync,
+                        args.n_slabs,
+                        not args.no_naive,
+                        log,
+                        args.params,
+                        args.zarr_config,
+                        not args.quick,
                     )
                 )
                 gc.collect()
             if args.only in (None, "small"):
                 result["models"].append(
                     bench_model(
-                        "small", small_model(args.small_params), args.small_snapshots, args.reps, codecs, work, args.sync,
-                        args.n_slabs, not args.no_naive, log, args.small_params, args.zarr_config, not args.quick,
+                        "small",
+                        small_model(args.small_params),
+                        args.small_snapshots,
+                        args.reps,
+                        codecs,
+                        work,
+                        args.sync,
+                        args.n_slabs,
+                        not args.no_naive,
+                        log,
+                        args.small_params,
+                        args.zarr_config,
+                        not args.quick,
                     )
                 )
     finally:
@@ -902,7 +1099,7 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     cpu_after = _cpu_times()
     if cpu_before and cpu_after:
-        delta = [b - a for a, b in zip(cpu_before, cpu_after)]
+        delta = [b - a for a, b in zip(cpu_before, cpu_after, strict=True)]
         total_ticks = sum(delta[:8]) or 1
         # /proc/stat cpu: user nice system idle iowait irq softirq steal
         result["machine"]["cpu_during_run"] = {
@@ -913,7 +1110,13 @@ def main(argv: list[str] | None = None) -> int:
     result["targets"] = targets(result)
     print(render(result), file=out, flush=True)
     if args.json:
-        print(json.dumps(result, indent=2, default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o)))
+        print(
+            json.dumps(
+                result,
+                indent=2,
+                default=lambda o: o.tolist() if isinstance(o, np.ndarray) else str(o),
+            )
+        )
     return 0
 
 

@@ -53,8 +53,9 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -83,19 +84,84 @@ def pipelines() -> dict[str, tuple[str, bool, Any, bool]]:
     M = 1 << 20
     return {
         "none": ("bytes only (row-major)", False, None, True),
-        "row-lz4-shuffle": ("blosc lz4 5, byte shuffle, row-major", False, _blosc("lz4", 5, B.SHUFFLE), True),
-        "row-zstd1-shuffle": ("blosc zstd 1, byte shuffle, row-major", False, _blosc("zstd", 1, B.SHUFFLE, M), True),
-        "T-lz4-shuffle": ("transpose + blosc lz4 5, byte shuffle, 1 MiB blocks", True, _blosc("lz4", 5, B.SHUFFLE, M), True),
-        "T-lz4-bitshuffle": ("transpose + blosc lz4 5, bit shuffle", True, _blosc("lz4", 5, B.BITSHUFFLE), True),
-        "T-zstd1-shuffle (fast)": ("transpose + blosc zstd 1, byte shuffle, 1 MiB blocks", True, _blosc("zstd", 1, B.SHUFFLE, M), True),
-        "T-zstd1-bitshuffle": ("transpose + blosc zstd 1, bit shuffle, 1 MiB blocks", True, _blosc("zstd", 1, B.BITSHUFFLE, M), True),
-        "T-zstd3-shuffle": ("transpose + blosc zstd 3, byte shuffle, 1 MiB blocks", True, _blosc("zstd", 3, B.SHUFFLE, M), True),
-        "T-zstd5-shuffle (small)": ("transpose + blosc zstd 5, byte shuffle, 1 MiB blocks", True, _blosc("zstd", 5, B.SHUFFLE, M), True),
-        "T-zstd5-bitshuffle": ("transpose + blosc zstd 5, bit shuffle, 1 MiB blocks", True, _blosc("zstd", 5, B.BITSHUFFLE, M), True),
-        "T-zstd-codec3": ("transpose + zstd 3 (zarr's ZstdCodec), no shuffle", True, numcodecs.Zstd(level=3), True),
-        "ref: XOR-prev + fast": ("XOR with the previous snapshot, then the fast pipeline (no stock codec)", True, "xor", False),
-        "lossy bf16 + fast": ("lossy: rounded to 7 mantissa bits, then the fast pipeline", True, "bf16", True),
-        "lossy f16 + fast": ("lossy: rounded to 10 mantissa bits, then the fast pipeline", True, "f16", True),
+        "row-lz4-shuffle": (
+            "blosc lz4 5, byte shuffle, row-major",
+            False,
+            _blosc("lz4", 5, B.SHUFFLE),
+            True,
+        ),
+        "row-zstd1-shuffle": (
+            "blosc zstd 1, byte shuffle, row-major",
+            False,
+            _blosc("zstd", 1, B.SHUFFLE, M),
+            True,
+        ),
+        "T-lz4-shuffle": (
+            "transpose + blosc lz4 5, byte shuffle, 1 MiB blocks",
+            True,
+            _blosc("lz4", 5, B.SHUFFLE, M),
+            True,
+        ),
+        "T-lz4-bitshuffle": (
+            "transpose + blosc lz4 5, bit shuffle",
+            True,
+            _blosc("lz4", 5, B.BITSHUFFLE),
+            True,
+        ),
+        "T-zstd1-shuffle (fast)": (
+            "transpose + blosc zstd 1, byte shuffle, 1 MiB blocks",
+            True,
+            _blosc("zstd", 1, B.SHUFFLE, M),
+            True,
+        ),
+        "T-zstd1-bitshuffle": (
+            "transpose + blosc zstd 1, bit shuffle, 1 MiB blocks",
+            True,
+            _blosc("zstd", 1, B.BITSHUFFLE, M),
+            True,
+        ),
+        "T-zstd3-shuffle": (
+            "transpose + blosc zstd 3, byte shuffle, 1 MiB blocks",
+            True,
+            _blosc("zstd", 3, B.SHUFFLE, M),
+            True,
+        ),
+        "T-zstd5-shuffle (small)": (
+            "transpose + blosc zstd 5, byte shuffle, 1 MiB blocks",
+            True,
+            _blosc("zstd", 5, B.SHUFFLE, M),
+            True,
+        ),
+        "T-zstd5-bitshuffle": (
+            "transpose + blosc zstd 5, bit shuffle, 1 MiB blocks",
+            True,
+            _blosc("zstd", 5, B.BITSHUFFLE, M),
+            True,
+        ),
+        "T-zstd-codec3": (
+            "transpose + zstd 3 (zarr's ZstdCodec), no shuffle",
+            True,
+            numcodecs.Zstd(level=3),
+            True,
+        ),
+        "ref: XOR-prev + fast": (
+            "XOR with the previous snapshot, then the fast pipeline (no stock codec)",
+            True,
+            "xor",
+            False,
+        ),
+        "lossy bf16 + fast": (
+            "lossy: rounded to 7 mantissa bits, then the fast pipeline",
+            True,
+            "bf16",
+            True,
+        ),
+        "lossy f16 + fast": (
+            "lossy: rounded to 10 mantissa bits, then the fast pipeline",
+            True,
+            "f16",
+            True,
+        ),
     }
 
 
@@ -127,7 +193,9 @@ def delta_failures(w: np.ndarray) -> tuple[int, int]:
     return bad, total
 
 
-def measure_ratios(trajs: list[tuple[np.ndarray, float]], log: Callable[[str], None], label: str) -> dict[str, Any]:
+def measure_ratios(
+    trajs: list[tuple[np.ndarray, float]], log: Callable[[str], None], label: str
+) -> dict[str, Any]:
     fast = pipelines()["T-zstd1-shuffle (fast)"][2]
     out: dict[str, Any] = {}
     raw = sum(w.nbytes * weight for w, weight in trajs)
@@ -150,20 +218,35 @@ def measure_ratios(trajs: list[tuple[np.ndarray, float]], log: Callable[[str], N
                     size = data.nbytes if enc is None else len(enc.encode(data))
                 seconds += (time.perf_counter() - t0) * weight
                 encoded += size * weight
-        out[name] = {"description": desc, "stock": stock, "ratio": raw / encoded, "encode_MB_per_s": raw / seconds / 1e6 if seconds else None}
-        log(f"  [{label}] {name:<26} ratio {raw / encoded:6.3f}  encode {raw / max(seconds, 1e-12) / 1e6:8.0f} MB/s")
+        out[name] = {
+            "description": desc,
+            "stock": stock,
+            "ratio": raw / encoded,
+            "encode_MB_per_s": raw / seconds / 1e6 if seconds else None,
+        }
+        log(
+            f"  [{label}] {name:<26} ratio {raw / encoded:6.3f}  encode {raw / max(seconds, 1e-12) / 1e6:8.0f} MB/s"
+        )
     bad = tot = 0
     for w, _ in trajs:
         b, t = delta_failures(w)
         bad += b
         tot += t
-    out["ref: numcodecs Delta"] = {"description": "numcodecs Delta (float32) over each parameter's series: lossy", "stock": True,
-                                   "values_not_restored": bad, "values": tot}
-    log(f"  [{label}] numcodecs Delta: {bad:,} of {tot:,} values not restored bit for bit ({100 * bad / max(tot, 1):.1f}%)")
+    out["ref: numcodecs Delta"] = {
+        "description": "numcodecs Delta (float32) over each parameter's series: lossy",
+        "stock": True,
+        "values_not_restored": bad,
+        "values": tot,
+    }
+    log(
+        f"  [{label}] numcodecs Delta: {bad:,} of {tot:,} values not restored bit for bit ({100 * bad / max(tot, 1):.1f}%)"
+    )
     return out
 
 
-def ratio_by_snapshots_per_chunk(trajs: list[tuple[np.ndarray, float]], log: Callable[[str], None]) -> dict[str, Any]:
+def ratio_by_snapshots_per_chunk(
+    trajs: list[tuple[np.ndarray, float]], log: Callable[[str], None]
+) -> dict[str, Any]:
     table = pipelines()
     out: dict[str, Any] = {}
     raw = sum(w.nbytes * weight for w, weight in trajs)
@@ -174,9 +257,14 @@ def ratio_by_snapshots_per_chunk(trajs: list[tuple[np.ndarray, float]], log: Cal
             encoded = 0.0
             for w, weight in trajs:
                 cp = plan_chunks(int(w.shape[1]), ct).params
-                encoded += weight * sum(len(enc.encode(np.ascontiguousarray(c.T))) for c in _chunks_of(w, ct, cp))
+                encoded += weight * sum(
+                    len(enc.encode(np.ascontiguousarray(c.T))) for c in _chunks_of(w, ct, cp)
+                )
             out[name][ct] = raw / encoded
-        log(f"  [real] {name:<26} by snapshots per chunk: " + ", ".join(f"{ct}: {r:.3f}" for ct, r in out[name].items()))
+        log(
+            f"  [real] {name:<26} by snapshots per chunk: "
+            + ", ".join(f"{ct}: {r:.3f}" for ct, r in out[name].items())
+        )
     return out
 
 
@@ -191,11 +279,17 @@ def whole_store(store: str, base: Path, log: Callable[[str], None]) -> dict[str,
         raw = {"runs": 0, "synthetic": 0}
         stored = {"runs": 0, "synthetic": 0}
         t0 = time.perf_counter()
-        for i, (path, group, n) in enumerate(zip(df["path"], df["group"], df["n_snapshots"])):
+        for i, (path, group, n) in enumerate(
+            zip(df["path"], df["group"], df["n_snapshots"], strict=True)
+        ):
             kind = "runs" if group == "runs" else "synthetic"
             w = np.asarray(root[path]["weights"][: int(n)])
-            layout = [ParamSpec(name="w", shape=(w.shape[1],), offset=0, numel=w.shape[1], kind="other")]
-            writer = RunWriter(str(target), f"runs/r{i}", layout, {"source": "import-array"}, compression=setting)
+            layout = [
+                ParamSpec(name="w", shape=(w.shape[1],), offset=0, numel=w.shape[1], kind="other")
+            ]
+            writer = RunWriter(
+                str(target), f"runs/r{i}", layout, {"source": "import-array"}, compression=setting
+            )
             for k, row in enumerate(w):
                 writer.append(row, step=k)
             writer.close()
@@ -208,35 +302,46 @@ def whole_store(store: str, base: Path, log: Callable[[str], None]) -> dict[str,
         out[setting]["stored_MiB"] = sum(stored.values()) / MiB
         out[setting]["raw_MiB"] = sum(raw.values()) / MiB
         out[setting]["seconds"] = seconds
-        log(f"  [whole store] {setting:<6} raw {out[setting]['raw_MiB']:.1f} MiB -> {out[setting]['stored_MiB']:.1f} MiB of weights chunks:"
+        log(
+            f"  [whole store] {setting:<6} raw {out[setting]['raw_MiB']:.1f} MiB -> {out[setting]['stored_MiB']:.1f} MiB of weights chunks:"
             f" {out[setting]['all']:.3f}x (runs {out[setting].get('runs', float('nan')):.3f}x, synthetic {out[setting].get('synthetic', float('nan')):.3f}x),"
-            f" rewritten in {seconds:.0f} s")
+            f" rewritten in {seconds:.0f} s"
+        )
     return out
 
 
 # --------------------------------------------------------------------- real data
-def load_trajectories(store: str, runs_per_task: int) -> tuple[list[tuple[np.ndarray, float]], list[tuple[np.ndarray, float]], dict[str, Any]]:
+def load_trajectories(
+    store: str, runs_per_task: int
+) -> tuple[list[tuple[np.ndarray, float]], list[tuple[np.ndarray, float]], dict[str, Any]]:
     st = trajbench.open_store(store)
     df = st.runs()
     real = df[df["group"] == "runs"]
     counts = real.groupby("task").size()
     sample = real.groupby("task").head(runs_per_task)
     trajs = []
-    for path, task, n in zip(sample["path"], sample["task"], sample["n_snapshots"]):
+    for path, task, n in zip(sample["path"], sample["task"], sample["n_snapshots"], strict=True):
         w = np.asarray(zarr.open_group(store, mode="r")[path]["weights"][: int(n)])
         picked = int((sample["task"] == task).sum())
         trajs.append((w, counts[task] / picked))
     synth = []
     syn = df[df["group"] != "runs"]
-    for path, n in zip(syn["path"], syn["n_snapshots"]):
+    for path, n in zip(syn["path"], syn["n_snapshots"], strict=True):
         synth.append((np.asarray(zarr.open_group(store, mode="r")[path]["weights"][: int(n)]), 1.0))
-    info = {"store": store, "real_runs_sampled": len(trajs), "real_runs_in_store": int(len(real)),
-            "tasks": {k: int(v) for k, v in counts.items()}, "synthetic_series": len(synth),
-            "raw_MiB_real_store": float((real["n_snapshots"] * real["n_params"] * 4).sum() / MiB)}
+    info = {
+        "store": store,
+        "real_runs_sampled": len(trajs),
+        "real_runs_in_store": int(len(real)),
+        "tasks": {k: int(v) for k, v in counts.items()},
+        "synthetic_series": len(synth),
+        "raw_MiB_real_store": float((real["n_snapshots"] * real["n_params"] * 4).sum() / MiB),
+    }
     return trajs, synth, info
 
 
-def wide_trajectory(trajs: list[tuple[np.ndarray, float]], n_params: int, n_snapshots: int) -> np.ndarray:
+def wide_trajectory(
+    trajs: list[tuple[np.ndarray, float]], n_params: int, n_snapshots: int
+) -> np.ndarray:
     """Real runs' columns side by side (cycled) to ``n_params`` columns and ``n_snapshots`` rows."""
     parts, width = [], 0
     usable = [w for w, _ in trajs if w.shape[0] >= n_snapshots] or [w for w, _ in trajs]
@@ -269,10 +374,14 @@ def trial_sequential(rows: np.ndarray, base: Path, sync: bool) -> float:
     return seconds
 
 
-def trial_writer(rows: np.ndarray, base: Path, sync: bool, setting: str, keep: bool = False) -> tuple[float, int, Path]:
+def trial_writer(
+    rows: np.ndarray, base: Path, sync: bool, setting: str, keep: bool = False
+) -> tuple[float, int, Path]:
     path = base / f"w-{setting}.zarr"
     shutil.rmtree(path, ignore_errors=True)
-    layout = [ParamSpec(name="w", shape=(rows.shape[1],), offset=0, numel=rows.shape[1], kind="other")]
+    layout = [
+        ParamSpec(name="w", shape=(rows.shape[1],), offset=0, numel=rows.shape[1], kind="other")
+    ]
     os.sync()
     t0 = time.perf_counter()
     writer = RunWriter(str(path), "runs/r", layout, {"source": "import-array"}, compression=setting)
@@ -292,7 +401,11 @@ def trial_writer(rows: np.ndarray, base: Path, sync: bool, setting: str, keep: b
 def read_series(path: Path, columns: np.ndarray) -> float:
     run = trajbench.open_store(str(path)).run("r")
     t0 = time.perf_counter()
-    block = run.weights.zarr.oindex[: run.n_snapshots, columns] if not _is_block(columns) else run.weights[:, int(columns[0]) : int(columns[-1]) + 1]
+    block = (
+        run.weights.zarr.oindex[: run.n_snapshots, columns]
+        if not _is_block(columns)
+        else run.weights[:, int(columns[0]) : int(columns[-1]) + 1]
+    )
     seconds = time.perf_counter() - t0
     assert np.asarray(block).shape == (run.n_snapshots, len(columns))
     return seconds
@@ -317,18 +430,56 @@ def read_contiguous(base: Path, nbytes: int) -> float:
 
 # ------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--store", required=True, help="a store with real runs, e.g. the small suite (read only)")
-    parser.add_argument("--runs-per-task", type=int, default=2, help="real runs sampled per task for the ratios (default 2)")
-    parser.add_argument("--write-params", type=int, default=1_000_000, help="width of the write/read trajectory (default 1M)")
-    parser.add_argument("--write-snapshots", type=int, default=64, help="snapshots of the write/read trajectory (default 64)")
-    parser.add_argument("--series", type=int, default=100_000, help="parameter series read (default 100k)")
-    parser.add_argument("--reps", type=int, default=3, help="repetitions of the write and read trials (default 3)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--store", required=True, help="a store with real runs, e.g. the small suite (read only)"
+    )
+    parser.add_argument(
+        "--runs-per-task",
+        type=int,
+        default=2,
+        help="real runs sampled per task for the ratios (default 2)",
+    )
+    parser.add_argument(
+        "--write-params",
+        type=int,
+        default=1_000_000,
+        help="width of the write/read trajectory (default 1M)",
+    )
+    parser.add_argument(
+        "--write-snapshots",
+        type=int,
+        default=64,
+        help="snapshots of the write/read trajectory (default 64)",
+    )
+    parser.add_argument(
+        "--series", type=int, default=100_000, help="parameter series read (default 100k)"
+    )
+    parser.add_argument(
+        "--reps", type=int, default=3, help="repetitions of the write and read trials (default 3)"
+    )
     parser.add_argument("--sync", action="store_true", help="end every timed write with os.sync()")
-    parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temporary one under /tmp)")
-    parser.add_argument("--whole-store", action="store_true", help="also rewrite the whole store with each setting (exact store ratios)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 1 run per task, 250k x 32 trajectory, 1 rep")
-    parser.add_argument("--json", action="store_true", help="print JSON on stdout (the log goes to stderr)")
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="scratch directory (default: a temporary one under /tmp)",
+    )
+    parser.add_argument(
+        "--whole-store",
+        action="store_true",
+        help="also rewrite the whole store with each setting (exact store ratios)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: 1 run per task, 250k x 32 trajectory, 1 rep",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print JSON on stdout (the log goes to stderr)"
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.runs_per_task, args.write_params, args.write_snapshots, args.reps = 1, 250_000, 32, 1
@@ -339,9 +490,16 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.simplefilter("ignore", UserWarning)
     result: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "load_avg_at_start": [round(x, 2) for x in os.getloadavg()], "python": platform.python_version(),
-                    "numpy": np.__version__, "zarr": zarr.__version__, "numcodecs": numcodecs.__version__,
-                    "blosc": getattr(numcodecs.blosc, "VERSION_STRING", "?"), "trajbench": trajbench.__version__},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "zarr": zarr.__version__,
+            "numcodecs": numcodecs.__version__,
+            "blosc": getattr(numcodecs.blosc, "VERSION_STRING", "?"),
+            "trajbench": trajbench.__version__,
+        },
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     log(f"machine: {result['machine']}")
@@ -349,7 +507,10 @@ def main(argv: list[str] | None = None) -> int:
     result["data"] = info
     log(f"data: {info}")
     log("1. compression ratio per pipeline (raw committed float32 / encoded chunks)")
-    result["ratios"] = {"real": measure_ratios(trajs, log, "real"), "synthetic": measure_ratios(synth, log, "synthetic")}
+    result["ratios"] = {
+        "real": measure_ratios(trajs, log, "real"),
+        "synthetic": measure_ratios(synth, log, "synthetic"),
+    }
     result["ratio_by_snapshots_per_chunk"] = ratio_by_snapshots_per_chunk(trajs, log)
 
     base = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
@@ -358,8 +519,10 @@ def main(argv: list[str] | None = None) -> int:
             result["whole_store"] = whole_store(args.store, base, log)
         rows = wide_trajectory(trajs, args.write_params, args.write_snapshots)
         total = rows.nbytes
-        log(f"2. write throughput: {rows.shape[1]:,} params x {rows.shape[0]} snapshots ({total / MiB:.0f} MiB) from real runs, {args.reps} rep(s)"
-            f"{', os.sync() in every window' if args.sync else ', page cache'}")
+        log(
+            f"2. write throughput: {rows.shape[1]:,} params x {rows.shape[0]} snapshots ({total / MiB:.0f} MiB) from real runs, {args.reps} rep(s)"
+            f"{', os.sync() in every window' if args.sync else ', page cache'}"
+        )
         trial_sequential(rows, base, False)  # warm-up
         seq: list[float] = []
         wr: dict[str, list[float]] = {s: [] for s in COMPRESSION_SETTINGS}
@@ -370,18 +533,30 @@ def main(argv: list[str] | None = None) -> int:
                 seconds, size, _ = trial_writer(rows, base, args.sync, s)
                 wr[s].append(seconds)
                 sizes[s] = size
-            log(f"  rep {rep + 1}: sequential {total / seq[-1] / MiB:.0f} MiB/s; "
-                + ", ".join(f"{s} {total / wr[s][-1] / MiB:.0f} MiB/s" for s in COMPRESSION_SETTINGS))
+            log(
+                f"  rep {rep + 1}: sequential {total / seq[-1] / MiB:.0f} MiB/s; "
+                + ", ".join(
+                    f"{s} {total / wr[s][-1] / MiB:.0f} MiB/s" for s in COMPRESSION_SETTINGS
+                )
+            )
         writes: dict[str, Any] = {"sequential": {"MiB_per_s": total / statistics.median(seq) / MiB}}
         for s in COMPRESSION_SETTINGS:
-            ratio = statistics.median(a / b for a, b in zip(seq, wr[s]))
-            writes[s] = {"MiB_per_s": total / statistics.median(wr[s]) / MiB, "vs_sequential": ratio, "compression_ratio": total / sizes[s]}
-            log(f"  {s:<6} {writes[s]['MiB_per_s']:8.0f} MiB/s  {ratio:5.2f}x sequential  ratio {total / sizes[s]:.3f}")
+            ratio = statistics.median(a / b for a, b in zip(seq, wr[s], strict=True))
+            writes[s] = {
+                "MiB_per_s": total / statistics.median(wr[s]) / MiB,
+                "vs_sequential": ratio,
+                "compression_ratio": total / sizes[s],
+            }
+            log(
+                f"  {s:<6} {writes[s]['MiB_per_s']:8.0f} MiB/s  {ratio:5.2f}x sequential  ratio {total / sizes[s]:.3f}"
+            )
         result["writes"] = writes
 
         n_series = min(args.series, rows.shape[1])
         nbytes = n_series * rows.shape[0] * 4
-        log(f"3. reading {n_series:,} parameter series x {rows.shape[0]} snapshots ({nbytes / MiB:.1f} MiB) vs the same bytes read contiguously")
+        log(
+            f"3. reading {n_series:,} parameter series x {rows.shape[0]} snapshots ({nbytes / MiB:.1f} MiB) vs the same bytes read contiguously"
+        )
         rng = np.random.default_rng(0)
         reads: dict[str, Any] = {}
         contiguous = [read_contiguous(base, nbytes) for _ in range(args.reps)]
@@ -394,13 +569,21 @@ def main(argv: list[str] | None = None) -> int:
             read_series(path, block)  # warm the page cache
             b = [read_series(path, block) for _ in range(args.reps)]
             r = [read_series(path, scattered) for _ in range(args.reps)]
-            reads[s] = {"block_vs_contiguous": statistics.median(b) / statistics.median(contiguous),
-                        "random_vs_contiguous": statistics.median(r) / statistics.median(contiguous),
-                        "block_ms": 1e3 * statistics.median(b), "random_ms": 1e3 * statistics.median(r), "chunks": [plan.snapshots, plan.params]}
-            log(f"  {s:<6} block of {n_series:,}: {reads[s]['block_ms']:.0f} ms = {reads[s]['block_vs_contiguous']:.1f}x contiguous;"
-                f" random {n_series:,}: {reads[s]['random_ms']:.0f} ms = {reads[s]['random_vs_contiguous']:.1f}x (chunks {plan.snapshots} x {plan.params:,})")
+            reads[s] = {
+                "block_vs_contiguous": statistics.median(b) / statistics.median(contiguous),
+                "random_vs_contiguous": statistics.median(r) / statistics.median(contiguous),
+                "block_ms": 1e3 * statistics.median(b),
+                "random_ms": 1e3 * statistics.median(r),
+                "chunks": [plan.snapshots, plan.params],
+            }
+            log(
+                f"  {s:<6} block of {n_series:,}: {reads[s]['block_ms']:.0f} ms = {reads[s]['block_vs_contiguous']:.1f}x contiguous;"
+                f" random {n_series:,}: {reads[s]['random_ms']:.0f} ms = {reads[s]['random_vs_contiguous']:.1f}x (chunks {plan.snapshots} x {plan.params:,})"
+            )
             shutil.rmtree(path)
-        log(f"  contiguous read: {1e3 * statistics.median(contiguous):.1f} ms ({reads['contiguous_MiB_per_s']:.0f} MiB/s, page cache)")
+        log(
+            f"  contiguous read: {1e3 * statistics.median(contiguous):.1f} ms ({reads['contiguous_MiB_per_s']:.0f} MiB/s, page cache)"
+        )
         result["reads"] = reads
     finally:
         shutil.rmtree(base, ignore_errors=True)

@@ -29,12 +29,21 @@ def _digits(seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.
     return x[n_val:], y[n_val:], x[:n_val], y[:n_val]
 
 
-def record_digits_run(out: Path, *, epochs: int = 40, seed: int = 0, batch_size: int = 64, lr: float = 1e-3) -> str:
+def record_digits_run(
+    out: Path, *, epochs: int = 40, seed: int = 0, batch_size: int = 64, lr: float = 1e-3
+) -> str:
     """Train the demo MLP and record it into ``out``; returns the run id."""
     torch.manual_seed(seed)
     torch.set_num_threads(1)
     x_train, y_train, x_val, y_val = _digits(seed)
-    model = nn.Sequential(nn.Linear(64, 128), nn.BatchNorm1d(128), nn.ReLU(), nn.Linear(128, 64), nn.ReLU(), nn.Linear(64, 10))
+    model = nn.Sequential(
+        nn.Linear(64, 128),
+        nn.BatchNorm1d(128),
+        nn.ReLU(),
+        nn.Linear(128, 64),
+        nn.ReLU(),
+        nn.Linear(64, 10),
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()
     run_id = f"digits-mlp-adam-s{seed}"
@@ -65,13 +74,19 @@ def record_digits_run(out: Path, *, epochs: int = 40, seed: int = 0, batch_size:
                 logits = model(x_val)
                 val_loss = loss_fn(logits, y_val).item()
                 val_acc = (logits.argmax(1) == y_val).float().mean().item()
-            rec.snapshot(step=step, epoch=float(epoch), metrics={"train_loss": total / count, "val_loss": val_loss, "val_acc": val_acc})
+            rec.snapshot(
+                step=step,
+                epoch=float(epoch),
+                metrics={"train_loss": total / count, "val_loss": val_loss, "val_acc": val_acc},
+            )
     return run_id
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="example-output", help="output directory (default: example-output)")
+    parser.add_argument(
+        "--out", default="example-output", help="output directory (default: example-output)"
+    )
     parser.add_argument("--epochs", type=int, default=40)
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
@@ -84,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     code = code or cli_main(["validate", str(store)])
     print(f"\nstore: {store.resolve()}")
-    print("open it with: python -c \"import trajbench; print(trajbench.open_store('%s').run('%s').metrics)\"" % (store, run_id))
+    snippet = f"import trajbench; print(trajbench.open_store('{store}').run('{run_id}').metrics)"
+    print(f'open it with: python -c "{snippet}"')
     return code
 
 

@@ -57,7 +57,14 @@ def main() -> None:
     store, run_id, n, spc = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     compression = sys.argv[5] if len(sys.argv) > 5 else None
     model = make_model()
-    rec = Recorder(store, run_id, model, meta={"task": "crash"}, snapshots_per_chunk=spc, compression=compression)
+    rec = Recorder(
+        store,
+        run_id,
+        model,
+        meta={"task": "crash"},
+        snapshots_per_chunk=spc,
+        compression=compression,
+    )
     for k in range(n):
         set_weights(model, k)
         rec.snapshot(step=step_of(k), epoch=k / 10, metrics={"loss": loss_of(k)})

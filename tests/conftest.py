@@ -15,7 +15,11 @@ import torch
 
 
 def _flat_row(state: Mapping[str, torch.Tensor], skip: frozenset[str] = frozenset()) -> np.ndarray:
-    parts = [t.detach().reshape(-1).to(torch.float32).cpu().numpy() for k, t in state.items() if k not in skip]
+    parts = [
+        t.detach().reshape(-1).to(torch.float32).cpu().numpy()
+        for k, t in state.items()
+        if k not in skip
+    ]
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 

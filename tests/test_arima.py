@@ -18,7 +18,9 @@ from trajbench.testing import check_forecaster, quadratic_gd_trajectory
 pytestmark = pytest.mark.micro
 
 
-def _statsmodels_forecast(x: np.ndarray, order: tuple[int, int, int], horizon: int) -> tuple[np.ndarray, float]:
+def _statsmodels_forecast(
+    x: np.ndarray, order: tuple[int, int, int], horizon: int
+) -> tuple[np.ndarray, float]:
     from statsmodels.tsa.arima.model import ARIMA as SmARIMA
 
     # one BLAS thread, as ARIMA's own fits use: threaded OpenBLAS makes these tiny fits
@@ -38,7 +40,9 @@ def contexts() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def expected(contexts: np.ndarray) -> np.ndarray:
-    return np.stack([_statsmodels_forecast(c, (1, 1, 1), 7)[0] for c in contexts]).astype(np.float32)
+    return np.stack([_statsmodels_forecast(c, (1, 1, 1), 7)[0] for c in contexts]).astype(
+        np.float32
+    )
 
 
 def test_conformance() -> None:
@@ -56,7 +60,9 @@ def test_forecasts_equal_statsmodels(contexts: np.ndarray, expected: np.ndarray)
     assert 0 <= f.n_not_converged_ <= len(contexts)
 
 
-def test_worker_processes_give_the_same_forecasts(contexts: np.ndarray, expected: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_worker_processes_give_the_same_forecasts(
+    contexts: np.ndarray, expected: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(arima_module, "_MIN_PARALLEL", 2)
     out = ARIMA(engine="statsmodels", n_jobs=2).predict(contexts, 7)
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
@@ -82,13 +88,19 @@ def test_default_trend_follows_statsmodels_for_d0() -> None:
         x[t] = 1.0 + 0.6 * (x[t - 1] - 1.0) + 0.1 * rng.standard_normal()
     x32 = x.astype(np.float32)
     want, _ = _statsmodels_forecast(x32, (1, 0, 0), 5)  # statsmodels' default: constant for d = 0
-    np.testing.assert_allclose(ARIMA(engine="statsmodels", order=(1, 0, 0), n_jobs=1).predict(x32, 5), want.astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(
+        ARIMA(engine="statsmodels", order=(1, 0, 0), n_jobs=1).predict(x32, 5),
+        want.astype(np.float32),
+        rtol=1e-6,
+    )
     # with the constant switched off, the forecast decays to 0 instead of to about 1
     no_const = ARIMA(engine="statsmodels", order=(1, 0, 0), trend="n", n_jobs=1).predict(x32, 40)
     assert abs(no_const[-1]) < abs(want[-1])
 
 
-def test_failed_fits_fall_back_to_linear(contexts: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_fits_fall_back_to_linear(
+    contexts: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = arima_module._fit_one
 
     def pathological(x, order, trend, horizon):  # type: ignore[no-untyped-def]
@@ -106,9 +118,16 @@ def test_failed_fits_fall_back_to_linear(contexts: np.ndarray, monkeypatch: pyte
     f = ARIMA(engine="statsmodels", n_jobs=1)
     out = f.predict(ctx, 5)
     h = np.arange(1, 6, dtype=np.float64)
-    linear = ctx[:3, -1:].astype(np.float64) + h * (ctx[:3, -1:].astype(np.float64) - ctx[:3, -2:-1])
+    linear = ctx[:3, -1:].astype(np.float64) + h * (
+        ctx[:3, -1:].astype(np.float64) - ctx[:3, -2:-1]
+    )
     np.testing.assert_allclose(out[:3], linear.astype(np.float32), rtol=1e-6)
-    np.testing.assert_allclose(out[3], _statsmodels_forecast(ctx[3], (1, 1, 1), 5)[0].astype(np.float32), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        out[3],
+        _statsmodels_forecast(ctx[3], (1, 1, 1), 5)[0].astype(np.float32),
+        rtol=1e-6,
+        atol=1e-7,
+    )
     assert f.pop_fallbacks() == {
         "arima fit failed (LinAlgError): linear extrapolation": 1,
         "arima non-finite forecast: linear extrapolation": 2,

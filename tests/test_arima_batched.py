@@ -27,7 +27,9 @@ def _sm_model(y: np.ndarray, order: tuple[int, int, int]):  # noqa: ANN202 - sta
     return SmARIMA(np.asarray(y, dtype=np.float64), order=order)
 
 
-def _arima_series(rng: np.random.Generator, n: int = 20, phi: float | None = None, theta: float | None = None) -> np.ndarray:
+def _arima_series(
+    rng: np.random.Generator, n: int = 20, phi: float | None = None, theta: float | None = None
+) -> np.ndarray:
     """An ARIMA(1, 1, 1) path of unit-scale innovations, 50 steps of burn-in."""
     phi = rng.uniform(-0.7, 0.7) if phi is None else phi
     theta = rng.uniform(-0.7, 0.7) if theta is None else theta
@@ -59,7 +61,9 @@ def oracle_cases() -> dict[tuple[int, int, int], dict[str, np.ndarray]]:
             # differences growing by 1.2 a step: a non-stationary AR start value, which
             # statsmodels replaces by zero
             ys[0] = 1.2 ** np.arange(20.0) + 0.01 * rng.standard_normal(20)
-            rows: dict[str, list[np.ndarray]] = {k: [] for k in ("y", "u", "params", "llf", "start", "forecast", "untransformed")}
+            rows: dict[str, list[np.ndarray]] = {
+                k: [] for k in ("y", "u", "params", "llf", "start", "forecast", "untransformed")
+            }
             for y in ys:
                 model = _sm_model(y, order)
                 u = rng.standard_normal(model.k_params)
@@ -73,7 +77,9 @@ def oracle_cases() -> dict[tuple[int, int, int], dict[str, np.ndarray]]:
                 rows["forecast"].append(np.asarray(model.filter(params).forecast(12)))
                 rows["untransformed"].append(model.untransform_params(params))
             cases[order] = {k: np.stack(v) for k, v in rows.items()}
-    cases["replaced"] = {"ma": np.array(sum("Non-invertible starting MA" in str(w.message) for w in caught))}  # type: ignore[index]
+    cases["replaced"] = {
+        "ma": np.array(sum("Non-invertible starting MA" in str(w.message) for w in caught))
+    }  # type: ignore[index]
     return cases
 
 
@@ -87,7 +93,9 @@ def test_loglike_equals_statsmodels(oracle_cases: dict, order: tuple[int, int, i
 @pytest.mark.parametrize("order", ORDERS)
 def test_start_params_equal_statsmodels(oracle_cases: dict, order: tuple[int, int, int]) -> None:
     case = oracle_cases[order]
-    np.testing.assert_allclose(batched.start_params(case["y"], order), case["start"], rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(
+        batched.start_params(case["y"], order), case["start"], rtol=1e-8, atol=1e-12
+    )
 
 
 def test_start_params_replace_nonstationary_values_by_zeros(oracle_cases: dict) -> None:
@@ -103,12 +111,18 @@ def test_start_params_replace_nonstationary_values_by_zeros(oracle_cases: dict) 
 @pytest.mark.parametrize("order", ORDERS)
 def test_transforms_equal_statsmodels(oracle_cases: dict, order: tuple[int, int, int]) -> None:
     case = oracle_cases[order]
-    np.testing.assert_allclose(batched.transform(case["u"], order), case["params"], rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(batched.untransform(case["params"], order), case["untransformed"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        batched.transform(case["u"], order), case["params"], rtol=1e-12, atol=1e-14
+    )
+    np.testing.assert_allclose(
+        batched.untransform(case["params"], order), case["untransformed"], rtol=1e-9, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("order", ORDERS)
-def test_forecast_from_params_equals_statsmodels(oracle_cases: dict, order: tuple[int, int, int]) -> None:
+def test_forecast_from_params_equals_statsmodels(
+    oracle_cases: dict, order: tuple[int, int, int]
+) -> None:
     case = oracle_cases[order]
     out = batched.forecast(case["y"], case["params"], order, 12)
     scale = case["y"].std(axis=1, keepdims=True)
@@ -137,7 +151,12 @@ def test_fits_agree_with_statsmodels_on_wellposed_series() -> None:
     from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
     rng = np.random.default_rng(7)
-    ys = np.stack([_arima_series(rng, phi=rng.uniform(0.2, 0.6), theta=rng.uniform(0.2, 0.6)) for _ in range(30)])
+    ys = np.stack(
+        [
+            _arima_series(rng, phi=rng.uniform(0.2, 0.6), theta=rng.uniform(0.2, 0.6))
+            for _ in range(30)
+        ]
+    )
     fc, aic, _, params, constant = batched.fit_one_order(ys, (1, 1, 1), None, 10)
     assert not constant.any()
     expected, converged, sm_llf = [], [], []
@@ -146,7 +165,9 @@ def test_fits_agree_with_statsmodels_on_wellposed_series() -> None:
         for y in ys:
             n_before = len(caught)
             result = _sm_model(y, (1, 1, 1)).fit(cov_type="none")
-            converged.append(not any(issubclass(w.category, ConvergenceWarning) for w in caught[n_before:]))
+            converged.append(
+                not any(issubclass(w.category, ConvergenceWarning) for w in caught[n_before:])
+            )
             expected.append(result.forecast(10))
             sm_llf.append(result.llf)
     converged_mask = np.array(converged)
@@ -198,7 +219,10 @@ def test_conformance() -> None:
 
 def test_engine_argument() -> None:
     x = np.zeros((2, 20), dtype=np.float32)
-    with pytest.raises(TrajbenchError, match=r"engine must be 'statsmodels' or 'batched', but got 'bached'; did you mean 'batched'\?$"):
+    with pytest.raises(
+        TrajbenchError,
+        match=r"engine must be 'statsmodels' or 'batched', but got 'bached'; did you mean 'batched'\?$",
+    ):
         ARIMA(engine="bached").predict(x, 3)
     with pytest.raises(TrajbenchError, match="does not handle d=2"):
         ARIMA(engine="batched", order=(1, 2, 1)).predict(x, 3)

@@ -110,7 +110,11 @@ class Learner(Forecaster):
             assert context.shape[1] == 2 and target.shape[1] == 5 and len(meta) == len(context)
             total += float((target[:, 0] - context[:, -1]).sum())
             count += len(context)
-        Learner.seen = {"splits": set(train.runs["split"]), "validation": set(train.validation.runs["split"]), "n": count}
+        Learner.seen = {
+            "splits": set(train.runs["split"]),
+            "validation": set(train.validation.runs["split"]),
+            "n": count,
+        }
         self.step_ = total / max(count, 1)
 
     def _predict(self, context, horizon, meta):
@@ -119,14 +123,28 @@ class Learner(Forecaster):
         return context[:, -1:] + self.step_ * np.arange(1, horizon + 1, dtype=np.float32)
 
 
-ALL_FORECASTERS = ["persistence", "linear", "linear_lstsq", Geometric(), Raises(), WrongShape(), NaNs(), FitRaises(), Leaky(), Fallback(), Learner()]
+ALL_FORECASTERS = [
+    "persistence",
+    "linear",
+    "linear_lstsq",
+    Geometric(),
+    Raises(),
+    WrongShape(),
+    NaNs(),
+    FitRaises(),
+    Leaky(),
+    Fallback(),
+    Learner(),
+]
 
 
 # -------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bench") / "gd.zarr"
-    make_quadratic_store(path, tasks=("quad-a", "quad-b"), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), synthetic=2)
+    make_quadratic_store(
+        path, tasks=("quad-a", "quad-b"), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), synthetic=2
+    )
     make_quadratic_store(path, tasks=("quad-held",), lrs=(0.1,), seeds=(0, 1))
     return path
 
@@ -154,7 +172,11 @@ def test_splits_keep_configurations_together(bench: Any) -> None:
     assert set(splits.loc[splits.task == "quad-held", "split"]) == {"unseen"}
     assert set(splits.loc[splits.group == "synthetic", "split"]) == {"synthetic"}
     for task in ("quad-a", "quad-b"):  # three configurations: one each
-        assert sorted(splits.loc[splits.task == task].drop_duplicates("config")["split"]) == ["test", "train", "validation"]
+        assert sorted(splits.loc[splits.task == task].drop_duplicates("config")["split"]) == [
+            "test",
+            "train",
+            "validation",
+        ]
 
 
 def test_splits_are_deterministic_and_seeded(store: Path) -> None:
@@ -166,21 +188,55 @@ def test_splits_are_deterministic_and_seeded(store: Path) -> None:
 
 
 def test_configuration_key_ignores_seeds_and_bookkeeping() -> None:
-    base = {"task": "t", "architecture": "mlp", "optimizer": {"name": "adam", "lr": 1e-3, "seed": 5}, "seed": 1}
-    noisy = {**base, "seed": 2, "optimizer": {"name": "adam", "lr": 1e-3, "seed": 9}, "created_at": "2026-01-01", "hostname": "x", "status": "complete"}
+    base = {
+        "task": "t",
+        "architecture": "mlp",
+        "optimizer": {"name": "adam", "lr": 1e-3, "seed": 5},
+        "seed": 1,
+    }
+    noisy = {
+        **base,
+        "seed": 2,
+        "optimizer": {"name": "adam", "lr": 1e-3, "seed": 9},
+        "created_at": "2026-01-01",
+        "hostname": "x",
+        "status": "complete",
+    }
     assert config_key(base, "runs/a") == config_key(noisy, "runs/b")
-    assert configuration(noisy, "runs/b") == {"task": "t", "architecture": "mlp", "optimizer": {"name": "adam", "lr": 1e-3}}
-    assert config_key(base, "runs/a") != config_key({**base, "optimizer": {"name": "adam", "lr": 1e-2}}, "runs/a")
+    assert configuration(noisy, "runs/b") == {
+        "task": "t",
+        "architecture": "mlp",
+        "optimizer": {"name": "adam", "lr": 1e-3},
+    }
+    assert config_key(base, "runs/a") != config_key(
+        {**base, "optimizer": {"name": "adam", "lr": 1e-2}}, "runs/a"
+    )
     # no describing attribute at all: each run is its own configuration
     assert config_key({"seed": 1}, "runs/a") != config_key({"seed": 1}, "runs/b")
-    synthetic = {"generating_params": {"family": "f", "dim": 3, "length": 9, "seed": 4, "hyper": {"a": 1}, "w_star": [1, 2, 3]}}
-    assert config_key(synthetic, "synthetic/f/0000") == config_key({"generating_params": {**synthetic["generating_params"], "seed": 5, "w_star": [0]}}, "synthetic/f/0001")
+    synthetic = {
+        "generating_params": {
+            "family": "f",
+            "dim": 3,
+            "length": 9,
+            "seed": 4,
+            "hyper": {"a": 1},
+            "w_star": [1, 2, 3],
+        }
+    }
+    assert config_key(synthetic, "synthetic/f/0000") == config_key(
+        {"generating_params": {**synthetic["generating_params"], "seed": 5, "w_star": [0]}},
+        "synthetic/f/0001",
+    )
 
 
 def test_declared_config_ids_merge_configurations() -> None:
     attrs = {
         "runs/a": {"task": "t", "optimizer": {"lr": 0.1}, "config_id": "c1"},
-        "runs/b": {"task": "t", "optimizer": {"lr": 0.2}, "config_id": "c1"},  # same declared id: together
+        "runs/b": {
+            "task": "t",
+            "optimizer": {"lr": 0.2},
+            "config_id": "c1",
+        },  # same declared id: together
         "runs/c": {"task": "t", "optimizer": {"lr": 0.3}},
         "runs/d": {"task": "t", "optimizer": {"lr": 0.4}},
     }
@@ -200,10 +256,16 @@ def test_results_files_and_columns(bench: Any) -> None:
     assert tuple(bench.table.columns) == COLUMNS
     for name in ("results.parquet", "results.csv", "manifest.json", "splits.csv"):
         assert (out / name).is_file()
-    from_parquet, from_csv = read_results(out / "results.parquet"), read_results(out / "results.csv")
+    from_parquet, from_csv = (
+        read_results(out / "results.parquet"),
+        read_results(out / "results.csv"),
+    )
     assert tuple(pd.read_csv(out / "results.csv", nrows=0).columns) == COLUMNS
     pd.testing.assert_frame_equal(from_parquet, bench.table)
-    pd.testing.assert_frame_equal(from_csv.drop(columns=["value", "ci_low", "ci_high"]), bench.table.drop(columns=["value", "ci_low", "ci_high"]))
+    pd.testing.assert_frame_equal(
+        from_csv.drop(columns=["value", "ci_low", "ci_high"]),
+        bench.table.drop(columns=["value", "ci_low", "ci_high"]),
+    )
     np.testing.assert_allclose(from_csv["value"], bench.table["value"], rtol=1e-8, equal_nan=True)
     assert set(bench.table["status"]) <= {"ok", "failed", "fallback"}
     assert set(bench.table["track"]) == {"error"}
@@ -215,7 +277,10 @@ def test_manifest(bench: Any, store: Path) -> None:
     manifest = json.loads((bench.out / "manifest.json").read_text())
     assert manifest["store"]["sha256"] == store_sha256(store)
     assert "sha256-files-v1" in manifest["store"]["sha256_definition"]
-    assert manifest["protocol"]["version"] == "2.0" and set(manifest["protocol"]["modified"]) == {"unseen_tasks", "bootstrap"}
+    assert manifest["protocol"]["version"] == "2.0" and set(manifest["protocol"]["modified"]) == {
+        "unseen_tasks",
+        "bootstrap",
+    }
     assert manifest["seed"] == 0 and manifest["wall_seconds"] > 0
     assert manifest["library_versions"]["numpy"] == np.__version__
     assert manifest["machine"]["cpu_count"] >= 1
@@ -226,9 +291,15 @@ def test_manifest(bench: Any, store: Path) -> None:
 
     assert manifest["store_content_sha256"] == store_content_sha256(store)  # the data card's hash
     assert manifest["lossy"] is False and manifest["store"]["lossy_runs"] == 0
-    real = sum(1 for r in bench.splits.itertuples() if r.split in ("test", "unseen") and r.path.startswith("runs/"))
+    real = sum(
+        1
+        for r in bench.splits.itertuples()
+        if r.split in ("test", "unseen") and r.path.startswith("runs/")
+    )
     assert real == 6 and manifest["windows"]["evaluated_runs"] == 8
-    assert manifest["windows"]["columns_read"] - manifest["windows"]["sampled_columns"] == 2 * real  # a run's buffer shares its chunk, never sampled
+    assert (
+        manifest["windows"]["columns_read"] - manifest["windows"]["sampled_columns"] == 2 * real
+    )  # a run's buffer shares its chunk, never sampled
 
 
 def test_store_hash_changes_with_any_byte(tmp_path: Path) -> None:
@@ -236,7 +307,9 @@ def test_store_hash_changes_with_any_byte(tmp_path: Path) -> None:
     make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0,), n_snapshots=6)
     before = store_sha256(path)
     assert before == store_sha256(path)
-    chunk = next(p for p in path.rglob("*") if p.is_file() and "weights" in p.parts and p.name != "zarr.json")
+    chunk = next(
+        p for p in path.rglob("*") if p.is_file() and "weights" in p.parts and p.name != "zarr.json"
+    )
     data = bytearray(chunk.read_bytes())
     data[-1] ^= 1
     chunk.write_bytes(bytes(data))
@@ -276,7 +349,9 @@ def test_store_hash_follows_its_definition(tmp_path: Path) -> None:
     for dirpath, _, filenames in os.walk(path):
         for name in filenames:
             full = Path(dirpath) / name
-            lines.append((full.relative_to(path).as_posix(), hashlib.sha256(full.read_bytes()).hexdigest()))
+            lines.append(
+                (full.relative_to(path).as_posix(), hashlib.sha256(full.read_bytes()).hexdigest())
+            )
     lines.sort(key=lambda e: e[0].encode())
     want = hashlib.sha256("".join(f"{p}\t{h}\n" for p, h in lines).encode()).hexdigest()
     assert store_sha256(path) == want
@@ -293,11 +368,25 @@ def test_linear_mae_matches_an_independent_computation(bench: Any, store: Path) 
             per_run = []
             for path in runs["path"]:
                 run = s.run(path)
-                w = np.asarray(run.weights[:, :34], dtype=np.float32)  # every trainable column (fewer than the sample)
+                w = np.asarray(
+                    run.weights[:, :34], dtype=np.float32
+                )  # every trainable column (fewer than the sample)
                 origins = np.arange(4, run.n_snapshots - h)
                 pred = w[origins] + np.float32(h) * (w[origins] - w[origins - 1])
-                per_run.append(mean_absolute_error(w[origins + h].astype(np.float64).ravel(), pred.astype(np.float64).ravel()))
-            row = _value(bench.table, forecaster="linear", task=task, split="test", kind="all", horizon=str(h), metric="mae")
+                per_run.append(
+                    mean_absolute_error(
+                        w[origins + h].astype(np.float64).ravel(), pred.astype(np.float64).ravel()
+                    )
+                )
+            row = _value(
+                bench.table,
+                forecaster="linear",
+                task=task,
+                split="test",
+                kind="all",
+                horizon=str(h),
+                metric="mae",
+            )
             assert row["value"].item() == pytest.approx(np.mean(per_run), rel=1e-6)
             assert row["n"].item() == len(per_run)
 
@@ -308,8 +397,24 @@ def test_error_floor_on_quadratic_gradient_descent(bench: Any) -> None:
     linear beats persistence at short horizons."""
     t = bench.table
     for split in ("test", "synthetic"):
-        geo = _value(t, forecaster="geometric", task="all", split=split, kind="all", horizon="long", metric="scaled_persistence")["value"].item()
-        lin = _value(t, forecaster="linear", task="all", split=split, kind="all", horizon="short", metric="scaled_persistence")["value"].item()
+        geo = _value(
+            t,
+            forecaster="geometric",
+            task="all",
+            split=split,
+            kind="all",
+            horizon="long",
+            metric="scaled_persistence",
+        )["value"].item()
+        lin = _value(
+            t,
+            forecaster="linear",
+            task="all",
+            split=split,
+            kind="all",
+            horizon="short",
+            metric="scaled_persistence",
+        )["value"].item()
         assert geo < 1e-3
         assert lin < 1.0
     mae = _value(t, forecaster="geometric", split="test", kind="all", horizon="1", metric="mae")
@@ -321,38 +426,91 @@ def test_paired_differences_and_intervals(bench: Any) -> None:
     zero = _value(t, forecaster="linear", split="test", metric="mae_vs_linear")
     assert np.allclose(zero["value"], 0.0) and np.allclose(zero["ci_low"], 0.0)
     for task in ("quad-a", "quad-b"):
-        p = _value(t, forecaster="persistence", task=task, split="test", kind="all", horizon="long", metric="mae")["value"].item()
-        lin = _value(t, forecaster="linear", task=task, split="test", kind="all", horizon="long", metric="mae")["value"].item()
-        d = _value(t, forecaster="persistence", task=task, split="test", kind="all", horizon="long", metric="mae_vs_linear")
+        p = _value(
+            t,
+            forecaster="persistence",
+            task=task,
+            split="test",
+            kind="all",
+            horizon="long",
+            metric="mae",
+        )["value"].item()
+        lin = _value(
+            t,
+            forecaster="linear",
+            task=task,
+            split="test",
+            kind="all",
+            horizon="long",
+            metric="mae",
+        )["value"].item()
+        d = _value(
+            t,
+            forecaster="persistence",
+            task=task,
+            split="test",
+            kind="all",
+            horizon="long",
+            metric="mae_vs_linear",
+        )
         assert d["value"].item() == pytest.approx(p - lin, rel=1e-9, abs=1e-12)
     scored = t[(t.status != "failed") & t.ci_low.notna()]
-    assert (scored["ci_low"] <= scored["value"] + 1e-12).all() and (scored["value"] <= scored["ci_high"] + 1e-12).all()
-    assert _value(t, forecaster="persistence", task="quad-a", split="test", kind="all", horizon="1", metric="scaled_persistence")["value"].item() == pytest.approx(1.0)
+    assert (scored["ci_low"] <= scored["value"] + 1e-12).all() and (
+        scored["value"] <= scored["ci_high"] + 1e-12
+    ).all()
+    assert _value(
+        t,
+        forecaster="persistence",
+        task="quad-a",
+        split="test",
+        kind="all",
+        horizon="1",
+        metric="scaled_persistence",
+    )["value"].item() == pytest.approx(1.0)
 
 
 def test_cross_task_aggregates(bench: Any) -> None:
     t = bench.table
     for name in ("linear", "linear_lstsq"):
-        tasks = _value(t, forecaster=name, split="test", kind="all", horizon="long", metric="scaled_persistence")
+        tasks = _value(
+            t,
+            forecaster=name,
+            split="test",
+            kind="all",
+            horizon="long",
+            metric="scaled_persistence",
+        )
         per_task = tasks[tasks.task != "all"]["value"].to_numpy()
         overall = tasks[tasks.task == "all"]
         assert overall["value"].item() == pytest.approx(np.exp(np.mean(np.log(per_task))))
         assert overall["n"].item() == 2
-    ranks = _value(t, task="all", split="test", kind="all", horizon="long", metric="rank_scaled_persistence").set_index("forecaster")["value"]
+    ranks = _value(
+        t, task="all", split="test", kind="all", horizon="long", metric="rank_scaled_persistence"
+    ).set_index("forecaster")["value"]
     assert ranks["geometric"] == 1.0
     n_ranked = len(ranks)
     assert ranks.sum() == pytest.approx(n_ranked * (n_ranked + 1) / 2)
 
 
 def test_same_windows_for_every_forecaster(bench: Any) -> None:
-    stats = {name: pd.read_parquet(bench.out / "partial" / f"{name}.parquet") for name in ("persistence", "linear", "linear_lstsq", "geometric", "learner")}
-    counts = [s.sort_values(["run", "kind", "horizon"])[["run", "kind", "horizon", "n", "sum_ref_p", "n_zero_p"]].reset_index(drop=True) for s in stats.values()]
+    stats = {
+        name: pd.read_parquet(bench.out / "partial" / f"{name}.parquet")
+        for name in ("persistence", "linear", "linear_lstsq", "geometric", "learner")
+    }
+    counts = [
+        s.sort_values(["run", "kind", "horizon"])[
+            ["run", "kind", "horizon", "n", "sum_ref_p", "n_zero_p"]
+        ].reset_index(drop=True)
+        for s in stats.values()
+    ]
     for other in counts[1:]:
         pd.testing.assert_frame_equal(counts[0], other)
 
 
 def test_per_kind_breakdown(bench: Any) -> None:
-    kinds = set(_value(bench.table, forecaster="linear", task="quad-a", split="test", metric="mae")["kind"])
+    kinds = set(
+        _value(bench.table, forecaster="linear", task="quad-a", split="test", metric="mae")["kind"]
+    )
     assert kinds == {"all", "linear", "bias", "norm"}  # the buffer is not sampled
 
 
@@ -361,7 +519,10 @@ def test_broken_forecasters_become_failure_rows(bench: Any) -> None:
     t = bench.table
     failed = t[t.status == "failed"].set_index("forecaster")
     assert set(failed.index) == {"raises", "wrongshape", "nans", "fitraises"}
-    assert "boom in predict" in failed.loc["raises", "message"] and "RuntimeError" in failed.loc["raises", "message"]
+    assert (
+        "boom in predict" in failed.loc["raises", "message"]
+        and "RuntimeError" in failed.loc["raises", "message"]
+    )
     assert "returned shape" in failed.loc["wrongshape", "message"]
     assert "non-finite" in failed.loc["nans", "message"]
     assert failed.loc["fitraises", "message"].startswith("fit raised ValueError: no data I like")
@@ -377,8 +538,14 @@ def test_leakage_fallback_and_fit(bench: Any) -> None:
     assert leaky["message"].str.contains("possible leakage: pre-trained on quad").all()
     assert (_value(t, forecaster="persistence", task="quad-a")["message"] == "").all()
     fallback = _value(t, forecaster="fallback", task="quad-a", split="test")
-    assert (fallback.status == "fallback").all() and fallback["message"].str.contains("solver did not converge").all()
-    assert Learner.seen["splits"] == {"train"} and Learner.seen["validation"] == {"validation"} and Learner.seen["n"] > 0
+    assert (fallback.status == "fallback").all() and fallback["message"].str.contains(
+        "solver did not converge"
+    ).all()
+    assert (
+        Learner.seen["splits"] == {"train"}
+        and Learner.seen["validation"] == {"validation"}
+        and Learner.seen["n"] > 0
+    )
     runtime = _value(t, forecaster="learner", metric="predict_seconds")
     assert runtime["value"].item() > 0 and runtime["n"].item() > 0
     assert _value(t, forecaster="learner", metric="predict_peak_bytes")["value"].item() > 0
@@ -406,24 +573,41 @@ def test_series_budget_is_paired_and_reports_coverage(store: Path, tmp_path: Pat
 
     proto = PROTO.replace(eval_splits=("test",))
     Budgeted.seen = {}
-    result = run_benchmark(store, [Budgeted(), "linear"], tmp_path / "b", protocol=proto, hash_store=False, measure_memory=False)
+    result = run_benchmark(
+        store,
+        [Budgeted(), "linear"],
+        tmp_path / "b",
+        protocol=proto,
+        hash_store=False,
+        measure_memory=False,
+    )
     t, s = result.table, open_store(store)
     test_runs = result.splits[result.splits.split == "test"]
     subsets = {}
     for path in test_runs["path"]:
-        sample = sample_run(s.run(path), proto.sample_size, 0, proto.exclude_kinds, proto.trainable_only)
+        sample = sample_run(
+            s.run(path), proto.sample_size, 0, proto.exclude_kinds, proto.trainable_only
+        )
         subsets[path] = np.sort(sample.columns[sample.order[:10]])  # the first 10 of the draw order
         assert Budgeted.seen[path] == set(subsets[path].tolist())
-    assert len({tuple(v) for v in subsets.values()}) > 1  # a random sub-sample per run, not the first columns
+    assert (
+        len({tuple(v) for v in subsets.values()}) > 1
+    )  # a random sub-sample per run, not the first columns
     for task, runs in test_runs.groupby("task"):
         # coverage by hand: odd columns over the budget, pooled over runs (every run has 38 windows)
         odd = np.mean([np.mean(subsets[p] % 2) for p in runs["path"]])
         row = _value(t, forecaster="budgeted", task=task, split="test", metric="coverage")
         assert row["value"].item() == pytest.approx(odd) and row["n"].item() == 38 * 10 * len(runs)
         assert row["status"].item() == "fallback"  # some fallbacks: every row of the task says so
-        assert ("below 0.9" in row["message"].item()) == (odd < 0.9) and "even column" in row["message"].item()
+        assert ("below 0.9" in row["message"].item()) == (odd < 0.9) and "even column" in row[
+            "message"
+        ].item()
         lin = _value(t, forecaster="linear", task=task, split="test", metric="coverage")
-        assert lin["value"].item() == 1.0 and lin["status"].item() == "ok" and lin["n"].item() == 38 * 34 * len(runs)
+        assert (
+            lin["value"].item() == 1.0
+            and lin["status"].item() == "ok"
+            and lin["n"].item() == 38 * 34 * len(runs)
+        )
         # scored on its own series: sklearn's MAE on the subset, per run, averaged
         for h in (1, 10):
             per_run = []
@@ -431,8 +615,20 @@ def test_series_budget_is_paired_and_reports_coverage(store: Path, tmp_path: Pat
                 w = np.asarray(s.run(path).weights[:, subsets[path]], dtype=np.float32)
                 origins = np.arange(1, 40 - h)
                 pred = w[origins] + np.float32(h) * (w[origins] - w[origins - 1])
-                per_run.append(mean_absolute_error(w[origins + h].astype(np.float64).ravel(), pred.astype(np.float64).ravel()))
-            mae = _value(t, forecaster="budgeted", task=task, split="test", kind="all", horizon=str(h), metric="mae")
+                per_run.append(
+                    mean_absolute_error(
+                        w[origins + h].astype(np.float64).ravel(), pred.astype(np.float64).ravel()
+                    )
+                )
+            mae = _value(
+                t,
+                forecaster="budgeted",
+                task=task,
+                split="test",
+                kind="all",
+                horizon=str(h),
+                metric="mae",
+            )
             assert mae["value"].item() == pytest.approx(np.mean(per_run), rel=1e-6)
     # paired with the reference on the same series: linear extrapolation against itself
     vs = _value(t, forecaster="budgeted", metric="mae_vs_linear")
@@ -440,43 +636,120 @@ def test_series_budget_is_paired_and_reports_coverage(store: Path, tmp_path: Pat
     scaled = _value(t, forecaster="budgeted", kind="all", metric="scaled_linear")
     np.testing.assert_allclose(scaled["value"], 1.0, rtol=1e-9)
     overall = _value(t, forecaster="budgeted", task="all", split="test", metric="coverage")
-    assert overall["value"].item() == pytest.approx(np.mean([np.mean(subsets[p] % 2) for p in test_runs["path"]]))
+    assert overall["value"].item() == pytest.approx(
+        np.mean([np.mean(subsets[p] % 2) for p in test_runs["path"]])
+    )
     # resumed with its own reference: the same rows
-    again = run_benchmark(store, [Budgeted(), "linear"], tmp_path / "b", protocol=proto, hash_store=False, measure_memory=False)
-    assert {f["name"]: f["resumed"] for f in again.manifest["forecasters"]} == {"budgeted": True, "linear": True}
+    again = run_benchmark(
+        store,
+        [Budgeted(), "linear"],
+        tmp_path / "b",
+        protocol=proto,
+        hash_store=False,
+        measure_memory=False,
+    )
+    assert {f["name"]: f["resumed"] for f in again.manifest["forecasters"]} == {
+        "budgeted": True,
+        "linear": True,
+    }
     pd.testing.assert_frame_equal(again.table, t)
 
 
 def test_series_budget_tag_is_validated(store: Path) -> None:
     bad = Budgeted().set_tags(series_budget=0)
-    with pytest.raises(TrajbenchError, match="tag 'series_budget' must be a positive int or None, but got 0"):
+    with pytest.raises(
+        TrajbenchError, match="tag 'series_budget' must be a positive int or None, but got 0"
+    ):
         run_benchmark(store, [bad], None, protocol=PROTO, hash_store=False)
-    whole = Budgeted().set_tags(series_budget=10_000)  # more than the sample: the whole sample, the shared reference
-    result = run_benchmark(store, [whole, "linear"], None, protocol=PROTO.replace(eval_splits=("test",)), hash_store=False, measure_memory=False)
-    keep = lambda name: _value(result.table, forecaster=name, metric="mae").drop(columns=["forecaster", "status", "message"]).reset_index(drop=True)  # noqa: E731
+    whole = Budgeted().set_tags(
+        series_budget=10_000
+    )  # more than the sample: the whole sample, the shared reference
+    result = run_benchmark(
+        store,
+        [whole, "linear"],
+        None,
+        protocol=PROTO.replace(eval_splits=("test",)),
+        hash_store=False,
+        measure_memory=False,
+    )
+
+    def keep(name: str) -> pd.DataFrame:
+        return (
+            _value(result.table, forecaster=name, metric="mae")
+            .drop(columns=["forecaster", "status", "message"])
+            .reset_index(drop=True)
+        )
+
     pd.testing.assert_frame_equal(keep("budgeted"), keep("linear"))
 
 
 # ------------------------------------------------------------------ lossy runs
-def test_lossy_and_lossless_runs_are_not_mixed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_lossy_and_lossless_runs_are_not_mixed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import zarr
 
     from trajbench.cli import main
 
     path = tmp_path / "mixed.zarr"
     paths = make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0, 1, 2), n_snapshots=12)
-    zarr.open_group(str(path / paths[0]), mode="a").attrs["lossy"] = {"mode": "bf16", "max_rel_error": 0.0039}
+    zarr.open_group(str(path / paths[0]), mode="a").attrs["lossy"] = {
+        "mode": "bf16",
+        "max_rel_error": 0.0039,
+    }
     with pytest.raises(TrajbenchError, match=r"mixes lossy and lossless runs \(1 of 3 lossy"):
         run_benchmark(path, ["linear"], None, protocol=PROTO, hash_store=False)
-    assert main(["bench", str(path), "--out", str(tmp_path / "r"), "--forecasters", "linear", "--no-store-hash", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "bench",
+                str(path),
+                "--out",
+                str(tmp_path / "r"),
+                "--forecasters",
+                "linear",
+                "--no-store-hash",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "--allow-lossy-mix" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert main(["bench", str(path), "--out", str(tmp_path / "r"), "--forecasters", "linear", "--no-store-hash", "--quiet", "--allow-lossy-mix", "--bootstrap", "20"]) == 0
+    assert (
+        "--allow-lossy-mix" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    )
+    assert (
+        main(
+            [
+                "bench",
+                str(path),
+                "--out",
+                str(tmp_path / "r"),
+                "--forecasters",
+                "linear",
+                "--no-store-hash",
+                "--quiet",
+                "--allow-lossy-mix",
+                "--bootstrap",
+                "20",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
-    assert manifest["lossy"] is True and manifest["store"]["lossy_runs"] == 1 and manifest["store"]["lossy_max_rel_error"] == 0.0039
+    assert (
+        manifest["lossy"] is True
+        and manifest["store"]["lossy_runs"] == 1
+        and manifest["store"]["lossy_max_rel_error"] == 0.0039
+    )
     for p in paths[1:]:  # every run lossy: comparable among themselves, no refusal
-        zarr.open_group(str(path / p), mode="a").attrs["lossy"] = {"mode": "bf16", "max_rel_error": 0.002}
-    result = run_benchmark(path, ["linear"], None, protocol=PROTO, hash_store=False, measure_memory=False)
+        zarr.open_group(str(path / p), mode="a").attrs["lossy"] = {
+            "mode": "bf16",
+            "max_rel_error": 0.002,
+        }
+    result = run_benchmark(
+        path, ["linear"], None, protocol=PROTO, hash_store=False, measure_memory=False
+    )
     assert result.manifest["lossy"] is True and result.manifest["store"]["lossy_modes"] == ["bf16"]
 
 
@@ -495,17 +768,33 @@ class Counting(Forecaster):
 def test_resume_per_forecaster(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     proto = PROTO.replace(eval_splits=("test",))
-    first = run_benchmark(store, ["linear", Counting()], out, protocol=proto, hash_store=False, measure_memory=False)
+    first = run_benchmark(
+        store, ["linear", Counting()], out, protocol=proto, hash_store=False, measure_memory=False
+    )
     calls = Counting.calls
     assert calls > 0
-    second = run_benchmark(store, ["linear", Counting(), "persistence"], out, protocol=proto, hash_store=False, measure_memory=False)
+    second = run_benchmark(
+        store,
+        ["linear", Counting(), "persistence"],
+        out,
+        protocol=proto,
+        hash_store=False,
+        measure_memory=False,
+    )
     assert Counting.calls == calls  # reused from RESULTS/partial
     resumed = {f["name"]: f["resumed"] for f in second.manifest["forecasters"]}
     assert resumed == {"linear": True, "counting": True, "persistence": False}
-    same = lambda t: t[(t.forecaster == "counting") & (t.metric != "rank_scaled_persistence")].reset_index(drop=True)  # noqa: E731
+
+    def same(t: pd.DataFrame) -> pd.DataFrame:
+        return t[
+            (t.forecaster == "counting") & (t.metric != "rank_scaled_persistence")
+        ].reset_index(drop=True)
+
     keep, again = same(first.table), same(second.table)  # ranks change: persistence joined
     pd.testing.assert_frame_equal(keep, again)
-    run_benchmark(store, [Counting()], out, protocol=proto, seed=1, hash_store=False, measure_memory=False)
+    run_benchmark(
+        store, [Counting()], out, protocol=proto, seed=1, hash_store=False, measure_memory=False
+    )
     assert Counting.calls > calls  # another seed: other samples and splits, recomputed
 
 
@@ -539,11 +828,29 @@ def test_one_pass_scores_each_forecaster_as_if_alone(store: Path) -> None:
     """Forecasters share one pass over the runs; each still sees its own random streams
     (seeded per run), so stochastic ones score exactly as when benchmarked alone."""
     proto = PROTO.replace(eval_splits=("test", "synthetic"))
-    small = {"hash_store": False, "measure_memory": False, "batch_elements": 1 << 11}  # several batches per run, interleaved
-    together = run_benchmark(store, [NoisyPersistence(), "linear", NoisyLinear(), "persistence"], None, protocol=proto, **small)
+    small = {
+        "hash_store": False,
+        "measure_memory": False,
+        "batch_elements": 1 << 11,
+    }  # several batches per run, interleaved
+    together = run_benchmark(
+        store,
+        [NoisyPersistence(), "linear", NoisyLinear(), "persistence"],
+        None,
+        protocol=proto,
+        **small,
+    )
     for forecaster in (NoisyPersistence(), NoisyLinear()):
-        alone = run_benchmark(store, [forecaster, "linear", "persistence"], None, protocol=proto, **small)
-        keep = lambda t, name=forecaster.name: t[(t.forecaster == name) & ~t.metric.str.startswith(("rank_", "fit_", "predict_"))].reset_index(drop=True)  # noqa: E731
+        alone = run_benchmark(
+            store, [forecaster, "linear", "persistence"], None, protocol=proto, **small
+        )
+
+        def keep(t: pd.DataFrame, name: str = forecaster.name) -> pd.DataFrame:
+            own = t.forecaster == name
+            return t[own & ~t.metric.str.startswith(("rank_", "fit_", "predict_"))].reset_index(
+                drop=True
+            )
+
         assert len(keep(alone.table))
         pd.testing.assert_frame_equal(keep(alone.table), keep(together.table), check_exact=True)
 
@@ -552,9 +859,24 @@ def test_reference_without_the_linear_baseline(store: Path) -> None:
     """The reference is computed in the same pass when no forecaster is it, and equals the
     linear baseline's own statistics bit for bit."""
     proto = PROTO.replace(eval_splits=("test",))
-    with_linear = run_benchmark(store, ["linear", "persistence"], None, protocol=proto, hash_store=False, measure_memory=False)
-    without = run_benchmark(store, ["persistence"], None, protocol=proto, hash_store=False, measure_memory=False)
-    keep = lambda t: t[(t.forecaster == "persistence") & ~t.metric.str.startswith(("rank_", "fit_", "predict_"))].reset_index(drop=True)  # noqa: E731
+    with_linear = run_benchmark(
+        store,
+        ["linear", "persistence"],
+        None,
+        protocol=proto,
+        hash_store=False,
+        measure_memory=False,
+    )
+    without = run_benchmark(
+        store, ["persistence"], None, protocol=proto, hash_store=False, measure_memory=False
+    )
+
+    def keep(t: pd.DataFrame) -> pd.DataFrame:
+        own = t.forecaster == "persistence"
+        return t[own & ~t.metric.str.startswith(("rank_", "fit_", "predict_"))].reset_index(
+            drop=True
+        )
+
     pd.testing.assert_frame_equal(keep(with_linear.table), keep(without.table), check_exact=True)
 
 
@@ -570,8 +892,17 @@ def test_runs_are_opened_once(store: Path, monkeypatch: pytest.MonkeyPatch) -> N
         original(self, group, path, **kwargs)
 
     monkeypatch.setattr(Run, "__init__", counting)
-    run_benchmark(store, ["linear", "persistence", Learner()], None, protocol=PROTO, hash_store=False, measure_memory=False)
-    assert sorted(opened) == sorted(open_store(store).run_paths())  # splits, training data and evaluation share them
+    run_benchmark(
+        store,
+        ["linear", "persistence", Learner()],
+        None,
+        protocol=PROTO,
+        hash_store=False,
+        measure_memory=False,
+    )
+    assert sorted(opened) == sorted(
+        open_store(store).run_paths()
+    )  # splits, training data and evaluation share them
     wrapped = harness._OpenedRuns(open_store(store))
     wrapped.open_all()  # one concurrent zarr call: the same runs as opening them one by one
     plain = open_store(store)
@@ -609,7 +940,9 @@ def test_least_squares_trend_blocks_change_nothing() -> None:
     t = np.arange(4, dtype=np.float64) - 1.5
     x = context.astype(np.float64)
     ahead = 1.5 + np.arange(1, 8, dtype=np.float64)
-    want = (x.mean(axis=1)[:, None] + (x @ (t / np.dot(t, t)))[:, None] * ahead[None, :]).astype(np.float32)
+    want = (x.mean(axis=1)[:, None] + (x @ (t / np.dot(t, t)))[:, None] * ahead[None, :]).astype(
+        np.float32
+    )
     np.testing.assert_array_equal(f.predict(context, 7), want)
 
 
@@ -641,8 +974,24 @@ def test_bench_cli(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     parser = argparse.ArgumentParser(prog="trajbench")
     add_bench_parser(parser.add_subparsers(dest="command"))
     out = tmp_path / "cli"
-    argv = ["bench", str(store), "--out", str(out), "--forecasters", "persistence,linear_lstsq", "--forecaster", f"{plugin}:Half",
-            "--forecaster-config", str(config), "--bootstrap", "50", "--splits", "test,unseen", "--no-store-hash", "--quiet"]
+    argv = [
+        "bench",
+        str(store),
+        "--out",
+        str(out),
+        "--forecasters",
+        "persistence,linear_lstsq",
+        "--forecaster",
+        f"{plugin}:Half",
+        "--forecaster-config",
+        str(config),
+        "--bootstrap",
+        "50",
+        "--splits",
+        "test,unseen",
+        "--no-store-hash",
+        "--quiet",
+    ]
     args = parser.parse_args(argv)
     assert args.func(args) == 0
     text = capsys.readouterr().out
@@ -656,7 +1005,18 @@ def test_bench_cli(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert args.func(args) == 0
     payload = json.loads(capsys.readouterr().out)
     assert {s["forecaster"] for s in payload["summary"]} == {"persistence", "linear_lstsq", "half"}
-    bad = parser.parse_args(["bench", str(store), "--out", str(out), "--forecasters", "linear", "--forecaster-config", str(config)])
+    bad = parser.parse_args(
+        [
+            "bench",
+            str(store),
+            "--out",
+            str(out),
+            "--forecasters",
+            "linear",
+            "--forecaster-config",
+            str(config),
+        ]
+    )
     with pytest.raises(TrajbenchError, match="names 'linear_lstsq'"):
         bad.func(bad)
 
@@ -667,9 +1027,24 @@ def test_dask_scale_out_gives_the_same_table(store: Path) -> None:
     distributed = pytest.importorskip("dask.distributed")
     proto = PROTO.replace(eval_splits=("test", "synthetic"))
     forecasters = ["persistence", "linear", Geometric()]
-    local = run_benchmark(store, forecasters, None, protocol=proto, hash_store=False, measure_memory=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-        sharded = run_benchmark(store, ["persistence", "linear", Geometric()], None, protocol=proto, hash_store=False, measure_memory=False, scheduler=client)
+    local = run_benchmark(
+        store, forecasters, None, protocol=proto, hash_store=False, measure_memory=False
+    )
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        sharded = run_benchmark(
+            store,
+            ["persistence", "linear", Geometric()],
+            None,
+            protocol=proto,
+            hash_store=False,
+            measure_memory=False,
+            scheduler=client,
+        )
     cost = local.table["metric"].str.contains("second|bytes")
     a = local.table[~cost].reset_index(drop=True)
     b = sharded.table[~sharded.table["metric"].str.contains("second|bytes")].reset_index(drop=True)
@@ -677,7 +1052,9 @@ def test_dask_scale_out_gives_the_same_table(store: Path) -> None:
 
 
 # --------------------------------------------------------------------- plugins
-def test_all_registered_includes_plugins_and_survives_a_broken_one(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_all_registered_includes_plugins_and_survives_a_broken_one(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``--forecasters all`` (the default) with an installed plugin (a fake entry point
     naming the example package) and a plugin that cannot be imported."""
     import importlib.metadata
@@ -686,21 +1063,54 @@ def test_all_registered_includes_plugins_and_survives_a_broken_one(store: Path, 
     import trajbench
     import trajbench.forecasting as forecasting
 
-    for name in ("Forecaster", "TrainingData", "NotFittedError", "get_forecaster"):  # until trajbench/__init__ re-exports them
+    for name in (
+        "Forecaster",
+        "TrainingData",
+        "NotFittedError",
+        "get_forecaster",
+    ):  # until trajbench/__init__ re-exports them
         if not hasattr(trajbench, name):
             monkeypatch.setattr(trajbench, name, getattr(forecasting, name), raising=False)
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "examples" / "my_forecaster" / "src"))
+    monkeypatch.syspath_prepend(
+        str(Path(__file__).resolve().parents[1] / "examples" / "my_forecaster" / "src")
+    )
     monkeypatch.delitem(sys.modules, "my_forecaster", raising=False)
     real = importlib.metadata.entry_points
     group = forecasting.ENTRY_POINT_GROUP
-    fake = [importlib.metadata.EntryPoint("damped", "my_forecaster:DampedTrend", group), importlib.metadata.EntryPoint("ghost", "no_such_module_abc:Ghost", group)]
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda **kw: fake if kw.get("group") == group else real(**kw))
-    result = run_benchmark(store, None, None, protocol=PROTO.replace(eval_splits=("test",)), hash_store=False, measure_memory=False)
+    fake = [
+        importlib.metadata.EntryPoint("damped", "my_forecaster:DampedTrend", group),
+        importlib.metadata.EntryPoint("ghost", "no_such_module_abc:Ghost", group),
+    ]
+    monkeypatch.setattr(
+        importlib.metadata,
+        "entry_points",
+        lambda **kw: fake if kw.get("group") == group else real(**kw),
+    )
+    result = run_benchmark(
+        store,
+        None,
+        None,
+        protocol=PROTO.replace(eval_splits=("test",)),
+        hash_store=False,
+        measure_memory=False,
+    )
     t = result.table
     assert set(t["forecaster"]) == {"persistence", "linear", "linear_lstsq", "damped", "ghost"}
     ghost = t[t.forecaster == "ghost"]
-    assert len(ghost) == 1 and ghost["status"].item() == "failed" and "no_such_module_abc" in ghost["message"].item()
-    damped = _value(t, forecaster="damped", task="all", split="test", kind="all", horizon="long", metric="scaled_persistence")
+    assert (
+        len(ghost) == 1
+        and ghost["status"].item() == "failed"
+        and "no_such_module_abc" in ghost["message"].item()
+    )
+    damped = _value(
+        t,
+        forecaster="damped",
+        task="all",
+        split="test",
+        kind="all",
+        horizon="long",
+        metric="scaled_persistence",
+    )
     assert damped["status"].item() == "ok" and 0 < damped["value"].item() < 1.5
     monkeypatch.delitem(sys.modules, "my_forecaster", raising=False)
 
@@ -737,12 +1147,16 @@ class ShapeLog(Forecaster):
 def test_memory_is_metered_on_the_first_call_of_each_shape(store: Path) -> None:
     ShapeLog.calls = []
     proto = PROTO.replace(eval_splits=("test",))
-    result = run_benchmark(store, [ShapeLog()], None, protocol=proto, hash_store=False, batch_elements=1 << 11)
+    result = run_benchmark(
+        store, [ShapeLog()], None, protocol=proto, hash_store=False, batch_elements=1 << 11
+    )
     shapes = [shape for shape, _ in ShapeLog.calls]
     metered = [shape for shape, traced in ShapeLog.calls if traced]
     assert len(shapes) > len(set(shapes))  # several batches share a shape
     assert sorted(metered) == sorted(set(shapes))  # each shape metered exactly once
-    assert _value(result.table, forecaster="shapelog", metric="predict_peak_bytes")["value"].item() > 0
+    assert (
+        _value(result.table, forecaster="shapelog", metric="predict_peak_bytes")["value"].item() > 0
+    )
 
 
 def test_a_dropped_read_ahead_is_built_again(store: Path) -> None:

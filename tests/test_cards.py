@@ -91,7 +91,9 @@ def test_composition_matches_the_store(micro: Path, card: dict) -> None:
     assert sum(k["scalars"] for k in cnn["kinds"].values()) == cnn["n_params"]
     assert set(c["synthetic_families"]) == {"quadratic_sgd"}
     suites = tb["recipe"]["suites"]
-    assert [(s["name"], s["runs"], s["matches_shipped_file"]) for s in suites] == [("micro", 7, True)]
+    assert [(s["name"], s["runs"], s["matches_shipped_file"]) for s in suites] == [
+        ("micro", 7, True)
+    ]
     assert card["version"] == "1.0"
 
 
@@ -108,13 +110,18 @@ def test_per_array_sha256_recomputed_independently(micro: Path, card: dict) -> N
 def test_splits_are_the_harness_splits(micro: Path, card: dict) -> None:
     table = assign_splits(open_store(micro))
     listed = card["tb:card"]["splits"]["runs"]
-    assert listed == {p: {"config": c, "split": s} for p, c, s in zip(table["path"], table["config"], table["split"])}
+    assert listed == {
+        p: {"config": c, "split": s}
+        for p, c, s in zip(table["path"], table["config"], table["split"], strict=True)
+    }
     totals = card["tb:card"]["splits"]["totals"]
     assert sum(t["runs"] for t in totals.values()) == len(table)
     assert {"train", "validation", "test", "unseen", "synthetic"} == set(totals)
 
 
-def test_same_store_gives_byte_identical_cards(micro: Path, written: tuple[Path, Path], tmp_path: Path) -> None:
+def test_same_store_gives_byte_identical_cards(
+    micro: Path, written: tuple[Path, Path], tmp_path: Path
+) -> None:
     md2, js2 = write_card(str(micro), tmp_path)
     assert md2.read_bytes() == written[0].read_bytes()
     assert js2.read_bytes() == written[1].read_bytes()
@@ -122,7 +129,9 @@ def test_same_store_gives_byte_identical_cards(micro: Path, written: tuple[Path,
     assert created_at not in md2.read_text() and created_at not in js2.read_text()
 
 
-def test_card_ignores_timestamps_but_not_data(micro: Path, written: tuple[Path, Path], tmp_path: Path) -> None:
+def test_card_ignores_timestamps_but_not_data(
+    micro: Path, written: tuple[Path, Path], tmp_path: Path
+) -> None:
     """Two generations differ only in created_at / updated_at: same card. A changed chunk: another card."""
     copy = tmp_path / "copy.zarr"
     shutil.copytree(micro, copy)
@@ -139,17 +148,28 @@ def test_card_ignores_timestamps_but_not_data(micro: Path, written: tuple[Path, 
     md, js = write_card(copy, tmp_path / "cards")
     assert md.read_bytes() == written[0].read_bytes() and js.read_bytes() == written[1].read_bytes()
 
-    chunk = next(p for p in sorted((copy / "runs").rglob("*")) if p.is_file() and "/weights/c/" in p.as_posix())
+    chunk = next(
+        p
+        for p in sorted((copy / "runs").rglob("*"))
+        if p.is_file() and "/weights/c/" in p.as_posix()
+    )
     # Change one value through zarr (chunks may be compressed: a flipped byte would not decode).
     weights_dir = next(p for p in chunk.parents if p.name == "weights")
     weights = zarr.open_array(weights_dir, mode="r+")
-    index = tuple(int(b) * c for b, c in zip(chunk.relative_to(weights_dir / "c").parts, weights.chunks))
+    index = tuple(
+        int(b) * c
+        for b, c in zip(chunk.relative_to(weights_dir / "c").parts, weights.chunks, strict=True)
+    )
     weights[index] = weights[index] + 1
     assert store_content_sha256(copy) != store_content_sha256(micro)
     changed = build_card(copy)
     array = chunk.relative_to(copy).as_posix().split("/weights/")[0] + "/weights"
     hashes = {d["@id"]: d["sha256"] for d in changed["distribution"] if "sha256" in d}
-    before = {d["@id"]: d["sha256"] for d in json.loads(written[1].read_text())["distribution"] if "sha256" in d}
+    before = {
+        d["@id"]: d["sha256"]
+        for d in json.loads(written[1].read_text())["distribution"]
+        if "sha256" in d
+    }
     assert [k for k in hashes if hashes[k] != before[k]] == [array]
 
 
@@ -169,19 +189,48 @@ def test_jsonld_has_the_croissant_keys(card: dict, written: tuple[Path, Path]) -
         if "source" in f:
             assert f["source"]["fileSet"]["@id"] in ids
     tb = card["tb:card"]
-    for key in ("card_format", "motivation", "composition", "recipe", "splits", "leakage", "hashes", "licenses", "intended_uses", "limitations"):
+    for key in (
+        "card_format",
+        "motivation",
+        "composition",
+        "recipe",
+        "splits",
+        "leakage",
+        "hashes",
+        "licenses",
+        "intended_uses",
+        "limitations",
+    ):
         assert tb[key], key
     assert len(tb["hashes"]["content_sha256"]) == 64
-    assert tb["licenses"]["store"]["spdx"] == "CC-BY-4.0" and tb["licenses"]["code"]["spdx"] == "Apache-2.0"
+    assert (
+        tb["licenses"]["store"]["spdx"] == "CC-BY-4.0"
+        and tb["licenses"]["code"]["spdx"] == "Apache-2.0"
+    )
     assert any("handwritten digits" in n for n in tb["leakage"]["notes"])
     assert render_markdown(card) == written[0].read_text(encoding="utf-8")
 
 
 def test_markdown_names_what_matters(written: tuple[Path, Path], card: dict) -> None:
     md = written[0].read_text(encoding="utf-8")
-    for text in ("## Motivation", "## Composition", "## Recipe", "## Benchmark splits", "## Leakage notes", "## Integrity", "## License",
-                 "## Intended uses", "## Limitations", "CC-BY-4.0", "Apache-2.0", "public domain", "digits-cnn", "quadratic_sgd",
-                 card["tb:card"]["hashes"]["content_sha256"], "trajbench/generate/suites/micro.toml"):
+    for text in (
+        "## Motivation",
+        "## Composition",
+        "## Recipe",
+        "## Benchmark splits",
+        "## Leakage notes",
+        "## Integrity",
+        "## License",
+        "## Intended uses",
+        "## Limitations",
+        "CC-BY-4.0",
+        "Apache-2.0",
+        "public domain",
+        "digits-cnn",
+        "quadratic_sgd",
+        card["tb:card"]["hashes"]["content_sha256"],
+        "trajbench/generate/suites/micro.toml",
+    ):
         assert text in md, text
     for d in card["distribution"]:
         if "sha256" in d:
@@ -239,17 +288,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def test_cli_handler(micro: Path, written: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_handler(
+    micro: Path, written: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     args = _parser().parse_args(["card", str(micro), "--out", str(tmp_path / "c"), "--json"])
     assert args.func(args) == 0
     printed = json.loads(capsys.readouterr().out)
     assert Path(printed["markdown"]).read_bytes() == written[0].read_bytes()
-    args = _parser().parse_args(["card", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "c")])
+    args = _parser().parse_args(
+        ["card", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "c")]
+    )
     with pytest.raises(TrajbenchError):
         args.func(args)
 
 
-def test_main_cli_when_wired(micro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_main_cli_when_wired(
+    micro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trajbench.cli import build_parser, main
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
@@ -276,4 +331,7 @@ def test_runs_that_are_not_complete_are_listed(micro: Path, tmp_path: Path) -> N
     assert c["status"] == {"complete": 6, "failed": 1}
     assert c["problems"] == [f"{path}: status failed (RuntimeError: boom)"]
     assert "RuntimeError: boom" in render_markdown(card)
-    assert card["tb:card"]["hashes"]["content_sha256"] != build_card(micro)["tb:card"]["hashes"]["content_sha256"]
+    assert (
+        card["tb:card"]["hashes"]["content_sha256"]
+        != build_card(micro)["tb:card"]["hashes"]["content_sha256"]
+    )

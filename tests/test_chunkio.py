@@ -20,8 +20,15 @@ CODECS = {
     "none": lambda: weights_codecs("none"),
     "fast": lambda: weights_codecs("fast"),
     "small": lambda: weights_codecs("small"),
-    "zstd-bitshuffle": lambda: {"compressors": [BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle, typesize=4)]},
-    "transpose-uncompressed": lambda: {"filters": [TransposeCodec(order=(1, 0))], "compressors": None},
+    "zstd-bitshuffle": lambda: {
+        "compressors": [
+            BloscCodec(cname="zstd", clevel=3, shuffle=BloscShuffle.bitshuffle, typesize=4)
+        ]
+    },
+    "transpose-uncompressed": lambda: {
+        "filters": [TransposeCodec(order=(1, 0))],
+        "compressors": None,
+    },
 }
 
 
@@ -29,11 +36,24 @@ CODECS = {
 def test_direct_chunks_are_byte_identical_to_zarr(tmp_path: Path, codecs: str) -> None:
     rng = np.random.default_rng(0)
     data = rng.standard_normal((8, 10)).astype(np.float32)
-    data[0, 0], data[1, 1], data[2, 2] = -0.0, np.float32(1e-45), np.inf  # signed zero, subnormal, inf
+    data[0, 0], data[1, 1], data[2, 2] = (
+        -0.0,
+        np.float32(1e-45),
+        np.inf,
+    )  # signed zero, subnormal, inf
     kwargs = CODECS[codecs]()
-    by_zarr = zarr.create_array(tmp_path / "a", shape=(8, 10), chunks=(4, 6), dtype="float32", fill_value=np.nan, **kwargs)
+    by_zarr = zarr.create_array(
+        tmp_path / "a", shape=(8, 10), chunks=(4, 6), dtype="float32", fill_value=np.nan, **kwargs
+    )
     by_zarr[:] = data
-    ours = zarr.create_array(tmp_path / "b", shape=(8, 10), chunks=(4, 6), dtype="float32", fill_value=np.nan, **CODECS[codecs]())
+    ours = zarr.create_array(
+        tmp_path / "b",
+        shape=(8, 10),
+        chunks=(4, 6),
+        dtype="float32",
+        fill_value=np.nan,
+        **CODECS[codecs](),
+    )
     direct = DirectChunkWriter.for_array(ours)
     assert direct is not None
     assert direct.transposed == ("filters" in kwargs)
@@ -49,25 +69,57 @@ def test_direct_chunks_are_byte_identical_to_zarr(tmp_path: Path, codecs: str) -
 
 
 def test_unsupported_stores_and_codecs_fall_back_to_zarr(tmp_path: Path) -> None:
-    in_memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(4,), chunks=(2,), dtype="float32")
+    in_memory = zarr.create_array(
+        zarr.storage.MemoryStore(), shape=(4,), chunks=(2,), dtype="float32"
+    )
     assert DirectChunkWriter.for_array(in_memory) is None
-    big_endian = zarr.create_array(tmp_path / "be", shape=(4,), chunks=(2,), dtype="float32", serializer=zarr.codecs.BytesCodec(endian="big"))
+    big_endian = zarr.create_array(
+        tmp_path / "be",
+        shape=(4,),
+        chunks=(2,),
+        dtype="float32",
+        serializer=zarr.codecs.BytesCodec(endian="big"),
+    )
     assert DirectChunkWriter.for_array(big_endian) is None
-    identity_order = zarr.create_array(tmp_path / "t", shape=(4, 4), chunks=(2, 2), dtype="float32", filters=[TransposeCodec(order=(0, 1))])
+    identity_order = zarr.create_array(
+        tmp_path / "t",
+        shape=(4, 4),
+        chunks=(2, 2),
+        dtype="float32",
+        filters=[TransposeCodec(order=(0, 1))],
+    )
     assert DirectChunkWriter.for_array(identity_order) is None
 
 
-@pytest.mark.parametrize("codecs", ["none", "fast", "small", "transpose-uncompressed", "zstd-bitshuffle"])
+@pytest.mark.parametrize(
+    "codecs", ["none", "fast", "small", "transpose-uncompressed", "zstd-bitshuffle"]
+)
 @pytest.mark.parametrize("n_rows,width", [(4, 6), (2, 6), (4, 4), (1, 3)])
-def test_row_segment_writes_match_zarr(tmp_path: Path, n_rows: int, width: int, codecs: str) -> None:
+def test_row_segment_writes_match_zarr(
+    tmp_path: Path, n_rows: int, width: int, codecs: str
+) -> None:
     """Chunks written from a strided view of part of a chunk equal zarr's bytes (fill past the edges)."""
     rng = np.random.default_rng(1)
     block = rng.standard_normal((n_rows, width)).astype(np.float32)
     full = np.full((4, 6), np.nan, dtype=np.float32)
     full[:n_rows, :width] = block
-    by_zarr = zarr.create_array(tmp_path / "a", shape=(4, 6), chunks=(4, 6), dtype="float32", fill_value=np.nan, **CODECS[codecs]())
+    by_zarr = zarr.create_array(
+        tmp_path / "a",
+        shape=(4, 6),
+        chunks=(4, 6),
+        dtype="float32",
+        fill_value=np.nan,
+        **CODECS[codecs](),
+    )
     by_zarr[:] = full
-    ours = zarr.create_array(tmp_path / "b", shape=(4, 6), chunks=(4, 6), dtype="float32", fill_value=np.nan, **CODECS[codecs]())
+    ours = zarr.create_array(
+        tmp_path / "b",
+        shape=(4, 6),
+        chunks=(4, 6),
+        dtype="float32",
+        fill_value=np.nan,
+        **CODECS[codecs](),
+    )
     direct = DirectChunkWriter.for_array(ours)
     wide = rng.standard_normal((n_rows, 20)).astype(np.float32)
     wide[:, 3 : 3 + width] = block

@@ -26,13 +26,29 @@ from hypothesis.extra import numpy as hnp
 from trajbench import RunWriter, open_store
 from trajbench.errors import StoreError, TrajbenchError
 from trajbench.store._chunkio import DirectChunkWriter
-from trajbench.store.codecs import COMPRESSION_SETTINGS, LOSSY_MODES, resolve_encoding, round_mantissa
+from trajbench.store.codecs import (
+    COMPRESSION_SETTINGS,
+    LOSSY_MODES,
+    resolve_encoding,
+    round_mantissa,
+)
 from trajbench.store.layout import layout_from_state_dict
 from trajbench.store.writer import weights_codecs
 
 LOSSLESS = list(COMPRESSION_SETTINGS)
 SPECIALS = np.array(
-    [0x00000000, 0x80000000, 0x00000001, 0x807FFFFF, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F800001, 0xFFFFFFFF, 0x7F7FFFFF],
+    [
+        0x00000000,
+        0x80000000,
+        0x00000001,
+        0x807FFFFF,
+        0x7F800000,
+        0xFF800000,
+        0x7FC00000,
+        0x7F800001,
+        0xFFFFFFFF,
+        0x7F7FFFFF,
+    ],
     dtype=np.uint32,
 )  # +0, -0, smallest subnormal, -largest subnormal, +inf, -inf, quiet NaN, signalling NaN, NaN with every bit, max float
 
@@ -43,7 +59,9 @@ def bits(a: np.ndarray) -> np.ndarray:
 
 def write_rows(path: Path, rows: np.ndarray, compression: str, spc: int, **kw: object) -> None:
     layout = layout_from_state_dict({"w": torch.zeros(rows.shape[1])})
-    writer = RunWriter(str(path), "runs/r", layout, snapshots_per_chunk=spc, compression=compression, **kw)
+    writer = RunWriter(
+        str(path), "runs/r", layout, snapshots_per_chunk=spc, compression=compression, **kw
+    )
     for i, row in enumerate(rows):
         assert writer.append(row, step=i)
     writer.close()
@@ -55,17 +73,28 @@ bit_patterns = st.one_of(st.integers(0, 2**32 - 1), st.sampled_from([int(x) for 
 
 @pytest.mark.micro
 @pytest.mark.parametrize("compression", LOSSLESS)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     data=st.data(),
     shape=st.tuples(st.integers(1, 9), st.integers(1, 13)),
     chunks=st.tuples(st.integers(1, 5), st.integers(1, 7)),
 )
-def test_every_bit_pattern_round_trips_through_the_direct_encoder(tmp_path, compression, data, shape, chunks):
+def test_every_bit_pattern_round_trips_through_the_direct_encoder(
+    tmp_path, compression, data, shape, chunks
+):
     """Any float32 bit pattern (NaN payloads, inf, -0.0, subnormals) comes back bit for bit."""
     values = data.draw(hnp.arrays(np.uint32, shape, elements=bit_patterns)).view(np.float32)
     path = Path(tempfile.mkdtemp(dir=tmp_path)) / "a"
-    array = zarr.create_array(path, shape=shape, chunks=chunks, dtype="float32", fill_value=np.nan, **weights_codecs(compression))
+    array = zarr.create_array(
+        path,
+        shape=shape,
+        chunks=chunks,
+        dtype="float32",
+        fill_value=np.nan,
+        **weights_codecs(compression),
+    )
     direct = DirectChunkWriter.for_array(array)
     assert direct is not None
     ct, cp = chunks
@@ -78,14 +107,18 @@ def test_every_bit_pattern_round_trips_through_the_direct_encoder(tmp_path, comp
 
 @pytest.mark.micro
 @pytest.mark.parametrize("compression", LOSSLESS)
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     data=st.data(),
     n_rows=st.integers(1, 11),
     n_cols=st.integers(1, 9),
     spc=st.integers(1, 4),
 )
-def test_finite_rows_round_trip_through_the_run_writer(tmp_path, compression, data, n_rows, n_cols, spc):
+def test_finite_rows_round_trip_through_the_run_writer(
+    tmp_path, compression, data, n_rows, n_cols, spc
+):
     """The RunWriter's full path (slabs, partial chunks, close) keeps -0.0 and subnormals exactly."""
     finite = st.one_of(
         st.floats(width=32, allow_nan=False, allow_infinity=False, allow_subnormal=True),
@@ -109,12 +142,16 @@ def random_walk(n_rows: int, n_cols: int, seed: int = 0) -> np.ndarray:
 
 @pytest.mark.micro
 @pytest.mark.parametrize("compression, clevel", [("fast", 1), ("small", 5)])
-def test_chunk_files_are_what_numcodecs_blosc_makes_of_the_transposed_chunks(tmp_path, compression, clevel):
+def test_chunk_files_are_what_numcodecs_blosc_makes_of_the_transposed_chunks(
+    tmp_path, compression, clevel
+):
     """Each chunk file is Blosc zstd (byte shuffle, 1 MiB blocks) of the chunk transposed; it is smaller than raw."""
     rows = random_walk(40, 300)
     path = tmp_path / "s.zarr"
     write_rows(path, rows, compression, spc=16)
-    blosc = numcodecs.Blosc(cname="zstd", clevel=clevel, shuffle=numcodecs.Blosc.SHUFFLE, blocksize=1 << 20, typesize=4)
+    blosc = numcodecs.Blosc(
+        cname="zstd", clevel=clevel, shuffle=numcodecs.Blosc.SHUFFLE, blocksize=1 << 20, typesize=4
+    )
     total = 0
     for i in range(3):
         chunk = np.full((16, 300), np.nan, dtype=np.float32)
@@ -124,7 +161,9 @@ def test_chunk_files_are_what_numcodecs_blosc_makes_of_the_transposed_chunks(tmp
         stored = (path / "runs/r/weights/c" / str(i) / "0").read_bytes()
         assert stored == bytes(expected), f"chunk {i}"
         total += len(stored)
-    assert total < rows.nbytes  # smaller than the raw rows, though the chunks hold 8 rows of padding
+    assert (
+        total < rows.nbytes
+    )  # smaller than the raw rows, though the chunks hold 8 rows of padding
 
 
 @pytest.mark.micro
@@ -151,7 +190,10 @@ def test_default_is_fast(tmp_path):
 # ------------------------------------------------------------------------------ lossy
 @pytest.mark.micro
 @settings(max_examples=60, deadline=None)
-@given(values=hnp.arrays(np.uint32, st.integers(1, 64), elements=bit_patterns), keepbits=st.integers(1, 22))
+@given(
+    values=hnp.arrays(np.uint32, st.integers(1, 64), elements=bit_patterns),
+    keepbits=st.integers(1, 22),
+)
 def test_round_mantissa_matches_numcodecs_bitround(values, keepbits):
     """Finite values below the overflow edge round exactly as numcodecs.BitRound; others are left alone."""
     x = values.view(np.float32)
@@ -159,7 +201,11 @@ def test_round_mantissa_matches_numcodecs_bitround(values, keepbits):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         round_mantissa(ours, keepbits)
-        theirs = np.asarray(numcodecs.BitRound(keepbits=keepbits).encode(x.copy())).view(np.float32).reshape(-1)
+        theirs = (
+            np.asarray(numcodecs.BitRound(keepbits=keepbits).encode(x.copy()))
+            .view(np.float32)
+            .reshape(-1)
+        )
     finite = np.isfinite(x)
     safe = finite & np.isfinite(theirs)
     np.testing.assert_array_equal(bits(ours[safe]), bits(theirs[safe]))
@@ -170,7 +216,11 @@ def test_round_mantissa_matches_numcodecs_bitround(values, keepbits):
 @pytest.mark.micro
 @settings(max_examples=60, deadline=None)
 @given(
-    values=hnp.arrays(np.float32, st.integers(1, 64), elements=st.floats(width=32, allow_nan=False, allow_infinity=False)),
+    values=hnp.arrays(
+        np.float32,
+        st.integers(1, 64),
+        elements=st.floats(width=32, allow_nan=False, allow_infinity=False),
+    ),
     keepbits=st.integers(1, 22),
 )
 def test_relative_error_within_the_documented_bound_for_normal_values(values, keepbits):
@@ -210,7 +260,9 @@ def test_f16_mode_equals_numpy_float16_in_its_normal_range(tmp_path):
     path = tmp_path / "s.zarr"
     write_rows(path, rows, "fast", spc=4, lossy="f16")
     run = open_store(str(path)).run("r")
-    np.testing.assert_array_equal(bits(run.weights[:]), bits(rows.astype(np.float16).astype(np.float32)))
+    np.testing.assert_array_equal(
+        bits(run.weights[:]), bits(rows.astype(np.float16).astype(np.float32))
+    )
     assert run.attrs["lossy"]["keepbits"] == LOSSY_MODES["f16"] == 10
     assert 0 < run.attrs["lossy"]["max_rel_error"] <= 2.0**-11
 
@@ -241,8 +293,16 @@ def test_resume_keeps_the_lossy_mode_and_the_running_maximum(tmp_path):
 @pytest.mark.micro
 @pytest.mark.parametrize(
     "compression, lossy, needle",
-    [("fats", None, "did you mean 'fast'"), ("zstd", None, "'none', 'fast', 'small'"), (3, None, "3"),
-     (None, "bf61", "did you mean 'bf16'"), (None, 0, "1-22"), (None, 23, "1-22"), (None, True, "True"), (None, 2.5, "2.5")],
+    [
+        ("fats", None, "did you mean 'fast'"),
+        ("zstd", None, "'none', 'fast', 'small'"),
+        (3, None, "3"),
+        (None, "bf61", "did you mean 'bf16'"),
+        (None, 0, "1-22"),
+        (None, 23, "1-22"),
+        (None, True, "True"),
+        (None, 2.5, "2.5"),
+    ],
 )
 def test_bad_settings_get_one_clear_line(tmp_path, compression, lossy, needle):
     layout = layout_from_state_dict({"w": torch.zeros(2)})
@@ -299,7 +359,9 @@ print("ok", n, run.attrs["compression"]["setting"])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("compression, lossy", [("none", None), ("fast", None), ("small", None), ("fast", "bf16")])
+@pytest.mark.parametrize(
+    "compression, lossy", [("none", None), ("fast", None), ("small", None), ("fast", "bf16")]
+)
 def test_plain_zarr_and_xarray_read_every_setting_without_trajbench(tmp_path, compression, lossy):
     rows = random_walk(11, 6, seed=7)
     rows[1, 1] = -0.0
@@ -310,7 +372,10 @@ def test_plain_zarr_and_xarray_read_every_setting_without_trajbench(tmp_path, co
         round_mantissa(expected, LOSSY_MODES[lossy])
     np.save(tmp_path / "expected.npy", expected)
     result = subprocess.run(
-        [sys.executable, "-c", _READER, str(path), str(tmp_path / "expected.npy")], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _READER, str(path), str(tmp_path / "expected.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", "11", compression]
@@ -324,7 +389,10 @@ def test_store_default_is_followed_by_new_runs_but_not_by_explicit_ones(tmp_path
 
     path = str(tmp_path / "s.zarr")
     set_store_default(open_root(path, mode="a"), "small", "bf16")
-    assert open_root(path, mode="r").attrs["default_compression"] == {"setting": "small", "lossy": "bf16"}
+    assert open_root(path, mode="r").attrs["default_compression"] == {
+        "setting": "small",
+        "lossy": "bf16",
+    }
     layout = layout_from_state_dict({"w": torch.zeros(3)})
     RunWriter(path, "runs/a", layout).close()
     RunWriter(path, "runs/b", layout, compression="none", lossy=10).close()
@@ -349,7 +417,9 @@ def test_generate_cli_refuses_bad_settings_before_touching_the_store(tmp_path, c
 # --------------------------------------------------------------------------- validate
 @pytest.mark.micro
 @pytest.mark.parametrize("compression, lossy", [("none", None), ("fast", None), ("small", "f16")])
-def test_validate_accepts_each_setting_and_catches_tampered_encoding_attrs(tmp_path, compression, lossy):
+def test_validate_accepts_each_setting_and_catches_tampered_encoding_attrs(
+    tmp_path, compression, lossy
+):
     from trajbench.store.validate import validate_store
 
     path = tmp_path / "s.zarr"
@@ -357,9 +427,16 @@ def test_validate_accepts_each_setting_and_catches_tampered_encoding_attrs(tmp_p
     assert validate_store(str(path)) == []
     group = zarr.open_group(str(path), path="runs/r", mode="r+")
     other = "small" if compression != "small" else "none"
-    group.update_attributes({"compression": {"setting": other, "codecs": resolve_encoding(other).codecs_json()},
-                             "lossy": {"mode": "bf16", "keepbits": 40, "bound": 0.1, "max_rel_error": -1.0}})
+    group.update_attributes(
+        {
+            "compression": {"setting": other, "codecs": resolve_encoding(other).codecs_json()},
+            "lossy": {"mode": "bf16", "keepbits": 40, "bound": 0.1, "max_rel_error": -1.0},
+        }
+    )
     problems = validate_store(str(path))
     assert len(problems) == 2
-    assert problems[0].startswith("runs/r: compression.codecs") and "differ from the codecs of weights/zarr.json" in problems[0]
+    assert (
+        problems[0].startswith("runs/r: compression.codecs")
+        and "differ from the codecs of weights/zarr.json" in problems[0]
+    )
     assert problems[1].startswith("runs/r: lossy is") and "'keepbits': 40" in problems[1]

@@ -46,7 +46,13 @@ def grown_past_commit(store: str) -> bool:
     return shape[0] > committed
 
 
-def run_and_kill(store: str, min_committed: int, delay: float | None, stderr_path: Path, compression: str = "fast") -> int:
+def run_and_kill(
+    store: str,
+    min_committed: int,
+    delay: float | None,
+    stderr_path: Path,
+    compression: str = "fast",
+) -> int:
     """Start a worker, wait until it reports min_committed snapshots on disk, then SIGKILL it.
 
     The kill comes ``delay`` seconds later, or (``delay=None``) as soon as the store shows
@@ -89,8 +95,10 @@ def assert_rows_exact(run, start: int, stop: int) -> None:
     for lo in range(start, stop, SPC):
         hi = min(lo + SPC, stop)
         block = run.weights[lo:hi]
-        for i, row in zip(range(lo, hi), block):
-            np.testing.assert_array_equal(row, worker.expected_row(i), err_msg=f"row {i} is torn or wrong")
+        for i, row in zip(range(lo, hi), block, strict=True):
+            np.testing.assert_array_equal(
+                row, worker.expected_row(i), err_msg=f"row {i} is torn or wrong"
+            )
     frame = run.metrics.iloc[start:stop]
     assert frame["step"].tolist() == [worker.step_of(i) for i in range(start, stop)]
     assert frame["loss"].tolist() == [worker.loss_of(i) for i in range(start, stop)]
@@ -112,12 +120,12 @@ def test_sigkill_during_writes_then_resume(tmp_path, compression):
     with ThreadPoolExecutor(len(timings)) as pool:
         futures = [
             pool.submit(run_and_kill, store, need, delay, tmp_path / f"err{i}.txt", compression)
-            for i, (store, (need, delay)) in enumerate(zip(stores, timings))
+            for i, (store, (need, delay)) in enumerate(zip(stores, timings, strict=True))
         ]
         reported = [f.result() for f in futures]
 
     model = worker.make_model()
-    for store, seen, (need, _) in zip(stores, reported, timings):
+    for store, seen, (need, _) in zip(stores, reported, timings, strict=True):
         with warnings.catch_warnings():
             warnings.simplefilter("error", UserWarning)  # leftovers of the crash must not even warn
             run = open_store(store).run("crashy")
@@ -137,9 +145,13 @@ def test_sigkill_during_writes_then_resume(tmp_path, compression):
             assert rec.n_snapshots == rec.n_committed == n
             for k in range(n, n + extra):
                 worker.set_weights(model, k)
-                assert rec.snapshot(step=worker.step_of(k), epoch=k / 10, metrics={"loss": worker.loss_of(k)})
+                assert rec.snapshot(
+                    step=worker.step_of(k), epoch=k / 10, metrics={"loss": worker.loss_of(k)}
+                )
         run = open_store(store).run("crashy")
-        assert run.attrs["compression"]["setting"] == compression, "resuming keeps the run's own codecs"
+        assert run.attrs["compression"]["setting"] == compression, (
+            "resuming keeps the run's own codecs"
+        )
         assert (run.status, run.n_snapshots) == ("complete", n + extra)
         assert run.weights.zarr.shape[0] == n + extra
         assert_rows_exact(run, 0, n + extra)
@@ -157,7 +169,9 @@ def plant_partials(store: str) -> list[Path]:
     return planted
 
 
-def make_crashed_run(store: str, rows: np.ndarray, committed: int, spc: int, compression: str = "fast") -> None:
+def make_crashed_run(
+    store: str, rows: np.ndarray, committed: int, spc: int, compression: str = "fast"
+) -> None:
     """A run with `committed` rows, whose arrays were grown and half-written past that point."""
     layout = layout_from_state_dict({"x": torch.zeros(rows.shape[1])})
     writer = RunWriter(store, "runs/c", layout, snapshots_per_chunk=spc, compression=compression)

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from trajbench import Forecaster
 from trajbench.bench.downstream import (
@@ -44,7 +43,9 @@ HORIZONS = (1, 2)
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("downstream") / "micro.zarr"
-    summary = generate("micro", out, workers=1, progress=False, tasks=["digits-logreg", "digits-cnn"])
+    summary = generate(
+        "micro", out, workers=1, progress=False, tasks=["digits-logreg", "digits-cnn"]
+    )
     assert summary.ok
     return out
 
@@ -93,14 +94,18 @@ class NaNAfterFirst(Forecaster):
         return np.full((len(context), horizon), np.nan, dtype=np.float32)
 
 
-def _windows(store: Any, runs: pd.DataFrame, forecasters: list[Forecaster], **kw: Any) -> tuple[pd.DataFrame, dict[str, str]]:
+def _windows(
+    store: Any, runs: pd.DataFrame, forecasters: list[Forecaster], **kw: Any
+) -> tuple[pd.DataFrame, dict[str, str]]:
     settings = DownstreamSettings(horizons=HORIZONS, **kw)
     frame, failures, _ = evaluate_downstream(store, forecasters, runs, settings=settings, first=1)
     return frame, failures
 
 
 # ------------------------------------------------------------------ sanity checks
-def test_persistence_reproduces_the_recorded_accuracy_at_t_and_the_truth_at_t_plus_h(store: Any, runs: pd.DataFrame) -> None:
+def test_persistence_reproduces_the_recorded_accuracy_at_t_and_the_truth_at_t_plus_h(
+    store: Any, runs: pd.DataFrame
+) -> None:
     frame, failures = _windows(store, runs, [get_forecaster("persistence")])
     assert not failures
     assert set(frame["run"]) == set(runs["path"])  # the BatchNorm CNN included
@@ -117,7 +122,9 @@ def test_persistence_reproduces_the_recorded_accuracy_at_t_and_the_truth_at_t_pl
         np.testing.assert_allclose(g["loss_forecast"], loss[o], rtol=0, atol=1e-6)
 
 
-def test_true_future_weights_load_through_the_layout_with_buffers_from_the_origin(store: Any, store_path: Path, runs: pd.DataFrame) -> None:
+def test_true_future_weights_load_through_the_layout_with_buffers_from_the_origin(
+    store: Any, store_path: Path, runs: pd.DataFrame
+) -> None:
     frame, failures = _windows(store, runs, [FutureOracle(str(store_path))])
     assert not failures
     for run_path, g in frame.groupby("run"):
@@ -125,7 +132,10 @@ def test_true_future_weights_load_through_the_layout_with_buffers_from_the_origi
         task = get_task(run.attrs["task"], **run.attrs["task_params"])
         buffers = {s.name for s in run.specs if s.kind == "buffer"}
         for r in g.itertuples(index=False):
-            origin, future = run.state_dict(int(r.origin)), run.state_dict(int(r.origin + r.horizon))
+            origin, future = (
+                run.state_dict(int(r.origin)),
+                run.state_dict(int(r.origin + r.horizon)),
+            )
             state = {k: (origin[k] if k in buffers else future[k]) for k in future}
             expected = task.evaluate_state_dict(state)
             assert r.acc_forecast == pytest.approx(expected["val_acc"], abs=1e-6)
@@ -135,7 +145,11 @@ def test_true_future_weights_load_through_the_layout_with_buffers_from_the_origi
         if not buffers:
             ratio, used, _ = gain_ratio(g["acc_forecast"], g["acc_origin"], g["acc_target"], 0.0)
             assert used == 0 or ratio == pytest.approx(1.0, abs=1e-9)
-    assert {s.kind for s in store.run([p for p in runs["path"] if "cnn" in p][0]).specs} >= {"buffer", "norm", "conv"}
+    assert {s.kind for s in store.run([p for p in runs["path"] if "cnn" in p][0]).specs} >= {
+        "buffer",
+        "norm",
+        "conv",
+    }
 
 
 # ------------------------------------------------------------------ gain ratio
@@ -162,8 +176,39 @@ def test_aggregated_rows_match_a_hand_computation_and_a_numpy_bootstrap() -> Non
                 o = rng.uniform(0.2, 0.6)
                 t = o + rng.choice([0.0, 0.1, 0.2]) * h
                 f = o + rng.uniform(-0.1, 0.3)
-                rows.append(["fc", f"runs/r{run}", "task-a", "test", origin, h, f, o, t, 1 - f, 1 - o, 1 - t])
-    windows = pd.DataFrame(rows, columns=["forecaster", "run", "task", "split", "origin", "horizon", "acc_forecast", "acc_origin", "acc_target", "loss_forecast", "loss_origin", "loss_target"])
+                rows.append(
+                    [
+                        "fc",
+                        f"runs/r{run}",
+                        "task-a",
+                        "test",
+                        origin,
+                        h,
+                        f,
+                        o,
+                        t,
+                        1 - f,
+                        1 - o,
+                        1 - t,
+                    ]
+                )
+    windows = pd.DataFrame(
+        rows,
+        columns=[
+            "forecaster",
+            "run",
+            "task",
+            "split",
+            "origin",
+            "horizon",
+            "acc_forecast",
+            "acc_origin",
+            "acc_target",
+            "loss_forecast",
+            "loss_origin",
+            "loss_target",
+        ],
+    )
     eps, B = 0.01, 200
     table = aggregate_downstream(windows, {}, epsilon=eps, bootstrap=B, ci_level=0.9, seed=5)
     assert set(table["metric"]) == set(DOWNSTREAM_METRICS)
@@ -174,41 +219,81 @@ def test_aggregated_rows_match_a_hand_computation_and_a_numpy_bootstrap() -> Non
             g = windows[(windows["run"] == run) & (windows["horizon"] == h)]
             d = g["acc_target"] - g["acc_origin"]
             use = d.abs() >= eps
-            per_run.append(float((np.sign(d[use]) * (g["acc_forecast"] - g["acc_origin"])[use]).sum() / d[use].abs().sum()) if use.any() else np.nan)
+            per_run.append(
+                float(
+                    (np.sign(d[use]) * (g["acc_forecast"] - g["acc_origin"])[use]).sum()
+                    / d[use].abs().sum()
+                )
+                if use.any()
+                else np.nan
+            )
         per_run_arr = np.asarray(per_run)
-        row = table[(table["task"] == "task-a") & (table["horizon"] == str(h)) & (table["metric"] == "gain_ratio")].iloc[0]
+        row = table[
+            (table["task"] == "task-a")
+            & (table["horizon"] == str(h))
+            & (table["metric"] == "gain_ratio")
+        ].iloc[0]
         assert row["value"] == pytest.approx(np.nanmean(per_run_arr), abs=1e-12)
         # independent bootstrap: same generator, resampled run indices, numpy percentiles
-        gen = np.random.Generator(np.random.PCG64(derive_seed("trajbench-downstream-bootstrap-v1", 5, "test", "task-a")))
+        gen = np.random.Generator(
+            np.random.PCG64(derive_seed("trajbench-downstream-bootstrap-v1", 5, "test", "task-a"))
+        )
         idx = gen.integers(0, 4, size=(B, 4))
         means = np.nanmean(per_run_arr[idx], axis=1)
         assert row["ci_low"] == pytest.approx(np.percentile(means, 5), abs=1e-12)
         assert row["ci_high"] == pytest.approx(np.percentile(means, 95), abs=1e-12)
-        excluded = table[(table["task"] == "task-a") & (table["horizon"] == str(h)) & (table["metric"] == "excluded_windows")].iloc[0]
+        excluded = table[
+            (table["task"] == "task-a")
+            & (table["horizon"] == str(h))
+            & (table["metric"] == "excluded_windows")
+        ].iloc[0]
         sel = windows[windows["horizon"] == h]
         assert excluded["value"] == ((sel["acc_target"] - sel["acc_origin"]).abs() < eps).sum()
         assert excluded["n"] == len(sel)
-        acc = table[(table["task"] == "task-a") & (table["horizon"] == str(h)) & (table["metric"] == "acc_forecast")].iloc[0]
-        assert acc["value"] == pytest.approx(sel.groupby("run")["acc_forecast"].mean().mean(), abs=1e-12)
+        acc = table[
+            (table["task"] == "task-a")
+            & (table["horizon"] == str(h))
+            & (table["metric"] == "acc_forecast")
+        ].iloc[0]
+        assert acc["value"] == pytest.approx(
+            sel.groupby("run")["acc_forecast"].mean().mean(), abs=1e-12
+        )
         assert acc["n"] == 4
     # one task: the cross-task row is that task's
-    a = table[(table["task"] == "all") & (table["metric"] == "gain_ratio") & (table["horizon"] == "1")].iloc[0]
-    b = table[(table["task"] == "task-a") & (table["metric"] == "gain_ratio") & (table["horizon"] == "1")].iloc[0]
+    a = table[
+        (table["task"] == "all") & (table["metric"] == "gain_ratio") & (table["horizon"] == "1")
+    ].iloc[0]
+    b = table[
+        (table["task"] == "task-a") & (table["metric"] == "gain_ratio") & (table["horizon"] == "1")
+    ].iloc[0]
     assert (a["value"], a["n"]) == (pytest.approx(b["value"]), 1)
 
 
 def test_windows_below_epsilon_are_excluded_and_counted(store: Any, runs: pd.DataFrame) -> None:
     frame, _ = _windows(store, runs, [get_forecaster("linear")])
     table = aggregate_downstream(frame, {}, epsilon=0.999, bootstrap=50)
-    excl = table[(table["task"] == "all") & (table["metric"] == "excluded_windows") & (table["horizon"] == "long")].iloc[0]
+    excl = table[
+        (table["task"] == "all")
+        & (table["metric"] == "excluded_windows")
+        & (table["horizon"] == "long")
+    ].iloc[0]
     assert excl["value"] == len(frame) == excl["n"]
     ratios = table[(table["metric"] == "gain_ratio")]
     assert ratios["value"].isna().all()
 
 
 # ------------------------------------------------------------------ failures, origins, harness
-def test_a_nan_forecaster_becomes_a_failure_row_and_the_others_go_on(store: Any, runs: pd.DataFrame) -> None:
-    table, section = run_downstream_track(store, [NaNAfterFirst(), get_forecaster("persistence")], runs, settings=DownstreamSettings(horizons=HORIZONS), first=1, bootstrap=50)
+def test_a_nan_forecaster_becomes_a_failure_row_and_the_others_go_on(
+    store: Any, runs: pd.DataFrame
+) -> None:
+    table, section = run_downstream_track(
+        store,
+        [NaNAfterFirst(), get_forecaster("persistence")],
+        runs,
+        settings=DownstreamSettings(horizons=HORIZONS),
+        first=1,
+        bootstrap=50,
+    )
     failed = table[table["status"] == "failed"]
     assert list(failed["forecaster"]) == ["nanny"] and "non-finite" in failed["message"].iloc[0]
     assert (table[table["forecaster"] == "persistence"]["status"] == "ok").all()
@@ -216,7 +301,11 @@ def test_a_nan_forecaster_becomes_a_failure_row_and_the_others_go_on(store: Any,
 
 
 def test_origins_are_evenly_spaced_bounded_and_deterministic() -> None:
-    assert downstream_origins(71, 4, (1, 5, 10, 20), 8).tolist() == [round(4 + i * 65 / 7) for i in range(8)] == [4, 13, 23, 32, 41, 50, 60, 69]
+    assert (
+        downstream_origins(71, 4, (1, 5, 10, 20), 8).tolist()
+        == [round(4 + i * 65 / 7) for i in range(8)]
+        == [4, 13, 23, 32, 41, 50, 60, 69]
+    )
     assert downstream_origins(5, 1, (1, 2), 8).tolist() == [1, 2, 3]
     assert downstream_origins(3, 2, (1,), 8).tolist() == []
     with pytest.raises(TrajbenchError, match="increasing"):
@@ -225,16 +314,30 @@ def test_origins_are_evenly_spaced_bounded_and_deterministic() -> None:
         DownstreamSettings(epsilon=-0.1)
 
 
-def test_bench_track_downstream_writes_only_downstream_rows(store_path: Path, tmp_path: Path) -> None:
+def test_bench_track_downstream_writes_only_downstream_rows(
+    store_path: Path, tmp_path: Path
+) -> None:
     from trajbench.bench.protocol import PROTOCOL
 
     protocol = PROTOCOL.replace(bootstrap=50, unseen_tasks=("digits-cnn",))
-    result = run_benchmark(store_path, ["persistence", "linear"], tmp_path / "out", track="downstream", protocol=protocol, hash_store=False, downstream=DownstreamSettings(horizons=HORIZONS, max_origins=2))
+    result = run_benchmark(
+        store_path,
+        ["persistence", "linear"],
+        tmp_path / "out",
+        track="downstream",
+        protocol=protocol,
+        hash_store=False,
+        downstream=DownstreamSettings(horizons=HORIZONS, max_origins=2),
+    )
     table = result.table
     assert set(table["track"]) == {"downstream"}
     assert set(table["metric"]) <= set(DOWNSTREAM_METRICS)
     assert "unseen" in set(table["split"])  # the CNN held out as unseen is scored
     assert result.manifest["tracks"]["downstream"]["settings"]["max_origins"] == 2
     assert (tmp_path / "out" / "results.parquet").exists()
-    pers = table[(table["forecaster"] == "persistence") & (table["metric"] == "gain_ratio") & table["value"].notna()]
+    pers = table[
+        (table["forecaster"] == "persistence")
+        & (table["metric"] == "gain_ratio")
+        & table["value"].notna()
+    ]
     assert len(pers) and np.allclose(pers["value"], 0.0)

@@ -58,7 +58,11 @@ def test_least_squares_agree_with_curve_fit() -> None:
     n, k = 40, 12
     a, b, c = rng.normal(size=n), rng.normal(size=n), rng.uniform(0.05, 0.8, size=n)
     t = np.arange(k, dtype=np.float64)
-    y = a[:, None] + b[:, None] * np.exp(-c[:, None] * t) + 0.01 * np.abs(b)[:, None] * rng.standard_normal((n, k))
+    y = (
+        a[:, None]
+        + b[:, None] * np.exp(-c[:, None] * t)
+        + 0.01 * np.abs(b)[:, None] * rng.standard_normal((n, k))
+    )
     fa, fb, fc, decays = fit_exponential(y)
     assert decays.sum() >= 0.9 * n
     compared = 0
@@ -86,7 +90,9 @@ def test_no_decay_falls_back_to_linear() -> None:
     f = ExponentialFit()
     out = f.predict(ctx, 4)
     h = np.arange(1, 5, dtype=np.float64)
-    linear = ctx[:4, -1:].astype(np.float64) + h * (ctx[:4, -1:].astype(np.float64) - ctx[:4, -2:-1])
+    linear = ctx[:4, -1:].astype(np.float64) + h * (
+        ctx[:4, -1:].astype(np.float64) - ctx[:4, -2:-1]
+    )
     np.testing.assert_allclose(out[:4], linear.astype(np.float32), rtol=1e-6)
     np.testing.assert_allclose(out[4], 1.0 + 0.5 * np.exp(-0.3 * (11 + h)), rtol=1e-5)
     assert f.pop_fallbacks() == {"expfit no decay in the context: linear extrapolation": 4}

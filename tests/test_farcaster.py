@@ -35,8 +35,12 @@ def _meta(first: np.ndarray) -> SeriesMeta:
 
 
 def test_recovers_an_exact_affine_map() -> None:
-    train = TrainingData.from_arrays([_affine_run(i) for i in range(20)], validation=[_affine_run(100 + i) for i in range(4)])
-    f = Farcaster(horizon=M, origin=N_ORIGIN, regulariser="none", max_epochs=1500, patience=50).fit(train)
+    train = TrainingData.from_arrays(
+        [_affine_run(i) for i in range(20)], validation=[_affine_run(100 + i) for i in range(4)]
+    )
+    f = Farcaster(horizon=M, origin=N_ORIGIN, regulariser="none", max_epochs=1500, patience=50).fit(
+        train
+    )
     assert f.horizon_ == M and f.coef_.shape == (M, 2)
     # Adam at a constant learning rate on an L1 loss settles within about lr of the optimum
     np.testing.assert_allclose(f.coef_, A_TRUE, atol=3e-3)
@@ -63,7 +67,10 @@ def test_run_groups_layout_and_first_step() -> None:
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    pred = torch.tensor([[0.5, 1.0, 2.0], [-1.0, -0.5, -0.4], [0.0, 0.3, 0.9], [2.0, 1.0, 0.5], [1.0, 1.0, 1.2]], dtype=torch.float64)
+    pred = torch.tensor(
+        [[0.5, 1.0, 2.0], [-1.0, -0.5, -0.4], [0.0, 0.3, 0.9], [2.0, 1.0, 0.5], [1.0, 1.0, 1.2]],
+        dtype=torch.float64,
+    )
     last = torch.tensor([0.0, -1.2, 0.1, 2.5, 1.0], dtype=torch.float64)
     seg = torch.tensor([0, 0, 1, 1, 1])
     first = torch.tensor([0.5, 3.0], dtype=torch.float64)
@@ -90,7 +97,9 @@ def test_regulariser_last_step_horizon_one_uses_the_last_value() -> None:
     for i in range(5):
         sizes[int(seg[i])] += abs(float(one[i, 0]) - float(last[i]))
     expected = sum(max(sizes[g] - float(first[g]), 0.0) for g in range(2)) / 2
-    assert float(_regulariser(one, last, seg, 2, first, "last_step")) == pytest.approx(expected, rel=1e-12)
+    assert float(_regulariser(one, last, seg, 2, first, "last_step")) == pytest.approx(
+        expected, rel=1e-12
+    )
 
 
 def test_regulariser_steps_must_not_grow_by_hand() -> None:
@@ -101,7 +110,9 @@ def test_regulariser_steps_must_not_grow_by_hand() -> None:
         path = [la[i], *p[i]]
         for j in range(3):
             norms[s[i]][j] += abs(path[j + 1] - path[j])
-    expected = sum(sum(max(norms[g][j + 1] - norms[g][j], 0.0) for j in range(2)) for g in range(2)) / 2
+    expected = (
+        sum(sum(max(norms[g][j + 1] - norms[g][j], 0.0) for j in range(2)) for g in range(2)) / 2
+    )
     assert expected > 0
     got = _regulariser(pred, last, seg, 2, first, "steps_must_not_grow")
     assert float(got) == pytest.approx(expected, rel=1e-12)
@@ -112,7 +123,10 @@ def _accelerating_runs(n: int, seed: int) -> list[np.ndarray]:
     far larger than the first real step, which the authors' regulariser forbids."""
     rng = np.random.default_rng(seed)
     t = np.arange(40, dtype=np.float64)[:, None]
-    return [(rng.normal(size=6) + rng.uniform(0.01, 0.02, 6) * t**2).astype(np.float32) for _ in range(n)]
+    return [
+        (rng.normal(size=6) + rng.uniform(0.01, 0.02, 6) * t**2).astype(np.float32)
+        for _ in range(n)
+    ]
 
 
 def _mean_violation(f: Farcaster, runs: list[np.ndarray]) -> float:
@@ -209,7 +223,9 @@ def test_divergence_is_a_clear_error() -> None:
 
 def test_without_validation_split_runs_are_held_out() -> None:
     runs = [_affine_run(i) for i in range(5)]
-    f = Farcaster(horizon=M, origin=N_ORIGIN, regulariser="none", max_epochs=4, patience=10).fit(TrainingData.from_arrays(runs))
+    f = Farcaster(horizon=M, origin=N_ORIGIN, regulariser="none", max_epochs=4, patience=10).fit(
+        TrainingData.from_arrays(runs)
+    )
     kept, held = f._hold_out([(r.astype(np.float64), np.array([N_ORIGIN])) for r in runs])
     assert (len(kept), len(held)) == (4, 1)
     # the recorded validation MAE at the best epoch is the MAE of the kept map on the held-out run

@@ -31,7 +31,15 @@ from trajbench.testing import check_forecaster, forecaster_checks
 pytestmark = pytest.mark.micro
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "my_forecaster" / "src"
-PUBLIC = ("Forecaster", "SeriesMeta", "TrainingData", "NotFittedError", "get_forecaster", "list_forecasters", "register_forecaster")
+PUBLIC = (
+    "Forecaster",
+    "SeriesMeta",
+    "TrainingData",
+    "NotFittedError",
+    "get_forecaster",
+    "list_forecasters",
+    "register_forecaster",
+)
 
 
 @pytest.fixture
@@ -61,7 +69,9 @@ def _fake_entry_points(monkeypatch: pytest.MonkeyPatch, mapping: dict[str, str])
 
     def entry_point(name: str, value: str) -> importlib.metadata.EntryPoint:
         ep = importlib.metadata.EntryPoint(name, value, forecasting.ENTRY_POINT_GROUP)
-        return ep._for(dist) if hasattr(ep, "_for") else ep  # attach the distribution, as metadata does
+        return (
+            ep._for(dist) if hasattr(ep, "_for") else ep
+        )  # attach the distribution, as metadata does
 
     def entry_points(**kwargs: Any) -> Any:
         if kwargs.get("group") == forecasting.ENTRY_POINT_GROUP:
@@ -86,11 +96,18 @@ def test_linear_baselines_are_exact_on_straight_lines(seed: int) -> None:
     b = rng.integers(-32, 32, size=50) / 8.0
     t = np.arange(60)
     lines = (a[:, None] + b[:, None] * t[None, :]).astype(np.float32)
-    for name, params in (("linear", {}), ("linear_lstsq", {}), ("linear_lstsq", {"context_length": 2}), ("linear_lstsq", {"context_length": 9})):
+    for name, params in (
+        ("linear", {}),
+        ("linear_lstsq", {}),
+        ("linear_lstsq", {"context_length": 2}),
+        ("linear_lstsq", {"context_length": 9}),
+    ):
         f = get_forecaster(name, **params)
         k = f.context_length
         out = f.predict(lines[:, 10 - k : 10], horizon=50)
-        np.testing.assert_allclose(out, lines[:, 10:60], rtol=0, atol=1e-5 if name == "linear_lstsq" else 0)
+        np.testing.assert_allclose(
+            out, lines[:, 10:60], rtol=0, atol=1e-5 if name == "linear_lstsq" else 0
+        )
     persistence = get_forecaster("persistence").predict(lines[:, :10], horizon=3)
     np.testing.assert_array_equal(persistence, np.repeat(lines[:, 9:10], 3, axis=1))
 
@@ -101,14 +118,19 @@ def test_lstsq_matches_numpy_polyfit() -> None:
     out = get_forecaster("linear_lstsq", context_length=7).predict(ctx, horizon=4)
     for i in range(20):
         slope, intercept = np.polyfit(np.arange(7), ctx[i], 1)
-        np.testing.assert_allclose(out[i], intercept + slope * np.arange(7, 11), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            out[i], intercept + slope * np.arange(7, 11), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_input_validation_messages() -> None:
     f = get_forecaster("linear_lstsq")
     with pytest.raises(TrajbenchError, match="horizon must be a positive int, but got -3"):
         f.predict(np.zeros((2, 5)), horizon=-3)
-    with pytest.raises(TrajbenchError, match="context has 3 snapshots, but forecaster 'linear_lstsq' needs context_length=5"):
+    with pytest.raises(
+        TrajbenchError,
+        match="context has 3 snapshots, but forecaster 'linear_lstsq' needs context_length=5",
+    ):
         f.predict(np.zeros((2, 3)), horizon=1)
     with pytest.raises(TrajbenchError, match="2-D"):
         f.predict(np.zeros((2, 3, 5)), horizon=1)
@@ -156,7 +178,11 @@ def test_tags_merge_along_the_mro() -> None:
         tags = {"deterministic": False}
 
     tags = Child().get_tags()
-    assert tags["needs_fit"] is True and tags["deterministic"] is False and tags["multi_horizon"] == "native"
+    assert (
+        tags["needs_fit"] is True
+        and tags["deterministic"] is False
+        and tags["multi_horizon"] == "native"
+    )
     assert Child.name == "child"
     assert Child().set_tags(needs_fit=False).get_tag("needs_fit") is False
 
@@ -170,7 +196,9 @@ def test_recursive_forecasters_get_one_step_at_a_time() -> None:
         context_length = 2
         tags = {"multi_horizon": "recursive"}
 
-        def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
+        def _predict(
+            self, context: np.ndarray, horizon: int, meta: SeriesMeta | None
+        ) -> np.ndarray:
             calls.append(horizon)
             assert meta is None or meta.origin is not None
             return 2 * context[:, -1:]
@@ -245,8 +273,12 @@ def test_register_forecaster_in_process() -> None:
     assert "learned-mean-step" not in list_forecasters()
 
 
-def test_plugin_through_a_fake_entry_point(example_module: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    _fake_entry_points(monkeypatch, {"damped": "my_forecaster:DampedTrend", "broken": "no_such_module_xyz:Thing"})
+def test_plugin_through_a_fake_entry_point(
+    example_module: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_entry_points(
+        monkeypatch, {"damped": "my_forecaster:DampedTrend", "broken": "no_such_module_xyz:Thing"}
+    )
     assert {"damped", "broken", "linear"} <= set(list_forecasters())
     f = get_forecaster("damped", grid=(0.5, 1.0))
     assert type(f).__name__ == "DampedTrend" and f.name == "damped" and f.grid == (0.5, 1.0)
@@ -287,7 +319,9 @@ def test_local_file_forecaster(tmp_path: Path) -> None:
 # --------------------------------------------------------------- conformance
 @pytest.mark.parametrize("name", ["persistence", "linear", "linear_lstsq"])
 def test_baselines_pass_the_conformance_suite(name: str) -> None:
-    assert len(check_forecaster(get_forecaster(name))) == len(forecaster_checks(get_forecaster(name)))
+    assert len(check_forecaster(get_forecaster(name))) == len(
+        forecaster_checks(get_forecaster(name))
+    )
 
 
 def test_example_plugin_passes_the_conformance_suite(example_module: Any) -> None:
@@ -331,7 +365,10 @@ def test_list_forecasters_cli(capsys: pytest.CaptureFixture[str]) -> None:
 def test_declared_entry_points_match_the_builtin_table() -> None:
     """Once trajbench's pyproject declares the baselines (and the package is reinstalled),
     the declarations and the built-in fallback table must agree."""
-    declared = {ep.name: ep.value for ep in importlib.metadata.entry_points(group=forecasting.ENTRY_POINT_GROUP)}
+    declared = {
+        ep.name: ep.value
+        for ep in importlib.metadata.entry_points(group=forecasting.ENTRY_POINT_GROUP)
+    }
     for name, target in forecasting.registry.BUILTIN_FORECASTERS.items():
         if name in declared:
             assert declared[name] == target

@@ -68,7 +68,9 @@ def check_rule(n_params: int) -> None:
         if n_params < 10**8:  # the oracle's linear search is slow past that
             assert cp == expected_params_per_chunk(n_params, ct)
         assert cp * ct * 4 <= 4 * MiB
-        assert n_columns * cp - n_params < n_columns, "padding of the edge column is under one param per column"
+        assert n_columns * cp - n_params < n_columns, (
+            "padding of the edge column is under one param per column"
+        )
     # Rule 3: units wider than 4096 params become shards of inner chunks of at most 4096.
     if cp <= 4096:
         assert plan == ChunkPlan(snapshots=ct, params=cp) and plan.shards is None
@@ -82,13 +84,39 @@ def check_rule(n_params: int) -> None:
         assert -(-n_params // width) <= n_columns, "no more shards than rule 2's units"
         assert ct * width * 4 <= 8 * MiB + ct * 4 * n_inner
     if n_params >= 1024:
-        assert 1 * MiB <= ct * plan.write_params * 4 <= 8 * MiB + ct * 4 * (n_params // 4096 + 1), (n_params, plan)
+        assert 1 * MiB <= ct * plan.write_params * 4 <= 8 * MiB + ct * 4 * (n_params // 4096 + 1), (
+            n_params,
+            plan,
+        )
     else:
         assert plan == ChunkPlan(snapshots=256, params=n_params)
 
 
-EDGES = [1, 2, 7, 255, 1023, 1024, 1025, 3000, 4096, 65535, 65536, 131072, 131073, 10**6,
-         2**22 - 1, 2**22, 2**22 + 1, 10**7, 2**26, 2**26 + 1, 10**8, 10**9, 3 * 10**9]
+EDGES = [
+    1,
+    2,
+    7,
+    255,
+    1023,
+    1024,
+    1025,
+    3000,
+    4096,
+    65535,
+    65536,
+    131072,
+    131073,
+    10**6,
+    2**22 - 1,
+    2**22,
+    2**22 + 1,
+    10**7,
+    2**26,
+    2**26 + 1,
+    10**8,
+    10**9,
+    3 * 10**9,
+]
 
 
 @pytest.mark.micro
@@ -110,13 +138,21 @@ def test_plan_chunks_rule_everywhere(n_params):
 def test_plan_chunks_known_values():
     """A few hand-computed plans."""
     assert plan_chunks(100) == ChunkPlan(256, 100)  # tiny: one 256-snapshot block
-    assert plan_chunks(2**16) == ChunkPlan(16, 4096, 2**16)  # one 16 x 256 KiB = 4 MiB shard of 16 inner chunks
+    assert plan_chunks(2**16) == ChunkPlan(
+        16, 4096, 2**16
+    )  # one 16 x 256 KiB = 4 MiB shard of 16 inner chunks
     assert plan_chunks(1000) == ChunkPlan(256, 1000)
     assert plan_chunks(3000) == ChunkPlan(128, 3000)  # 128 x 12000 B ~ 1.46 MiB
     assert plan_chunks(4096) == ChunkPlan(64, 4096)  # the widest plain chunk
-    assert plan_chunks(2**17 + 1) == ChunkPlan(16, 3972, 43692)  # 8 MiB + 64 B: 3 shards of 11 inner chunks, 3 params of padding
-    assert plan_chunks(10**6) == ChunkPlan(16, 4082, 65312)  # 245 inner columns in 16 shards (the last one of 5)
-    assert plan_chunks(10**8) == ChunkPlan(1, 4096, 1044480)  # one row is 400 MB: 1 snapshot per slab, 96 shards
+    assert plan_chunks(2**17 + 1) == ChunkPlan(
+        16, 3972, 43692
+    )  # 8 MiB + 64 B: 3 shards of 11 inner chunks, 3 params of padding
+    assert plan_chunks(10**6) == ChunkPlan(
+        16, 4082, 65312
+    )  # 245 inner columns in 16 shards (the last one of 5)
+    assert plan_chunks(10**8) == ChunkPlan(
+        1, 4096, 1044480
+    )  # one row is 400 MB: 1 snapshot per slab, 96 shards
 
 
 @pytest.mark.micro

@@ -29,7 +29,19 @@ from trajbench.tasks.datasets import Split, fingerprint
 # Unit tests are marked micro; the two that start worker processes or a subprocess are
 # marked slow (they still take seconds).
 
-REQUIRED_ATTRS = {"task", "architecture", "optimizer", "schedule", "seed", "batch_size", "snapshot_cadence", "suite", "config_id", "target", "task_info"}
+REQUIRED_ATTRS = {
+    "task",
+    "architecture",
+    "optimizer",
+    "schedule",
+    "seed",
+    "batch_size",
+    "snapshot_cadence",
+    "suite",
+    "config_id",
+    "target",
+    "task_info",
+}
 
 
 # ------------------------------------------------------------------ suites
@@ -81,12 +93,23 @@ def test_grid_expansion_and_deterministic_ids() -> None:
     runs = suite.runs()
     assert len(runs) == 8
     assert runs[0].run_id == parse_suite(MINIMAL).runs()[0].run_id
-    reordered = MINIMAL.replace('["sgd", "adam"]', '["adam", "sgd"]').replace("[0.1, 0.01]", "[0.01, 0.1]")
+    reordered = MINIMAL.replace('["sgd", "adam"]', '["adam", "sgd"]').replace(
+        "[0.1, 0.01]", "[0.01, 0.1]"
+    )
     assert {r.run_id for r in parse_suite(reordered).runs()} == {r.run_id for r in runs}
-    assert {r.run_id for r in suite.runs(seed=10)} == {r.run_id[: r.run_id.rindex("-s")] + f"-s{r.seed + 10}" for r in runs}
+    assert {r.run_id for r in suite.runs(seed=10)} == {
+        r.run_id[: r.run_id.rindex("-s")] + f"-s{r.seed + 10}" for r in runs
+    }
     spec = runs[0]
     assert spec.run_id.startswith("digits-logreg-sgd-") and spec.run_id.endswith("-s0")
-    assert spec.config.optimizer == {"name": "sgd", "lr": 0.1, "weight_decay": 0.0, "momentum": 0.0, "dampening": 0.0, "nesterov": False}
+    assert spec.config.optimizer == {
+        "name": "sgd",
+        "lr": 0.1,
+        "weight_decay": 0.0,
+        "momentum": 0.0,
+        "dampening": 0.0,
+        "nesterov": False,
+    }
     assert spec.config.schedule == {"name": "constant"} and spec.n_snapshots == 3
 
 
@@ -95,20 +118,49 @@ def test_grid_expansion_and_deterministic_ids() -> None:
     ("change", "message"),
     [
         (("epochs = 2", "epoch = 2"), r"suite.epoch: unknown key; did you mean 'epochs'\?"),
-        (('task = "digits-logreg"', 'task = "digits-logreg"\nfoo = 1'), r"tasks\[0\].foo: unknown key"),
-        (('task = "digits-logreg"', 'task = "digits-logrek"'), r"tasks\[0\].task: unknown task 'digits-logrek'; did you mean 'digits-logreg'"),
-        (("lr = [0.1, 0.01]", "lr = [0.1, 0.01]\n  momentun = 0.9"), r"tasks\[0\].grid\[0\]: optimizer 'sgd' has no hyperparameter 'momentun'; did you mean 'momentum'"),
-        (("batch_size = 64", "batch_size = 0"), r"tasks\[0\].grid\[0\].batch_size: must be an integer >= 1"),
-        (('optimizer = ["sgd", "adam"]', 'optimizer = "sgdd"'), r"tasks\[0\].grid\[0\].optimizer: unknown optimizer 'sgdd'; did you mean 'sgd'"),
-        (('metric = "val_acc"', 'metric = "accuracy"'), r"tasks\[0\].target.metric: must be one of val_acc, val_loss"),
+        (
+            ('task = "digits-logreg"', 'task = "digits-logreg"\nfoo = 1'),
+            r"tasks\[0\].foo: unknown key",
+        ),
+        (
+            ('task = "digits-logreg"', 'task = "digits-logrek"'),
+            r"tasks\[0\].task: unknown task 'digits-logrek'; did you mean 'digits-logreg'",
+        ),
+        (
+            ("lr = [0.1, 0.01]", "lr = [0.1, 0.01]\n  momentun = 0.9"),
+            r"tasks\[0\].grid\[0\]: optimizer 'sgd' has no hyperparameter 'momentun'; did you mean 'momentum'",
+        ),
+        (
+            ("batch_size = 64", "batch_size = 0"),
+            r"tasks\[0\].grid\[0\].batch_size: must be an integer >= 1",
+        ),
+        (
+            ('optimizer = ["sgd", "adam"]', 'optimizer = "sgdd"'),
+            r"tasks\[0\].grid\[0\].optimizer: unknown optimizer 'sgdd'; did you mean 'sgd'",
+        ),
+        (
+            ('metric = "val_acc"', 'metric = "accuracy"'),
+            r"tasks\[0\].target.metric: must be one of val_acc, val_loss",
+        ),
         (("seeds = [0, 1]", "seeds = [0, 0]"), r"suite.seeds: repeats a seed"),
         (('version = "1"', ""), r"suite.version: is required"),
-        (("batch_size = 64", 'batch_size = 64\n  schedule = "cosin"'), r"tasks\[0\].grid\[0\].schedule: unknown schedule 'cosin'; did you mean 'cosine'"),
-        (("batch_size = 64", "batch_size = 64\n[[synthetic]]\nfamily = 'quadratic_gd'\ncount = 1\ndim = 2"), r"synthetic\[0\].length: is required"),
+        (
+            ("batch_size = 64", 'batch_size = 64\n  schedule = "cosin"'),
+            r"tasks\[0\].grid\[0\].schedule: unknown schedule 'cosin'; did you mean 'cosine'",
+        ),
+        (
+            (
+                "batch_size = 64",
+                "batch_size = 64\n[[synthetic]]\nfamily = 'quadratic_gd'\ncount = 1\ndim = 2",
+            ),
+            r"synthetic\[0\].length: is required",
+        ),
         (("[suite]", "[suite"), r"invalid TOML"),
     ],
 )
-def test_suite_errors_name_file_and_key(tmp_path: Path, change: tuple[str, str], message: str) -> None:
+def test_suite_errors_name_file_and_key(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(MINIMAL.replace(*change))
     with pytest.raises(TrajbenchError, match=re.escape(f"suite file '{path}': ") + message):
@@ -156,7 +208,9 @@ def test_one_and_two_workers_are_bitwise_identical(micro_one: Path, tmp_path: Pa
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_same_store(micro_one: Path, tmp_path: Path) -> None:
     pytest.importorskip("dask.distributed")
-    summary = generate("micro", tmp_path / "dask.zarr", workers=2, progress=False, scheduler="local")
+    summary = generate(
+        "micro", tmp_path / "dask.zarr", workers=2, progress=False, scheduler="local"
+    )
     assert summary.ok and summary.complete == 5
     _assert_same_store(micro_one, tmp_path / "dask.zarr")
 
@@ -166,11 +220,18 @@ def test_generated_runs_carry_their_metadata(micro_one: Path) -> None:
     store = open_store(micro_one)
     table = store.runs()
     runs = table[table.group == "runs"]
-    assert set(runs.status) == {"complete"} and set(runs.task) == {"digits-logreg", "digits-mlp", "digits-cnn"}
+    assert set(runs.status) == {"complete"} and set(runs.task) == {
+        "digits-logreg",
+        "digits-mlp",
+        "digits-cnn",
+    }
     run = store.run(runs[runs.task == "digits-logreg"].run_id.iloc[0])
     assert REQUIRED_ATTRS <= set(run.attrs)
     assert run.attrs["suite"]["name"] == "micro" and run.attrs["suite"]["version"] == "1.0"
-    assert run.attrs["optimizer"]["name"] in {"sgd", "adam", "momentum"} and "lr" in run.attrs["optimizer"]
+    assert (
+        run.attrs["optimizer"]["name"] in {"sgd", "adam", "momentum"}
+        and "lr" in run.attrs["optimizer"]
+    )
     metrics = run.metrics
     assert {"train_loss", "val_loss", "val_acc", "lr"} <= set(metrics.columns)
     assert np.isnan(metrics.train_loss.iloc[0]) and np.isfinite(metrics.train_loss.iloc[1:]).all()
@@ -183,11 +244,15 @@ def test_generated_runs_carry_their_metadata(micro_one: Path) -> None:
     assert "buffer" in set(cnn.layout.kind)
     # The last snapshot evaluates exactly like the stored metric says.
     task = get_task(cnn.attrs["task"], **cnn.attrs["task_params"])
-    assert task.evaluate_state_dict(cnn.state_dict(-1))["val_acc"] == pytest.approx(cnn.metrics.val_acc.iloc[-1])
+    assert task.evaluate_state_dict(cnn.state_dict(-1))["val_acc"] == pytest.approx(
+        cnn.metrics.val_acc.iloc[-1]
+    )
 
 
 @pytest.mark.micro
-def test_rerun_skips_complete_and_redoes_partial_and_failed(micro_one: Path, tmp_path: Path) -> None:
+def test_rerun_skips_complete_and_redoes_partial_and_failed(
+    micro_one: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "resume.zarr"
     suite = load_suite("micro")
     specs = suite.runs()
@@ -200,7 +265,9 @@ def test_rerun_skips_complete_and_redoes_partial_and_failed(micro_one: Path, tmp
     # A failed run.
     failed = specs[1]
     with pytest.raises(RuntimeError):
-        with Recorder(out, failed.run_id, model, meta={"config_id": failed.config.config_id}) as rec2:
+        with Recorder(
+            out, failed.run_id, model, meta={"config_id": failed.config.config_id}
+        ) as rec2:
             rec2.snapshot(step=0, epoch=0.0)
             raise RuntimeError("boom")
     # A complete run from the reference store is copied in, then must be skipped.
@@ -244,7 +311,9 @@ def test_a_diverging_run_is_recorded_and_the_others_finish(tmp_path: Path) -> No
     assert summary.diverged == 1 and summary.complete == 1 and summary.failed == 0
     table = open_store(out).runs().set_index("run_id")
     bad = next(r for r in summary.results if r.status == "diverged")
-    assert table.loc[bad.run_id, "status"] == "diverged" and table.loc[bad.run_id, "n_snapshots"] < 4
+    assert (
+        table.loc[bad.run_id, "status"] == "diverged" and table.loc[bad.run_id, "n_snapshots"] < 4
+    )
     assert set(table.status) == {"diverged", "complete"}
     assert "non-finite" in open_store(out).run(bad.run_id).attrs["diverged_reason"]
     assert generate(path, out, workers=1, progress=False).skipped == 2  # a divergence is final
@@ -276,7 +345,9 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path: Path) -> None
     register_task(ExplodingTask)
     try:
         suite = parse_suite(
-            MINIMAL.replace('task = "digits-logreg"', 'task = "test-exploding"', 1).replace("batch_size = 64", "batch_size = 8")
+            MINIMAL.replace('task = "digits-logreg"', 'task = "test-exploding"', 1).replace(
+                "batch_size = 64", "batch_size = 8"
+            )
             + '\n[[tasks]]\ntask = "digits-logreg"\nparams = { train_size = 64 }\n  [[tasks.grid]]\n  optimizer = "sgd"\n  lr = 0.1\n  batch_size = 32\n'
         )
         out = tmp_path / "fail.zarr"
@@ -308,14 +379,19 @@ def test_a_run_that_kills_its_worker_is_failed_alone(tmp_path: Path) -> None:
     register_task(CrashingTask)
     try:
         suite = parse_suite(
-            MINIMAL.replace('task = "digits-logreg"', 'task = "test-crashing"').replace('["sgd", "adam"]', '"sgd"')
-            .replace("[0.1, 0.01]", "0.1").replace("batch_size = 64", "batch_size = 8").replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
+            MINIMAL.replace('task = "digits-logreg"', 'task = "test-crashing"')
+            .replace('["sgd", "adam"]', '"sgd"')
+            .replace("[0.1, 0.01]", "0.1")
+            .replace("batch_size = 64", "batch_size = 8")
+            .replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
         )
         summary = generate(suite, tmp_path / "crash.zarr", workers=2, progress=False, max_crashes=0)
         status = {r.run_id.rsplit("-", 1)[1]: r.status for r in summary.results}
         assert status == {"s0": "complete", "s1": "failed", "s2": "complete"}
         assert "worker process died" in summary.failures[0].error
-        assert open_store(tmp_path / "crash.zarr").run(summary.failures[0].run_id).status == "failed"
+        assert (
+            open_store(tmp_path / "crash.zarr").run(summary.failures[0].run_id).status == "failed"
+        )
     finally:
         task_base._REGISTRY.pop("test-crashing", None)
 
@@ -327,7 +403,10 @@ def test_a_run_failing_before_training_is_still_recorded(tmp_path: Path) -> None
         '  [[tasks.grid]]\n  optimizer = "sgd"\n  lr = 0.1\n  batch_size = 32\n'
     )
     summary = generate(suite, tmp_path / "bad.zarr", progress=False)
-    assert summary.failed == 1 and "batch_size 32 exceeds the 16 training examples" in summary.failures[0].error
+    assert (
+        summary.failed == 1
+        and "batch_size 32 exceeds the 16 training examples" in summary.failures[0].error
+    )
     run = open_store(tmp_path / "bad.zarr").run(summary.failures[0].run_id)
     assert run.status == "failed" and run.n_snapshots == 0 and "exceeds" in run.attrs["error"]
 
@@ -336,7 +415,9 @@ def test_a_run_failing_before_training_is_still_recorded(tmp_path: Path) -> None
 def test_generate_argument_errors(tmp_path: Path) -> None:
     with pytest.raises(TrajbenchError, match="workers must be a positive int"):
         generate("micro", tmp_path / "x.zarr", workers=0)
-    with pytest.raises(TrajbenchError, match="task 'digits-mpl' is not in this suite; did you mean 'digits-mlp'"):
+    with pytest.raises(
+        TrajbenchError, match="task 'digits-mpl' is not in this suite; did you mean 'digits-mlp'"
+    ):
         generate("micro", tmp_path / "x.zarr", tasks=["digits-mpl"])
     with pytest.raises(TrajbenchError, match="shard must be"):
         plan("micro", shard=(2, 2))

@@ -26,8 +26,12 @@ def _oracle(dtype: str = "float32") -> np.ndarray:
     return (np.arange(R * T * P).reshape(R, T, P) / 8 - 3).astype(dtype)
 
 
-@pytest.mark.parametrize("axes", list(itertools.permutations(("runs", "time", "params"))), ids=",".join)
-def test_every_3d_layout_equals_transposed_oracle(tmp_path: Path, store_path: str, axes: tuple[str, ...]) -> None:
+@pytest.mark.parametrize(
+    "axes", list(itertools.permutations(("runs", "time", "params"))), ids=",".join
+)
+def test_every_3d_layout_equals_transposed_oracle(
+    tmp_path: Path, store_path: str, axes: tuple[str, ...]
+) -> None:
     oracle = _oracle()
     canonical = ("runs", "time", "params")
     stored = np.transpose(oracle, [canonical.index(a) for a in axes])  # the file's axis order
@@ -54,7 +58,9 @@ def test_2d_array_is_one_run(tmp_path: Path, store_path: str, layout: str) -> No
     np.save(file, oracle if layout == "time,params" else oracle.T)
     result = import_array(file, store_path, layout=layout, run_id_prefix="single")
     assert result.paths == ("runs/single-0",)
-    np.testing.assert_array_equal(trajbench.open_store(store_path).run("single-0").weights[:], oracle)
+    np.testing.assert_array_equal(
+        trajbench.open_store(store_path).run("single-0").weights[:], oracle
+    )
 
 
 def test_npz_synthetic_family_with_key(tmp_path: Path, store_path: str) -> None:
@@ -64,18 +70,31 @@ def test_npz_synthetic_family_with_key(tmp_path: Path, store_path: str) -> None:
     with pytest.raises(ArrayImportError, match=r"holds 2 arrays \(traj, other\); pass key="):
         import_array(file, store_path, layout="time,runs,params", as_="synthetic", family="quad")
     with pytest.raises(ArrayImportError, match="did you mean 'traj'"):
-        import_array(file, store_path, layout="time,runs,params", as_="synthetic", family="quad", key="trj")
+        import_array(
+            file, store_path, layout="time,runs,params", as_="synthetic", family="quad", key="trj"
+        )
     with pytest.raises(ArrayImportError, match="needs family="):
         import_array(file, store_path, layout="time,runs,params", as_="synthetic", key="traj")
     meta = {"generating_params": {"eigenvalues": [1.0, 0.5]}}
-    result = import_array(file, store_path, layout="time,runs,params", as_="synthetic", family="quad", key="traj", meta=meta)
+    result = import_array(
+        file,
+        store_path,
+        layout="time,runs,params",
+        as_="synthetic",
+        family="quad",
+        key="traj",
+        meta=meta,
+    )
     assert result.paths[0] == "synthetic/quad/00" and result.paths[-1] == "synthetic/quad/11"
     store = trajbench.open_store(store_path)
     assert store.run_paths() == list(result.paths)
     for i, path in enumerate(result.paths):
         run = store.run(path)
         np.testing.assert_array_equal(run.weights[:], oracle[i])
-        assert run.attrs["generating_params"] == {"eigenvalues": [1.0, 0.5]} and run.attrs["source_key"] == "traj"
+        assert (
+            run.attrs["generating_params"] == {"eigenvalues": [1.0, 0.5]}
+            and run.attrs["source_key"] == "traj"
+        )
     assert set(store.runs()["family"]) == {"quad"}
     assert validate_store(store_path) == []
 
@@ -87,7 +106,9 @@ def test_dtype_is_kept_for_restore(tmp_path: Path, store_path: str) -> None:
     run = trajbench.open_store(store_path).run("run-0")
     assert run.layout["dtype"].tolist() == ["float64"]
     restored = run.state_dict(1)["w"]
-    assert restored.dtype == torch.float64 and torch.equal(restored, torch.from_numpy(_oracle("float64")[0, 1]))
+    assert restored.dtype == torch.float64 and torch.equal(
+        restored, torch.from_numpy(_oracle("float64")[0, 1])
+    )
 
 
 def test_modes_and_bad_input(tmp_path: Path, store_path: str) -> None:
@@ -98,7 +119,9 @@ def test_modes_and_bad_input(tmp_path: Path, store_path: str) -> None:
     with pytest.raises(RunExistsError, match="run-0"):
         import_array(file, store_path)
     import_array(file, store_path, mode="w")
-    np.testing.assert_array_equal(trajbench.open_store(store_path).run("run-2").weights[:], _oracle()[2] + 1)
+    np.testing.assert_array_equal(
+        trajbench.open_store(store_path).run("run-2").weights[:], _oracle()[2] + 1
+    )
     with pytest.raises(ArrayImportError, match="did you mean 'params'"):
         import_array(file, store_path, layout="runs,time,param")
     with pytest.raises(ArrayImportError, match="has 2 axes but the array has 3 dimensions"):
@@ -121,7 +144,21 @@ def test_cli_handler(tmp_path: Path, store_path: str, capsys: pytest.CaptureFixt
     parser = argparse.ArgumentParser()
     add_import_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["import", "array", str(file), "--out", store_path, "--layout", "params,time,runs", "--as", "synthetic", "--family", "toy", "--meta", "task=toy"]
+        [
+            "import",
+            "array",
+            str(file),
+            "--out",
+            store_path,
+            "--layout",
+            "params,time,runs",
+            "--as",
+            "synthetic",
+            "--family",
+            "toy",
+            "--meta",
+            "task=toy",
+        ]
     )
     assert args.func(args) == 0
     line = capsys.readouterr().out.strip()

@@ -53,12 +53,18 @@ def test_pt_files_round_trip_exactly(tmp_path: Path, store_path: str) -> None:
     ckpts.mkdir()
     states = {epoch: _state(epoch) for epoch in (1, 2, 10)}
     torch.save(states[1], ckpts / "epoch-1.pt")
-    torch.save({"epoch": 2, "state_dict": states[2], "optimizer": {"lr": 0.1}}, ckpts / "epoch-2.pth")
+    torch.save(
+        {"epoch": 2, "state_dict": states[2], "optimizer": {"lr": 0.1}}, ckpts / "epoch-2.pth"
+    )
     torch.save({"model_state_dict": states[10], "epoch": 10}, ckpts / "epoch-10.pt")
     (ckpts / "notes.txt").write_text("not a checkpoint")  # ignored without a pattern
 
     result = import_checkpoints(ckpts, store_path, "imported", meta={"task": "unit", "seed": 3})
-    assert result.path == "runs/imported" and result.n_snapshots == (3,) and result.statuses == ("complete",)
+    assert (
+        result.path == "runs/imported"
+        and result.n_snapshots == (3,)
+        and result.statuses == ("complete",)
+    )
     assert validate_store(store_path) == []
     run = trajbench.open_store(store_path).run("imported")
     assert run.status == "complete" and run.n_snapshots == 3
@@ -72,8 +78,12 @@ def test_pt_files_round_trip_exactly(tmp_path: Path, store_path: str) -> None:
     assert run.attrs["source_path"] == str(ckpts.resolve())
     assert run.attrs["source_files"] == ["epoch-1.pt", "epoch-2.pth", "epoch-10.pt"]
     assert run.attrs["task"] == "unit" and run.attrs["seed"] == 3
-    kinds = dict(zip(run.layout["name"], run.layout["kind"]))
-    assert kinds["conv.weight"] == "conv" and kinds["fc.weight"] == "linear" and kinds["bn.running_mean"] == "buffer"
+    kinds = dict(zip(run.layout["name"], run.layout["kind"], strict=True))
+    assert (
+        kinds["conv.weight"] == "conv"
+        and kinds["fc.weight"] == "linear"
+        and kinds["bn.running_mean"] == "buffer"
+    )
 
 
 def test_safetensors_files_round_trip_exactly(tmp_path: Path, store_path: str) -> None:
@@ -88,7 +98,9 @@ def test_safetensors_files_round_trip_exactly(tmp_path: Path, store_path: str) -
     assert validate_store(store_path) == []
 
 
-def _hf_checkpoint(folder: Path, state: dict[str, torch.Tensor], fmt: str, step: int, history: list[dict]) -> None:
+def _hf_checkpoint(
+    folder: Path, state: dict[str, torch.Tensor], fmt: str, step: int, history: list[dict]
+) -> None:
     folder.mkdir(parents=True)
     if fmt == "safetensors":
         save_file(state, str(folder / "model.safetensors"))
@@ -96,14 +108,23 @@ def _hf_checkpoint(folder: Path, state: dict[str, torch.Tensor], fmt: str, step:
         torch.save(state, folder / "pytorch_model.bin")
     else:  # sharded safetensors with an index
         keys = list(state)
-        shards = {"model-00001-of-00002.safetensors": keys[:3], "model-00002-of-00002.safetensors": keys[3:]}
+        shards = {
+            "model-00001-of-00002.safetensors": keys[:3],
+            "model-00002-of-00002.safetensors": keys[3:],
+        }
         weight_map = {}
         for name, shard_keys in shards.items():
             save_file({k: state[k] for k in shard_keys}, str(folder / name))
             weight_map.update({k: name for k in shard_keys})
-        (folder / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
-    (folder / "config.json").write_text(json.dumps({"architectures": ["TinyForTest"], "model_type": "tiny"}))
-    (folder / "trainer_state.json").write_text(json.dumps({"global_step": step, "epoch": step / 2, "log_history": history}))
+        (folder / "model.safetensors.index.json").write_text(
+            json.dumps({"metadata": {}, "weight_map": weight_map})
+        )
+    (folder / "config.json").write_text(
+        json.dumps({"architectures": ["TinyForTest"], "model_type": "tiny"})
+    )
+    (folder / "trainer_state.json").write_text(
+        json.dumps({"global_step": step, "epoch": step / 2, "log_history": history})
+    )
 
 
 def test_hugging_face_checkpoint_tree(tmp_path: Path, store_path: str) -> None:
@@ -113,17 +134,36 @@ def test_hugging_face_checkpoint_tree(tmp_path: Path, store_path: str) -> None:
     states = {}
     for step, fmt in ((2, "safetensors"), (4, "bin"), (10, "sharded")):
         history = history + [
-            {"loss": 1.0 / step, "grad_norm": 0.5, "learning_rate": 0.01 * step, "epoch": step / 2, "step": step},
-            {"eval_loss": 2.0 / step, "eval_accuracy": step / 10, "eval_runtime": 0.1, "eval_samples_per_second": 9.0, "epoch": step / 2, "step": step},
+            {
+                "loss": 1.0 / step,
+                "grad_norm": 0.5,
+                "learning_rate": 0.01 * step,
+                "epoch": step / 2,
+                "step": step,
+            },
+            {
+                "eval_loss": 2.0 / step,
+                "eval_accuracy": step / 10,
+                "eval_runtime": 0.1,
+                "eval_samples_per_second": 9.0,
+                "epoch": step / 2,
+                "step": step,
+            },
         ]
         states[step] = _state(step)
         _hf_checkpoint(out / f"checkpoint-{step}", states[step], fmt, step, history)
     # The end-of-training summary (an average train_loss) must not become a metric.
-    history.append({"train_runtime": 1.0, "train_loss": 99.0, "total_flos": 0.0, "epoch": 5.0, "step": 10})
+    history.append(
+        {"train_runtime": 1.0, "train_loss": 99.0, "total_flos": 0.0, "epoch": 5.0, "step": 10}
+    )
     (out / "trainer_state.json").write_text(json.dumps({"log_history": history}))
     (out / "runs").mkdir()  # a TensorBoard folder: not a checkpoint, ignored
-    save_file(_state(99), str(out / "model.safetensors"))  # trainer.save_model(): not part of the trajectory
-    torch.save(argparse.Namespace(lr=0.1), out / "training_args.bin")  # a pickled object: never loaded
+    save_file(
+        _state(99), str(out / "model.safetensors")
+    )  # trainer.save_model(): not part of the trajectory
+    torch.save(
+        argparse.Namespace(lr=0.1), out / "training_args.bin"
+    )  # a pickled object: never loaded
 
     result = import_checkpoints(out, store_path, "hf")
     assert result.n_snapshots == (3,)
@@ -148,7 +188,12 @@ def test_changed_shape_is_refused_naming_file_and_key(tmp_path: Path, store_path
     with pytest.raises(CheckpointImportError) as info:
         import_checkpoints(tmp_path, store_path, "bad")
     message = str(info.value)
-    assert "ep2.pt" in message and "'fc.weight'" in message and "[5, 3]" in message and "\n" not in message
+    assert (
+        "ep2.pt" in message
+        and "'fc.weight'" in message
+        and "[5, 3]" in message
+        and "\n" not in message
+    )
     assert not Path(store_path).exists()  # refused before anything was written
 
 
@@ -174,7 +219,9 @@ def test_pickled_module_is_refused(tmp_path: Path, store_path: str) -> None:
 def test_empty_directory_and_unmatched_pattern(tmp_path: Path, store_path: str) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(CheckpointImportError, match=r"no checkpoints in '.*empty' match the default pattern"):
+    with pytest.raises(
+        CheckpointImportError, match=r"no checkpoints in '.*empty' match the default pattern"
+    ):
         import_checkpoints(empty, store_path, "r")
     torch.save(_state(0), empty / "ep1.pt")
     with pytest.raises(CheckpointImportError, match=r"empty' match pattern '\*\.safetensors'"):
@@ -217,7 +264,11 @@ def test_step_from_name_and_mtime_orders(tmp_path: Path, store_path: str) -> Non
         os.utime(tmp_path / name, (1_000_000 + t, 1_000_000 + t))
     with pytest.warns(TrajbenchWarning):
         import_checkpoints(tmp_path, store_path, "by-mtime", order="mtime")
-    assert trajbench.open_store(store_path).run("by-mtime").attrs["source_files"] == ["b-200.pt", "c-1.pt", "a-30.pt"]
+    assert trajbench.open_store(store_path).run("by-mtime").attrs["source_files"] == [
+        "b-200.pt",
+        "c-1.pt",
+        "a-30.pt",
+    ]
 
     (tmp_path / "final.pt").write_bytes((tmp_path / "c-1.pt").read_bytes())
     with pytest.raises(CheckpointImportError, match="'final.pt' has none"):
@@ -254,7 +305,9 @@ def test_non_finite_checkpoint_marks_run_diverged(tmp_path: Path, store_path: st
     assert validate_store(store_path) == []
 
 
-def test_cli_handler_and_main(tmp_path: Path, store_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_handler_and_main(
+    tmp_path: Path, store_path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     ckpts = tmp_path / "c"
     ckpts.mkdir()
     for i in (5, 10):
@@ -262,11 +315,26 @@ def test_cli_handler_and_main(tmp_path: Path, store_path: str, capsys: pytest.Ca
     parser = argparse.ArgumentParser()
     add_import_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["import", "checkpoints", str(ckpts), "--out", store_path, "--run-id", "cli", "--pattern", "ckpt_*.pt", "--meta", "seed=4", "task=digits"]
+        [
+            "import",
+            "checkpoints",
+            str(ckpts),
+            "--out",
+            store_path,
+            "--run-id",
+            "cli",
+            "--pattern",
+            "ckpt_*.pt",
+            "--meta",
+            "seed=4",
+            "task=digits",
+        ]
     )
     assert args.func(args) == 0
     line = capsys.readouterr().out.strip()
-    assert "\n" not in line and "2 snapshots" in line and "runs/cli" in line and "(complete)" in line
+    assert (
+        "\n" not in line and "2 snapshots" in line and "runs/cli" in line and "(complete)" in line
+    )
     run = trajbench.open_store(store_path).run("cli")
     assert run.attrs["seed"] == 4 and run.attrs["task"] == "digits"
     # Through the real entry point: a bad value is one line on stderr and exit code 2.
@@ -276,7 +344,7 @@ def test_cli_handler_and_main(tmp_path: Path, store_path: str, capsys: pytest.Ca
 
 
 def test_parse_meta() -> None:
-    assert parse_meta(["seed=0", "lr=1e-3", "name=adam w", "opt={\"name\": \"SGD\"}", "flag=true"]) == {
+    assert parse_meta(["seed=0", "lr=1e-3", "name=adam w", 'opt={"name": "SGD"}', "flag=true"]) == {
         "seed": 0,
         "lr": 1e-3,
         "name": "adam w",

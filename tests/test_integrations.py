@@ -43,10 +43,14 @@ def test_open_session_is_closed_failed_at_exit(tmp_path: Path) -> None:
 
     session = RecordingSession(tmp_path / "s.zarr", "r", {"task": "unit"}, "w-", True)
     session.start(nn.Linear(2, 2), {"source": "callback:test"})
-    assert session.snapshot(1, 0.5, {"loss": 1.0}) and not session.snapshot(1, 0.5, {})  # once per step
+    assert session.snapshot(1, 0.5, {"loss": 1.0}) and not session.snapshot(
+        1, 0.5, {}
+    )  # once per step
     session._close_at_exit()
     run = trajbench.open_store(tmp_path / "s.zarr").run("r")
-    assert run.status == "failed" and run.n_snapshots == 1 and run.attrs["source"] == "callback:test"
+    assert (
+        run.status == "failed" and run.n_snapshots == 1 and run.attrs["source"] == "callback:test"
+    )
     with pytest.raises(trajbench.TrajbenchError, match="'source'"):
         RecordingSession(tmp_path / "s.zarr", "r2", {"source": "mine"}, "w-", True)
 
@@ -62,7 +66,9 @@ def lightning_module_cls() -> type:
             self.net = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))
             self.fail_at_epoch = fail_at_epoch
 
-        def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        def training_step(
+            self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+        ) -> torch.Tensor:
             if self.current_epoch == self.fail_at_epoch:
                 raise RuntimeError("boom")
             x, y = batch
@@ -112,7 +118,10 @@ def test_lightning_epoch_callback(tmp_path: Path, lightning_module_cls: type) ->
     assert m["step"].tolist() == [4, 8, 12] and m["epoch"].tolist() == [1.0, 2.0, 3.0]
     assert m["train_loss"].notna().all() and m["val_loss"].notna().all()  # "train/loss" cleaned
     assert run.attrs["source"] == "callback:lightning" and run.attrs["task"] == "unit"
-    assert run.attrs["optimizer"]["name"] == "SGD" and run.attrs["snapshot_cadence"] == {"unit": "epoch", "every": 1}
+    assert run.attrs["optimizer"]["name"] == "SGD" and run.attrs["snapshot_cadence"] == {
+        "unit": "epoch",
+        "every": 1,
+    }
     _assert_last_is(run, module)
 
 
@@ -142,7 +151,9 @@ class _Regression(nn.Module):
         super().__init__()
         self.lin = nn.Linear(4, 1)
 
-    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         out = self.lin(x)
         return {"loss": nn.functional.mse_loss(out, labels), "logits": out}
 
@@ -211,7 +222,14 @@ def test_transformers_step_callback(tmp_path: Path) -> None:
 
     store = tmp_path / "h.zarr"
     callback = TrajectoryCallback(store, "steps", every_n_steps=5, at_start=True)
-    model = _train_hf(tmp_path, callback, num_train_epochs=2, logging_strategy="steps", logging_steps=5, eval_strategy="no")
+    model = _train_hf(
+        tmp_path,
+        callback,
+        num_train_epochs=2,
+        logging_strategy="steps",
+        logging_steps=5,
+        eval_strategy="no",
+    )
     run = trajbench.open_store(store).run("steps")
     assert run.status == "complete"
     assert run.metrics["step"].tolist() == [0, 5]

@@ -11,7 +11,13 @@ from torch import nn
 import trajbench
 from trajbench import Recorder, open_store
 from trajbench.errors import TrajbenchError
-from trajbench.store.layout import build_layout, infer_kind, layout_from_state_dict, layout_problems, parse_layout
+from trajbench.store.layout import (
+    build_layout,
+    infer_kind,
+    layout_from_state_dict,
+    layout_problems,
+    parse_layout,
+)
 
 
 class Zoo(nn.Module):
@@ -71,7 +77,7 @@ def test_kinds_offsets_and_order():
     assert [s.name for s in specs] == list(model.state_dict().keys())  # "scratch" is not persistent
     assert {s.name: s.kind for s in specs} == expected_kinds
     offset = 0
-    for spec, tensor in zip(specs, model.state_dict().values()):
+    for spec, tensor in zip(specs, model.state_dict().values(), strict=True):
         assert spec.offset == offset
         assert spec.shape == tuple(tensor.shape)
         assert spec.numel == tensor.numel()
@@ -97,7 +103,9 @@ def test_buffers_and_frozen_options():
     assert "frozen" in names(buffers=False)
     assert "frozen" not in names(frozen=False)
     assert "bn.running_mean" in names(frozen=False)
-    assert names(buffers=False, frozen=False) == [n for n, p in model.named_parameters() if p.requires_grad]
+    assert names(buffers=False, frozen=False) == [
+        n for n, p in model.named_parameters() if p.requires_grad
+    ]
     specs = build_layout(model, buffers=False, frozen=False)
     assert [s.offset for s in specs] == [sum(s.numel for s in specs[:i]) for i in range(len(specs))]
 
@@ -126,7 +134,10 @@ def test_infer_kind_from_names_without_module():
     assert infer_kind("scale", ()) == "other"
     assert infer_kind("bn1.running_mean", (4,), is_buffer=True) == "buffer"
     specs = layout_from_state_dict({"a.weight": torch.zeros(2, 3), "bn.running_var": torch.ones(3)})
-    assert [(s.kind, s.offset, s.trainable) for s in specs] == [("linear", 0, True), ("buffer", 6, False)]
+    assert [(s.kind, s.offset, s.trainable) for s in specs] == [
+        ("linear", 0, True),
+        ("buffer", 6, False),
+    ]
 
 
 @pytest.mark.micro
@@ -173,7 +184,7 @@ def test_tied_weights_stored_once_and_restored(store_path, clone_state):
     assert sum(s.numel for s in specs) == n_unique == 21 + 9 + 3
     oracle = []
     with Recorder(store_path, "tied", model) as rec:
-        for i in range(3):
+        for _ in range(3):
             with torch.no_grad():
                 model.emb.weight.add_(1.0)
                 model.mid.bias.mul_(-2.0)
@@ -244,7 +255,10 @@ def test_recording_without_buffers_or_frozen(store_path, clone_state):
     fresh = Zoo()
     missing, unexpected = fresh.load_state_dict(state, strict=False)
     # (BatchNorm quietly defaults a missing num_batches_tracked, so it is not reported missing)
-    assert set(missing) == set(expected) - set(trainable) - {"bn.num_batches_tracked"} and not unexpected
+    assert (
+        set(missing) == set(expected) - set(trainable) - {"bn.num_batches_tracked"}
+        and not unexpected
+    )
 
 
 @pytest.mark.micro

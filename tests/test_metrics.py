@@ -34,7 +34,9 @@ def test_mae_rmse_match_sklearn(seed: int) -> None:
     # scikit-learn averages float32 input in float32; ours accumulates in float64
     assert mae(pred, true) == pytest.approx(mean_absolute_error(true, pred), rel=1e-6)
     assert rmse(pred, true) == pytest.approx(np.sqrt(mean_squared_error(true, pred)), rel=1e-6)
-    assert mae(pred, true) == pytest.approx(mean_absolute_error(true.astype(np.float64), pred.astype(np.float64)), rel=1e-12)
+    assert mae(pred, true) == pytest.approx(
+        mean_absolute_error(true.astype(np.float64), pred.astype(np.float64)), rel=1e-12
+    )
 
 
 def test_scaled_error_is_a_ratio_of_sums_excluding_exact_reference() -> None:
@@ -71,7 +73,9 @@ def _naive_stats(pred, truth, valid, last, prev, horizons, codes, n_kinds):
                 t = truth[b, g, cols].astype(np.float64)
                 lo = last[b, cols].astype(np.float64)
                 # the reference extrapolates in float32, as the `linear` baseline does
-                lin = (last[b, cols] + np.float32(horizons[g]) * (last[b, cols] - prev[b, cols])).astype(np.float64)
+                lin = (
+                    last[b, cols] + np.float32(horizons[g]) * (last[b, cols] - prev[b, cols])
+                ).astype(np.float64)
                 err = np.abs(p - t)
                 pers_err = np.abs(lo - t)
                 lin_err = np.abs(lin - t)
@@ -137,10 +141,16 @@ def test_batch_statistics_match_explicit_loops(seed: int) -> None:
     counts = [F1[f] for f in ("n", "n_zero_p", "n_zero_l", "n_cos")]
     np.testing.assert_array_equal(got[..., counts], want[..., counts])
     # float64 sums in another order; the cosines are clipped to [-1, 1]
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(want).max())))
+    np.testing.assert_allclose(
+        got, want, rtol=1e-10, atol=1e-12 * max(1.0, float(np.abs(want).max()))
+    )
     # the layout of the predictions does not matter, nor the block's offset in the run
-    np.testing.assert_array_equal(score_windows(np.asfortranarray(pred), block, 0, origins, horizons, n, kinds), got)
-    np.testing.assert_array_equal(score_windows(pred, block[1:], 1, origins, horizons, n, kinds), got)
+    np.testing.assert_array_equal(
+        score_windows(np.asfortranarray(pred), block, 0, origins, horizons, n, kinds), got
+    )
+    np.testing.assert_array_equal(
+        score_windows(pred, block[1:], 1, origins, horizons, n, kinds), got
+    )
 
 
 def test_batch_statistics_hand_made_cases() -> None:
@@ -163,7 +173,10 @@ def test_batch_statistics_hand_made_cases() -> None:
     frozen = np.all(block == block[0], axis=0)
     scored = int(np.sum(origins[:, None] + horizons[None, :] <= n - 1))
     valid_first = int(np.sum(origins + horizons[0] <= n - 1))
-    assert frozen.any() and stats[0, K, F1["n_zero_p"]] == stats[0, K, F1["n_zero_l"]] == valid_first * frozen.sum()
+    assert (
+        frozen.any()
+        and stats[0, K, F1["n_zero_p"]] == stats[0, K, F1["n_zero_l"]] == valid_first * frozen.sum()
+    )
     assert stats[:, K, F1["n"]].sum() == scored * S
     # bad input: a block too short, predictions too narrow
     with pytest.raises(ValueError, match="does not hold"):
@@ -183,13 +196,33 @@ def test_kind_segments() -> None:
 
 
 def test_metric_values_from_statistics() -> None:
-    stats = pd.DataFrame([{"n": 4, "sum_abs": 2.0, "sum_sq": 4.0, "sum_abs_p": 1.5, "sum_ref_p": 3.0, "n_zero_p": 1, "sum_abs_l": 2.0, "sum_ref_l": 1.0, "n_zero_l": 0, "sum_cos": 1.5, "n_cos": 2}])
+    stats = pd.DataFrame(
+        [
+            {
+                "n": 4,
+                "sum_abs": 2.0,
+                "sum_sq": 4.0,
+                "sum_abs_p": 1.5,
+                "sum_ref_p": 3.0,
+                "n_zero_p": 1,
+                "sum_abs_l": 2.0,
+                "sum_ref_l": 1.0,
+                "n_zero_l": 0,
+                "sum_cos": 1.5,
+                "n_cos": 2,
+            }
+        ]
+    )
     v = metric_values(stats).iloc[0]
     assert v["mae"] == 0.5 and v["rmse"] == 1.0
     assert v["scaled_persistence"] == 0.5 and v["scaled_linear"] == 2.0
     assert v["cosine"] == 0.75 and v["excluded_persistence"] == 1
     empty = metric_values(stats.assign(n=0, sum_ref_p=0.0, n_cos=0)).iloc[0]
-    assert np.isnan(empty["mae"]) and np.isnan(empty["scaled_persistence"]) and np.isnan(empty["cosine"])
+    assert (
+        np.isnan(empty["mae"])
+        and np.isnan(empty["scaled_persistence"])
+        and np.isnan(empty["cosine"])
+    )
 
 
 def test_bootstrap_weights_and_means() -> None:

@@ -41,13 +41,17 @@ pytestmark = pytest.mark.micro
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     out = tmp_path_factory.mktemp("online") / "micro.zarr"
-    summary = generate("micro", out, workers=1, progress=False, tasks=["digits-logreg", "digits-cnn"])
+    summary = generate(
+        "micro", out, workers=1, progress=False, tasks=["digits-logreg", "digits-cnn"]
+    )
     assert summary.ok
     return open_store(out)
 
 
 def _run(store: Any, task: str, seed: int = 0) -> Any:
-    return store.run(next(p for p in store.run_paths() if f"/{task}-" in p and p.endswith(f"-s{seed}")))
+    return store.run(
+        next(p for p in store.run_paths() if f"/{task}-" in p and p.endswith(f"-s{seed}"))
+    )
 
 
 def _config(run: Any, value: float = 1.01, metric: str = "val_acc") -> OnlineConfig:
@@ -123,7 +127,9 @@ def test_a_jump_loads_the_forecast_into_the_parameters_and_keeps_the_buffers(sto
     cfg = _config(run)
     task = get_task(cfg.task, **cfg.task_params)
     plain = train_online(task, cfg, 0, max_epochs=1, keep_state=True)
-    shifted = train_online(task, cfg, 0, Shift(), every=1, context=2, horizon=3, max_epochs=1, keep_state=True)
+    shifted = train_online(
+        task, cfg, 0, Shift(), every=1, context=2, horizon=3, max_epochs=1, keep_state=True
+    )
     assert shifted.jumps == 1
     trainable = {s.name for s in run.specs if s.kind != "buffer"}
     for name, tensor in plain.state.items():
@@ -148,16 +154,33 @@ def test_epochs_and_steps_to_target_match_the_recorded_metrics(store: Any) -> No
 def test_a_nan_forecaster_stops_its_run_with_a_failure_row(store: Any) -> None:
     run = _run(store, "digits-logreg")
     cfg = _config(run)
-    out = train_online(get_task(cfg.task, **cfg.task_params), cfg, 0, NaNForecaster(), every=1, context=1, horizon=1)
+    out = train_online(
+        get_task(cfg.task, **cfg.task_params),
+        cfg,
+        0,
+        NaNForecaster(),
+        every=1,
+        context=1,
+        horizon=1,
+    )
     assert not out.reached and out.error is not None and "non-finite" in out.error
     assert out.epochs_run == 1  # stopped at the first jump
     splits = assign_splits(store)
     splits["split"] = np.where(splits["group"] == "runs", "test", splits["split"])
-    table, section = run_online_track(store, [NaNForecaster(), get_forecaster("persistence")], splits, settings=OnlineSettings(seeds=2, every=1, context=1, horizon=1, tasks=("digits-logreg",)))
+    table, section = run_online_track(
+        store,
+        [NaNForecaster(), get_forecaster("persistence")],
+        splits,
+        settings=OnlineSettings(seeds=2, every=1, context=1, horizon=1, tasks=("digits-logreg",)),
+    )
     failed = table[table["status"] == "failed"]
     assert set(failed["forecaster"]) == {"nan_forecaster"} and len(failed) == 2
     assert all(m.startswith("seed ") and "non-finite" in m for m in failed["message"])
-    reached = table[(table["forecaster"] == "nan_forecaster") & (table["metric"] == "reached_fraction") & (table["task"] == "digits-logreg")]
+    reached = table[
+        (table["forecaster"] == "nan_forecaster")
+        & (table["metric"] == "reached_fraction")
+        & (table["task"] == "digits-logreg")
+    ]
     assert reached["value"].iloc[0] == 0.0 and reached["n"].iloc[0] == 2
     # persistence went on; every plain-optimizer run is there too
     assert {BASELINE_NAME, "persistence"} <= set(table["forecaster"])
@@ -174,8 +197,20 @@ def _records() -> pd.DataFrame:
         for name, times in ((BASELINE_NAME, base[task]), ("fc", fore[task])):
             for seed, sec in enumerate(times):
                 reached = math.isfinite(sec)
-                rows.append({"forecaster": name, "task": task, "split": "test", "seed": seed, "reached": reached, "epochs": sec / 5 if reached else inf,
-                             "steps": sec * 10 if reached else inf, "seconds": sec, "forecaster_seconds": 0.0 if name == BASELINE_NAME else 0.5, "error": None})
+                rows.append(
+                    {
+                        "forecaster": name,
+                        "task": task,
+                        "split": "test",
+                        "seed": seed,
+                        "reached": reached,
+                        "epochs": sec / 5 if reached else inf,
+                        "steps": sec * 10 if reached else inf,
+                        "seconds": sec,
+                        "forecaster_seconds": 0.0 if name == BASELINE_NAME else 0.5,
+                        "error": None,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -192,29 +227,56 @@ def test_summary_medians_iqr_speedups_and_failures_by_hand() -> None:
     assert set(table["track"]) == {"online"}
     # task a, optimizer: seconds 10, 20, inf, 30 -> sorted 10, 20, 30, inf
     row = _value(table, forecaster=BASELINE_NAME, task="a", metric="seconds_to_target")
-    assert row["value"] == 25.0 and row["ci_low"] == pytest.approx(17.5) and row["ci_high"] == math.inf and row["n"] == 4
+    assert (
+        row["value"] == 25.0
+        and row["ci_low"] == pytest.approx(17.5)
+        and row["ci_high"] == math.inf
+        and row["n"] == 4
+    )
     row = _value(table, forecaster="fc", task="a", metric="seconds_to_target")
     assert row["value"] == 15.0 and row["ci_low"] == pytest.approx(8.75)  # 5, 10, 20, inf
     # paired speedups per seed: 10/5, 20/10, inf/20 = inf, 30/inf = 0 -> sorted 0, 2, 2, inf
     row = _value(table, forecaster="fc", task="a", metric="speedup")
-    assert row["value"] == 2.0 and row["ci_low"] == pytest.approx(1.5) and row["ci_high"] == math.inf and row["n"] == 4
+    assert (
+        row["value"] == 2.0
+        and row["ci_low"] == pytest.approx(1.5)
+        and row["ci_high"] == math.inf
+        and row["n"] == 4
+    )
     row = _value(table, forecaster="fc", task="b", metric="speedup")  # 0.5, 0.5, 0.5, 2
-    assert row["value"] == 0.5 and row["ci_high"] == pytest.approx(np.percentile([0.5, 0.5, 0.5, 2.0], 75))
+    assert row["value"] == 0.5 and row["ci_high"] == pytest.approx(
+        np.percentile([0.5, 0.5, 0.5, 2.0], 75)
+    )
     assert _value(table, forecaster="fc", task="a", metric="reached_fraction")["value"] == 0.75
-    assert _value(table, forecaster="fc", task="all", metric="speedup")["value"] == pytest.approx(math.sqrt(2.0 * 0.5))
-    assert _value(table, forecaster="fc", task="all", metric="reached_fraction")["value"] == pytest.approx((0.75 + 1.0) / 2)
+    assert _value(table, forecaster="fc", task="all", metric="speedup")["value"] == pytest.approx(
+        math.sqrt(2.0 * 0.5)
+    )
+    assert _value(table, forecaster="fc", task="all", metric="reached_fraction")[
+        "value"
+    ] == pytest.approx((0.75 + 1.0) / 2)
     # steps: a is 10x seconds, so its step speedup is the same
     assert _value(table, forecaster="fc", task="a", metric="speedup_steps")["value"] == 2.0
     # profiles over tasks a (best 15 = fc; optimizer 25 -> 1.67) and b (best 5 = optimizer; fc 10 -> 2)
     prof = table[table["metric"] == "profile"]
     assert prof["horizon"].isna().all()
     got = {(r.forecaster, r.message): r.value for r in prof.itertuples(index=False)}
-    assert got == {(BASELINE_NAME, "tau=1"): 0.5, (BASELINE_NAME, "tau=2"): 1.0, (BASELINE_NAME, "tau=4"): 1.0, ("fc", "tau=1"): 0.5, ("fc", "tau=2"): 1.0, ("fc", "tau=4"): 1.0}
+    assert got == {
+        (BASELINE_NAME, "tau=1"): 0.5,
+        (BASELINE_NAME, "tau=2"): 1.0,
+        (BASELINE_NAME, "tau=4"): 1.0,
+        ("fc", "tau=1"): 0.5,
+        ("fc", "tau=2"): 1.0,
+        ("fc", "tau=4"): 1.0,
+    }
 
 
 def test_performance_profile_by_hand() -> None:
     inf = math.inf
-    times = {"x": {"t1": 1.0, "t2": 4.0, "t3": inf}, "y": {"t1": 2.0, "t2": 2.0, "t3": inf}, "z": {"t1": 3.0}}
+    times = {
+        "x": {"t1": 1.0, "t2": 4.0, "t3": inf},
+        "y": {"t1": 2.0, "t2": 2.0, "t3": inf},
+        "z": {"t1": 3.0},
+    }
     prof = performance_profile(times, (1.0, 1.5, 2.0, 3.0))
     # t1 best 1: x 1, y 2, z 3; t2 best 2: x 2, y 1, z missing; t3 unsolved by all
     assert prof["x"] == pytest.approx([1 / 3, 1 / 3, 2 / 3, 2 / 3])
@@ -228,31 +290,95 @@ def test_settings_validate() -> None:
     with pytest.raises(TrajbenchError, match="taus"):
         OnlineSettings(taus=(2.0, 1.0))
     with pytest.raises(TrajbenchError, match="target"):
-        OnlineConfig.from_attrs({"task": "digits-logreg", "optimizer": {"name": "sgd", "lr": 0.1}, "batch_size": 8, "epochs": 1})
+        OnlineConfig.from_attrs(
+            {
+                "task": "digits-logreg",
+                "optimizer": {"name": "sgd", "lr": 0.1},
+                "batch_size": 8,
+                "epochs": 1,
+            }
+        )
 
 
-def test_cli_bad_online_option_exits_2_with_one_line(store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_bad_online_option_exits_2_with_one_line(
+    store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trajbench.cli import main
 
-    code = main(["bench", str(store.location), "--out", str(tmp_path / "r"), "--forecasters", "persistence", "--track", "online", "--online-every", "0", "--no-store-hash"])
+    code = main(
+        [
+            "bench",
+            str(store.location),
+            "--out",
+            str(tmp_path / "r"),
+            "--forecasters",
+            "persistence",
+            "--track",
+            "online",
+            "--online-every",
+            "0",
+            "--no-store-hash",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "online every must be a positive int, but got 0" in err[0]
-    code = main(["bench", str(store.location), "--out", str(tmp_path / "r"), "--forecasters", "persistence", "--track", "online", "--online-tasks", "digits-logrge", "--no-store-hash"])
+    assert (
+        code == 2 and len(err) == 1 and "online every must be a positive int, but got 0" in err[0]
+    )
+    code = main(
+        [
+            "bench",
+            str(store.location),
+            "--out",
+            str(tmp_path / "r"),
+            "--forecasters",
+            "persistence",
+            "--track",
+            "online",
+            "--online-tasks",
+            "digits-logrge",
+            "--no-store-hash",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "did you mean 'digits-logreg'" in err[-1]
 
 
-def test_cli_track_online_writes_online_rows(store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_track_online_writes_online_rows(
+    store: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trajbench.bench.results import read_results
     from trajbench.cli import main
 
-    args = ["bench", str(store.location), "--out", str(tmp_path / "r"), "--forecasters", "persistence", "--track", "online", "--online-seeds", "1",
-            "--online-tasks", "digits-logreg", "--online-every", "1", "--online-context", "1", "--online-horizon", "1", "--no-store-hash", "--quiet",
-            "--unseen-tasks", ""]
+    args = [
+        "bench",
+        str(store.location),
+        "--out",
+        str(tmp_path / "r"),
+        "--forecasters",
+        "persistence",
+        "--track",
+        "online",
+        "--online-seeds",
+        "1",
+        "--online-tasks",
+        "digits-logreg",
+        "--online-every",
+        "1",
+        "--online-context",
+        "1",
+        "--online-horizon",
+        "1",
+        "--no-store-hash",
+        "--quiet",
+        "--unseen-tasks",
+        "",
+    ]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "online skip-epoch" in out and "scaled error" not in out
     table = read_results(tmp_path / "r")
-    assert set(table["track"]) == {"online"} and {"optimizer", "persistence"} == set(table["forecaster"])
+    assert set(table["track"]) == {"online"} and {"optimizer", "persistence"} == set(
+        table["forecaster"]
+    )
     steps = table[(table["metric"] == "speedup_steps") & (table["task"] == "digits-logreg")]
     assert steps.empty or steps["value"].isna().all() or (steps["value"] == 1.0).all()

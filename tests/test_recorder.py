@@ -34,7 +34,9 @@ def perturb(model: nn.Module, k: float) -> None:
     """Give the model distinct, known weights for snapshot k."""
     with torch.no_grad():
         for j, p in enumerate(model.parameters()):
-            p.copy_(torch.arange(p.numel(), dtype=torch.float32).reshape(p.shape) * 0.25 + k + 100 * j)
+            p.copy_(
+                torch.arange(p.numel(), dtype=torch.float32).reshape(p.shape) * 0.25 + k + 100 * j
+            )
 
 
 def record(store_path, run_id, model, n, clone_state, **kw):
@@ -50,7 +52,11 @@ def record(store_path, run_id, model, n, clone_state, **kw):
 
 def assert_rows(run, oracle, flat_row):
     assert run.n_snapshots == len(oracle)
-    expected = np.stack([flat_row(s) for s in oracle]) if oracle else np.zeros((0, run.n_params), np.float32)
+    expected = (
+        np.stack([flat_row(s) for s in oracle])
+        if oracle
+        else np.zeros((0, run.n_params), np.float32)
+    )
     np.testing.assert_array_equal(run.weights[:], expected)
 
 
@@ -147,7 +153,13 @@ def test_run_attributes(store_path):
     """Meta is stored; optimizer objects become a dict; the writer's own attributes are set."""
     model = make_model()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.1)
-    meta = {"task": "toy", "seed": 3, "optimizer": opt, "schedule": {"name": "cosine"}, "batch_size": 32}
+    meta = {
+        "task": "toy",
+        "seed": 3,
+        "optimizer": opt,
+        "schedule": {"name": "cosine"},
+        "batch_size": 32,
+    }
     with Recorder(store_path, "r", model, meta=meta, snapshots_per_chunk=4) as rec:
         assert rec.status == "running"
         assert rec.n_params == sum(p.numel() for p in model.parameters())
@@ -193,7 +205,9 @@ def test_recorder_follows_replaced_tensors(store_path, clone_state, flat_row):
     with Recorder(store_path, "r", model) as rec:
         rec.snapshot()
         first = clone_state(model)
-        model.load_state_dict({k: torch.full_like(v, 7) for k, v in model.state_dict().items()}, assign=True)
+        model.load_state_dict(
+            {k: torch.full_like(v, 7) for k, v in model.state_dict().items()}, assign=True
+        )
         model[1].running_var = torch.full((2,), 3.0)
         rec.snapshot()
         second = clone_state(model)
@@ -304,7 +318,9 @@ def test_bad_run_id(store_path, run_id):
 
 
 @pytest.mark.micro
-@pytest.mark.parametrize("key", ["status", "n_snapshots", "param_layout", "n_params", "compression", "lossy"])
+@pytest.mark.parametrize(
+    "key", ["status", "n_snapshots", "param_layout", "n_params", "compression", "lossy"]
+)
 def test_reserved_meta_key(store_path, key):
     """Meta may not set attributes the writer owns."""
     with pytest.raises(TrajbenchError) as info:
@@ -387,18 +403,32 @@ def test_run_writer_rejects_wrong_row_length(store_path):
         writer.append(np.zeros(5), step=0)
     assert writer.append(np.ones(4), step=0)
     writer.close()
-    np.testing.assert_array_equal(open_store(store_path).run("w").weights[:], np.ones((1, 4), np.float32))
+    np.testing.assert_array_equal(
+        open_store(store_path).run("w").weights[:], np.ones((1, 4), np.float32)
+    )
 
 
 # ----------------------------------------------------------------------- compression
 @pytest.mark.micro
 @pytest.mark.parametrize("compression", ["none", "fast", "small"])
-def test_every_compression_setting_records_exactly_and_says_so(store_path, clone_state, flat_row, compression):
+def test_every_compression_setting_records_exactly_and_says_so(
+    store_path, clone_state, flat_row, compression
+):
     """Each setting stores the model's exact rows (partial last chunk included) and records its codecs."""
-    oracle = record(store_path, "c", make_model(), 7, clone_state, snapshots_per_chunk=3, compression=compression)
+    oracle = record(
+        store_path,
+        "c",
+        make_model(),
+        7,
+        clone_state,
+        snapshots_per_chunk=3,
+        compression=compression,
+    )
     run = open_store(store_path).run("c")
     assert_rows(run, oracle, flat_row)
-    weights_json = json.loads(open(os.path.join(store_path, "runs", "c", "weights", "zarr.json")).read())
+    weights_json = json.loads(
+        open(os.path.join(store_path, "runs", "c", "weights", "zarr.json")).read()
+    )
     assert run.attrs["compression"] == {"setting": compression, "codecs": weights_json["codecs"]}
     assert run.attrs["lossy"] is None
 
@@ -406,11 +436,20 @@ def test_every_compression_setting_records_exactly_and_says_so(store_path, clone
 @pytest.mark.micro
 def test_lossy_bf16_recorder_rows_equal_torch_bfloat16(store_path, clone_state, flat_row):
     """lossy='bf16': every stored value is the bfloat16 rounding of the model's (torch as oracle)."""
-    oracle = record(store_path, "b", make_model(), 5, clone_state, snapshots_per_chunk=2, lossy="bf16")
+    oracle = record(
+        store_path, "b", make_model(), 5, clone_state, snapshots_per_chunk=2, lossy="bf16"
+    )
     run = open_store(store_path).run("b")
-    expected = torch.from_numpy(np.stack([flat_row(s) for s in oracle])).to(torch.bfloat16).to(torch.float32).numpy()
+    expected = (
+        torch.from_numpy(np.stack([flat_row(s) for s in oracle]))
+        .to(torch.bfloat16)
+        .to(torch.float32)
+        .numpy()
+    )
     np.testing.assert_array_equal(run.weights[:], expected)
     exact = np.stack([flat_row(s) for s in oracle]).astype(np.float64)
     nz = exact != 0
-    assert run.attrs["lossy"]["max_rel_error"] == float((np.abs(expected - exact)[nz] / np.abs(exact[nz])).max())
+    assert run.attrs["lossy"]["max_rel_error"] == float(
+        (np.abs(expected - exact)[nz] / np.abs(exact[nz])).max()
+    )
     assert run.attrs["lossy"]["max_rel_error"] <= run.attrs["lossy"]["bound"] == 2.0**-8

@@ -42,8 +42,42 @@ SYNTH_ERRORS = {"persistence": 1.0, "linear": 0.6, "mine": 0.7}
 
 
 # ---------------------------------------------------------------- fixtures
-def _row(forecaster: str, task: str, split: str, track: str, kind: str, horizon: Any, metric: str, value: float, low: float = np.nan, high: float = np.nan, n: int = 2, status: str = "ok", message: str = "") -> dict[str, Any]:
-    return dict(zip(COLUMNS, (forecaster, task, split, track, kind, horizon, metric, value, low, high, n, status, message)))
+def _row(
+    forecaster: str,
+    task: str,
+    split: str,
+    track: str,
+    kind: str,
+    horizon: Any,
+    metric: str,
+    value: float,
+    low: float = np.nan,
+    high: float = np.nan,
+    n: int = 2,
+    status: str = "ok",
+    message: str = "",
+) -> dict[str, Any]:
+    return dict(
+        zip(
+            COLUMNS,
+            (
+                forecaster,
+                task,
+                split,
+                track,
+                kind,
+                horizon,
+                metric,
+                value,
+                low,
+                high,
+                n,
+                status,
+                message,
+            ),
+            strict=True,
+        )
+    )
 
 
 def _scale(h: str) -> float:
@@ -51,11 +85,27 @@ def _scale(h: str) -> float:
     return {"1": 0.9, "2": 0.95, "5": 1.05, "short": 1.0, "long": 1.0}[h]
 
 
-def fixture_table(forecasters: tuple[str, ...] = ("persistence", "linear", "mine", "broken")) -> pd.DataFrame:
+def fixture_table(
+    forecasters: tuple[str, ...] = ("persistence", "linear", "mine", "broken"),
+) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for name in forecasters:
         if name == "broken":
-            rows.append(_row(name, "all", "all", "error", "all", None, "error", np.nan, n=0, status="failed", message="RuntimeError: boom in predict (run runs/t1-s0)"))
+            rows.append(
+                _row(
+                    name,
+                    "all",
+                    "all",
+                    "error",
+                    "all",
+                    None,
+                    "error",
+                    np.nan,
+                    n=0,
+                    status="failed",
+                    message="RuntimeError: boom in predict (run runs/t1-s0)",
+                )
+            )
             continue
         status = "fallback" if name == "mine" else "ok"
         for h in HORIZONS:
@@ -63,30 +113,181 @@ def fixture_table(forecasters: tuple[str, ...] = ("persistence", "linear", "mine
             for task, base in TASK_ERRORS[name].items():
                 v = 1.0 if name == "persistence" else base * _scale(h)
                 per_task.append(v)
-                msg = "fallback: 3 series-windows: solver did not converge" if name == "mine" and task == "t1" else ""
+                msg = (
+                    "fallback: 3 series-windows: solver did not converge"
+                    if name == "mine" and task == "t1"
+                    else ""
+                )
                 st = "fallback" if msg else "ok"
-                rows.append(_row(name, task, "test", "error", "all", h, "scaled_persistence", v, v * 0.9, v * 1.1, 2, st, msg))
+                rows.append(
+                    _row(
+                        name,
+                        task,
+                        "test",
+                        "error",
+                        "all",
+                        h,
+                        "scaled_persistence",
+                        v,
+                        v * 0.9,
+                        v * 1.1,
+                        2,
+                        st,
+                        msg,
+                    )
+                )
                 for kind, factor in (("bias", 1.5), ("linear", 0.8)):
-                    rows.append(_row(name, task, "test", "error", kind, h, "scaled_persistence", v * factor, n=2, status=st, message=msg))
+                    rows.append(
+                        _row(
+                            name,
+                            task,
+                            "test",
+                            "error",
+                            kind,
+                            h,
+                            "scaled_persistence",
+                            v * factor,
+                            n=2,
+                            status=st,
+                            message=msg,
+                        )
+                    )
             gm = float(np.exp(np.mean(np.log(per_task))))
-            rows.append(_row(name, "all", "test", "error", "all", h, "scaled_persistence", gm, gm * 0.95, gm * 1.05, 2, status))
+            rows.append(
+                _row(
+                    name,
+                    "all",
+                    "test",
+                    "error",
+                    "all",
+                    h,
+                    "scaled_persistence",
+                    gm,
+                    gm * 0.95,
+                    gm * 1.05,
+                    2,
+                    status,
+                )
+            )
             for kind, factor in (("bias", 1.5), ("linear", 0.8)):
-                rows.append(_row(name, "all", "test", "error", kind, h, "scaled_persistence", gm * factor, gm * factor * 0.95, gm * factor * 1.05, 2, status))
+                rows.append(
+                    _row(
+                        name,
+                        "all",
+                        "test",
+                        "error",
+                        kind,
+                        h,
+                        "scaled_persistence",
+                        gm * factor,
+                        gm * factor * 0.95,
+                        gm * factor * 1.05,
+                        2,
+                        status,
+                    )
+                )
             sv = 1.0 if name == "persistence" else SYNTH_ERRORS[name] * _scale(h)
-            rows.append(_row(name, "quadratic_gd", "synthetic", "error", "all", h, "scaled_persistence", sv, n=3))
-            rows.append(_row(name, "all", "synthetic", "error", "all", h, "scaled_persistence", sv, sv * 0.9, sv * 1.1, 1))
-        rows.append(_row(name, "all", "all", "error", "all", None, "fit_seconds", {"persistence": 4e-5, "linear": 5e-5, "mine": 12.5}[name], n=1, status=status))
-        rows.append(_row(name, "all", "all", "error", "all", None, "predict_seconds", {"persistence": 0.0173, "linear": 0.0199, "mine": 3.2}[name], n=28, status=status))
-        rows.append(_row(name, "all", "all", "error", "all", None, "predict_series_per_second", {"persistence": 1.1e7, "linear": 9.7e6, "mine": 6.1e4}[name], n=28, status=status))
+            rows.append(
+                _row(
+                    name,
+                    "quadratic_gd",
+                    "synthetic",
+                    "error",
+                    "all",
+                    h,
+                    "scaled_persistence",
+                    sv,
+                    n=3,
+                )
+            )
+            rows.append(
+                _row(
+                    name,
+                    "all",
+                    "synthetic",
+                    "error",
+                    "all",
+                    h,
+                    "scaled_persistence",
+                    sv,
+                    sv * 0.9,
+                    sv * 1.1,
+                    1,
+                )
+            )
+        rows.append(
+            _row(
+                name,
+                "all",
+                "all",
+                "error",
+                "all",
+                None,
+                "fit_seconds",
+                {"persistence": 4e-5, "linear": 5e-5, "mine": 12.5}[name],
+                n=1,
+                status=status,
+            )
+        )
+        rows.append(
+            _row(
+                name,
+                "all",
+                "all",
+                "error",
+                "all",
+                None,
+                "predict_seconds",
+                {"persistence": 0.0173, "linear": 0.0199, "mine": 3.2}[name],
+                n=28,
+                status=status,
+            )
+        )
+        rows.append(
+            _row(
+                name,
+                "all",
+                "all",
+                "error",
+                "all",
+                None,
+                "predict_series_per_second",
+                {"persistence": 1.1e7, "linear": 9.7e6, "mine": 6.1e4}[name],
+                n=28,
+                status=status,
+            )
+        )
     table = recompute_ranks(pd.DataFrame(rows, columns=list(COLUMNS)))
     extra: list[dict[str, Any]] = []
     if "linear" in forecasters:
         for h, g in (("1", 0.42), ("5", 0.31), ("long", 0.37)):
-            extra.append(_row("linear", "all", "test", "downstream", "all", h, "gain_ratio", g, g - 0.1, g + 0.1, 2))
-            extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_forecast", 0.81, n=2))
-            extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_origin", 0.78, n=2))
-            extra.append(_row("linear", "all", "test", "downstream", "all", h, "acc_target", 0.85, n=2))
-            extra.append(_row("linear", "all", "test", "downstream", "all", h, "excluded_windows", 4.0, n=2))
+            extra.append(
+                _row(
+                    "linear",
+                    "all",
+                    "test",
+                    "downstream",
+                    "all",
+                    h,
+                    "gain_ratio",
+                    g,
+                    g - 0.1,
+                    g + 0.1,
+                    2,
+                )
+            )
+            extra.append(
+                _row("linear", "all", "test", "downstream", "all", h, "acc_forecast", 0.81, n=2)
+            )
+            extra.append(
+                _row("linear", "all", "test", "downstream", "all", h, "acc_origin", 0.78, n=2)
+            )
+            extra.append(
+                _row("linear", "all", "test", "downstream", "all", h, "acc_target", 0.85, n=2)
+            )
+            extra.append(
+                _row("linear", "all", "test", "downstream", "all", h, "excluded_windows", 4.0, n=2)
+            )
     # the online track as trajbench.bench.online writes it: the plain optimizer, medians
     # with IQR per task, inf for a target never reached, failure rows per seed
     online = {"optimizer": {"t1": 50.0, "t2": 100.0}}
@@ -98,18 +299,76 @@ def fixture_table(forecasters: tuple[str, ...] = ("persistence", "linear", "mine
         speedups = []
         for task, secs in per_task.items():
             reached = 5 if np.isfinite(secs) else 2
-            extra.append(_row(name, task, "test", "online", "all", None, "seconds_to_target", secs, secs * 0.9, secs * 1.1, 5))
-            extra.append(_row(name, task, "test", "online", "all", None, "reached_fraction", reached / 5, n=5, message=f"{reached} of 5 seeds reached the target"))
+            extra.append(
+                _row(
+                    name,
+                    task,
+                    "test",
+                    "online",
+                    "all",
+                    None,
+                    "seconds_to_target",
+                    secs,
+                    secs * 0.9,
+                    secs * 1.1,
+                    5,
+                )
+            )
+            extra.append(
+                _row(
+                    name,
+                    task,
+                    "test",
+                    "online",
+                    "all",
+                    None,
+                    "reached_fraction",
+                    reached / 5,
+                    n=5,
+                    message=f"{reached} of 5 seeds reached the target",
+                )
+            )
             if name != "optimizer":
                 speedups.append(online["optimizer"][task] / secs)
-                extra.append(_row(name, task, "test", "online", "all", None, "speedup", speedups[-1], n=5))
+                extra.append(
+                    _row(name, task, "test", "online", "all", None, "speedup", speedups[-1], n=5)
+                )
         if name == "linear":
-            extra.append(_row(name, "t2", "test", "online", "all", None, "error", np.nan, n=0, status="failed", message="seed 2: ForecasterError: forecast has NaN"))
+            extra.append(
+                _row(
+                    name,
+                    "t2",
+                    "test",
+                    "online",
+                    "all",
+                    None,
+                    "error",
+                    np.nan,
+                    n=0,
+                    status="failed",
+                    message="seed 2: ForecasterError: forecast has NaN",
+                )
+            )
         if speedups:
             ok = [v for v in speedups if v > 0]
-            extra.append(_row(name, "all", "test", "online", "all", None, "speedup", float(np.exp(np.mean(np.log(ok)))), n=len(ok)))
+            extra.append(
+                _row(
+                    name,
+                    "all",
+                    "test",
+                    "online",
+                    "all",
+                    None,
+                    "speedup",
+                    float(np.exp(np.mean(np.log(ok)))),
+                    n=len(ok),
+                )
+            )
     table = pd.concat([table, pd.DataFrame(extra, columns=list(COLUMNS))], ignore_index=True)
-    table.loc[(table["forecaster"] == "mine") & (table["task"] == "t2") & (table["track"] == "error"), "message"] = "possible leakage: pre-trained on digits data (quad)"
+    table.loc[
+        (table["forecaster"] == "mine") & (table["task"] == "t2") & (table["track"] == "error"),
+        "message",
+    ] = "possible leakage: pre-trained on digits data (quad)"
     return table
 
 
@@ -117,10 +376,24 @@ def fixture_manifest(**changes: Any) -> dict[str, Any]:
     manifest = {
         "results_format_version": 1,
         "trajbench_version": "0.1.0",
-        "protocol": {"version": "1.0", "modified": [], "settings": {"stride": 1, "horizons": [1, 2, 5]}},
-        "tracks": {"requested": "all", "run": ["error", "downstream", "online"], "not_implemented": [], "online": {"settings": {"every": 5, "seeds": 5}}},
+        "protocol": {
+            "version": "1.0",
+            "modified": [],
+            "settings": {"stride": 1, "horizons": [1, 2, 5]},
+        },
+        "tracks": {
+            "requested": "all",
+            "run": ["error", "downstream", "online"],
+            "not_implemented": [],
+            "online": {"settings": {"every": 5, "seeds": 5}},
+        },
         "seed": 0,
-        "store": {"location": "fixture.zarr", "sha256": "ab" * 32, "content_sha256": "cd" * 32, "n_runs": 12},
+        "store": {
+            "location": "fixture.zarr",
+            "sha256": "ab" * 32,
+            "content_sha256": "cd" * 32,
+            "n_runs": 12,
+        },
         "suite": [{"name": "fixture", "version": "1.0", "sha256": "ef" * 32}],
         "windows": {"first_origin": 4, "stride": 1, "horizons": [1, 2, 5], "evaluated_runs": 6},
         "forecasters": [],
@@ -137,9 +410,13 @@ def fixture_manifest(**changes: Any) -> dict[str, Any]:
     return manifest
 
 
-def write_fixture(path: Path, table: pd.DataFrame | None = None, manifest: dict[str, Any] | None = None) -> Path:
+def write_fixture(
+    path: Path, table: pd.DataFrame | None = None, manifest: dict[str, Any] | None = None
+) -> Path:
     write_results(fixture_table() if table is None else table, path)
-    (path / "manifest.json").write_text(json.dumps(fixture_manifest() if manifest is None else manifest))
+    (path / "manifest.json").write_text(
+        json.dumps(fixture_manifest() if manifest is None else manifest)
+    )
     return path
 
 
@@ -172,7 +449,7 @@ def test_leaderboard_ranks_values_and_na(results_dir: Path) -> None:
     # mean task rank against scipy's rankdata, task by task
     names = list(TASK_ERRORS)
     ranks = np.mean([rankdata([TASK_ERRORS[n][t] for n in names]) for t in ("t1", "t2")], axis=0)
-    for name, r in zip(names, ranks):
+    for name, r in zip(names, ranks, strict=True):
         assert by_name[name].mean_rank.value == pytest.approx(r)  # type: ignore[union-attr]
     # downstream gain ratio at the smallest horizon; absent tracks are n/a, never 0
     # the pooled downstream horizon when there is one; absent tracks are n/a, never 0
@@ -208,10 +485,18 @@ def test_online_table_shows_failures_as_na(results_dir: Path) -> None:
     rows = {(r[0], r[1]): r for r in t.rows}
     assert t.rows[0][0] == "optimizer" and rows[("optimizer", "t1")][3] == NA
     # a target never reached is inf (a failure), not a missing value
-    assert rows[("linear", "t2")][4] == "inf" and rows[("linear", "t2")][3] == "0.000" and rows[("linear", "t2")][7] == "0.400"
+    assert (
+        rows[("linear", "t2")][4] == "inf"
+        and rows[("linear", "t2")][3] == "0.000"
+        and rows[("linear", "t2")][7] == "0.400"
+    )
     assert rows[("linear", "t2")][-1] == "2 of 5 seeds reached the target"
-    assert rows[("mine", "t1")][3] == "2.500" and rows[("mine", "t1")][4] == "20.000 [18.000, 22.000]"
-    assert rows[("mine", "all")][3] == f"{np.sqrt(2.5 * 1.25):.3f}" and rows[("mine", "all")][4] == NA
+    assert (
+        rows[("mine", "t1")][3] == "2.500" and rows[("mine", "t1")][4] == "20.000 [18.000, 22.000]"
+    )
+    assert (
+        rows[("mine", "all")][3] == f"{np.sqrt(2.5 * 1.25):.3f}" and rows[("mine", "all")][4] == NA
+    )
 
 
 def test_markdown_matches_golden(results_dir: Path) -> None:
@@ -256,7 +541,10 @@ def test_html_parses_is_self_contained_and_lists_every_forecaster(full_report: P
         for key in ("src", "href"):
             value = attrs.get(key)
             if value is not None:
-                assert value.startswith("data:image/png;base64,") or value.startswith("#"), (tag, value)
+                assert value.startswith("data:image/png;base64,") or value.startswith("#"), (
+                    tag,
+                    value,
+                )
         assert not (tag == "link" or (tag == "script" and attrs.get("src")))
     sortable = [a for t, a in parser.tags if t == "table"]
     assert all(a.get("class") == "sortable" for a in sortable)
@@ -275,9 +563,13 @@ def test_report_writes_plots_as_png_and_svg(full_report: Path) -> None:
 
 def test_render_html_without_plots_escapes_text(results_dir: Path) -> None:
     results = load_results(results_dir)
-    results.table.loc[results.table["forecaster"] == "broken", "message"] = "<script>alert(1)</script>"
+    results.table.loc[results.table["forecaster"] == "broken", "message"] = (
+        "<script>alert(1)</script>"
+    )
     page = render_html(build_report(results))
-    assert "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert (
+        "<script>alert(1)</script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    )
 
 
 # ---------------------------------------------------------------- plot arithmetic
@@ -301,17 +593,28 @@ def _split_dirs(tmp_path: Path, manifest_b: dict[str, Any] | None = None) -> tup
     full = fixture_table()
     full = full[full["forecaster"] != "optimizer"]
     # each directory ranks its own forecasters, as the harness does
-    a = write_fixture(tmp_path / "a", recompute_ranks(full[full["forecaster"].isin(["persistence", "linear"])]))
-    b = write_fixture(tmp_path / "b", recompute_ranks(full[full["forecaster"].isin(["mine"])]), manifest_b)
+    a = write_fixture(
+        tmp_path / "a", recompute_ranks(full[full["forecaster"].isin(["persistence", "linear"])])
+    )
+    b = write_fixture(
+        tmp_path / "b", recompute_ranks(full[full["forecaster"].isin(["mine"])]), manifest_b
+    )
     return a, b
 
 
 def test_merge_adds_a_forecaster_and_recomputes_ranks(tmp_path: Path) -> None:
     a, b = _split_dirs(tmp_path)
     alone = read_results(a)
-    r_alone = alone[(alone["metric"] == "rank_scaled_persistence") & (alone["split"] == "test") & (alone["kind"] == "all") & (alone["horizon"] == "long")]
+    r_alone = alone[
+        (alone["metric"] == "rank_scaled_persistence")
+        & (alone["split"] == "test")
+        & (alone["kind"] == "all")
+        & (alone["horizon"] == "long")
+    ]
     # two forecasters: persistence ranks 1.5 on average (1 on t2, 2 on t1)
-    assert r_alone.set_index("forecaster")["value"].to_dict() == pytest.approx({"persistence": 1.5, "linear": 1.5})
+    assert r_alone.set_index("forecaster")["value"].to_dict() == pytest.approx(
+        {"persistence": 1.5, "linear": 1.5}
+    )
     merged = merge_results([a, b])
     assert merged.forecasters == ["persistence", "linear", "mine"]
     full = fixture_table(("persistence", "linear", "mine"))
@@ -327,18 +630,44 @@ def test_merge_adds_a_forecaster_and_recomputes_ranks(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"store": {"location": "x", "sha256": "ab" * 32, "content_sha256": "00" * 32}}, "store content hashes differ"),
-        ({"protocol": {"version": "2.0", "modified": [], "settings": {"stride": 1, "horizons": [1, 2, 5]}}}, "protocol versions differ (1.0 vs 2.0)"),
-        ({"protocol": {"version": "1.0", "modified": ["stride"], "settings": {"stride": 2, "horizons": [1, 2, 5]}}}, "protocol settings differ: stride (1 vs 2)"),
+        (
+            {"store": {"location": "x", "sha256": "ab" * 32, "content_sha256": "00" * 32}},
+            "store content hashes differ",
+        ),
+        (
+            {
+                "protocol": {
+                    "version": "2.0",
+                    "modified": [],
+                    "settings": {"stride": 1, "horizons": [1, 2, 5]},
+                }
+            },
+            "protocol versions differ (1.0 vs 2.0)",
+        ),
+        (
+            {
+                "protocol": {
+                    "version": "1.0",
+                    "modified": ["stride"],
+                    "settings": {"stride": 2, "horizons": [1, 2, 5]},
+                }
+            },
+            "protocol settings differ: stride (1 vs 2)",
+        ),
         ({"lossy": True}, "mix a lossy store"),
         ({"seed": 3}, "seeds differ (0 vs 3)"),
         ({"windows": {"first_origin": 19}}, "first window origins differ (4 vs 19)"),
         # the harness writes the content hash at the top level too
         ({"store_content_sha256": "11" * 32}, "store content hashes differ"),
-        ({"tracks": {"run": ["online"], "online": {"settings": {"every": 5, "seeds": 3}}}}, "online-track settings differ: seeds (5 vs 3)"),
+        (
+            {"tracks": {"run": ["online"], "online": {"settings": {"every": 5, "seeds": 3}}}},
+            "online-track settings differ: seeds (5 vs 3)",
+        ),
     ],
 )
-def test_merge_refuses_and_names_what_differs(tmp_path: Path, change: dict[str, Any], message: str) -> None:
+def test_merge_refuses_and_names_what_differs(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
     a, b = _split_dirs(tmp_path, fixture_manifest(**change))
     with pytest.raises(TrajbenchError, match="cannot merge") as info:
         merge_results([a, b])
@@ -368,13 +697,25 @@ def test_duplicate_forecaster_is_refused_or_resolved(tmp_path: Path) -> None:
     changed.loc[(changed["forecaster"] == "linear") & (changed["track"] == "error"), "value"] *= 2
     # both directories ran the online track, so both hold the plain optimizer's rows: not a conflict
     b = write_fixture(tmp_path / "b", changed[changed["forecaster"].isin(["linear", "optimizer"])])
-    with pytest.raises(TrajbenchError, match="forecaster 'linear' has 'downstream' results in both"):
+    with pytest.raises(
+        TrajbenchError, match="forecaster 'linear' has 'downstream' results in both"
+    ):
         merge_results([a, b])
-    pick = lambda t: t[(t["forecaster"] == "linear") & (t["metric"] == "scaled_persistence") & (t["task"] == "t1") & (t["horizon"] == "long")]["value"].iloc[0]  # noqa: E731
+
+    def pick(t: pd.DataFrame) -> float:
+        return t[
+            (t["forecaster"] == "linear")
+            & (t["metric"] == "scaled_persistence")
+            & (t["task"] == "t1")
+            & (t["horizon"] == "long")
+        ]["value"].iloc[0]
+
     assert pick(merge_results([a, b], duplicates="first").table) == pytest.approx(0.8)
     last = merge_results([a, b], duplicates="last").table
     assert pick(last) == pytest.approx(1.6)
-    assert len(last[last["forecaster"] == "optimizer"]) == len(full[full["forecaster"] == "optimizer"])
+    assert len(last[last["forecaster"] == "optimizer"]) == len(
+        full[full["forecaster"] == "optimizer"]
+    )
     with pytest.raises(TrajbenchError, match="did you mean 'last'"):
         merge_results([a, b], duplicates="lst")
 
@@ -385,9 +726,18 @@ def test_recompute_ranks_reproduces_the_harness_on_a_real_table(tmp_path: Path) 
     from trajbench.testing import make_quadratic_store
 
     store = tmp_path / "q.zarr"
-    make_quadratic_store(store, tasks=("quad-a", "quad-b", "quad-c"), lrs=(0.05, 0.2), seeds=(0, 1), n_snapshots=14, synthetic=2)
+    make_quadratic_store(
+        store,
+        tasks=("quad-a", "quad-b", "quad-c"),
+        lrs=(0.05, 0.2),
+        seeds=(0, 1),
+        n_snapshots=14,
+        synthetic=2,
+    )
     proto = PROTOCOL.replace(unseen_tasks=(), bootstrap=50, horizons=(1, 2, 5), sample_size=16)
-    table = run_benchmark(str(store), ["persistence", "linear", "linear_lstsq"], None, protocol=proto).table
+    table = run_benchmark(
+        str(store), ["persistence", "linear", "linear_lstsq"], None, protocol=proto
+    ).table
     mine = recompute_ranks(table)
     key = ["forecaster", "split", "kind", "horizon"]
     a = table[table["metric"] == "rank_scaled_persistence"].set_index(key)["value"].sort_index()
@@ -402,28 +752,53 @@ def test_cli_report_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert cli_main(["report", str(a), str(b), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "seeds differ" in err and "Traceback" not in err
-    assert cli_main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    assert (
+        cli_main(["report", str(tmp_path / "nope"), "--out", str(tmp_path / "r"), "--quiet"]) == 2
+    )
     assert "does not exist" in capsys.readouterr().err
-    assert cli_main(["report", str(a), "--out", str(tmp_path / "r"), "--quiet", "--fan-series", "0"]) == 2
+    assert (
+        cli_main(["report", str(a), "--out", str(tmp_path / "r"), "--quiet", "--fan-series", "0"])
+        == 2
+    )
     assert "--fan-series must be a positive int" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- fan charts, end to end
-def test_fan_chart_forecasts_match_the_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from trajbench.bench.protocol import PROTOCOL
+def test_fan_chart_forecasts_match_the_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from trajbench.bench.harness import run_benchmark
+    from trajbench.bench.protocol import PROTOCOL
     from trajbench.store.reader import open_store
     from trajbench.testing import make_quadratic_store
 
     store = tmp_path / "q.zarr"
-    make_quadratic_store(store, tasks=("quad-a", "quad-b"), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), n_snapshots=16)
+    make_quadratic_store(
+        store, tasks=("quad-a", "quad-b"), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), n_snapshots=16
+    )
     proto = PROTOCOL.replace(unseen_tasks=(), bootstrap=50, horizons=(1, 2, 5), sample_size=16)
     run_benchmark(str(store), ["persistence", "linear"], tmp_path / "res", protocol=proto)
-    code = cli_main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep"), "--store", str(store), "--fan-series", "2", "--copy-results", "--quiet"])
+    code = cli_main(
+        [
+            "report",
+            str(tmp_path / "res"),
+            "--out",
+            str(tmp_path / "rep"),
+            "--store",
+            str(store),
+            "--fan-series",
+            "2",
+            "--copy-results",
+            "--quiet",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     ex = pd.read_parquet(tmp_path / "rep" / "examples.parquet")
     assert set(ex["forecaster"]) == {"", "persistence", "linear"}
-    assert ex["task"].nunique() == 2 and {p.name for p in (tmp_path / "rep").glob("fan_*.png")} == {"fan_1.png", "fan_2.png"}
+    assert ex["task"].nunique() == 2 and {p.name for p in (tmp_path / "rep").glob("fan_*.png")} == {
+        "fan_1.png",
+        "fan_2.png",
+    }
     opened = open_store(str(store))
     for (run, param), series in ex.groupby(["run", "param"]):
         w = np.asarray(opened.run(run).weights[:, int(param)], dtype=np.float64)
@@ -442,7 +817,20 @@ def test_fan_chart_forecasts_match_the_store(tmp_path: Path, capsys: pytest.Capt
     # a different store is refused, naming the hash
     other = tmp_path / "other.zarr"
     make_quadratic_store(other, tasks=("quad-a",), lrs=(0.3,), seeds=(0,), n_snapshots=16)
-    assert cli_main(["report", str(tmp_path / "res"), "--out", str(tmp_path / "rep2"), "--store", str(other), "--quiet"]) == 2
+    assert (
+        cli_main(
+            [
+                "report",
+                str(tmp_path / "res"),
+                "--out",
+                str(tmp_path / "rep2"),
+                "--store",
+                str(other),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "is not the store these results were computed on" in capsys.readouterr().err
 
 
@@ -460,7 +848,9 @@ def test_reference_report_matches_the_small_data_card() -> None:
     assert content is not None, "reports/small/manifest.json has no store content hash"
     assert content == card["tb:card"]["hashes"]["content_sha256"]
     table = read_results(root / "reports" / "small")
-    assert (root / "reports" / "small" / "leaderboard.md").exists() and (root / "reports" / "small" / "index.html").exists()
+    assert (root / "reports" / "small" / "leaderboard.md").exists() and (
+        root / "reports" / "small" / "index.html"
+    ).exists()
     assert {"persistence", "linear"} <= set(table["forecaster"])
 
 
@@ -470,9 +860,26 @@ def test_reference_pipeline_writes_a_committable_report(tmp_path: Path) -> None:
     from trajbench.testing import make_quadratic_store
 
     store = tmp_path / "q.zarr"
-    make_quadratic_store(store, tasks=("quad-a",), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), n_snapshots=12)
+    make_quadratic_store(
+        store, tasks=("quad-a",), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), n_snapshots=12
+    )
     out = tmp_path / "reports" / "q"
-    code = reference_main(["--store", str(store), "--suite", "q", "--track", "error", "--forecasters", "persistence,linear", "--out", str(out), "--work", str(tmp_path / "work")])
+    code = reference_main(
+        [
+            "--store",
+            str(store),
+            "--suite",
+            "q",
+            "--track",
+            "error",
+            "--forecasters",
+            "persistence,linear",
+            "--out",
+            str(out),
+            "--work",
+            str(tmp_path / "work"),
+        ]
+    )
     assert code == 0
     manifest = json.loads((out / "manifest.json").read_text())
     from trajbench.report.merge import store_hash_of
@@ -481,7 +888,15 @@ def test_reference_pipeline_writes_a_committable_report(tmp_path: Path) -> None:
     ref = manifest["reference"]
     assert set(ref["timings_seconds"]) >= {"bench-error", "report"} and ref["wall_seconds"] >= 0
     assert ref["library_versions"]["numpy"] == np.__version__ and ref["machine"]["cpu_count"] >= 1
-    assert {p.name for p in out.iterdir()} >= {"leaderboard.md", "index.html", "results.parquet", "manifest.json", "splits.csv", "examples.parquet", "profiles.svg"}
+    assert {p.name for p in out.iterdir()} >= {
+        "leaderboard.md",
+        "index.html",
+        "results.parquet",
+        "manifest.json",
+        "splits.csv",
+        "examples.parquet",
+        "profiles.svg",
+    }
     assert not (out / "results.csv").exists()
     assert set(read_results(out)["forecaster"]) == {"persistence", "linear"}
 
@@ -496,7 +911,9 @@ def test_plots_are_byte_stable(tmp_path: Path) -> None:
         out.mkdir()
         fig, ax = plt.subplots()
         ax.plot([1, 2, 3], [1, 4, 9], label="a")
-        ax.fill_between([1, 2, 3], [0, 3, 8], [2, 5, 10], alpha=0.3)  # a clip path: an id in the SVG
+        ax.fill_between(
+            [1, 2, 3], [0, 3, 8], [2, 5, 10], alpha=0.3
+        )  # a clip path: an id in the SVG
         ax.legend()
         png, svg = _save(fig, out, "plot")
         outputs.append((png.read_bytes(), svg.read_bytes()))

@@ -19,10 +19,15 @@ from trajbench.testing import check_forecaster
 
 def _runs(n: int = 4, t: int = 30, d: int = 5, seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
-    return [np.cumsum(rng.normal(size=(t, d)) * rng.uniform(0.1, 2.0, d), axis=0).astype(np.float32) for _ in range(n)]
+    return [
+        np.cumsum(rng.normal(size=(t, d)) * rng.uniform(0.1, 2.0, d), axis=0).astype(np.float32)
+        for _ in range(n)
+    ]
 
 
-def _hand_design(runs: list[np.ndarray], k: int, horizon: int) -> list[tuple[list[list[float]], list[list[float | None]]]]:
+def _hand_design(
+    runs: list[np.ndarray], k: int, horizon: int
+) -> list[tuple[list[list[float]], list[list[float | None]]]]:
     """Per run: rows of offsets (oldest first) and targets (None past the end), by loops."""
     out = []
     for v in runs:
@@ -32,7 +37,12 @@ def _hand_design(runs: list[np.ndarray], k: int, horizon: int) -> list[tuple[lis
         for j in range(d):
             for o in range(k - 1, t - 1):
                 xs.append([v[o - k + 1 + i, j] - v[o, j] for i in range(k - 1)])
-                ys.append([v[o + h, j] - v[o, j] if o + h <= t - 1 else None for h in range(1, horizon + 1)])
+                ys.append(
+                    [
+                        v[o + h, j] - v[o, j] if o + h <= t - 1 else None
+                        for h in range(1, horizon + 1)
+                    ]
+                )
         out.append((xs, ys))
     return out
 
@@ -47,22 +57,35 @@ def _sklearn_coefs(per_run: list, horizon: int, alpha: float | str, normalise: s
         elif normalise == "window":
             scale = np.sqrt(np.mean(x**2, axis=1))
         rows_x.extend((x / scale[:, None]).tolist())
-        rows_y.extend([[None if val is None else val / s for val in y] for y, s in zip(ys, scale)])
+        rows_y.extend(
+            [
+                [None if val is None else val / s for val in y]
+                for y, s in zip(ys, scale, strict=True)
+            ]
+        )
     coefs = []
     for h in range(horizon):
         keep = [i for i, y in enumerate(rows_y) if y[h] is not None]
         x = np.asarray([rows_x[i] for i in keep])
         y = np.asarray([rows_y[i][h] for i in keep])
-        model = RidgeCV(alphas=CV_ALPHAS, fit_intercept=False) if alpha == "cv" else Ridge(alpha=alpha, fit_intercept=False)
+        model = (
+            RidgeCV(alphas=CV_ALPHAS, fit_intercept=False)
+            if alpha == "cv"
+            else Ridge(alpha=alpha, fit_intercept=False)
+        )
         coefs.append(model.fit(x, y).coef_)
     return np.asarray(coefs)
 
 
-@pytest.mark.parametrize(("alpha", "normalise"), [(0.5, "none"), (2.0, "run"), (0.1, "window"), ("cv", "run")])
+@pytest.mark.parametrize(
+    ("alpha", "normalise"), [(0.5, "none"), (2.0, "run"), (0.1, "window"), ("cv", "run")]
+)
 def test_matches_sklearn_on_the_same_design(alpha: float | str, normalise: str) -> None:
     runs = _runs()
     k, horizon = 4, 6
-    f = RidgeAR(context_length=k, alpha=alpha, horizon=horizon, normalise=normalise, max_windows=10**6).fit(TrainingData.from_arrays(runs))
+    f = RidgeAR(
+        context_length=k, alpha=alpha, horizon=horizon, normalise=normalise, max_windows=10**6
+    ).fit(TrainingData.from_arrays(runs))
     expected = _sklearn_coefs(_hand_design(runs, k, horizon), horizon, alpha, normalise)
     assert f.horizon_ == horizon and f.coef_.shape == (horizon, k - 1)
     np.testing.assert_allclose(f.coef_, expected, rtol=1e-7, atol=1e-10)
@@ -86,7 +109,9 @@ def _recurrence(seed: int, t: int = 60, d: int = 6) -> np.ndarray:
 
 def test_exact_on_a_shared_linear_recurrence() -> None:
     runs = [_recurrence(i) for i in range(6)]
-    f = RidgeAR(context_length=3, alpha=1e-12, horizon=10, normalise="none").fit(TrainingData.from_arrays(runs))
+    f = RidgeAR(context_length=3, alpha=1e-12, horizon=10, normalise="none").fit(
+        TrainingData.from_arrays(runs)
+    )
     test = _recurrence(99)
     pred = f.predict(test[20:23].T, 10)
     np.testing.assert_allclose(pred, test[23:33].T, rtol=1e-4, atol=1e-4 * np.abs(test).max())
@@ -101,7 +126,9 @@ def test_longer_horizon_recurses() -> None:
         block = window[:, -1:] + (window[:, :-1] - window[:, -1:]) @ f.coef_.T
         expected.append(block)
         window = np.concatenate([window, block], axis=1)[:, -4:]
-    np.testing.assert_allclose(f.predict(ctx, 7), np.concatenate(expected, axis=1)[:, :7], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        f.predict(ctx, 7), np.concatenate(expected, axis=1)[:, :7], rtol=1e-5, atol=1e-5
+    )
 
 
 def test_max_windows_subsamples() -> None:

@@ -19,7 +19,9 @@ from torch import nn
 from trajbench import Recorder, RunWriter, open_store
 from trajbench.store.layout import layout_from_state_dict
 
-SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+SETTINGS = settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 shape_st = st.one_of(
     st.just(()),
@@ -41,7 +43,9 @@ class Bag(nn.Module):
             if what == "param":
                 self.register_parameter(f"p{i}", nn.Parameter(torch.zeros(shape)))
             elif what == "frozen":
-                self.register_parameter(f"f{i}", nn.Parameter(torch.zeros(shape), requires_grad=False))
+                self.register_parameter(
+                    f"f{i}", nn.Parameter(torch.zeros(shape), requires_grad=False)
+                )
             elif what == "float_buffer":
                 self.register_buffer(f"b{i}", torch.zeros(shape))
             else:
@@ -53,11 +57,15 @@ def randomise(model: nn.Module, rng: np.random.Generator) -> None:
     with torch.no_grad():
         for tensor in model.state_dict().values():
             if tensor.is_floating_point():
-                values = np.asarray(rng.standard_normal(tensor.shape) * 10.0 ** rng.integers(-30, 30, tensor.shape))
+                values = np.asarray(
+                    rng.standard_normal(tensor.shape) * 10.0 ** rng.integers(-30, 30, tensor.shape)
+                )
                 values[np.asarray(rng.random(tensor.shape)) < 0.05] = -0.0
                 tensor.copy_(torch.from_numpy(values.astype(np.float32)))
             else:
-                tensor.copy_(torch.from_numpy(np.asarray(rng.integers(-(2**24), 2**24, tensor.shape))))
+                tensor.copy_(
+                    torch.from_numpy(np.asarray(rng.integers(-(2**24), 2**24, tensor.shape)))
+                )
 
 
 @pytest.mark.micro
@@ -72,7 +80,19 @@ def randomise(model: nn.Module, rng: np.random.Generator) -> None:
     late_metric_at=st.integers(0, 60),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_recorder_round_trip(tmp_path_factory, clone_state, flat_row, tensors, conv, n, spc, n_slabs, flush_at, late_metric_at, seed):
+def test_recorder_round_trip(
+    tmp_path_factory,
+    clone_state,
+    flat_row,
+    tensors,
+    conv,
+    n,
+    spc,
+    n_slabs,
+    flush_at,
+    late_metric_at,
+    seed,
+):
     """weights[:], layer(), state_dict(i) and metrics equal the model's state at each snapshot."""
     if not any(math.prod(shape) for _, shape in tensors):
         conv = True  # something to record
@@ -103,7 +123,9 @@ def test_recorder_round_trip(tmp_path_factory, clone_state, flat_row, tensors, c
     assert (run.status, run.n_snapshots, run.n_params) == ("complete", n, n_params)
     assert run.weights.chunks[0] == spc
 
-    expected = np.stack([flat_row(s) for s in oracle]) if oracle else np.zeros((0, n_params), np.float32)
+    expected = (
+        np.stack([flat_row(s) for s in oracle]) if oracle else np.zeros((0, n_params), np.float32)
+    )
     got = run.weights[:]
     assert got.shape == expected.shape
     # Bitwise equality (so -0.0 and every float32 survive exactly).
@@ -144,7 +166,9 @@ def test_recorder_round_trip(tmp_path_factory, clone_state, flat_row, tensors, c
     flush_every=st.sampled_from([0, 0, 4, 7, 13]),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_run_writer_append_and_resume(tmp_path_factory, n_params, n, split, spc, n_slabs, flush_every, seed):
+def test_run_writer_append_and_resume(
+    tmp_path_factory, n_params, n, split, spc, n_slabs, flush_every, seed
+):
     """Rows appended with RunWriter, in one go or split across a close and a mode='a' resume, read back exactly."""
     rng = np.random.default_rng(seed)
     rows = rng.standard_normal((n, n_params)).astype(np.float32)
@@ -153,7 +177,9 @@ def test_run_writer_append_and_resume(tmp_path_factory, n_params, n, split, spc,
     path = str(tmp_path_factory.mktemp("rw") / "s.zarr")
     layout = layout_from_state_dict({"x": torch.zeros(n_params)})
 
-    writer = RunWriter(path, "runs/w", layout, {"source": "import-array"}, snapshots_per_chunk=spc, n_slabs=n_slabs)
+    writer = RunWriter(
+        path, "runs/w", layout, {"source": "import-array"}, snapshots_per_chunk=spc, n_slabs=n_slabs
+    )
     for i in range(split):
         assert writer.append(rows[i], step=int(steps[i]), metrics={"m": float(i)})
         if flush_every and i % flush_every == 0:
@@ -180,7 +206,9 @@ def test_run_writer_append_and_resume(tmp_path_factory, n_params, n, split, spc,
         np.testing.assert_array_equal(frame["m"].to_numpy()[:split], np.arange(split, dtype=float))
         assert frame["m"].isna().tolist() == [False] * split + [True] * (n - split)
     if n > split:
-        np.testing.assert_array_equal(frame["m2"].to_numpy()[split:], -np.arange(split, n, dtype=float))
+        np.testing.assert_array_equal(
+            frame["m2"].to_numpy()[split:], -np.arange(split, n, dtype=float)
+        )
         assert frame["m2"].isna().tolist() == [True] * split + [False] * (n - split)
 
 

@@ -21,13 +21,29 @@ from trajbench.generate.synthetic import (
 
 pytestmark = pytest.mark.micro
 
-FAMILIES = ["damped_oscillation", "exponential", "quadratic_gd", "quadratic_momentum", "quadratic_sgd", "random_walk", "step_schedule"]
-DETERMINISTIC = ["damped_oscillation", "exponential", "quadratic_gd", "quadratic_momentum", "step_schedule"]
+FAMILIES = [
+    "damped_oscillation",
+    "exponential",
+    "quadratic_gd",
+    "quadratic_momentum",
+    "quadratic_sgd",
+    "random_walk",
+    "step_schedule",
+]
+DETERMINISTIC = [
+    "damped_oscillation",
+    "exponential",
+    "quadratic_gd",
+    "quadratic_momentum",
+    "step_schedule",
+]
 
 
 def test_registry() -> None:
     assert set(FAMILIES) <= set(list_families())
-    with pytest.raises(TrajbenchError, match="unknown synthetic family 'quadratic-gd'; did you mean 'quadratic_gd'"):
+    with pytest.raises(
+        TrajbenchError, match="unknown synthetic family 'quadratic-gd'; did you mean 'quadratic_gd'"
+    ):
         get_family("quadratic-gd")
     with pytest.raises(TrajbenchError, match="no parameter 'sigam'; did you mean 'sigma'"):
         get_family("quadratic_sgd").sample(0, 4, 10, sigam=0.1)
@@ -52,7 +68,9 @@ def test_deterministic_families_forecast_exactly(name: str) -> None:
     w = family.trajectory(params)
     np.testing.assert_allclose(family.mean(params, np.arange(60)), w, rtol=1e-9, atol=1e-9)
     for t in (0, 1, 17, 40):
-        np.testing.assert_allclose(family.forecast(params, w[: t + 1], 60 - t - 1), w[t + 1 :], rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(
+            family.forecast(params, w[: t + 1], 60 - t - 1), w[t + 1 :], rtol=1e-8, atol=1e-8
+        )
     assert np.all(family.optimal_mse(params, 10, 5) == 0)
 
 
@@ -66,7 +84,9 @@ def test_quadratic_gd_matches_the_matrix_closed_form() -> None:
     m = np.eye(6) - eta * a
     w = family.trajectory(params)
     for t in (0, 1, 5, 39):
-        np.testing.assert_allclose(w[t], w_star + np.linalg.matrix_power(m, t) @ (w0 - w_star), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(
+            w[t], w_star + np.linalg.matrix_power(m, t) @ (w0 - w_star), rtol=1e-9, atol=1e-9
+        )
     assert max(params["eigenvalues"]) * eta < 2  # stable
     assert np.linalg.norm(w[-1] - w_star) < np.linalg.norm(w0 - w_star)
 
@@ -82,7 +102,9 @@ def test_quadratic_momentum_matches_the_state_space_closed_form() -> None:
     state0 = np.concatenate([w0 - w_star, w0 - w_star])  # zero initial velocity
     w = family.trajectory(params)
     for t in (0, 1, 2, 20, 49):
-        np.testing.assert_allclose(w[t], w_star + (np.linalg.matrix_power(big, t) @ state0)[:4], rtol=1e-8, atol=1e-8)
+        np.testing.assert_allclose(
+            w[t], w_star + (np.linalg.matrix_power(big, t) @ state0)[:4], rtol=1e-8, atol=1e-8
+        )
 
 
 def test_quadratic_sgd_noise_is_reproducible_from_its_seed() -> None:
@@ -125,7 +147,9 @@ def test_observation_noise_has_the_stated_variance() -> None:
     assert params["milestones"] == [30, 60]
     assert residual[:30].std() == pytest.approx(0.1, rel=0.05)
     assert residual[60:].std() == pytest.approx(0.1 * 0.3**2, rel=0.05)
-    np.testing.assert_allclose(family.forecast_variance(params, 59, 2)[:, 0], [(0.1 * 0.09) ** 2] * 2)
+    np.testing.assert_allclose(
+        family.forecast_variance(params, 59, 2)[:, 0], [(0.1 * 0.09) ** 2] * 2
+    )
     # plateaus: the clean curve is continuous at the milestones and drops after them
     clean = family.mean(params, np.arange(90))
     assert np.abs(clean[30] - clean[29]).max() < np.abs(clean[1] - clean[0]).max()
@@ -143,11 +167,15 @@ def test_write_and_read_back_with_the_oracle(tmp_path) -> None:
     run = s.run(paths[1])
     params = run.attrs["generating_params"]
     family = get_family(params["family"])
-    np.testing.assert_array_equal(np.asarray(run.weights), family.trajectory(params).astype(np.float32))
+    np.testing.assert_array_equal(
+        np.asarray(run.weights), family.trajectory(params).astype(np.float32)
+    )
     assert run.layout.kind.tolist() == ["other"]
     assert "loss" in run.metric_names and run.metrics.epoch.tolist() == list(range(20))
     mean, variance = oracle_forecast(run, 9, 4)
-    np.testing.assert_allclose(mean, family.forecast(params, family.trajectory(params)[:10], 4), atol=1e-5)
+    np.testing.assert_allclose(
+        mean, family.forecast(params, family.trajectory(params)[:10], 4), atol=1e-5
+    )
     assert variance.shape == (4, 5) and (np.diff(variance.mean(axis=1)) > 0).all()
     with pytest.raises(TrajbenchError, match="t must be in"):
         oracle_forecast(run, 20, 1)

@@ -10,9 +10,8 @@ import torch
 
 from trajbench.errors import TrajbenchError
 from trajbench.store.layout import build_layout
-from trajbench.tasks import Task, get_task, list_tasks, register_task, state_dict_from_row
+from trajbench.tasks import Task, datasets, get_task, list_tasks, register_task, state_dict_from_row
 from trajbench.tasks import base as task_base
-from trajbench.tasks import datasets
 
 pytestmark = pytest.mark.micro
 
@@ -24,6 +23,7 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
 
 BUILTIN = [
     "charlm-transformer",
@@ -46,7 +46,9 @@ def test_registry_lists_the_zoo() -> None:
 
 
 def test_unknown_task_suggests_the_closest_name() -> None:
-    with pytest.raises(TrajbenchError, match="unknown task 'digits-mpl'; did you mean 'digits-mlp'"):
+    with pytest.raises(
+        TrajbenchError, match="unknown task 'digits-mpl'; did you mean 'digits-mlp'"
+    ):
         get_task("digits-mpl")
 
 
@@ -91,7 +93,9 @@ def test_evaluate_fresh_model_and_train_steps_reduce_loss(name: str) -> None:
     assert math.isfinite(metrics["val_loss"]) and metrics["val_loss"] > 0
     assert 0.0 <= metrics["val_acc"] <= 1.0
     assert model.training, "evaluate() restores the training mode"
-    assert _state_equal(state_before, model.state_dict()), "evaluate() never changes weights or buffers"
+    assert _state_equal(state_before, model.state_dict()), (
+        "evaluate() never changes weights or buffers"
+    )
 
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     batch = next(task.train_batches(16, seed=0, epoch=0))
@@ -109,7 +113,7 @@ def test_train_batches_depend_only_on_seed_and_epoch() -> None:
     b = [x for x, _ in get_task("digits-mlp").train_batches(64, seed=3, epoch=2)]
     c = [x for x, _ in task.train_batches(64, seed=3, epoch=3)]
     assert len(a) == task.steps_per_epoch(64) == 1437 // 64
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     assert not torch.equal(a[0], c[0])
     assert all(len(x) == 64 for x in a)
     with pytest.raises(TrajbenchError, match="batch_size 5000 exceeds the 1437 training examples"):

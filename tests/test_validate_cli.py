@@ -91,7 +91,9 @@ def test_missing_array_and_wrong_dims(store: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["info", "validate"])
-def test_bad_locations_exit_2_with_one_line(tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_locations_exit_2_with_one_line(
+    tmp_path: Path, command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     missing = tmp_path / "nope"
     assert main([command, str(missing)]) == 2
     err = capsys.readouterr().err

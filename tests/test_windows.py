@@ -36,7 +36,9 @@ pytestmark = pytest.mark.micro
 def test_derive_seed_is_stable_across_machines() -> None:
     # SHA-256 based: these values must never change (they decide splits and samples)
     assert derive_seed("trajbench", 0, "runs/a") == 7383797888913659319
-    np.testing.assert_array_equal(sample_columns(np.arange(100), 5, 0, "runs/a"), [3, 7, 17, 62, 87])
+    np.testing.assert_array_equal(
+        sample_columns(np.arange(100), 5, 0, "runs/a"), [3, 7, 17, 62, 87]
+    )
 
 
 def test_first_origin_rule() -> None:
@@ -48,7 +50,9 @@ def test_first_origin_rule() -> None:
 
 
 def test_origins_keep_tail_windows_and_stride() -> None:
-    np.testing.assert_array_equal(window_origins(10, 4, 1), [4, 5, 6, 7, 8])  # 8 has one target left
+    np.testing.assert_array_equal(
+        window_origins(10, 4, 1), [4, 5, 6, 7, 8]
+    )  # 8 has one target left
     np.testing.assert_array_equal(window_origins(10, 4, 3), [4, 7])
     assert len(window_origins(5, 4, 1)) == 0  # a short run: no snapshot after the first origin
     np.testing.assert_array_equal(window_origins(6, 4, 1), [4])
@@ -67,7 +71,9 @@ def test_context_and_targets_by_hand() -> None:
     truth, valid = build_targets(data, 0, origins, np.array([1, 2, 5]), 12)
     assert truth.shape == (3, 3, 3)
     np.testing.assert_array_equal(truth[0, 2], data[9])
-    np.testing.assert_array_equal(valid, [[True, True, True], [True, True, False], [True, False, False]])
+    np.testing.assert_array_equal(
+        valid, [[True, True, True], [True, True, False], [True, False, False]]
+    )
     full = build_full_targets(data, 0, origins[:1], 3)
     np.testing.assert_array_equal(full[1], data[5:8, 1])
     # a context longer than the origin allows repeats snapshot 0 (edge padding)
@@ -98,7 +104,9 @@ def test_blocks_cover_every_origin_once_and_hold_their_windows() -> None:
     origins = window_origins(57, 4, 2)
     seen = []
     n_blocks = 0
-    for start, block, chunk in iter_blocks(source, origins, back=4, ahead=6, block_bytes=5 * 4 * 16):
+    for start, block, chunk in iter_blocks(
+        source, origins, back=4, ahead=6, block_bytes=5 * 4 * 16
+    ):
         n_blocks += 1
         seen.extend(chunk.tolist())
         np.testing.assert_array_equal(block, data[start : start + len(block)])
@@ -122,7 +130,9 @@ def test_sample_is_declared_deterministic_and_eligible_only() -> None:
     assert len(a) == 32 and np.all(np.diff(a) > 0) and np.isin(a, eligible).all()
     assert not np.array_equal(a, sample_columns(eligible, 32, seed=8, key="runs/x"))
     assert not np.array_equal(a, sample_columns(eligible, 32, seed=7, key="runs/y"))
-    np.testing.assert_array_equal(sample_columns(eligible, 4096, seed=7, key="runs/x"), eligible)  # fewer than the sample: all
+    np.testing.assert_array_equal(
+        sample_columns(eligible, 4096, seed=7, key="runs/x"), eligible
+    )  # fewer than the sample: all
     np.testing.assert_array_equal(eligible_columns([], 4), np.arange(4))  # no layout: every column
 
 
@@ -134,9 +144,15 @@ def _v1_sample(eligible: np.ndarray, size: int, seed: int, key: str) -> np.ndarr
 
 @pytest.mark.parametrize("width", [None, 1000, 64])
 def test_chunk_aware_sample_reads_at_most_twice_what_it_uses(width: int | None) -> None:
-    eligible = np.concatenate([np.arange(0, 300), np.arange(320, 1000)])  # columns 300..319 are buffers
+    eligible = np.concatenate(
+        [np.arange(0, 300), np.arange(320, 1000)]
+    )  # columns 300..319 are buffers
     s = sample_params(eligible, 128, seed=3, key="runs/r", chunk_width=width, n_params=1000)
-    assert len(s.columns) == 128 and len(np.unique(s.columns)) == 128 and np.isin(s.columns, eligible).all()
+    assert (
+        len(s.columns) == 128
+        and len(np.unique(s.columns)) == 128
+        and np.isin(s.columns, eligible).all()
+    )
     assert np.all(np.diff(s.columns) > 0)
     assert sorted(s.order.tolist()) == list(range(128))  # a permutation of the sample
     touched = np.unique(s.columns // (width or 1000))
@@ -150,7 +166,9 @@ def test_chunk_aware_sample_reads_at_most_twice_what_it_uses(width: int | None) 
         assert s.columns_read == 1000
     else:
         assert s.columns_read <= 2 * 128  # chunks narrower than the sample: at most 2x
-        assert len(touched) == 2 + int(any(c * 64 <= 319 and c * 64 + 63 >= 300 for c in touched))  # 128 eligible need 2 (or 3) chunks
+        assert len(touched) == 2 + int(
+            any(c * 64 <= 319 and c * 64 + 63 >= 300 for c in touched)
+        )  # 128 eligible need 2 (or 3) chunks
         # the draw is uniform over the picked chunks' eligible columns: reproduce it
         pool = eligible[np.isin(eligible // 64, touched)]
         drawn = _v1_sample(pool, 128, 3, "runs/r")
@@ -172,7 +190,9 @@ def test_chunk_choice_is_random_and_covers_the_run() -> None:
         hits[np.unique(s.columns // 64)] += 1
         prefix_means.append(np.mean(s.order[:16]))  # positions of a 16-series budget
     assert s.columns_read == 128
-    assert hits.sum() == 800 and hits.min() > 25 and hits.max() < 75  # binomial(400, 1/8): mean 50, sd 6.6
+    assert (
+        hits.sum() == 800 and hits.min() > 25 and hits.max() < 75
+    )  # binomial(400, 1/8): mean 50, sd 6.6
     assert abs(np.mean(prefix_means) - 63.5) < 3  # uniform positions in 0..127: mean 63.5
 
 
@@ -195,13 +215,17 @@ def test_sample_run_reads_the_chunk_width_from_the_array(tmp_path: Path) -> None
     group = zarr.open_group(str(path / "runs" / "r"), mode="a")
     data = group["weights"][:]
     del group["weights"]
-    group.create_array("weights", shape=data.shape, dtype=data.dtype, chunks=(3, 8))[:] = data  # 5 chunks along the parameters
+    group.create_array("weights", shape=data.shape, dtype=data.dtype, chunks=(3, 8))[:] = (
+        data  # 5 chunks along the parameters
+    )
     run = open_store(path).run("r")
     assert run.weights.chunks == (3, 8)
     s = sample_run(run, 8, seed=2)
     expected = sample_params(np.arange(40), 8, 2, "runs/r", 8, 40)
     np.testing.assert_array_equal(s.columns, expected.columns)
-    assert s.columns_read == 8 and len(np.unique(s.columns // 8)) == 1  # one whole chunk: nothing read in vain
+    assert (
+        s.columns_read == 8 and len(np.unique(s.columns // 8)) == 1
+    )  # one whole chunk: nothing read in vain
     np.testing.assert_array_equal(run.steps, [0, 1, 2])
 
 
@@ -226,8 +250,14 @@ def test_prefetched_rows_are_the_rows_read() -> None:
     assert calls == [(0, 8), (0, 8)]  # a prefetched block serves one read
     origins = np.arange(2, 18)
     bounds = list(block_bounds(20, 3, origins, 1, 2, block_bytes=3 * 4 * 6, from_zero=True))
-    blocks = list(iter_blocks(SeriesSource.from_array(data), origins, 1, 2, block_bytes=3 * 4 * 6, from_zero=True))
-    assert [(a, b) for a, b, _, _ in bounds] == [(start, start + len(rows)) for start, rows, _ in blocks]
+    blocks = list(
+        iter_blocks(
+            SeriesSource.from_array(data), origins, 1, 2, block_bytes=3 * 4 * 6, from_zero=True
+        )
+    )
+    assert [(a, b) for a, b, _, _ in bounds] == [
+        (start, start + len(rows)) for start, rows, _ in blocks
+    ]
     assert [list(origins[i:j]) for _, _, i, j in bounds] == [list(o) for _, _, o in blocks]
 
 
@@ -248,9 +278,24 @@ def test_training_data_yields_only_whole_windows() -> None:
     assert train.subset([1]).n_windows() == 0
 
 
-def _write(store: Path, run_id: str, rows: np.ndarray, *, close: bool = True, task: str = "t", lr: float = 0.1, seed: int = 0) -> None:
+def _write(
+    store: Path,
+    run_id: str,
+    rows: np.ndarray,
+    *,
+    close: bool = True,
+    task: str = "t",
+    lr: float = 0.1,
+    seed: int = 0,
+) -> None:
     layout = [ParamSpec("w", (rows.shape[1],), 0, rows.shape[1], "linear")]
-    writer = RunWriter(store, f"runs/{run_id}", layout, {"task": task, "optimizer": {"name": "sgd", "lr": lr}, "seed": seed}, snapshots_per_chunk=16)
+    writer = RunWriter(
+        store,
+        f"runs/{run_id}",
+        layout,
+        {"task": task, "optimizer": {"name": "sgd", "lr": lr}, "seed": seed},
+        snapshots_per_chunk=16,
+    )
     for i, row in enumerate(rows):
         writer.append(row, step=i, epoch=float(i))
     if close:
@@ -269,8 +314,12 @@ def test_harness_short_partial_and_overlong_runs(tmp_path: Path) -> None:
     _write(store, "long", line, lr=0.1)
     _write(store, "short", line[:5], lr=0.2)  # first origin is 4: nothing after it
     _write(store, "partial", line[:12], lr=0.3, close=False)  # a writer still running
-    protocol = PROTOCOL.replace(split_fractions=(0.0, 0.0, 1.0), horizons=(1, 2, 20, 40), bootstrap=20)
-    result = run_benchmark(store, ["linear", "linear_lstsq"], tmp_path / "out", protocol=protocol, hash_store=False)
+    protocol = PROTOCOL.replace(
+        split_fractions=(0.0, 0.0, 1.0), horizons=(1, 2, 20, 40), bootstrap=20
+    )
+    result = run_benchmark(
+        store, ["linear", "linear_lstsq"], tmp_path / "out", protocol=protocol, hash_store=False
+    )
     manifest = result.manifest
     assert {r["path"] for r in manifest["windows"]["runs_without_windows"]} == {"runs/short"}
     assert "no window has a target" in manifest["windows"]["runs_without_windows"][0]["reason"]
@@ -281,5 +330,9 @@ def test_harness_short_partial_and_overlong_runs(tmp_path: Path) -> None:
     assert partial.to_dict() == {1: 7 * 3, 2: 6 * 3}
     long = allk[allk["run"] == "runs/long"].set_index("horizon")["n"]
     assert long.to_dict() == {1: 25 * 3, 2: 24 * 3, 20: 6 * 3}  # 40 is past the end of every window
-    mae = result.table[(result.table.forecaster == "linear") & (result.table.metric == "mae") & (result.table.kind == "all")]
+    mae = result.table[
+        (result.table.forecaster == "linear")
+        & (result.table.metric == "mae")
+        & (result.table.kind == "all")
+    ]
     assert np.allclose(mae["value"], 0.0)  # exact on straight lines, whatever is left of the run

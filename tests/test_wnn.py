@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
-from baselines.wnn import NETWORKS, OFFICIAL_KEYS, WNN, load_official, network_of, random_wnn
+from baselines.wnn import OFFICIAL_KEYS, WNN, load_official, network_of, random_wnn
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
@@ -41,7 +41,9 @@ def official(tmp_path):
     return paths, arrays
 
 
-def _numpy_authors(state: dict[str, np.ndarray], W: np.ndarray, kind: str, slope: float, bias_mode: str) -> np.ndarray:
+def _numpy_authors(
+    state: dict[str, np.ndarray], W: np.ndarray, kind: str, slope: float, bias_mode: str
+) -> np.ndarray:
     """The authors' pipeline written out in float64 numpy (methods-facts section 2.3)."""
     W = W.astype(np.float64)
     lo = W[:, 0:1]
@@ -53,7 +55,9 @@ def _numpy_authors(state: dict[str, np.ndarray], W: np.ndarray, kind: str, slope
     def dense(name: str, x: np.ndarray) -> np.ndarray:
         return x @ state[f"{name}.linear.weight"].T + state[f"{name}.linear.bias"]
 
-    def stream(x: np.ndarray, first: str, gate: str, add: str, mul: str, inner: str, last: str) -> np.ndarray:
+    def stream(
+        x: np.ndarray, first: str, gate: str, add: str, mul: str, inner: str, last: str
+    ) -> np.ndarray:
         z = dense(first, x)
         h = np.maximum(dense(gate, z), 0.0)
         g = dense(add, h) + dense(mul, h) * np.exp(z * dense(inner, h))
@@ -81,7 +85,9 @@ def _windows(n: int = 300, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("kind", ["conv", "fc", "bias"])
 def test_official_matches_numpy(official, kind, slope, bias_mode):
     paths, arrays = official
-    model = load_official(paths["conv"], paths["fc"], paths["bias"], negative_slope=slope, bias_mode=bias_mode)
+    model = load_official(
+        paths["conv"], paths["fc"], paths["bias"], negative_slope=slope, bias_mode=bias_mode
+    )
     W = _windows()
     got = model.predict_next(W, kind)
     want = _numpy_authors(arrays[kind], W.astype(np.float64), kind, slope, bias_mode)
@@ -118,7 +124,12 @@ def test_official_is_a_forecaster(official):
     W = _windows(50)
     meta = SeriesMeta.constant(50, kind="conv", layer="features.0.weight")
     out = model.predict(W, 5, meta)
-    np.testing.assert_allclose(out[:, 4], _numpy_authors(arrays["conv"], W, "conv", 0.3, "intended"), rtol=1e-5, atol=1e-6 * np.abs(W).max())
+    np.testing.assert_allclose(
+        out[:, 4],
+        _numpy_authors(arrays["conv"], W, "conv", 0.3, "intended"),
+        rtol=1e-5,
+        atol=1e-6 * np.abs(W).max(),
+    )
     # a clone (parameters only) reloads the same files
     np.testing.assert_array_equal(model.clone().predict(W, 5, meta), out)
     assert set(model.network("fc").state_dict()) == set(OFFICIAL_KEYS)
@@ -151,7 +162,9 @@ def test_wrong_keys_and_shapes(tmp_path, official):
     state = _random_state(0)
     state["dense_5.linear.weight"] = torch.zeros(64, 32)
     torch.save(state, tmp_path / "shape.pt")
-    with pytest.raises(TrajbenchError, match=r"'dense_5.linear.weight' has shape \(64, 32\), expected \(32, 64\)"):
+    with pytest.raises(
+        TrajbenchError, match=r"'dense_5.linear.weight' has shape \(64, 32\), expected \(32, 64\)"
+    ):
         load_official(paths["conv"], tmp_path / "shape.pt", paths["bias"])
     torch.save([torch.zeros(2)], tmp_path / "list.pt")
     with pytest.raises(TrajbenchError, match="must hold a dict of tensors"):
@@ -200,14 +213,27 @@ def test_horizons_interpolate_then_recurse():
     path2 = f5[:, None].astype(np.float64) + frac * (f10.astype(np.float64) - f5)[:, None]
     np.testing.assert_allclose(out[:, 5:10], path2, rtol=1e-5, atol=1e-6)
     f15 = model.predict_next(path2.astype(np.float32), "fc")
-    np.testing.assert_allclose(out[:, 10:12], f10[:, None] + frac[:2] * (f15 - f10)[:, None], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        out[:, 10:12], f10[:, None] + frac[:2] * (f15 - f10)[:, None], rtol=1e-5, atol=1e-6
+    )
     # horizon 5 is the network's own forecast, and shorter requests are prefixes
     np.testing.assert_array_equal(out[:, 4], f5)
     np.testing.assert_array_equal(model.predict(W, 3), out[:, :3])
 
 
 def test_kinds_route_to_networks():
-    assert [network_of(k, l) for k, l in [("conv", "c.weight"), ("linear", "fc.weight"), ("bias", "fc.bias"), ("norm", "bn.weight"), ("norm", "bn.bias"), ("embedding", "emb.weight"), ("other", "x")]] == [
+    assert [
+        network_of(k, layer)
+        for k, layer in [
+            ("conv", "c.weight"),
+            ("linear", "fc.weight"),
+            ("bias", "fc.bias"),
+            ("norm", "bn.weight"),
+            ("norm", "bn.bias"),
+            ("embedding", "emb.weight"),
+            ("other", "x"),
+        ]
+    ] == [
         "conv",
         "fc",
         "bias",
@@ -220,13 +246,18 @@ def test_kinds_route_to_networks():
     W = _windows(6, seed=2)
     meta = SeriesMeta(
         kind=np.array(["conv", "linear", "bias", "norm", "norm", "embedding"], dtype=object),
-        layer=np.array(["c.weight", "fc.weight", "fc.bias", "ln.weight", "ln.bias", "emb.weight"], dtype=object),
+        layer=np.array(
+            ["c.weight", "fc.weight", "fc.bias", "ln.weight", "ln.bias", "emb.weight"], dtype=object
+        ),
         task=np.full(6, "t", dtype=object),
         stride=np.ones(6, dtype=np.int64),
         first=W[:, 0],
     )
     out = model.predict(W, 5, meta)[:, 4]
-    expected = [model.predict_next(W[i : i + 1], net)[0] for i, net in enumerate(["conv", "fc", "bias", "fc", "bias", "fc"])]
+    expected = [
+        model.predict_next(W[i : i + 1], net)[0]
+        for i, net in enumerate(["conv", "fc", "bias", "fc", "bias", "fc"])
+    ]
     np.testing.assert_array_equal(out, np.asarray(expected, dtype=np.float32))
     # without meta, default_network decides
     np.testing.assert_array_equal(model.predict(W, 5)[:, 4], model.predict_next(W, "fc"))
@@ -255,7 +286,9 @@ def _decay(n_runs: int, n_series: int, seed: int, length: int = 40) -> list[np.n
 
 
 def test_fit_beats_persistence_on_exponential_decay():
-    train = TrainingData.from_arrays(_decay(4, 64, seed=0), kinds="linear", validation=_decay(1, 64, seed=1))
+    train = TrainingData.from_arrays(
+        _decay(4, 64, seed=0), kinds="linear", validation=_decay(1, 64, seed=1)
+    )
     model = WNN(steps=300, batch_size=256, lr=3e-3, eval_every=100, seed=0).fit(train)
     assert model.shared_ == {"conv": "fc", "bias": "fc"}
     held = _decay(1, 256, seed=2)[0]
@@ -304,16 +337,28 @@ def test_forecaster_config_parameters(tmp_path, official):
     from trajbench.bench.harness import resolve_forecasters
 
     paths, _ = official
-    (f,) = resolve_forecasters(["wnn"], {"wnn": {"checkpoints": {k: str(v) for k, v in paths.items()}, "negative_slope": 0.01}})
+    (f,) = resolve_forecasters(
+        ["wnn"],
+        {"wnn": {"checkpoints": {k: str(v) for k, v in paths.items()}, "negative_slope": 0.01}},
+    )
     W = _windows(10)
-    np.testing.assert_array_equal(f.predict(W, 5)[:, 4], load_official(*paths.values(), negative_slope=0.01).predict_next(W, "fc"))
+    np.testing.assert_array_equal(
+        f.predict(W, 5)[:, 4],
+        load_official(*paths.values(), negative_slope=0.01).predict_next(W, "fc"),
+    )
 
 
 # --------------------------------------------------------------------- CLI
 @pytest.fixture
 def quad_store(tmp_path):
     path = str(tmp_path / "quad.zarr")
-    make_quadratic_store(path, tasks=("quad-a", "quad-b"), lrs=(0.02, 0.05, 0.1, 0.2, 0.3), seeds=(0,), n_snapshots=30)
+    make_quadratic_store(
+        path,
+        tasks=("quad-a", "quad-b"),
+        lrs=(0.02, 0.05, 0.1, 0.2, 0.3),
+        seeds=(0,),
+        n_snapshots=30,
+    )
     return path
 
 
@@ -323,12 +368,29 @@ def test_cli_train_forecaster(tmp_path, quad_store, capsys):
     from trajbench.store.reader import open_store
 
     out = tmp_path / "trained"
-    code = main(["train-forecaster", "wnn", quad_store, "--out", str(out), "--seed", "3", "--steps", "4", "--eval-every", "2", "--quiet"])
+    code = main(
+        [
+            "train-forecaster",
+            "wnn",
+            quad_store,
+            "--out",
+            str(out),
+            "--seed",
+            "3",
+            "--steps",
+            "4",
+            "--eval-every",
+            "2",
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert "trained wnn" in capsys.readouterr().out
     card = json.loads((out / "card.json").read_text())
     splits = assign_splits(open_store(quad_store))
-    assert sorted(card["split"]["train_runs"]) == sorted(splits.loc[splits.split == "train", "path"])
+    assert sorted(card["split"]["train_runs"]) == sorted(
+        splits.loc[splits.split == "train", "path"]
+    )
     assert not set(card["split"]["train_runs"]) & set(splits.loc[splits.split != "train", "path"])
     assert card["seed"] == 3 and card["budget"]["steps_per_network"] == 4
     assert len(card["store"]["sha256"]) == 64 and card["versions"]["torch"]
@@ -344,9 +406,21 @@ def test_cli_train_forecaster_bad_input(tmp_path, quad_store, capsys):
 
     assert main(["train-forecaster", "wnm", quad_store, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
-    assert "did you mean 'wnn'" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
-    assert main(["train-forecaster", "wnn", str(tmp_path / "absent.zarr"), "--out", str(tmp_path / "o")]) == 2
-    assert main(["train-forecaster", "wnn", quad_store, "--out", str(tmp_path / "o"), "--steps", "0"]) == 2
+    assert (
+        "did you mean 'wnn'" in err
+        and "Traceback" not in err
+        and len(err.strip().splitlines()) == 1
+    )
+    assert (
+        main(
+            ["train-forecaster", "wnn", str(tmp_path / "absent.zarr"), "--out", str(tmp_path / "o")]
+        )
+        == 2
+    )
+    assert (
+        main(["train-forecaster", "wnn", quad_store, "--out", str(tmp_path / "o"), "--steps", "0"])
+        == 2
+    )
     assert "steps must be a positive int" in capsys.readouterr().err
 
 
@@ -357,9 +431,22 @@ def test_harness_trains_and_scores_wnn(tmp_path, quad_store):
     from trajbench.bench.protocol import PROTOCOL
 
     proto = PROTOCOL.replace(bootstrap=20, horizons=(1, 5, 10))
-    result = run_benchmark(quad_store, ["persistence", WNN(steps=150, lr=3e-3, eval_every=50)], None, protocol=proto, hash_store=False, measure_memory=False)
+    result = run_benchmark(
+        quad_store,
+        ["persistence", WNN(steps=150, lr=3e-3, eval_every=50)],
+        None,
+        protocol=proto,
+        hash_store=False,
+        measure_memory=False,
+    )
     table = result.table
-    rows = table[(table.forecaster == "wnn") & (table.metric == "scaled_persistence") & (table.task == "all") & (table.kind == "all") & (table.horizon == "5")]
+    rows = table[
+        (table.forecaster == "wnn")
+        & (table.metric == "scaled_persistence")
+        & (table.task == "all")
+        & (table.kind == "all")
+        & (table.horizon == "5")
+    ]
     assert len(rows) and (rows.status == "ok").all()
     assert (rows.value < 1.0).all(), rows
 
@@ -382,15 +469,21 @@ def test_train_forecaster_sees_the_benchmarks_training_series(quad_store):
 
         def _fit(self, train):
             seen["train"] = [(s.path, list(map(int, s.columns))) for s in train.sources]
-            seen["validation"] = [(s.path, list(map(int, s.columns))) for s in train.validation.sources]
+            seen["validation"] = [
+                (s.path, list(map(int, s.columns))) for s in train.validation.sources
+            ]
 
         def _predict(self, context, horizon, meta):
             return np.repeat(context[:, -1:], horizon, axis=1)
 
     protocol = dataclasses.replace(PROTOCOL, sample_size=3)  # a real sub-sample of every run
-    run_benchmark(quad_store, [Spy()], protocol=protocol, seed=5, hash_store=False, measure_memory=False)
+    run_benchmark(
+        quad_store, [Spy()], protocol=protocol, seed=5, hash_store=False, measure_memory=False
+    )
     train = split_training_data(quad_store, seed=5, protocol=protocol)
     assert seen["train"] and seen["validation"]
     assert [(s.path, list(map(int, s.columns))) for s in train.sources] == seen["train"]
-    assert [(s.path, list(map(int, s.columns))) for s in train.validation.sources] == seen["validation"]
+    assert [(s.path, list(map(int, s.columns))) for s in train.validation.sources] == seen[
+        "validation"
+    ]
     assert all(len(cols) == 3 for _, cols in seen["train"])

@@ -22,7 +22,9 @@ def record_toy(location, run_id="toy", n=7, spc=3, width=3):
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 2, 2), nn.BatchNorm2d(2), nn.Flatten(), nn.Linear(8, width))
     rows, steps, losses = [], [], []
-    with Recorder(location, run_id, model, meta={"task": "toy", "seed": 1}, snapshots_per_chunk=spc) as rec:
+    with Recorder(
+        location, run_id, model, meta={"task": "toy", "seed": 1}, snapshots_per_chunk=spc
+    ) as rec:
         for k in range(n):
             model.train()
             model(torch.randn(4, 1, 3, 3)).sum().backward()
@@ -30,7 +32,9 @@ def record_toy(location, run_id="toy", n=7, spc=3, width=3):
                 for p in model.parameters():
                     p.sub_(0.1 * p.grad)
                     p.grad = None
-            rows.append(torch.cat([t.reshape(-1).float() for t in model.state_dict().values()]).numpy())
+            rows.append(
+                torch.cat([t.reshape(-1).float() for t in model.state_dict().values()]).numpy()
+            )
             steps.append(5 * k)
             losses.append(k * 0.25)
             rec.snapshot(step=steps[-1], epoch=float(k), metrics={"loss": losses[-1]})
@@ -47,7 +51,11 @@ def test_plain_zarr_reads_store(store_path, width):
     assert root.attrs["format"] == "trajbench" and root.attrs["format_version"] == 1
     run = root["runs/toy"]
     attrs = run.attrs
-    assert attrs["status"] == "complete" and attrs["n_snapshots"] == 7 and attrs["n_params"] == rows.shape[1]
+    assert (
+        attrs["status"] == "complete"
+        and attrs["n_snapshots"] == 7
+        and attrs["n_params"] == rows.shape[1]
+    )
     assert attrs["task"] == "toy" and attrs["snapshots_per_chunk"] == 3
     layout = attrs["param_layout"]
     assert [e["name"] for e in layout][:2] == ["0.weight", "0.bias"]
@@ -79,12 +87,16 @@ def test_xarray_reads_completed_run(store_path, how, width):
     if how == "open_zarr":
         ds = xr.open_zarr(store_path, group="runs/toy", consolidated=False, zarr_format=3)
     else:
-        ds = xr.open_dataset(store_path, engine="zarr", group="runs/toy", consolidated=False, zarr_format=3)
+        ds = xr.open_dataset(
+            store_path, engine="zarr", group="runs/toy", consolidated=False, zarr_format=3
+        )
     with ds:
         assert ds["weights"].dims == ("snapshot", "param")
         assert ds.sizes == {"snapshot": 7, "param": rows.shape[1]}
         np.testing.assert_array_equal(ds["weights"].values, rows)
-        np.testing.assert_array_equal(ds["weights"].values, open_store(store_path).run("toy").weights[:])
+        np.testing.assert_array_equal(
+            ds["weights"].values, open_store(store_path).run("toy").weights[:]
+        )
         for name, expected in (("step", steps), ("epoch", np.arange(7.0)), ("loss", losses)):
             assert ds[name].dims == ("snapshot",)
             np.testing.assert_array_equal(ds[name].values, expected)

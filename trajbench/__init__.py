@@ -7,6 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from trajbench.bench.harness import run_benchmark
+from trajbench.bench.results import read_results
 from trajbench.errors import (
     DivergedWarning,
     FormatVersionError,
@@ -19,12 +21,6 @@ from trajbench.errors import (
     TrajbenchError,
     TrajbenchWarning,
 )
-from trajbench.store.format import FORMAT_VERSION, KINDS, STATUSES
-from trajbench.store.layout import ParamSpec
-from trajbench.store.reader import LazyArray, Run, Store, open_store
-from trajbench.store.recorder import Recorder
-from trajbench.store.validate import validate_store
-from trajbench.store.writer import RunWriter
 from trajbench.forecasting import (
     Forecaster,
     ForecasterError,
@@ -35,14 +31,21 @@ from trajbench.forecasting import (
     list_forecasters,
     register_forecaster,
 )
-from trajbench.bench.harness import run_benchmark
-from trajbench.tasks import get_task, list_tasks
-from trajbench.generate import load_suite, list_suites
 
 # `trajbench.generate(suite, out, ...)` is the function; its package stays importable as
 # `from trajbench.generate import ...` (module attributes are looked up in sys.modules).
-from trajbench.generate import generate  # noqa: E402  (shadows the subpackage attribute on purpose)
-from trajbench.bench.results import read_results
+from trajbench.generate import (
+    generate,  # noqa: E402  (shadows the subpackage attribute on purpose)
+    list_suites,
+    load_suite,
+)
+from trajbench.store.format import FORMAT_VERSION, KINDS, STATUSES
+from trajbench.store.layout import ParamSpec
+from trajbench.store.reader import LazyArray, Run, Store, open_store
+from trajbench.store.recorder import Recorder
+from trajbench.store.validate import validate_store
+from trajbench.store.writer import RunWriter
+from trajbench.tasks import get_task, list_tasks
 
 __all__ = [
     "__version__",

@@ -39,7 +39,12 @@ def rng_state() -> tuple[Any, ...]:
     cuda = None
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         cuda = torch.cuda.get_rng_state_all()
-    return random.getstate(), np.random.get_state(), torch.get_rng_state() if torch is not None else None, cuda
+    return (
+        random.getstate(),
+        np.random.get_state(),
+        torch.get_rng_state() if torch is not None else None,
+        cuda,
+    )
 
 
 def set_rng_state(state: tuple[Any, ...]) -> None:

@@ -71,7 +71,8 @@ ARRAY_HASH_DEFINITION = (
 CONTENT_HASH_DEFINITION = (
     "sha256-content-v1: as sha256-files-v1 (trajbench.bench.environment.STORE_HASH_DEFINITION), skipping names ending"
     " in '.partial', except that the line of a group's zarr.json carries the SHA-256 of the canonical JSON (keys sorted,"
-    " separators ',' and ':', ASCII) of the document without the attributes " + " and ".join(VOLATILE_ATTRIBUTES)
+    " separators ',' and ':', ASCII) of the document without the attributes "
+    + " and ".join(VOLATILE_ATTRIBUTES)
 )
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$")
@@ -207,7 +208,9 @@ def _scan(location: str) -> _Files:
 
 
 def _array_hashes(files: _Files) -> dict[str, str]:
-    arrays = {posixpath.dirname(p) for p, d in files.documents.items() if d.get("node_type") == "array"}
+    arrays = {
+        posixpath.dirname(p) for p, d in files.documents.items() if d.get("node_type") == "array"
+    }
     members: dict[str, list[tuple[str, str]]] = {a: [] for a in arrays}
     for path, digest in files.hashes.items():
         parts = path.split("/")
@@ -242,7 +245,9 @@ def _location_of(store: Any) -> str:
         return str(store.location)
     if isinstance(store, (str, os.PathLike)):
         return os.fspath(store)
-    raise TrajbenchError(f"store must be a path, an fsspec URL or an open Store, but got {type(store).__name__}")
+    raise TrajbenchError(
+        f"store must be a path, an fsspec URL or an open Store, but got {type(store).__name__}"
+    )
 
 
 def array_sha256s(store: str | os.PathLike[str] | Store) -> dict[str, str]:
@@ -261,7 +266,9 @@ def content_sha256_of(hashes: Mapping[str, str], documents: Mapping[str, Mapping
     path (relative to the store root, ``.partial`` names already left out) to the SHA-256
     of its bytes, ``documents`` each ``zarr.json`` path to its parsed JSON. Lets the
     harness hash a store once for both its hashes."""
-    return _content_hash(_Files(hashes=dict(hashes), documents={k: dict(v) for k, v in documents.items()}))
+    return _content_hash(
+        _Files(hashes=dict(hashes), documents={k: dict(v) for k, v in documents.items()})
+    )
 
 
 def _open(store: Any) -> Store:
@@ -283,7 +290,11 @@ def _stats(values: list[float]) -> dict[str, float | None]:
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
         return {"min": None, "median": None, "max": None}
-    return {"min": _num(min(finite)), "median": _num(float(np.median(finite))), "max": _num(max(finite))}
+    return {
+        "min": _num(min(finite)),
+        "median": _num(float(np.median(finite))),
+        "max": _num(max(finite)),
+    }
 
 
 def _counts(values: Iterable[Any]) -> dict[str, int]:
@@ -298,7 +309,16 @@ def _name_of(value: Any) -> str:
 
 def _sorted_unique(values: Iterable[Any]) -> list[Any]:
     seen = {_canonical(v): v for v in values if v is not None}
-    return [seen[k] for k in sorted(seen, key=lambda k: (not isinstance(seen[k], (int, float)), seen[k] if isinstance(seen[k], (int, float)) else k))]
+    return [
+        seen[k]
+        for k in sorted(
+            seen,
+            key=lambda k: (
+                not isinstance(seen[k], (int, float)),
+                seen[k] if isinstance(seen[k], (int, float)) else k,
+            ),
+        )
+    ]
 
 
 @dataclass
@@ -326,7 +346,9 @@ def _collect(store: Store) -> list[_RunFacts]:
         names = set(run.metric_names)
         for metric in ("val_loss", "val_acc", "loss"):
             if metric in names and n > 0:
-                values = np.asarray(run._group[metric][:n], dtype=np.float64)  # one metric array, not run.metrics' every array
+                values = np.asarray(
+                    run._group[metric][:n], dtype=np.float64
+                )  # one metric array, not run.metrics' every array
                 final[metric] = _num(values[-1])
                 finite = values[np.isfinite(values)]
                 if finite.size:
@@ -335,8 +357,18 @@ def _collect(store: Store) -> list[_RunFacts]:
         if n > 0:
             init = _sha256_bytes(np.ascontiguousarray(run.weights[0], dtype="<f4").tobytes())
         facts.append(
-            _RunFacts(path, parts[0], parts[1] if parts[0] == "synthetic" and len(parts) > 2 else None, dict(run.attrs),
-                      run.status, int(n), int(run.n_params), final, best, init)
+            _RunFacts(
+                path,
+                parts[0],
+                parts[1] if parts[0] == "synthetic" and len(parts) > 2 else None,
+                dict(run.attrs),
+                run.status,
+                int(n),
+                int(run.n_params),
+                final,
+                best,
+                init,
+            )
         )
     return facts
 
@@ -344,14 +376,26 @@ def _collect(store: Store) -> list[_RunFacts]:
 def _card_name(facts: list[_RunFacts], suite: str | None) -> str:
     if suite is not None:
         if not isinstance(suite, str) or not _NAME_RE.match(suite):
-            raise TrajbenchError(f"card name (--suite) must be 1 to 128 characters from [A-Za-z0-9_.-] starting with a letter or digit, but got {suite!r}")
+            raise TrajbenchError(
+                f"card name (--suite) must be 1 to 128 characters from [A-Za-z0-9_.-] starting with a letter or digit, but got {suite!r}"
+            )
         return suite
-    names = sorted({str(f.attrs["suite"].get("name")) for f in facts if isinstance(f.attrs.get("suite"), Mapping) and f.attrs["suite"].get("name")})
+    names = sorted(
+        {
+            str(f.attrs["suite"].get("name"))
+            for f in facts
+            if isinstance(f.attrs.get("suite"), Mapping) and f.attrs["suite"].get("name")
+        }
+    )
     if len(names) == 1:
         return names[0]
     if not names:
-        raise TrajbenchError("the store's runs record no suite (imported or recorded by hand); name the card with --suite NAME")
-    raise TrajbenchError(f"the store mixes runs of the suites {', '.join(names)}; name the card with --suite NAME")
+        raise TrajbenchError(
+            "the store's runs record no suite (imported or recorded by hand); name the card with --suite NAME"
+        )
+    raise TrajbenchError(
+        f"the store mixes runs of the suites {', '.join(names)}; name the card with --suite NAME"
+    )
 
 
 def _layout_kinds(layout: Any) -> dict[str, dict[str, int]]:
@@ -382,8 +426,22 @@ def _composition(facts: list[_RunFacts], files: _Files, configs: dict[str, str])
     tasks: dict[str, Any] = {}
     for task in sorted({str(f.attrs.get("task") or "unknown") for f in runs}):
         mine = [f for f in runs if str(f.attrs.get("task") or "unknown") == task]
-        info = next((f.attrs.get("task_info") for f in mine if isinstance(f.attrs.get("task_info"), Mapping)), {}) or {}
-        cadence = [f.attrs.get("snapshot_cadence", {}).get("per_epoch") for f in mine if isinstance(f.attrs.get("snapshot_cadence"), Mapping)]
+        info = (
+            next(
+                (
+                    f.attrs.get("task_info")
+                    for f in mine
+                    if isinstance(f.attrs.get("task_info"), Mapping)
+                ),
+                {},
+            )
+            or {}
+        )
+        cadence = [
+            f.attrs.get("snapshot_cadence", {}).get("per_epoch")
+            for f in mine
+            if isinstance(f.attrs.get("snapshot_cadence"), Mapping)
+        ]
         reached = [_reached(f) for f in mine]
         tasks[task] = {
             "architectures": _sorted_unique(f.attrs.get("architecture") for f in mine),
@@ -402,12 +460,22 @@ def _composition(facts: list[_RunFacts], files: _Files, configs: dict[str, str])
             "batch_sizes": _sorted_unique(f.attrs.get("batch_size") for f in mine),
             "epochs": _sorted_unique(f.attrs.get("epochs") for f in mine),
             "snapshots_per_epoch": _sorted_unique(cadence),
-            "snapshots": {"min": min(f.n_snapshots for f in mine), "max": max(f.n_snapshots for f in mine), "total": sum(f.n_snapshots for f in mine)},
+            "snapshots": {
+                "min": min(f.n_snapshots for f in mine),
+                "max": max(f.n_snapshots for f in mine),
+                "total": sum(f.n_snapshots for f in mine),
+            },
             "status": _counts(f.status for f in mine),
             "target": next((f.attrs.get("target") for f in mine if f.attrs.get("target")), None),
-            "runs_reaching_target": sum(1 for r in reached if r) if any(r is not None for r in reached) else None,
-            "final_val_loss": _stats([f.final.get("val_loss") for f in mine if f.status == "complete"]),
-            "final_val_acc": _stats([f.final.get("val_acc") for f in mine if f.status == "complete"]),
+            "runs_reaching_target": sum(1 for r in reached if r)
+            if any(r is not None for r in reached)
+            else None,
+            "final_val_loss": _stats(
+                [f.final.get("val_loss") for f in mine if f.status == "complete"]
+            ),
+            "final_val_acc": _stats(
+                [f.final.get("val_acc") for f in mine if f.status == "complete"]
+            ),
         }
     architectures: dict[str, Any] = {}
     for f in runs:
@@ -419,7 +487,11 @@ def _composition(facts: list[_RunFacts], files: _Files, configs: dict[str, str])
             "task": str(f.attrs.get("task") or "unknown"),
             "n_params": f.n_params,
             "tensors": len(layout),
-            "trainable_scalars": sum(int(e.get("numel", 0)) for e in layout if isinstance(e, Mapping) and e.get("trainable", True)),
+            "trainable_scalars": sum(
+                int(e.get("numel", 0))
+                for e in layout
+                if isinstance(e, Mapping) and e.get("trainable", True)
+            ),
             "kinds": _layout_kinds(layout),
         }
     architectures = dict(sorted(architectures.items()))
@@ -455,8 +527,16 @@ def _composition(facts: list[_RunFacts], files: _Files, configs: dict[str, str])
         "architectures": architectures,
         "parameter_kinds": dict(sorted(kinds_total.items())),
         "synthetic_families": families,
-        "problems": [f"{f.path}: status {f.status}" + (f" ({f.attrs.get('error') or f.attrs.get('diverged_reason')})" if f.attrs.get("error") or f.attrs.get("diverged_reason") else "")
-                     for f in facts if f.status != "complete"],
+        "problems": [
+            f"{f.path}: status {f.status}"
+            + (
+                f" ({f.attrs.get('error') or f.attrs.get('diverged_reason')})"
+                if f.attrs.get("error") or f.attrs.get("diverged_reason")
+                else ""
+            )
+            for f in facts
+            if f.status != "complete"
+        ],
     }
 
 
@@ -475,7 +555,11 @@ def _shipped_suites() -> dict[str, Any]:
         key = (name, _sha256_bytes(text.encode("utf-8")))
         if key not in _SUITE_CACHE:
             suite = parse_suite(text, source=str(path))
-            _SUITE_CACHE[key] = {"version": suite.version, "sha256": suite.sha256, "config_ids": frozenset(c.config_id for e in suite.tasks for c in e.configs)}
+            _SUITE_CACHE[key] = {
+                "version": suite.version,
+                "sha256": suite.sha256,
+                "config_ids": frozenset(c.config_id for e in suite.tasks for c in e.configs),
+            }
         out[name] = _SUITE_CACHE[key]
     return out
 
@@ -489,11 +573,18 @@ def _codecs(files: _Files) -> dict[str, Any]:
         array = posixpath.dirname(path)
         role = posixpath.basename(array)
         role = role if role in ("weights", "step", "epoch") else f"metric:{role}"
-        description = {"data_type": document.get("data_type"), "codecs": document.get("codecs"), "fill_value": document.get("fill_value")}
+        description = {
+            "data_type": document.get("data_type"),
+            "codecs": document.get("codecs"),
+            "fill_value": document.get("fill_value"),
+        }
         key = _canonical(description)
         kept[key] = description
         roles.setdefault(role, Counter())[key] += 1
-    return {role: [{**kept[k], "arrays": n} for k, n in sorted(c.items())] for role, c in sorted(roles.items())}
+    return {
+        role: [{**kept[k], "arrays": n} for k, n in sorted(c.items())]
+        for role, c in sorted(roles.items())
+    }
 
 
 def _compression(facts: list[_RunFacts]) -> list[dict[str, Any]]:
@@ -505,10 +596,15 @@ def _compression(facts: list[_RunFacts]) -> list[dict[str, Any]]:
         lossy = f.attrs.get("lossy")
         setting = comp.get("setting") if isinstance(comp, Mapping) else None
         mode = lossy.get("mode") if isinstance(lossy, Mapping) else None
-        entry = groups.setdefault(_canonical([setting, mode]), {"setting": setting, "lossy": mode, "max_rel_error": None, "runs": 0})
+        entry = groups.setdefault(
+            _canonical([setting, mode]),
+            {"setting": setting, "lossy": mode, "max_rel_error": None, "runs": 0},
+        )
         entry["runs"] += 1
         if isinstance(lossy, Mapping) and isinstance(lossy.get("max_rel_error"), (int, float)):
-            entry["max_rel_error"] = max(entry["max_rel_error"] or 0.0, float(lossy["max_rel_error"]))
+            entry["max_rel_error"] = max(
+                entry["max_rel_error"] or 0.0, float(lossy["max_rel_error"])
+            )
     return [groups[k] for k in sorted(groups)]
 
 
@@ -522,10 +618,16 @@ def _weights_chunks(facts: list[_RunFacts], files: _Files) -> dict[str, Any]:
         codecs = document.get("codecs") or [{}]
         shape = {"chunk_shape": grid, "shard_shape": None}
         if isinstance(codecs[0], Mapping) and codecs[0].get("name") == "sharding_indexed":
-            shape = {"chunk_shape": (codecs[0].get("configuration") or {}).get("chunk_shape"), "shard_shape": grid}
+            shape = {
+                "chunk_shape": (codecs[0].get("configuration") or {}).get("chunk_shape"),
+                "shard_shape": grid,
+            }
         key = str(f.attrs.get("task") or (f"synthetic/{f.family}" if f.family else "unknown"))
         out.setdefault(key, Counter())[_canonical(shape)] += 1
-    return {k: [{**json.loads(s), "runs": n} for s, n in sorted(c.items())] for k, c in sorted(out.items())}
+    return {
+        k: [{**json.loads(s), "runs": n} for s, n in sorted(c.items())]
+        for k, c in sorted(out.items())
+    }
 
 
 def _codec_text(codec: Mapping[str, Any]) -> str:
@@ -536,7 +638,9 @@ def _codec_text(codec: Mapping[str, Any]) -> str:
         inner = " + ".join(_codec_text(x) for x in config.get("codecs") or [])
         index = " + ".join(_codec_text(x) for x in config.get("index_codecs") or [])
         return f"sharding_indexed(inner chunks {config.get('chunk_shape')}: {inner}; index at {config.get('index_location')}: {index})"
-    return f"{codec.get('name')}" + (f"({_join(f'{k}={v}' for k, v in sorted(config.items()))})" if config else "")
+    return f"{codec.get('name')}" + (
+        f"({_join(f'{k}={v}' for k, v in sorted(config.items()))})" if config else ""
+    )
 
 
 def _chunk_text(entry: Mapping[str, Any]) -> str:
@@ -547,7 +651,9 @@ def _chunk_text(entry: Mapping[str, Any]) -> str:
     return f"{text} x{entry['runs']}"
 
 
-def _recipe(facts: list[_RunFacts], files: _Files, store_attrs: Mapping[str, Any], shipped: dict[str, Any]) -> dict[str, Any]:
+def _recipe(
+    facts: list[_RunFacts], files: _Files, store_attrs: Mapping[str, Any], shipped: dict[str, Any]
+) -> dict[str, Any]:
     suites: Counter[str] = Counter()
     for f in facts:
         s = f.attrs.get("suite")
@@ -558,24 +664,40 @@ def _recipe(facts: list[_RunFacts], files: _Files, store_attrs: Mapping[str, Any
         if s is None:
             suite_rows.append({"name": None, "runs": n})
             continue
-        row = {"name": s.get("name"), "version": s.get("version"), "sha256": s.get("sha256"), "runs": n}
+        row = {
+            "name": s.get("name"),
+            "version": s.get("version"),
+            "sha256": s.get("sha256"),
+            "runs": n,
+        }
         if s.get("name") in shipped:
             row["file"] = f"trajbench/generate/suites/{s['name']}.toml"
             row["shipped_version"] = shipped[s["name"]]["version"]
             row["matches_shipped_file"] = shipped[s["name"]]["sha256"] == s.get("sha256")
         suite_rows.append(row)
     versions: Counter[str] = Counter(_canonical(f.attrs.get("library_versions")) for f in facts)
-    generators: Counter[str] = Counter(_canonical(f.attrs.get("generator")) for f in facts if f.attrs.get("generator"))
+    generators: Counter[str] = Counter(
+        _canonical(f.attrs.get("generator")) for f in facts if f.attrs.get("generator")
+    )
     seeds_by_task: dict[str, list[Any]] = {}
     for f in facts:
         key = str(f.attrs.get("task") or (f"synthetic/{f.family}" if f.family else "unknown"))
         seeds_by_task.setdefault(key, []).append(f.attrs.get("seed"))
     return {
         "suites": suite_rows,
-        "store": {"format": store_attrs.get("format"), "format_version": store_attrs.get("format_version"), "created_by": store_attrs.get("created_by"),
-                  "library_versions": store_attrs.get("library_versions"), "platform": store_attrs.get("platform")},
-        "generators": [{"generator": json.loads(k), "runs": n} for k, n in sorted(generators.items())],
-        "library_versions": [{"versions": json.loads(k), "runs": n} for k, n in sorted(versions.items())],
+        "store": {
+            "format": store_attrs.get("format"),
+            "format_version": store_attrs.get("format_version"),
+            "created_by": store_attrs.get("created_by"),
+            "library_versions": store_attrs.get("library_versions"),
+            "platform": store_attrs.get("platform"),
+        },
+        "generators": [
+            {"generator": json.loads(k), "runs": n} for k, n in sorted(generators.items())
+        ],
+        "library_versions": [
+            {"versions": json.loads(k), "runs": n} for k, n in sorted(versions.items())
+        ],
         "seeds": {k: _sorted_unique(v) for k, v in sorted(seeds_by_task.items())},
         "seed_rule": "`trajbench generate --seed B` runs every configuration with seeds B + s for each s of its suite entry (B = 0 by default);"
         " a run's seed fixes its initialisation and its data order, nothing else is random. A synthetic series' seed is derived from its"
@@ -594,8 +716,8 @@ def _splits(store: Store, facts: list[_RunFacts]) -> tuple[dict[str, Any], dict[
     from trajbench.bench.splits import assign_splits
 
     table = assign_splits(store, PROTOCOL, seed=0)
-    config_of = dict(zip(table["path"], table["config"]))
-    split_of = dict(zip(table["path"], table["split"]))
+    config_of = dict(zip(table["path"], table["config"], strict=True))
+    split_of = dict(zip(table["path"], table["split"], strict=True))
     by_path = {f.path: f for f in facts}
     totals = {s: {"configurations": 0, "runs": 0} for s in SPLITS}
     groups: dict[str, dict[str, Any]] = {}
@@ -612,30 +734,53 @@ def _splits(store: Store, facts: list[_RunFacts]) -> tuple[dict[str, Any], dict[
         g[split]["runs"] += len(rows)
         a = first.attrs
         describe = (
-            _canonical({k: v for k, v in (a.get("generating_params") or {}).items() if k in ("dim", "length", "hyper")})
+            _canonical(
+                {
+                    k: v
+                    for k, v in (a.get("generating_params") or {}).items()
+                    if k in ("dim", "length", "hyper")
+                }
+            )
             if synthetic
             else " ".join(
-                x for x in (
+                x
+                for x in (
                     _name_of(a.get("optimizer")),
-                    ("lr=" + format(a["optimizer"]["lr"], "g")) if isinstance(a.get("optimizer"), Mapping) and "lr" in a["optimizer"] else "",
-                    ("wd=" + format(a["optimizer"]["weight_decay"], "g")) if isinstance(a.get("optimizer"), Mapping) and a["optimizer"].get("weight_decay") else "",
+                    ("lr=" + format(a["optimizer"]["lr"], "g"))
+                    if isinstance(a.get("optimizer"), Mapping) and "lr" in a["optimizer"]
+                    else "",
+                    ("wd=" + format(a["optimizer"]["weight_decay"], "g"))
+                    if isinstance(a.get("optimizer"), Mapping)
+                    and a["optimizer"].get("weight_decay")
+                    else "",
                     _name_of(a.get("schedule")),
                     f"bs={a.get('batch_size')}" if a.get("batch_size") is not None else "",
                     f"epochs={a.get('epochs')}" if a.get("epochs") is not None else "",
                     f"snapshots/epoch={a['snapshot_cadence'].get('per_epoch')}"
-                    if isinstance(a.get("snapshot_cadence"), Mapping) and a["snapshot_cadence"].get("per_epoch") not in (None, 1) else "",
-                ) if x
+                    if isinstance(a.get("snapshot_cadence"), Mapping)
+                    and a["snapshot_cadence"].get("per_epoch") not in (None, 1)
+                    else "",
+                )
+                if x
             )
         )
-        configurations.append({
-            "config": str(config),
-            "group": label,
-            "config_id": a.get("config_id"),
-            "description": describe,
-            "split": split,
-            "runs": [str(p) for p in sorted(rows["path"])],
-        })
-    configurations.sort(key=lambda c: (c["group"], ["train", "validation", "test", "unseen", "synthetic"].index(c["split"]), c["config"]))
+        configurations.append(
+            {
+                "config": str(config),
+                "group": label,
+                "config_id": a.get("config_id"),
+                "description": describe,
+                "split": split,
+                "runs": [str(p) for p in sorted(rows["path"])],
+            }
+        )
+    configurations.sort(
+        key=lambda c: (
+            c["group"],
+            ["train", "validation", "test", "unseen", "synthetic"].index(c["split"]),
+            c["config"],
+        )
+    )
     out = {
         "protocol_version": PROTOCOL.version,
         "seed": 0,
@@ -653,7 +798,9 @@ def _splits(store: Store, facts: list[_RunFacts]) -> tuple[dict[str, Any], dict[
     return out, {p: str(c) for p, c in config_of.items()}
 
 
-def _leakage(facts: list[_RunFacts], splits: dict[str, Any], shipped: dict[str, Any], card_name: str) -> dict[str, Any]:
+def _leakage(
+    facts: list[_RunFacts], splits: dict[str, Any], shipped: dict[str, Any], card_name: str
+) -> dict[str, Any]:
     from trajbench.bench.protocol import data_family
     from trajbench.bench.splits import _data_name
 
@@ -719,9 +866,17 @@ def _leakage(facts: list[_RunFacts], splits: dict[str, Any], shipped: dict[str, 
             + ". Never fit on one store's train split and report on another store's test split."
         )
     if splits["totals"]["synthetic"]["configurations"]:
-        same_family = any(r["split"] in ("train", "validation") for p, r in splits["runs"].items() if p.startswith("synthetic/"))
+        same_family = any(
+            r["split"] in ("train", "validation")
+            for p, r in splits["runs"].items()
+            if p.startswith("synthetic/")
+        )
         notes.append(
-            ("Synthetic train series come from the same families as the synthetic-track series, with other generating parameters. " if same_family else "")
+            (
+                "Synthetic train series come from the same families as the synthetic-track series, with other generating parameters. "
+                if same_family
+                else ""
+            )
             + "The generating parameters of every synthetic series, synthetic-track ones included, are stored in its attributes"
             " (generating_params, with the noise seed): a forecaster must not read them."
         )
@@ -740,9 +895,24 @@ def _leakage(facts: list[_RunFacts], splits: dict[str, Any], shipped: dict[str, 
 
 # ------------------------------------------------------------------ card
 _FIELDS = [
-    ("run", "sc:Text", "path of the run or synthetic series in the store (runs/<run_id> or synthetic/<family>/<id>)", None),
-    ("snapshot", "sc:Integer", "row index, 0 .. n_snapshots-1 (rows at or past the run's n_snapshots attribute are not data)", None),
-    ("weights", "sc:Float", "float32 row of n_params values: every recorded tensor flattened in C order at its param_layout offset", "weights"),
+    (
+        "run",
+        "sc:Text",
+        "path of the run or synthetic series in the store (runs/<run_id> or synthetic/<family>/<id>)",
+        None,
+    ),
+    (
+        "snapshot",
+        "sc:Integer",
+        "row index, 0 .. n_snapshots-1 (rows at or past the run's n_snapshots attribute are not data)",
+        None,
+    ),
+    (
+        "weights",
+        "sc:Float",
+        "float32 row of n_params values: every recorded tensor flattened in C order at its param_layout offset",
+        "weights",
+    ),
     ("step", "sc:Integer", "optimizer step at which the snapshot was taken (int64)", "step"),
     ("epoch", "sc:Float", "(possibly fractional) epoch of the snapshot (float64)", "epoch"),
 ]
@@ -767,41 +937,62 @@ def _distribution(array_hashes: dict[str, str], metric_names: list[str]) -> list
         }
     ]
     for name in ["weights", "step", "epoch", *metric_names]:
-        out.append({
-            "@type": "cr:FileSet",
-            "@id": f"{name}-arrays",
-            "name": f"{name} arrays",
-            "description": f"every '{name}' array (zarr v3 chunks and metadata)",
-            "encodingFormat": _ZARR_SPEC,
-            "includes": [f"runs/*/{name}/**", f"synthetic/*/*/{name}/**"],
-        })
+        out.append(
+            {
+                "@type": "cr:FileSet",
+                "@id": f"{name}-arrays",
+                "name": f"{name} arrays",
+                "description": f"every '{name}' array (zarr v3 chunks and metadata)",
+                "encodingFormat": _ZARR_SPEC,
+                "includes": [f"runs/*/{name}/**", f"synthetic/*/*/{name}/**"],
+            }
+        )
     for path, digest in array_hashes.items():
-        out.append({
-            "@type": "cr:FileSet",
-            "@id": path,
-            "name": path,
-            "encodingFormat": _ZARR_SPEC,
-            "includes": f"{path}/**",
-            "sha256": digest,
-        })
+        out.append(
+            {
+                "@type": "cr:FileSet",
+                "@id": path,
+                "name": path,
+                "encodingFormat": _ZARR_SPEC,
+                "includes": f"{path}/**",
+                "sha256": digest,
+            }
+        )
     return out
 
 
 def _record_sets(metric_names: list[str]) -> list[dict[str, Any]]:
     fields = []
     for name, dtype, description, source in _FIELDS:
-        entry: dict[str, Any] = {"@type": "cr:Field", "@id": f"snapshots/{name}", "name": name, "description": description, "dataType": dtype}
+        entry: dict[str, Any] = {
+            "@type": "cr:Field",
+            "@id": f"snapshots/{name}",
+            "name": name,
+            "description": description,
+            "dataType": dtype,
+        }
         if source is not None:
-            entry["source"] = {"fileSet": {"@id": f"{source}-arrays"}, "extract": {"fileProperty": "content"}}
+            entry["source"] = {
+                "fileSet": {"@id": f"{source}-arrays"},
+                "extract": {"fileProperty": "content"},
+            }
         if name == "weights":
             entry["repeated"] = True
         fields.append(entry)
     for name in metric_names:
-        fields.append({
-            "@type": "cr:Field", "@id": f"snapshots/{name}", "name": name, "dataType": "sc:Float",
-            "description": f"metric (float64, NaN where not measured): {_METRIC_DOCS.get(name, 'recorded metric')}",
-            "source": {"fileSet": {"@id": f"{name}-arrays"}, "extract": {"fileProperty": "content"}},
-        })
+        fields.append(
+            {
+                "@type": "cr:Field",
+                "@id": f"snapshots/{name}",
+                "name": name,
+                "dataType": "sc:Float",
+                "description": f"metric (float64, NaN where not measured): {_METRIC_DOCS.get(name, 'recorded metric')}",
+                "source": {
+                    "fileSet": {"@id": f"{name}-arrays"},
+                    "extract": {"fileProperty": "content"},
+                },
+            }
+        )
     run_fields = []
     for name, dtype, description in [
         ("task", "sc:Text", "task of the run (absent for synthetic series)"),
@@ -812,12 +1003,25 @@ def _record_sets(metric_names: list[str]) -> list[dict[str, Any]]:
         ("status", "sc:Text", "complete, diverged, failed or running"),
         ("n_snapshots", "sc:Integer", "committed snapshots"),
         ("n_params", "sc:Integer", "scalars per snapshot"),
-        ("param_layout", "sc:Text", "one entry per tensor: name, shape, offset, numel, kind, dtype, aliases, module, trainable (JSON list)"),
+        (
+            "param_layout",
+            "sc:Text",
+            "one entry per tensor: name, shape, offset, numel, kind, dtype, aliases, module, trainable (JSON list)",
+        ),
     ]:
-        run_fields.append({
-            "@type": "cr:Field", "@id": f"runs/{name}", "name": name, "description": description, "dataType": dtype,
-            "source": {"fileSet": {"@id": "metadata"}, "extract": {"jsonPath": f"$.attributes.{name}"}},
-        })
+        run_fields.append(
+            {
+                "@type": "cr:Field",
+                "@id": f"runs/{name}",
+                "name": name,
+                "description": description,
+                "dataType": dtype,
+                "source": {
+                    "fileSet": {"@id": "metadata"},
+                    "extract": {"jsonPath": f"$.attributes.{name}"},
+                },
+            }
+        )
     return [
         {
             "@type": "cr:RecordSet",
@@ -837,7 +1041,9 @@ def _record_sets(metric_names: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def build_card(store: str | os.PathLike[str] | Store, *, suite: str | None = None, include_copy: bool = False) -> dict[str, Any]:
+def build_card(
+    store: str | os.PathLike[str] | Store, *, suite: str | None = None, include_copy: bool = False
+) -> dict[str, Any]:
     """The card of ``store`` as a Croissant-style JSON-LD dict (``sc:Dataset``; the
     trajbench facts under ``tb:card``). Deterministic: the same store content gives the
     same dict. ``suite`` names the card (default: the one suite its runs record);
@@ -847,7 +1053,9 @@ def build_card(store: str | os.PathLike[str] | Store, *, suite: str | None = Non
     st = _open(store)
     facts = _collect(st)
     if not facts:
-        raise TrajbenchError(f"store '{st.location}' has no runs and no synthetic series; there is nothing to describe")
+        raise TrajbenchError(
+            f"store '{st.location}' has no runs and no synthetic series; there is nothing to describe"
+        )
     name = _card_name(facts, suite)
     files = _scan(str(st.location))
     shipped = _shipped_suites()
@@ -856,7 +1064,9 @@ def build_card(store: str | os.PathLike[str] | Store, *, suite: str | None = Non
     recipe = _recipe(facts, files, st.attrs, shipped)
     leakage = _leakage(facts, splits, shipped, name)
     array_hashes = _array_hashes(files)
-    metric_names = sorted({posixpath.basename(a) for a in array_hashes} - {"weights", "step", "epoch"})
+    metric_names = sorted(
+        {posixpath.basename(a) for a in array_hashes} - {"weights", "step", "epoch"}
+    )
     versions = [r.get("version") for r in recipe["suites"] if r.get("name") == name]
     version = str(versions[0]) if len(versions) == 1 else None
     c = composition
@@ -885,14 +1095,31 @@ def build_card(store: str | os.PathLike[str] | Store, *, suite: str | None = Non
             " (trajbench.cards.store_content_sha256) to check a regenerated store against this card.",
         },
         "licenses": {
-            "store": {**_STORE_LICENSE, "what": "the generated data: weights, metrics and attributes in the store"},
-            "code": {"spdx": "Apache-2.0", "what": "trajbench's code, including the generator and the suite files"},
-            "corpus": {"spdx": "public-domain", "what": "trajbench/tasks/data/corpus.txt, the charlm-transformer training text: passages published before 1900, see trajbench/tasks/data/SOURCES.md"},
+            "store": {
+                **_STORE_LICENSE,
+                "what": "the generated data: weights, metrics and attributes in the store",
+            },
+            "code": {
+                "spdx": "Apache-2.0",
+                "what": "trajbench's code, including the generator and the suite files",
+            },
+            "corpus": {
+                "spdx": "public-domain",
+                "what": "trajbench/tasks/data/corpus.txt, the charlm-transformer training text: passages published before 1900, see trajbench/tasks/data/SOURCES.md",
+            },
             "upstream_data": [
-                {"name": "digits", "what": "scikit-learn's bundled copy of the UCI Optical Recognition of Handwritten Digits test set (E. Alpaydin, C. Kaynak)",
-                 "license": "CC-BY-4.0 (UCI ML Repository); scikit-learn is BSD-3-Clause", "in_store": "no: only weights trained on it"},
-                {"name": "MNIST-1D", "what": "generated locally by mnist1d.data.make_dataset (package defaults, seed 42)",
-                 "license": "Apache-2.0 (mnist1d package)", "in_store": "no: only weights trained on it"},
+                {
+                    "name": "digits",
+                    "what": "scikit-learn's bundled copy of the UCI Optical Recognition of Handwritten Digits test set (E. Alpaydin, C. Kaynak)",
+                    "license": "CC-BY-4.0 (UCI ML Repository); scikit-learn is BSD-3-Clause",
+                    "in_store": "no: only weights trained on it",
+                },
+                {
+                    "name": "MNIST-1D",
+                    "what": "generated locally by mnist1d.data.make_dataset (package defaults, seed 42)",
+                    "license": "Apache-2.0 (mnist1d package)",
+                    "in_store": "no: only weights trained on it",
+                },
             ],
         },
         "intended_uses": list(_INTENDED_USES),
@@ -901,7 +1128,11 @@ def build_card(store: str | os.PathLike[str] | Store, *, suite: str | None = Non
     if include_copy:
         from trajbench.bench.environment import STORE_HASH_DEFINITION, store_sha256
 
-        tb["copy"] = {"store_sha256": store_sha256(str(st.location)), "store_hash_definition": STORE_HASH_DEFINITION, "created_at": st.attrs.get("created_at")}
+        tb["copy"] = {
+            "store_sha256": store_sha256(str(st.location)),
+            "store_hash_definition": STORE_HASH_DEFINITION,
+            "created_at": st.attrs.get("created_at"),
+        }
     card: dict[str, Any] = {
         "@context": _CONTEXT,
         "@type": "sc:Dataset",
@@ -911,7 +1142,13 @@ def build_card(store: str | os.PathLike[str] | Store, *, suite: str | None = Non
         "description": description,
         "license": _STORE_LICENSE["url"],
         "creator": {"@type": "sc:Organization", "name": "trajbench developers"},
-        "keywords": ["weight trajectories", "neural network training dynamics", "time-series forecasting", "benchmark", "zarr"],
+        "keywords": [
+            "weight trajectories",
+            "neural network training dynamics",
+            "time-series forecasting",
+            "benchmark",
+            "zarr",
+        ],
         "isAccessibleForFree": True,
         "isLiveDataset": False,
         "distribution": _distribution(array_hashes, metric_names),
@@ -929,7 +1166,10 @@ def _md_escape(value: Any) -> str:
 
 
 def _join(values: Iterable[Any]) -> str:
-    out = [v if isinstance(v, str) else _canonical(v) if isinstance(v, (dict, list)) else str(v) for v in values]
+    out = [
+        v if isinstance(v, str) else _canonical(v) if isinstance(v, (dict, list)) else str(v)
+        for v in values
+    ]
     return ", ".join(out) if out else "-"
 
 
@@ -951,7 +1191,12 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
 
 def _seeds_text(seeds: list[Any]) -> str:
     ints = [s for s in seeds if isinstance(s, int) and not isinstance(s, bool)]
-    if ints and len(ints) == len(seeds) and ints == list(range(ints[0], ints[0] + len(ints))) and len(ints) > 2:
+    if (
+        ints
+        and len(ints) == len(seeds)
+        and ints == list(range(ints[0], ints[0] + len(ints)))
+        and len(ints) > 2
+    ):
         return f"{ints[0]}-{ints[-1]}"
     return _join(seeds)
 
@@ -959,7 +1204,14 @@ def _seeds_text(seeds: list[Any]) -> str:
 def render_markdown(card: Mapping[str, Any]) -> str:
     """The Markdown card of a :func:`build_card` dict."""
     tb = card[_TB]
-    c, r, s, lk, h, lic = tb["composition"], tb["recipe"], tb["splits"], tb["leakage"], tb["hashes"], tb["licenses"]
+    c, r, s, lk, h, lic = (
+        tb["composition"],
+        tb["recipe"],
+        tb["splits"],
+        tb["leakage"],
+        tb["hashes"],
+        tb["licenses"],
+    )
     name = tb["suite"]
     out: list[str] = [
         "---",
@@ -971,7 +1223,8 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "- time-series-forecasting",
         "---",
         "",
-        f"# Data card: trajbench `{name}`" + (f" (suite version {card['version']})" if card.get("version") else ""),
+        f"# Data card: trajbench `{name}`"
+        + (f" (suite version {card['version']})" if card.get("version") else ""),
         "",
         f"<!-- Generated by `trajbench card` ({tb['card_format']}) from the store itself; regenerate rather than edit."
         f" The machine-readable twin is {name}.json (Croissant-style JSON-LD). -->",
@@ -982,72 +1235,211 @@ def render_markdown(card: Mapping[str, Any]) -> str:
         "",
     ]
     counts_line = f"{c['runs']} runs + {c['synthetic_series']} synthetic series"
-    out += _table(["", ""], [
-        ["runs and series", counts_line],
-        ["statuses", _join(f"{k} {v}" for k, v in c["status"].items())],
-        ["sources", _join(f"{k} {v}" for k, v in c["sources"].items())],
-        ["snapshots", f"{c['snapshots']:,}"],
-        ["parameters per run", f"{c['n_params']['min']:,} to {c['n_params']['max']:,}"],
-        ["stored scalars", f"{c['scalars']:,} (float32: {c['scalars'] * 4 / 2**20:.1f} MiB)"],
-        ["files / bytes", f"{h['files']:,} files, {c['bytes']:,} bytes ({c['bytes'] / 2**20:.1f} MiB)"],
-        ["format", f"{r['store']['format']} v{r['store']['format_version']} (zarr v3; docs/format.md), written by {r['store']['created_by']}"],
-        ["license", f"{lic['store']['spdx']} (data); code {lic['code']['spdx']}"],
-    ])
+    out += _table(
+        ["", ""],
+        [
+            ["runs and series", counts_line],
+            ["statuses", _join(f"{k} {v}" for k, v in c["status"].items())],
+            ["sources", _join(f"{k} {v}" for k, v in c["sources"].items())],
+            ["snapshots", f"{c['snapshots']:,}"],
+            ["parameters per run", f"{c['n_params']['min']:,} to {c['n_params']['max']:,}"],
+            ["stored scalars", f"{c['scalars']:,} (float32: {c['scalars'] * 4 / 2**20:.1f} MiB)"],
+            [
+                "files / bytes",
+                f"{h['files']:,} files, {c['bytes']:,} bytes ({c['bytes'] / 2**20:.1f} MiB)",
+            ],
+            [
+                "format",
+                f"{r['store']['format']} v{r['store']['format_version']} (zarr v3; docs/format.md), written by {r['store']['created_by']}",
+            ],
+            ["license", f"{lic['store']['spdx']} (data); code {lic['code']['spdx']}"],
+        ],
+    )
     out += ["", "## Motivation", "", tb["motivation"], ""]
 
     # ---------------------------------------------------------- composition
     out += ["## Composition", "", "### Tasks", ""]
     rows = []
     for task, t in c["tasks"].items():
-        rows.append([
-            f"`{task}`", _join(t["architectures"]), _join(_fmt(n) for n in t["n_params"]), t["configurations"], _seeds_text(t["seeds"]), t["runs"],
-            f"{t['snapshots']['min']}" if t["snapshots"]["min"] == t["snapshots"]["max"] else f"{t['snapshots']['min']}-{t['snapshots']['max']}",
-            _join(f"{k} {v}" for k, v in t["status"].items()),
-        ])
-    out += _table(["task", "architecture", "parameters", "configurations", "seeds", "runs", "snapshots per run", "statuses"], rows)
-    out += ["", "Training grid, data and outcomes (final values over complete runs: median [min, max]):", ""]
+        rows.append(
+            [
+                f"`{task}`",
+                _join(t["architectures"]),
+                _join(_fmt(n) for n in t["n_params"]),
+                t["configurations"],
+                _seeds_text(t["seeds"]),
+                t["runs"],
+                f"{t['snapshots']['min']}"
+                if t["snapshots"]["min"] == t["snapshots"]["max"]
+                else f"{t['snapshots']['min']}-{t['snapshots']['max']}",
+                _join(f"{k} {v}" for k, v in t["status"].items()),
+            ]
+        )
+    out += _table(
+        [
+            "task",
+            "architecture",
+            "parameters",
+            "configurations",
+            "seeds",
+            "runs",
+            "snapshots per run",
+            "statuses",
+        ],
+        rows,
+    )
+    out += [
+        "",
+        "Training grid, data and outcomes (final values over complete runs: median [min, max]):",
+        "",
+    ]
     rows = []
     for task, t in c["tasks"].items():
         target = t["target"]
-        target_text = f"{target['metric']} {'>=' if target.get('mode', 'max') == 'max' else '<='} {_fmt(target['value'])}" if isinstance(target, Mapping) else "-"
-        reached = "-" if t["runs_reaching_target"] is None else f"{t['runs_reaching_target']} of {t['runs']}"
+        target_text = (
+            f"{target['metric']} {'>=' if target.get('mode', 'max') == 'max' else '<='} {_fmt(target['value'])}"
+            if isinstance(target, Mapping)
+            else "-"
+        )
+        reached = (
+            "-"
+            if t["runs_reaching_target"] is None
+            else f"{t['runs_reaching_target']} of {t['runs']}"
+        )
 
         def stat(x: Mapping[str, Any]) -> str:
-            return "-" if x["median"] is None else f"{_fmt(x['median'])} [{_fmt(x['min'])}, {_fmt(x['max'])}]"
+            return (
+                "-"
+                if x["median"] is None
+                else f"{_fmt(x['median'])} [{_fmt(x['min'])}, {_fmt(x['max'])}]"
+            )
 
-        rows.append([
-            f"`{task}`", _join(t["optimizers"]), _join(t["schedules"]), _join(t["batch_sizes"]), _join(t["epochs"]), _join(t["snapshots_per_epoch"]),
-            f"{_fmt(t['n_train'])} / {_fmt(t['n_val'])}", stat(t["final_val_loss"]), stat(t["final_val_acc"]), target_text, reached,
-        ])
-    out += _table(["task", "optimizers", "schedules", "batch sizes", "epochs", "snapshots per epoch", "train / held-out", "final val_loss", "final val_acc",
-                   "target", "runs reaching it"], rows)
-    out += ["", "Data of each task (fingerprint = SHA-256 prefix of the fixed split, `task_info.data_fingerprint`):", ""]
-    out += _table(["task", "data", "fingerprint", "val_acc means"], [
-        [f"`{task}`", t["data"] or "-", f"`{t['data_fingerprint']}`" if t["data_fingerprint"] else "-", t["val_acc_meaning"] or "-"] for task, t in c["tasks"].items()
-    ])
+        rows.append(
+            [
+                f"`{task}`",
+                _join(t["optimizers"]),
+                _join(t["schedules"]),
+                _join(t["batch_sizes"]),
+                _join(t["epochs"]),
+                _join(t["snapshots_per_epoch"]),
+                f"{_fmt(t['n_train'])} / {_fmt(t['n_val'])}",
+                stat(t["final_val_loss"]),
+                stat(t["final_val_acc"]),
+                target_text,
+                reached,
+            ]
+        )
+    out += _table(
+        [
+            "task",
+            "optimizers",
+            "schedules",
+            "batch sizes",
+            "epochs",
+            "snapshots per epoch",
+            "train / held-out",
+            "final val_loss",
+            "final val_acc",
+            "target",
+            "runs reaching it",
+        ],
+        rows,
+    )
+    out += [
+        "",
+        "Data of each task (fingerprint = SHA-256 prefix of the fixed split, `task_info.data_fingerprint`):",
+        "",
+    ]
+    out += _table(
+        ["task", "data", "fingerprint", "val_acc means"],
+        [
+            [
+                f"`{task}`",
+                t["data"] or "-",
+                f"`{t['data_fingerprint']}`" if t["data_fingerprint"] else "-",
+                t["val_acc_meaning"] or "-",
+            ]
+            for task, t in c["tasks"].items()
+        ],
+    )
     out += ["", "### Architectures and parameter kinds", ""]
-    out += _table(["architecture", "task", "parameters", "tensors", "trainable", "kinds (tensors: scalars)"], [
-        [f"`{a}`", f"`{x['task']}`", _fmt(x["n_params"]), x["tensors"], _fmt(x["trainable_scalars"]),
-         _join(f"{k} ({v['tensors']}: {v['scalars']:,})" for k, v in x["kinds"].items())]
-        for a, x in c["architectures"].items()
-    ])
+    out += _table(
+        ["architecture", "task", "parameters", "tensors", "trainable", "kinds (tensors: scalars)"],
+        [
+            [
+                f"`{a}`",
+                f"`{x['task']}`",
+                _fmt(x["n_params"]),
+                x["tensors"],
+                _fmt(x["trainable_scalars"]),
+                _join(f"{k} ({v['tensors']}: {v['scalars']:,})" for k, v in x["kinds"].items()),
+            ]
+            for a, x in c["architectures"].items()
+        ],
+    )
     if c["parameter_kinds"]:
-        out += ["", "Over all runs (scalars of one snapshot of every run, summed): "
-                + _join(f"{k} {v['scalars_per_snapshot']:,} in {v['runs']} runs" for k, v in c["parameter_kinds"].items()) + "."]
+        out += [
+            "",
+            "Over all runs (scalars of one snapshot of every run, summed): "
+            + _join(
+                f"{k} {v['scalars_per_snapshot']:,} in {v['runs']} runs"
+                for k, v in c["parameter_kinds"].items()
+            )
+            + ".",
+        ]
     if c["synthetic_families"]:
-        out += ["", "### Synthetic families", "", "Sequences with known generating process and Bayes-optimal forecasts (docs/datasets.md).", ""]
-        out += _table(["family", "series", "configurations", "dim", "length", "stochastic", "snapshots", "statuses"], [
-            [f"`{f}`", x["series"], x["configurations"], _join(x["dim"]), _join(x["length"]), _join(x["stochastic"]), _fmt(x["snapshots"]),
-             _join(f"{k} {v}" for k, v in x["status"].items())]
-            for f, x in c["synthetic_families"].items()
-        ])
+        out += [
+            "",
+            "### Synthetic families",
+            "",
+            "Sequences with known generating process and Bayes-optimal forecasts (docs/datasets.md).",
+            "",
+        ]
+        out += _table(
+            [
+                "family",
+                "series",
+                "configurations",
+                "dim",
+                "length",
+                "stochastic",
+                "snapshots",
+                "statuses",
+            ],
+            [
+                [
+                    f"`{f}`",
+                    x["series"],
+                    x["configurations"],
+                    _join(x["dim"]),
+                    _join(x["length"]),
+                    _join(x["stochastic"]),
+                    _fmt(x["snapshots"]),
+                    _join(f"{k} {v}" for k, v in x["status"].items()),
+                ]
+                for f, x in c["synthetic_families"].items()
+            ],
+        )
     out += ["", "### Runs that are not complete", ""]
-    out += [f"- {p}" for p in c["problems"]] if c["problems"] else ["None: every run and series is `complete`."]
-    out += ["", "### Record structure", "",
-            "Each run group holds `weights` (float32, snapshot x param), `step` (int64), `epoch` (float64) and one float64 array per metric,"
-            " all indexed by snapshot; its attributes hold the run's description (task, optimizer, schedule, seed, status, n_snapshots,"
-            " param_layout, ...). Metrics in this store:", ""]
-    metric_fields = [f for f in card["recordSet"][0]["field"] if f["name"] not in ("run", "snapshot", "weights", "step", "epoch")]
+    out += (
+        [f"- {p}" for p in c["problems"]]
+        if c["problems"]
+        else ["None: every run and series is `complete`."]
+    )
+    out += [
+        "",
+        "### Record structure",
+        "",
+        "Each run group holds `weights` (float32, snapshot x param), `step` (int64), `epoch` (float64) and one float64 array per metric,"
+        " all indexed by snapshot; its attributes hold the run's description (task, optimizer, schedule, seed, status, n_snapshots,"
+        " param_layout, ...). Metrics in this store:",
+        "",
+    ]
+    metric_fields = [
+        f
+        for f in card["recordSet"][0]["field"]
+        if f["name"] not in ("run", "snapshot", "weights", "step", "epoch")
+    ]
     out += [f"- `{f['name']}`: {f['description']}" for f in metric_fields]
 
     # ---------------------------------------------------------- recipe
@@ -1058,30 +1450,74 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             rows.append(["(none recorded)", "-", "-", srow["runs"], "-"])
             continue
         match = srow.get("matches_shipped_file")
-        shipped = "-" if match is None else ("yes" if match else f"no (the shipped file is now version {srow.get('shipped_version')} with another SHA-256)")
-        rows.append([f"`{srow.get('file', srow['name'])}` ({srow['name']})", srow.get("version"), f"`{srow.get('sha256')}`", srow["runs"], shipped])
-    out += _table(["suite file", "version", "SHA-256 of the file", "runs and series", "matches the shipped file"], rows)
-    out += ["", f"Regenerate: `trajbench generate --suite {name} --out {name}.zarr`, then `trajbench card {name}.zarr --out data_cards`"
-            " reproduces this card byte for byte (on the same machine type and library versions).", ""]
+        shipped = (
+            "-"
+            if match is None
+            else (
+                "yes"
+                if match
+                else f"no (the shipped file is now version {srow.get('shipped_version')} with another SHA-256)"
+            )
+        )
+        rows.append(
+            [
+                f"`{srow.get('file', srow['name'])}` ({srow['name']})",
+                srow.get("version"),
+                f"`{srow.get('sha256')}`",
+                srow["runs"],
+                shipped,
+            ]
+        )
+    out += _table(
+        [
+            "suite file",
+            "version",
+            "SHA-256 of the file",
+            "runs and series",
+            "matches the shipped file",
+        ],
+        rows,
+    )
+    out += [
+        "",
+        f"Regenerate: `trajbench generate --suite {name} --out {name}.zarr`, then `trajbench card {name}.zarr --out data_cards`"
+        " reproduces this card byte for byte (on the same machine type and library versions).",
+        "",
+    ]
     out += ["### Seeds", "", r["seed_rule"], ""]
-    out += _table(["task or family", "seeds"], [
-        [f"`{k}`", f"{len(v)} distinct, one per series, derived from the entry's seed (generating_params.seed)" if k.startswith("synthetic/") else _seeds_text(v)]
-        for k, v in r["seeds"].items()
-    ])
+    out += _table(
+        ["task or family", "seeds"],
+        [
+            [
+                f"`{k}`",
+                f"{len(v)} distinct, one per series, derived from the entry's seed (generating_params.seed)"
+                if k.startswith("synthetic/")
+                else _seeds_text(v),
+            ]
+            for k, v in r["seeds"].items()
+        ],
+    )
     out += ["", "### Software", ""]
     for g in r["generators"]:
-        out.append(f"- generator: {g['generator'].get('name')} {g['generator'].get('version')} ({g['runs']} runs)")
+        out.append(
+            f"- generator: {g['generator'].get('name')} {g['generator'].get('version')} ({g['runs']} runs)"
+        )
     for v in r["library_versions"]:
         versions = v["versions"] or {}
-        out.append(f"- library versions of {v['runs']} runs and series: " + (_join(f"{k} {x}" for k, x in versions.items()) if versions else "not recorded"))
+        out.append(
+            f"- library versions of {v['runs']} runs and series: "
+            + (_join(f"{k} {x}" for k, x in versions.items()) if versions else "not recorded")
+        )
     root_versions = r["store"].get("library_versions") or {}
     if root_versions:
         out.append("- store created with: " + _join(f"{k} {x}" for k, x in root_versions.items()))
     platform = r["store"].get("platform") or {}
     if platform:
         simd = ", ".join(platform.get("cpu_simd") or []) or "not recorded"
-        out.append(f"- created on: {platform.get('machine')}, CPU {platform.get('cpu_model') or 'not recorded'} (SIMD: {simd});"
-                   " real training runs are bitwise reproducible only on this CPU type (docs/datasets.md)")
+        out.append(
+            f"- created on: {platform.get('machine')}, CPU {platform.get('cpu_model') or 'not recorded'} (SIMD: {simd});"
+            " real training runs are bitwise reproducible only on this CPU type (docs/datasets.md)"
+        )
     out += ["", "### Determinism", "", r["determinism"][0].upper() + r["determinism"][1:] + ".", ""]
     out += ["### Codecs and chunks", ""]
     rows = []
@@ -1091,53 +1527,122 @@ def render_markdown(card: Mapping[str, Any]) -> str:
             rows.append([f"`{role}`", e["data_type"], codecs, e["fill_value"], e["arrays"]])
     out += _table(["array", "dtype", "codecs", "fill value", "arrays"], rows)
     if r.get("compression"):
-        out += ["", "Weights compression (run attributes `compression`, `lossy`; docs/format.md): " + "; ".join(
-            f"`{c['setting'] or 'not recorded'}`, " + (f"lossy `{c['lossy']}` (max relative error {c['max_rel_error']:.3g})" if c["lossy"] else "lossless")
-            + f" x{c['runs']}" for c in r["compression"]) + "."]
-    out += ["", "Chunk shape of `weights` (snapshots x parameters): "
-            + "; ".join(f"`{k}` " + _join(_chunk_text(x) for x in v) for k, v in r["weights_chunks"].items()) + "."]
+        out += [
+            "",
+            "Weights compression (run attributes `compression`, `lossy`; docs/format.md): "
+            + "; ".join(
+                f"`{c['setting'] or 'not recorded'}`, "
+                + (
+                    f"lossy `{c['lossy']}` (max relative error {c['max_rel_error']:.3g})"
+                    if c["lossy"]
+                    else "lossless"
+                )
+                + f" x{c['runs']}"
+                for c in r["compression"]
+            )
+            + ".",
+        ]
+    out += [
+        "",
+        "Chunk shape of `weights` (snapshots x parameters): "
+        + "; ".join(
+            f"`{k}` " + _join(_chunk_text(x) for x in v) for k, v in r["weights_chunks"].items()
+        )
+        + ".",
+    ]
 
     # ---------------------------------------------------------- splits
-    out += ["", f"## Benchmark splits (protocol {s['protocol_version']}, seed {s['seed']})", "", s["rule"], ""]
-    out += [f"Held out as unseen: tasks {_join(f'`{x}`' for x in s['unseen_tasks'])}, architectures {_join(f'`{x}`' for x in s['unseen_architectures'])}.", ""]
+    out += [
+        "",
+        f"## Benchmark splits (protocol {s['protocol_version']}, seed {s['seed']})",
+        "",
+        s["rule"],
+        "",
+    ]
+    out += [
+        f"Held out as unseen: tasks {_join(f'`{x}`' for x in s['unseen_tasks'])}, architectures {_join(f'`{x}`' for x in s['unseen_architectures'])}.",
+        "",
+    ]
     splits_order = ["train", "validation", "test", "unseen", "synthetic"]
-    out += _table(["task or family", *splits_order], [
-        [f"`{g}`", *[(f"{v[x]['configurations']} ({v[x]['runs']})" if v[x]["configurations"] else "-") for x in splits_order]] for g, v in s["by_group"].items()
-    ] + [["**all**", *[f"{s['totals'][x]['configurations']} ({s['totals'][x]['runs']})" for x in splits_order]]])
+    out += _table(
+        ["task or family", *splits_order],
+        [
+            [
+                f"`{g}`",
+                *[
+                    (
+                        f"{v[x]['configurations']} ({v[x]['runs']})"
+                        if v[x]["configurations"]
+                        else "-"
+                    )
+                    for x in splits_order
+                ],
+            ]
+            for g, v in s["by_group"].items()
+        ]
+        + [
+            [
+                "**all**",
+                *[
+                    f"{s['totals'][x]['configurations']} ({s['totals'][x]['runs']})"
+                    for x in splits_order
+                ],
+            ]
+        ],
+    )
     out += ["", "Cells: configurations (runs). Every configuration and its runs:", ""]
-    out += _table(["task or family", "configuration", "config_id", "description", "split", "runs"], [
-        [f"`{x['group']}`", f"`{x['config']}`", f"`{x['config_id']}`" if x["config_id"] else "-", x["description"], x["split"],
-         _join(p.rsplit("/", 1)[-1] for p in x["runs"])]
-        for x in s["configurations"]
-    ])
+    out += _table(
+        ["task or family", "configuration", "config_id", "description", "split", "runs"],
+        [
+            [
+                f"`{x['group']}`",
+                f"`{x['config']}`",
+                f"`{x['config_id']}`" if x["config_id"] else "-",
+                x["description"],
+                x["split"],
+                _join(p.rsplit("/", 1)[-1] for p in x["runs"]),
+            ]
+            for x in s["configurations"]
+        ],
+    )
 
     # ---------------------------------------------------------- leakage
     out += ["", "## Leakage notes", ""]
     out += [f"- {n}" for n in lk["notes"]]
 
     # ---------------------------------------------------------- hashes
-    out += ["", "## Integrity", "",
-            f"- Content SHA-256: `{h['content_sha256']}`. Definition: {h['content_hash_definition']}.",
-            f"- Per-array SHA-256 ({h['arrays']:,} arrays, below). Definition: {h['array_hash_definition']}.",
-            f"- {h['store_sha256_note']}",
-            "- Check a store: `python -c \"from trajbench.cards import store_content_sha256; print(store_content_sha256('STORE'))\"`.",
-            ""]
+    out += [
+        "",
+        "## Integrity",
+        "",
+        f"- Content SHA-256: `{h['content_sha256']}`. Definition: {h['content_hash_definition']}.",
+        f"- Per-array SHA-256 ({h['arrays']:,} arrays, below). Definition: {h['array_hash_definition']}.",
+        f"- {h['store_sha256_note']}",
+        "- Check a store: `python -c \"from trajbench.cards import store_content_sha256; print(store_content_sha256('STORE'))\"`.",
+        "",
+    ]
     if "copy" in tb:
         cp = tb["copy"]
-        out += ["### This copy", "",
-                f"- store_sha256 (`sha256-files-v1`, the value `trajbench bench` records in manifest.json): `{cp['store_sha256']}`",
-                f"- created_at: {cp['created_at']}", ""]
+        out += [
+            "### This copy",
+            "",
+            f"- store_sha256 (`sha256-files-v1`, the value `trajbench bench` records in manifest.json): `{cp['store_sha256']}`",
+            f"- created_at: {cp['created_at']}",
+            "",
+        ]
     out += ["<details><summary>Per-array SHA-256</summary>", ""]
     arrays = [d for d in card["distribution"] if "sha256" in d]
     out += _table(["array", "sha256"], [[f"`{d['name']}`", f"`{d['sha256']}`"] for d in arrays])
     out += ["", "</details>", ""]
 
     # ---------------------------------------------------------- license, uses
-    out += ["## License", "",
-            f"- The store (generated data: weights, metrics, attributes): [{lic['store']['spdx']}]({lic['store']['url']}).",
-            f"- trajbench's code, the generator and the suite files: {lic['code']['spdx']}.",
-            f"- The charlm-transformer corpus: public domain ({lic['corpus']['what']}).",
-            ]
+    out += [
+        "## License",
+        "",
+        f"- The store (generated data: weights, metrics, attributes): [{lic['store']['spdx']}]({lic['store']['url']}).",
+        f"- trajbench's code, the generator and the suite files: {lic['code']['spdx']}.",
+        f"- The charlm-transformer corpus: public domain ({lic['corpus']['what']}).",
+    ]
     for u in lic["upstream_data"]:
         out.append(f"- {u['name']}: {u['what']}; {u['license']}. In the store: {u['in_store']}.")
     out += ["", "## Intended uses", ""] + [f"- {u}" for u in tb["intended_uses"]]
@@ -1149,8 +1654,13 @@ def _dump_json(card: Mapping[str, Any]) -> str:
     return json.dumps(card, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def write_card(store: str | os.PathLike[str] | Store, out_dir: str | os.PathLike[str] = "data_cards", suite: str | None = None, *,
-               include_copy: bool = False) -> tuple[Path, Path]:
+def write_card(
+    store: str | os.PathLike[str] | Store,
+    out_dir: str | os.PathLike[str] = "data_cards",
+    suite: str | None = None,
+    *,
+    include_copy: bool = False,
+) -> tuple[Path, Path]:
     """Write ``<out_dir>/<suite>.md`` and ``<out_dir>/<suite>.json`` for ``store``; returns
     their paths. ``suite`` names the card (default: the one suite the store's runs record)."""
     out = Path(out_dir)

@@ -33,8 +33,13 @@ def add_card_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("store", help="store directory or fsspec URL")
-    p.add_argument("--out", default="data_cards", help="directory for the card files (default data_cards)")
-    p.add_argument("--suite", help="name of the card (default: the one suite the store's runs record; required when they record none or several)")
+    p.add_argument(
+        "--out", default="data_cards", help="directory for the card files (default data_cards)"
+    )
+    p.add_argument(
+        "--suite",
+        help="name of the card (default: the one suite the store's runs record; required when they record none or several)",
+    )
     p.add_argument(
         "--copy",
         action="store_true",

@@ -79,7 +79,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return 0
     ratio = info["compression_ratio"]
     print(f"store        {info['store']}")
-    print(f"format       {info['format']} v{info['format_version']}, created {info['created_at']} by {info['created_by']}")
+    print(
+        f"format       {info['format']} v{info['format_version']}, created {info['created_at']} by {info['created_by']}"
+    )
     print(f"runs         {info['n_runs']} ({_fmt_counts(info['groups'])})")
     print(f"status       {_fmt_counts(info['status'])}")
     print(f"sources      {_fmt_counts(info['sources'])}")
@@ -87,19 +89,29 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"parameters   {p['min']:,} to {p['max']:,} per run")
     print(f"snapshots    {s['total']:,} committed ({s['min']} to {s['max']} per run)")
     ratio_text = f", {ratio:.2f}x smaller than raw float32" if ratio else ""
-    print(f"on disk      {_human_bytes(info['bytes_on_disk'])} (raw weights {_human_bytes(info['bytes_raw_float32'])}{ratio_text})")
+    print(
+        f"on disk      {_human_bytes(info['bytes_on_disk'])} (raw weights {_human_bytes(info['bytes_raw_float32'])}{ratio_text})"
+    )
     runs = info["runs"][: args.limit]
     if runs:
         print()
         header = ("path", "task", "architecture", "optimizer", "status", "snapshots", "params")
         rows = [
-            (r["path"], str(r["task"] or "-"), str(r["architecture"] or "-"), str(r["optimizer"] or "-"), str(r["status"]), str(r["n_snapshots"]), f"{r['n_params']:,}")
+            (
+                r["path"],
+                str(r["task"] or "-"),
+                str(r["architecture"] or "-"),
+                str(r["optimizer"] or "-"),
+                str(r["status"]),
+                str(r["n_snapshots"]),
+                f"{r['n_params']:,}",
+            )
             for r in runs
         ]
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
-        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
         for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         if info["n_runs"] > len(runs):
             print(f"... and {info['n_runs'] - len(runs)} more (use --limit)")
     return 0
@@ -110,7 +122,9 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     problems = validate_store(args.store, check_data=not args.no_data)
     if args.json:
-        print(json.dumps({"store": args.store, "valid": not problems, "problems": problems}, indent=2))
+        print(
+            json.dumps({"store": args.store, "valid": not problems, "problems": problems}, indent=2)
+        )
     elif problems:
         print(f"{args.store}: {len(problems)} problem{'s' if len(problems) != 1 else ''}")
         for problem in problems:
@@ -122,21 +136,31 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``trajbench`` (exposed for docs and tests)."""
-    parser = argparse.ArgumentParser(prog="trajbench", description="Weight-trajectory datasets and forecasting benchmark.")
+    parser = argparse.ArgumentParser(
+        prog="trajbench", description="Weight-trajectory datasets and forecasting benchmark."
+    )
     parser.add_argument("--version", action="version", version=f"trajbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
-    info = sub.add_parser("info", help="summarise a store: runs, parameters, snapshots, bytes, statuses")
+    info = sub.add_parser(
+        "info", help="summarise a store: runs, parameters, snapshots, bytes, statuses"
+    )
     info.add_argument("store", help="store directory or fsspec URL")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
     info.set_defaults(func=_cmd_info)
 
-    validate = sub.add_parser("validate", help="check a store against the format spec; exit 1 listing every problem")
+    validate = sub.add_parser(
+        "validate", help="check a store against the format spec; exit 1 listing every problem"
+    )
     validate.add_argument("store", help="store directory or fsspec URL")
     validate.add_argument("--json", action="store_true", help="print machine-readable JSON")
-    validate.add_argument("--no-data", action="store_true", help="skip scanning committed weights for non-finite values")
+    validate.add_argument(
+        "--no-data",
+        action="store_true",
+        help="skip scanning committed weights for non-finite values",
+    )
     validate.set_defaults(func=_cmd_validate)
 
     for module_name, function_name in _COMMAND_MODULES:

@@ -32,10 +32,19 @@ DEMO_FORECASTERS = "persistence,linear,linear_lstsq"
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="demo-output", help="output directory (default: demo-output)")
+    parser.add_argument(
+        "--out", default="demo-output", help="output directory (default: demo-output)"
+    )
     parser.add_argument("--suite", default="tiny", help="suite to run (default: tiny)")
-    parser.add_argument("--forecasters", default=DEMO_FORECASTERS, help=f"forecasters to benchmark (default: {DEMO_FORECASTERS})")
-    parser.add_argument("--sample-size", help="series sampled per run in the bench, or 'all' (default: the protocol's)")
+    parser.add_argument(
+        "--forecasters",
+        default=DEMO_FORECASTERS,
+        help=f"forecasters to benchmark (default: {DEMO_FORECASTERS})",
+    )
+    parser.add_argument(
+        "--sample-size",
+        help="series sampled per run in the bench, or 'all' (default: the protocol's)",
+    )
     args = parser.parse_args(argv)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -45,7 +54,15 @@ def main(argv: list[str] | None = None) -> int:
         ["generate", "--suite", args.suite, "--out", str(store), "--workers", "1"],
         ["info", str(store), "--limit", "5"],
         ["validate", str(store)],
-        ["bench", str(store), "--out", str(results), "--forecasters", args.forecasters, *(["--sample-size", str(args.sample_size)] if args.sample_size else [])],
+        [
+            "bench",
+            str(store),
+            "--out",
+            str(results),
+            "--forecasters",
+            args.forecasters,
+            *(["--sample-size", str(args.sample_size)] if args.sample_size else []),
+        ],
         ["report", str(results), "--out", str(report), "--store", str(store)],
     ]
     for step in steps:

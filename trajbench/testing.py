@@ -31,11 +31,25 @@ from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
 from trajbench.forecasting.registry import NAME_PATTERN
 
-__all__ = ["check_forecaster", "forecaster_checks", "make_quadratic_store", "quadratic_gd_trajectory", "conformance_data"]
+__all__ = [
+    "check_forecaster",
+    "forecaster_checks",
+    "make_quadratic_store",
+    "quadratic_gd_trajectory",
+    "conformance_data",
+]
 
 
 # ----------------------------------------------------------------- data
-def quadratic_gd_trajectory(n_snapshots: int, n_params: int, *, lr: float = 0.1, seed: int = 0, momentum: float = 0.0, noise: float = 0.0) -> np.ndarray:
+def quadratic_gd_trajectory(
+    n_snapshots: int,
+    n_params: int,
+    *,
+    lr: float = 0.1,
+    seed: int = 0,
+    momentum: float = 0.0,
+    noise: float = 0.0,
+) -> np.ndarray:
     """Gradient descent on ``f(w) = 1/2 sum_i lambda_i (w_i - w*_i)^2``: ``(n_snapshots,
     n_params)`` float64. Without momentum or noise each coordinate is
     ``w*_i + (1 - lr lambda_i)^t (w_0_i - w*_i)``; curvatures are log-uniform in
@@ -60,10 +74,17 @@ def quadratic_gd_trajectory(n_snapshots: int, n_params: int, *, lr: float = 0.1,
 def conformance_data(seed: int = 0) -> tuple[TrainingData, np.ndarray]:
     """``(train, series)``: small training data and a held-out ``(40, 24)`` trajectory
     (gradient descent with momentum and noise) for the conformance checks."""
-    train_runs = [quadratic_gd_trajectory(40, 24, lr=0.15, seed=seed + i, momentum=0.5, noise=0.02) for i in range(3)]
+    train_runs = [
+        quadratic_gd_trajectory(40, 24, lr=0.15, seed=seed + i, momentum=0.5, noise=0.02)
+        for i in range(3)
+    ]
     val_runs = [quadratic_gd_trajectory(40, 24, lr=0.15, seed=seed + 10, momentum=0.5, noise=0.02)]
-    train = TrainingData.from_arrays(train_runs, kinds="linear", task="conformance", validation=val_runs)
-    held_out = quadratic_gd_trajectory(40, 24, lr=0.15, seed=seed + 20, momentum=0.5, noise=0.02).astype(np.float32)
+    train = TrainingData.from_arrays(
+        train_runs, kinds="linear", task="conformance", validation=val_runs
+    )
+    held_out = quadratic_gd_trajectory(
+        40, 24, lr=0.15, seed=seed + 20, momentum=0.5, noise=0.02
+    ).astype(np.float32)
     return train, held_out
 
 
@@ -88,16 +109,27 @@ def make_quadratic_store(
     :func:`quadratic_gd_trajectory` (the buffer counts steps). Attributes: task,
     architecture, optimizer ``{"name": "sgd", "lr": lr}``, seed, batch_size, source.
     """
+    from trajbench.bench.windows import derive_seed
     from trajbench.store.layout import ParamSpec
     from trajbench.store.writer import RunWriter
-    from trajbench.bench.windows import derive_seed
 
     names = [("fc.weight", "linear"), ("fc.bias", "bias"), ("norm.weight", "norm")]
     layout, offset = [], 0
-    for (name, kind), size in zip(names, layer_sizes):
-        layout.append(ParamSpec(name=name, shape=(int(size),), offset=offset, numel=int(size), kind=kind))
+    for (name, kind), size in zip(names, layer_sizes, strict=True):
+        layout.append(
+            ParamSpec(name=name, shape=(int(size),), offset=offset, numel=int(size), kind=kind)
+        )
         offset += int(size)
-    layout.append(ParamSpec(name="norm.running_stat", shape=(2,), offset=offset, numel=2, kind="buffer", trainable=False))
+    layout.append(
+        ParamSpec(
+            name="norm.running_stat",
+            shape=(2,),
+            offset=offset,
+            numel=2,
+            kind="buffer",
+            trainable=False,
+        )
+    )
     n_trainable = offset
     paths = []
     for task in tasks:
@@ -105,9 +137,18 @@ def make_quadratic_store(
             for lr in lrs:
                 for seed in seeds:
                     run_seed = derive_seed("make_quadratic_store", task, arch, lr, seed) % (2**31)
-                    w = quadratic_gd_trajectory(n_snapshots, n_trainable, lr=lr, seed=run_seed, momentum=momentum, noise=noise)
+                    w = quadratic_gd_trajectory(
+                        n_snapshots,
+                        n_trainable,
+                        lr=lr,
+                        seed=run_seed,
+                        momentum=momentum,
+                        noise=noise,
+                    )
                     steps = np.arange(n_snapshots, dtype=np.float64)
-                    rows = np.concatenate([w, np.stack([steps, steps * 0.5], axis=1)], axis=1).astype(np.float32)
+                    rows = np.concatenate(
+                        [w, np.stack([steps, steps * 0.5], axis=1)], axis=1
+                    ).astype(np.float32)
                     run_id = f"{task}-{arch}-lr{lr:g}-s{seed}"
                     attrs = {
                         "task": task,
@@ -125,8 +166,19 @@ def make_quadratic_store(
     for i in range(synthetic):
         w = quadratic_gd_trajectory(n_snapshots, 8, lr=0.1, seed=1000 + i).astype(np.float32)
         spec = [ParamSpec(name="w", shape=(8,), offset=0, numel=8, kind="other")]
-        params = {"family": "quadratic_gd", "dim": 8, "length": n_snapshots, "seed": 1000 + i, "hyper": {"lr": 0.1}}
-        attrs = {"source": "synthetic", "family": "quadratic_gd", "seed": 1000 + i, "generating_params": params}
+        params = {
+            "family": "quadratic_gd",
+            "dim": 8,
+            "length": n_snapshots,
+            "seed": 1000 + i,
+            "hyper": {"lr": 0.1},
+        }
+        attrs = {
+            "source": "synthetic",
+            "family": "quadratic_gd",
+            "seed": 1000 + i,
+            "generating_params": params,
+        }
         writer = RunWriter(path, f"synthetic/quadratic_gd/{i:04d}", spec, attrs)
         for t, row in enumerate(w):
             writer.append(row, step=t, epoch=float(t))
@@ -141,7 +193,9 @@ def _instance(obj: Any) -> Forecaster:
         return obj()
     if isinstance(obj, Forecaster):
         return obj
-    raise TrajbenchError(f"check_forecaster expects a trajbench.Forecaster subclass or instance, but got {obj!r}")
+    raise TrajbenchError(
+        f"check_forecaster expects a trajbench.Forecaster subclass or instance, but got {obj!r}"
+    )
 
 
 def _fresh(f: Forecaster) -> Forecaster:
@@ -163,7 +217,9 @@ def _contexts(f: Forecaster, n: int = 12) -> tuple[np.ndarray, SeriesMeta]:
     origin = 19
     history = series[: origin + 1]
     if k > len(history):
-        history = np.concatenate([np.repeat(history[:1], k - len(history), axis=0), history], axis=0)
+        history = np.concatenate(
+            [np.repeat(history[:1], k - len(history), axis=0), history], axis=0
+        )
     context = np.ascontiguousarray(history[-k:].T[:n])
     m = len(context)
     meta = SeriesMeta(
@@ -180,21 +236,33 @@ def _contexts(f: Forecaster, n: int = 12) -> tuple[np.ndarray, SeriesMeta]:
 
 
 def _check_attributes(f: Forecaster) -> None:
-    assert isinstance(f.name, str) and NAME_PATTERN.match(f.name), f"name must match {NAME_PATTERN.pattern}, got {f.name!r}"
+    assert isinstance(f.name, str) and NAME_PATTERN.match(f.name), (
+        f"name must match {NAME_PATTERN.pattern}, got {f.name!r}"
+    )
     k = f.context_length
-    assert isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1, f"context_length must be a positive int, got {k!r}"
+    assert isinstance(k, (int, np.integer)) and not isinstance(k, bool) and k >= 1, (
+        f"context_length must be a positive int, got {k!r}"
+    )
     validate_tags(f.get_tags(), f"forecaster '{f.name}'")
     doc = (type(f).__doc__ or "").strip()
-    assert doc, f"{type(f).__name__} needs a docstring (its first line is shown by `trajbench list forecasters`)"
+    assert doc, (
+        f"{type(f).__name__} needs a docstring (its first line is shown by `trajbench list forecasters`)"
+    )
 
 
 def _check_params(f: Forecaster) -> None:
     params = f.get_params()
     for name in type(f)._param_names():
-        assert name in params, f"__init__ parameter {name!r} is not stored as attribute self.{name} (get_params/clone need it)"
+        assert name in params, (
+            f"__init__ parameter {name!r} is not stored as attribute self.{name} (get_params/clone need it)"
+        )
     clone = f.clone()
-    assert type(clone) is type(f) and clone.name == f.name, "clone() must give the same class and name"
-    assert repr(clone.get_params()) == repr(params), f"clone() changed the parameters: {clone.get_params()!r} != {params!r}"
+    assert type(clone) is type(f) and clone.name == f.name, (
+        "clone() must give the same class and name"
+    )
+    assert repr(clone.get_params()) == repr(params), (
+        f"clone() changed the parameters: {clone.get_params()!r} != {params!r}"
+    )
     assert not clone.is_fitted, "clone() must return an unfitted forecaster"
     repr(f)
 
@@ -207,7 +275,9 @@ def _check_not_fitted(f: Forecaster) -> None:
             fresh.predict(context, 3, meta)
         except NotFittedError:
             return
-        raise AssertionError("predict before fit must raise trajbench.NotFittedError when needs_fit is True")
+        raise AssertionError(
+            "predict before fit must raise trajbench.NotFittedError when needs_fit is True"
+        )
     out = fresh.predict(context, 3, meta)
     assert out.shape == (len(context), 3)
 
@@ -226,8 +296,12 @@ def _check_predict_shapes(f: Forecaster) -> None:
     for n in (1, 5, len(context)):
         for horizon in (1, 3, 12):
             out = fitted.predict(context[:n], horizon, meta.take(slice(0, n)))
-            assert isinstance(out, np.ndarray) and out.dtype == np.float32, f"predict must return float32, got {type(out).__name__} {getattr(out, 'dtype', None)}"
-            assert out.shape == (n, horizon), f"predict returned {out.shape}, expected {(n, horizon)}"
+            assert isinstance(out, np.ndarray) and out.dtype == np.float32, (
+                f"predict must return float32, got {type(out).__name__} {getattr(out, 'dtype', None)}"
+            )
+            assert out.shape == (n, horizon), (
+                f"predict returned {out.shape}, expected {(n, horizon)}"
+            )
             assert np.isfinite(out).all(), "predict returned non-finite values"
     empty = fitted.predict(context[:0], 4, meta.take(slice(0, 0)))
     assert empty.shape == (0, 4)
@@ -237,14 +311,18 @@ def _check_long_horizon(f: Forecaster) -> None:
     fitted = _fitted(f)
     context, meta = _contexts(fitted)
     out = fitted.predict(context, 50, meta)
-    assert out.shape == (len(context), 50) and np.isfinite(out).all(), "predict must handle horizon 50 with finite values"
+    assert out.shape == (len(context), 50) and np.isfinite(out).all(), (
+        "predict must handle horizon 50 with finite values"
+    )
 
 
 def _check_meta_optional(f: Forecaster) -> None:
     fitted = _fitted(f)
     context, _ = _contexts(fitted)
     out = fitted.predict(context, 4, None)
-    assert out.shape == (len(context), 4) and np.isfinite(out).all(), "predict must work with meta=None (outside the harness)"
+    assert out.shape == (len(context), 4) and np.isfinite(out).all(), (
+        "predict must work with meta=None (outside the harness)"
+    )
 
 
 def _check_wider_context(f: Forecaster) -> None:
@@ -254,7 +332,9 @@ def _check_wider_context(f: Forecaster) -> None:
     a = fitted.predict(context, 4, meta)
     b = fitted.predict(wider, 4, meta)
     if fitted.get_tag("deterministic"):
-        np.testing.assert_array_equal(a, b, err_msg="a context wider than context_length must be trimmed to its last columns")
+        np.testing.assert_array_equal(
+            a, b, err_msg="a context wider than context_length must be trimmed to its last columns"
+        )
 
 
 def _check_input_types(f: Forecaster) -> None:
@@ -282,8 +362,16 @@ def _check_deterministic(f: Forecaster) -> None:
     a = _fitted(f)
     b = _fitted(f)
     context, meta = _contexts(a)
-    np.testing.assert_array_equal(a.predict(context, 6, meta), a.predict(context, 6, meta), err_msg="two predictions differ (tag deterministic=True)")
-    np.testing.assert_array_equal(a.predict(context, 6, meta), b.predict(context, 6, meta), err_msg="two fits on the same data predict differently (tag deterministic=True)")
+    np.testing.assert_array_equal(
+        a.predict(context, 6, meta),
+        a.predict(context, 6, meta),
+        err_msg="two predictions differ (tag deterministic=True)",
+    )
+    np.testing.assert_array_equal(
+        a.predict(context, 6, meta),
+        b.predict(context, 6, meta),
+        err_msg="two fits on the same data predict differently (tag deterministic=True)",
+    )
 
 
 def _check_constant_series(f: Forecaster) -> None:
@@ -301,7 +389,11 @@ def _check_pickle(f: Forecaster) -> None:
     context, meta = _contexts(fitted)
     restored = pickle.loads(pickle.dumps(fitted))
     if fitted.get_tag("deterministic"):
-        np.testing.assert_array_equal(fitted.predict(context, 3, meta), restored.predict(context, 3, meta), err_msg="a pickled and restored forecaster predicts differently")
+        np.testing.assert_array_equal(
+            fitted.predict(context, 3, meta),
+            restored.predict(context, 3, meta),
+            err_msg="a pickled and restored forecaster predicts differently",
+        )
     copy.deepcopy(fitted)
 
 
@@ -365,5 +457,8 @@ def check_forecaster(forecaster: Any, *, raise_first: bool = False) -> list[str]
             passed.append(name)
     if failures:
         label = getattr(_instance(forecaster), "name", repr(forecaster))
-        raise AssertionError(f"forecaster '{label}' failed {len(failures)} conformance check(s):\n  - " + "\n  - ".join(failures))
+        raise AssertionError(
+            f"forecaster '{label}' failed {len(failures)} conformance check(s):\n  - "
+            + "\n  - ".join(failures)
+        )
     return passed

@@ -33,13 +33,21 @@ from typing import Any
 
 from trajbench.errors import TrajbenchError, did_you_mean
 
-__all__ = ["TRAINABLE", "add_train_forecaster_parser", "cmd_train_forecaster", "split_training_data", "train_forecaster"]
+__all__ = [
+    "TRAINABLE",
+    "add_train_forecaster_parser",
+    "cmd_train_forecaster",
+    "split_training_data",
+    "train_forecaster",
+]
 
 #: Forecasters ``train-forecaster`` knows how to train and save.
 TRAINABLE: tuple[str, ...] = ("wnn",)
 
 
-def split_training_data(store: Any, *, seed: int = 0, protocol: Any = None, context_length: int = 5, horizon: int = 5) -> Any:
+def split_training_data(
+    store: Any, *, seed: int = 0, protocol: Any = None, context_length: int = 5, horizon: int = 5
+) -> Any:
     """The training split of ``store`` as the harness builds it for ``fit`` (with the
     validation split attached as ``.validation``)."""
     from trajbench.bench.protocol import PROTOCOL
@@ -56,7 +64,12 @@ def split_training_data(store: Any, *, seed: int = 0, protocol: Any = None, cont
         rows = splits[splits["split"] == split].reset_index(drop=True)
         return TrainingData(
             lambda: split_sources(store_obj, rows, protocol, seed),
-            runs=rows, store=store_obj, split=split, context_length=context_length, horizon=horizon, stride=1,
+            runs=rows,
+            store=store_obj,
+            split=split,
+            context_length=context_length,
+            horizon=horizon,
+            stride=1,
         )
 
     train = part("train")
@@ -111,7 +124,9 @@ def train_forecaster(
 
     say = log or (lambda msg: None)
     if name not in TRAINABLE:
-        raise TrajbenchError(f"train-forecaster cannot train {name!r}{did_you_mean(str(name), TRAINABLE)}; trainable forecasters: {', '.join(TRAINABLE)}")
+        raise TrajbenchError(
+            f"train-forecaster cannot train {name!r}{did_you_mean(str(name), TRAINABLE)}; trainable forecasters: {', '.join(TRAINABLE)}"
+        )
     for value, what in ((seed, "--seed"), (split_seed, "--split-seed")):
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise TrajbenchError(f"{what} must be a non-negative int, but got {value!r}")
@@ -123,7 +138,9 @@ def train_forecaster(
     valid = WNN._param_names()
     for key in params or {}:
         if key not in valid or key in ("seed", "checkpoints", "weights"):
-            raise TrajbenchError(f"wnn has no training parameter {key!r}{did_you_mean(str(key), valid)}")
+            raise TrajbenchError(
+                f"wnn has no training parameter {key!r}{did_you_mean(str(key), valid)}"
+            )
     model = WNN(seed=seed, **(params or {}))
     model._check_params()
     store_obj = open_store(store)
@@ -131,8 +148,12 @@ def train_forecaster(
     t0 = time.perf_counter()
     train = split_training_data(store_obj, seed=split_seed)
     if train.n_runs == 0:
-        raise TrajbenchError(f"store '{location}' has no run in the training split (it needs several configurations per task)")
-    say(f"training wnn on {train.n_runs} training run(s) of '{location}' (validation: {train.validation.n_runs}), seed {seed}")
+        raise TrajbenchError(
+            f"store '{location}' has no run in the training split (it needs several configurations per task)"
+        )
+    say(
+        f"training wnn on {train.n_runs} training run(s) of '{location}' (validation: {train.validation.n_runs}), seed {seed}"
+    )
     np.random.seed(seed)
     torch.manual_seed(seed)
     model.fit(train)
@@ -146,12 +167,27 @@ def train_forecaster(
     except ModuleNotFoundError:  # pragma: no cover - safetensors is in the dev extra
         weights_path = out_dir / "wnn.pt"
     model.save(weights_path, metadata={"store": location, "seed": seed, "split_seed": split_seed})
-    curve = pd.DataFrame(model.curve_, columns=["network", "step", "train_loss", "val_loss", "val_persistence", "n_train", "n_val"])
+    curve = pd.DataFrame(
+        model.curve_,
+        columns=[
+            "network",
+            "step",
+            "train_loss",
+            "val_loss",
+            "val_persistence",
+            "n_train",
+            "n_val",
+        ],
+    )
     curve.to_csv(out_dir / "val_curve.csv", index=False, float_format="%.6g")
     final = {}
     for net, rows in curve.groupby("network", sort=False):
         last = rows.iloc[-1]
-        final[str(net)] = {"train_loss": _finite(float(last.train_loss)), "val_loss": _finite(float(last.val_loss)), "val_persistence": _finite(float(last.val_persistence))}
+        final[str(net)] = {
+            "train_loss": _finite(float(last.train_loss)),
+            "val_loss": _finite(float(last.val_loss)),
+            "val_persistence": _finite(float(last.val_persistence)),
+        }
     t1 = time.perf_counter()
     digest = store_sha256(location) if hash_store and not location.startswith("memory://") else None
     card = {
@@ -159,7 +195,11 @@ def train_forecaster(
         "weights": weights_path.name,
         "weights_sha256": _sha256_file(weights_path),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "store": {"location": location, "sha256": digest, "hash_seconds": round(time.perf_counter() - t1, 3) if digest else None},
+        "store": {
+            "location": location,
+            "sha256": digest,
+            "hash_seconds": round(time.perf_counter() - t1, 3) if digest else None,
+        },
         "split": {
             "split_seed": split_seed,
             "rule": "trajbench.bench.splits.assign_splits (protocol 1.0), the harness's parameter sample",
@@ -178,7 +218,9 @@ def train_forecaster(
             "l1_bias": model.l1_bias,
             "torch_threads": 1,
         },
-        "params": {k: v for k, v in model.get_params().items() if k not in ("checkpoints", "weights")},
+        "params": {
+            k: v for k, v in model.get_params().items() if k not in ("checkpoints", "weights")
+        },
         "training_windows": model.n_samples_,
         "shared_networks": model.shared_,
         "final": final,
@@ -197,17 +239,30 @@ def cmd_train_forecaster(args: argparse.Namespace) -> int:
         if value is not None:
             params[key] = value
     log = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    card = train_forecaster(args.forecaster, args.store, args.out, seed=args.seed, split_seed=args.split_seed, params=params, hash_store=not args.no_store_hash, log=log)
+    card = train_forecaster(
+        args.forecaster,
+        args.store,
+        args.out,
+        seed=args.seed,
+        split_seed=args.split_seed,
+        params=params,
+        hash_store=not args.no_store_hash,
+        log=log,
+    )
     if args.json:
         print(json.dumps({k: v for k, v in card.items() if k != "curve"}, indent=2))
         return 0
-    print(f"trained {card['forecaster']} in {card['fit_seconds']:.1f} s on {len(card['split']['train_runs'])} training runs; wrote {Path(args.out) / card['weights']}")
+    print(
+        f"trained {card['forecaster']} in {card['fit_seconds']:.1f} s on {len(card['split']['train_runs'])} training runs; wrote {Path(args.out) / card['weights']}"
+    )
     for net, row in card["final"].items():
         shared = [k for k, v in card["shared_networks"].items() if v == net]
         extra = f" (also used for {', '.join(shared)})" if shared else ""
         val = "n/a" if row["val_loss"] is None else f"{row['val_loss']:.4f}"
         pers = "n/a" if row["val_persistence"] is None else f"{row['val_persistence']:.4f}"
-        print(f"  {net:5s} windows {card['training_windows'][net]:>8,}  val L1 {val} (persistence {pers}){extra}")
+        print(
+            f"  {net:5s} windows {card['training_windows'][net]:>8,}  val L1 {val} (persistence {pers}){extra}"
+        )
     return 0
 
 
@@ -221,15 +276,33 @@ def add_train_forecaster_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("forecaster", help=f"which forecaster ({', '.join(TRAINABLE)})")
     p.add_argument("store", help="store directory or fsspec URL")
     p.add_argument("--out", required=True, metavar="DIR", help="output directory")
-    p.add_argument("--seed", type=int, default=0, help="training seed: window sample, initialisation, batches (default 0)")
-    p.add_argument("--split-seed", type=int, default=0, help="the seed of `trajbench bench` whose split to train on (default 0)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="training seed: window sample, initialisation, batches (default 0)",
+    )
+    p.add_argument(
+        "--split-seed",
+        type=int,
+        default=0,
+        help="the seed of `trajbench bench` whose split to train on (default 0)",
+    )
     p.add_argument("--steps", type=int, help="Adam steps per network (default: the forecaster's)")
     p.add_argument("--batch-size", type=int, help="windows per step")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--max-samples", type=int, help="training windows sampled per network")
-    p.add_argument("--negative-slope", type=float, help="LeakyReLU slope (0.3 Keras, 0.01 the authors' PyTorch port)")
+    p.add_argument(
+        "--negative-slope",
+        type=float,
+        help="LeakyReLU slope (0.3 Keras, 0.01 the authors' PyTorch port)",
+    )
     p.add_argument("--eval-every", type=int, help="steps between points of the loss curve")
-    p.add_argument("--no-store-hash", action="store_true", help="skip hashing the store's bytes (card sha256 is then null)")
+    p.add_argument(
+        "--no-store-hash",
+        action="store_true",
+        help="skip hashing the store's bytes (card sha256 is then null)",
+    )
     p.add_argument("--json", action="store_true", help="print the card (without the curve) as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(func=cmd_train_forecaster)

@@ -25,7 +25,9 @@ N_FIELDS = 11
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc"})
-def score_kernel(pred, block, start, origins, n_valid, horizons, seg_start, seg_kind, n_kinds, linear, out):  # type: ignore[no-untyped-def]
+def score_kernel(
+    pred, block, start, origins, n_valid, horizons, seg_start, seg_kind, n_kinds, linear, out
+):  # type: ignore[no-untyped-def]
     """Add a batch's statistics to ``out`` ``(G, n_kinds + 1, N_FIELDS)`` float64.
 
     pred: ``(B * S, H)`` float32, window-major rows (unused when ``linear``).
@@ -60,7 +62,9 @@ def score_kernel(pred, block, start, origins, n_valid, horizons, seg_start, seg_
                 norm_t = 0.0
                 for s in range(seg_start[q], seg_start[q + 1]):
                     last32 = block[row_last, s]
-                    lin32 = h32 * (last32 - block[row_last - 1, s]) + last32  # as `linear` computes it
+                    lin32 = (
+                        h32 * (last32 - block[row_last - 1, s]) + last32
+                    )  # as `linear` computes it
                     t = np.float64(block[row_true, s])
                     last = np.float64(last32)
                     lin = np.float64(lin32)

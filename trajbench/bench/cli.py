@@ -21,7 +21,13 @@ from typing import Any
 
 from trajbench.errors import TrajbenchError
 
-__all__ = ["add_bench_parser", "add_list_parser", "add_list_forecasters_parser", "cmd_bench", "cmd_list_forecasters"]
+__all__ = [
+    "add_bench_parser",
+    "add_list_parser",
+    "add_list_forecasters_parser",
+    "cmd_bench",
+    "cmd_list_forecasters",
+]
 
 
 def _csv(text: str) -> list[str]:
@@ -38,7 +44,9 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
             else:
                 values.append(int(part))
         except ValueError:
-            raise TrajbenchError(f"{what} must be a comma list of ints or ranges like 1-5, but got {text!r}") from None
+            raise TrajbenchError(
+                f"{what} must be a comma list of ints or ranges like 1-5, but got {text!r}"
+            ) from None
     return tuple(sorted(set(values)))
 
 
@@ -58,35 +66,145 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("store", help="store directory or fsspec URL")
     p.add_argument("--out", required=True, metavar="RESULTS", help="output directory")
-    p.add_argument("--forecasters", metavar="A,B", help="registered forecasters, comma-separated, or 'all' (default: all registered, plus any --forecaster)")
-    p.add_argument("--forecaster", action="append", default=[], metavar="FILE.py:Class", help="a local forecaster class (repeatable); appears under its name attribute")
-    p.add_argument("--forecaster-config", metavar="FILE.toml", help="per-forecaster parameters: one [name] table each")
-    p.add_argument("--track", default="error", choices=[*TRACKS, "all"], help="which rows to produce (default: error)")
-    p.add_argument("--seed", type=int, default=0, help="sets every random choice: splits, samples, bootstrap, fit (default 0)")
-    p.add_argument("--splits", metavar="S,T", help=f"splits to report (default: {','.join(PROTOCOL.eval_splits)})")
-    p.add_argument("--stride", type=int, help=f"snapshots between window origins (default {PROTOCOL.stride})")
-    p.add_argument("--horizons", metavar="H", help="horizons to score, e.g. 1-5,10,20 (default: the protocol's)")
-    p.add_argument("--sample-size", metavar="N", help=f"series sampled per run, or 'all' (default {PROTOCOL.sample_size})")
-    p.add_argument("--bootstrap", type=int, help=f"bootstrap resamples over runs (default {PROTOCOL.bootstrap})")
-    p.add_argument("--unseen-tasks", metavar="P,Q", help="task patterns held out as 'unseen' (default: the protocol's; '' for none)")
-    p.add_argument("--unseen-architectures", metavar="P,Q", help="architecture patterns held out as 'unseen' (default: the protocol's)")
-    p.add_argument("--no-resume", action="store_true", help="recompute every forecaster even if RESULTS/partial/ has it")
-    p.add_argument("--no-store-hash", action="store_true", help="skip hashing the store's bytes (manifest sha256 is then null)")
-    p.add_argument("--no-memory", action="store_true", help="do not measure peak memory: no allocation tracing, which slows Python-heavy forecasters and their timings")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="dask scheduler address or 'local-cluster' to shard (forecaster x run) work")
-    p.add_argument("--allow-lossy-mix", action="store_true", help="benchmark a store that mixes lossy and lossless runs (refused by default)")
+    p.add_argument(
+        "--forecasters",
+        metavar="A,B",
+        help="registered forecasters, comma-separated, or 'all' (default: all registered, plus any --forecaster)",
+    )
+    p.add_argument(
+        "--forecaster",
+        action="append",
+        default=[],
+        metavar="FILE.py:Class",
+        help="a local forecaster class (repeatable); appears under its name attribute",
+    )
+    p.add_argument(
+        "--forecaster-config",
+        metavar="FILE.toml",
+        help="per-forecaster parameters: one [name] table each",
+    )
+    p.add_argument(
+        "--track",
+        default="error",
+        choices=[*TRACKS, "all"],
+        help="which rows to produce (default: error)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="sets every random choice: splits, samples, bootstrap, fit (default 0)",
+    )
+    p.add_argument(
+        "--splits",
+        metavar="S,T",
+        help=f"splits to report (default: {','.join(PROTOCOL.eval_splits)})",
+    )
+    p.add_argument(
+        "--stride", type=int, help=f"snapshots between window origins (default {PROTOCOL.stride})"
+    )
+    p.add_argument(
+        "--horizons",
+        metavar="H",
+        help="horizons to score, e.g. 1-5,10,20 (default: the protocol's)",
+    )
+    p.add_argument(
+        "--sample-size",
+        metavar="N",
+        help=f"series sampled per run, or 'all' (default {PROTOCOL.sample_size})",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        help=f"bootstrap resamples over runs (default {PROTOCOL.bootstrap})",
+    )
+    p.add_argument(
+        "--unseen-tasks",
+        metavar="P,Q",
+        help="task patterns held out as 'unseen' (default: the protocol's; '' for none)",
+    )
+    p.add_argument(
+        "--unseen-architectures",
+        metavar="P,Q",
+        help="architecture patterns held out as 'unseen' (default: the protocol's)",
+    )
+    p.add_argument(
+        "--no-resume",
+        action="store_true",
+        help="recompute every forecaster even if RESULTS/partial/ has it",
+    )
+    p.add_argument(
+        "--no-store-hash",
+        action="store_true",
+        help="skip hashing the store's bytes (manifest sha256 is then null)",
+    )
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="do not measure peak memory: no allocation tracing, which slows Python-heavy forecasters and their timings",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="dask scheduler address or 'local-cluster' to shard (forecaster x run) work",
+    )
+    p.add_argument(
+        "--allow-lossy-mix",
+        action="store_true",
+        help="benchmark a store that mixes lossy and lossless runs (refused by default)",
+    )
     g = p.add_argument_group("downstream track (docs/tracks.md)")
-    g.add_argument("--downstream-horizons", metavar="H", help="snapshots ahead, e.g. 1,5,10,20 (default 1,5,10,20)")
-    g.add_argument("--downstream-origins", type=int, metavar="N", help="origins per run, evenly spaced (default 8)")
-    g.add_argument("--downstream-epsilon", type=float, metavar="E", help="windows whose true accuracy change is below E are excluded (default 0.01)")
-    g.add_argument("--downstream-runs", type=int, metavar="N", help="at most N runs per task and split (default: all)")
+    g.add_argument(
+        "--downstream-horizons",
+        metavar="H",
+        help="snapshots ahead, e.g. 1,5,10,20 (default 1,5,10,20)",
+    )
+    g.add_argument(
+        "--downstream-origins",
+        type=int,
+        metavar="N",
+        help="origins per run, evenly spaced (default 8)",
+    )
+    g.add_argument(
+        "--downstream-epsilon",
+        type=float,
+        metavar="E",
+        help="windows whose true accuracy change is below E are excluded (default 0.01)",
+    )
+    g.add_argument(
+        "--downstream-runs",
+        type=int,
+        metavar="N",
+        help="at most N runs per task and split (default: all)",
+    )
     g = p.add_argument_group("online track (docs/tracks.md)")
     g.add_argument("--online-every", type=int, metavar="K", help="epochs between jumps (default 5)")
-    g.add_argument("--online-context", type=int, metavar="C", help="epoch-end snapshots given to the forecaster (default 5)")
-    g.add_argument("--online-horizon", type=int, metavar="H", help="epochs ahead each jump goes (default 5)")
-    g.add_argument("--online-seeds", type=int, metavar="N", help="training seeds per task, from --seed on (default 5)")
-    g.add_argument("--online-tasks", metavar="A,B", help="only these tasks (default: every real task of the evaluation splits)")
-    g.add_argument("--online-max-epochs", type=int, metavar="N", help="cap on the epochs of a run (default: the configuration's)")
+    g.add_argument(
+        "--online-context",
+        type=int,
+        metavar="C",
+        help="epoch-end snapshots given to the forecaster (default 5)",
+    )
+    g.add_argument(
+        "--online-horizon", type=int, metavar="H", help="epochs ahead each jump goes (default 5)"
+    )
+    g.add_argument(
+        "--online-seeds",
+        type=int,
+        metavar="N",
+        help="training seeds per task, from --seed on (default 5)",
+    )
+    g.add_argument(
+        "--online-tasks",
+        metavar="A,B",
+        help="only these tasks (default: every real task of the evaluation splits)",
+    )
+    g.add_argument(
+        "--online-max-epochs",
+        type=int,
+        metavar="N",
+        help="cap on the epochs of a run (default: the configuration's)",
+    )
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(func=cmd_bench)
@@ -110,7 +228,9 @@ def _protocol_from_args(args: argparse.Namespace) -> Any:
             try:
                 changes["sample_size"] = int(args.sample_size)
             except ValueError:
-                raise TrajbenchError(f"--sample-size must be a positive int or 'all', but got {args.sample_size!r}") from None
+                raise TrajbenchError(
+                    f"--sample-size must be a positive int or 'all', but got {args.sample_size!r}"
+                ) from None
     if args.bootstrap is not None:
         changes["bootstrap"] = args.bootstrap
     if args.unseen_tasks is not None:
@@ -128,11 +248,21 @@ def _track_settings_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     d: dict[str, Any] = {}
     if getattr(args, "downstream_horizons", None):
         d["horizons"] = _int_list(args.downstream_horizons, "--downstream-horizons")
-    for key, name in (("max_origins", "downstream_origins"), ("epsilon", "downstream_epsilon"), ("max_runs_per_task", "downstream_runs")):
+    for key, name in (
+        ("max_origins", "downstream_origins"),
+        ("epsilon", "downstream_epsilon"),
+        ("max_runs_per_task", "downstream_runs"),
+    ):
         if getattr(args, name, None) is not None:
             d[key] = getattr(args, name)
     o: dict[str, Any] = {}
-    for key, name in (("every", "online_every"), ("context", "online_context"), ("horizon", "online_horizon"), ("seeds", "online_seeds"), ("max_epochs", "online_max_epochs")):
+    for key, name in (
+        ("every", "online_every"),
+        ("context", "online_context"),
+        ("horizon", "online_horizon"),
+        ("seeds", "online_seeds"),
+        ("max_epochs", "online_max_epochs"),
+    ):
         if getattr(args, name, None) is not None:
             o[key] = getattr(args, name)
     if getattr(args, "online_tasks", None):
@@ -156,7 +286,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     specs: list[str] = ["all"] if args.forecasters is None else _csv(args.forecasters)
     specs.extend(args.forecaster)
     protocol = _protocol_from_args(args)
-    log = None if args.quiet or args.json else (lambda msg: print(f"trajbench bench: {msg}", file=sys.stderr))
+    log = (
+        None
+        if args.quiet or args.json
+        else (lambda msg: print(f"trajbench bench: {msg}", file=sys.stderr))
+    )
     downstream, online = _track_settings_from_args(args)
     result = run_benchmark(
         args.store,
@@ -177,7 +311,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         online=online,
     )
     table = result.table
-    sel = table[(table["task"] == "all") & (table["kind"] == "all") & (table["horizon"].isin(["short", "long"])) & (table["metric"] == "scaled_persistence")]
+    sel = table[
+        (table["task"] == "all")
+        & (table["kind"] == "all")
+        & (table["horizon"].isin(["short", "long"]))
+        & (table["metric"] == "scaled_persistence")
+    ]
     failures = table[table["status"] == "failed"]
     summary = [
         {
@@ -198,7 +337,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
                     "out": str(result.out),
                     "results": str(result.out / "results.parquet") if result.out else None,
                     "summary": summary,
-                    "failed": [{"forecaster": r.forecaster, "message": r.message} for r in failures.itertuples(index=False)],
+                    "failed": [
+                        {"forecaster": r.forecaster, "message": r.message}
+                        for r in failures.itertuples(index=False)
+                    ],
                     "manifest": json.loads(json.dumps(result.manifest, default=str)),
                 },
                 indent=2,
@@ -207,11 +349,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         )
         return 0
     windows = result.manifest["windows"]
-    print(f"store        {result.manifest['store']['location']} ({result.manifest['store']['n_runs']} runs; sha256 {str(result.manifest['store']['sha256'])[:12]})")
-    print(f"protocol     v{result.manifest['protocol']['version']}" + (f" (modified: {', '.join(result.manifest['protocol']['modified'])})" if result.manifest["protocol"]["modified"] else ""))
-    print(f"windows      {windows['evaluated_runs']} runs evaluated, first origin {windows['first_origin']}, stride {windows['stride']}, horizons {','.join(map(str, windows['horizons']))}")
+    print(
+        f"store        {result.manifest['store']['location']} ({result.manifest['store']['n_runs']} runs; sha256 {str(result.manifest['store']['sha256'])[:12]})"
+    )
+    print(
+        f"protocol     v{result.manifest['protocol']['version']}"
+        + (
+            f" (modified: {', '.join(result.manifest['protocol']['modified'])})"
+            if result.manifest["protocol"]["modified"]
+            else ""
+        )
+    )
+    print(
+        f"windows      {windows['evaluated_runs']} runs evaluated, first origin {windows['first_origin']}, stride {windows['stride']}, horizons {','.join(map(str, windows['horizons']))}"
+    )
     if windows["runs_without_windows"]:
-        print(f"             {len(windows['runs_without_windows'])} run(s) too short for any window (listed in manifest.json)")
+        print(
+            f"             {len(windows['runs_without_windows'])} run(s) too short for any window (listed in manifest.json)"
+        )
     print()
     if "error" in result.manifest["tracks"]["run"]:
         print("scaled error vs persistence (geometric mean over tasks, lower is better; 95% CI)")
@@ -223,18 +378,29 @@ def cmd_bench(args: argparse.Namespace) -> int:
             cells = [name]
             for split in splits:
                 for horizon in ("short", "long"):
-                    hit = sel[(sel["forecaster"] == name) & (sel["split"] == split) & (sel["horizon"] == horizon)]
+                    hit = sel[
+                        (sel["forecaster"] == name)
+                        & (sel["split"] == split)
+                        & (sel["horizon"] == horizon)
+                    ]
                     if hit.empty:
                         cells.append("failed" if name in set(failures["forecaster"]) else "-")
                     else:
                         r = hit.iloc[0]
-                        ci = f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]" if math.isfinite(r.ci_low) else ""
+                        ci = (
+                            f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+                            if math.isfinite(r.ci_low)
+                            else ""
+                        )
                         cells.append(f"{_fmt(r.value)}{ci}")
             rows.append(cells)
-        widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        widths = [
+            max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+            for i, h in enumerate(header)
+        ]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
         for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
     from trajbench.bench.downstream import summary_lines as downstream_lines
     from trajbench.bench.online import summary_lines as online_lines
 
@@ -243,13 +409,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     for r in failures.itertuples(index=False):
         print(f"failed       {r.forecaster}: {r.message}")
     print()
-    print(f"wrote        {result.out / 'results.parquet'}, results.csv, manifest.json ({len(table)} rows, {result.manifest['wall_seconds']:.1f} s)")
+    print(
+        f"wrote        {result.out / 'results.parquet'}, results.csv, manifest.json ({len(table)} rows, {result.manifest['wall_seconds']:.1f} s)"
+    )
     return 0
 
 
 def add_list_forecasters_parser(list_subparsers: Any) -> argparse.ArgumentParser:
     """Add ``forecasters`` under an existing ``list`` command's sub-parsers."""
-    p = list_subparsers.add_parser("forecasters", help="the forecasters available by name (built-in, entry points, registered)")
+    p = list_subparsers.add_parser(
+        "forecasters", help="the forecasters available by name (built-in, entry points, registered)"
+    )
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
     p.set_defaults(func=cmd_list_forecasters)
     return p
@@ -276,9 +446,20 @@ def cmd_list_forecasters(args: argparse.Namespace) -> int:
     for r in table.itertuples(index=False):
         needs_fit = "" if r.tags is None else ("yes" if r.tags.get("needs_fit") else "no")
         summary = r.summary if not r.error else f"cannot load: {r.error}"
-        rows.append((r.name, "-" if r.context_length is None else str(r.context_length), needs_fit, r.origin, summary))
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)).rstrip())
+        rows.append(
+            (
+                r.name,
+                "-" if r.context_length is None else str(r.context_length),
+                needs_fit,
+                r.origin,
+                summary,
+            )
+        )
+    widths = [
+        max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+        for i, h in enumerate(header)
+    ]
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
     for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     return 0

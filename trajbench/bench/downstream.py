@@ -47,9 +47,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trajbench._runtime import one_line
 from trajbench.bench.metrics import boot_mean, bootstrap_weights, percentile_ci
 from trajbench.bench.windows import SeriesSource, build_context, derive_seed, eligible_columns
-from trajbench._runtime import one_line
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
 
@@ -111,17 +111,30 @@ class DownstreamSettings:
 
     def __post_init__(self) -> None:
         hs = tuple(self.horizons)
-        if not hs or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hs):
-            raise TrajbenchError(f"downstream horizons must be positive ints, but got {self.horizons!r}")
+        if not hs or any(
+            isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hs
+        ):
+            raise TrajbenchError(
+                f"downstream horizons must be positive ints, but got {self.horizons!r}"
+            )
         if tuple(sorted(set(hs))) != hs:
-            raise TrajbenchError(f"downstream horizons must be increasing and distinct, but got {self.horizons!r}")
+            raise TrajbenchError(
+                f"downstream horizons must be increasing and distinct, but got {self.horizons!r}"
+            )
         object.__setattr__(self, "horizons", tuple(int(h) for h in hs))
         _positive_int(self.max_origins, "downstream max_origins")
         if self.max_runs_per_task is not None:
             _positive_int(self.max_runs_per_task, "downstream max_runs_per_task")
         _positive_int(self.batch_elements, "downstream batch_elements")
-        if isinstance(self.epsilon, bool) or not isinstance(self.epsilon, (int, float)) or not 0 <= self.epsilon < 1 or math.isnan(self.epsilon):
-            raise TrajbenchError(f"downstream epsilon must be a number in [0, 1), but got {self.epsilon!r}")
+        if (
+            isinstance(self.epsilon, bool)
+            or not isinstance(self.epsilon, (int, float))
+            or not 0 <= self.epsilon < 1
+            or math.isnan(self.epsilon)
+        ):
+            raise TrajbenchError(
+                f"downstream epsilon must be a number in [0, 1), but got {self.epsilon!r}"
+            )
         object.__setattr__(self, "splits", tuple(self.splits))
 
     def to_json(self) -> dict[str, Any]:
@@ -144,7 +157,9 @@ def _positive_int(value: Any, what: str) -> int:
 
 
 # ------------------------------------------------------------------ definitions
-def downstream_origins(n_snapshots: int, first: int, horizons: Sequence[int], max_origins: int) -> np.ndarray:
+def downstream_origins(
+    n_snapshots: int, first: int, horizons: Sequence[int], max_origins: int
+) -> np.ndarray:
     """The origins scored in a run of ``n_snapshots``: at most ``max_origins``, evenly
     spaced (rounded) from ``first`` to the last origin whose smallest horizon still
     exists, distinct and increasing; empty when there is none."""
@@ -155,7 +170,9 @@ def downstream_origins(n_snapshots: int, first: int, horizons: Sequence[int], ma
     return np.unique(np.round(np.linspace(first, last, count)).astype(np.int64))
 
 
-def gain_ratio(acc_forecast: Any, acc_origin: Any, acc_target: Any, epsilon: float) -> tuple[float, int, int]:
+def gain_ratio(
+    acc_forecast: Any, acc_origin: Any, acc_target: Any, epsilon: float
+) -> tuple[float, int, int]:
     """``(ratio, used, excluded)`` over a set of windows.
 
     ``ratio = sum sign(d)(acc_forecast - acc_origin) / sum |d|`` over the windows whose
@@ -168,7 +185,9 @@ def gain_ratio(acc_forecast: Any, acc_origin: Any, acc_target: Any, epsilon: flo
     o = np.asarray(acc_origin, dtype=np.float64).reshape(-1)
     t = np.asarray(acc_target, dtype=np.float64).reshape(-1)
     if not f.shape == o.shape == t.shape:
-        raise TrajbenchError(f"gain_ratio needs equally long arrays, but got {f.shape}, {o.shape} and {t.shape}")
+        raise TrajbenchError(
+            f"gain_ratio needs equally long arrays, but got {f.shape}, {o.shape} and {t.shape}"
+        )
     d = t - o
     with np.errstate(invalid="ignore"):
         use = np.isfinite(f) & np.isfinite(d) & (np.abs(d) >= epsilon) & (d != 0)
@@ -252,18 +271,32 @@ def evaluate_downstream(
     tasks = _Tasks()
     horizons = np.asarray(settings.horizons, dtype=np.int64)
     k_max = max([int(f.context_length) for f in forecasters] + [1])
-    info: dict[str, Any] = {"runs": 0, "windows": 0, "skipped_runs": [], "evaluate_seconds": 0.0, "evaluations": 0, "predict_seconds": {f.name: 0.0 for f in forecasters}}
+    info: dict[str, Any] = {
+        "runs": 0,
+        "windows": 0,
+        "skipped_runs": [],
+        "evaluate_seconds": 0.0,
+        "evaluations": 0,
+        "predict_seconds": {f.name: 0.0 for f in forecasters},
+    }
     for row in runs.sort_values("path", kind="stable").itertuples(index=False):
         run = store.run(row.path)
         attrs = run.attrs
         if not _is_real_task(attrs):
-            info["skipped_runs"].append({"path": row.path, "reason": f"task {attrs.get('task')!r} is not a registered task"})
+            info["skipped_runs"].append(
+                {"path": row.path, "reason": f"task {attrs.get('task')!r} is not a registered task"}
+            )
             continue
         n = int(run.n_snapshots)
         origins = downstream_origins(n, first, settings.horizons, settings.max_origins)
         specs = run.specs
         if not len(origins) or not specs:
-            info["skipped_runs"].append({"path": row.path, "reason": "no origin with a target" if specs else "no param_layout"})
+            info["skipped_runs"].append(
+                {
+                    "path": row.path,
+                    "reason": "no origin with a target" if specs else "no param_layout",
+                }
+            )
             continue
         cols = eligible_columns(specs, run.n_params, exclude_kinds, trainable_only)
         lo = max(0, int(origins[0]) - k_max + 1)
@@ -273,7 +306,13 @@ def evaluate_downstream(
         scorer = _Scorer(tasks(attrs), specs)
         truth: dict[int, tuple[float, float]] = {}
 
-        def true_score(i: int) -> tuple[float, float]:
+        def true_score(
+            i: int,
+            truth: dict[int, tuple[float, float]] = truth,
+            scorer: _Scorer = scorer,
+            block: np.ndarray = block,
+            lo: int = lo,
+        ) -> tuple[float, float]:
             if i not in truth:
                 truth[i] = scorer(block[i - lo])
             return truth[i]
@@ -292,10 +331,14 @@ def evaluate_downstream(
             try:
                 for b in range(0, len(origins), per_batch):
                     o = origins[b : b + per_batch]
-                    h_pred = int(max([h for h in horizons for oo in o if oo + h <= n - 1] or [horizons[0]]))
+                    h_pred = int(
+                        max([h for h in horizons for oo in o if oo + h <= n - 1] or [horizons[0]])
+                    )
                     context = build_context(series, lo, o, k)
                     t0 = time.perf_counter()
-                    pred = f.predict(context, h_pred, meta.tile(len(o)).with_origin(np.repeat(o, len(cols))))
+                    pred = f.predict(
+                        context, h_pred, meta.tile(len(o)).with_origin(np.repeat(o, len(cols)))
+                    )
                     info["predict_seconds"][f.name] += time.perf_counter() - t0
                     pred = pred.reshape(len(o), len(cols), h_pred)
                     for i, origin in enumerate(o):
@@ -307,7 +350,22 @@ def evaluate_downstream(
                             forecast = block[int(origin) - lo].copy()
                             forecast[cols] = pred[i, :, h - 1]
                             acc_f, loss_f = scorer(forecast)
-                            rows.append([f.name, row.path, str(row.task), str(row.split), int(origin), int(h), acc_f, acc_o, acc_t, loss_f, loss_o, loss_t])
+                            rows.append(
+                                [
+                                    f.name,
+                                    row.path,
+                                    str(row.task),
+                                    str(row.split),
+                                    int(origin),
+                                    int(h),
+                                    acc_f,
+                                    acc_o,
+                                    acc_t,
+                                    loss_f,
+                                    loss_o,
+                                    loss_t,
+                                ]
+                            )
             except Exception as exc:
                 failures[f.name] = f"{one_line(exc)} (downstream, run '{row.path}')"
                 say(f"{f.name}: failed on the downstream track: {failures[f.name]}")
@@ -337,8 +395,10 @@ def _per_run(windows: pd.DataFrame, epsilon: float) -> pd.DataFrame:
     out = []
     for frame in (windows, windows.assign(horizon="long")):
         for key, g in frame.groupby(["forecaster", "run", "task", "split", "horizon"], sort=False):
-            ratio, used, excluded = gain_ratio(g["acc_forecast"], g["acc_origin"], g["acc_target"], epsilon)
-            rec = dict(zip(["forecaster", "run", "task", "split", "horizon"], key))
+            ratio, used, excluded = gain_ratio(
+                g["acc_forecast"], g["acc_origin"], g["acc_target"], epsilon
+            )
+            rec = dict(zip(["forecaster", "run", "task", "split", "horizon"], key, strict=True))
             rec["horizon"] = str(rec["horizon"])
             for m in _MEAN_METRICS:
                 v = g[m].to_numpy(np.float64)
@@ -348,7 +408,10 @@ def _per_run(windows: pd.DataFrame, epsilon: float) -> pd.DataFrame:
             rec["excluded_windows"] = float(excluded)
             rec["windows"] = len(g)
             out.append(rec)
-    return pd.DataFrame(out, columns=["forecaster", "run", "task", "split", "horizon", *DOWNSTREAM_METRICS, "windows"])
+    return pd.DataFrame(
+        out,
+        columns=["forecaster", "run", "task", "split", "horizon", *DOWNSTREAM_METRICS, "windows"],
+    )
 
 
 def aggregate_downstream(
@@ -375,7 +438,21 @@ def aggregate_downstream(
 
     records: list[dict[str, Any]] = []
     for name, message in failures.items():
-        records.append(_record(name, "all", "all", None, "error", math.nan, math.nan, math.nan, 0, "failed", message))
+        records.append(
+            _record(
+                name,
+                "all",
+                "all",
+                None,
+                "error",
+                math.nan,
+                math.nan,
+                math.nan,
+                0,
+                "failed",
+                message,
+            )
+        )
     per_run = _per_run(windows, epsilon) if not windows.empty else pd.DataFrame()
     if not per_run.empty:
         per_run["col"] = per_run["forecaster"].astype(str) + "\x1f" + per_run["horizon"].astype(str)
@@ -396,8 +473,14 @@ def aggregate_downstream(
                 finite = np.isfinite(flat)
                 count = finite.sum(0)
                 with np.errstate(invalid="ignore"):
-                    point = np.where(count > 0, np.where(finite, flat, 0).sum(0) / np.maximum(count, 1), np.nan)
-                weights = bootstrap_weights(len(runs), bootstrap, derive_seed("trajbench-downstream-bootstrap-v1", seed, split, task))
+                    point = np.where(
+                        count > 0, np.where(finite, flat, 0).sum(0) / np.maximum(count, 1), np.nan
+                    )
+                weights = bootstrap_weights(
+                    len(runs),
+                    bootstrap,
+                    derive_seed("trajbench-downstream-bootstrap-v1", seed, split, task),
+                )
                 boots = boot_mean(flat, weights)
                 if len(runs) >= 2:
                     low, high = percentile_ci(boots, ci_level)
@@ -414,18 +497,52 @@ def aggregate_downstream(
                     name, horizon = col.split("\x1f")
                     for m, metric in enumerate(DOWNSTREAM_METRICS):
                         if metric == "excluded_windows":
-                            records.append(_record(name, str(task), str(split), horizon, metric, float(excl_total[c]), math.nan, math.nan, int(windows_n[c]), "ok", ""))
+                            records.append(
+                                _record(
+                                    name,
+                                    str(task),
+                                    str(split),
+                                    horizon,
+                                    metric,
+                                    float(excl_total[c]),
+                                    math.nan,
+                                    math.nan,
+                                    int(windows_n[c]),
+                                    "ok",
+                                    "",
+                                )
+                            )
                         else:
-                            records.append(_record(name, str(task), str(split), horizon, metric, point[c, m], low[c, m], high[c, m], int(count[c, m]), "ok", ""))
+                            records.append(
+                                _record(
+                                    name,
+                                    str(task),
+                                    str(split),
+                                    horizon,
+                                    metric,
+                                    point[c, m],
+                                    low[c, m],
+                                    high[c, m],
+                                    int(count[c, m]),
+                                    "ok",
+                                    "",
+                                )
+                            )
             # task = all: mean over tasks of the task means
             points = np.vstack(task_points)
             finite = np.isfinite(points)
             n_tasks = finite.sum(0)
             with np.errstate(invalid="ignore"):
-                mean = np.where(n_tasks > 0, np.where(finite, points, 0).sum(0) / np.maximum(n_tasks, 1), np.nan)
+                mean = np.where(
+                    n_tasks > 0, np.where(finite, points, 0).sum(0) / np.maximum(n_tasks, 1), np.nan
+                )
                 stacked = np.stack(task_boots)  # (T, B, M)
                 bf = np.isfinite(stacked)
-                boot_all = np.where(bf.sum(0) > 0, np.where(bf, stacked, 0).sum(0) / np.maximum(bf.sum(0), 1), np.nan)
+                boot_all = np.where(
+                    bf.sum(0) > 0,
+                    np.where(bf, stacked, 0).sum(0) / np.maximum(bf.sum(0), 1),
+                    np.nan,
+                )
             low, high = percentile_ci(boot_all, ci_level)
             shape = (len(cols_all), len(DOWNSTREAM_METRICS))
             mean, low, high, n_tasks = (a.reshape(shape) for a in (mean, low, high, n_tasks))
@@ -437,9 +554,37 @@ def aggregate_downstream(
                 name, horizon = col.split("\x1f")
                 for m, metric in enumerate(DOWNSTREAM_METRICS):
                     if metric == "excluded_windows":
-                        records.append(_record(name, "all", str(split), horizon, metric, float(excl[col]), math.nan, math.nan, int(wins[col]), "ok", ""))
+                        records.append(
+                            _record(
+                                name,
+                                "all",
+                                str(split),
+                                horizon,
+                                metric,
+                                float(excl[col]),
+                                math.nan,
+                                math.nan,
+                                int(wins[col]),
+                                "ok",
+                                "",
+                            )
+                        )
                     elif n_tasks[c, m] > 0:
-                        records.append(_record(name, "all", str(split), horizon, metric, mean[c, m], low[c, m], high[c, m], int(n_tasks[c, m]), "ok", ""))
+                        records.append(
+                            _record(
+                                name,
+                                "all",
+                                str(split),
+                                horizon,
+                                metric,
+                                mean[c, m],
+                                low[c, m],
+                                high[c, m],
+                                int(n_tasks[c, m]),
+                                "ok",
+                                "",
+                            )
+                        )
     table = pd.DataFrame(records, columns=list(COLUMNS))
     if table.empty:
         return normalize_table(table)
@@ -464,7 +609,19 @@ def _horizon_key(h: Any) -> tuple[int, int]:
     return (0, int(h)) if h.isdigit() else (1, 0)
 
 
-def _record(forecaster: str, task: str, split: str, horizon: Any, metric: str, value: float, low: float, high: float, n: int, status: str, message: str) -> dict[str, Any]:
+def _record(
+    forecaster: str,
+    task: str,
+    split: str,
+    horizon: Any,
+    metric: str,
+    value: float,
+    low: float,
+    high: float,
+    n: int,
+    status: str,
+    message: str,
+) -> dict[str, Any]:
     return {
         "forecaster": forecaster,
         "task": task,
@@ -503,20 +660,44 @@ def run_downstream_track(
     names forecasters that could not be fitted (they get a failure row here too).
     Returns ``(rows, manifest_section)``."""
     if not isinstance(settings, DownstreamSettings):
-        raise TrajbenchError(f"downstream settings must be a trajbench.bench.downstream.DownstreamSettings, but got {type(settings).__name__}")
+        raise TrajbenchError(
+            f"downstream settings must be a trajbench.bench.downstream.DownstreamSettings, but got {type(settings).__name__}"
+        )
     say = log or (lambda msg: None)
     t0 = time.perf_counter()
-    picked = splits[splits["split"].isin(settings.splits) & (splits["group"] == "runs")].sort_values("path", kind="stable")
+    picked = splits[
+        splits["split"].isin(settings.splits) & (splits["group"] == "runs")
+    ].sort_values("path", kind="stable")
     if settings.max_runs_per_task is not None:
-        picked = picked.groupby(["task", "split"], sort=False, group_keys=False).head(settings.max_runs_per_task)
+        picked = picked.groupby(["task", "split"], sort=False, group_keys=False).head(
+            settings.max_runs_per_task
+        )
     failures = dict(failed or {})
     live = [f for f in forecasters if f.name not in failures]
-    say(f"downstream: {len(live)} forecaster(s) on {len(picked)} run(s), horizons {','.join(map(str, settings.horizons))}, at most {settings.max_origins} origins per run")
+    say(
+        f"downstream: {len(live)} forecaster(s) on {len(picked)} run(s), horizons {','.join(map(str, settings.horizons))}, at most {settings.max_origins} origins per run"
+    )
     windows, new_failures, info = evaluate_downstream(
-        store, live, picked, settings=settings, first=first, seed=seed, exclude_kinds=exclude_kinds, trainable_only=trainable_only, log=log
+        store,
+        live,
+        picked,
+        settings=settings,
+        first=first,
+        seed=seed,
+        exclude_kinds=exclude_kinds,
+        trainable_only=trainable_only,
+        log=log,
     )
     failures.update(new_failures)
-    table = aggregate_downstream(windows, failures, epsilon=settings.epsilon, bootstrap=bootstrap, ci_level=ci_level, seed=seed, order=[f.name for f in forecasters])
+    table = aggregate_downstream(
+        windows,
+        failures,
+        epsilon=settings.epsilon,
+        bootstrap=bootstrap,
+        ci_level=ci_level,
+        seed=seed,
+        order=[f.name for f in forecasters],
+    )
     section = {
         "settings": settings.to_json(),
         "first_origin": first,
@@ -535,10 +716,18 @@ def run_downstream_track(
 def summary_lines(table: pd.DataFrame) -> list[str]:
     """A few lines for a terminal: per forecaster and split, the cross-task gain ratio
     per horizon (with its interval). Empty when the table has no downstream rows."""
-    sel = table[(table["track"] == TRACK) & (table["task"] == "all") & (table["metric"] == "gain_ratio") & (table["status"] != "failed")]
+    sel = table[
+        (table["track"] == TRACK)
+        & (table["task"] == "all")
+        & (table["metric"] == "gain_ratio")
+        & (table["status"] != "failed")
+    ]
     if sel.empty:
         return []
-    lines = ["", "downstream gain ratio (acc(forecast) - acc(w_t)) / (acc(w_t+h) - acc(w_t)), mean over tasks; 1 = as good as training on, 0 = as the origin"]
+    lines = [
+        "",
+        "downstream gain ratio (acc(forecast) - acc(w_t)) / (acc(w_t+h) - acc(w_t)), mean over tasks; 1 = as good as training on, 0 = as the origin",
+    ]
     for (name, split), g in sel.groupby(["forecaster", "split"], sort=False):
         cells = []
         for r in g.itertuples(index=False):

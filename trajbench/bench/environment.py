@@ -16,7 +16,17 @@ from typing import Any
 
 from trajbench.store.root import platform_info
 
-__all__ = ["store_sha256", "store_hashes", "StoreHashes", "STORE_HASH_DEFINITION", "machine_info", "library_versions", "Meter", "process_memory", "reset_peak_rss"]
+__all__ = [
+    "store_sha256",
+    "store_hashes",
+    "StoreHashes",
+    "STORE_HASH_DEFINITION",
+    "machine_info",
+    "library_versions",
+    "Meter",
+    "process_memory",
+    "reset_peak_rss",
+]
 
 STORE_HASH_DEFINITION = (
     "sha256-files-v1: SHA-256 of the UTF-8 text with one line '<path>\\t<sha256 of the file bytes>\\n' per regular file"
@@ -75,7 +85,7 @@ def _file_digests(text: str, threads: int = HASH_THREADS) -> list[tuple[str, str
                 digests = list(pool.map(_sha256_path, [p for _, p in files]))
         else:
             digests = [_sha256_path(p) for _, p in files]
-        return [(rel, digest) for (rel, _), digest in zip(files, digests)]
+        return [(rel, digest) for (rel, _), digest in zip(files, digests, strict=True)]
     import fsspec
 
     fs, root_path = fsspec.core.url_to_fs(text)
@@ -175,7 +185,20 @@ def machine_info() -> dict[str, Any]:
 def library_versions(extra: tuple[str, ...] = ()) -> dict[str, str | None]:
     from importlib import metadata
 
-    names = ("trajbench", "numpy", "pandas", "pyarrow", "zarr", "numcodecs", "torch", "scikit-learn", "statsmodels", "dask", "distributed", *extra)
+    names = (
+        "trajbench",
+        "numpy",
+        "pandas",
+        "pyarrow",
+        "zarr",
+        "numcodecs",
+        "torch",
+        "scikit-learn",
+        "statsmodels",
+        "dask",
+        "distributed",
+        *extra,
+    )
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in names:
         try:

@@ -31,8 +31,8 @@ import random
 import sys
 import time
 import tomllib
-from concurrent.futures import Future
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trajbench.bench.environment import HASH_THREADS, STORE_HASH_DEFINITION, Meter, StoreHashes, library_versions, machine_info, store_hashes
+from trajbench._runtime import one_line, rng_state, set_rng_state
+from trajbench.bench.environment import (
+    HASH_THREADS,
+    STORE_HASH_DEFINITION,
+    Meter,
+    StoreHashes,
+    library_versions,
+    machine_info,
+    store_hashes,
+)
 from trajbench.bench.metrics import STAT_FIELDS, KindSegments, score_windows
 from trajbench.bench.protocol import PROTOCOL, Protocol
 from trajbench.bench.results import (
@@ -61,17 +70,21 @@ from trajbench.bench.windows import (
     first_origin,
     iter_blocks,
     sample_run,
-    split_sources,
     scored_horizons,
+    split_sources,
     window_origins,
 )
 from trajbench.cards import CONTENT_HASH_DEFINITION
-from trajbench._runtime import one_line, rng_state, set_rng_state
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.forecasting.base import Forecaster, validate_tags
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
-from trajbench.forecasting.registry import get_forecaster, list_forecasters, load_forecaster_class, validate_forecaster_name
+from trajbench.forecasting.registry import (
+    get_forecaster,
+    list_forecasters,
+    load_forecaster_class,
+    validate_forecaster_name,
+)
 
 __all__ = [
     "TRACKS",
@@ -98,8 +111,12 @@ class Track:
 #: The tracks ``--track`` accepts. Later issues implement the placeholders.
 TRACKS: dict[str, Track] = {
     "error": Track("error", "forecast error in weight space against the stored trajectories", True),
-    "downstream": Track("downstream", "loss and accuracy of the task's model with forecasted weights loaded", True),
-    "online": Track("online", "time-to-target when the forecaster skips training ahead during a run", True),
+    "downstream": Track(
+        "downstream", "loss and accuracy of the task's model with forecasted weights loaded", True
+    ),
+    "online": Track(
+        "online", "time-to-target when the forecaster skips training ahead during a run", True
+    ),
 }
 
 
@@ -113,9 +130,13 @@ def resolve_tracks(track: str) -> tuple[list[str], list[str]]:
     if track == "all":
         return implemented_tracks(), [t for t in TRACKS if t not in implemented_tracks()]
     if track not in TRACKS:
-        raise TrajbenchError(f"unknown track {track!r}{did_you_mean(str(track), [*TRACKS, 'all'])}; tracks are {', '.join([*TRACKS, 'all'])}")
+        raise TrajbenchError(
+            f"unknown track {track!r}{did_you_mean(str(track), [*TRACKS, 'all'])}; tracks are {', '.join([*TRACKS, 'all'])}"
+        )
     if not TRACKS[track].implemented:
-        raise TrajbenchError(f"track '{track}' is not implemented yet (implemented: {', '.join(implemented_tracks())})")
+        raise TrajbenchError(
+            f"track '{track}' is not implemented yet (implemented: {', '.join(implemented_tracks())})"
+        )
     return [track], []
 
 
@@ -134,11 +155,15 @@ def load_forecaster_config(path: str | os.PathLike[str] | None) -> dict[str, dic
         raise TrajbenchError(f"forecaster config '{path}' is not valid TOML: {exc}") from None
     for name, params in data.items():
         if not isinstance(params, dict):
-            raise TrajbenchError(f"forecaster config '{path}': '{name}' must be a table of parameters ([{name}]), but got {params!r}")
+            raise TrajbenchError(
+                f"forecaster config '{path}': '{name}' must be a table of parameters ([{name}]), but got {params!r}"
+            )
     return data
 
 
-def resolve_forecasters(specs: Sequence[Any] | None, config: Mapping[str, Mapping[str, Any]] | None = None) -> list[Forecaster]:
+def resolve_forecasters(
+    specs: Sequence[Any] | None, config: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Forecaster]:
     """Turn names, ``file.py:Class`` specs, classes and instances into forecasters.
 
     ``None`` or ``"all"`` means every registered forecaster. ``config`` maps a
@@ -178,18 +203,26 @@ def resolve_forecasters(specs: Sequence[Any] | None, config: Mapping[str, Mappin
             used_config.update([item] if item in config else [])
             forecaster = get_forecaster(item, **params)
         else:
-            raise TrajbenchError(f"a forecaster must be a name, a 'file.py:Class' spec, a Forecaster class or instance, but got {item!r}")
+            raise TrajbenchError(
+                f"a forecaster must be a name, a 'file.py:Class' spec, a Forecaster class or instance, but got {item!r}"
+            )
         out.append(forecaster)
     names = [f.name for f in out]
     for name in names:
         validate_forecaster_name(name)
         if names.count(name) > 1:
-            raise TrajbenchError(f"two forecasters are named '{name}'; give one a different name attribute")
+            raise TrajbenchError(
+                f"two forecasters are named '{name}'; give one a different name attribute"
+            )
     unused = sorted(set(config) - used_config)
     if unused:
-        raise TrajbenchError(f"the forecaster config names '{unused[0]}'{did_you_mean(unused[0], names)}, which is not among the forecasters benchmarked ({', '.join(names)})")
+        raise TrajbenchError(
+            f"the forecaster config names '{unused[0]}'{did_you_mean(unused[0], names)}, which is not among the forecasters benchmarked ({', '.join(names)})"
+        )
     if not out:
-        raise TrajbenchError("no forecasters to benchmark; name some with --forecasters a,b or --forecaster FILE.py:Class")
+        raise TrajbenchError(
+            "no forecasters to benchmark; name some with --forecasters a,b or --forecaster FILE.py:Class"
+        )
     return out
 
 
@@ -209,7 +242,9 @@ class _Unloadable(Forecaster):
         except TrajbenchError as exc:
             return cls(name, str(exc))
 
-    def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:  # pragma: no cover
+    def _predict(
+        self, context: np.ndarray, horizon: int, meta: SeriesMeta | None
+    ) -> np.ndarray:  # pragma: no cover
         raise TrajbenchError(self.error)
 
 
@@ -268,7 +303,9 @@ class _RunResult:
     stats: np.ndarray | None  # (G, K + 1, F)
     reference: np.ndarray | None  # the reference on the whole sample (first result only)
     own_reference: np.ndarray | None = None  # the reference on a series budget's subset
-    reference_kinds: list[str] = field(default_factory=list)  # the kinds of ``reference`` (the whole sample's)
+    reference_kinds: list[str] = field(
+        default_factory=list
+    )  # the kinds of ``reference`` (the whole sample's)
     fallbacks: dict[str, int] = field(default_factory=dict)
     predict_seconds: float = 0.0
     predict_peak_bytes: int = 0
@@ -296,7 +333,9 @@ class _MetaTiles:
     run (read-only: every batch and forecaster shares it; a smaller batch gets a view of
     its first rows), with the batch's origins attached per call."""
 
-    def __init__(self, source: SeriesSource, max_windows: int, positions: np.ndarray | None = None) -> None:
+    def __init__(
+        self, source: SeriesSource, max_windows: int, positions: np.ndarray | None = None
+    ) -> None:
         self._source = source
         self._max = int(max_windows)
         self._positions = positions
@@ -389,7 +428,7 @@ class _OpenedRuns:
         async def every() -> list[Any]:
             return await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
 
-        for path, opened in zip(paths, sync(every())):
+        for path, opened in zip(paths, sync(every()), strict=True):
             if not isinstance(opened, BaseException):
                 g, w, steps = opened
                 self._runs[path] = Run(zarr.Group(g), path, weights=zarr.Array(w), steps=steps)
@@ -425,7 +464,14 @@ class _View:
     has its own kinds, meta and reference statistics, so that scaled errors stay paired
     on the same series."""
 
-    def __init__(self, source: SeriesSource, positions: np.ndarray | None, max_windows: int, n_horizons: int, stat_shape_tail: int) -> None:
+    def __init__(
+        self,
+        source: SeriesSource,
+        positions: np.ndarray | None,
+        max_windows: int,
+        n_horizons: int,
+        stat_shape_tail: int,
+    ) -> None:
         self.positions = positions
         kinds_all = source.kinds if positions is None else source.kinds[positions]
         self.kinds = sorted({str(k) for k in kinds_all})
@@ -434,7 +480,9 @@ class _View:
         self.n_series = len(codes)
         self.tiles = _MetaTiles(source, max_windows, positions)
         self.stat_shape = (n_horizons, len(self.kinds) + 1, stat_shape_tail)
-        self.reference: np.ndarray | None = None  # the reference's statistics on this view (budget views)
+        self.reference: np.ndarray | None = (
+            None  # the reference's statistics on this view (budget views)
+        )
         self.block: np.ndarray | None = None
         self.ref_stats: np.ndarray | None = None
 
@@ -494,7 +542,15 @@ def _evaluate_run(
     kinds = sorted({str(k) for k in source.kinds})
     positions = [job.positions(_series_budget(f)) for f in forecasters]
     results = [
-        _RunResult(job.path, job.task, job.split, horizons, kinds if pos is None else sorted({str(k) for k in source.kinds[pos]}), None, None)
+        _RunResult(
+            job.path,
+            job.task,
+            job.split,
+            horizons,
+            kinds if pos is None else sorted({str(k) for k in source.kinds[pos]}),
+            None,
+            None,
+        )
         for pos in (positions or [None])
     ]
     if not len(origins) or not len(horizons) or not source.n_series:
@@ -514,7 +570,10 @@ def _evaluate_run(
 
     full = view_of(None)
     reference = np.zeros(full.stat_shape) if want_reference else None
-    slots = [_Slot(f, r, Meter(memory=settings.measure_memory), _is_reference(f), view_of(pos)) for f, r, pos in zip(forecasters, results, positions)]
+    slots = [
+        _Slot(f, r, Meter(memory=settings.measure_memory), _is_reference(f), view_of(pos))
+        for f, r, pos in zip(forecasters, results, positions, strict=True)
+    ]
     for slot in slots:
         slot.result.stats = np.zeros(slot.view.stat_shape)
     for view in views.values():
@@ -524,10 +583,22 @@ def _evaluate_run(
     predict_seed = derive_seed("trajbench-predict-v1", settings.seed, job.path)
     if slots and not shared:
         _seed_everything(predict_seed)
-    for start, block, chunk in iter_blocks(source, origins, max(k_max, 2) - 1, h_pred, settings.block_bytes, from_zero=source._first is None):
+    for start, block, chunk in iter_blocks(
+        source,
+        origins,
+        max(k_max, 2) - 1,
+        h_pred,
+        settings.block_bytes,
+        from_zero=source._first is None,
+    ):
         if start == 0 and source._first is None:
             source._first = block[0].copy()
-        live = [v for v in views.values() if (v is full and want_reference) or any(s.view is v and s.result.error is None for s in slots)]
+        live = [
+            v
+            for v in views.values()
+            if (v is full and want_reference)
+            or any(s.view is v and s.result.error is None for s in slots)
+        ]
         for view in live:
             view.block = view.take(block)
         for b in range(0, len(chunk), per_batch):
@@ -576,7 +647,11 @@ def _evaluate_run(
                 target = reference if view is full else view.reference
                 if target is not None:
                     assert view.block is not None
-                    target += view.ref_stats if view.ref_stats is not None else score_windows(None, view.block, start, o, horizons, n, view.segments)
+                    target += (
+                        view.ref_stats
+                        if view.ref_stats is not None
+                        else score_windows(None, view.block, start, o, horizons, n, view.segments)
+                    )
         for view in live:
             view.block = None
     for slot in slots:
@@ -604,7 +679,9 @@ def _source(store: Any, job: _RunJob, cache: dict[str, Any] | None) -> SeriesSou
             from trajbench.store.reader import open_store
 
             store = open_store(store)
-        source = SeriesSource.from_run(store.run(job.path), job.columns, job.task, n_snapshots=job.n_snapshots)
+        source = SeriesSource.from_run(
+            store.run(job.path), job.columns, job.task, n_snapshots=job.n_snapshots
+        )
         if cache is not None:
             cache[job.path] = source
     return source
@@ -618,7 +695,15 @@ def _first_block(source: SeriesSource, settings: _Settings) -> tuple[int, int] |
     if not len(origins) or not len(horizons) or not source.n_series:
         return None
     back = max(settings.max_context, 2) - 1
-    for start, stop, _, _ in block_bounds(n, source.n_series, origins, back, int(horizons.max()), settings.block_bytes, from_zero=source._first is None):
+    for start, stop, _, _ in block_bounds(
+        n,
+        source.n_series,
+        origins,
+        back,
+        int(horizons.max()),
+        settings.block_bytes,
+        from_zero=source._first is None,
+    ):
         return start, stop
     return None
 
@@ -631,7 +716,9 @@ def _now(fn: Callable[[], Any]) -> Future[Any]:
     return done
 
 
-def _prefetch_first_block(store: Any, job: _RunJob, settings: _Settings, cache: dict[str, Any], submit: Callable[..., Any]) -> None:
+def _prefetch_first_block(
+    store: Any, job: _RunJob, settings: _Settings, cache: dict[str, Any], submit: Callable[..., Any]
+) -> None:
     """Start reading the first block :func:`_evaluate_run` will read of ``job``, so that
     reading the next run overlaps scoring this one (the same rows, so the same numbers).
     A run not yet in ``cache`` is also opened on the background thread (its sample's
@@ -659,7 +746,13 @@ def _series_budget(forecaster: Forecaster) -> int | None:
     return None if budget is None else int(budget)
 
 
-def _evaluate_run_copy(store: Any, job: _RunJob, forecaster: Forecaster | None, want_reference: bool, settings: _Settings) -> _RunResult:
+def _evaluate_run_copy(
+    store: Any,
+    job: _RunJob,
+    forecaster: Forecaster | None,
+    want_reference: bool,
+    settings: _Settings,
+) -> _RunResult:
     """:func:`_evaluate_run` on a private copy of the forecaster (dask workers may share
     one scattered object between threads)."""
     import copy
@@ -679,9 +772,35 @@ def _stats_frame(results: Sequence[_RunResult], attr: str) -> pd.DataFrame:
     def per_run(name: str) -> np.ndarray:
         return np.repeat(np.asarray([getattr(r, name) for r, _ in parts], dtype=object), sizes)
 
-    kind = np.concatenate([np.tile(np.asarray([*(r.reference_kinds if attr == "reference" and r.reference_kinds else r.kinds), "all"], dtype=object), arr.shape[0]) for r, arr in parts])
-    horizon = np.concatenate([np.repeat(np.asarray(r.horizons, dtype=np.int64), arr.shape[1]) for r, arr in parts])
-    data: dict[str, Any] = {"run": per_run("path"), "task": per_run("task"), "split": per_run("split"), "kind": kind, "horizon": horizon}
+    kind = np.concatenate(
+        [
+            np.tile(
+                np.asarray(
+                    [
+                        *(
+                            r.reference_kinds
+                            if attr == "reference" and r.reference_kinds
+                            else r.kinds
+                        ),
+                        "all",
+                    ],
+                    dtype=object,
+                ),
+                arr.shape[0],
+            )
+            for r, arr in parts
+        ]
+    )
+    horizon = np.concatenate(
+        [np.repeat(np.asarray(r.horizons, dtype=np.int64), arr.shape[1]) for r, arr in parts]
+    )
+    data: dict[str, Any] = {
+        "run": per_run("path"),
+        "task": per_run("task"),
+        "split": per_run("split"),
+        "kind": kind,
+        "horizon": horizon,
+    }
     data.update({name: values[:, i] for i, name in enumerate(STAT_FIELDS)})
     return pd.DataFrame(data, columns=columns)
 
@@ -710,7 +829,12 @@ class BenchResult:
     def summary(self, metric: str = "scaled_persistence", horizon: str = "long") -> pd.DataFrame:
         """Forecasters x splits: the cross-task value of ``metric`` at ``horizon``."""
         t = self.table
-        sel = t[(t["task"] == "all") & (t["kind"] == "all") & (t["metric"] == metric) & (t["horizon"] == horizon)]
+        sel = t[
+            (t["task"] == "all")
+            & (t["kind"] == "all")
+            & (t["metric"] == metric)
+            & (t["horizon"] == horizon)
+        ]
         return sel.pivot_table(index="forecaster", columns="split", values="value", aggfunc="first")
 
 
@@ -720,7 +844,9 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def _save_partial(partial_dir: Path, name: str, fingerprint: str, stats: pd.DataFrame | None, info: dict[str, Any]) -> None:
+def _save_partial(
+    partial_dir: Path, name: str, fingerprint: str, stats: pd.DataFrame | None, info: dict[str, Any]
+) -> None:
     partial_dir.mkdir(parents=True, exist_ok=True)
     if stats is not None:
         tmp = partial_dir / f".{name}.parquet.tmp-{os.getpid()}"
@@ -729,7 +855,9 @@ def _save_partial(partial_dir: Path, name: str, fingerprint: str, stats: pd.Data
     _write_json(partial_dir / f"{name}.json", {"fingerprint": fingerprint, **info})
 
 
-def _load_partial(partial_dir: Path, name: str, fingerprint: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+def _load_partial(
+    partial_dir: Path, name: str, fingerprint: str
+) -> tuple[pd.DataFrame, dict[str, Any]] | None:
     meta_path, data_path = partial_dir / f"{name}.json", partial_dir / f"{name}.parquet"
     if not meta_path.exists() or not data_path.exists():
         return None
@@ -755,12 +883,16 @@ class _StoreHasher:
         self.waited = 0.0
         self._value: StoreHashes | None = None
         self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(location,), name="trajbench-store-hash", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(location,), name="trajbench-store-hash", daemon=True
+        )
         self._thread.start()
 
     def _run(self, location: str) -> None:
         try:
-            self._value = store_hashes(location, threads=min(HASH_THREADS, max(1, (os.cpu_count() or 1) - 1)))
+            self._value = store_hashes(
+                location, threads=min(HASH_THREADS, max(1, (os.cpu_count() or 1) - 1))
+            )
         except BaseException as exc:  # re-raised on the caller's thread by result()
             self._error = exc
 
@@ -791,7 +923,12 @@ def _lossy_runs(opened: _OpenedRuns, allow_mix: bool) -> dict[str, Any]:
             f"store '{opened.location}' mixes lossy and lossless runs ({len(lossy)} of {len(paths)} lossy, e.g. '{example}'), whose errors are not comparable;"
             " pass --allow-lossy-mix (allow_lossy_mix=True) to benchmark it anyway"
         )
-    errors = [float(v["max_rel_error"]) for v in lossy.values() if isinstance(v.get("max_rel_error"), (int, float)) and not isinstance(v.get("max_rel_error"), bool)]
+    errors = [
+        float(v["max_rel_error"])
+        for v in lossy.values()
+        if isinstance(v.get("max_rel_error"), (int, float))
+        and not isinstance(v.get("max_rel_error"), bool)
+    ]
     return {
         "lossy_runs": len(lossy),
         "lossless_runs": len(paths) - len(lossy),
@@ -878,7 +1015,9 @@ def run_benchmark(
     seed = int(seed)
     tracks_to_run, tracks_skipped = resolve_tracks(track)
     if not isinstance(protocol, Protocol):
-        raise TrajbenchError(f"protocol must be a trajbench.bench.protocol.Protocol, but got {type(protocol).__name__}")
+        raise TrajbenchError(
+            f"protocol must be a trajbench.bench.protocol.Protocol, but got {type(protocol).__name__}"
+        )
     if isinstance(forecaster_config, (str, os.PathLike)):
         forecaster_config = load_forecaster_config(forecaster_config)
     store_obj = store if isinstance(store, Store) else open_store(store)
@@ -904,9 +1043,19 @@ def run_benchmark(
     splits = assign_splits(opened, protocol, seed)
     timings["splits"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    first = first_origin([int(f.context_length) for f in fitted], protocol.max_start, protocol.min_start)
+    first = first_origin(
+        [int(f.context_length) for f in fitted], protocol.max_start, protocol.min_start
+    )
     max_context = max([int(f.context_length) for f in fitted] + [2])
-    settings = _Settings(protocol, seed, first, max_context, int(batch_elements), int(block_bytes), bool(measure_memory))
+    settings = _Settings(
+        protocol,
+        seed,
+        first,
+        max_context,
+        int(batch_elements),
+        int(block_bytes),
+        bool(measure_memory),
+    )
 
     eval_rows = splits[splits["split"].isin(protocol.eval_splits)].reset_index(drop=True)
     jobs: list[_RunJob] = []
@@ -914,7 +1063,9 @@ def run_benchmark(
     columns_used = columns_read = 0  # the chunk-aware sample's read cost, for the manifest
     for row in eval_rows.itertuples(index=False):
         run = opened.run(row.path)
-        sample = sample_run(run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only)
+        sample = sample_run(
+            run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only
+        )
         columns = sample.columns
         n = int(row.n_snapshots)
         n_origins = len(window_origins(n, first, protocol.stride))
@@ -924,7 +1075,9 @@ def run_benchmark(
                 if not n_origins
                 else "no eligible parameter to sample"
             )
-            no_windows.append({"path": row.path, "split": row.split, "n_snapshots": n, "reason": reason})
+            no_windows.append(
+                {"path": row.path, "split": row.split, "n_snapshots": n, "reason": reason}
+            )
             continue
         jobs.append(_RunJob(row.path, str(row.task), str(row.split), n, columns, sample.order))
         columns_used += len(columns)
@@ -943,7 +1096,9 @@ def run_benchmark(
                 "protocol": protocol.to_json(),
                 "seed": seed,
                 "first_origin": first,
-                "store": hashes.files if hashes is not None else {"location": location, "runs": [[j.path, j.n_snapshots] for j in jobs]},
+                "store": hashes.files
+                if hashes is not None
+                else {"location": location, "runs": [[j.path, j.n_snapshots] for j in jobs]},
                 "runs": [[j.path, j.split, j.n_snapshots] for j in jobs],
                 "results_format_version": RESULTS_FORMAT_VERSION,
             }
@@ -970,8 +1125,25 @@ def run_benchmark(
     def training_data(f: Forecaster) -> TrainingData:
         k = int(f.context_length)
         short = max(protocol.short_horizons)
-        val = TrainingData(sources_of("validation", val_runs), runs=val_runs, store=store_obj, split="validation", context_length=k, horizon=short, stride=1)
-        return TrainingData(sources_of("train", train_runs), runs=train_runs, store=store_obj, split="train", context_length=k, horizon=short, stride=1, validation=val)
+        val = TrainingData(
+            sources_of("validation", val_runs),
+            runs=val_runs,
+            store=store_obj,
+            split="validation",
+            context_length=k,
+            horizon=short,
+            stride=1,
+        )
+        return TrainingData(
+            sources_of("train", train_runs),
+            runs=train_runs,
+            store=store_obj,
+            split="train",
+            context_length=k,
+            horizon=short,
+            stride=1,
+            validation=val,
+        )
 
     outcomes: list[ForecasterOutcome] = []
     manifest_forecasters: list[dict[str, Any]] = []
@@ -1009,8 +1181,16 @@ def run_benchmark(
                 loaded = _load_partial(partial_dir, forecaster.name, fingerprint(ident))
                 if loaded is not None:
                     stats, info = loaded
-                    say(f"{forecaster.name}: resumed from {partial_dir / (forecaster.name + '.parquet')}")
-                    own = _load_partial(partial_dir, f"_reference.{forecaster.name}", fingerprint(ident)) if info.get("own_reference") else None
+                    say(
+                        f"{forecaster.name}: resumed from {partial_dir / (forecaster.name + '.parquet')}"
+                    )
+                    own = (
+                        _load_partial(
+                            partial_dir, f"_reference.{forecaster.name}", fingerprint(ident)
+                        )
+                        if info.get("own_reference")
+                        else None
+                    )
                     slots[i] = ForecasterOutcome(
                         forecaster.name,
                         stats,
@@ -1022,7 +1202,13 @@ def run_benchmark(
                         reference=own[0] if own is not None else None,
                         series=info.get("series", {}),
                     )
-                    entry.update({"resumed": True, "runtime": info.get("runtime", {}), "status": info.get("status", "ok")})
+                    entry.update(
+                        {
+                            "resumed": True,
+                            "runtime": info.get("runtime", {}),
+                            "status": info.get("status", "ok"),
+                        }
+                    )
                     continue
             fit = _fit_forecaster(forecaster, settings, training_data, say)
             if isinstance(fit, ForecasterOutcome):
@@ -1034,7 +1220,13 @@ def run_benchmark(
             if partial_dir is not None:
                 own = result.reference is not None and result.status != "failed"
                 if own:  # written first: the forecaster's own file marks it done
-                    _save_partial(partial_dir, f"_reference.{result.name}", fingerprint(idents[i]), result.reference, {"status": "ok", "what": "the reference on the forecaster's series budget"})
+                    _save_partial(
+                        partial_dir,
+                        f"_reference.{result.name}",
+                        fingerprint(idents[i]),
+                        result.reference,
+                        {"status": "ok", "what": "the reference on the forecaster's series budget"},
+                    )
                 _save_partial(
                     partial_dir,
                     result.name,
@@ -1057,16 +1249,36 @@ def run_benchmark(
             if reference is None and frame is not None:
                 reference = frame
                 if partial_dir is not None:
-                    _save_partial(partial_dir, "_reference", fingerprint(), reference, {"status": "ok", "what": "last-two linear extrapolation on the same windows"})
+                    _save_partial(
+                        partial_dir,
+                        "_reference",
+                        fingerprint(),
+                        reference,
+                        {
+                            "status": "ok",
+                            "what": "last-two linear extrapolation on the same windows",
+                        },
+                    )
 
         if dask_client is not None:
             for i, forecaster, fit_meter in to_score:
                 reuse = _is_reference(forecaster)
                 say(f"{forecaster.name}: predicting {len(jobs)} run(s)")
-                results, error = _evaluate_dask(dask_client, location, forecaster, jobs, reference is None and not reuse, settings)
+                results, error = _evaluate_dask(
+                    dask_client,
+                    location,
+                    forecaster,
+                    jobs,
+                    reference is None and not reuse,
+                    settings,
+                )
                 result = _outcome(forecaster, fit_meter, results, error, say)
                 if reference is None and error is None:
-                    found_reference(result.stats.copy() if reuse and result.stats is not None else _stats_frame(results, "reference"))
+                    found_reference(
+                        result.stats.copy()
+                        if reuse and result.stats is not None
+                        else _stats_frame(results, "reference")
+                    )
                 finish(i, result)
         elif to_score or (reference is None and jobs):
             names = [f.name for _, f, _ in to_score]
@@ -1075,23 +1287,35 @@ def run_benchmark(
             else:
                 say("computing the reference (last-two linear extrapolation)")
             per_forecaster, errors, ref_results = _evaluate_local(
-                opened, [f for _, f, _ in to_score], jobs, settings, reference is None, progress, source_cache
+                opened,
+                [f for _, f, _ in to_score],
+                jobs,
+                settings,
+                reference is None,
+                progress,
+                source_cache,
             )
             if ref_results is not None:
                 found_reference(_stats_frame(ref_results, "reference"))
-            for (i, forecaster, fit_meter), results, error in zip(to_score, per_forecaster, errors):
+            for (i, forecaster, fit_meter), results, error in zip(
+                to_score, per_forecaster, errors, strict=True
+            ):
                 finish(i, _outcome(forecaster, fit_meter, results, error, say))
         if reference is None and jobs:
             say("computing the reference (last-two linear extrapolation)")
-            ref_results = [_evaluate_run(opened, job, None, True, settings, source_cache)[0] for job in jobs]
+            ref_results = [
+                _evaluate_run(opened, job, None, True, settings, source_cache)[0] for job in jobs
+            ]
             reference = _stats_frame(ref_results, "reference")
             if partial_dir is not None:
                 _save_partial(partial_dir, "_reference", fingerprint(), reference, {"status": "ok"})
-        for entry, result in zip(entries, slots):
+        for entry, result in zip(entries, slots, strict=True):
             assert result is not None
             outcomes.append(result)
             if not entry["resumed"]:
-                entry.update({"status": result.status, "message": result.message, "runtime": result.runtime})
+                entry.update(
+                    {"status": result.status, "message": result.message, "runtime": result.runtime}
+                )
             manifest_forecasters.append(entry)
     finally:
         if dask_client is not None and own_client:
@@ -1111,10 +1335,27 @@ def run_benchmark(
         datas = task_data.setdefault(str(row.task), [])
         if row.data and row.data not in datas:
             datas.append(str(row.data))
-    table = aggregate_error_track(outcomes, reference, protocol, seed, task_data=task_data, task_architectures=task_archs, track="error")
+    table = aggregate_error_track(
+        outcomes,
+        reference,
+        protocol,
+        seed,
+        task_data=task_data,
+        task_architectures=task_archs,
+        track="error",
+    )
     timings["aggregate"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    track_frames, track_sections = _skip_tracks(tracks_to_run, fitted, settings, training_data, opened, splits, {"downstream": downstream, "online": online}, say)
+    track_frames, track_sections = _skip_tracks(
+        tracks_to_run,
+        fitted,
+        settings,
+        training_data,
+        opened,
+        splits,
+        {"downstream": downstream, "online": online},
+        say,
+    )
     if "error" not in tracks_to_run:
         table = table.iloc[0:0]
     if track_frames:
@@ -1135,8 +1376,17 @@ def run_benchmark(
     manifest: dict[str, Any] = {
         "results_format_version": RESULTS_FORMAT_VERSION,
         "trajbench_version": __version__,
-        "protocol": {"version": protocol.version, "modified": protocol.modified(), "settings": protocol.to_json()},
-        "tracks": {"requested": track, "run": tracks_to_run, "not_implemented": tracks_skipped, **track_sections},
+        "protocol": {
+            "version": protocol.version,
+            "modified": protocol.modified(),
+            "settings": protocol.to_json(),
+        },
+        "tracks": {
+            "requested": track,
+            "run": tracks_to_run,
+            "not_implemented": tracks_skipped,
+            **track_sections,
+        },
         "seed": seed,
         "store_content_sha256": hashes.content if hashes is not None else None,
         "lossy": lossy["lossy_runs"] > 0,
@@ -1169,7 +1419,9 @@ def run_benchmark(
         "finished_at": finished_at,
         "wall_seconds": round(time.perf_counter() - t_start, 3),
         "timings_seconds": {k: round(v, 3) for k, v in timings.items()},
-        "scheduler": scheduler if scheduler is None or isinstance(scheduler, str) else type(scheduler).__name__,
+        "scheduler": scheduler
+        if scheduler is None or isinstance(scheduler, str)
+        else type(scheduler).__name__,
     }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -1211,19 +1463,42 @@ def _skip_tracks(
         from trajbench.bench.downstream import DownstreamSettings, run_downstream_track
 
         rows, sections["downstream"] = run_downstream_track(
-            store, forecasters, splits, settings=options.get("downstream") or DownstreamSettings(), first=settings.first_origin, seed=settings.seed,
-            exclude_kinds=protocol.exclude_kinds, trainable_only=protocol.trainable_only, bootstrap=protocol.bootstrap, ci_level=protocol.ci_level, failed=failed, log=say,
+            store,
+            forecasters,
+            splits,
+            settings=options.get("downstream") or DownstreamSettings(),
+            first=settings.first_origin,
+            seed=settings.seed,
+            exclude_kinds=protocol.exclude_kinds,
+            trainable_only=protocol.trainable_only,
+            bootstrap=protocol.bootstrap,
+            ci_level=protocol.ci_level,
+            failed=failed,
+            log=say,
         )
         frames.append(rows)
     if "online" in wanted:
         from trajbench.bench.online import OnlineSettings, run_online_track
 
-        rows, sections["online"] = run_online_track(store, forecasters, splits, settings=options.get("online") or OnlineSettings(), seed=settings.seed, failed=failed, log=say)
+        rows, sections["online"] = run_online_track(
+            store,
+            forecasters,
+            splits,
+            settings=options.get("online") or OnlineSettings(),
+            seed=settings.seed,
+            failed=failed,
+            log=say,
+        )
         frames.append(rows)
     return frames, sections
 
 
-def _fit_forecaster(forecaster: Forecaster, settings: _Settings, training_data: Callable[[Forecaster], TrainingData], say: Callable[[str], None]) -> Meter | ForecasterOutcome:
+def _fit_forecaster(
+    forecaster: Forecaster,
+    settings: _Settings,
+    training_data: Callable[[Forecaster], TrainingData],
+    say: Callable[[str], None],
+) -> Meter | ForecasterOutcome:
     """Fit one forecaster on the training split: its fit meter, or a failure outcome."""
     name = forecaster.name
     pretrained = forecaster.get_tag("pretrained_on") or {}
@@ -1282,7 +1557,9 @@ def _evaluate_local(
 
     def submit(fn: Callable[[], Any]) -> Any:
         future = reader.submit(fn)
-        reading[:] = [f for f in reading if not f.done()]  # a finished read holds its block: let it go
+        reading[:] = [
+            f for f in reading if not f.done()
+        ]  # a finished read holds its block: let it go
         reading.append(future)
         return future
 
@@ -1295,16 +1572,27 @@ def _evaluate_local(
             live = [i for i in range(len(forecasters)) if errors[i] is None]
             if not live and not want_reference:
                 break
+
             # read the next run's first block while this one is scored
             def prefetch_next(ahead: Sequence[_RunJob] = jobs[k + 1 : k + 1 + _READ_AHEAD]) -> None:
                 for nxt in ahead:
                     if nxt.path not in cache:
                         _prefetch_first_block(store, nxt, settings, cache, submit)
 
-            results = _evaluate_run(store, job, [forecasters[i] for i in live], want_reference, settings, cache, quiesce, prefetch_next, metered_shapes)
+            results = _evaluate_run(
+                store,
+                job,
+                [forecasters[i] for i in live],
+                want_reference,
+                settings,
+                cache,
+                quiesce,
+                prefetch_next,
+                metered_shapes,
+            )
             if ref_results is not None:
                 ref_results.append(results[0])
-            for i, r in zip(live, results):
+            for i, r in zip(live, results, strict=True):
                 if r.error is not None:
                     errors[i] = r.error
                 else:
@@ -1318,7 +1606,13 @@ def _evaluate_local(
     return per_forecaster, errors, ref_results
 
 
-def _outcome(forecaster: Forecaster, fit_meter: Meter, results: Sequence[_RunResult], error: str | None, say: Callable[[str], None]) -> ForecasterOutcome:
+def _outcome(
+    forecaster: Forecaster,
+    fit_meter: Meter,
+    results: Sequence[_RunResult],
+    error: str | None,
+    say: Callable[[str], None],
+) -> ForecasterOutcome:
     """A scored forecaster's outcome: statistics, status, fallbacks and runtime."""
     name = forecaster.name
     pretrained = forecaster.get_tag("pretrained_on") or {}
@@ -1334,13 +1628,25 @@ def _outcome(forecaster: Forecaster, fit_meter: Meter, results: Sequence[_RunRes
         runtime["predict_series_per_second"] = series / runtime["predict_seconds"]
     if error is not None:
         say(f"{name}: failed: {error}")
-        return ForecasterOutcome(name, None, "failed", error, runtime=runtime, pretrained_on=pretrained)
+        return ForecasterOutcome(
+            name, None, "failed", error, runtime=runtime, pretrained_on=pretrained
+        )
     stats = _stats_frame(results, "stats")
     fallbacks = {r.path: r.fallbacks for r in results if r.fallbacks}
     status = "fallback" if fallbacks else "ok"
     own = _stats_frame(results, "own_reference") if _series_budget(forecaster) is not None else None
     series = {r.path: int(r.series_predicted) for r in results}
-    return ForecasterOutcome(name, stats, status, "", fallbacks, runtime, pretrained, reference=own if own is not None and not own.empty else None, series=series)
+    return ForecasterOutcome(
+        name,
+        stats,
+        status,
+        "",
+        fallbacks,
+        runtime,
+        pretrained,
+        reference=own if own is not None and not own.empty else None,
+        series=series,
+    )
 
 
 # -------------------------------------------------------------- scale-out
@@ -1348,14 +1654,20 @@ def _dask_client(scheduler: Any) -> Any:
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError:
-        raise TrajbenchError("--scheduler needs dask.distributed; install trajbench[distributed]") from None
+        raise TrajbenchError(
+            "--scheduler needs dask.distributed; install trajbench[distributed]"
+        ) from None
     if isinstance(scheduler, Client):
         return scheduler
     if not isinstance(scheduler, str):
-        raise TrajbenchError(f"scheduler must be an address, 'local-cluster' or a dask Client, but got {scheduler!r}")
+        raise TrajbenchError(
+            f"scheduler must be an address, 'local-cluster' or a dask Client, but got {scheduler!r}"
+        )
     if scheduler == "local-cluster":
         workers = max(1, min(4, os.cpu_count() or 1))
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        )
         client = Client(cluster)
         client._trajbench_cluster = cluster  # type: ignore[attr-defined]
         return client
@@ -1365,20 +1677,33 @@ def _dask_client(scheduler: Any) -> Any:
         raise TrajbenchError(f"cannot reach the dask scheduler '{scheduler}': {exc}") from None
 
 
-def _evaluate_dask(client: Any, location: str, forecaster: Forecaster, jobs: Sequence[_RunJob], want_reference: bool, settings: _Settings) -> tuple[list[_RunResult], str | None]:
+def _evaluate_dask(
+    client: Any,
+    location: str,
+    forecaster: Forecaster,
+    jobs: Sequence[_RunJob],
+    want_reference: bool,
+    settings: _Settings,
+) -> tuple[list[_RunResult], str | None]:
     """One task per (forecaster, run); the fitted forecaster is shipped once."""
     if location.startswith("memory://"):
-        raise TrajbenchError("--scheduler needs a store the workers can open (a path or a shared URL), not memory://")
+        raise TrajbenchError(
+            "--scheduler needs a store the workers can open (a path or a shared URL), not memory://"
+        )
     module = sys.modules.get(type(forecaster).__module__)
     if module is not None and module.__name__.startswith("trajbench_local_"):
         import cloudpickle
 
         cloudpickle.register_pickle_by_value(module)  # a class from a local file: ship its code
     remote = client.scatter(forecaster, broadcast=True)
-    futures = [client.submit(_evaluate_run_copy, location, job, remote, want_reference, settings, pure=False) for job in jobs]
+    futures = [
+        client.submit(
+            _evaluate_run_copy, location, job, remote, want_reference, settings, pure=False
+        )
+        for job in jobs
+    ]
     results = client.gather(futures)
     for r in results:
         if r.error is not None:
             return [], r.error
     return list(results), None
-

@@ -56,10 +56,30 @@ STAT_FIELDS: tuple[str, ...] = (
     "n_cos",  # windows where both displacements are non-zero
 )
 # the scoring kernel writes the fields in this order (trajbench/bench/_scoring.py)
-assert STAT_FIELDS == ("n", "sum_abs", "sum_sq", "sum_abs_p", "sum_ref_p", "n_zero_p", "sum_abs_l", "sum_ref_l", "n_zero_l", "sum_cos", "n_cos")
+assert STAT_FIELDS == (
+    "n",
+    "sum_abs",
+    "sum_sq",
+    "sum_abs_p",
+    "sum_ref_p",
+    "n_zero_p",
+    "sum_abs_l",
+    "sum_ref_l",
+    "n_zero_l",
+    "sum_cos",
+    "n_cos",
+)
 
 #: Metric names of the results table computed from the statistics.
-METRICS: tuple[str, ...] = ("mae", "rmse", "scaled_persistence", "scaled_linear", "cosine", "excluded_persistence", "excluded_linear")
+METRICS: tuple[str, ...] = (
+    "mae",
+    "rmse",
+    "scaled_persistence",
+    "scaled_linear",
+    "cosine",
+    "excluded_persistence",
+    "excluded_linear",
+)
 #: Metrics averaged geometrically across runs and tasks (ratios).
 SCALED_METRICS: tuple[str, ...] = ("scaled_persistence", "scaled_linear")
 
@@ -72,7 +92,9 @@ def mae(pred: np.ndarray, true: np.ndarray) -> float:
 
 def rmse(pred: np.ndarray, true: np.ndarray) -> float:
     """Root mean squared error."""
-    return float(np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(true, np.float64)) ** 2)))
+    return float(
+        np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(true, np.float64)) ** 2))
+    )
 
 
 def scaled_error(pred: np.ndarray, true: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
@@ -113,7 +135,11 @@ class KindSegments:
         self.n_kinds = K
         self.n_series = len(codes)
         starts = np.flatnonzero(np.diff(codes)) + 1
-        self.seg_start = np.concatenate([[0], starts, [len(codes)]]).astype(np.int64) if len(codes) else np.zeros(1, np.int64)
+        self.seg_start = (
+            np.concatenate([[0], starts, [len(codes)]]).astype(np.int64)
+            if len(codes)
+            else np.zeros(1, np.int64)
+        )
         self.seg_kind = np.ascontiguousarray(codes[self.seg_start[:-1]])
 
 
@@ -162,18 +188,43 @@ def score_windows(
         raise ValueError(f"kind codes cover {kinds.n_series} series, but the block has {S}")
     if not B or not G or not S:
         return out
-    n_valid = np.searchsorted(horizons, int(n_snapshots) - 1 - origins, side="right").astype(np.int64)
+    n_valid = np.searchsorted(horizons, int(n_snapshots) - 1 - origins, side="right").astype(
+        np.int64
+    )
     lowest = int(origins.min()) - 1 - start
-    highest = int((origins + np.where(n_valid > 0, horizons[np.maximum(n_valid - 1, 0)], 0)).max()) - start
+    highest = (
+        int((origins + np.where(n_valid > 0, horizons[np.maximum(n_valid - 1, 0)], 0)).max())
+        - start
+    )
     if lowest < 0 or highest >= len(block):
-        raise ValueError(f"internal: the block (rows {start}..{start + len(block) - 1}) does not hold every window's rows")
+        raise ValueError(
+            f"internal: the block (rows {start}..{start + len(block) - 1}) does not hold every window's rows"
+        )
     if pred is None:
         data = np.zeros((1, 1), dtype=np.float32)
     else:
-        data = pred if pred.dtype == np.float32 and (pred.flags.c_contiguous or pred.flags.f_contiguous) else np.ascontiguousarray(pred, dtype=np.float32)
+        data = (
+            pred
+            if pred.dtype == np.float32 and (pred.flags.c_contiguous or pred.flags.f_contiguous)
+            else np.ascontiguousarray(pred, dtype=np.float32)
+        )
         if data.ndim != 2 or data.shape[0] != B * S or data.shape[1] < int(horizons[-1]):
-            raise ValueError(f"predictions of shape {data.shape} do not cover {B} windows x {S} series x {int(horizons[-1])} horizons")
-    score_kernel(data, block, int(start), origins, n_valid, horizons, kinds.seg_start, kinds.seg_kind, kinds.n_kinds, pred is None, out)
+            raise ValueError(
+                f"predictions of shape {data.shape} do not cover {B} windows x {S} series x {int(horizons[-1])} horizons"
+            )
+    score_kernel(
+        data,
+        block,
+        int(start),
+        origins,
+        n_valid,
+        horizons,
+        kinds.seg_start,
+        kinds.seg_kind,
+        kinds.n_kinds,
+        pred is None,
+        out,
+    )
     return out
 
 
@@ -203,7 +254,11 @@ def bootstrap_weights(n_runs: int, n_resamples: int, seed: int) -> np.ndarray:
     rng = np.random.Generator(np.random.PCG64(seed))
     idx = rng.integers(0, n_runs, size=(n_resamples, n_runs))
     flat = (idx + n_runs * np.arange(n_resamples)[:, None]).reshape(-1)
-    return np.bincount(flat, minlength=n_resamples * n_runs).reshape(n_resamples, n_runs).astype(np.float64)
+    return (
+        np.bincount(flat, minlength=n_resamples * n_runs)
+        .reshape(n_resamples, n_runs)
+        .astype(np.float64)
+    )
 
 
 def boot_mean(values: np.ndarray, weights: np.ndarray) -> np.ndarray:

@@ -52,8 +52,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from trajbench.bench.windows import derive_seed
 from trajbench._runtime import one_line, one_torch_thread, rng_state, set_rng_state
+from trajbench.bench.windows import derive_seed
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.meta import SeriesMeta
@@ -134,7 +134,9 @@ class OnlineSettings:
         object.__setattr__(self, "splits", tuple(self.splits))
         taus = tuple(float(t) for t in self.taus)
         if not taus or any(not t >= 1 for t in taus) or tuple(sorted(set(taus))) != taus:
-            raise TrajbenchError(f"online taus must be increasing numbers >= 1, but got {self.taus!r}")
+            raise TrajbenchError(
+                f"online taus must be increasing numbers >= 1, but got {self.taus!r}"
+            )
         object.__setattr__(self, "taus", taus)
 
     def to_json(self) -> dict[str, Any]:
@@ -170,9 +172,15 @@ class OnlineConfig:
     def from_attrs(cls, attrs: Mapping[str, Any]) -> OnlineConfig:
         """From a generated run's attributes (``task``, ``task_params``, ``optimizer``,
         ``schedule``, ``batch_size``, ``epochs``, ``target``)."""
-        missing = [k for k in ("task", "optimizer", "batch_size", "epochs", "target") if attrs.get(k) is None]
+        missing = [
+            k
+            for k in ("task", "optimizer", "batch_size", "epochs", "target")
+            if attrs.get(k) is None
+        ]
         if missing:
-            raise TrajbenchError(f"run attributes lack {', '.join(missing)}; the online track needs runs made by trajbench generate with a target")
+            raise TrajbenchError(
+                f"run attributes lack {', '.join(missing)}; the online track needs runs made by trajbench generate with a target"
+            )
         target = attrs["target"]
         return cls(
             task=str(attrs["task"]),
@@ -189,7 +197,9 @@ class OnlineConfig:
     def reached(self, metrics: Mapping[str, float]) -> bool:
         from trajbench.generate.suite import Target
 
-        return Target(self.target_metric, self.target_value).reached(float(metrics[self.target_metric]))
+        return Target(self.target_metric, self.target_value).reached(
+            float(metrics[self.target_metric])
+        )
 
 
 @dataclass
@@ -215,7 +225,17 @@ class _Jumper:
     """The forecaster side of a run: epoch-end snapshots of the forecastable
     parameters, and the jump (predict, then write the forecast into the parameters)."""
 
-    def __init__(self, forecaster: Forecaster, model: torch.nn.Module, task_name: str, steps_per_epoch: int, width: int, horizon: int, label: str, seed: int) -> None:
+    def __init__(
+        self,
+        forecaster: Forecaster,
+        model: torch.nn.Module,
+        task_name: str,
+        steps_per_epoch: int,
+        width: int,
+        horizon: int,
+        label: str,
+        seed: int,
+    ) -> None:
         from trajbench.bench.windows import eligible_columns
         from trajbench.store.layout import build_layout
 
@@ -232,7 +252,9 @@ class _Jumper:
         first = self.flat()
         n = len(first)
         if n != len(cols):
-            raise TrajbenchError(f"internal: {n} forecastable values but {len(cols)} eligible columns")
+            raise TrajbenchError(
+                f"internal: {n} forecastable values but {len(cols)} eligible columns"
+            )
         self.meta = SeriesMeta(
             kind=np.concatenate([np.full(s.numel, s.kind, dtype=object) for s in keep]),
             layer=np.concatenate([np.full(s.numel, s.name, dtype=object) for s in keep]),
@@ -248,7 +270,12 @@ class _Jumper:
 
     def flat(self) -> np.ndarray:
         with torch.no_grad():
-            return torch.cat([p.detach().reshape(-1) for p in self.params]).to(torch.float32).numpy().copy()
+            return (
+                torch.cat([p.detach().reshape(-1) for p in self.params])
+                .to(torch.float32)
+                .numpy()
+                .copy()
+            )
 
     def snapshot(self) -> None:
         t0 = time.perf_counter()
@@ -276,7 +303,9 @@ class _Jumper:
         finally:
             set_rng_state(outer)
         new = np.ascontiguousarray(pred[:, self.horizon - 1], dtype=np.float32)
-        if not np.isfinite(new).all():  # predict already refuses these; a belt for plugins that bypass it
+        if not np.isfinite(
+            new
+        ).all():  # predict already refuses these; a belt for plugins that bypass it
             raise TrajbenchError(f"forecaster '{self.forecaster.name}' returned non-finite weights")
         with torch.no_grad():
             offset = 0
@@ -318,15 +347,25 @@ def train_online(
         spe = task.steps_per_epoch(config.batch_size)
         total = spe * config.epochs
         optimizer = build_optimizer(model.parameters(), config.optimizer)
-        schedule = build_schedule(config.schedule, base_lr=config.optimizer["lr"], total_steps=total, steps_per_epoch=spe)
+        schedule = build_schedule(
+            config.schedule, base_lr=config.optimizer["lr"], total_steps=total, steps_per_epoch=spe
+        )
         jumper = None
         if forecaster is not None:
             width = max(int(context), int(forecaster.context_length))
             label = f"online/{config.task}/{config.config_id}/s{seed}"
-            fseed = derive_seed("trajbench-online-v1", seed, forecaster.name, config.task, config.config_id) if forecaster_seed is None else forecaster_seed
+            fseed = (
+                derive_seed(
+                    "trajbench-online-v1", seed, forecaster.name, config.task, config.config_id
+                )
+                if forecaster_seed is None
+                else forecaster_seed
+            )
             jumper = _Jumper(forecaster, model, config.task, spe, width, int(horizon), label, fseed)
         metrics = task.evaluate(model)
-        run = OnlineRun(False, math.inf, math.inf, math.inf, 0.0, 0, 0, 0, float(metrics[config.target_metric]))
+        run = OnlineRun(
+            False, math.inf, math.inf, math.inf, 0.0, 0, 0, 0, float(metrics[config.target_metric])
+        )
         if config.reached(metrics):
             run.reached, run.epochs, run.steps, run.seconds = True, 0.0, 0.0, 0.0
         train_seconds = 0.0
@@ -379,7 +418,9 @@ def train_online(
 
 
 # ------------------------------------------------------------------ configurations
-def choose_configurations(store: Any, splits: pd.DataFrame, settings: OnlineSettings = OnlineSettings()) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def choose_configurations(
+    store: Any, splits: pd.DataFrame, settings: OnlineSettings = OnlineSettings()
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """One configuration per (task, split) of ``settings.splits``: among the task's
     configurations there, the one whose stored runs reach the target most often, then
     soonest (median first epoch reaching it), then by configuration key. Returns
@@ -394,13 +435,17 @@ def choose_configurations(store: Any, splits: pd.DataFrame, settings: OnlineSett
         if unknown:
             from trajbench.errors import did_you_mean
 
-            raise TrajbenchError(f"online task {unknown[0]!r} has no run in splits {', '.join(settings.splits)}{did_you_mean(unknown[0], sorted(set(rows['task'])))}")
+            raise TrajbenchError(
+                f"online task {unknown[0]!r} has no run in splits {', '.join(settings.splits)}{did_you_mean(unknown[0], sorted(set(rows['task'])))}"
+            )
         rows = rows[rows["task"].isin(settings.tasks)]
     chosen: list[dict[str, Any]] = []
     skipped: list[dict[str, Any]] = []
     for (task, split), group in rows.groupby(["task", "split"], sort=True):
         if task not in known:
-            skipped.append({"task": task, "split": split, "reason": f"task {task!r} is not a registered task"})
+            skipped.append(
+                {"task": task, "split": split, "reason": f"task {task!r} is not a registered task"}
+            )
             continue
         scored = []
         for config, runs in group.groupby("config", sort=True):
@@ -411,18 +456,37 @@ def choose_configurations(store: Any, splits: pd.DataFrame, settings: OnlineSett
                 try:
                     online = OnlineConfig.from_attrs(run.attrs)
                 except TrajbenchError as exc:
-                    skipped.append({"task": task, "split": split, "config": config, "reason": str(exc)})
+                    skipped.append(
+                        {"task": task, "split": split, "config": config, "reason": str(exc)}
+                    )
                     online = None
                     break
                 metrics = run.metrics
-                values = metrics[online.target_metric].to_numpy(np.float64) if online.target_metric in metrics else np.zeros(0)
+                values = (
+                    metrics[online.target_metric].to_numpy(np.float64)
+                    if online.target_metric in metrics
+                    else np.zeros(0)
+                )
                 hit = [i for i, v in enumerate(values) if online.reached({online.target_metric: v})]
                 reach_epochs.append(float(metrics["epoch"].iloc[hit[0]]) if hit else math.inf)
             if online is None:
                 continue
             frac = float(np.mean([np.isfinite(e) for e in reach_epochs]))
             median = float(np.median(reach_epochs)) if reach_epochs else math.inf
-            scored.append(((-frac, median, config), {"task": task, "split": split, "config": config, "online": online, "stored_runs": len(reach_epochs), "stored_reached_fraction": frac, "stored_median_epoch_to_target": median}))
+            scored.append(
+                (
+                    (-frac, median, config),
+                    {
+                        "task": task,
+                        "split": split,
+                        "config": config,
+                        "online": online,
+                        "stored_runs": len(reach_epochs),
+                        "stored_reached_fraction": frac,
+                        "stored_median_epoch_to_target": median,
+                    },
+                )
+            )
         if scored:
             chosen.append(min(scored, key=lambda item: item[0])[1])
     return chosen, skipped
@@ -453,13 +517,19 @@ def _paired_ratio(baseline: np.ndarray, other: np.ndarray) -> np.ndarray:
     out = np.full(b.shape, np.nan)
     both = np.isfinite(b) & np.isfinite(o)
     with np.errstate(divide="ignore", invalid="ignore"):
-        out[both] = np.where(o[both] > 0, b[both] / np.where(o[both] > 0, o[both], 1), np.where(b[both] > 0, math.inf, 1.0))
+        out[both] = np.where(
+            o[both] > 0,
+            b[both] / np.where(o[both] > 0, o[both], 1),
+            np.where(b[both] > 0, math.inf, 1.0),
+        )
     out[~np.isfinite(b) & np.isfinite(o)] = math.inf
     out[np.isfinite(b) & ~np.isfinite(o)] = 0.0
     return out
 
 
-def performance_profile(times: Mapping[str, Mapping[str, float]], taus: Sequence[float]) -> dict[str, list[float]]:
+def performance_profile(
+    times: Mapping[str, Mapping[str, float]], taus: Sequence[float]
+) -> dict[str, list[float]]:
     """AlgoPerf-style performance profile: ``times[forecaster][task]`` (seconds to
     target, +inf for a failure) -> for each forecaster, for each ``tau``, the fraction of
     the tasks on which its time is at most ``tau`` times the best time of any
@@ -485,7 +555,9 @@ def performance_profile(times: Mapping[str, Mapping[str, float]], taus: Sequence
     return out
 
 
-def summarize_online(records: pd.DataFrame, *, taus: Sequence[float] = DEFAULT_TAUS, order: Sequence[str] = ()) -> pd.DataFrame:
+def summarize_online(
+    records: pd.DataFrame, *, taus: Sequence[float] = DEFAULT_TAUS, order: Sequence[str] = ()
+) -> pd.DataFrame:
     """The online rows of the results table from one record per run.
 
     ``records`` columns: ``forecaster`` (``optimizer`` for the plain runs), ``task``,
@@ -510,53 +582,170 @@ def summarize_online(records: pd.DataFrame, *, taus: Sequence[float] = DEFAULT_T
             if g.empty:
                 continue
             n = len(g)
-            for metric, column in (("epochs_to_target", "epochs"), ("steps_to_target", "steps"), ("seconds_to_target", "seconds"), ("forecaster_seconds", "forecaster_seconds")):
+            for metric, column in (
+                ("epochs_to_target", "epochs"),
+                ("steps_to_target", "steps"),
+                ("seconds_to_target", "seconds"),
+                ("forecaster_seconds", "forecaster_seconds"),
+            ):
                 if metric == "forecaster_seconds" and name == BASELINE_NAME:
                     continue
                 v = g[column].to_numpy(np.float64)
-                out.append(_record(name, task, split, metric, _quantile(v, 0.5), _quantile(v, 0.25), _quantile(v, 0.75), n))
+                out.append(
+                    _record(
+                        name,
+                        task,
+                        split,
+                        metric,
+                        _quantile(v, 0.5),
+                        _quantile(v, 0.25),
+                        _quantile(v, 0.75),
+                        n,
+                    )
+                )
             reached = float(g["reached"].astype(bool).mean())
             message = f"{int(g['reached'].sum())} of {n} seeds reached the target"
-            out.append(_record(name, task, split, "reached_fraction", reached, math.nan, math.nan, n, message=message))
+            out.append(
+                _record(
+                    name,
+                    task,
+                    split,
+                    "reached_fraction",
+                    reached,
+                    math.nan,
+                    math.nan,
+                    n,
+                    message=message,
+                )
+            )
             task_reached.setdefault((name, split), []).append(reached)
-            profile_times.setdefault(split, {}).setdefault(name, {})[task] = _quantile(g["seconds"].to_numpy(np.float64), 0.5)
-            for err in g[g["error"].notna() & (g["error"].astype(str) != "")].itertuples(index=False):
-                out.append(_record(name, task, split, "error", math.nan, math.nan, math.nan, 0, "failed", f"seed {int(err.seed)}: {err.error}"))
+            profile_times.setdefault(split, {}).setdefault(name, {})[task] = _quantile(
+                g["seconds"].to_numpy(np.float64), 0.5
+            )
+            for err in g[g["error"].notna() & (g["error"].astype(str) != "")].itertuples(
+                index=False
+            ):
+                out.append(
+                    _record(
+                        name,
+                        task,
+                        split,
+                        "error",
+                        math.nan,
+                        math.nan,
+                        math.nan,
+                        0,
+                        "failed",
+                        f"seed {int(err.seed)}: {err.error}",
+                    )
+                )
             if name == BASELINE_NAME or base.empty:
                 continue
-            paired = g.merge(base[["seconds", "steps"]].add_suffix("_base"), left_on="seed", right_index=True, how="inner")
+            paired = g.merge(
+                base[["seconds", "steps"]].add_suffix("_base"),
+                left_on="seed",
+                right_index=True,
+                how="inner",
+            )
             for metric, column in (("speedup", "seconds"), ("speedup_steps", "steps")):
-                ratio = _paired_ratio(paired[f"{column}_base"].to_numpy(np.float64), paired[column].to_numpy(np.float64))
+                ratio = _paired_ratio(
+                    paired[f"{column}_base"].to_numpy(np.float64),
+                    paired[column].to_numpy(np.float64),
+                )
                 defined = ratio[~np.isnan(ratio)]
-                msg = f"{int(np.isnan(ratio).sum())} seed(s) where neither reached the target left out" if np.isnan(ratio).any() else ""
+                msg = (
+                    f"{int(np.isnan(ratio).sum())} seed(s) where neither reached the target left out"
+                    if np.isnan(ratio).any()
+                    else ""
+                )
                 value = _quantile(defined, 0.5)
-                out.append(_record(name, task, split, metric, value, _quantile(defined, 0.25), _quantile(defined, 0.75), len(defined), message=msg))
+                out.append(
+                    _record(
+                        name,
+                        task,
+                        split,
+                        metric,
+                        value,
+                        _quantile(defined, 0.25),
+                        _quantile(defined, 0.75),
+                        len(defined),
+                        message=msg,
+                    )
+                )
                 task_speedups.setdefault((name, split, metric), []).append(value)
     # task = all: geometric mean of the task speedups, mean reached fraction
     for (name, split, metric), values in sorted(task_speedups.items()):
         v = np.asarray(values, dtype=np.float64)
         ok = np.isfinite(v) & (v > 0)
         gm = float(np.exp(np.mean(np.log(v[ok])))) if ok.any() else math.nan
-        msg = f"{int((~ok).sum())} task(s) with an undefined, zero or infinite speedup left out" if (~ok).any() else ""
-        out.append(_record(name, "all", split, metric, gm, math.nan, math.nan, int(ok.sum()), message=msg))
+        msg = (
+            f"{int((~ok).sum())} task(s) with an undefined, zero or infinite speedup left out"
+            if (~ok).any()
+            else ""
+        )
+        out.append(
+            _record(name, "all", split, metric, gm, math.nan, math.nan, int(ok.sum()), message=msg)
+        )
     for (name, split), values in sorted(task_reached.items()):
-        out.append(_record(name, "all", split, "reached_fraction", float(np.mean(values)), math.nan, math.nan, len(values)))
+        out.append(
+            _record(
+                name,
+                "all",
+                split,
+                "reached_fraction",
+                float(np.mean(values)),
+                math.nan,
+                math.nan,
+                len(values),
+            )
+        )
     for split, times in sorted(profile_times.items()):
         prof = performance_profile(times, taus)
         n_tasks = len({t for per in times.values() for t in per})
         for name in names:
             if name not in prof:
                 continue
-            for tau, rho in zip(taus, prof[name]):
-                out.append(_record(name, "all", split, "profile", rho, math.nan, math.nan, n_tasks, message=f"tau={tau:g}"))
+            for tau, rho in zip(taus, prof[name], strict=True):
+                out.append(
+                    _record(
+                        name,
+                        "all",
+                        split,
+                        "profile",
+                        rho,
+                        math.nan,
+                        math.nan,
+                        n_tasks,
+                        message=f"tau={tau:g}",
+                    )
+                )
     table = pd.DataFrame(out, columns=list(COLUMNS))
     rank = {n: i for i, n in enumerate(names)}
-    key = pd.DataFrame({"f": table["forecaster"].map(lambda x: rank.get(x, len(rank))), "split": table["split"], "task_all": table["task"] == "all", "task": table["task"], "metric": table["metric"]})
+    key = pd.DataFrame(
+        {
+            "f": table["forecaster"].map(lambda x: rank.get(x, len(rank))),
+            "split": table["split"],
+            "task_all": table["task"] == "all",
+            "task": table["task"],
+            "metric": table["metric"],
+        }
+    )
     table = table.loc[key.sort_values(list(key.columns), kind="stable").index]
     return normalize_table(table)
 
 
-def _record(forecaster: str, task: str, split: str, metric: str, value: float, low: float, high: float, n: int, status: str = "ok", message: str = "") -> dict[str, Any]:
+def _record(
+    forecaster: str,
+    task: str,
+    split: str,
+    metric: str,
+    value: float,
+    low: float,
+    high: float,
+    n: int,
+    status: str = "ok",
+    message: str = "",
+) -> dict[str, Any]:
     return {
         "forecaster": forecaster,
         "task": task,
@@ -593,14 +782,18 @@ def run_online_track(
     from trajbench.tasks import get_task
 
     if not isinstance(settings, OnlineSettings):
-        raise TrajbenchError(f"online settings must be a trajbench.bench.online.OnlineSettings, but got {type(settings).__name__}")
+        raise TrajbenchError(
+            f"online settings must be a trajbench.bench.online.OnlineSettings, but got {type(settings).__name__}"
+        )
     say = log or (lambda msg: None)
     t_start = time.perf_counter()
     chosen, skipped = choose_configurations(store, splits, settings)
     failures = dict(failed or {})
     live = [f for f in forecasters if f.name not in failures]
     if any(f.name == BASELINE_NAME for f in live):
-        raise TrajbenchError(f"a forecaster may not be named '{BASELINE_NAME}' on the online track: the plain optimizer's rows carry that name")
+        raise TrajbenchError(
+            f"a forecaster may not be named '{BASELINE_NAME}' on the online track: the plain optimizer's rows carry that name"
+        )
     seeds = [int(seed) + i for i in range(settings.seeds)]
     records: list[dict[str, Any]] = []
     for entry in chosen:
@@ -614,7 +807,16 @@ def run_online_track(
         # machine whose speed drifts during the track affects every method alike
         for s in seeds:
             for name, forecaster in methods:
-                run = train_online(task, cfg, s, forecaster, every=settings.every, context=settings.context, horizon=settings.horizon, max_epochs=settings.max_epochs)
+                run = train_online(
+                    task,
+                    cfg,
+                    s,
+                    forecaster,
+                    every=settings.every,
+                    context=settings.context,
+                    horizon=settings.horizon,
+                    max_epochs=settings.max_epochs,
+                )
                 records.append(
                     {
                         "forecaster": name,
@@ -634,19 +836,36 @@ def run_online_track(
                     }
                 )
         for name, _ in methods:
-            done = [r for r in records if r["forecaster"] == name and r["task"] == entry["task"] and r["split"] == entry["split"]]
-            say(f"online: {entry['task']} ({entry['split']}) {name}: {sum(r['reached'] for r in done)}/{len(done)} seeds reached {cfg.target_metric} {'>=' if cfg.target_metric == 'val_acc' else '<='} {cfg.target_value:g}")
+            done = [
+                r
+                for r in records
+                if r["forecaster"] == name
+                and r["task"] == entry["task"]
+                and r["split"] == entry["split"]
+            ]
+            say(
+                f"online: {entry['task']} ({entry['split']}) {name}: {sum(r['reached'] for r in done)}/{len(done)} seeds reached {cfg.target_metric} {'>=' if cfg.target_metric == 'val_acc' else '<='} {cfg.target_value:g}"
+            )
     frame = pd.DataFrame(records)
     table = summarize_online(frame, taus=settings.taus, order=[f.name for f in forecasters])
     if failures:
-        fail_rows = pd.DataFrame([_record(name, "all", "all", "error", math.nan, math.nan, math.nan, 0, "failed", message) for name, message in failures.items()], columns=list(COLUMNS))
+        fail_rows = pd.DataFrame(
+            [
+                _record(
+                    name, "all", "all", "error", math.nan, math.nan, math.nan, 0, "failed", message
+                )
+                for name, message in failures.items()
+            ],
+            columns=list(COLUMNS),
+        )
         table = normalize_table(pd.concat([normalize_table(fail_rows), table], ignore_index=True))
     section = {
         "settings": settings.to_json(),
         "seeds": seeds,
         "time_measured": "training steps plus the forecaster's snapshots, predict and loading; held-out evaluations excluded",
         "configurations": [
-            {k: (asdict(v) if isinstance(v, OnlineConfig) else v) for k, v in e.items()} for e in chosen
+            {k: (asdict(v) if isinstance(v, OnlineConfig) else v) for k, v in e.items()}
+            for e in chosen
         ],
         "skipped": skipped,
         "runs": frame.to_dict(orient="records"),
@@ -662,11 +881,16 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     sel = table[(table["track"] == TRACK) & (table["status"] != "failed")]
     if sel.empty:
         return []
-    lines = ["", "online skip-epoch: median seconds to target [IQR], seeds reaching it, speedup = optimizer / forecaster (median over seeds)"]
+    lines = [
+        "",
+        "online skip-epoch: median seconds to target [IQR], seeds reaching it, speedup = optimizer / forecaster (median over seeds)",
+    ]
     for (task, split), g in sel[sel["task"] != "all"].groupby(["task", "split"], sort=True):
         lines.append(f"  {task} ({split})")
         for name, h in g.groupby("forecaster", sort=False):
-            sec, reached, speed = (_first_row(h, m) for m in ("seconds_to_target", "reached_fraction", "speedup"))
+            sec, reached, speed = (
+                _first_row(h, m) for m in ("seconds_to_target", "reached_fraction", "speedup")
+            )
             text = f"    {name:<14}"
             if sec is not None:
                 text += f" {sec.value:8.2f} s [{sec.ci_low:.2f}, {sec.ci_high:.2f}]"
@@ -677,7 +901,9 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
             lines.append(text)
     overall = sel[(sel["task"] == "all") & (sel["metric"] == "speedup")]
     for r in overall.itertuples(index=False):
-        lines.append(f"  {r.forecaster} ({r.split}): speedup {r.value:.2f}x (geometric mean over {r.n} task(s))")
+        lines.append(
+            f"  {r.forecaster} ({r.split}): speedup {r.value:.2f}x (geometric mean over {r.n} task(s))"
+        )
     return lines
 
 

@@ -15,7 +15,15 @@ from typing import Any
 
 from trajbench.errors import TrajbenchError
 
-__all__ = ["PROTOCOL_VERSION", "Protocol", "PROTOCOL", "DATA_FAMILIES", "data_family", "SPLITS", "EVAL_SPLITS"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Protocol",
+    "PROTOCOL",
+    "DATA_FAMILIES",
+    "data_family",
+    "SPLITS",
+    "EVAL_SPLITS",
+]
 
 PROTOCOL_VERSION = "2.0"
 
@@ -122,29 +130,47 @@ class Protocol:
                 raise TrajbenchError(f"protocol: {what} must be a positive int, but got {value!r}")
 
         fr = self.split_fractions
-        if len(fr) != 3 or any(not isinstance(f, (int, float)) or f < 0 for f in fr) or abs(sum(fr) - 1.0) > 1e-9:
-            raise TrajbenchError(f"protocol: split_fractions must be three non-negative numbers summing to 1, but got {fr!r}")
+        if (
+            len(fr) != 3
+            or any(not isinstance(f, (int, float)) or f < 0 for f in fr)
+            or abs(sum(fr) - 1.0) > 1e-9
+        ):
+            raise TrajbenchError(
+                f"protocol: split_fractions must be three non-negative numbers summing to 1, but got {fr!r}"
+            )
         positive(self.stride, "stride")
         positive(self.max_start, "max_start")
         positive(self.min_start, "min_start")
         if self.min_start < 2 or self.min_start > self.max_start:
-            raise TrajbenchError(f"protocol: need 2 <= min_start <= max_start, but got {self.min_start} and {self.max_start}")
+            raise TrajbenchError(
+                f"protocol: need 2 <= min_start <= max_start, but got {self.min_start} and {self.max_start}"
+            )
         if not self.horizons:
             raise TrajbenchError("protocol: horizons must name at least one horizon")
         for h in (*self.horizons, *self.short_horizons):
             positive(h, "every horizon")
         if tuple(sorted(set(self.horizons))) != tuple(self.horizons):
-            raise TrajbenchError(f"protocol: horizons must be increasing and distinct, but got {self.horizons!r}")
+            raise TrajbenchError(
+                f"protocol: horizons must be increasing and distinct, but got {self.horizons!r}"
+            )
         if self.sample_size is not None:
             positive(self.sample_size, "sample_size")
         positive(self.bootstrap, "bootstrap")
-        if isinstance(self.min_coverage, bool) or not isinstance(self.min_coverage, (int, float)) or not 0 <= self.min_coverage <= 1:
-            raise TrajbenchError(f"protocol: min_coverage must be a number in [0, 1], but got {self.min_coverage!r}")
+        if (
+            isinstance(self.min_coverage, bool)
+            or not isinstance(self.min_coverage, (int, float))
+            or not 0 <= self.min_coverage <= 1
+        ):
+            raise TrajbenchError(
+                f"protocol: min_coverage must be a number in [0, 1], but got {self.min_coverage!r}"
+            )
         if not 0 < self.ci_level < 1:
             raise TrajbenchError(f"protocol: ci_level must be in (0, 1), but got {self.ci_level!r}")
         for split in self.eval_splits:
             if split not in SPLITS:
-                raise TrajbenchError(f"protocol: unknown split {split!r} in eval_splits; splits are {', '.join(SPLITS)}")
+                raise TrajbenchError(
+                    f"protocol: unknown split {split!r} in eval_splits; splits are {', '.join(SPLITS)}"
+                )
 
     def replace(self, **changes: Any) -> Protocol:
         """A copy with some fields changed (lists become tuples)."""
@@ -164,12 +190,18 @@ class Protocol:
     def modified(self) -> list[str]:
         """Fields that differ from the published protocol of this version."""
         base = Protocol()
-        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(base, f.name)]
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(base, f.name)
+        ]
 
     def is_unseen(self, task: Any, architecture: Any) -> bool:
         """True when the task or the architecture is held out by this protocol."""
         t, a = str(task or ""), str(architecture or "")
-        return any(fnmatch.fnmatchcase(t, p) for p in self.unseen_tasks) or any(fnmatch.fnmatchcase(a, p) for p in self.unseen_architectures)
+        return any(fnmatch.fnmatchcase(t, p) for p in self.unseen_tasks) or any(
+            fnmatch.fnmatchcase(a, p) for p in self.unseen_architectures
+        )
 
 
 #: The published protocol, version 2.0 (2.0: chunk-aware parameter samples, series budgets, coverage).

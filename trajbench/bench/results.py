@@ -48,9 +48,33 @@ __all__ = [
 ]
 
 RESULTS_FORMAT_VERSION = 1
-COLUMNS: tuple[str, ...] = ("forecaster", "task", "split", "track", "kind", "horizon", "metric", "value", "ci_low", "ci_high", "n", "status", "message")
+COLUMNS: tuple[str, ...] = (
+    "forecaster",
+    "task",
+    "split",
+    "track",
+    "kind",
+    "horizon",
+    "metric",
+    "value",
+    "ci_low",
+    "ci_high",
+    "n",
+    "status",
+    "message",
+)
 STATUSES = ("ok", "failed", "fallback")
-_STRING_COLUMNS = ("forecaster", "task", "split", "track", "kind", "horizon", "metric", "status", "message")
+_STRING_COLUMNS = (
+    "forecaster",
+    "task",
+    "split",
+    "track",
+    "kind",
+    "horizon",
+    "metric",
+    "status",
+    "message",
+)
 _FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
 #: Metrics that also get a paired difference to last-two linear extrapolation.
 PAIRED_METRICS: tuple[str, ...] = ("mae", "rmse", "cosine", "scaled_persistence")
@@ -68,7 +92,9 @@ def _arrow_schema() -> Any:
             fields.append(pa.field(name, pa.int64()))
         else:
             fields.append(pa.field(name, pa.string(), nullable=name in ("horizon",)))
-    return pa.schema(fields, metadata={b"trajbench_results_format_version": str(RESULTS_FORMAT_VERSION).encode()})
+    return pa.schema(
+        fields, metadata={b"trajbench_results_format_version": str(RESULTS_FORMAT_VERSION).encode()}
+    )
 
 
 def empty_table() -> pd.DataFrame:
@@ -87,13 +113,21 @@ def normalize_table(table: pd.DataFrame) -> pd.DataFrame:
             values = values.where(values.notna() & (values.astype(str) != ""), None)
             out[col] = pd.array([None if v is None else str(v) for v in values], dtype="string")
         else:
-            out[col] = pd.array(["" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in values], dtype="string")
+            out[col] = pd.array(
+                [
+                    "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v)
+                    for v in values
+                ],
+                dtype="string",
+            )
     for col in _FLOAT_COLUMNS:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(np.float64)
     out["n"] = pd.array(pd.to_numeric(out["n"], errors="coerce"), dtype="Int64")
     bad = set(out["status"].dropna()) - set(STATUSES)
     if bad:
-        raise TrajbenchError(f"results table has status {sorted(bad)[0]!r}; expected one of {', '.join(STATUSES)}")
+        raise TrajbenchError(
+            f"results table has status {sorted(bad)[0]!r}; expected one of {', '.join(STATUSES)}"
+        )
     return out.reset_index(drop=True)
 
 
@@ -126,7 +160,12 @@ def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not p.exists():
         raise TrajbenchError(f"no results table at '{path}'")
     if p.suffix == ".csv":
-        table = pd.read_csv(p, dtype={"horizon": "string"}, keep_default_na=False, na_values={c: [""] for c in ("value", "ci_low", "ci_high", "n", "horizon")})
+        table = pd.read_csv(
+            p,
+            dtype={"horizon": "string"},
+            keep_default_na=False,
+            na_values={c: [""] for c in ("value", "ci_low", "ci_high", "n", "horizon")},
+        )
     else:
         table = pd.read_parquet(p)
     return normalize_table(table)
@@ -141,7 +180,9 @@ class ForecasterOutcome:
     stats: pd.DataFrame | None  # per (run, kind, horizon) statistics; None if failed
     status: str = "ok"
     message: str = ""
-    fallbacks: dict[str, dict[str, int]] = field(default_factory=dict)  # run path -> {reason: count}
+    fallbacks: dict[str, dict[str, int]] = field(
+        default_factory=dict
+    )  # run path -> {reason: count}
     runtime: dict[str, float] = field(default_factory=dict)
     pretrained_on: Mapping[str, Sequence[str]] = field(default_factory=dict)
     #: the reference's per-run statistics on this forecaster's own series (a series
@@ -157,7 +198,11 @@ def _with_pooled_horizons(stats: pd.DataFrame, short: Sequence[int]) -> pd.DataF
     keys = ["run", "task", "split", "kind"]
     per = stats.copy()
     per["horizon"] = per["horizon"].astype(np.int64)
-    short_rows = per[per["horizon"].isin(list(short))].groupby(keys, sort=False, as_index=False)[list(STAT_FIELDS)].sum()
+    short_rows = (
+        per[per["horizon"].isin(list(short))]
+        .groupby(keys, sort=False, as_index=False)[list(STAT_FIELDS)]
+        .sum()
+    )
     short_rows["horizon"] = "short"
     long_rows = per.groupby(keys, sort=False, as_index=False)[list(STAT_FIELDS)].sum()
     long_rows["horizon"] = "long"
@@ -169,7 +214,9 @@ def _per_run_metrics(stats: pd.DataFrame, short: Sequence[int]) -> pd.DataFrame:
     pooled = _with_pooled_horizons(stats, short)
     values = metric_values(pooled)
     frame = pd.concat([pooled[["run", "task", "split", "kind", "horizon"]], values], axis=1)
-    return frame.melt(id_vars=["run", "task", "split", "kind", "horizon"], var_name="metric", value_name="value")
+    return frame.melt(
+        id_vars=["run", "task", "split", "kind", "horizon"], var_name="metric", value_name="value"
+    )
 
 
 def _horizon_order(h: Any) -> tuple[int, int]:
@@ -199,7 +246,21 @@ def aggregate_error_track(
     short = protocol.short_horizons
     frames: list[pd.DataFrame] = []
     failures = [
-        _row(o.name, ALL, ALL, track, ALL, None, "error", np.nan, np.nan, np.nan, 0, "failed", o.message)
+        _row(
+            o.name,
+            ALL,
+            ALL,
+            track,
+            ALL,
+            None,
+            "error",
+            np.nan,
+            np.nan,
+            np.nan,
+            0,
+            "failed",
+            o.message,
+        )
         for o in outcomes
         if o.status == "failed" or o.stats is None
     ]
@@ -217,11 +278,15 @@ def aggregate_error_track(
     shared_ref = None
     if reference is not None and not reference.empty:
         shared_ref = _per_run_metrics(reference, short)
-        shared_ref = shared_ref[shared_ref["metric"].isin(PAIRED_METRICS)].rename(columns={"value": "ref"})
+        shared_ref = shared_ref[shared_ref["metric"].isin(PAIRED_METRICS)].rename(
+            columns={"value": "ref"}
+        )
     keys = ["run", "task", "split", "kind", "horizon", "metric"]
-    for table, outcome in list(zip(long_tables, scored)):
+    for table, outcome in list(zip(long_tables, scored, strict=True)):
         ref = shared_ref
-        if outcome.reference is not None and not outcome.reference.empty:  # a series budget: paired on its own series
+        if (
+            outcome.reference is not None and not outcome.reference.empty
+        ):  # a series budget: paired on its own series
             own = _per_run_metrics(outcome.reference, short)
             ref = own[own["metric"].isin(PAIRED_METRICS)].rename(columns={"value": "ref"})
         if ref is not None:
@@ -249,7 +314,9 @@ def aggregate_error_track(
     return _sorted(normalize_table(table), [o.name for o in outcomes])
 
 
-def _coverage_rows(outcomes: Sequence[ForecasterOutcome], threshold: float, track: str) -> pd.DataFrame:
+def _coverage_rows(
+    outcomes: Sequence[ForecasterOutcome], threshold: float, track: str
+) -> pd.DataFrame:
     """``metric = coverage`` per (forecaster, task, split) and per (forecaster, all,
     split): the share of the series-windows asked (rows of every ``predict`` context) that
     got no fallback forecast (``report_fallback`` counts), ``n`` = series-windows asked.
@@ -267,29 +334,75 @@ def _coverage_rows(outcomes: Sequence[ForecasterOutcome], threshold: float, trac
                 "fallback": [int(sum(o.fallbacks.get(r, {}).values())) for r in runs["run"]],
             }
         )
-        per_task = per_run.groupby(["split", "task"], sort=True, as_index=False)[["asked", "fallback"]].sum()
-        per_split = per_run.groupby("split", sort=True, as_index=False)[["asked", "fallback"]].sum().assign(task=ALL)
+        per_task = per_run.groupby(["split", "task"], sort=True, as_index=False)[
+            ["asked", "fallback"]
+        ].sum()
+        per_split = (
+            per_run.groupby("split", sort=True, as_index=False)[["asked", "fallback"]]
+            .sum()
+            .assign(task=ALL)
+        )
         for r in pd.concat([per_task, per_split], ignore_index=True).itertuples(index=False):
             if r.asked <= 0:
                 continue
             missed = min(int(r.fallback), int(r.asked))
             value = 1.0 - missed / r.asked
             low = value < threshold
-            message = f"coverage {value:.3f} is below {threshold:g}: {missed} of {r.asked} series-windows got a fallback forecast" if low else ""
-            rows.append(_row(o.name, str(r.task), str(r.split), track, ALL, None, "coverage", value, np.nan, np.nan, int(r.asked), "fallback" if low else "ok", message))
+            message = (
+                f"coverage {value:.3f} is below {threshold:g}: {missed} of {r.asked} series-windows got a fallback forecast"
+                if low
+                else ""
+            )
+            rows.append(
+                _row(
+                    o.name,
+                    str(r.task),
+                    str(r.split),
+                    track,
+                    ALL,
+                    None,
+                    "coverage",
+                    value,
+                    np.nan,
+                    np.nan,
+                    int(r.asked),
+                    "fallback" if low else "ok",
+                    message,
+                )
+            )
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
 def _runtime_items(runtime: Mapping[str, float]) -> list[tuple[str, tuple[float, int]]]:
     items = []
-    for metric in ("fit_seconds", "fit_peak_bytes", "predict_seconds", "predict_peak_bytes", "predict_series_per_second"):
+    for metric in (
+        "fit_seconds",
+        "fit_peak_bytes",
+        "predict_seconds",
+        "predict_peak_bytes",
+        "predict_series_per_second",
+    ):
         if metric in runtime:
             count = int(runtime.get("predict_calls", 0)) if metric.startswith("predict") else 1
             items.append((metric, (float(runtime[metric]), count)))
     return items
 
 
-def _row(forecaster: str, task: str, split: str, track: str, kind: str, horizon: Any, metric: str, value: float, low: float, high: float, n: int, status: str, message: str) -> dict[str, Any]:
+def _row(
+    forecaster: str,
+    task: str,
+    split: str,
+    track: str,
+    kind: str,
+    horizon: Any,
+    metric: str,
+    value: float,
+    low: float,
+    high: float,
+    n: int,
+    status: str,
+    message: str,
+) -> dict[str, Any]:
     return {
         "forecaster": forecaster,
         "task": task,
@@ -311,23 +424,44 @@ _SEP = "\x1f"
 
 
 def _keys(frame: pd.DataFrame) -> pd.Series:
-    return frame["forecaster"].astype(str) + _SEP + frame["kind"].astype(str) + _SEP + frame["horizon"].astype(str) + _SEP + frame["metric"].astype(str)
+    return (
+        frame["forecaster"].astype(str)
+        + _SEP
+        + frame["kind"].astype(str)
+        + _SEP
+        + frame["horizon"].astype(str)
+        + _SEP
+        + frame["metric"].astype(str)
+    )
 
 
 def _key_parts(keys: np.ndarray) -> list[np.ndarray]:
     """forecaster, kind, horizon and metric of each key (object arrays)."""
     out = [np.empty(len(keys), dtype=object) for _ in range(4)]
     if len(keys):
-        for part, values in zip(out, zip(*(str(k).split(_SEP) for k in keys))):
+        for part, values in zip(
+            out, zip(*(str(k).split(_SEP) for k in keys), strict=True), strict=True
+        ):
             part[:] = values
     return out
 
 
 def _key_frame(keys: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame(dict(zip(["forecaster", "kind", "horizon", "metric"], _key_parts(keys))))
+    return pd.DataFrame(
+        dict(zip(["forecaster", "kind", "horizon", "metric"], _key_parts(keys), strict=True))
+    )
 
 
-def _rows_frame(keys: np.ndarray, task: str, split: str, track: str, value: np.ndarray, low: np.ndarray, high: np.ndarray, n: np.ndarray) -> pd.DataFrame:
+def _rows_frame(
+    keys: np.ndarray,
+    task: str,
+    split: str,
+    track: str,
+    value: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    n: np.ndarray,
+) -> pd.DataFrame:
     forecaster, kind, horizon, metric = _key_parts(keys)
     size = len(keys)
 
@@ -360,7 +494,9 @@ def _nanmean0(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, count
 
 
-def _task_rows(per_run: pd.DataFrame, protocol: Protocol, seed: int, track: str) -> tuple[pd.DataFrame, dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]]]:
+def _task_rows(
+    per_run: pd.DataFrame, protocol: Protocol, seed: int, track: str
+) -> tuple[pd.DataFrame, dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]]]:
     """Per (split, task): the mean over runs (geometric for scaled errors, the total for
     exclusion counts) with a bootstrap interval that resamples the same runs for every
     forecaster and column (paired). Also returns, per split, each task's scaled-error
@@ -369,7 +505,9 @@ def _task_rows(per_run: pd.DataFrame, protocol: Protocol, seed: int, track: str)
     cross: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]] = {}
     # every distinct column (forecaster, kind, horizon, metric) once, split into its parts once
     key_columns = ["forecaster", "kind", "horizon", "metric"]
-    key_codes = per_run.groupby(key_columns, sort=False).ngroup().to_numpy(np.int64)  # first-appearance order
+    key_codes = (
+        per_run.groupby(key_columns, sort=False).ngroup().to_numpy(np.int64)
+    )  # first-appearance order
     first_rows = np.unique(key_codes, return_index=True)[1]
     key_names = _keys(per_run.iloc[first_rows]).to_numpy(dtype=object)
     key_parts = [per_run[c].astype(str).to_numpy(dtype=object)[first_rows] for c in key_columns]
@@ -395,14 +533,22 @@ def _task_rows(per_run: pd.DataFrame, protocol: Protocol, seed: int, track: str)
         high = np.full(point.shape, np.nan)
         boots = None
         if len(runs) >= 2:
-            weights = bootstrap_weights(len(runs), protocol.bootstrap, derive_seed("trajbench-bootstrap-v1", seed, split, task))
+            weights = bootstrap_weights(
+                len(runs),
+                protocol.bootstrap,
+                derive_seed("trajbench-bootstrap-v1", seed, split, task),
+            )
             boots = boot_mean(transformed, weights)
-            low[~is_count], high[~is_count] = percentile_ci(boots[:, ~is_count], protocol.ci_level)  # counts get none
+            low[~is_count], high[~is_count] = percentile_ci(
+                boots[:, ~is_count], protocol.ci_level
+            )  # counts get none
         cross.setdefault(str(split), []).append(
             (
                 keys[is_scaled],
                 point[is_scaled],
-                boots[:, is_scaled] if boots is not None else np.broadcast_to(point[is_scaled], (protocol.bootstrap, int(is_scaled.sum()))),
+                boots[:, is_scaled]
+                if boots is not None
+                else np.broadcast_to(point[is_scaled], (protocol.bootstrap, int(is_scaled.sum()))),
                 boots is not None,
             )
         )
@@ -439,7 +585,11 @@ def _task_rows(per_run: pd.DataFrame, protocol: Protocol, seed: int, track: str)
     return pd.DataFrame(data, columns=list(COLUMNS)), cross
 
 
-def _cross_task_rows(cross: Mapping[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]], protocol: Protocol, track: str) -> list[pd.DataFrame]:
+def _cross_task_rows(
+    cross: Mapping[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]]],
+    protocol: Protocol,
+    track: str,
+) -> list[pd.DataFrame]:
     """task = "all": the geometric mean over tasks of the task-level scaled errors (its
     interval from the within-task bootstrap replicates, tasks resampled independently)
     and the mean rank of ``scaled_persistence`` across tasks."""
@@ -470,26 +620,50 @@ def _cross_task_rows(cross: Mapping[str, list[tuple[np.ndarray, np.ndarray, np.n
         if not any_interval:
             low, high = np.full(M, np.nan), np.full(M, np.nan)
         keys = np.asarray(union, dtype=object)
-        frames.append(_rows_frame(keys, ALL, split, track, np.exp(gm), np.exp(low), np.exp(high), point_n))
+        frames.append(
+            _rows_frame(keys, ALL, split, track, np.exp(gm), np.exp(low), np.exp(high), point_n)
+        )
         # mean rank across tasks, per (kind, horizon), on scaled_persistence
         info = _key_frame(keys)
         sel = np.flatnonzero((info["metric"] == "scaled_persistence").to_numpy())
         if sel.size:
-            forecasters, f_codes = np.unique(info["forecaster"].to_numpy()[sel].astype(str), return_inverse=True)
-            groups, g_codes = np.unique((info["kind"] + _SEP + info["horizon"]).to_numpy()[sel].astype(str), return_inverse=True)
+            forecasters, f_codes = np.unique(
+                info["forecaster"].to_numpy()[sel].astype(str), return_inverse=True
+            )
+            groups, g_codes = np.unique(
+                (info["kind"] + _SEP + info["horizon"]).to_numpy()[sel].astype(str),
+                return_inverse=True,
+            )
             cube = np.full((len(items), len(groups), len(forecasters)), np.nan)
             cube[:, g_codes, f_codes] = task_points[:, sel]
             flat = pd.DataFrame(cube.reshape(-1, len(forecasters)))
-            ranks = flat.rank(axis=1, method="average", ascending=True).to_numpy().reshape(cube.shape)  # NaN stays NaN
+            ranks = (
+                flat.rank(axis=1, method="average", ascending=True).to_numpy().reshape(cube.shape)
+            )  # NaN stays NaN
             mean_ranks, n_ranked = _nanmean0(ranks)  # (G, F)
             gi, fi = np.nonzero(n_ranked > 0)
-            rank_keys = np.asarray([f"{forecasters[f]}{_SEP}{groups[g]}{_SEP}rank_scaled_persistence" for g, f in zip(gi, fi)], dtype=object)
+            rank_keys = np.asarray(
+                [
+                    f"{forecasters[f]}{_SEP}{groups[g]}{_SEP}rank_scaled_persistence"
+                    for g, f in zip(gi, fi, strict=True)
+                ],
+                dtype=object,
+            )
             nan = np.full(len(gi), np.nan)
-            frames.append(_rows_frame(rank_keys, ALL, split, track, mean_ranks[gi, fi], nan, nan, n_ranked[gi, fi]))
+            frames.append(
+                _rows_frame(
+                    rank_keys, ALL, split, track, mean_ranks[gi, fi], nan, nan, n_ranked[gi, fi]
+                )
+            )
     return frames
 
 
-def _leakage(pretrained: Mapping[str, Sequence[str]], task: str, data: Sequence[str], architectures: Sequence[str]) -> str:
+def _leakage(
+    pretrained: Mapping[str, Sequence[str]],
+    task: str,
+    data: Sequence[str],
+    architectures: Sequence[str],
+) -> str:
     import fnmatch
 
     if not pretrained:
@@ -503,27 +677,43 @@ def _leakage(pretrained: Mapping[str, Sequence[str]], task: str, data: Sequence[
         if fnmatch.fnmatchcase(task, t):
             reasons.append(f"pre-trained on task {t}")
     for a in pretrained.get("architectures", []):
-        hits = sorted({arch for arch in architectures if arch and (fnmatch.fnmatchcase(arch, a) or a.lower() in arch.lower())})
+        hits = sorted(
+            {
+                arch
+                for arch in architectures
+                if arch and (fnmatch.fnmatchcase(arch, a) or a.lower() in arch.lower())
+            }
+        )
         if hits:
             reasons.append(f"pre-trained on {a} architectures (here {', '.join(hits[:3])})")
     return "possible leakage: " + "; ".join(reasons) if reasons else ""
 
 
-def _mark_status(table: pd.DataFrame, outcomes: Sequence[ForecasterOutcome], task_data: Mapping[str, Sequence[str]], task_archs: Mapping[str, Sequence[str]]) -> pd.DataFrame:
+def _mark_status(
+    table: pd.DataFrame,
+    outcomes: Sequence[ForecasterOutcome],
+    task_data: Mapping[str, Sequence[str]],
+    task_archs: Mapping[str, Sequence[str]],
+) -> pd.DataFrame:
     """Fallback status and leakage notes, decided once per (forecaster, task, split)."""
     if table.empty:
         return table
     table = table.copy()
     by_name = {o.name: o for o in outcomes}
     notes_of: dict[tuple[str, str, str], tuple[str, str]] = {}
-    for key in set(zip(table["forecaster"], table["task"], table["split"])):
+    for key in set(zip(table["forecaster"], table["task"], table["split"], strict=True)):
         name, task, split = key
         o = by_name.get(name)
         if o is None:
             continue
         notes = []
         if task != ALL:
-            leak = _leakage(o.pretrained_on, str(task), task_data.get(task, [str(task).split("-")[0]]), task_archs.get(task, []))
+            leak = _leakage(
+                o.pretrained_on,
+                str(task),
+                task_data.get(task, [str(task).split("-")[0]]),
+                task_archs.get(task, []),
+            )
             if leak:
                 notes.append(leak)
         fallback = False
@@ -541,14 +731,17 @@ def _mark_status(table: pd.DataFrame, outcomes: Sequence[ForecasterOutcome], tas
                         counts[reason] = counts.get(reason, 0) + count
             if counts:
                 fallback = True
-                notes.append("fallback: " + "; ".join(f"{c} series-windows: {r}" for r, c in sorted(counts.items())))
+                notes.append(
+                    "fallback: "
+                    + "; ".join(f"{c} series-windows: {r}" for r, c in sorted(counts.items()))
+                )
         if notes or fallback:
             notes_of[key] = ("fallback" if fallback else "", " | ".join(notes))
     if not notes_of:
         return table
     status = table["status"].astype(object).to_numpy(copy=True)
     message = table["message"].astype(object).to_numpy(copy=True)
-    for i, key in enumerate(zip(table["forecaster"], table["task"], table["split"])):
+    for i, key in enumerate(zip(table["forecaster"], table["task"], table["split"], strict=True)):
         hit = notes_of.get(key)
         if hit is None or status[i] == "failed":
             continue

@@ -43,7 +43,15 @@ import pandas as pd
 from trajbench.bench.protocol import PROTOCOL, Protocol
 from trajbench.bench.windows import derive_seed
 
-__all__ = ["DESCRIBING_KEYS", "CONFIG_ID_KEYS", "configuration", "config_key", "canonical_json", "run_table", "assign_splits"]
+__all__ = [
+    "DESCRIBING_KEYS",
+    "CONFIG_ID_KEYS",
+    "configuration",
+    "config_key",
+    "canonical_json",
+    "run_table",
+    "assign_splits",
+]
 
 #: Run attributes that describe a configuration (every one optional).
 DESCRIBING_KEYS: tuple[str, ...] = (
@@ -69,7 +77,13 @@ DESCRIBING_KEYS: tuple[str, ...] = (
     "precision",
 )
 #: Attributes that declare a configuration id shared by a configuration's runs.
-CONFIG_ID_KEYS: tuple[str, ...] = ("config_id", "configuration_id", "config", "configuration", "config_hash")
+CONFIG_ID_KEYS: tuple[str, ...] = (
+    "config_id",
+    "configuration_id",
+    "config",
+    "configuration",
+    "config_hash",
+)
 #: Generating parameters of a synthetic series that are not drawn from its seed.
 SYNTHETIC_KEYS: tuple[str, ...] = ("family", "dim", "length", "hyper")
 
@@ -93,7 +107,12 @@ _GROUP_COLUMNS = [
 
 def _is_seed_key(key: Any) -> bool:
     k = str(key).lower()
-    return k in ("seed", "seeds") or k.endswith("_seed") or k.startswith("seed_") or k.endswith("_seeds")
+    return (
+        k in ("seed", "seeds")
+        or k.endswith("_seed")
+        or k.startswith("seed_")
+        or k.endswith("_seeds")
+    )
 
 
 def _strip_seeds(obj: Any) -> Any:
@@ -118,7 +137,9 @@ def configuration(attrs: Mapping[str, Any], path: str) -> dict[str, Any] | None:
         desc["family"] = family
         generating = attrs.get("generating_params")
         if isinstance(generating, Mapping):
-            desc["generating"] = {k: _strip_seeds(generating[k]) for k in SYNTHETIC_KEYS if k in generating}
+            desc["generating"] = {
+                k: _strip_seeds(generating[k]) for k in SYNTHETIC_KEYS if k in generating
+            }
         return desc
     return desc or None
 
@@ -150,7 +171,11 @@ class _UnionFind:
 def _label(value: Any) -> str | None:
     if value is None:
         return None
-    label = value if isinstance(value, (str, int)) and not isinstance(value, bool) else canonical_json(value)
+    label = (
+        value
+        if isinstance(value, (str, int)) and not isinstance(value, bool)
+        else canonical_json(value)
+    )
     return str(label)
 
 
@@ -186,7 +211,9 @@ def run_table(store: Any) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
                 "group": parts[0],
                 "family": family,
                 "task": str(task),
-                "architecture": None if attrs.get("architecture") is None else str(attrs.get("architecture")),
+                "architecture": None
+                if attrs.get("architecture") is None
+                else str(attrs.get("architecture")),
                 "data": _data_name(attrs, str(task)),
                 "source": attrs.get("source"),
                 "status": attrs.get("status"),
@@ -213,24 +240,43 @@ def assign_splits(store: Any, protocol: Protocol = PROTOCOL, seed: int = 0) -> p
     for row in table.itertuples(index=False):
         node = f"k:{row.config}"
         uf.find(node)
-        declared = next((_label(attrs[row.path].get(k)) for k in CONFIG_ID_KEYS if attrs[row.path].get(k) is not None), None)
+        declared = next(
+            (
+                _label(attrs[row.path].get(k))
+                for k in CONFIG_ID_KEYS
+                if attrs[row.path].get(k) is not None
+            ),
+            None,
+        )
         if declared is not None:
             uf.union(node, f"id:{row.group}:{declared}")
     roots = {row.path: uf.find(f"k:{row.config}") for row in table.itertuples(index=False)}
     members: dict[str, set[str]] = {}
     for row in table.itertuples(index=False):
         members.setdefault(roots[row.path], set()).add(row.config)
-    merged = {root: hashlib.sha256(",".join(sorted(keys)).encode()).hexdigest()[:16] if len(keys) > 1 else next(iter(keys)) for root, keys in members.items()}
+    merged = {
+        root: hashlib.sha256(",".join(sorted(keys)).encode()).hexdigest()[:16]
+        if len(keys) > 1
+        else next(iter(keys))
+        for root, keys in members.items()
+    }
     table["config"] = [merged[roots[p]] for p in table["path"]]
 
     split_of: dict[str, str] = {}
     strata: dict[tuple[str, str], list[str]] = {}
     for config, rows in table.groupby("config", sort=True):
         synthetic = bool((rows["group"] == "synthetic").all())
-        if not synthetic and any(protocol.is_unseen(t, a) for t, a in zip(rows["task"], rows["architecture"])):
+        if not synthetic and any(
+            protocol.is_unseen(t, a)
+            for t, a in zip(rows["task"], rows["architecture"], strict=True)
+        ):
             split_of[config] = "unseen"
             continue
-        stratum = ("synthetic", str(rows["family"].iloc[0])) if synthetic else ("runs", str(sorted(rows["task"])[0]))
+        stratum = (
+            ("synthetic", str(rows["family"].iloc[0]))
+            if synthetic
+            else ("runs", str(sorted(rows["task"])[0]))
+        )
         strata.setdefault(stratum, []).append(config)
     _, f_val, f_test = protocol.split_fractions
     for (group, _name), configs in sorted(strata.items()):
@@ -243,7 +289,9 @@ def assign_splits(store: Any, protocol: Protocol = PROTOCOL, seed: int = 0) -> p
             n_test = max(1, math.floor(f_test * n + 0.5))
             n_val = max(0, min(math.floor(f_val * n + 0.5), n - n_test - 1))
         for i, config in enumerate(order):
-            split_of[config] = test_label if i < n_test else "validation" if i < n_test + n_val else "train"
+            split_of[config] = (
+                test_label if i < n_test else "validation" if i < n_test + n_val else "train"
+            )
     table["split"] = [split_of[c] for c in table["config"]]
     table["n_snapshots"] = table["n_snapshots"].astype(np.int64)
     return table.sort_values("path", kind="stable").reset_index(drop=True)

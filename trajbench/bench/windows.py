@@ -49,7 +49,12 @@ def derive_seed(*parts: Any) -> int:
     return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "little") >> 1
 
 
-def eligible_columns(specs: Sequence[Any], n_params: int, exclude_kinds: Sequence[str] = ("buffer",), trainable_only: bool = True) -> np.ndarray:
+def eligible_columns(
+    specs: Sequence[Any],
+    n_params: int,
+    exclude_kinds: Sequence[str] = ("buffer",),
+    trainable_only: bool = True,
+) -> np.ndarray:
     """Columns a parameter sample is drawn from: every column of a tensor whose kind is
     not excluded and (by default) that is trainable. A run without ``param_layout``
     offers every column."""
@@ -79,7 +84,14 @@ class ParamSample:
     columns_read: int
 
 
-def sample_params(eligible: np.ndarray, size: int | None, seed: int, key: str, chunk_width: int | None = None, n_params: int | None = None) -> ParamSample:
+def sample_params(
+    eligible: np.ndarray,
+    size: int | None,
+    seed: int,
+    key: str,
+    chunk_width: int | None = None,
+    n_params: int | None = None,
+) -> ParamSample:
     """The run's parameter sample, chunk-aware (protocol 2.0).
 
     With more than ``size`` eligible columns: the chunks along the parameter axis
@@ -94,7 +106,9 @@ def sample_params(eligible: np.ndarray, size: int | None, seed: int, key: str, c
     """
     eligible = np.sort(np.asarray(eligible, dtype=np.int64))
     width = int(chunk_width) if chunk_width else 0
-    total = int(n_params) if n_params is not None else (int(eligible[-1]) + 1 if len(eligible) else 0)
+    total = (
+        int(n_params) if n_params is not None else (int(eligible[-1]) + 1 if len(eligible) else 0)
+    )
 
     def read_cost(cols: np.ndarray) -> int:
         if not len(cols) or width <= 0:
@@ -104,12 +118,16 @@ def sample_params(eligible: np.ndarray, size: int | None, seed: int, key: str, c
 
     rng = np.random.Generator(np.random.PCG64(derive_seed("trajbench-sample-v1", seed, key)))
     if size is None or len(eligible) <= size:
-        return ParamSample(eligible, rng.permutation(len(eligible)).astype(np.int64), read_cost(eligible))
+        return ParamSample(
+            eligible, rng.permutation(len(eligible)).astype(np.int64), read_cost(eligible)
+        )
     pool = eligible
     if width > 0:
         ids, starts, counts = np.unique(eligible // width, return_index=True, return_counts=True)
         if len(ids) > 1:
-            chunk_rng = np.random.Generator(np.random.PCG64(derive_seed("trajbench-chunks-v1", seed, key)))
+            chunk_rng = np.random.Generator(
+                np.random.PCG64(derive_seed("trajbench-chunks-v1", seed, key))
+            )
             perm = chunk_rng.permutation(len(ids))
             taken = int(np.searchsorted(np.cumsum(counts[perm]), int(size))) + 1
             chosen = np.sort(perm[:taken])
@@ -117,10 +135,18 @@ def sample_params(eligible: np.ndarray, size: int | None, seed: int, key: str, c
     pick = rng.choice(len(pool), size=int(size), replace=False)
     drawn = pool[pick]
     columns = np.sort(drawn)
-    return ParamSample(columns, np.searchsorted(columns, drawn).astype(np.int64), read_cost(columns))
+    return ParamSample(
+        columns, np.searchsorted(columns, drawn).astype(np.int64), read_cost(columns)
+    )
 
 
-def sample_run(run: Any, size: int | None, seed: int, exclude_kinds: Sequence[str] = ("buffer",), trainable_only: bool = True) -> ParamSample:
+def sample_run(
+    run: Any,
+    size: int | None,
+    seed: int,
+    exclude_kinds: Sequence[str] = ("buffer",),
+    trainable_only: bool = True,
+) -> ParamSample:
     """:func:`sample_params` of a store :class:`~trajbench.store.reader.Run`: its eligible
     columns, the chunk width of its ``weights`` array (read from the array's metadata),
     keyed by the run's path."""
@@ -130,7 +156,9 @@ def sample_run(run: Any, size: int | None, seed: int, exclude_kinds: Sequence[st
     return sample_params(eligible, size, seed, run.path, width, run.n_params)
 
 
-def sample_columns(eligible: np.ndarray, size: int | None, seed: int, key: str, chunk_width: int | None = None) -> np.ndarray:
+def sample_columns(
+    eligible: np.ndarray, size: int | None, seed: int, key: str, chunk_width: int | None = None
+) -> np.ndarray:
     """The sampled columns of :func:`sample_params`, sorted."""
     return sample_params(eligible, size, seed, key, chunk_width).columns
 
@@ -194,13 +222,19 @@ class SeriesSource:
         the next :meth:`read` of exactly those rows waits for it instead of reading."""
         start, stop = max(0, int(start)), min(self.n_snapshots, int(stop))
         if stop > start and (start, stop) not in self._pending:
-            self._pending[(start, stop)] = submit(lambda: np.ascontiguousarray(self.reader(start, stop), dtype=np.float32))
+            self._pending[(start, stop)] = submit(
+                lambda: np.ascontiguousarray(self.reader(start, stop), dtype=np.float32)
+            )
 
     @property
     def first(self) -> np.ndarray:
         """Each series' value at snapshot 0."""
         if self._first is None:
-            self._first = self.read(0, 1)[0] if self.n_snapshots else np.zeros(self.n_series, dtype=np.float32)
+            self._first = (
+                self.read(0, 1)[0]
+                if self.n_snapshots
+                else np.zeros(self.n_series, dtype=np.float32)
+            )
         return self._first
 
     def meta(self) -> SeriesMeta:
@@ -217,7 +251,9 @@ class SeriesSource:
         )
 
     @classmethod
-    def from_run(cls, run: Any, columns: np.ndarray, task: str, n_snapshots: int | None = None) -> SeriesSource:
+    def from_run(
+        cls, run: Any, columns: np.ndarray, task: str, n_snapshots: int | None = None
+    ) -> SeriesSource:
         """Sampled columns of a store :class:`~trajbench.store.reader.Run`."""
         columns = np.asarray(columns, dtype=np.int64)
         specs = run.specs
@@ -254,15 +290,34 @@ class SeriesSource:
         """An in-memory ``(n_snapshots, n_series)`` array as a source."""
         data = np.asarray(array, dtype=np.float32)
         if data.ndim != 2:
-            raise TrajbenchError(f"a series array must be 2-D (n_snapshots, n_series), but got shape {data.shape}")
+            raise TrajbenchError(
+                f"a series array must be 2-D (n_snapshots, n_series), but got shape {data.shape}"
+            )
         if not np.isfinite(data).all():
             raise TrajbenchError(f"series array '{path}' holds NaN or infinite values")
         n_series = data.shape[1]
-        kind_arr = np.full(n_series, kinds, dtype=object) if isinstance(kinds, str) else np.asarray(list(kinds), dtype=object)
-        layer_arr = np.full(n_series, layers, dtype=object) if isinstance(layers, str) else np.asarray(list(layers), dtype=object)
+        kind_arr = (
+            np.full(n_series, kinds, dtype=object)
+            if isinstance(kinds, str)
+            else np.asarray(list(kinds), dtype=object)
+        )
+        layer_arr = (
+            np.full(n_series, layers, dtype=object)
+            if isinstance(layers, str)
+            else np.asarray(list(layers), dtype=object)
+        )
         if len(kind_arr) != n_series or len(layer_arr) != n_series:
             raise TrajbenchError(f"kinds and layers must have one entry per series ({n_series})")
-        return cls(path, task, data.shape[0], np.arange(n_series, dtype=np.int64), kind_arr, layer_arr, int(stride), lambda a, b: data[a:b])
+        return cls(
+            path,
+            task,
+            data.shape[0],
+            np.arange(n_series, dtype=np.int64),
+            kind_arr,
+            layer_arr,
+            int(stride),
+            lambda a, b: data[a:b],
+        )
 
 
 def split_sources(runs: Any, rows: Any, protocol: Any, seed: int) -> list[SeriesSource]:
@@ -277,8 +332,12 @@ def split_sources(runs: Any, rows: Any, protocol: Any, seed: int) -> list[Series
     built = []
     for row in rows.itertuples(index=False):
         run = runs.run(row.path)
-        columns = sample_run(run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only).columns
-        built.append(SeriesSource.from_run(run, columns, str(row.task), n_snapshots=int(row.n_snapshots)))
+        columns = sample_run(
+            run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only
+        ).columns
+        built.append(
+            SeriesSource.from_run(run, columns, str(row.task), n_snapshots=int(row.n_snapshots))
+        )
     return built
 
 
@@ -294,7 +353,12 @@ def _run_stride(run: Any, n: int) -> int:
 
 
 def iter_blocks(
-    source: SeriesSource, origins: np.ndarray, back: int, ahead: int, block_bytes: int = DEFAULT_BLOCK_BYTES, from_zero: bool = False
+    source: SeriesSource,
+    origins: np.ndarray,
+    back: int,
+    ahead: int,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    from_zero: bool = False,
 ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield ``(start, rows, origins)``: a block of rows ``start:start + len(rows)`` that
     holds the context (``back`` snapshots before each origin) and up to ``ahead``
@@ -303,12 +367,20 @@ def iter_blocks(
     window). With ``from_zero`` the first block starts at snapshot 0 (so it also holds
     each series' first value)."""
     origins = np.asarray(origins, dtype=np.int64)
-    for start, stop, i, j in block_bounds(source.n_snapshots, source.n_series, origins, back, ahead, block_bytes, from_zero):
+    for start, stop, i, j in block_bounds(
+        source.n_snapshots, source.n_series, origins, back, ahead, block_bytes, from_zero
+    ):
         yield start, source.read(start, stop), origins[i:j]
 
 
 def block_bounds(
-    n_snapshots: int, n_series: int, origins: np.ndarray, back: int, ahead: int, block_bytes: int = DEFAULT_BLOCK_BYTES, from_zero: bool = False
+    n_snapshots: int,
+    n_series: int,
+    origins: np.ndarray,
+    back: int,
+    ahead: int,
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+    from_zero: bool = False,
 ) -> Iterator[tuple[int, int, int, int]]:
     """The blocks of :func:`iter_blocks` without reading them: ``(start, stop, i, j)``,
     rows ``start:stop`` holding the windows of ``origins[i:j]``."""
@@ -338,7 +410,12 @@ def build_context(block: np.ndarray, start: int, origins: np.ndarray, k: int) ->
 
 
 def build_targets(
-    block: np.ndarray, start: int, origins: np.ndarray, horizons: np.ndarray, n_snapshots: int, out: np.ndarray | None = None
+    block: np.ndarray,
+    start: int,
+    origins: np.ndarray,
+    horizons: np.ndarray,
+    n_snapshots: int,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(truth, valid)``: truth ``(B, G, S)`` holds snapshot ``origin + h`` for each
     horizon ``h``; ``valid`` ``(B, G)`` is False where that snapshot is past the end (its
@@ -351,11 +428,15 @@ def build_targets(
         return block[rows], valid
     if rows.size and (rows.min() < 0 or rows.max() >= len(block)):
         raise TrajbenchError("internal: target rows are not in the block")
-    np.take(block, rows, axis=0, out=out, mode="clip")  # bounds checked above; "clip" writes out directly
+    np.take(
+        block, rows, axis=0, out=out, mode="clip"
+    )  # bounds checked above; "clip" writes out directly
     return out, valid
 
 
-def build_full_targets(block: np.ndarray, start: int, origins: np.ndarray, horizon: int) -> np.ndarray:
+def build_full_targets(
+    block: np.ndarray, start: int, origins: np.ndarray, horizon: int
+) -> np.ndarray:
     """``(len(origins) * n_series, horizon)`` targets ``origin + 1 .. origin + horizon``
     (every one must exist), in the same order as :func:`build_context`."""
     idx = origins[:, None] + np.arange(1, horizon + 1, dtype=np.int64)[None, :] - start

@@ -83,23 +83,39 @@ def validate_tags(tags: Mapping[str, Any], owner: str = "forecaster") -> dict[st
     """Check the known tags' values; unknown tags pass through (plugins may add their own)."""
     out = dict(tags)
     if not isinstance(out.get("needs_fit"), bool):
-        raise TrajbenchError(f"{owner}: tag 'needs_fit' must be a bool, but got {out.get('needs_fit')!r}")
+        raise TrajbenchError(
+            f"{owner}: tag 'needs_fit' must be a bool, but got {out.get('needs_fit')!r}"
+        )
     if out.get("multi_horizon") not in _MULTI_HORIZON:
-        raise TrajbenchError(f"{owner}: tag 'multi_horizon' must be 'native' or 'recursive', but got {out.get('multi_horizon')!r}")
+        raise TrajbenchError(
+            f"{owner}: tag 'multi_horizon' must be 'native' or 'recursive', but got {out.get('multi_horizon')!r}"
+        )
     if not isinstance(out.get("deterministic"), bool):
-        raise TrajbenchError(f"{owner}: tag 'deterministic' must be a bool, but got {out.get('deterministic')!r}")
+        raise TrajbenchError(
+            f"{owner}: tag 'deterministic' must be a bool, but got {out.get('deterministic')!r}"
+        )
     pretrained = out.get("pretrained_on") or {}
     if not isinstance(pretrained, Mapping):
-        raise TrajbenchError(f"{owner}: tag 'pretrained_on' must be a dict with keys {', '.join(_PRETRAINED_KEYS)}, but got {pretrained!r}")
+        raise TrajbenchError(
+            f"{owner}: tag 'pretrained_on' must be a dict with keys {', '.join(_PRETRAINED_KEYS)}, but got {pretrained!r}"
+        )
     for key, value in pretrained.items():
         if key not in _PRETRAINED_KEYS:
-            raise TrajbenchError(f"{owner}: tag 'pretrained_on' has unknown key {key!r}{did_you_mean(str(key), _PRETRAINED_KEYS)}; expected {', '.join(_PRETRAINED_KEYS)}")
+            raise TrajbenchError(
+                f"{owner}: tag 'pretrained_on' has unknown key {key!r}{did_you_mean(str(key), _PRETRAINED_KEYS)}; expected {', '.join(_PRETRAINED_KEYS)}"
+            )
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
-            raise TrajbenchError(f"{owner}: tag 'pretrained_on[{key!r}]' must be a list of str, but got {value!r}")
+            raise TrajbenchError(
+                f"{owner}: tag 'pretrained_on[{key!r}]' must be a list of str, but got {value!r}"
+            )
     out["pretrained_on"] = {k: list(v) for k, v in pretrained.items()}
     budget = out.get("series_budget")
-    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1):
-        raise TrajbenchError(f"{owner}: tag 'series_budget' must be a positive int or None, but got {budget!r}")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1
+    ):
+        raise TrajbenchError(
+            f"{owner}: tag 'series_budget' must be a positive int or None, but got {budget!r}"
+        )
     return out
 
 
@@ -169,7 +185,8 @@ class Forecaster:
         return [
             p.name
             for p in sig.parameters.values()
-            if p.name != "self" and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            if p.name != "self"
+            and p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         ]
 
     def get_params(self) -> dict[str, Any]:
@@ -262,22 +279,32 @@ class Forecaster:
         if squeeze:
             arr = arr[None, :]
         if arr.ndim != 2:
-            raise TrajbenchError(f"context must be a 2-D array (n_series, k), but got shape {arr.shape}")
+            raise TrajbenchError(
+                f"context must be a 2-D array (n_series, k), but got shape {arr.shape}"
+            )
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise TrajbenchError(f"context must hold numbers, but got dtype {arr.dtype}")
         n, width = arr.shape
         if width < k:
-            raise TrajbenchError(f"context has {width} snapshots, but forecaster '{self.name}' needs context_length={k}")
+            raise TrajbenchError(
+                f"context has {width} snapshots, but forecaster '{self.name}' needs context_length={k}"
+            )
         arr = np.ascontiguousarray(arr[:, width - k :], dtype=np.float32)
         if not np.isfinite(arr).all():
-            raise TrajbenchError("context holds NaN or infinite values; committed weights are always finite")
+            raise TrajbenchError(
+                "context holds NaN or infinite values; committed weights are always finite"
+            )
         if meta is not None:
             if not isinstance(meta, SeriesMeta):
-                raise TrajbenchError(f"meta must be a trajbench.SeriesMeta or None, but got {type(meta).__name__}")
+                raise TrajbenchError(
+                    f"meta must be a trajbench.SeriesMeta or None, but got {type(meta).__name__}"
+                )
             if len(meta) != n:
                 raise TrajbenchError(f"meta has {len(meta)} series, but context has {n}")
         if self.get_tag("needs_fit") and not self.is_fitted:
-            raise NotFittedError(f"forecaster '{self.name}' is not fitted; call fit(train) before predict")
+            raise NotFittedError(
+                f"forecaster '{self.name}' is not fitted; call fit(train) before predict"
+            )
         if n == 0:
             out = np.empty((0, horizon), dtype=np.float32)
         elif self.get_tag("multi_horizon") == "recursive":
@@ -286,7 +313,9 @@ class Forecaster:
             out = _check_output(self._predict(arr, horizon, meta), n, horizon, self.name)
         return out[0] if squeeze else out
 
-    def _predict_recursive(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
+    def _predict_recursive(
+        self, context: np.ndarray, horizon: int, meta: SeriesMeta | None
+    ) -> np.ndarray:
         n, k = context.shape
         window = context
         out = np.empty((n, horizon), dtype=np.float32)
@@ -300,7 +329,9 @@ class Forecaster:
 
     def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
         """Override: ``(n_series, context_length)`` float32 in, ``(n_series, horizon)`` out."""
-        raise NotImplementedError(f"{type(self).__name__} must implement _predict(context, horizon, meta)")
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _predict(context, horizon, meta)"
+        )
 
     # -------------------------------------------------------- fallback log
     def report_fallback(self, count: int, reason: str) -> None:
@@ -317,7 +348,9 @@ class Forecaster:
     # ------------------------------------------------------------ checking
     def _check_self(self) -> int:
         if not isinstance(self.name, str) or not self.name:
-            raise TrajbenchError(f"{type(self).__name__}.name must be a non-empty str, but got {self.name!r}")
+            raise TrajbenchError(
+                f"{type(self).__name__}.name must be a non-empty str, but got {self.name!r}"
+            )
         return _check_positive_int(self.context_length, f"forecaster '{self.name}': context_length")
 
 
@@ -330,10 +363,14 @@ def _differs(a: Any, b: Any) -> bool:
 
 def _check_output(out: Any, n: int, horizon: int, name: str) -> np.ndarray:
     if out is None:
-        raise ForecasterError(f"forecaster '{name}' returned None; _predict must return an array of shape ({n}, {horizon})")
+        raise ForecasterError(
+            f"forecaster '{name}' returned None; _predict must return an array of shape ({n}, {horizon})"
+        )
     arr = np.asarray(out)
     if arr.shape != (n, horizon):
-        raise ForecasterError(f"forecaster '{name}' returned shape {arr.shape}, expected ({n}, {horizon})")
+        raise ForecasterError(
+            f"forecaster '{name}' returned shape {arr.shape}, expected ({n}, {horizon})"
+        )
     if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
         raise ForecasterError(f"forecaster '{name}' returned dtype {arr.dtype}, expected float32")
     arr = np.asarray(arr, dtype=np.float32)
@@ -343,5 +380,7 @@ def _check_output(out: Any, n: int, horizon: int, name: str) -> np.ndarray:
         total = np.add.reduce(arr, axis=None) if arr.size else 0.0
     if not np.isfinite(total) and not (finite := np.isfinite(arr)).all():
         bad = int(arr.size - np.count_nonzero(finite))
-        raise ForecasterError(f"forecaster '{name}' returned {bad} non-finite value{'s' if bad != 1 else ''} (NaN or infinity) out of {arr.size}")
+        raise ForecasterError(
+            f"forecaster '{name}' returned {bad} non-finite value{'s' if bad != 1 else ''} (NaN or infinity) out of {arr.size}"
+        )
     return arr

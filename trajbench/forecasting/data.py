@@ -73,9 +73,16 @@ class TrainingData:
             self._sources = list(sources)
             self._factory = None
             if runs is None:
-                runs = pd.DataFrame({"path": [s.path for s in self._sources], "task": [s.task for s in self._sources]})
+                runs = pd.DataFrame(
+                    {
+                        "path": [s.path for s in self._sources],
+                        "task": [s.task for s in self._sources],
+                    }
+                )
             if len(runs) != len(self._sources):
-                raise TrajbenchError(f"runs has {len(runs)} rows but there are {len(self._sources)} sources")
+                raise TrajbenchError(
+                    f"runs has {len(runs)} rows but there are {len(self._sources)} sources"
+                )
         self.runs = runs.reset_index(drop=True)
         self.store = store
         self.split = split
@@ -97,7 +104,9 @@ class TrainingData:
         if self._sources is None:
             self._sources = list(self._factory())
             if len(self._sources) != len(self.runs):
-                raise TrajbenchError(f"runs has {len(self.runs)} rows but the source factory gave {len(self._sources)} sources")
+                raise TrajbenchError(
+                    f"runs has {len(self.runs)} rows but the source factory gave {len(self._sources)} sources"
+                )
         return self._sources
 
     @property
@@ -107,14 +116,23 @@ class TrainingData:
     def __iter__(self) -> Iterator[Batch]:
         return self.batches()
 
-    def n_windows(self, context_length: int | None = None, horizon: int | None = None, stride: int | None = None) -> int:
+    def n_windows(
+        self,
+        context_length: int | None = None,
+        horizon: int | None = None,
+        stride: int | None = None,
+    ) -> int:
         """Whole windows per series summed over runs (multiply by a run's series count
         for the number of rows :meth:`batches` yields for it)."""
         k, h, s = self._settings(context_length, horizon, stride)
         return sum(len(range(k - 1, src.n_snapshots - h, s)) for src in self.sources)
 
-    def _settings(self, context_length: int | None, horizon: int | None, stride: int | None) -> tuple[int, int, int]:
-        k = _positive(self.context_length if context_length is None else context_length, "context_length")
+    def _settings(
+        self, context_length: int | None, horizon: int | None, stride: int | None
+    ) -> tuple[int, int, int]:
+        k = _positive(
+            self.context_length if context_length is None else context_length, "context_length"
+        )
         h = _positive(self.horizon if horizon is None else horizon, "horizon")
         s = _positive(self.stride if stride is None else stride, "stride")
         return k, h, s
@@ -155,7 +173,11 @@ class TrainingData:
     def subset(self, mask: Any) -> TrainingData:
         """The same data restricted to some runs: a boolean mask or index over ``runs``
         (for example ``train.subset(train.runs.task == "digits-mlp")``)."""
-        index = np.arange(len(self.sources))[np.asarray(mask)] if np.asarray(mask).dtype == bool else np.asarray(mask, dtype=np.int64)
+        index = (
+            np.arange(len(self.sources))[np.asarray(mask)]
+            if np.asarray(mask).dtype == bool
+            else np.asarray(mask, dtype=np.int64)
+        )
         return TrainingData(
             [self.sources[i] for i in index],
             runs=self.runs.iloc[index],
@@ -186,9 +208,21 @@ class TrainingData:
 
         if isinstance(arrays, np.ndarray) and arrays.ndim == 2:
             arrays = [arrays]
-        sources = [SeriesSource.from_array(a, path=f"array/{i}", task=task, kinds=kinds, stride=stride) for i, a in enumerate(arrays)]
+        sources = [
+            SeriesSource.from_array(a, path=f"array/{i}", task=task, kinds=kinds, stride=stride)
+            for i, a in enumerate(arrays)
+        ]
         val = None
         if validation is not None:
-            val = cls.from_arrays(validation, kinds=kinds, task=task, stride=stride, context_length=context_length, horizon=horizon)
+            val = cls.from_arrays(
+                validation,
+                kinds=kinds,
+                task=task,
+                stride=stride,
+                context_length=context_length,
+                horizon=horizon,
+            )
             val.split = "validation"
-        return cls(sources, context_length=context_length, horizon=horizon, stride=stride, validation=val)
+        return cls(
+            sources, context_length=context_length, horizon=horizon, stride=stride, validation=val
+        )

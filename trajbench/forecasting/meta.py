@@ -76,7 +76,9 @@ class SeriesMeta:
             if n is None:
                 n = len(arr)
             elif len(arr) != n:
-                raise TrajbenchError(f"SeriesMeta.{f.name} has {len(arr)} entries, but the other fields have {n}")
+                raise TrajbenchError(
+                    f"SeriesMeta.{f.name} has {len(arr)} entries, but the other fields have {n}"
+                )
             object.__setattr__(self, f.name, arr)
 
     def __len__(self) -> int:
@@ -98,7 +100,11 @@ class SeriesMeta:
         first: np.ndarray | float | None = None,
     ) -> SeriesMeta:
         """Meta for ``n`` series that share everything (``first`` may vary)."""
-        first_arr = np.zeros(n, dtype=np.float32) if first is None else np.broadcast_to(np.asarray(first, dtype=np.float32), (n,))
+        first_arr = (
+            np.zeros(n, dtype=np.float32)
+            if first is None
+            else np.broadcast_to(np.asarray(first, dtype=np.float32), (n,))
+        )
         return cls(
             kind=np.full(n, kind, dtype=object),
             layer=np.full(n, layer, dtype=object),
@@ -109,12 +115,20 @@ class SeriesMeta:
 
     def take(self, index: Any) -> SeriesMeta:
         """The meta of ``context[index]`` (an int array, a boolean mask or a slice)."""
-        values = {f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[index]) for f in fields(self)}
+        values = {
+            f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[index])
+            for f in fields(self)
+        }
         return SeriesMeta(**values)
 
     def tile(self, repeats: int) -> SeriesMeta:
         """The meta repeated ``repeats`` times (for ``repeats`` windows of the same series)."""
-        values = {f.name: (None if getattr(self, f.name) is None else np.tile(getattr(self, f.name), repeats)) for f in fields(self)}
+        values = {
+            f.name: (
+                None if getattr(self, f.name) is None else np.tile(getattr(self, f.name), repeats)
+            )
+            for f in fields(self)
+        }
         return SeriesMeta(**values)
 
     def with_origin(self, origin: np.ndarray | int) -> SeriesMeta:
@@ -123,7 +137,9 @@ class SeriesMeta:
         copy = object.__new__(SeriesMeta)
         for f in fields(self):
             object.__setattr__(copy, f.name, getattr(self, f.name))
-        object.__setattr__(copy, "origin", np.broadcast_to(np.asarray(origin, dtype=np.int64), (len(self),)).copy())
+        object.__setattr__(
+            copy, "origin", np.broadcast_to(np.asarray(origin, dtype=np.int64), (len(self),)).copy()
+        )
         return copy
 
     @classmethod

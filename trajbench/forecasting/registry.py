@@ -91,7 +91,9 @@ def _dist_name(ep: Any) -> str:
 
 
 def _entries() -> dict[str, _Entry]:
-    table: dict[str, _Entry] = {name: _Entry(name, target, "built-in") for name, target in BUILTIN_FORECASTERS.items()}
+    table: dict[str, _Entry] = {
+        name: _Entry(name, target, "built-in") for name, target in BUILTIN_FORECASTERS.items()
+    }
     seen: dict[str, str] = {}
     for ep in sorted(_entry_points(), key=lambda e: (_dist_name(e), e.name)):
         origin = f"entry point ({_dist_name(ep)})"
@@ -115,7 +117,9 @@ def list_forecasters() -> list[str]:
     return sorted(_entries())
 
 
-def register_forecaster(cls: type[Forecaster] | None = None, *, name: str | None = None, overwrite: bool = False) -> Any:
+def register_forecaster(
+    cls: type[Forecaster] | None = None, *, name: str | None = None, overwrite: bool = False
+) -> Any:
     """Make a Forecaster class available by name in this process (usable as a
     decorator). Packages should declare an entry point instead, so that every process
     (and ``trajbench bench``) sees them."""
@@ -125,7 +129,9 @@ def register_forecaster(cls: type[Forecaster] | None = None, *, name: str | None
         key = name or klass.name
         validate_forecaster_name(key)
         if key in _REGISTERED and not overwrite and _REGISTERED[key] is not klass:
-            raise TrajbenchError(f"a forecaster named '{key}' is already registered; pass overwrite=True to replace it")
+            raise TrajbenchError(
+                f"a forecaster named '{key}' is already registered; pass overwrite=True to replace it"
+            )
         _REGISTERED[key] = klass
         return klass
 
@@ -140,7 +146,9 @@ def unregister_forecaster(name: str) -> None:
 def validate_forecaster_name(name: Any) -> str:
     """Check a forecaster name (it becomes a file name and a table value)."""
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
-        raise TrajbenchError(f"forecaster name must be 1 to 64 characters from [A-Za-z0-9_.-], starting with a letter or digit, but got {name!r}")
+        raise TrajbenchError(
+            f"forecaster name must be 1 to 64 characters from [A-Za-z0-9_.-], starting with a letter or digit, but got {name!r}"
+        )
     return name
 
 
@@ -156,11 +164,15 @@ def _import_target(target: str, where: str) -> Any:
     try:
         module = importlib.import_module(module_name.strip())
     except Exception as exc:
-        raise TrajbenchError(f"cannot load {where}: importing '{module_name}' raised {type(exc).__name__}: {exc}") from exc
+        raise TrajbenchError(
+            f"cannot load {where}: importing '{module_name}' raised {type(exc).__name__}: {exc}"
+        ) from exc
     obj: Any = module
     for part in attr.strip().split(".") if attr else []:
         if not hasattr(obj, part):
-            raise TrajbenchError(f"cannot load {where}: module '{module_name}' has no attribute '{attr}'")
+            raise TrajbenchError(
+                f"cannot load {where}: module '{module_name}' has no attribute '{attr}'"
+            )
         obj = getattr(obj, part)
     return obj
 
@@ -168,7 +180,9 @@ def _import_target(target: str, where: str) -> Any:
 def load_forecaster_class(spec: str) -> type[Forecaster]:
     """Load ``path/to/file.py:ClassName`` or ``package.module:ClassName``."""
     if not isinstance(spec, str) or ":" not in spec:
-        raise TrajbenchError(f"a forecaster class must be given as path/to/file.py:ClassName or package.module:ClassName, but got {spec!r}")
+        raise TrajbenchError(
+            f"a forecaster class must be given as path/to/file.py:ClassName or package.module:ClassName, but got {spec!r}"
+        )
     path_text, _, class_name = spec.rpartition(":")
     if not class_name.isidentifier() and not all(p.isidentifier() for p in class_name.split(".")):
         raise TrajbenchError(f"'{class_name}' in {spec!r} is not a class name")
@@ -189,12 +203,20 @@ def load_forecaster_class(spec: str) -> type[Forecaster]:
                 module_spec.loader.exec_module(module)
             except Exception as exc:
                 del sys.modules[module_name]
-                raise TrajbenchError(f"importing forecaster file '{path_text}' raised {type(exc).__name__}: {exc}") from exc
+                raise TrajbenchError(
+                    f"importing forecaster file '{path_text}' raised {type(exc).__name__}: {exc}"
+                ) from exc
         obj: Any = module
         for part in class_name.split("."):
             if not hasattr(obj, part):
-                names = [n for n, v in vars(module).items() if isinstance(v, type) and issubclass(v, Forecaster) and v is not Forecaster]
-                raise TrajbenchError(f"forecaster file '{path_text}' has no class '{class_name}'{did_you_mean(class_name, names)}")
+                names = [
+                    n
+                    for n, v in vars(module).items()
+                    if isinstance(v, type) and issubclass(v, Forecaster) and v is not Forecaster
+                ]
+                raise TrajbenchError(
+                    f"forecaster file '{path_text}' has no class '{class_name}'{did_you_mean(class_name, names)}"
+                )
             obj = getattr(obj, part)
         return _check_class(obj, f"'{spec}'")
     return _check_class(_import_target(spec, f"'{spec}'"), f"'{spec}'")
@@ -214,7 +236,10 @@ def get_forecaster_class(name: str) -> type[Forecaster]:
         )
     if entry.cls is not None:
         return entry.cls
-    return _check_class(_import_target(entry.target, f"forecaster '{name}' ({entry.origin}: {entry.target})"), f"forecaster '{name}' ({entry.target})")
+    return _check_class(
+        _import_target(entry.target, f"forecaster '{name}' ({entry.origin}: {entry.target})"),
+        f"forecaster '{name}' ({entry.target})",
+    )
 
 
 def get_forecaster(name: str, **params: Any) -> Forecaster:
@@ -235,7 +260,9 @@ def get_forecaster(name: str, **params: Any) -> Forecaster:
             raise TrajbenchError(
                 f"forecaster '{name}' has no parameter {unknown[0]!r}{did_you_mean(unknown[0], valid)}; its parameters are {', '.join(valid) or 'none'}"
             ) from None
-        raise TrajbenchError(f"creating forecaster '{name}' with {params!r} raised TypeError: {exc}") from exc
+        raise TrajbenchError(
+            f"creating forecaster '{name}' with {params!r} raised TypeError: {exc}"
+        ) from exc
     if ":" not in name and obj.name != name:
         obj.name = name
     validate_forecaster_name(obj.name)
@@ -247,14 +274,26 @@ def forecaster_table() -> pd.DataFrame:
     summary (the first docstring line), error (why it could not be loaded, if so)."""
     rows = []
     for name, entry in sorted(_entries().items()):
-        row: dict[str, Any] = {"name": name, "origin": entry.origin, "target": entry.target, "context_length": None, "tags": None, "summary": "", "error": ""}
+        row: dict[str, Any] = {
+            "name": name,
+            "origin": entry.origin,
+            "target": entry.target,
+            "context_length": None,
+            "tags": None,
+            "summary": "",
+            "error": "",
+        }
         try:
             cls = get_forecaster_class(name)
-            row["context_length"] = cls.context_length if isinstance(cls.context_length, int) else None
+            row["context_length"] = (
+                cls.context_length if isinstance(cls.context_length, int) else None
+            )
             tags = cls.get_class_tags()
             row["tags"] = {k: v for k, v in tags.items() if v not in ({}, None)}
             row["summary"] = ((cls.__doc__ or "").strip().splitlines() or [""])[0]
         except TrajbenchError as exc:
             row["error"] = str(exc)
         rows.append(row)
-    return pd.DataFrame(rows, columns=["name", "origin", "target", "context_length", "tags", "summary", "error"])
+    return pd.DataFrame(
+        rows, columns=["name", "origin", "target", "context_length", "tags", "summary", "error"]
+    )

@@ -20,7 +20,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         try:
             index, count = (int(x) for x in args.shard.split("/"))
         except ValueError:
-            raise TrajbenchError(f"--shard must look like I/N (e.g. 0/4), but got {args.shard!r}") from None
+            raise TrajbenchError(
+                f"--shard must look like I/N (e.g. 0/4), but got {args.shard!r}"
+            ) from None
         shard = (index, count)
     summary = generate(
         args.suite,
@@ -45,17 +47,31 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
 def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``trajbench generate`` to the CLI's sub-parsers."""
-    p = subparsers.add_parser("generate", help="record a suite's training runs and synthetic series into a store")
-    p.add_argument("--suite", default="small", help="micro, tiny, small, full, or a path to a suite .toml (default small)")
+    p = subparsers.add_parser(
+        "generate", help="record a suite's training runs and synthetic series into a store"
+    )
+    p.add_argument(
+        "--suite",
+        default="small",
+        help="micro, tiny, small, full, or a path to a suite .toml (default small)",
+    )
     p.add_argument("--out", required=True, help="store directory or fsspec URL")
     p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
     p.add_argument("--seed", type=int, default=0, help="base seed of the whole suite (default 0)")
     p.add_argument("--tasks", help="comma-separated subset of the suite's tasks")
-    p.add_argument("--shard", help="I/N: generate only shard I of N (split a suite across machines)")
+    p.add_argument(
+        "--shard", help="I/N: generate only shard I of N (split a suite across machines)"
+    )
     p.add_argument("--scheduler", help="'local-cluster' or a dask.distributed scheduler address")
     p.add_argument("--no-synthetic", action="store_true", help="skip the synthetic families")
-    p.add_argument("--compression", help="weights codecs of new runs: none, fast (the default) or small (docs/format.md)")
-    p.add_argument("--lossy", help="lossy rounding of weights: bf16, f16 or mantissa bits to keep (default: lossless)")
+    p.add_argument(
+        "--compression",
+        help="weights codecs of new runs: none, fast (the default) or small (docs/format.md)",
+    )
+    p.add_argument(
+        "--lossy",
+        help="lossy rounding of weights: bf16, f16 or mantissa bits to keep (default: lossless)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
@@ -64,10 +80,13 @@ def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+        for i, c in enumerate(columns)
+    ]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)))
     for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
 def _cmd_list_tasks(args: argparse.Namespace) -> int:
@@ -88,7 +107,18 @@ def _cmd_list_suites(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2, default=str))
     else:
-        _print_table(rows, ["name", "version", "tasks", "runs", "min_snapshots", "synthetic_series", "description"])
+        _print_table(
+            rows,
+            [
+                "name",
+                "version",
+                "tasks",
+                "runs",
+                "min_snapshots",
+                "synthetic_series",
+                "description",
+            ],
+        )
     return 0
 
 

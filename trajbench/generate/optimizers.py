@@ -93,9 +93,13 @@ def register_optimizer(
     if not isinstance(name, str) or not name:
         raise TrajbenchError(f"optimizer name must be a non-empty str, but got {name!r}")
     if name in _OPTIMIZERS and not overwrite:
-        raise TrajbenchError(f"an optimizer named '{name}' is already registered; pass overwrite=True to replace it")
+        raise TrajbenchError(
+            f"an optimizer named '{name}' is already registered; pass overwrite=True to replace it"
+        )
     if not callable(factory):
-        raise TrajbenchError(f"optimizer factory for '{name}' must be callable, but got {factory!r}")
+        raise TrajbenchError(
+            f"optimizer factory for '{name}' must be callable, but got {factory!r}"
+        )
     spec = OptimizerSpec(name, factory, dict(defaults or {}), description)
     _OPTIMIZERS[name] = spec
     return spec
@@ -115,7 +119,11 @@ def _optimizer_spec(name: Any) -> OptimizerSpec:
 
 
 def _number(value: Any, what: str, *, positive: bool = False, non_negative: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+    ):
         raise TrajbenchError(f"{what} must be a finite number, but got {value!r}")
     value = float(value)
     if positive and value <= 0:
@@ -135,7 +143,9 @@ def _coerce_like(value: Any, default: Any, what: str) -> Any:
         return _number(value, what)
     if isinstance(default, (list, tuple)):
         if not isinstance(value, (list, tuple)) or len(value) != len(default):
-            raise TrajbenchError(f"{what} must be a list of {len(default)} numbers, but got {value!r}")
+            raise TrajbenchError(
+                f"{what} must be a list of {len(default)} numbers, but got {value!r}"
+            )
         return [_number(v, f"{what}[{i}]") for i, v in enumerate(value)]
     return value
 
@@ -144,11 +154,15 @@ def normalize_optimizer_config(config: Mapping[str, Any] | str) -> dict[str, Any
     """The full, validated config: ``name``, ``lr`` and every hyperparameter with defaults
     filled in (this is what a run's ``optimizer`` attribute records)."""
     if isinstance(config, str):
-        raise TrajbenchError(f"optimizer config {config!r} needs an lr: pass a dict such as {{'name': {config!r}, 'lr': 0.1}}")
+        raise TrajbenchError(
+            f"optimizer config {config!r} needs an lr: pass a dict such as {{'name': {config!r}, 'lr': 0.1}}"
+        )
     if not isinstance(config, Mapping):
         raise TrajbenchError(f"optimizer config must be a dict, but got {type(config).__name__}")
     if "name" not in config:
-        raise TrajbenchError(f"optimizer config needs a 'name' (one of {', '.join(sorted(_OPTIMIZERS))}), but got keys {sorted(config)}")
+        raise TrajbenchError(
+            f"optimizer config needs a 'name' (one of {', '.join(sorted(_OPTIMIZERS))}), but got keys {sorted(config)}"
+        )
     spec = _optimizer_spec(config["name"])
     if "lr" not in config:
         raise TrajbenchError(f"optimizer config for '{spec.name}' needs an 'lr'")
@@ -158,7 +172,10 @@ def normalize_optimizer_config(config: Mapping[str, Any] | str) -> dict[str, Any
             raise TrajbenchError(
                 f"optimizer '{spec.name}' has no hyperparameter {key!r}{did_you_mean(key, allowed)} (accepted: {', '.join(sorted(allowed))})"
             )
-    full: dict[str, Any] = {"name": spec.name, "lr": _number(config["lr"], f"optimizer '{spec.name}' lr", positive=True)}
+    full: dict[str, Any] = {
+        "name": spec.name,
+        "lr": _number(config["lr"], f"optimizer '{spec.name}' lr", positive=True),
+    }
     for key, default in spec.defaults.items():
         value = config.get(key, default)
         full[key] = _coerce_like(value, default, f"optimizer '{spec.name}' {key}")
@@ -169,7 +186,9 @@ def normalize_optimizer_config(config: Mapping[str, Any] | str) -> dict[str, Any
     return full
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], config: Mapping[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]], config: Mapping[str, Any]
+) -> torch.optim.Optimizer:
     """A torch optimizer from a config dict such as ``{"name": "adamw", "lr": 1e-3}``."""
     full = normalize_optimizer_config(config)
     spec = _OPTIMIZERS[full["name"]]
@@ -198,11 +217,28 @@ def _adamw(params: Any, **hyper: Any) -> torch.optim.Optimizer:
 
 _SGD_DEFAULTS = {"weight_decay": 0.0, "momentum": 0.0, "dampening": 0.0, "nesterov": False}
 register_optimizer("sgd", _sgd, _SGD_DEFAULTS, description="plain SGD (momentum 0 unless given)")
-register_optimizer("momentum", _sgd, {**_SGD_DEFAULTS, "momentum": 0.9}, description="SGD with heavy-ball momentum (0.9)")
-register_optimizer("nesterov", _nesterov, {"weight_decay": 0.0, "momentum": 0.9}, description="SGD with Nesterov momentum (0.9)")
+register_optimizer(
+    "momentum",
+    _sgd,
+    {**_SGD_DEFAULTS, "momentum": 0.9},
+    description="SGD with heavy-ball momentum (0.9)",
+)
+register_optimizer(
+    "nesterov",
+    _nesterov,
+    {"weight_decay": 0.0, "momentum": 0.9},
+    description="SGD with Nesterov momentum (0.9)",
+)
 _ADAM_DEFAULTS = {"weight_decay": 0.0, "betas": [0.9, 0.999], "eps": 1e-8, "amsgrad": False}
-register_optimizer("adam", _adam, _ADAM_DEFAULTS, description="Adam (weight decay as L2 in the gradient)")
-register_optimizer("adamw", _adamw, {**_ADAM_DEFAULTS, "weight_decay": 0.01}, description="AdamW (decoupled weight decay)")
+register_optimizer(
+    "adam", _adam, _ADAM_DEFAULTS, description="Adam (weight decay as L2 in the gradient)"
+)
+register_optimizer(
+    "adamw",
+    _adamw,
+    {**_ADAM_DEFAULTS, "weight_decay": 0.01},
+    description="AdamW (decoupled weight decay)",
+)
 
 
 # ------------------------------------------------------------------ schedules
@@ -214,7 +250,14 @@ class Schedule:
     recorded in the run's ``schedule`` attribute.
     """
 
-    def __init__(self, config: Mapping[str, Any], fn: Callable[[int], float], base_lr: float, total_steps: int, steps_per_epoch: int) -> None:
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        fn: Callable[[int], float],
+        base_lr: float,
+        total_steps: int,
+        steps_per_epoch: int,
+    ) -> None:
         self.config = dict(config)
         self._fn = fn
         self.base_lr = base_lr
@@ -249,7 +292,14 @@ class _ScheduleSpec:
 _SCHEDULES: dict[str, _ScheduleSpec] = {}
 
 
-def register_schedule(name: str, factory: ScheduleFactory, defaults: Mapping[str, Any] | None = None, *, description: str = "", overwrite: bool = False) -> None:
+def register_schedule(
+    name: str,
+    factory: ScheduleFactory,
+    defaults: Mapping[str, Any] | None = None,
+    *,
+    description: str = "",
+    overwrite: bool = False,
+) -> None:
     """Register a schedule: ``factory(total_steps=, steps_per_epoch=, **params) -> f(step) -> factor``.
 
     ``defaults`` maps every accepted parameter to its default (``None``: required).
@@ -257,7 +307,9 @@ def register_schedule(name: str, factory: ScheduleFactory, defaults: Mapping[str
     if not isinstance(name, str) or not name:
         raise TrajbenchError(f"schedule name must be a non-empty str, but got {name!r}")
     if name in _SCHEDULES and not overwrite:
-        raise TrajbenchError(f"a schedule named '{name}' is already registered; pass overwrite=True to replace it")
+        raise TrajbenchError(
+            f"a schedule named '{name}' is already registered; pass overwrite=True to replace it"
+        )
     _SCHEDULES[name] = _ScheduleSpec(name, factory, dict(defaults or {}), description)
 
 
@@ -273,15 +325,21 @@ def normalize_schedule_config(config: Mapping[str, Any] | str | None) -> dict[st
     if isinstance(config, str):
         config = {"name": config}
     if not isinstance(config, Mapping) or "name" not in config:
-        raise TrajbenchError(f"schedule config must be a name or a dict with a 'name', but got {config!r}")
+        raise TrajbenchError(
+            f"schedule config must be a name or a dict with a 'name', but got {config!r}"
+        )
     name = config["name"]
     if not isinstance(name, str) or name not in _SCHEDULES:
-        raise TrajbenchError(f"unknown schedule {name!r}{did_you_mean(str(name), _SCHEDULES)} (known schedules: {', '.join(sorted(_SCHEDULES))})")
+        raise TrajbenchError(
+            f"unknown schedule {name!r}{did_you_mean(str(name), _SCHEDULES)} (known schedules: {', '.join(sorted(_SCHEDULES))})"
+        )
     spec = _SCHEDULES[name]
     allowed = {"name", *spec.defaults}
     for key in config:
         if key not in allowed:
-            raise TrajbenchError(f"schedule '{name}' has no parameter {key!r}{did_you_mean(key, allowed)} (accepted: {', '.join(sorted(allowed))})")
+            raise TrajbenchError(
+                f"schedule '{name}' has no parameter {key!r}{did_you_mean(key, allowed)} (accepted: {', '.join(sorted(allowed))})"
+            )
     full: dict[str, Any] = {"name": name}
     for key, default in spec.defaults.items():
         if default is None and config.get(key) is None:
@@ -301,7 +359,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _make_fn(spec: _ScheduleSpec, full: Mapping[str, Any], *, total_steps: int, steps_per_epoch: int) -> Callable[[int], float]:
+def _make_fn(
+    spec: _ScheduleSpec, full: Mapping[str, Any], *, total_steps: int, steps_per_epoch: int
+) -> Callable[[int], float]:
     params = {k: v for k, v in full.items() if k != "name"}
     try:
         return spec.factory(total_steps=total_steps, steps_per_epoch=steps_per_epoch, **params)
@@ -311,14 +371,22 @@ def _make_fn(spec: _ScheduleSpec, full: Mapping[str, Any], *, total_steps: int, 
         raise TrajbenchError(f"schedule '{spec.name}' got bad parameters {params}: {exc}") from None
 
 
-def build_schedule(config: Mapping[str, Any] | str | None, *, base_lr: float, total_steps: int, steps_per_epoch: int) -> Schedule:
+def build_schedule(
+    config: Mapping[str, Any] | str | None,
+    *,
+    base_lr: float,
+    total_steps: int,
+    steps_per_epoch: int,
+) -> Schedule:
     """A :class:`Schedule` for a run of ``total_steps`` steps of ``steps_per_epoch`` each."""
     full = normalize_schedule_config(config)
     if not isinstance(total_steps, int) or total_steps < 1:
         raise TrajbenchError(f"total_steps must be a positive int, but got {total_steps!r}")
     if not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
         raise TrajbenchError(f"steps_per_epoch must be a positive int, but got {steps_per_epoch!r}")
-    fn = _make_fn(_SCHEDULES[full["name"]], full, total_steps=total_steps, steps_per_epoch=steps_per_epoch)
+    fn = _make_fn(
+        _SCHEDULES[full["name"]], full, total_steps=total_steps, steps_per_epoch=steps_per_epoch
+    )
     return Schedule(full, fn, base_lr, total_steps, steps_per_epoch)
 
 
@@ -344,13 +412,24 @@ def _constant(*, total_steps: int, steps_per_epoch: int) -> Callable[[int], floa
     return lambda s: 1.0
 
 
-def _step(*, total_steps: int, steps_per_epoch: int, gamma: Any = 0.1, milestones: Any = None, every: Any = None) -> Callable[[int], float]:
+def _step(
+    *,
+    total_steps: int,
+    steps_per_epoch: int,
+    gamma: Any = 0.1,
+    milestones: Any = None,
+    every: Any = None,
+) -> Callable[[int], float]:
     g = _number(gamma, "gamma", positive=True)
     if (milestones is None) == (every is None):
-        raise TrajbenchError("give exactly one of 'milestones' (a list of epochs) or 'every' (epochs)")
+        raise TrajbenchError(
+            "give exactly one of 'milestones' (a list of epochs) or 'every' (epochs)"
+        )
     if milestones is not None:
         if not isinstance(milestones, (list, tuple)) or not milestones:
-            raise TrajbenchError(f"milestones must be a non-empty list of epochs, but got {milestones!r}")
+            raise TrajbenchError(
+                f"milestones must be a non-empty list of epochs, but got {milestones!r}"
+            )
         steps = sorted(_epochs_to_steps(m, steps_per_epoch, "milestone") for m in milestones)
         return lambda s: g ** sum(1 for m in steps if s >= m)
     period = _epochs_to_steps(every, steps_per_epoch, "every")
@@ -367,11 +446,15 @@ def _cosine_between(start: int, length: int, min_factor: float) -> Callable[[int
     return fn
 
 
-def _cosine(*, total_steps: int, steps_per_epoch: int, min_factor: Any = 0.0) -> Callable[[int], float]:
+def _cosine(
+    *, total_steps: int, steps_per_epoch: int, min_factor: Any = 0.0
+) -> Callable[[int], float]:
     return _cosine_between(0, total_steps, _factor(min_factor, "min_factor"))
 
 
-def _linear(*, total_steps: int, steps_per_epoch: int, min_factor: Any = 0.0) -> Callable[[int], float]:
+def _linear(
+    *, total_steps: int, steps_per_epoch: int, min_factor: Any = 0.0
+) -> Callable[[int], float]:
     m = _factor(min_factor, "min_factor")
     return lambda s: 1.0 - (1.0 - m) * min(s / total_steps, 1.0)
 
@@ -380,20 +463,49 @@ def _warmup_steps(warmup_epochs: Any, steps_per_epoch: int) -> int:
     return max(1, _epochs_to_steps(warmup_epochs, steps_per_epoch, "warmup_epochs"))
 
 
-def _warmup(*, total_steps: int, steps_per_epoch: int, warmup_epochs: Any = 5) -> Callable[[int], float]:
+def _warmup(
+    *, total_steps: int, steps_per_epoch: int, warmup_epochs: Any = 5
+) -> Callable[[int], float]:
     w = _warmup_steps(warmup_epochs, steps_per_epoch)
     return lambda s: (s + 1) / w if s < w else 1.0
 
 
-def _warmup_cosine(*, total_steps: int, steps_per_epoch: int, warmup_epochs: Any = 5, min_factor: Any = 0.0) -> Callable[[int], float]:
+def _warmup_cosine(
+    *, total_steps: int, steps_per_epoch: int, warmup_epochs: Any = 5, min_factor: Any = 0.0
+) -> Callable[[int], float]:
     w = _warmup_steps(warmup_epochs, steps_per_epoch)
     cosine = _cosine_between(w, max(total_steps - w, 1), _factor(min_factor, "min_factor"))
     return lambda s: (s + 1) / w if s < w else cosine(s)
 
 
 register_schedule("constant", _constant, {}, description="constant lr")
-register_schedule("step", _step, {"gamma": 0.1, "milestones": None, "every": None}, description="multiply by gamma at each milestone epoch (or every N epochs)")
-register_schedule("cosine", _cosine, {"min_factor": 0.0}, description="cosine decay from lr to min_factor * lr over the run")
-register_schedule("linear", _linear, {"min_factor": 0.0}, description="linear decay from lr to min_factor * lr over the run")
-register_schedule("warmup", _warmup, {"warmup_epochs": 5}, description="linear warm-up over warmup_epochs, then constant")
-register_schedule("warmup_cosine", _warmup_cosine, {"warmup_epochs": 5, "min_factor": 0.0}, description="linear warm-up, then cosine decay")
+register_schedule(
+    "step",
+    _step,
+    {"gamma": 0.1, "milestones": None, "every": None},
+    description="multiply by gamma at each milestone epoch (or every N epochs)",
+)
+register_schedule(
+    "cosine",
+    _cosine,
+    {"min_factor": 0.0},
+    description="cosine decay from lr to min_factor * lr over the run",
+)
+register_schedule(
+    "linear",
+    _linear,
+    {"min_factor": 0.0},
+    description="linear decay from lr to min_factor * lr over the run",
+)
+register_schedule(
+    "warmup",
+    _warmup,
+    {"warmup_epochs": 5},
+    description="linear warm-up over warmup_epochs, then constant",
+)
+register_schedule(
+    "warmup_cosine",
+    _warmup_cosine,
+    {"warmup_epochs": 5, "min_factor": 0.0},
+    description="linear warm-up, then cosine decay",
+)

@@ -40,7 +40,13 @@ import torch
 
 from trajbench._runtime import one_torch_thread
 from trajbench.errors import TrajbenchError
-from trajbench.generate.optimizers import _OPTIMIZERS, _SCHEDULES, build_optimizer, build_schedule, set_lr
+from trajbench.generate.optimizers import (
+    _OPTIMIZERS,
+    _SCHEDULES,
+    build_optimizer,
+    build_schedule,
+    set_lr,
+)
 from trajbench.generate.suite import RunSpec, Suite, load_suite
 from trajbench.store.format import RUNS_GROUP
 
@@ -147,9 +153,18 @@ def run_attrs(spec: RunSpec, task: Any, steps_per_epoch: int) -> dict[str, Any]:
         "epochs": c.epochs,
         "steps_per_epoch": steps_per_epoch,
         "total_steps": steps_per_epoch * c.epochs,
-        "snapshot_cadence": {"unit": "epoch", "every": 1.0 / c.snapshots_per_epoch, "per_epoch": c.snapshots_per_epoch, "initial": True},
+        "snapshot_cadence": {
+            "unit": "epoch",
+            "every": 1.0 / c.snapshots_per_epoch,
+            "per_epoch": c.snapshots_per_epoch,
+            "initial": True,
+        },
         "expected_snapshots": spec.n_snapshots,
-        "suite": {"name": spec.suite_name, "version": spec.suite_version, "sha256": spec.suite_sha256},
+        "suite": {
+            "name": spec.suite_name,
+            "version": spec.suite_version,
+            "sha256": spec.suite_sha256,
+        },
         "config_id": c.config_id,
         "target": spec.target.to_json() if spec.target is not None else None,
         "metrics_doc": {
@@ -163,7 +178,9 @@ def run_attrs(spec: RunSpec, task: Any, steps_per_epoch: int) -> dict[str, Any]:
 
 
 def _finite_model(model: torch.nn.Module) -> bool:
-    return all(bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point())
+    return all(
+        bool(torch.isfinite(t).all()) for t in model.state_dict().values() if t.is_floating_point()
+    )
 
 
 class _NoRecorder:
@@ -175,7 +192,9 @@ class _NoRecorder:
         self.n_snapshots = 0
         self.status = "running"
 
-    def snapshot(self, step: int | None = None, epoch: float | None = None, metrics: Any = None) -> bool:
+    def snapshot(
+        self, step: int | None = None, epoch: float | None = None, metrics: Any = None
+    ) -> bool:
         self.n_snapshots += 1
         return True
 
@@ -212,15 +231,26 @@ def train_run(spec: RunSpec, out: Any, *, mode: str = "w", record: bool = True) 
         steps_per_epoch = task.steps_per_epoch(c.batch_size)
         spe = c.snapshots_per_epoch
         if spe > steps_per_epoch:
-            raise TrajbenchError(f"snapshots_per_epoch {spe} exceeds the {steps_per_epoch} steps of an epoch (batch_size {c.batch_size})")
+            raise TrajbenchError(
+                f"snapshots_per_epoch {spe} exceeds the {steps_per_epoch} steps of an epoch (batch_size {c.batch_size})"
+            )
         # Steps within an epoch after which to snapshot: floor(k * S / spe), k = 1..spe.
         offsets = [(k * steps_per_epoch) // spe for k in range(1, spe + 1)]
         total = steps_per_epoch * c.epochs
         optimizer = build_optimizer(model.parameters(), c.optimizer)
-        schedule = build_schedule(c.schedule, base_lr=c.optimizer["lr"], total_steps=total, steps_per_epoch=steps_per_epoch)
+        schedule = build_schedule(
+            c.schedule,
+            base_lr=c.optimizer["lr"],
+            total_steps=total,
+            steps_per_epoch=steps_per_epoch,
+        )
         meta = run_attrs(spec, task, steps_per_epoch)
         target = spec.target
-        with Recorder(out, spec.run_id, model, meta=meta, mode=mode) if record else _NoRecorder() as rec:
+        with (
+            Recorder(out, spec.run_id, model, meta=meta, mode=mode)
+            if record
+            else _NoRecorder() as rec
+        ):
             owns_group = True
             metrics = {"train_loss": math.nan, **task.evaluate(model), "lr": schedule.lr(0)}
             rec.snapshot(step=0, epoch=0.0, metrics=metrics)
@@ -232,7 +262,9 @@ def train_run(spec: RunSpec, out: Any, *, mode: str = "w", record: bool = True) 
                     break
                 losses: list[float] = []
                 next_snap = 0
-                for i, batch in enumerate(task.train_batches(c.batch_size, seed=spec.seed, epoch=epoch)):
+                for i, batch in enumerate(
+                    task.train_batches(c.batch_size, seed=spec.seed, epoch=epoch)
+                ):
                     set_lr(optimizer, schedule.lr(step))
                     loss = task.train_step(model, batch, optimizer)
                     step += 1
@@ -247,13 +279,23 @@ def train_run(spec: RunSpec, out: Any, *, mode: str = "w", record: bool = True) 
                         alive = False
                         break
                     if i + 1 == offsets[next_snap]:
-                        metrics = {"train_loss": sum(losses) / len(losses), **task.evaluate(model), "lr": schedule.lr(step)}
+                        metrics = {
+                            "train_loss": sum(losses) / len(losses),
+                            **task.evaluate(model),
+                            "lr": schedule.lr(step),
+                        }
                         losses = []
                         next_snap += 1
-                        if not rec.snapshot(step=step, epoch=step / steps_per_epoch, metrics=metrics):
+                        if not rec.snapshot(
+                            step=step, epoch=step / steps_per_epoch, metrics=metrics
+                        ):
                             alive = False
                             break
-                        if result.target_epoch is None and target is not None and target.reached(metrics[target.metric]):
+                        if (
+                            result.target_epoch is None
+                            and target is not None
+                            and target.reached(metrics[target.metric])
+                        ):
                             result.target_epoch = step / steps_per_epoch
             result.n_snapshots = rec.n_snapshots
         result.status = rec.status
@@ -280,8 +322,20 @@ def _failed_stub(out: Any, spec: RunSpec, model: torch.nn.Module, mode: str) -> 
     from trajbench.store.recorder import Recorder
 
     c = spec.config
-    meta = {"task": c.task, "task_params": c.task_params, "optimizer": c.optimizer, "schedule": c.schedule, "seed": spec.seed,
-            "batch_size": c.batch_size, "config_id": c.config_id, "suite": {"name": spec.suite_name, "version": spec.suite_version, "sha256": spec.suite_sha256}}
+    meta = {
+        "task": c.task,
+        "task_params": c.task_params,
+        "optimizer": c.optimizer,
+        "schedule": c.schedule,
+        "seed": spec.seed,
+        "batch_size": c.batch_size,
+        "config_id": c.config_id,
+        "suite": {
+            "name": spec.suite_name,
+            "version": spec.suite_version,
+            "sha256": spec.suite_sha256,
+        },
+    }
     try:
         Recorder(out, spec.run_id, model, meta=meta, mode=mode).close("failed")  # type: ignore[arg-type]
     except Exception:
@@ -303,7 +357,9 @@ def _set_attrs(out: Any, run_id: str, attrs: dict[str, Any]) -> None:
 
 def _mark_failed(out: Any, run_id: str, error: str, trace: str = "") -> None:
     """Set status failed and the error on a run's group, if it exists."""
-    _set_attrs(out, run_id, {"status": "failed", "error": error[:2000], "error_traceback": trace[-4000:]})
+    _set_attrs(
+        out, run_id, {"status": "failed", "error": error[:2000], "error_traceback": trace[-4000:]}
+    )
 
 
 # --------------------------------------------------------------- workers
@@ -344,7 +400,13 @@ def _worker_run(job: _Job) -> RunResult:
 def _make_job(spec: RunSpec, out: str) -> _Job:
     from trajbench.tasks import get_task_class
 
-    return _Job(spec, out, get_task_class(spec.config.task), _OPTIMIZERS[spec.config.optimizer["name"]], _SCHEDULES[spec.config.schedule["name"]])
+    return _Job(
+        spec,
+        out,
+        get_task_class(spec.config.task),
+        _OPTIMIZERS[spec.config.optimizer["name"]],
+        _SCHEDULES[spec.config.schedule["name"]],
+    )
 
 
 # ----------------------------------------------------------------- planning
@@ -367,7 +429,14 @@ def _is_done(attrs: dict[str, Any] | None, expected: int, config_id: str | None 
     return status == "diverged"
 
 
-def plan(suite: str | os.PathLike[str] | Suite, out: str | os.PathLike[str] | None = None, *, seed: int = 0, tasks: Iterable[str] | None = None, shard: tuple[int, int] | None = None) -> list[tuple[RunSpec, str]]:
+def plan(
+    suite: str | os.PathLike[str] | Suite,
+    out: str | os.PathLike[str] | None = None,
+    *,
+    seed: int = 0,
+    tasks: Iterable[str] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> list[tuple[RunSpec, str]]:
     """The runs :func:`generate` would handle, each with ``"skip"`` (already complete or
     diverged in ``out``) or ``"run"``."""
     suite = load_suite(suite)
@@ -377,7 +446,17 @@ def plan(suite: str | os.PathLike[str] | Suite, out: str | os.PathLike[str] | No
     from trajbench.store.root import open_root
 
     root = open_root(out, mode="r")
-    return [(s, "skip" if _is_done(_existing(root, f"{RUNS_GROUP}/{s.run_id}"), s.n_snapshots, s.config.config_id) else "run") for s in specs]
+    return [
+        (
+            s,
+            "skip"
+            if _is_done(
+                _existing(root, f"{RUNS_GROUP}/{s.run_id}"), s.n_snapshots, s.config.config_id
+            )
+            else "run",
+        )
+        for s in specs
+    ]
 
 
 def _store_exists(out: str | os.PathLike[str]) -> bool:
@@ -386,19 +465,27 @@ def _store_exists(out: str | os.PathLike[str]) -> bool:
     return _location_exists(os.fspath(out))
 
 
-def _select(specs: list[RunSpec], tasks: Iterable[str] | None, shard: tuple[int, int] | None) -> list[RunSpec]:
+def _select(
+    specs: list[RunSpec], tasks: Iterable[str] | None, shard: tuple[int, int] | None
+) -> list[RunSpec]:
     if tasks is not None:
         wanted = set(tasks)
         known = {s.task for s in specs}
         for name in wanted - known:
             from trajbench.errors import did_you_mean
 
-            raise TrajbenchError(f"task {name!r} is not in this suite{did_you_mean(name, known)} (its tasks: {', '.join(sorted(known))})")
+            raise TrajbenchError(
+                f"task {name!r} is not in this suite{did_you_mean(name, known)} (its tasks: {', '.join(sorted(known))})"
+            )
         specs = [s for s in specs if s.task in wanted]
     if shard is not None:
         index, count = shard
-        if not (isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count):
-            raise TrajbenchError(f"shard must be (index, count) with 0 <= index < count, but got {shard!r}")
+        if not (
+            isinstance(count, int) and count >= 1 and isinstance(index, int) and 0 <= index < count
+        ):
+            raise TrajbenchError(
+                f"shard must be (index, count) with 0 <= index < count, but got {shard!r}"
+            )
         specs = specs[index::count]
     return specs
 
@@ -473,17 +560,23 @@ def generate(
         from trajbench.store.codecs import resolve_encoding
 
         resolve_encoding(compression, lossy)  # bad input fails before the store is touched
-    root = open_root(out_text, mode="a")  # create the store (and its groups) before any worker races to
+    root = open_root(
+        out_text, mode="a"
+    )  # create the store (and its groups) before any worker races to
     root.require_group(RUNS_GROUP)
     if compression is not None or lossy is not None:
         from trajbench.store.codecs import set_store_default
 
         set_store_default(root, compression, lossy)
-    summary = GenerateSummary(suite.name, suite.version, out_text, seed, workers, planned=len(specs))
+    summary = GenerateSummary(
+        suite.name, suite.version, out_text, seed, workers, planned=len(specs)
+    )
 
     todo: list[RunSpec] = []
     for spec in specs:
-        if _is_done(_existing(root, f"{RUNS_GROUP}/{spec.run_id}"), spec.n_snapshots, spec.config.config_id):
+        if _is_done(
+            _existing(root, f"{RUNS_GROUP}/{spec.run_id}"), spec.n_snapshots, spec.config.config_id
+        ):
             summary.skipped += 1
             summary.results.append(RunResult(spec.run_id, spec.task, "skipped"))
         else:
@@ -523,7 +616,9 @@ def _write_synthetic(suite: Suite, root: Any, out: str, summary: GenerateSummary
                 summary.synthetic_skipped += 1
                 continue
             params = family.sample(mix_seed(entry.seed, i), entry.dim, entry.length, **entry.params)
-            extra = {"suite": {"name": suite.name, "version": suite.version, "sha256": suite.sha256}}
+            extra = {
+                "suite": {"name": suite.name, "version": suite.version, "sha256": suite.sha256}
+            }
             write_series(out, params, series_id, mode="w", extra_attrs=extra)
             summary.synthetic_written += 1
 
@@ -545,11 +640,19 @@ def _record(summary: GenerateSummary, result: RunResult, bar: Any) -> None:
     else:
         summary.failed += 1
     if bar is not None:
-        bar.set_postfix(done=summary.complete, diverged=summary.diverged, failed=summary.failed, refresh=False)
+        bar.set_postfix(
+            done=summary.complete, diverged=summary.diverged, failed=summary.failed, refresh=False
+        )
         bar.update(1)
 
 
-_PRELOAD = ["torch", "torch._dynamo", "trajbench.generate.runner", "trajbench.tasks", "trajbench.store.recorder"]
+_PRELOAD = [
+    "torch",
+    "torch._dynamo",
+    "trajbench.generate.runner",
+    "trajbench.tasks",
+    "trajbench.store.recorder",
+]
 
 
 def _mp_context(name: str | None) -> Any:
@@ -561,14 +664,24 @@ def _mp_context(name: str | None) -> Any:
     if name is None:
         name = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     if name not in multiprocessing.get_all_start_methods():
-        raise TrajbenchError(f"mp_context must be one of {', '.join(multiprocessing.get_all_start_methods())}, but got {name!r}")
+        raise TrajbenchError(
+            f"mp_context must be one of {', '.join(multiprocessing.get_all_start_methods())}, but got {name!r}"
+        )
     context = get_context(name)
     if name == "forkserver":
         context.set_forkserver_preload(_PRELOAD)
     return context
 
 
-def _run_pool(todo: list[RunSpec], out: str, workers: int, summary: GenerateSummary, bar: Any, max_crashes: int, mp_context: str | None = None) -> None:
+def _run_pool(
+    todo: list[RunSpec],
+    out: str,
+    workers: int,
+    summary: GenerateSummary,
+    bar: Any,
+    max_crashes: int,
+    mp_context: str | None = None,
+) -> None:
     """Run ``todo`` in a pool of ``workers`` processes, surviving worker deaths.
 
     When a worker dies, the pool breaks and every run in flight is interrupted. Runs the
@@ -604,19 +717,27 @@ def _run_pool(todo: list[RunSpec], out: str, workers: int, summary: GenerateSumm
         root = open_root(out, mode="a")
         for job in broken:
             attrs = _existing(root, f"{RUNS_GROUP}/{job.spec.run_id}")
-            (suspects if attrs is not None and attrs.get("status") == "running" else queue).append(job)
+            (suspects if attrs is not None and attrs.get("status") == "running" else queue).append(
+                job
+            )
         if not suspects and len(summary.results) == recorded_before:
             raise TrajbenchError(
                 f"worker processes died before starting any run ({len(broken)} runs pending); check that trajbench imports in a fresh Python process"
             )
 
 
-def _pool_round(jobs: list[_Job], workers: int, context: Any, out: str, summary: GenerateSummary, bar: Any) -> list[_Job]:
+def _pool_round(
+    jobs: list[_Job], workers: int, context: Any, out: str, summary: GenerateSummary, bar: Any
+) -> list[_Job]:
     """Run ``jobs`` in one pool; record every result; return the jobs a broken pool interrupted."""
     broken: list[_Job] = []
-    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init)
+    pool = ProcessPoolExecutor(
+        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init
+    )
     try:
-        futures: dict[Future[RunResult], _Job] = {pool.submit(_worker_run, job): job for job in jobs}
+        futures: dict[Future[RunResult], _Job] = {
+            pool.submit(_worker_run, job): job for job in jobs
+        }
         remaining = set(futures)
         while remaining:
             done, remaining = wait(remaining, return_when=FIRST_COMPLETED)
@@ -628,7 +749,12 @@ def _pool_round(jobs: list[_Job], workers: int, context: Any, out: str, summary:
                     broken.append(job)
                     continue
                 except Exception as exc:  # e.g. an unpicklable user task
-                    result = RunResult(job.spec.run_id, job.spec.task, "failed", error=f"{type(exc).__name__}: {exc}")
+                    result = RunResult(
+                        job.spec.run_id,
+                        job.spec.task,
+                        "failed",
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
                     _mark_failed(out, job.spec.run_id, result.error or "")
                 _record(summary, result, bar)
     except BaseException:
@@ -645,35 +771,54 @@ def _dask_run(job: _Job) -> RunResult:
         return _worker_run(job)
 
 
-def _run_dask(todo: list[RunSpec], out: str, workers: int, summary: GenerateSummary, bar: Any, scheduler: str) -> None:
+def _run_dask(
+    todo: list[RunSpec], out: str, workers: int, summary: GenerateSummary, bar: Any, scheduler: str
+) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
     except ImportError:
-        raise TrajbenchError("scheduler= needs dask.distributed; install it with: pip install 'trajbench[distributed]'") from None
+        raise TrajbenchError(
+            "scheduler= needs dask.distributed; install it with: pip install 'trajbench[distributed]'"
+        ) from None
     if not isinstance(scheduler, str) or not scheduler:
-        raise TrajbenchError(f"scheduler must be 'local' or a Dask scheduler address, but got {scheduler!r}")
+        raise TrajbenchError(
+            f"scheduler must be 'local' or a Dask scheduler address, but got {scheduler!r}"
+        )
     cluster = None
     if scheduler in ("local", "local-cluster"):
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
         client = Client(cluster)
     else:
         try:
             client = Client(scheduler, timeout=30)
         except OSError as exc:
-            raise TrajbenchError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
+            raise TrajbenchError(
+                f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}"
+            ) from None
     try:
-        submitted = [(client.submit(_dask_run, _make_job(spec, out), key=f"trajbench-run-{spec.run_id}", pure=False), spec) for spec in todo]
+        submitted = [
+            (
+                client.submit(
+                    _dask_run, _make_job(spec, out), key=f"trajbench-run-{spec.run_id}", pure=False
+                ),
+                spec,
+            )
+            for spec in todo
+        ]
         spec_of = {future.key: spec for future, spec in submitted}
         for future in as_completed([future for future, _ in submitted]):
             spec = spec_of[future.key]
             try:
                 result = future.result()
             except Exception as exc:  # e.g. KilledWorker: the worker died repeatedly on this run
-                result = RunResult(spec.run_id, spec.task, "failed", error=f"{type(exc).__name__}: {exc}")
+                result = RunResult(
+                    spec.run_id, spec.task, "failed", error=f"{type(exc).__name__}: {exc}"
+                )
                 _mark_failed(out, spec.run_id, result.error or "")
             _record(summary, result, bar)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-

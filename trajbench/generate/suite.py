@@ -180,7 +180,17 @@ class SyntheticEntry:
     @property
     def prefix(self) -> str:
         """Series ids are ``<prefix><i:04d>``; the prefix hashes the entry, so entries never collide."""
-        digest = hashlib.sha256(_canonical({"family": self.family, "dim": self.dim, "length": self.length, "seed": self.seed, "params": self.params}).encode())
+        digest = hashlib.sha256(
+            _canonical(
+                {
+                    "family": self.family,
+                    "dim": self.dim,
+                    "length": self.length,
+                    "seed": self.seed,
+                    "params": self.params,
+                }
+            ).encode()
+        )
         return f"d{self.dim}-t{self.length}-{digest.hexdigest()[:8]}-"
 
 
@@ -207,7 +217,9 @@ class Suite:
         for entry in self.tasks:
             for config in entry.configs:
                 for s in entry.seeds:
-                    spec = RunSpec(config, seed + s, self.name, self.version, self.sha256, entry.target)
+                    spec = RunSpec(
+                        config, seed + s, self.name, self.version, self.sha256, entry.target
+                    )
                     if spec.run_id not in seen:
                         seen.add(spec.run_id)
                         specs.append(spec)
@@ -254,7 +266,9 @@ def suite_path(name: str) -> Path:
     """Path of a shipped suite file."""
     names = list_suites()
     if name not in names:
-        raise TrajbenchError(f"unknown suite {name!r}{did_you_mean(name, names)} (shipped suites: {', '.join(names)} (or pass a path to a .toml file))")
+        raise TrajbenchError(
+            f"unknown suite {name!r}{did_you_mean(name, names)} (shipped suites: {', '.join(names)} (or pass a path to a .toml file))"
+        )
     return Path(str(_suites_dir().joinpath(f"{name}.toml")))
 
 
@@ -263,7 +277,9 @@ def load_suite(suite: str | os.PathLike[str] | Suite) -> Suite:
     if isinstance(suite, Suite):
         return suite
     if not isinstance(suite, (str, os.PathLike)):
-        raise TrajbenchError(f"suite must be a name, a path or a Suite, but got {type(suite).__name__}")
+        raise TrajbenchError(
+            f"suite must be a name, a path or a Suite, but got {type(suite).__name__}"
+        )
     text = os.fspath(suite)
     if text in list_suites():
         path = suite_path(text)
@@ -273,7 +289,9 @@ def load_suite(suite: str | os.PathLike[str] | Suite) -> Suite:
             names = list_suites()
             if os.sep in text or text.endswith(".toml"):
                 raise TrajbenchError(f"suite file '{text}' does not exist")
-            raise TrajbenchError(f"unknown suite {text!r}{did_you_mean(text, names)} (shipped suites: {', '.join(names)} (or pass a path to a .toml file))")
+            raise TrajbenchError(
+                f"unknown suite {text!r}{did_you_mean(text, names)} (shipped suites: {', '.join(names)} (or pass a path to a .toml file))"
+            )
     try:
         content = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -298,7 +316,10 @@ class _Ctx:
     def keys(self, table: Mapping[str, Any], allowed: set[str], key: str) -> None:
         for k in table:
             if k not in allowed:
-                raise self.error(f"{key}.{k}" if key else k, f"unknown key{did_you_mean(k, allowed)} (allowed keys: {', '.join(sorted(allowed))})")
+                raise self.error(
+                    f"{key}.{k}" if key else k,
+                    f"unknown key{did_you_mean(k, allowed)} (allowed keys: {', '.join(sorted(allowed))})",
+                )
 
     def string(self, value: Any, key: str) -> str:
         if not isinstance(value, str) or not value:
@@ -312,7 +333,9 @@ class _Ctx:
 
     def seeds(self, value: Any, key: str) -> tuple[int, ...]:
         if not isinstance(value, list) or not value:
-            raise self.error(key, f"must be a non-empty list of integers >= 0, but got {_show(value)}")
+            raise self.error(
+                key, f"must be a non-empty list of integers >= 0, but got {_show(value)}"
+            )
         for i, s in enumerate(value):
             self.pos_int(s, f"{key}[{i}]", minimum=0)
         if len(set(value)) != len(value):
@@ -347,20 +370,28 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
         raise ctx.error("suite.name", str(exc)) from None
     version = head["version"]
     if isinstance(version, bool) or not isinstance(version, (str, int)) or version == "":
-        raise ctx.error("suite.version", f"must be a string such as \"1.0\", but got {_show(version)}")
+        raise ctx.error(
+            "suite.version", f'must be a string such as "1.0", but got {_show(version)}'
+        )
     defaults = {
         "epochs": ctx.pos_int(head["epochs"], "suite.epochs") if "epochs" in head else None,
-        "snapshots_per_epoch": ctx.pos_int(head.get("snapshots_per_epoch", 1), "suite.snapshots_per_epoch"),
+        "snapshots_per_epoch": ctx.pos_int(
+            head.get("snapshots_per_epoch", 1), "suite.snapshots_per_epoch"
+        ),
         "seeds": ctx.seeds(head["seeds"], "suite.seeds") if "seeds" in head else (0,),
     }
     raw_tasks = raw.get("tasks", [])
     if not isinstance(raw_tasks, list) or (not raw_tasks and not raw.get("synthetic")):
         raise ctx.error("tasks", "must be a non-empty array of tables ([[tasks]])")
-    tasks = tuple(_parse_task(ctx, entry, f"tasks[{i}]", defaults) for i, entry in enumerate(raw_tasks))
+    tasks = tuple(
+        _parse_task(ctx, entry, f"tasks[{i}]", defaults) for i, entry in enumerate(raw_tasks)
+    )
     raw_synthetic = raw.get("synthetic", [])
     if not isinstance(raw_synthetic, list):
         raise ctx.error("synthetic", "must be an array of tables ([[synthetic]])")
-    synthetic = tuple(_parse_synthetic(ctx, entry, f"synthetic[{i}]") for i, entry in enumerate(raw_synthetic))
+    synthetic = tuple(
+        _parse_synthetic(ctx, entry, f"synthetic[{i}]") for i, entry in enumerate(raw_synthetic)
+    )
     suite = Suite(
         name=name,
         version=str(version),
@@ -396,19 +427,29 @@ def _parse_task(ctx: _Ctx, entry: Any, key: str, defaults: Mapping[str, Any]) ->
         task = task_cls(**params)
     except TrajbenchError as exc:
         raise ctx.error(f"{key}.params", str(exc)) from None
-    epochs = ctx.pos_int(entry["epochs"], f"{key}.epochs") if "epochs" in entry else defaults["epochs"]
+    epochs = (
+        ctx.pos_int(entry["epochs"], f"{key}.epochs") if "epochs" in entry else defaults["epochs"]
+    )
     if epochs is None:
         raise ctx.error(f"{key}.epochs", "is required (here or as suite.epochs)")
-    spe = ctx.pos_int(entry.get("snapshots_per_epoch", defaults["snapshots_per_epoch"]), f"{key}.snapshots_per_epoch")
+    spe = ctx.pos_int(
+        entry.get("snapshots_per_epoch", defaults["snapshots_per_epoch"]),
+        f"{key}.snapshots_per_epoch",
+    )
     seeds = ctx.seeds(entry["seeds"], f"{key}.seeds") if "seeds" in entry else defaults["seeds"]
     target = _parse_target(ctx, entry["target"], f"{key}.target") if "target" in entry else None
     grids = entry.get("grid")
     if not isinstance(grids, list) or not grids:
-        raise ctx.error(f"{key}.grid", "must be a non-empty array of tables ([[tasks.grid]]) with optimizer, lr and batch_size")
+        raise ctx.error(
+            f"{key}.grid",
+            "must be a non-empty array of tables ([[tasks.grid]]) with optimizer, lr and batch_size",
+        )
     configs: list[RunConfig] = []
     seen: set[str] = set()
     for j, grid in enumerate(grids):
-        for config in _expand_grid(ctx, grid, f"{key}.grid[{j}]", task.name, dict(task.params), epochs, spe):
+        for config in _expand_grid(
+            ctx, grid, f"{key}.grid[{j}]", task.name, dict(task.params), epochs, spe
+        ):
             if config.config_id not in seen:
                 seen.add(config.config_id)
                 configs.append(config)
@@ -420,7 +461,9 @@ def _parse_target(ctx: _Ctx, value: Any, key: str) -> Target:
     ctx.keys(table, {"metric", "value"}, key)
     metric = table.get("metric")
     if metric not in TARGET_METRICS:
-        raise ctx.error(f"{key}.metric", f"must be one of {', '.join(TARGET_METRICS)}, but got {_show(metric)}")
+        raise ctx.error(
+            f"{key}.metric", f"must be one of {', '.join(TARGET_METRICS)}, but got {_show(metric)}"
+        )
     number = table.get("value")
     if isinstance(number, bool) or not isinstance(number, numbers.Real) or number != number:
         raise ctx.error(f"{key}.value", f"must be a number, but got {_show(number)}")
@@ -439,7 +482,9 @@ def _axis(value: Any, *, list_valued: bool = False) -> list[Any]:
     return [value]
 
 
-def _expand_grid(ctx: _Ctx, grid: Any, key: str, task: str, task_params: dict[str, Any], epochs: int, spe: int) -> list[RunConfig]:
+def _expand_grid(
+    ctx: _Ctx, grid: Any, key: str, task: str, task_params: dict[str, Any], epochs: int, spe: int
+) -> list[RunConfig]:
     from trajbench.generate.optimizers import _OPTIMIZERS
 
     grid = ctx.table(grid, key)
@@ -449,9 +494,16 @@ def _expand_grid(ctx: _Ctx, grid: Any, key: str, task: str, task_params: dict[st
     optimizers = _axis(grid["optimizer"])
     for opt in optimizers:
         if not isinstance(opt, str) or opt not in _OPTIMIZERS:
-            raise ctx.error(f"{key}.optimizer", f"unknown optimizer {_show(opt)}{did_you_mean(str(opt), _OPTIMIZERS)} (known: {', '.join(sorted(_OPTIMIZERS))})")
+            raise ctx.error(
+                f"{key}.optimizer",
+                f"unknown optimizer {_show(opt)}{did_you_mean(str(opt), _OPTIMIZERS)} (known: {', '.join(sorted(_OPTIMIZERS))})",
+            )
     hyper_keys = sorted(k for k in grid if k not in _GRID_FIXED)
-    list_valued = {k for k in hyper_keys if any(isinstance(_OPTIMIZERS[o].defaults.get(k), (list, tuple)) for o in optimizers)}
+    list_valued = {
+        k
+        for k in hyper_keys
+        if any(isinstance(_OPTIMIZERS[o].defaults.get(k), (list, tuple)) for o in optimizers)
+    }
     axes: dict[str, list[Any]] = {
         "optimizer": optimizers,
         "lr": _axis(grid["lr"]),
@@ -469,18 +521,28 @@ def _expand_grid(ctx: _Ctx, grid: Any, key: str, task: str, task_params: dict[st
         try:
             schedules.append(normalize_schedule_config(sched))
         except TrajbenchError as exc:
-            raise ctx.error(f"{key}.schedule" + (f"[{i}]" if len(axes["schedule"]) > 1 else ""), str(exc)) from None
+            raise ctx.error(
+                f"{key}.schedule" + (f"[{i}]" if len(axes["schedule"]) > 1 else ""), str(exc)
+            ) from None
     axes["schedule"] = schedules
     names = list(axes)
     configs = []
     for values in itertools.product(*(axes[n] for n in names)):
-        point = dict(zip(names, values))
-        opt_config = {"name": point["optimizer"], "lr": point["lr"], **{k: point[k] for k in hyper_keys}}
+        point = dict(zip(names, values, strict=True))
+        opt_config = {
+            "name": point["optimizer"],
+            "lr": point["lr"],
+            **{k: point[k] for k in hyper_keys},
+        }
         try:
             optimizer = normalize_optimizer_config(opt_config)
         except TrajbenchError as exc:
             raise ctx.error(key, str(exc)) from None
-        configs.append(RunConfig(task, task_params, optimizer, point["schedule"], point["batch_size"], epochs, spe))
+        configs.append(
+            RunConfig(
+                task, task_params, optimizer, point["schedule"], point["batch_size"], epochs, spe
+            )
+        )
     return configs
 
 

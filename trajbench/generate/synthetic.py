@@ -97,11 +97,17 @@ class SyntheticFamily:
     def sample(self, seed: int, dim: int, length: int, **overrides: Any) -> dict[str, Any]:
         """Generating parameters (JSON-serialisable) drawn from ``seed``."""
         if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
-            raise TrajbenchError(f"family '{self.name}': dim must be a positive int, but got {dim!r}")
+            raise TrajbenchError(
+                f"family '{self.name}': dim must be a positive int, but got {dim!r}"
+            )
         if not isinstance(length, int) or isinstance(length, bool) or length < 2:
-            raise TrajbenchError(f"family '{self.name}': length must be an int >= 2, but got {length!r}")
+            raise TrajbenchError(
+                f"family '{self.name}': length must be an int >= 2, but got {length!r}"
+            )
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= _MAX_SEED:
-            raise TrajbenchError(f"family '{self.name}': seed must be an int in [0, 2**63), but got {seed!r}")
+            raise TrajbenchError(
+                f"family '{self.name}': seed must be an int in [0, 2**63), but got {seed!r}"
+            )
         for key in overrides:
             if key not in self.defaults:
                 raise TrajbenchError(
@@ -113,7 +119,9 @@ class SyntheticFamily:
         params.update(self._sample(rng, dim, length, hyper))
         return params
 
-    def _sample(self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample(
+        self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         raise NotImplementedError
 
     # ------------------------------------------------------------ generation
@@ -149,7 +157,9 @@ class SyntheticFamily:
 def _check_history(params: Mapping[str, Any], history: np.ndarray, horizon: int) -> int:
     history = np.asarray(history)
     if history.ndim != 2 or history.shape[1] != int(params["dim"]) or len(history) < 1:
-        raise TrajbenchError(f"history must have shape (t + 1, {params['dim']}), but got {history.shape}")
+        raise TrajbenchError(
+            f"history must have shape (t + 1, {params['dim']}), but got {history.shape}"
+        )
     if not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise TrajbenchError(f"horizon must be a positive int, but got {horizon!r}")
     return len(history) - 1
@@ -161,23 +171,42 @@ def _observation_noise(params: Mapping[str, Any], length: int, dim: int) -> np.n
 
 # ------------------------------------------------------------ quadratics
 class _Quadratic(SyntheticFamily):
-    defaults = {"lambda_min": 0.01, "lambda_max": 1.0, "lr_scale_min": 0.5, "lr_scale_max": 1.9, "rotate": True, "init_scale": 1.0}
+    defaults = {
+        "lambda_min": 0.01,
+        "lambda_max": 1.0,
+        "lr_scale_min": 0.5,
+        "lr_scale_max": 1.9,
+        "rotate": True,
+        "init_scale": 1.0,
+    }
 
-    def _sample_quadratic(self, rng: np.random.Generator, dim: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample_quadratic(
+        self, rng: np.random.Generator, dim: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         lo, hi = float(hyper["lambda_min"]), float(hyper["lambda_max"])
         if not 0 < lo <= hi:
-            raise TrajbenchError(f"family '{self.name}': need 0 < lambda_min <= lambda_max, but got {lo}, {hi}")
+            raise TrajbenchError(
+                f"family '{self.name}': need 0 < lambda_min <= lambda_max, but got {lo}, {hi}"
+            )
         eig = np.sort(_log_uniform(rng, lo, hi, dim))[::-1]
         w_star = rng.standard_normal(dim)
         w0 = w_star + float(hyper["init_scale"]) * rng.standard_normal(dim)
         basis_seed = int(rng.integers(0, _MAX_SEED))
-        return {"eigenvalues": _floats(eig), "w_star": _floats(w_star), "w0": _floats(w0), "rotate": bool(hyper["rotate"]), "basis_seed": basis_seed}
+        return {
+            "eigenvalues": _floats(eig),
+            "w_star": _floats(w_star),
+            "w0": _floats(w0),
+            "rotate": bool(hyper["rotate"]),
+            "basis_seed": basis_seed,
+        }
 
     @staticmethod
     def basis(params: Mapping[str, Any]) -> np.ndarray:
         """The eigenvectors Q (columns) of the Hessian A."""
         dim = int(params["dim"])
-        return random_orthogonal(dim, int(params["basis_seed"])) if params["rotate"] else np.eye(dim)
+        return (
+            random_orthogonal(dim, int(params["basis_seed"])) if params["rotate"] else np.eye(dim)
+        )
 
     @classmethod
     def hessian(cls, params: Mapping[str, Any]) -> np.ndarray:
@@ -201,7 +230,9 @@ class _QuadraticGDMath:
         powers = contraction[None, :] ** np.asarray(t, dtype=np.float64)[:, None]
         return w_star + (powers * z0) @ q.T
 
-    def _gd_forecast(self, params: Mapping[str, Any], history: np.ndarray, horizon: int) -> np.ndarray:
+    def _gd_forecast(
+        self, params: Mapping[str, Any], history: np.ndarray, horizon: int
+    ) -> np.ndarray:
         _check_history(params, history, horizon)
         q, w_star = _Quadratic.basis(params), _arr(params, "w_star")
         contraction = 1.0 - float(params["lr"]) * _arr(params, "eigenvalues")
@@ -214,7 +245,9 @@ class QuadraticGD(_QuadraticGDMath, _Quadratic):
     name = "quadratic_gd"
     description = "Gradient descent on a random convex quadratic; closed form per eigen-direction."
 
-    def _sample(self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample(
+        self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         params = self._sample_quadratic(rng, dim, hyper)
         lr_scale = rng.uniform(float(hyper["lr_scale_min"]), float(hyper["lr_scale_max"]))
         params["lr"] = float(lr_scale / max(params["eigenvalues"]))
@@ -240,18 +273,33 @@ class QuadraticGD(_QuadraticGDMath, _Quadratic):
 class QuadraticMomentum(_Quadratic):
     name = "quadratic_momentum"
     description = "Heavy-ball momentum on a random convex quadratic (second-order linear recurrence per eigen-direction)."
-    defaults = {**_Quadratic.defaults, "lr_scale_min": 0.2, "lr_scale_max": 0.9, "beta_min": 0.5, "beta_max": 0.95}
+    defaults = {
+        **_Quadratic.defaults,
+        "lr_scale_min": 0.2,
+        "lr_scale_max": 0.9,
+        "beta_min": 0.5,
+        "beta_max": 0.95,
+    }
 
-    def _sample(self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample(
+        self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         params = self._sample_quadratic(rng, dim, hyper)
         beta = rng.uniform(float(hyper["beta_min"]), float(hyper["beta_max"]))
         lr_scale = rng.uniform(float(hyper["lr_scale_min"]), float(hyper["lr_scale_max"]))
         params["beta"] = float(beta)
-        params["lr"] = float(lr_scale * 2.0 * (1.0 + beta) / max(params["eigenvalues"]))  # stable iff eta lambda < 2 (1 + beta)
+        params["lr"] = float(
+            lr_scale * 2.0 * (1.0 + beta) / max(params["eigenvalues"])
+        )  # stable iff eta lambda < 2 (1 + beta)
         return params
 
     def trajectory(self, params: Mapping[str, Any]) -> np.ndarray:
-        a, eta, beta, w_star = self.hessian(params), float(params["lr"]), float(params["beta"]), _arr(params, "w_star")
+        a, eta, beta, w_star = (
+            self.hessian(params),
+            float(params["lr"]),
+            float(params["beta"]),
+            _arr(params, "w_star"),
+        )
         w = np.empty((int(params["length"]), int(params["dim"])))
         w[0] = _arr(params, "w0")
         previous = w[0]  # w_{-1} = w_0: zero initial velocity
@@ -296,7 +344,9 @@ class QuadraticSGD(_QuadraticGDMath, _Quadratic):
     stochastic = True
     defaults = {**_Quadratic.defaults, "lr_scale_max": 1.0, "sigma": 0.1}
 
-    def _sample(self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample(
+        self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         params = self._sample_quadratic(rng, dim, hyper)
         lr_scale = rng.uniform(float(hyper["lr_scale_min"]), float(hyper["lr_scale_max"]))
         params["lr"] = float(lr_scale / max(params["eigenvalues"]))
@@ -306,10 +356,17 @@ class QuadraticSGD(_QuadraticGDMath, _Quadratic):
 
     def noise(self, params: Mapping[str, Any]) -> np.ndarray:
         """xi_1..xi_{T-1}: ``Generator(PCG64(noise_seed)).standard_normal((T - 1, dim))``."""
-        return _rng(int(params["noise_seed"])).standard_normal((int(params["length"]) - 1, int(params["dim"])))
+        return _rng(int(params["noise_seed"])).standard_normal(
+            (int(params["length"]) - 1, int(params["dim"]))
+        )
 
     def trajectory(self, params: Mapping[str, Any]) -> np.ndarray:
-        a, eta, sigma, w_star = self.hessian(params), float(params["lr"]), float(params["sigma"]), _arr(params, "w_star")
+        a, eta, sigma, w_star = (
+            self.hessian(params),
+            float(params["lr"]),
+            float(params["sigma"]),
+            _arr(params, "w_star"),
+        )
         xi = self.noise(params)
         w = np.empty((int(params["length"]), int(params["dim"])))
         w[0] = _arr(params, "w0")
@@ -332,7 +389,9 @@ class QuadraticSGD(_QuadraticGDMath, _Quadratic):
         c2 = (1.0 - eta * _arr(params, "eigenvalues")) ** 2
         k = np.arange(1, horizon + 1, dtype=np.float64)[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
-            geometric = np.where(np.isclose(c2, 1.0)[None, :], k, (1.0 - c2[None, :] ** k) / (1.0 - c2[None, :]))
+            geometric = np.where(
+                np.isclose(c2, 1.0)[None, :], k, (1.0 - c2[None, :] ** k) / (1.0 - c2[None, :])
+            )
         v = eta**2 * sigma**2 * geometric  # (horizon, dim) in the eigenbasis
         return v @ (q * q).T
 
@@ -370,11 +429,15 @@ class Exponential(_NoisyCurve):
     description = "Exponential approach to a fixed point, one time constant per coordinate."
     defaults = {"tau_min": 5.0, "tau_max": 100.0, "noise_std": 0.0}
 
-    def _sample(self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample(
+        self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
             "w0": _floats(rng.standard_normal(dim)),
             "w_inf": _floats(rng.standard_normal(dim)),
-            "tau": _floats(_log_uniform(rng, float(hyper["tau_min"]), float(hyper["tau_max"]), dim)),
+            "tau": _floats(
+                _log_uniform(rng, float(hyper["tau_min"]), float(hyper["tau_max"]), dim)
+            ),
             **self._noise_params(rng, hyper),
         }
 
@@ -387,14 +450,26 @@ class Exponential(_NoisyCurve):
 class DampedOscillation(_NoisyCurve):
     name = "damped_oscillation"
     description = "Damped cosine around a centre, per coordinate."
-    defaults = {"gamma_min": 0.005, "gamma_max": 0.1, "omega_min": 0.05, "omega_max": 0.5, "noise_std": 0.0}
+    defaults = {
+        "gamma_min": 0.005,
+        "gamma_max": 0.1,
+        "omega_min": 0.05,
+        "omega_max": 0.5,
+        "noise_std": 0.0,
+    }
 
-    def _sample(self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample(
+        self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
             "center": _floats(rng.standard_normal(dim)),
             "amplitude": _floats(rng.standard_normal(dim)),
-            "gamma": _floats(_log_uniform(rng, float(hyper["gamma_min"]), float(hyper["gamma_max"]), dim)),
-            "omega": _floats(rng.uniform(float(hyper["omega_min"]), float(hyper["omega_max"]), dim)),
+            "gamma": _floats(
+                _log_uniform(rng, float(hyper["gamma_min"]), float(hyper["gamma_max"]), dim)
+            ),
+            "omega": _floats(
+                rng.uniform(float(hyper["omega_min"]), float(hyper["omega_max"]), dim)
+            ),
             "phase": _floats(rng.uniform(0.0, 2.0 * math.pi, dim)),
             **self._noise_params(rng, hyper),
         }
@@ -402,7 +477,9 @@ class DampedOscillation(_NoisyCurve):
     def mean(self, params: Mapping[str, Any], t: np.ndarray | Sequence[int]) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)[:, None]
         decay = np.exp(-_arr(params, "gamma") * t)
-        return _arr(params, "center") + _arr(params, "amplitude") * decay * np.cos(_arr(params, "omega") * t + _arr(params, "phase"))
+        return _arr(params, "center") + _arr(params, "amplitude") * decay * np.cos(
+            _arr(params, "omega") * t + _arr(params, "phase")
+        )
 
 
 class StepSchedule(_NoisyCurve):
@@ -415,19 +492,34 @@ class StepSchedule(_NoisyCurve):
     """
 
     name = "step_schedule"
-    description = "Step-schedule plateaus and drops: piecewise exponential approach to decreasing levels."
-    defaults = {"n_drops": 2, "rho": 0.4, "tau_min": 2.0, "tau_max": 10.0, "noise_std": 0.0, "noise_decay": 0.3}
+    description = (
+        "Step-schedule plateaus and drops: piecewise exponential approach to decreasing levels."
+    )
+    defaults = {
+        "n_drops": 2,
+        "rho": 0.4,
+        "tau_min": 2.0,
+        "tau_max": 10.0,
+        "noise_std": 0.0,
+        "noise_decay": 0.3,
+    }
 
-    def _sample(self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample(
+        self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         n_drops = int(hyper["n_drops"])
         if n_drops < 0 or n_drops >= length - 1:
-            raise TrajbenchError(f"family '{self.name}': n_drops must be in [0, length - 1), but got {n_drops}")
+            raise TrajbenchError(
+                f"family '{self.name}': n_drops must be in [0, length - 1), but got {n_drops}"
+            )
         # Milestones evenly spaced: at (k + 1) / (n_drops + 1) of the series.
         milestones = [int(round((k + 1) * length / (n_drops + 1))) for k in range(n_drops)]
         return {
             "w0": _floats(rng.standard_normal(dim)),
             "w_inf": _floats(rng.standard_normal(dim)),
-            "tau": _floats(_log_uniform(rng, float(hyper["tau_min"]), float(hyper["tau_max"]), dim)),
+            "tau": _floats(
+                _log_uniform(rng, float(hyper["tau_min"]), float(hyper["tau_max"]), dim)
+            ),
             "rho": float(hyper["rho"]),
             "milestones": milestones,
             "noise_decay": float(hyper["noise_decay"]),
@@ -439,7 +531,12 @@ class StepSchedule(_NoisyCurve):
 
     def mean(self, params: Mapping[str, Any], t: np.ndarray | Sequence[int]) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)
-        w0, w_inf, tau, rho = _arr(params, "w0"), _arr(params, "w_inf"), _arr(params, "tau"), float(params["rho"])
+        w0, w_inf, tau, rho = (
+            _arr(params, "w0"),
+            _arr(params, "w_inf"),
+            _arr(params, "tau"),
+            float(params["rho"]),
+        )
         starts = [0, *params["milestones"]]
         # Value at the start of each phase, by continuity.
         start_values = [w0]
@@ -449,7 +546,7 @@ class StepSchedule(_NoisyCurve):
             start_values.append(level + (start_values[-1] - level) * np.exp(-span / tau))
         phase = self._phase(params, t)
         out = np.empty((len(t), len(w0)))
-        for i, (ti, k) in enumerate(zip(t, phase)):
+        for i, (ti, k) in enumerate(zip(t, phase, strict=True)):
             level = w_inf + (w0 - w_inf) * rho ** (k + 1)
             out[i] = level + (start_values[k] - level) * np.exp(-(ti - starts[k]) / tau)
         return out
@@ -465,11 +562,15 @@ class RandomWalk(SyntheticFamily):
     stochastic = True
     defaults = {"drift_std": 0.01, "sigma_min": 0.01, "sigma_max": 0.1}
 
-    def _sample(self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]) -> dict[str, Any]:
+    def _sample(
+        self, rng: np.random.Generator, dim: int, length: int, hyper: dict[str, Any]
+    ) -> dict[str, Any]:
         return {
             "w0": _floats(rng.standard_normal(dim)),
             "drift": _floats(float(hyper["drift_std"]) * rng.standard_normal(dim)),
-            "sigma": _floats(_log_uniform(rng, float(hyper["sigma_min"]), float(hyper["sigma_max"]), dim)),
+            "sigma": _floats(
+                _log_uniform(rng, float(hyper["sigma_min"]), float(hyper["sigma_max"]), dim)
+            ),
             "noise_seed": int(rng.integers(0, _MAX_SEED)),
         }
 
@@ -477,7 +578,9 @@ class RandomWalk(SyntheticFamily):
         length, dim = int(params["length"]), int(params["dim"])
         xi = _rng(int(params["noise_seed"])).standard_normal((length - 1, dim))
         steps = _arr(params, "drift") + _arr(params, "sigma") * xi
-        return np.concatenate([_arr(params, "w0")[None, :], _arr(params, "w0") + np.cumsum(steps, axis=0)])
+        return np.concatenate(
+            [_arr(params, "w0")[None, :], _arr(params, "w0") + np.cumsum(steps, axis=0)]
+        )
 
     def mean(self, params: Mapping[str, Any], t: np.ndarray | Sequence[int]) -> np.ndarray:
         t = np.asarray(t, dtype=np.float64)[:, None]
@@ -499,13 +602,19 @@ class RandomWalk(SyntheticFamily):
 _FAMILIES: dict[str, SyntheticFamily] = {}
 
 
-def register_family(cls: type[SyntheticFamily], *, overwrite: bool = False) -> type[SyntheticFamily]:
+def register_family(
+    cls: type[SyntheticFamily], *, overwrite: bool = False
+) -> type[SyntheticFamily]:
     """Register a :class:`SyntheticFamily` subclass (usable as a decorator)."""
     if not (isinstance(cls, type) and issubclass(cls, SyntheticFamily)) or not cls.name:
-        raise TrajbenchError(f"register_family expects a SyntheticFamily subclass with a name, but got {cls!r}")
+        raise TrajbenchError(
+            f"register_family expects a SyntheticFamily subclass with a name, but got {cls!r}"
+        )
     check_name(cls.name, "family name")
     if cls.name in _FAMILIES and type(_FAMILIES[cls.name]) is not cls and not overwrite:
-        raise TrajbenchError(f"a synthetic family named '{cls.name}' is already registered; pass overwrite=True to replace it")
+        raise TrajbenchError(
+            f"a synthetic family named '{cls.name}' is already registered; pass overwrite=True to replace it"
+        )
     _FAMILIES[cls.name] = cls()
     return cls
 
@@ -513,7 +622,9 @@ def register_family(cls: type[SyntheticFamily], *, overwrite: bool = False) -> t
 def get_family(name: str) -> SyntheticFamily:
     """The family registered as ``name``."""
     if not isinstance(name, str) or name not in _FAMILIES:
-        raise TrajbenchError(f"unknown synthetic family {name!r}{did_you_mean(str(name), _FAMILIES)} (known families: {', '.join(sorted(_FAMILIES))})")
+        raise TrajbenchError(
+            f"unknown synthetic family {name!r}{did_you_mean(str(name), _FAMILIES)} (known families: {', '.join(sorted(_FAMILIES))})"
+        )
     return _FAMILIES[name]
 
 
@@ -522,12 +633,27 @@ def list_families() -> list[str]:
     return sorted(_FAMILIES)
 
 
-for _cls in (QuadraticGD, QuadraticMomentum, QuadraticSGD, Exponential, DampedOscillation, StepSchedule, RandomWalk):
+for _cls in (
+    QuadraticGD,
+    QuadraticMomentum,
+    QuadraticSGD,
+    Exponential,
+    DampedOscillation,
+    StepSchedule,
+    RandomWalk,
+):
     register_family(_cls)
 
 
 # ------------------------------------------------------------------ store
-def write_series(store: Any, params: Mapping[str, Any], series_id: str, *, mode: str = "w-", extra_attrs: Mapping[str, Any] | None = None) -> str:
+def write_series(
+    store: Any,
+    params: Mapping[str, Any],
+    series_id: str,
+    *,
+    mode: str = "w-",
+    extra_attrs: Mapping[str, Any] | None = None,
+) -> str:
     """Generate the series of ``params`` and write it to ``synthetic/<family>/<series_id>``.
 
     Returns the group path. Rows are float32; ``step`` is ``t`` and ``epoch`` is ``t``
@@ -539,7 +665,9 @@ def write_series(store: Any, params: Mapping[str, Any], series_id: str, *, mode:
     check_name(series_id, "synthetic series id")
     w = family.trajectory(params)
     if not np.all(np.isfinite(w)):
-        raise TrajbenchError(f"family '{family.name}' produced non-finite values for seed {params.get('seed')}; check its parameters")
+        raise TrajbenchError(
+            f"family '{family.name}' produced non-finite values for seed {params.get('seed')}; check its parameters"
+        )
     dim = int(params["dim"])
     layout = [ParamSpec(name="w", shape=(dim,), offset=0, numel=dim, kind="other")]
     attrs = {
@@ -557,7 +685,9 @@ def write_series(store: Any, params: Mapping[str, Any], series_id: str, *, mode:
     writer = RunWriter(store, path, layout, attrs, mode=mode)  # type: ignore[arg-type]
     try:
         for t in range(len(w)):
-            writer.append(w[t], step=t, epoch=float(t), metrics={k: float(v[t]) for k, v in metrics.items()})
+            writer.append(
+                w[t], step=t, epoch=float(t), metrics={k: float(v[t]) for k, v in metrics.items()}
+            )
     except BaseException:
         writer.close("failed")
         raise
@@ -588,7 +718,9 @@ def write_family(
     paths = []
     for i in range(count):
         params = fam.sample(mix_seed(seed, i), dim, length, **overrides)
-        paths.append(write_series(store, params, f"{prefix}{i:04d}", mode=mode, extra_attrs=extra_attrs))
+        paths.append(
+            write_series(store, params, f"{prefix}{i:04d}", mode=mode, extra_attrs=extra_attrs)
+        )
     return paths
 
 
@@ -596,7 +728,9 @@ def family_of(run: Any) -> tuple[SyntheticFamily, dict[str, Any]]:
     """``(family, generating_params)`` of a synthetic :class:`~trajbench.store.reader.Run`."""
     attrs = run.attrs
     if attrs.get("source") != "synthetic" or "generating_params" not in attrs:
-        raise TrajbenchError(f"run '{run.path}' is not a synthetic series (source={attrs.get('source')!r})")
+        raise TrajbenchError(
+            f"run '{run.path}' is not a synthetic series (source={attrs.get('source')!r})"
+        )
     params = dict(attrs["generating_params"])
     return get_family(str(params["family"])), params
 

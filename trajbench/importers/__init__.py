@@ -16,4 +16,10 @@ from trajbench.importers._common import ArrayImportError, CheckpointImportError,
 from trajbench.importers.arrays import import_array
 from trajbench.importers.checkpoints import import_checkpoints
 
-__all__ = ["import_checkpoints", "import_array", "ImportResult", "CheckpointImportError", "ArrayImportError"]
+__all__ = [
+    "import_checkpoints",
+    "import_array",
+    "ImportResult",
+    "CheckpointImportError",
+    "ArrayImportError",
+]

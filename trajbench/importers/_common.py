@@ -72,11 +72,15 @@ def run_attrs(meta: Mapping[str, Any] | None, fixed: Mapping[str, Any]) -> dict[
         if not isinstance(key, str):
             raise TrajbenchError(f"meta keys must be strings, but got {key!r}")
         if key in owned:
-            raise TrajbenchError(f"meta key {key!r} is set by the importer itself; do not pass any of {', '.join(sorted(owned))}")
+            raise TrajbenchError(
+                f"meta key {key!r} is set by the importer itself; do not pass any of {', '.join(sorted(owned))}"
+            )
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise TrajbenchError(f"meta[{key!r}] must be JSON-serialisable, but got {type(value).__name__} ({exc})") from None
+            raise TrajbenchError(
+                f"meta[{key!r}] must be JSON-serialisable, but got {type(value).__name__} ({exc})"
+            ) from None
         attrs[key] = value
     attrs.update(fixed)
     return attrs
@@ -103,7 +107,9 @@ def as_float(value: Any) -> float | None:
         if value.numel() != 1:
             return None
         value = value.item()
-    elif hasattr(value, "size") and hasattr(value, "item") and getattr(value, "size", 0) == 1:  # numpy
+    elif (
+        hasattr(value, "size") and hasattr(value, "item") and getattr(value, "size", 0) == 1
+    ):  # numpy
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         return None
@@ -151,7 +157,9 @@ def hf_log_metrics(entry: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def hf_metrics_by_step(entries: Iterable[Mapping[str, Any]]) -> dict[int, tuple[dict[str, float], float | None]]:
+def hf_metrics_by_step(
+    entries: Iterable[Mapping[str, Any]],
+) -> dict[int, tuple[dict[str, float], float | None]]:
     """``step -> (metrics, epoch)`` from a ``log_history``; later entries win on clashes."""
     by_step: dict[int, tuple[dict[str, float], float | None]] = {}
     for entry in entries:

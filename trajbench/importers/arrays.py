@@ -45,19 +45,29 @@ def parse_axes(layout: str, ndim: int | None = None) -> tuple[str, ...]:
     match the number of axes.
     """
     if not isinstance(layout, str):
-        raise ArrayImportError(f"layout must be a string such as 'runs,time,params', but got {layout!r}")
+        raise ArrayImportError(
+            f"layout must be a string such as 'runs,time,params', but got {layout!r}"
+        )
     axes = tuple(part.strip() for part in layout.split(","))
     for axis in axes:
         if axis not in AXES:
-            raise ArrayImportError(f"layout {layout!r} names axis {axis!r}; expected only {', '.join(AXES)}{did_you_mean(axis, AXES)}")
+            raise ArrayImportError(
+                f"layout {layout!r} names axis {axis!r}; expected only {', '.join(AXES)}{did_you_mean(axis, AXES)}"
+            )
     if len(set(axes)) != len(axes):
-        raise ArrayImportError(f"layout {layout!r} repeats an axis; expected each of {', '.join(AXES)} at most once")
+        raise ArrayImportError(
+            f"layout {layout!r} repeats an axis; expected each of {', '.join(AXES)} at most once"
+        )
     if len(axes) == 3 or (len(axes) == 2 and set(axes) == {"time", "params"}):
         pass
     else:
-        raise ArrayImportError(f"layout {layout!r} must order 'runs,time,params' (3-D) or 'time,params' (2-D, one run)")
+        raise ArrayImportError(
+            f"layout {layout!r} must order 'runs,time,params' (3-D) or 'time,params' (2-D, one run)"
+        )
     if ndim is not None and ndim != len(axes):
-        raise ArrayImportError(f"layout {layout!r} has {len(axes)} axes but the array has {ndim} dimensions")
+        raise ArrayImportError(
+            f"layout {layout!r} has {len(axes)} axes but the array has {ndim} dimensions"
+        )
     return axes
 
 
@@ -68,21 +78,29 @@ def _load(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
         raise ArrayImportError(f"array file '{path}' does not exist")
     if suffix == ".npy":
         if key is not None:
-            raise ArrayImportError(f"key={key!r} applies only to .npz files, but '{path}' is a .npy file")
+            raise ArrayImportError(
+                f"key={key!r} applies only to .npz files, but '{path}' is a .npy file"
+            )
         try:
             return np.load(path, mmap_mode="r", allow_pickle=False), None
         except ValueError as exc:
-            raise ArrayImportError(f"cannot read '{path}' without pickle (an object array?): {exc}") from None
+            raise ArrayImportError(
+                f"cannot read '{path}' without pickle (an object array?): {exc}"
+            ) from None
     if suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as archive:
                 names = list(archive.files)
                 if key is None:
                     if len(names) != 1:
-                        raise ArrayImportError(f"'{path}' holds {len(names)} arrays ({', '.join(names) or 'none'}); pass key= to pick one")
+                        raise ArrayImportError(
+                            f"'{path}' holds {len(names)} arrays ({', '.join(names) or 'none'}); pass key= to pick one"
+                        )
                     key = names[0]
                 if key not in names:
-                    raise ArrayImportError(f"'{path}' has no array {key!r}; it holds {', '.join(names)}{did_you_mean(key, names)}")
+                    raise ArrayImportError(
+                        f"'{path}' has no array {key!r}; it holds {', '.join(names)}{did_you_mean(key, names)}"
+                    )
                 return archive[key], key
         except ArrayImportError:
             raise
@@ -94,9 +112,14 @@ def _load(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
 def _paths(n_runs: int, as_: str, family: str | None, run_id_prefix: str) -> list[str]:
     width = len(str(n_runs - 1))
     if as_ == "run":
-        return [f"{RUNS_GROUP}/{check_name(f'{run_id_prefix}-{i:0{width}d}', 'run id')}" for i in range(n_runs)]
+        return [
+            f"{RUNS_GROUP}/{check_name(f'{run_id_prefix}-{i:0{width}d}', 'run id')}"
+            for i in range(n_runs)
+        ]
     if family is None:
-        raise ArrayImportError("as_='synthetic' needs family= (the synthetic/<family>/ group to write into)")
+        raise ArrayImportError(
+            "as_='synthetic' needs family= (the synthetic/<family>/ group to write into)"
+        )
     check_name(family, "family")
     return [f"{SYNTHETIC_GROUP}/{family}/{i:0{width}d}" for i in range(n_runs)]
 
@@ -111,7 +134,9 @@ def _refuse_existing(out: Any, paths: list[str]) -> None:
         return
     for path in paths:
         if path in store:
-            raise RunExistsError(f"run '{path}' already exists in '{out}'; use mode='w' to replace it")
+            raise RunExistsError(
+                f"run '{path}' already exists in '{out}'; use mode='w' to replace it"
+            )
 
 
 def import_array(
@@ -169,18 +194,28 @@ def import_array(
     axes = parse_axes(layout, array.ndim)
     dtype = np.dtype(array.dtype)
     if dtype.name not in _STORABLE:
-        raise ArrayImportError(f"'{path}' has dtype {dtype}; expected one of {', '.join(_STORABLE)}")
+        raise ArrayImportError(
+            f"'{path}' has dtype {dtype}; expected one of {', '.join(_STORABLE)}"
+        )
     if len(axes) == 2:
         array, axes = array[np.newaxis], ("runs", *axes)
     view = np.transpose(array, [axes.index(a) for a in AXES])  # (runs, time, params), no copy
     n_runs, n_time, n_params = (int(s) for s in view.shape)
     if min(n_runs, n_time, n_params) < 1:
-        raise ArrayImportError(f"'{path}' has an empty axis: {n_runs} runs x {n_time} time steps x {n_params} params")
+        raise ArrayImportError(
+            f"'{path}' has an empty axis: {n_runs} runs x {n_time} time steps x {n_params} params"
+        )
     paths = _paths(n_runs, as_, family, run_id_prefix)
     if mode == "w-":
         _refuse_existing(out, paths)
-    spec = ParamSpec(name=PARAM_NAME, shape=(n_params,), offset=0, numel=n_params, kind="other", dtype=dtype.name)
-    fixed: dict[str, Any] = {"source": SOURCE, "source_path": str(path.resolve()), "source_layout": layout.replace(" ", "")}
+    spec = ParamSpec(
+        name=PARAM_NAME, shape=(n_params,), offset=0, numel=n_params, kind="other", dtype=dtype.name
+    )
+    fixed: dict[str, Any] = {
+        "source": SOURCE,
+        "source_path": str(path.resolve()),
+        "source_layout": layout.replace(" ", ""),
+    }
     if used_key is not None:
         fixed["source_key"] = used_key
     base = run_attrs(meta, fixed)

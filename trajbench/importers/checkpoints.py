@@ -32,6 +32,7 @@ import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,12 +40,24 @@ import torch
 
 from trajbench._optional import require
 from trajbench.errors import StoreNotFoundError, TrajbenchError, TrajbenchWarning, did_you_mean
-from trajbench.importers._common import CheckpointImportError, ImportResult, as_float, hf_metrics_by_step, run_attrs
+from trajbench.importers._common import (
+    CheckpointImportError,
+    ImportResult,
+    as_float,
+    hf_metrics_by_step,
+    run_attrs,
+)
 from trajbench.store.format import RUNS_GROUP, check_name
 from trajbench.store.layout import ParamSpec, layout_from_state_dict
 from trajbench.store.writer import RunWriter, WriteMode
 
-__all__ = ["import_checkpoints", "CheckpointOrder", "TORCH_SUFFIXES", "SAFETENSORS_SUFFIX", "WRAPPER_KEYS"]
+__all__ = [
+    "import_checkpoints",
+    "CheckpointOrder",
+    "TORCH_SUFFIXES",
+    "SAFETENSORS_SUFFIX",
+    "WRAPPER_KEYS",
+]
 
 SOURCE = "import-checkpoints"
 CheckpointOrder = Literal["natural", "mtime", "step-from-name"]
@@ -54,7 +67,12 @@ SAFETENSORS_SUFFIX = ".safetensors"
 # Keys under which a torch checkpoint may wrap its state dict, tried in this order.
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 # Weight files of a Hugging Face checkpoint folder, in order of preference.
-_HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+_HF_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 _TRAINER_STATE = "trainer_state.json"
 # Files a Trainer writes next to the weights that are not model weights (skipped by default).
 _AUX_FILES = ("training_args.bin", "optimizer.pt", "scheduler.pt", "scaler.pt", "rng_state*.pth")
@@ -189,12 +207,16 @@ def _order(entries: list[_Entry], order: str) -> list[_Entry]:
     elif order == "step-from-name":
         for entry in entries:
             if _name_integer(entry.name) is None:
-                raise CheckpointImportError(f"order='step-from-name' needs an integer in every name, but '{entry.name}' has none")
+                raise CheckpointImportError(
+                    f"order='step-from-name' needs an integer in every name, but '{entry.name}' has none"
+                )
         ordered = sorted(entries, key=lambda e: (_name_integer(e.name), _natural_key(e.name)))
     else:
-        raise TrajbenchError(f"order must be one of {', '.join(ORDERS)}, but got {order!r}{did_you_mean(str(order), ORDERS)}")
+        raise TrajbenchError(
+            f"order must be one of {', '.join(ORDERS)}, but got {order!r}{did_you_mean(str(order), ORDERS)}"
+        )
     numbers = [_name_integer(e.name) for e in ordered]
-    if all(n is not None for n in numbers) and all(a <= b for a, b in zip(numbers, numbers[1:])):  # type: ignore[operator]
+    if all(n is not None for n in numbers) and all(a <= b for a, b in pairwise(numbers)):  # type: ignore[operator]
         steps = [int(n) for n in numbers]  # type: ignore[arg-type]
     else:
         if all(n is not None for n in numbers):
@@ -205,7 +227,7 @@ def _order(entries: list[_Entry], order: str) -> list[_Entry]:
                 stacklevel=3,
             )
         steps = list(range(len(ordered)))
-    for entry, step in zip(ordered, steps):
+    for entry, step in zip(ordered, steps, strict=True):
         entry.step = step
     return ordered
 
@@ -235,7 +257,9 @@ def _load_error(path: Path, exc: BaseException) -> CheckpointImportError:
 def _unwrap(obj: Any, path: Path) -> tuple[Mapping[str, torch.Tensor], float | None]:
     """The state dict inside a loaded torch checkpoint, and its ``epoch`` if it has one."""
     if not isinstance(obj, Mapping):
-        raise CheckpointImportError(f"'{path}' holds a {type(obj).__name__}; expected a state dict (a dict of tensors)")
+        raise CheckpointImportError(
+            f"'{path}' holds a {type(obj).__name__}; expected a state dict (a dict of tensors)"
+        )
     for key in WRAPPER_KEYS:
         inner = obj.get(key)
         if isinstance(inner, Mapping) and not isinstance(inner, torch.Tensor):
@@ -257,7 +281,9 @@ def _check_tensors(state: Mapping[Any, Any], path: Path, where: str) -> Mapping[
 
 
 def _safetensors() -> Any:
-    return require("safetensors", extra="transformers", purpose="importing .safetensors checkpoints")
+    return require(
+        "safetensors", extra="transformers", purpose="importing .safetensors checkpoints"
+    )
 
 
 def _iter_file(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
@@ -310,7 +336,9 @@ def _signature(entry: _Entry) -> tuple[_Signature, float | None]:
         signature, file_epoch = _signature_of_file(path)
         for key in signature:
             if key in merged:
-                raise CheckpointImportError(f"key '{key}' appears in more than one shard of '{entry.path}'")
+                raise CheckpointImportError(
+                    f"key '{key}' appears in more than one shard of '{entry.path}'"
+                )
         merged.update(signature)
         epoch = file_epoch if file_epoch is not None else epoch
     return merged, epoch
@@ -433,14 +461,20 @@ def _write_entry(writer: RunWriter, index: Mapping[str, ParamSpec], entry: _Entr
         for key, tensor in _iter_file(path):
             spec = index.get(key)
             if spec is None or tuple(tensor.shape) != spec.shape:
-                raise CheckpointImportError(f"'{path}' changed during the import: its tensor '{key}' no longer matches the checked layout")
+                raise CheckpointImportError(
+                    f"'{path}' changed during the import: its tensor '{key}' no longer matches the checked layout"
+                )
             with torch.no_grad():
                 row[spec.offset : spec.offset + spec.numel].view(spec.shape).copy_(tensor)
             seen.add(key)
             del tensor
-    if len(seen) != len(index):  # the row buffer is reused: a missing tensor would leave stale values
+    if len(seen) != len(
+        index
+    ):  # the row buffer is reused: a missing tensor would leave stale values
         missing = next(k for k in index if k not in seen)
-        raise CheckpointImportError(f"'{entry.path}' changed during the import: it no longer has '{missing}'")
+        raise CheckpointImportError(
+            f"'{entry.path}' changed during the import: it no longer has '{missing}'"
+        )
     epoch = entry.epoch if entry.epoch is not None else math.nan
     return writer.commit_row(entry.step, epoch, entry.metrics)
 
@@ -498,7 +532,9 @@ def import_checkpoints(
     check_name(run_id, "run_id")
     root = Path(os.fspath(directory))
     if not root.is_dir():
-        raise CheckpointImportError(f"checkpoint directory '{root}' does not exist or is not a directory")
+        raise CheckpointImportError(
+            f"checkpoint directory '{root}' does not exist or is not a directory"
+        )
     entries = _order(_discover(root, pattern), order)
     if not entries:
         what = f"pattern '{pattern}'" if pattern is not None else "the default pattern"
@@ -515,7 +551,9 @@ def import_checkpoints(
     if existing.last_step is not None:
         entries = [e for e in entries if e.step > existing.last_step]
         if not entries:  # nothing new to append
-            return ImportResult(str(out), (group_path,), (0,), existing.n_params, (existing.status,), str(root))
+            return ImportResult(
+                str(out), (group_path,), (0,), existing.n_params, (existing.status,), str(root)
+            )
 
     # Pass 1: every checkpoint's keys, shapes and dtypes against the first one's.
     first, epoch = _signature(entries[0])
@@ -524,7 +562,9 @@ def import_checkpoints(
         signature, entry.epoch = _signature(entry)
         _compare(first, entries[0].name, signature, entry)
     _attach_trainer_states(root, entries)
-    layout = layout_from_state_dict({k: torch.empty(shape, dtype=dtype, device="meta") for k, (shape, dtype) in first.items()})
+    layout = layout_from_state_dict(
+        {k: torch.empty(shape, dtype=dtype, device="meta") for k, (shape, dtype) in first.items()}
+    )
     index = {spec.name: spec for spec in layout}
 
     # Pass 2: stream the tensors, one checkpoint (and one tensor) at a time.
@@ -544,4 +584,6 @@ def import_checkpoints(
         raise
     writer.close("complete", {"source_files": files})
     written = writer.n_committed - start
-    return ImportResult(str(out), (group_path,), (written,), writer.n_params, (writer.status,), str(root))
+    return ImportResult(
+        str(out), (group_path,), (written,), writer.n_params, (writer.status,), str(root)
+    )

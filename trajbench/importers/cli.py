@@ -83,10 +83,14 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     Each leaf parser sets ``func`` to a handler ``handler(args) -> int``.
     """
-    parser = subparsers.add_parser("import", help="import checkpoints or trajectory arrays into a store")
+    parser = subparsers.add_parser(
+        "import", help="import checkpoints or trajectory arrays into a store"
+    )
     kinds = parser.add_subparsers(dest="import_kind", metavar="KIND")
     kinds.required = True
-    meta_help = "run attribute, VALUE read as JSON if it parses (repeatable: --meta task=digits seed=0)"
+    meta_help = (
+        "run attribute, VALUE read as JSON if it parses (repeatable: --meta task=digits seed=0)"
+    )
 
     ckpt = kinds.add_parser(
         "checkpoints",
@@ -94,16 +98,30 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Import a directory of state-dict checkpoints as one run (docs/import-checkpoints.md).",
     )
     ckpt.add_argument("directory", metavar="DIR", help="directory holding the checkpoints")
-    ckpt.add_argument("--out", required=True, metavar="STORE", help="store directory or fsspec URL (created if missing)")
+    ckpt.add_argument(
+        "--out",
+        required=True,
+        metavar="STORE",
+        help="store directory or fsspec URL (created if missing)",
+    )
     ckpt.add_argument("--run-id", required=True, metavar="ID", help="id of the new run (runs/<ID>)")
-    ckpt.add_argument("--pattern", metavar="GLOB", help="glob relative to DIR selecting the checkpoints (default: every checkpoint at its top level)")
+    ckpt.add_argument(
+        "--pattern",
+        metavar="GLOB",
+        help="glob relative to DIR selecting the checkpoints (default: every checkpoint at its top level)",
+    )
     ckpt.add_argument(
         "--order",
         choices=("natural", "mtime", "step-from-name"),
         default="natural",
         help="snapshot order: natural sort of names (default), modification time, or the last integer in each name",
     )
-    ckpt.add_argument("--mode", choices=("w-", "w", "a"), default="w-", help="w- refuses an existing run (default), w replaces it, a appends newer checkpoints")
+    ckpt.add_argument(
+        "--mode",
+        choices=("w-", "w", "a"),
+        default="w-",
+        help="w- refuses an existing run (default), w replaces it, a appends newer checkpoints",
+    )
     ckpt.add_argument("--meta", nargs="+", action="extend", metavar="KEY=VALUE", help=meta_help)
     ckpt.set_defaults(func=_cmd_checkpoints)
 
@@ -113,13 +131,38 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Import a .npy/.npz trajectory array as runs or synthetic series (docs/import-arrays.md).",
     )
     arr.add_argument("file", metavar="FILE", help=".npy or .npz file")
-    arr.add_argument("--out", required=True, metavar="STORE", help="store directory or fsspec URL (created if missing)")
-    arr.add_argument("--layout", default="runs,time,params", help="axis order of the array: a permutation of runs,time,params, or time,params for one run (default runs,time,params)")
-    arr.add_argument("--as", dest="as_", choices=("run", "synthetic"), default="run", help="write runs/<prefix>-<i> (default) or synthetic/<family>/<i>")
+    arr.add_argument(
+        "--out",
+        required=True,
+        metavar="STORE",
+        help="store directory or fsspec URL (created if missing)",
+    )
+    arr.add_argument(
+        "--layout",
+        default="runs,time,params",
+        help="axis order of the array: a permutation of runs,time,params, or time,params for one run (default runs,time,params)",
+    )
+    arr.add_argument(
+        "--as",
+        dest="as_",
+        choices=("run", "synthetic"),
+        default="run",
+        help="write runs/<prefix>-<i> (default) or synthetic/<family>/<i>",
+    )
     arr.add_argument("--family", help="synthetic family (required with --as synthetic)")
-    arr.add_argument("--run-id-prefix", default="run", metavar="PREFIX", help="run ids are <PREFIX>-<i> (default run)")
+    arr.add_argument(
+        "--run-id-prefix",
+        default="run",
+        metavar="PREFIX",
+        help="run ids are <PREFIX>-<i> (default run)",
+    )
     arr.add_argument("--key", help="member of a .npz file (needed when it holds several arrays)")
-    arr.add_argument("--mode", choices=("w-", "w"), default="w-", help="w- refuses existing runs (default), w replaces them")
+    arr.add_argument(
+        "--mode",
+        choices=("w-", "w"),
+        default="w-",
+        help="w- refuses existing runs (default), w replaces them",
+    )
     arr.add_argument("--meta", nargs="+", action="extend", metavar="KEY=VALUE", help=meta_help)
     arr.set_defaults(func=_cmd_array)
     return parser

@@ -31,7 +31,9 @@ class Cadence:
         else:
             self.unit, self.every = "epoch", 1 if every_n_epochs is None else every_n_epochs
         if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise TrajbenchError(f"every_n_{self.unit}s must be a positive int, but got {self.every!r}")
+            raise TrajbenchError(
+                f"every_n_{self.unit}s must be a positive int, but got {self.every!r}"
+            )
 
     def due(self, unit: str, count: int) -> bool:
         """True when ``count`` completed ``unit``s (epochs or steps) call for a snapshot."""
@@ -55,7 +57,9 @@ def float_metrics(values: Mapping[str, Any]) -> dict[str, float]:
 def optimizer_meta(optimizer: Any) -> dict[str, Any] | None:
     """``describe_optimizer`` of an optimizer, looking through wrappers (accelerate, Lightning)."""
     inner = optimizer
-    while not type(inner).__module__.startswith("torch.optim") and isinstance(getattr(inner, "optimizer", None), torch.optim.Optimizer):
+    while not type(inner).__module__.startswith("torch.optim") and isinstance(
+        getattr(inner, "optimizer", None), torch.optim.Optimizer
+    ):
         inner = inner.optimizer
     if isinstance(inner, torch.optim.Optimizer):
         return describe_optimizer(inner)
@@ -69,12 +73,21 @@ class RecordingSession:
     framework has no hook for it), an ``atexit`` handler closes it as ``failed``.
     """
 
-    def __init__(self, store: Any, run_id: str, meta: Mapping[str, Any] | None, mode: WriteMode, buffers: bool) -> None:
+    def __init__(
+        self,
+        store: Any,
+        run_id: str,
+        meta: Mapping[str, Any] | None,
+        mode: WriteMode,
+        buffers: bool,
+    ) -> None:
         self.store = store
         self.run_id = run_id
         self.meta = dict(meta or {})
         if "source" in self.meta:
-            raise TrajbenchError(f"meta key 'source' is set by the callback itself (got {self.meta['source']!r})")
+            raise TrajbenchError(
+                f"meta key 'source' is set by the callback itself (got {self.meta['source']!r})"
+            )
         self.mode = mode
         self.buffers = buffers
         self.recorder: Recorder | None = None
@@ -90,7 +103,9 @@ class RecordingSession:
             return
         meta = {k: v for k, v in defaults.items() if v is not None}
         meta.update(self.meta)
-        self.recorder = Recorder(self.store, self.run_id, model, meta=meta, mode=self.mode, buffers=self.buffers)
+        self.recorder = Recorder(
+            self.store, self.run_id, model, meta=meta, mode=self.mode, buffers=self.buffers
+        )
         self.last_step = None
         atexit.register(self._close_at_exit)
 

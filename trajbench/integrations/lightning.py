@@ -21,10 +21,14 @@ from trajbench.store.format import check_name
 from trajbench.store.writer import WriteMode
 
 try:
-    _pl = require("lightning.pytorch", extra="lightning", purpose="trajbench.integrations.lightning")
+    _pl = require(
+        "lightning.pytorch", extra="lightning", purpose="trajbench.integrations.lightning"
+    )
 except MissingDependencyError:
     try:  # the standalone package of Lightning 1.x/2.x
-        _pl = require("pytorch_lightning", extra="lightning", purpose="trajbench.integrations.lightning")
+        _pl = require(
+            "pytorch_lightning", extra="lightning", purpose="trajbench.integrations.lightning"
+        )
     except MissingDependencyError:
         raise MissingDependencyError(
             "trajbench.integrations.lightning needs PyTorch Lightning, which is not installed;"
@@ -105,7 +109,9 @@ class TrajectoryCallback(_pl.Callback):  # type: ignore[misc,name-defined]
             "source": SOURCE,
             "optimizer": optimizer_meta(optimizers[0]) if optimizers else None,
             "snapshot_cadence": self.cadence.to_json(),
-            "max_epochs": trainer.max_epochs if trainer.max_epochs is not None and trainer.max_epochs >= 0 else None,
+            "max_epochs": trainer.max_epochs
+            if trainer.max_epochs is not None and trainer.max_epochs >= 0
+            else None,
         }
         self._session.start(pl_module, defaults)
 
@@ -113,10 +119,18 @@ class TrajectoryCallback(_pl.Callback):  # type: ignore[misc,name-defined]
         if self.at_start:
             self._snapshot(trainer, float(trainer.current_epoch))
 
-    def on_train_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.cadence.due("step", trainer.global_step):
             n_batches = trainer.num_training_batches
-            fraction = (batch_idx + 1) / n_batches if isinstance(n_batches, (int, float)) and math.isfinite(n_batches) and n_batches > 0 else math.nan
+            fraction = (
+                (batch_idx + 1) / n_batches
+                if isinstance(n_batches, (int, float))
+                and math.isfinite(n_batches)
+                and n_batches > 0
+                else math.nan
+            )
             self._snapshot(trainer, trainer.current_epoch + fraction)
 
     def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
@@ -137,4 +151,6 @@ class TrajectoryCallback(_pl.Callback):  # type: ignore[misc,name-defined]
     # --------------------------------------------------------------- helpers
     def _snapshot(self, trainer: Any, epoch: float) -> None:
         if self._session.active:
-            self._session.snapshot(int(trainer.global_step), epoch, float_metrics(trainer.callback_metrics))
+            self._session.snapshot(
+                int(trainer.global_step), epoch, float_metrics(trainer.callback_metrics)
+            )

@@ -21,7 +21,9 @@ from trajbench.integrations._base import Cadence, RecordingSession, optimizer_me
 from trajbench.store.format import check_name
 from trajbench.store.writer import WriteMode
 
-_transformers = require("transformers", extra="transformers", purpose="trajbench.integrations.transformers")
+_transformers = require(
+    "transformers", extra="transformers", purpose="trajbench.integrations.transformers"
+)
 
 __all__ = ["TrajectoryCallback", "SOURCE"]
 
@@ -44,7 +46,9 @@ def _metrics_at(log_history: Sequence[Mapping[str, Any]], step: int) -> dict[str
 
 def _schedule(args: Any, scheduler: Any) -> dict[str, Any]:
     """The learning-rate schedule from ``TrainingArguments`` (fields differ across versions)."""
-    schedule: dict[str, Any] = {"name": scheduler.value if isinstance(scheduler, enum.Enum) else str(scheduler)}
+    schedule: dict[str, Any] = {
+        "name": scheduler.value if isinstance(scheduler, enum.Enum) else str(scheduler)
+    }
     for field in ("warmup_steps", "warmup_ratio"):
         value = getattr(args, field, None)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -106,7 +110,15 @@ class TrajectoryCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
         self._session.close(status)
 
     # ------------------------------------------------------------------ hooks
-    def on_train_begin(self, args: Any, state: Any, control: Any, model: Any = None, optimizer: Any = None, **kwargs: Any) -> None:
+    def on_train_begin(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        model: Any = None,
+        optimizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if not state.is_world_process_zero or model is None:
             return
         scheduler = getattr(args, "lr_scheduler_type", None)
@@ -115,7 +127,11 @@ class TrajectoryCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
             "source": SOURCE,
             "optimizer": optimizer_meta(optimizer) if optimizer is not None else None,
             "seed": getattr(args, "seed", None),
-            "batch_size": per_device * getattr(args, "gradient_accumulation_steps", 1) * max(1, getattr(args, "world_size", 1)) if per_device else None,
+            "batch_size": per_device
+            * getattr(args, "gradient_accumulation_steps", 1)
+            * max(1, getattr(args, "world_size", 1))
+            if per_device
+            else None,
             "schedule": _schedule(args, scheduler) if scheduler is not None else None,
             "snapshot_cadence": self.cadence.to_json(),
         }
@@ -137,8 +153,17 @@ class TrajectoryCallback(_transformers.TrainerCallback):  # type: ignore[misc,na
     def on_epoch_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._take_pending(state)
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
-        if logs and "train_runtime" in logs:  # the end-of-training summary: before load_best_model_at_end
+    def on_log(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        logs: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if (
+            logs and "train_runtime" in logs
+        ):  # the end-of-training summary: before load_best_model_at_end
             self._take_pending(state)
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

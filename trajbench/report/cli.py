@@ -31,13 +31,41 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
             "series with each forecaster's forecasts (forecasters that need fitting are fitted again). See docs/reports.md."
         ),
     )
-    p.add_argument("results", nargs="+", metavar="RESULTS", help="results directories written by 'trajbench bench --out'")
+    p.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="results directories written by 'trajbench bench --out'",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="report directory")
-    p.add_argument("--store", metavar="STORE", help="the benchmarked store, for the fan charts (checked against the manifest's hash)")
-    p.add_argument("--fan-forecasters", metavar="A,B", help="forecasters drawn in the fan charts (default: every one that did not fail)")
-    p.add_argument("--fan-series", type=int, default=4, metavar="N", help="series (one per test task) in the fan charts (default 4)")
-    p.add_argument("--duplicates", default="refuse", choices=DUPLICATE_POLICIES, help="the same forecaster and track in two directories: refuse (default) or keep the first / last")
-    p.add_argument("--copy-results", action="store_true", help="also write the merged results.parquet, results.csv, manifest.json and splits.csv into DIR")
+    p.add_argument(
+        "--store",
+        metavar="STORE",
+        help="the benchmarked store, for the fan charts (checked against the manifest's hash)",
+    )
+    p.add_argument(
+        "--fan-forecasters",
+        metavar="A,B",
+        help="forecasters drawn in the fan charts (default: every one that did not fail)",
+    )
+    p.add_argument(
+        "--fan-series",
+        type=int,
+        default=4,
+        metavar="N",
+        help="series (one per test task) in the fan charts (default 4)",
+    )
+    p.add_argument(
+        "--duplicates",
+        default="refuse",
+        choices=DUPLICATE_POLICIES,
+        help="the same forecaster and track in two directories: refuse (default) or keep the first / last",
+    )
+    p.add_argument(
+        "--copy-results",
+        action="store_true",
+        help="also write the merged results.parquet, results.csv, manifest.json and splits.csv into DIR",
+    )
     p.add_argument("--title", default="trajbench leaderboard", help="report title")
     p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
     p.set_defaults(func=cmd_report)
@@ -66,7 +94,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     table = result.results.table
     failed = sorted(set(table.loc[table["status"] == "failed", "forecaster"].astype(str)))
     fallback = sorted(set(table.loc[table["status"] == "fallback", "forecaster"].astype(str)))
-    print(f"report       {result.out / 'leaderboard.md'}, {result.out / 'index.html'} ({len(result.files)} files, {result.seconds:.1f} s)")
+    print(
+        f"report       {result.out / 'leaderboard.md'}, {result.out / 'index.html'} ({len(result.files)} files, {result.seconds:.1f} s)"
+    )
     print(f"forecasters  {', '.join(result.results.forecasters)}")
     if len(result.results.sources) > 1:
         print(f"merged       {len(result.results.sources)} results directories")

@@ -86,10 +86,17 @@ def _provenance(results: ResultsSet) -> list[tuple[str, str]]:
         ("store sha256 (exact bytes)", f"`{exact}`" if exact else "n/a"),
         ("lossy store", "yes" if lossy_of(m) else "no"),
         ("suite", _suite_text(m.get("suite")) or "n/a"),
-        ("protocol", f"v{protocol.get('version', '?')}" + (f" (modified: {', '.join(map(str, modified))})" if modified else "")),
+        (
+            "protocol",
+            f"v{protocol.get('version', '?')}"
+            + (f" (modified: {', '.join(map(str, modified))})" if modified else ""),
+        ),
         ("seed", str(m.get("seed", "n/a"))),
         ("tracks run", ", ".join(tracks.get("run", [])) or "n/a"),
-        ("windows", f"first origin {windows.get('first_origin', '?')}, stride {windows.get('stride', '?')}, {windows.get('evaluated_runs', '?')} runs evaluated"),
+        (
+            "windows",
+            f"first origin {windows.get('first_origin', '?')}, stride {windows.get('stride', '?')}, {windows.get('evaluated_runs', '?')} runs evaluated",
+        ),
         ("trajbench", str(m.get("trajbench_version", "n/a"))),
         ("libraries", ", ".join(f"{k} {v}" for k, v in libs.items()) or "n/a"),
         (
@@ -99,27 +106,46 @@ def _provenance(results: ResultsSet) -> list[tuple[str, str]]:
                 for part in (
                     str(machine.get("platform", "")),
                     f"{machine.get('cpu_count')} CPUs" if machine.get("cpu_count") else "",
-                    f"{fmt_bytes(machine.get('memory_bytes'))} memory" if machine.get("memory_bytes") else "",
+                    f"{fmt_bytes(machine.get('memory_bytes'))} memory"
+                    if machine.get("memory_bytes")
+                    else "",
                 )
                 if part
             )
             or "n/a",
         ),
         ("started", str(m.get("started_at", "n/a"))),
-        ("wall time", f"{float(m['wall_seconds']):.1f} s" if isinstance(m.get("wall_seconds"), (int, float)) else "n/a"),
+        (
+            "wall time",
+            f"{float(m['wall_seconds']):.1f} s"
+            if isinstance(m.get("wall_seconds"), (int, float))
+            else "n/a",
+        ),
     ]
     for part in m.get("merged_from", []) or []:
-        out.append(("merged from", f"`{part.get('results_dir')}`: {', '.join(part.get('forecasters', []))}"))
+        out.append(
+            (
+                "merged from",
+                f"`{part.get('results_dir')}`: {', '.join(part.get('forecasters', []))}",
+            )
+        )
     return out
 
 
-def build_report(results: ResultsSet, plots: Sequence[Plot] = (), extra_notes: Sequence[str] = (), title: str = "trajbench leaderboard") -> Report:
+def build_report(
+    results: ResultsSet,
+    plots: Sequence[Plot] = (),
+    extra_notes: Sequence[str] = (),
+    title: str = "trajbench leaderboard",
+) -> Report:
     """Everything a report shows, from ``results`` and the drawn ``plots``.
     ``extra_notes`` (for example forecasters left out of the fan charts) join the notes."""
     table = results.table
     boards = build_leaderboards(table)
     order = [r.forecaster for r in boards[0].rows] if boards else results.forecasters
-    notes: list[Note] = collect_notes(table) + [Note("(report)", "note", "fan charts", text) for text in extra_notes]
+    notes: list[Note] = collect_notes(table) + [
+        Note("(report)", "note", "fan charts", text) for text in extra_notes
+    ]
     m = results.manifest
     tracks_present = sorted(set(table["track"].astype(str)))
     store = (m.get("store") or {}).get("location")
@@ -128,13 +154,19 @@ def build_report(results: ResultsSet, plots: Sequence[Plot] = (), extra_notes: S
     summary = f"{len(order)} forecaster(s)"
     summary += f" on `{store}`" if store else ""
     summary += f" ({'; '.join(details)})" if details else ""
-    summary += f", protocol v{(m.get('protocol') or {}).get('version', '?')}, seed {m.get('seed', '?')}" if m else ""
+    summary += (
+        f", protocol v{(m.get('protocol') or {}).get('version', '?')}, seed {m.get('seed', '?')}"
+        if m
+        else ""
+    )
     summary += f"; tracks in the table: {', '.join(tracks_present)}."
     sources_note = ""
     if len(results.sources) > 1:
         sources_note = f"Merged from {len(results.sources)} results directories (same store, protocol, seed and windows); mean task ranks recomputed over all forecasters."
     splits = [b.split for b in boards]
-    downstream_absent = "n/a: no downstream rows in these results (`trajbench bench STORE --track downstream`)."
+    downstream_absent = (
+        "n/a: no downstream rows in these results (`trajbench bench STORE --track downstream`)."
+    )
     online_absent = "n/a: no online rows in these results (`trajbench bench STORE --track online`)."
     return Report(
         title=title,

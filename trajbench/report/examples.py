@@ -36,7 +36,17 @@ __all__ = ["EXAMPLE_COLUMNS", "collect_examples", "check_store"]
 
 #: Columns of ``examples.parquet``: the recorded series has ``forecaster = ""`` and
 #: ``origin = -1``; a forecast has one row per predicted snapshot.
-EXAMPLE_COLUMNS = ("run", "task", "param", "kind", "layer", "forecaster", "origin", "snapshot", "value")
+EXAMPLE_COLUMNS = (
+    "run",
+    "task",
+    "param",
+    "kind",
+    "layer",
+    "forecaster",
+    "origin",
+    "snapshot",
+    "value",
+)
 
 
 def check_store(store: Any, manifest: dict[str, Any]) -> str:
@@ -49,14 +59,18 @@ def check_store(store: Any, manifest: dict[str, Any]) -> str:
 
         got = store_content_sha256(store)
         if got != content:
-            raise TrajbenchError(f"store '{location}' is not the store these results were computed on (content sha256 {got[:12]}... vs {content[:12]}... in the manifest)")
+            raise TrajbenchError(
+                f"store '{location}' is not the store these results were computed on (content sha256 {got[:12]}... vs {content[:12]}... in the manifest)"
+            )
         return "content sha256"
     if exact:
         from trajbench.bench.environment import store_sha256
 
         got = store_sha256(location)
         if got != exact:
-            raise TrajbenchError(f"store '{location}' is not the store these results were computed on (sha256 {got[:12]}... vs {exact[:12]}... in the manifest)")
+            raise TrajbenchError(
+                f"store '{location}' is not the store these results were computed on (sha256 {got[:12]}... vs {exact[:12]}... in the manifest)"
+            )
         return "sha256"
     return "not checked (the manifest has no store hash)"
 
@@ -70,7 +84,11 @@ def _seed_everything(seed: int) -> None:
 
 
 def _make_forecaster(entry: dict[str, Any]) -> Any:
-    from trajbench.forecasting.registry import get_forecaster, list_forecasters, load_forecaster_class
+    from trajbench.forecasting.registry import (
+        get_forecaster,
+        list_forecasters,
+        load_forecaster_class,
+    )
 
     name, params = str(entry.get("name")), dict(entry.get("params") or {})
     if name in list_forecasters():
@@ -99,9 +117,15 @@ def _protocol(manifest: dict[str, Any]) -> Any:
 def _choose_runs(splits: pd.DataFrame, n_series: int, min_snapshots: int) -> pd.DataFrame:
     """One run per task, from the first of: real runs of the test split, of the unseen
     split, then the synthetic split, that has runs long enough for a window."""
-    long_enough = splits[pd.to_numeric(splits["n_snapshots"], errors="coerce").fillna(0) >= min_snapshots]
+    long_enough = splits[
+        pd.to_numeric(splits["n_snapshots"], errors="coerce").fillna(0) >= min_snapshots
+    ]
     real = long_enough["group"].astype(str) == "runs"
-    for pool in (long_enough[real & (long_enough["split"] == "test")], long_enough[real & (long_enough["split"] == "unseen")], long_enough[long_enough["split"] == "synthetic"]):
+    for pool in (
+        long_enough[real & (long_enough["split"] == "test")],
+        long_enough[real & (long_enough["split"] == "unseen")],
+        long_enough[long_enough["split"] == "synthetic"],
+    ):
         if pool.empty:
             continue
         pool = pool.sort_values(["task", "path"])
@@ -126,7 +150,12 @@ def collect_examples(
     could not be re-created, fitted or run, with why)."""
     from tqdm.auto import tqdm
 
-    from trajbench.bench.windows import SeriesSource, build_context, eligible_columns, sample_columns
+    from trajbench.bench.windows import (
+        SeriesSource,
+        build_context,
+        eligible_columns,
+        sample_columns,
+    )
     from trajbench.forecasting.data import TrainingData
     from trajbench.store.reader import Store, open_store
 
@@ -137,9 +166,13 @@ def collect_examples(
         raise TrajbenchError(f"n_origins must be a positive int, but got {n_origins!r}")
     manifest = results.manifest
     if not manifest:
-        raise TrajbenchError(f"'{results.sources[0]}' has no manifest.json; fan charts need it to re-create the forecasters")
+        raise TrajbenchError(
+            f"'{results.sources[0]}' has no manifest.json; fan charts need it to re-create the forecasters"
+        )
     if results.splits is None:
-        raise TrajbenchError(f"'{results.sources[0]}' has no splits.csv; fan charts need the benchmark's splits")
+        raise TrajbenchError(
+            f"'{results.sources[0]}' has no splits.csv; fan charts need the benchmark's splits"
+        )
     store_obj = store if isinstance(store, Store) else open_store(store)
     say(f"checking that '{store_obj.location}' is the benchmarked store")
     how = check_store(store_obj, manifest)
@@ -155,19 +188,27 @@ def collect_examples(
         if unknown:
             from trajbench.errors import did_you_mean
 
-            raise TrajbenchError(f"forecaster '{unknown[0]}' has no successful results here{did_you_mean(unknown[0], [str(e.get('name')) for e in entries])}")
+            raise TrajbenchError(
+                f"forecaster '{unknown[0]}' has no successful results here{did_you_mean(unknown[0], [str(e.get('name')) for e in entries])}"
+            )
         entries = [e for e in entries if str(e.get("name")) in wanted]
     notes: list[str] = []
 
     def columns_of(run: Any, path: str) -> np.ndarray:
-        eligible = eligible_columns(run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only)
+        eligible = eligible_columns(
+            run.specs, run.n_params, protocol.exclude_kinds, protocol.trainable_only
+        )
         return sample_columns(eligible, protocol.sample_size, seed, path)
 
     def sources(rows: pd.DataFrame) -> list[Any]:
         out = []
         for row in rows.itertuples(index=False):
             run = store_obj.run(row.path)
-            out.append(SeriesSource.from_run(run, columns_of(run, row.path), str(row.task), n_snapshots=int(row.n_snapshots)))
+            out.append(
+                SeriesSource.from_run(
+                    run, columns_of(run, row.path), str(row.task), n_snapshots=int(row.n_snapshots)
+                )
+            )
         return out
 
     train_rows = splits[splits["split"] == "train"].reset_index(drop=True)
@@ -175,29 +216,69 @@ def collect_examples(
 
     def training_data(k: int) -> TrainingData:
         short = max(protocol.short_horizons)
-        val = TrainingData(lambda: sources(val_rows), runs=val_rows, store=store_obj, split="validation", context_length=k, horizon=short, stride=1)
-        return TrainingData(lambda: sources(train_rows), runs=train_rows, store=store_obj, split="train", context_length=k, horizon=short, stride=1, validation=val)
+        val = TrainingData(
+            lambda: sources(val_rows),
+            runs=val_rows,
+            store=store_obj,
+            split="validation",
+            context_length=k,
+            horizon=short,
+            stride=1,
+        )
+        return TrainingData(
+            lambda: sources(train_rows),
+            runs=train_rows,
+            store=store_obj,
+            split="train",
+            context_length=k,
+            horizon=short,
+            stride=1,
+            validation=val,
+        )
 
     made: list[Any] = []
-    for entry in tqdm(entries, desc="fan charts: forecasters", unit="forecaster", disable=not progress, leave=False):
+    for entry in tqdm(
+        entries,
+        desc="fan charts: forecasters",
+        unit="forecaster",
+        disable=not progress,
+        leave=False,
+    ):
         name = str(entry.get("name"))
         try:
             forecaster = _make_forecaster(entry)
             if forecaster.get_tag("needs_fit"):
-                fit_cost = ((entry.get("runtime") or {}).get("fit_seconds"))
-                say(f"fan charts: fitting {name}" + (f" (the benchmark's fit took {fit_cost:.1f} s)" if isinstance(fit_cost, (int, float)) else ""))
+                fit_cost = (entry.get("runtime") or {}).get("fit_seconds")
+                say(
+                    f"fan charts: fitting {name}"
+                    + (
+                        f" (the benchmark's fit took {fit_cost:.1f} s)"
+                        if isinstance(fit_cost, (int, float))
+                        else ""
+                    )
+                )
                 _seed_everything(seed)
                 forecaster.fit(training_data(int(forecaster.context_length)))
             made.append(forecaster)
         except Exception as exc:  # a forecaster that cannot be re-created is noted, not fatal
-            notes.append(f"fan charts leave out {name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            notes.append(
+                f"fan charts leave out {name}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+            )
     chosen = _choose_runs(splits, n_series, first + 2)
     if chosen.empty:
         notes.append(f"fan charts: no evaluation run has the {first + 2} snapshots a window needs")
     frames: list[pd.DataFrame] = []
-    for row in tqdm(list(chosen.itertuples(index=False)), desc="fan charts: series", unit="run", disable=not progress, leave=False):
+    for row in tqdm(
+        list(chosen.itertuples(index=False)),
+        desc="fan charts: series",
+        unit="run",
+        disable=not progress,
+        leave=False,
+    ):
         run = store_obj.run(row.path)
-        source = SeriesSource.from_run(run, columns_of(run, row.path), str(row.task), n_snapshots=int(row.n_snapshots))
+        source = SeriesSource.from_run(
+            run, columns_of(run, row.path), str(row.task), n_snapshots=int(row.n_snapshots)
+        )
         n = source.n_snapshots
         if n < first + 2 or not source.n_series:
             notes.append(f"fan charts skip {row.path}: {n} snapshot(s), too short for a window")
@@ -208,8 +289,24 @@ def collect_examples(
         pick = int(np.argmax(moved))
         param = int(source.columns[pick])
         meta = source.meta()
-        base = {"run": row.path, "task": str(row.task), "param": param, "kind": str(meta.kind[pick]), "layer": str(meta.layer[pick])}
-        frames.append(pd.DataFrame({**base, "forecaster": "", "origin": -1, "snapshot": np.arange(n), "value": data[:, pick].astype(np.float64)}))
+        base = {
+            "run": row.path,
+            "task": str(row.task),
+            "param": param,
+            "kind": str(meta.kind[pick]),
+            "layer": str(meta.layer[pick]),
+        }
+        frames.append(
+            pd.DataFrame(
+                {
+                    **base,
+                    "forecaster": "",
+                    "origin": -1,
+                    "snapshot": np.arange(n),
+                    "value": data[:, pick].astype(np.float64),
+                }
+            )
+        )
         origins = np.unique(np.linspace(first, n - 2, n_origins).round().astype(np.int64))
         for forecaster in made:
             k = int(forecaster.context_length)
@@ -218,7 +315,9 @@ def collect_examples(
                 for origin in origins:
                     horizon = int(min(protocol.max_horizon, n - 1 - origin))
                     context = build_context(data, 0, np.asarray([origin]), k)
-                    pred = np.asarray(forecaster.predict(context, horizon, meta.with_origin(int(origin))))
+                    pred = np.asarray(
+                        forecaster.predict(context, horizon, meta.with_origin(int(origin)))
+                    )
                     frames.append(
                         pd.DataFrame(
                             {
@@ -231,7 +330,9 @@ def collect_examples(
                         )
                     )
             except Exception as exc:
-                notes.append(f"fan charts leave out {forecaster.name} on {row.path}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+                notes.append(
+                    f"fan charts leave out {forecaster.name} on {row.path}: {type(exc).__name__}: {' '.join(str(exc).split())}"
+                )
     if not frames:
         return pd.DataFrame(columns=list(EXAMPLE_COLUMNS)), notes
     out = pd.concat(frames, ignore_index=True).loc[:, list(EXAMPLE_COLUMNS)]

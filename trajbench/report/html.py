@@ -79,9 +79,9 @@ def html_table(table: Table) -> str:
         return ""
     head = "".join(f"<th>{_esc(h)}</th>" for h in table.header)
     body = []
-    for i, (row, keys) in enumerate(zip(table.rows, table.sort_keys)):
+    for i, (row, keys) in enumerate(zip(table.rows, table.sort_keys, strict=True)):
         cells = []
-        for j, (text, key) in enumerate(zip(row, keys)):
+        for j, (text, key) in enumerate(zip(row, keys, strict=True)):
             classes = []
             if isinstance(key, (int, float)) and not isinstance(key, bool):
                 classes.append("num")
@@ -90,7 +90,9 @@ def html_table(table: Table) -> str:
             low = str(text).lower()
             if table.header[j] == "status":
                 classes += [c for c in ("failed", "fallback", "leakage") if c in low]
-            sort = "" if key is None else (_number(key) if isinstance(key, (int, float)) else str(key))
+            sort = (
+                "" if key is None else (_number(key) if isinstance(key, (int, float)) else str(key))
+            )
             cls = f' class="{" ".join(classes)}"' if classes else ""
             cells.append(f'<td{cls} data-sort="{_esc(sort)}">{_esc(text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
@@ -133,11 +135,18 @@ def render_html(report: Report) -> str:
     parts += [_section(t, "h3") for t in report.horizon_tables]
     parts.append(_section(report.downstream, absent=report.downstream_absent))
     parts.append(_section(report.online, absent=report.online_absent))
-    parts.append(_section(report.notes, absent="None: every forecaster ran without failure, fallback or leakage note."))
+    parts.append(
+        _section(
+            report.notes,
+            absent="None: every forecaster ran without failure, fallback or leakage note.",
+        )
+    )
     parts.append('<h2 id="plots">Plots</h2>')
     for plot in report.plots:
         if plot.skipped or plot.png is None:
-            parts.append(f'<p class="absent"><b>{_esc(plot.title)}</b>: not drawn ({_inline_md(plot.skipped)}).</p>')
+            parts.append(
+                f'<p class="absent"><b>{_esc(plot.title)}</b>: not drawn ({_inline_md(plot.skipped)}).</p>'
+            )
             continue
         data = base64.b64encode(plot.png.read_bytes()).decode("ascii")
         parts.append(

@@ -53,7 +53,14 @@ ALL = "all"
 _SPLIT_ORDER = ("test", "unseen", "synthetic")
 #: Metrics of the downstream and online tracks the report knows (``docs/reports.md``).
 DOWNSTREAM_METRICS = ("gain_ratio", "acc_forecast", "acc_origin", "acc_target", "excluded_windows")
-ONLINE_METRICS = ("speedup", "seconds_to_target", "epochs_to_target", "steps_to_target", "reached_fraction", "profile")
+ONLINE_METRICS = (
+    "speedup",
+    "seconds_to_target",
+    "epochs_to_target",
+    "steps_to_target",
+    "reached_fraction",
+    "profile",
+)
 #: The plain optimizer of the online track (``trajbench.bench.online.BASELINE_NAME``): a
 #: reference for the speedups, listed in the online table, not ranked.
 ONLINE_BASELINE = "optimizer"
@@ -179,7 +186,9 @@ class Leaderboard:
     gain_horizon: str | None
 
     def table(self) -> Table:
-        gain_head = "gain ratio" + {None: "", "long": " (all horizons)", "short": " (h 1-5)"}.get(self.gain_horizon, f" (h={self.gain_horizon})")
+        gain_head = "gain ratio" + {None: "", "long": " (all horizons)", "short": " (h 1-5)"}.get(
+            self.gain_horizon, f" (h={self.gain_horizon})"
+        )
         header = [
             "rank",
             "forecaster",
@@ -230,7 +239,15 @@ class Leaderboard:
             f"'{self.split}' split (lower is better, below 1 beats persistence); short = horizons 1 to 5, long = every scored "
             "horizon up to 50; 95% bootstrap interval in brackets. Ranked by the long-horizon value."
         )
-        return Table(f"Leaderboard: {self.split} split", header, rows, keys, best, caption, anchor=f"leaderboard-{self.split}")
+        return Table(
+            f"Leaderboard: {self.split} split",
+            header,
+            rows,
+            keys,
+            best,
+            caption,
+            anchor=f"leaderboard-{self.split}",
+        )
 
 
 def _predict_text(seconds: float, rate: float) -> str:
@@ -256,7 +273,9 @@ def _is_inf(v: Any) -> bool:
     return isinstance(v, (int, float, np.floating)) and math.isinf(float(v))
 
 
-def _best_cells(keys: Sequence[Sequence[Any]], col: int, lower_is_better: bool) -> set[tuple[int, int]]:
+def _best_cells(
+    keys: Sequence[Sequence[Any]], col: int, lower_is_better: bool
+) -> set[tuple[int, int]]:
     values = [(i, k[col]) for i, k in enumerate(keys) if k[col] is not None]
     if len(values) < 2:
         return set()
@@ -270,7 +289,12 @@ def _estimate(rows: pd.DataFrame) -> Estimate | None:
         return None
     r = rows.iloc[0]
     n = r["n"]
-    return Estimate(float(r["value"]), float(r["ci_low"]), float(r["ci_high"]), int(n) if n is not pd.NA and pd.notna(n) else 0)
+    return Estimate(
+        float(r["value"]),
+        float(r["ci_low"]),
+        float(r["ci_high"]),
+        int(n) if n is not pd.NA and pd.notna(n) else 0,
+    )
 
 
 def _horizon_is(frame: pd.DataFrame, horizon: str | None) -> pd.Series:
@@ -282,13 +306,20 @@ def _horizon_is(frame: pd.DataFrame, horizon: str | None) -> pd.Series:
 def eval_splits(table: pd.DataFrame) -> list[str]:
     """The evaluation splits with rows, in the order test, unseen, synthetic, others."""
     present = [s for s in dict.fromkeys(table["split"].astype(str)) if s != ALL]
-    return [s for s in _SPLIT_ORDER if s in present] + sorted(s for s in present if s not in _SPLIT_ORDER)
+    return [s for s in _SPLIT_ORDER if s in present] + sorted(
+        s for s in present if s not in _SPLIT_ORDER
+    )
 
 
 def _track_rows(table: pd.DataFrame, track: str, metric: str, split: str) -> pd.DataFrame:
     """Rows of ``track``/``metric`` over every task (``task = all``, ``kind = all``) for
     ``split``, falling back to ``split = all``."""
-    t = table[(table["track"] == track) & (table["metric"] == metric) & (table["task"] == ALL) & (table["kind"] == ALL)]
+    t = table[
+        (table["track"] == track)
+        & (table["metric"] == metric)
+        & (table["task"] == ALL)
+        & (table["kind"] == ALL)
+    ]
     here = t[t["split"] == split]
     return here if not here.empty else t[t["split"] == ALL]
 
@@ -329,7 +360,9 @@ def _status(table: pd.DataFrame, name: str) -> str:
 
 
 def _cost(table: pd.DataFrame, name: str, metric: str) -> float:
-    rows = table[(table["forecaster"] == name) & (table["metric"] == metric) & (table["task"] == ALL)]
+    rows = table[
+        (table["forecaster"] == name) & (table["metric"] == metric) & (table["task"] == ALL)
+    ]
     rows = rows[rows["track"] == "error"] if (rows["track"] == "error").any() else rows
     return float(rows["value"].iloc[0]) if not rows.empty else float("nan")
 
@@ -337,20 +370,31 @@ def _cost(table: pd.DataFrame, name: str, metric: str) -> float:
 def ranked_forecasters(table: pd.DataFrame) -> list[str]:
     """Forecasters in table order, less the online track's plain-optimizer reference."""
     names = list(dict.fromkeys(table["forecaster"].astype(str)))
-    online_only = set(table.loc[table["track"] == "online", "forecaster"].astype(str)) - set(table.loc[table["track"] != "online", "forecaster"].astype(str))
+    online_only = set(table.loc[table["track"] == "online", "forecaster"].astype(str)) - set(
+        table.loc[table["track"] != "online", "forecaster"].astype(str)
+    )
     return [n for n in names if not (n == ONLINE_BASELINE and n in online_only)]
 
 
-def build_leaderboard(table: pd.DataFrame, split: str, forecasters: Sequence[str] | None = None) -> Leaderboard:
+def build_leaderboard(
+    table: pd.DataFrame, split: str, forecasters: Sequence[str] | None = None
+) -> Leaderboard:
     """The leaderboard of ``split`` (see the module doc for the rules)."""
     names = list(forecasters) if forecasters is not None else ranked_forecasters(table)
-    err = table[(table["track"] == "error") & (table["task"] == ALL) & (table["kind"] == ALL) & (table["split"] == split)]
+    err = table[
+        (table["track"] == "error")
+        & (table["task"] == ALL)
+        & (table["kind"] == ALL)
+        & (table["split"] == split)
+    ]
     scaled = err[err["metric"] == "scaled_persistence"]
     ranks = err[err["metric"] == "rank_scaled_persistence"]
     gain_all = _track_rows(table, "downstream", "gain_ratio", split)
     gain_h = _gain_pick(gain_all)
     speed_all = _track_rows(table, "online", "speedup", split)
-    n_tasks = table[(table["split"] == split) & (table["task"] != ALL) & (table["track"] == "error")]["task"].nunique()
+    n_tasks = table[
+        (table["split"] == split) & (table["task"] != ALL) & (table["track"] == "error")
+    ]["task"].nunique()
     rows = []
     for name in names:
         mine = scaled[scaled["forecaster"] == name]
@@ -365,7 +409,9 @@ def build_leaderboard(table: pd.DataFrame, split: str, forecasters: Sequence[str
                 forecaster=name,
                 short=_estimate(mine[_horizon_is(mine, "short")]),
                 long=long_e,
-                mean_rank=_estimate(ranks[(ranks["forecaster"] == name) & _horizon_is(ranks, "long")]),
+                mean_rank=_estimate(
+                    ranks[(ranks["forecaster"] == name) & _horizon_is(ranks, "long")]
+                ),
                 gain_ratio=_estimate(gain),
                 speedup=_estimate(pooled if not pooled.empty else speed),
                 fit_seconds=_cost(table, name, "fit_seconds"),
@@ -376,7 +422,11 @@ def build_leaderboard(table: pd.DataFrame, split: str, forecasters: Sequence[str
         )
     scored = sorted(
         (r for r in rows if r.long is not None and _finite(r.long.value)),
-        key=lambda r: (r.long.value, r.short.value if r.short and _finite(r.short.value) else math.inf, r.forecaster),  # type: ignore[union-attr]
+        key=lambda r: (
+            r.long.value,
+            r.short.value if r.short and _finite(r.short.value) else math.inf,
+            r.forecaster,
+        ),  # type: ignore[union-attr]
     )
     rank, previous = 0, None
     for i, r in enumerate(scored):
@@ -385,12 +435,18 @@ def build_leaderboard(table: pd.DataFrame, split: str, forecasters: Sequence[str
             rank, previous = i + 1, value
         r.rank = rank
     unscored = sorted((r for r in rows if r.rank is None), key=lambda r: r.forecaster)
-    return Leaderboard(split, scored + unscored, int(n_tasks), None if gain_h is None else str(gain_h))
+    return Leaderboard(
+        split, scored + unscored, int(n_tasks), None if gain_h is None else str(gain_h)
+    )
 
 
-def build_leaderboards(table: pd.DataFrame, forecasters: Sequence[str] | None = None) -> list[Leaderboard]:
+def build_leaderboards(
+    table: pd.DataFrame, forecasters: Sequence[str] | None = None
+) -> list[Leaderboard]:
     """One leaderboard per evaluation split with error-track rows."""
-    splits = [s for s in eval_splits(table) if ((table["track"] == "error") & (table["split"] == s)).any()]
+    splits = [
+        s for s in eval_splits(table) if ((table["track"] == "error") & (table["split"] == s)).any()
+    ]
     if not splits:
         splits = [s for s in eval_splits(table)] or [ALL]
     return [build_leaderboard(table, s, forecasters) for s in splits]
@@ -403,10 +459,16 @@ def _order(table: pd.DataFrame, leaderboard: Leaderboard | None) -> list[str]:
     return list(dict.fromkeys(table["forecaster"].astype(str)))
 
 
-def kind_table(table: pd.DataFrame, split: str, order: Sequence[str], horizon: str = "long") -> Table:
+def kind_table(
+    table: pd.DataFrame, split: str, order: Sequence[str], horizon: str = "long"
+) -> Table:
     """Forecasters x parameter kinds: long-horizon scaled error of ``split``."""
     t = table[
-        (table["track"] == "error") & (table["task"] == ALL) & (table["split"] == split) & (table["metric"] == "scaled_persistence") & _horizon_is(table, horizon)
+        (table["track"] == "error")
+        & (table["task"] == ALL)
+        & (table["split"] == split)
+        & (table["metric"] == "scaled_persistence")
+        & _horizon_is(table, horizon)
     ]
     kinds = sorted(k for k in set(t["kind"].astype(str)) if k != ALL)
     header = ["forecaster", *kinds]
@@ -424,12 +486,26 @@ def kind_table(table: pd.DataFrame, split: str, order: Sequence[str], horizon: s
     for col in range(1, len(header)):
         best |= _best_cells(keys, col, True)
     caption = f"Scaled error against persistence at the {horizon} horizon, per parameter kind, geometric mean over the tasks of the '{split}' split."
-    return Table(f"Per parameter kind: {split} split", header, rows if kinds else [], keys, best, caption, anchor=f"kinds-{split}")
+    return Table(
+        f"Per parameter kind: {split} split",
+        header,
+        rows if kinds else [],
+        keys,
+        best,
+        caption,
+        anchor=f"kinds-{split}",
+    )
 
 
 def horizon_table(table: pd.DataFrame, split: str, order: Sequence[str]) -> Table:
     """Forecasters x horizons: scaled error of ``split`` (every task, every kind)."""
-    t = table[(table["track"] == "error") & (table["task"] == ALL) & (table["kind"] == ALL) & (table["split"] == split) & (table["metric"] == "scaled_persistence")]
+    t = table[
+        (table["track"] == "error")
+        & (table["task"] == ALL)
+        & (table["kind"] == ALL)
+        & (table["split"] == split)
+        & (table["metric"] == "scaled_persistence")
+    ]
     horizons = sorted({str(h) for h in t["horizon"].dropna() if str(h).isdigit()}, key=int)
     header = ["forecaster", *[f"h={h}" for h in horizons]]
     rows, keys = [], []
@@ -446,20 +522,39 @@ def horizon_table(table: pd.DataFrame, split: str, order: Sequence[str]) -> Tabl
     for col in range(1, len(header)):
         best |= _best_cells(keys, col, True)
     caption = f"Scaled error against persistence per horizon (snapshots ahead), geometric mean over the tasks of the '{split}' split."
-    return Table(f"Error against horizon: {split} split", header, rows if horizons else [], keys, best, caption, anchor=f"horizons-{split}")
+    return Table(
+        f"Error against horizon: {split} split",
+        header,
+        rows if horizons else [],
+        keys,
+        best,
+        caption,
+        anchor=f"horizons-{split}",
+    )
 
 
 def downstream_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
     """Downstream skip accuracy over every task: per forecaster, split and horizon, the
     gain ratio (with interval), the accuracies and the excluded windows."""
     t = table[(table["track"] == "downstream") & (table["task"] == ALL) & (table["kind"] == ALL)]
-    header = ["forecaster", "split", "horizon", "gain ratio", "acc(forecast)", "acc(origin)", "acc(target)", "excluded windows"]
+    header = [
+        "forecaster",
+        "split",
+        "horizon",
+        "gain ratio",
+        "acc(forecast)",
+        "acc(origin)",
+        "acc(target)",
+        "excluded windows",
+    ]
     rows, keys = [], []
     groups = t.assign(h=t["horizon"].astype(object).where(t["horizon"].notna(), None))
     for name in [n for n in order if n in set(t["forecaster"])]:
         mine = groups[groups["forecaster"] == name]
         present = set(mine["split"].astype(str))
-        for split in [s for s in (*_SPLIT_ORDER, ALL) if s in present] + sorted(present - {*_SPLIT_ORDER, ALL}):
+        for split in [s for s in (*_SPLIT_ORDER, ALL) if s in present] + sorted(
+            present - {*_SPLIT_ORDER, ALL}
+        ):
             here = mine[mine["split"] == split]
             for h in sorted(set(here["h"]), key=_horizon_sort):
                 at = here[here["h"].map(lambda x, h=h: x == h)]
@@ -478,15 +573,35 @@ def downstream_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
         "Gain ratio = (acc(forecast) - acc(w_t)) / (acc(w_t+h) - acc(w_t)): 1 means the forecast is as good as training "
         "h snapshots further, 0 as good as not moving; windows whose accuracy barely changes are excluded and counted."
     )
-    return Table("Downstream skip accuracy", header, rows, keys, set(), caption, anchor="downstream")
+    return Table(
+        "Downstream skip accuracy", header, rows, keys, set(), caption, anchor="downstream"
+    )
 
 
 def online_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
     """Online skip-epoch results per forecaster (the plain optimizer first) and task:
     speedup, time to target, reached fraction and what the track noted."""
     t = table[(table["track"] == "online") & (table["kind"] == ALL)]
-    header = ["forecaster", "task", "split", "speedup", "seconds to target", "epochs to target", "steps to target", "reached fraction", "forecaster cost (s)", "note"]
-    metrics = ("speedup", "seconds_to_target", "epochs_to_target", "steps_to_target", "reached_fraction", "forecaster_seconds")
+    header = [
+        "forecaster",
+        "task",
+        "split",
+        "speedup",
+        "seconds to target",
+        "epochs to target",
+        "steps to target",
+        "reached fraction",
+        "forecaster cost (s)",
+        "note",
+    ]
+    metrics = (
+        "speedup",
+        "seconds_to_target",
+        "epochs_to_target",
+        "steps_to_target",
+        "reached_fraction",
+        "forecaster_seconds",
+    )
     rows, keys = [], []
     names = [n for n in [ONLINE_BASELINE, *order] if n in set(t["forecaster"])]
     names += [n for n in dict.fromkeys(t["forecaster"].astype(str)) if n not in names]
@@ -504,7 +619,13 @@ def online_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
                     e = _estimate(at[at["metric"] == metric])
                     cells.append(e.text() if e else NA)
                     ks.append(_key(e))
-                messages = [m for m in dict.fromkeys(at.loc[at["metric"].isin(metrics), "message"].astype(str)) if m]
+                messages = [
+                    m
+                    for m in dict.fromkeys(
+                        at.loc[at["metric"].isin(metrics), "message"].astype(str)
+                    )
+                    if m
+                ]
                 cells.append("; ".join(messages) or "–")
                 ks.append(cells[-1])
                 rows.append(cells)
@@ -531,7 +652,10 @@ class Note:
 def collect_notes(table: pd.DataFrame) -> list[Note]:
     """Every distinct failure / fallback / leakage message, with where it applies
     (track, split, tasks); failures first."""
-    rows = table[(table["status"] != "ok") | table["message"].astype(str).str.contains("leakage", regex=False)]
+    rows = table[
+        (table["status"] != "ok")
+        | table["message"].astype(str).str.contains("leakage", regex=False)
+    ]
     notes: dict[tuple[str, str, str, str], set[str]] = {}
     for r in rows.itertuples(index=False):
         for part in str(r.message).split(" | ") if r.message else [""]:
@@ -561,4 +685,12 @@ def _places(places: Iterable[str]) -> str:
 def notes_table(notes: Sequence[Note]) -> Table:
     header = ["forecaster", "status", "where", "message"]
     rows = [[n.forecaster, n.status, n.where, n.message or "–"] for n in notes]
-    return Table("Failures, fallbacks and notes", header, rows, [list(r) for r in rows], set(), "", anchor="notes")
+    return Table(
+        "Failures, fallbacks and notes",
+        header,
+        rows,
+        [list(r) for r in rows],
+        set(),
+        "",
+        anchor="notes",
+    )

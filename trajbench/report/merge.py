@@ -44,7 +44,14 @@ from trajbench.bench.results import COLUMNS, normalize_table, read_results
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.report.leaderboard import ONLINE_BASELINE
 
-__all__ = ["ResultsSet", "DUPLICATE_POLICIES", "load_results", "merge_results", "store_hash_of", "lossy_of"]
+__all__ = [
+    "ResultsSet",
+    "DUPLICATE_POLICIES",
+    "load_results",
+    "merge_results",
+    "store_hash_of",
+    "lossy_of",
+]
 
 DUPLICATE_POLICIES = ("refuse", "first", "last")
 _ALL = "all"
@@ -84,9 +91,13 @@ def load_results(path: str | os.PathLike[str]) -> ResultsSet:
         try:
             manifest = json.loads(manifest_path.read_text())
         except json.JSONDecodeError as exc:
-            raise TrajbenchError(f"'{manifest_path}' is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+            raise TrajbenchError(
+                f"'{manifest_path}' is not valid JSON ({exc.msg} at line {exc.lineno})"
+            ) from None
         if not isinstance(manifest, dict):
-            raise TrajbenchError(f"'{manifest_path}' must hold a JSON object, but holds {type(manifest).__name__}")
+            raise TrajbenchError(
+                f"'{manifest_path}' must hold a JSON object, but holds {type(manifest).__name__}"
+            )
     splits = None
     if (folder / "splits.csv").exists():
         splits = pd.read_csv(folder / "splits.csv", keep_default_na=False)
@@ -98,7 +109,11 @@ def store_hash_of(manifest: Mapping[str, Any]) -> tuple[str | None, str | None]:
     """``(content hash, exact-bytes hash)`` of the store a manifest was computed on
     (either may be None)."""
     store = manifest.get("store") or {}
-    content = manifest.get("store_content_sha256") or store.get("content_sha256") or store.get("store_content_sha256")
+    content = (
+        manifest.get("store_content_sha256")
+        or store.get("content_sha256")
+        or store.get("store_content_sha256")
+    )
     exact = store.get("sha256") or manifest.get("store_sha256")
     return (str(content) if content else None, str(exact) if exact else None)
 
@@ -140,21 +155,31 @@ def _check_compatible(first: ResultsSet, other: ResultsSet) -> None:
     ma, mb = first.manifest, other.manifest
     for m, d in ((ma, a_dir), (mb, b_dir)):
         if not m:
-            raise TrajbenchError(f"cannot merge '{d}': it has no manifest.json, so its store and protocol are unknown")
+            raise TrajbenchError(
+                f"cannot merge '{d}': it has no manifest.json, so its store and protocol are unknown"
+            )
     prefix = f"cannot merge '{a_dir}' and '{b_dir}'"
     if lossy_of(ma) != lossy_of(mb):
         lossy_dir = a_dir if lossy_of(ma) else b_dir
-        raise TrajbenchError(f"{prefix}: they mix a lossy store ('{lossy_dir}') with a lossless one")
+        raise TrajbenchError(
+            f"{prefix}: they mix a lossy store ('{lossy_dir}') with a lossless one"
+        )
     (ca, ea), (cb, eb) = store_hash_of(ma), store_hash_of(mb)
     if ca and cb:
         if ca != cb:
-            raise TrajbenchError(f"{prefix}: store content hashes differ ({_short(ca)}... vs {_short(cb)}...)")
+            raise TrajbenchError(
+                f"{prefix}: store content hashes differ ({_short(ca)}... vs {_short(cb)}...)"
+            )
     elif ea and eb:
         if ea != eb:
-            raise TrajbenchError(f"{prefix}: store hashes differ ({_short(ea)}... vs {_short(eb)}...; these manifests have no content hash)")
+            raise TrajbenchError(
+                f"{prefix}: store hashes differ ({_short(ea)}... vs {_short(eb)}...; these manifests have no content hash)"
+            )
     else:
         missing = a_dir if not (ca or ea) else b_dir
-        raise TrajbenchError(f"{prefix}: '{missing}' has no store hash (benchmarked with --no-store-hash?), so the stores cannot be compared")
+        raise TrajbenchError(
+            f"{prefix}: '{missing}' has no store hash (benchmarked with --no-store-hash?), so the stores cannot be compared"
+        )
     (va, sa), (vb, sb) = _protocol_of(ma), _protocol_of(mb)
     if va != vb:
         raise TrajbenchError(f"{prefix}: protocol versions differ ({va} vs {vb})")
@@ -162,7 +187,9 @@ def _check_compatible(first: ResultsSet, other: ResultsSet) -> None:
     if diff:
         raise TrajbenchError(f"{prefix}: protocol settings differ: {diff}")
     if ma.get("seed") != mb.get("seed"):
-        raise TrajbenchError(f"{prefix}: seeds differ ({ma.get('seed')} vs {mb.get('seed')}); the seed decides the splits and samples")
+        raise TrajbenchError(
+            f"{prefix}: seeds differ ({ma.get('seed')} vs {mb.get('seed')}); the seed decides the splits and samples"
+        )
     if _first_origin(ma) != _first_origin(mb):
         raise TrajbenchError(
             f"{prefix}: first window origins differ ({_first_origin(ma)} vs {_first_origin(mb)}), so they scored different windows; "
@@ -170,16 +197,30 @@ def _check_compatible(first: ResultsSet, other: ResultsSet) -> None:
         )
     common = set(first.table["track"].astype(str)) & set(other.table["track"].astype(str))
     for track in sorted(common - {"error"}):
-        ta = ((ma.get("tracks") or {}).get(track) or {}).get("settings") if isinstance((ma.get("tracks") or {}).get(track), Mapping) else None
-        tb = ((mb.get("tracks") or {}).get(track) or {}).get("settings") if isinstance((mb.get("tracks") or {}).get(track), Mapping) else None
+        ta = (
+            ((ma.get("tracks") or {}).get(track) or {}).get("settings")
+            if isinstance((ma.get("tracks") or {}).get(track), Mapping)
+            else None
+        )
+        tb = (
+            ((mb.get("tracks") or {}).get(track) or {}).get("settings")
+            if isinstance((mb.get("tracks") or {}).get(track), Mapping)
+            else None
+        )
         if ta is not None and tb is not None and ta != tb:
-            raise TrajbenchError(f"{prefix}: {track}-track settings differ: {_settings_difference(ta, tb)}")
+            raise TrajbenchError(
+                f"{prefix}: {track}-track settings differ: {_settings_difference(ta, tb)}"
+            )
     if ma.get("results_format_version") != mb.get("results_format_version"):
-        raise TrajbenchError(f"{prefix}: results format versions differ ({ma.get('results_format_version')} vs {mb.get('results_format_version')})")
+        raise TrajbenchError(
+            f"{prefix}: results format versions differ ({ma.get('results_format_version')} vs {mb.get('results_format_version')})"
+        )
 
 
 # ------------------------------------------------------------------ merging
-def merge_results(results: Sequence[ResultsSet | str | os.PathLike[str]], *, duplicates: str = "refuse") -> ResultsSet:
+def merge_results(
+    results: Sequence[ResultsSet | str | os.PathLike[str]], *, duplicates: str = "refuse"
+) -> ResultsSet:
     """Merge results directories into one :class:`ResultsSet` (see the module doc).
 
     Parameters
@@ -191,7 +232,9 @@ def merge_results(results: Sequence[ResultsSet | str | os.PathLike[str]], *, dup
         ``"refuse"`` (default), ``"first"`` or ``"last"`` (keep that directory's rows).
     """
     if duplicates not in DUPLICATE_POLICIES:
-        raise TrajbenchError(f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, but got {duplicates!r}{did_you_mean(str(duplicates), DUPLICATE_POLICIES)}")
+        raise TrajbenchError(
+            f"duplicates must be one of {', '.join(DUPLICATE_POLICIES)}, but got {duplicates!r}{did_you_mean(str(duplicates), DUPLICATE_POLICIES)}"
+        )
     sets = [r if isinstance(r, ResultsSet) else load_results(r) for r in results]
     if not sets:
         raise TrajbenchError("no results to report; give at least one results directory")
@@ -201,7 +244,9 @@ def merge_results(results: Sequence[ResultsSet | str | os.PathLike[str]], *, dup
         _check_compatible(sets[0], other)
     owner: dict[tuple[str, str], int] = {}
     for i, s in enumerate(sets):
-        for key in sorted(set(zip(s.table["forecaster"].astype(str), s.table["track"].astype(str)))):
+        for key in sorted(
+            set(zip(s.table["forecaster"].astype(str), s.table["track"].astype(str), strict=True))
+        ):
             if key in owner:
                 if key == (ONLINE_BASELINE, "online"):
                     continue  # the plain optimizer's reference rows: the first directory's are kept
@@ -215,7 +260,9 @@ def merge_results(results: Sequence[ResultsSet | str | os.PathLike[str]], *, dup
             owner[key] = i
     frames = []
     for i, s in enumerate(sets):
-        keys = list(zip(s.table["forecaster"].astype(str), s.table["track"].astype(str)))
+        keys = list(
+            zip(s.table["forecaster"].astype(str), s.table["track"].astype(str), strict=True)
+        )
         keep = np.asarray([owner[k] == i for k in keys], dtype=bool)
         frames.append(s.table.loc[keep])
     table = normalize_table(pd.concat(frames, ignore_index=True))
@@ -225,7 +272,9 @@ def merge_results(results: Sequence[ResultsSet | str | os.PathLike[str]], *, dup
     return ResultsSet(table, manifest, splits, [src for s in sets for src in s.sources])
 
 
-def _merged_manifest(sets: Sequence[ResultsSet], owner: Mapping[tuple[str, str], int]) -> dict[str, Any]:
+def _merged_manifest(
+    sets: Sequence[ResultsSet], owner: Mapping[tuple[str, str], int]
+) -> dict[str, Any]:
     base = dict(sets[0].manifest)
     entries = []
     kept = {(name, i) for (name, _), i in owner.items()}
@@ -255,14 +304,22 @@ def recompute_ranks(table: pd.DataFrame) -> pd.DataFrame:
     ``scaled_persistence`` values (average ranks for ties, 1 = best), per (track, split,
     kind, horizon); ``n`` is the number of tasks ranked."""
     rank_rows = table["metric"] == "rank_scaled_persistence"
-    per_task = table[(table["metric"] == "scaled_persistence") & (table["task"] != _ALL) & (table["status"] != "failed")]
+    per_task = table[
+        (table["metric"] == "scaled_persistence")
+        & (table["task"] != _ALL)
+        & (table["status"] != "failed")
+    ]
     if per_task.empty:
         return table
     frames = []
     keys = ["track", "split", "kind", "horizon"]
-    work = per_task.assign(horizon=per_task["horizon"].astype(object).where(per_task["horizon"].notna(), ""))
+    work = per_task.assign(
+        horizon=per_task["horizon"].astype(object).where(per_task["horizon"].notna(), "")
+    )
     for (track, split, kind, horizon), group in work.groupby(keys, sort=False):
-        cube = group.pivot_table(index="task", columns="forecaster", values="value", aggfunc="first")
+        cube = group.pivot_table(
+            index="task", columns="forecaster", values="value", aggfunc="first"
+        )
         ranks = cube.rank(axis=1, method="average", ascending=True)
         counts = ranks.notna().sum(axis=0)
         means = ranks.mean(axis=0, skipna=True)

@@ -60,8 +60,13 @@ def forecaster_colors(order: Sequence[str]) -> dict[str, Any]:
     """A stable colour per forecaster (tab10, then tab20), in leaderboard order."""
     import matplotlib
 
-    palette = list(matplotlib.colormaps["tab10"].colors) + list(matplotlib.colormaps["tab20"].colors[1::2])
-    colors = {name: palette[i % len(palette)] for i, name in enumerate(n for n in order if n != ONLINE_BASELINE)}
+    palette = list(matplotlib.colormaps["tab10"].colors) + list(
+        matplotlib.colormaps["tab20"].colors[1::2]
+    )
+    colors = {
+        name: palette[i % len(palette)]
+        for i, name in enumerate(n for n in order if n != ONLINE_BASELINE)
+    }
     colors[ONLINE_BASELINE] = (0.25, 0.25, 0.25)
     return colors
 
@@ -75,7 +80,9 @@ def _plain_log_ticks(ax: Any, axis: str = "both") -> None:
         scale = ax.get_xscale() if name == "x" else ax.get_yscale()
         if axis in (name, "both") and scale == "log":
             a.set_major_formatter(fmt)
-            a.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "2358" else ""))
+            a.set_minor_formatter(
+                FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "2358" else "")
+            )
 
 
 def _save(fig: Any, out_dir: Path, name: str) -> tuple[Path, Path]:
@@ -93,7 +100,9 @@ def _save(fig: Any, out_dir: Path, name: str) -> tuple[Path, Path]:
 
 
 # ------------------------------------------------------------------ computations
-def performance_profile(scores: pd.DataFrame, taus: np.ndarray | None = None) -> tuple[np.ndarray, pd.DataFrame]:
+def performance_profile(
+    scores: pd.DataFrame, taus: np.ndarray | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Performance profiles of ``scores`` (problems x forecasters, lower is better;
     NaN or inf = not solved).
 
@@ -105,14 +114,18 @@ def performance_profile(scores: pd.DataFrame, taus: np.ndarray | None = None) ->
     values = np.where(np.isfinite(values), values, np.inf)
     best = values.min(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
-        ratios = np.where(np.isfinite(best) & (best > 0), values / best, np.where(values == best, 1.0, np.inf))
+        ratios = np.where(
+            np.isfinite(best) & (best > 0), values / best, np.where(values == best, 1.0, np.inf)
+        )
     ratios = np.where(np.isfinite(best), ratios, np.inf)
     if taus is None:
         finite = ratios[np.isfinite(ratios)]
         top = max(2.0, float(finite.max()) * 1.05) if finite.size else 2.0
         taus = np.unique(np.concatenate([np.geomspace(1.0, top, 200), finite]))
     n = max(len(values), 1)
-    profile = (ratios[None, :, :] <= np.asarray(taus, dtype=np.float64)[:, None, None]).sum(axis=1) / n
+    profile = (ratios[None, :, :] <= np.asarray(taus, dtype=np.float64)[:, None, None]).sum(
+        axis=1
+    ) / n
     return np.asarray(taus, dtype=np.float64), pd.DataFrame(profile, columns=list(scores.columns))
 
 
@@ -135,11 +148,19 @@ def _error_scores(table: pd.DataFrame) -> pd.DataFrame:
     ]
     if t.empty:
         return pd.DataFrame()
-    return t.assign(problem=t["split"].astype(str) + "/" + t["task"].astype(str)).pivot_table(index="problem", columns="forecaster", values="value", aggfunc="first")
+    return t.assign(problem=t["split"].astype(str) + "/" + t["task"].astype(str)).pivot_table(
+        index="problem", columns="forecaster", values="value", aggfunc="first"
+    )
 
 
 def _online_rows(table: pd.DataFrame, metric: str) -> pd.DataFrame:
-    return table[(table["track"] == "online") & (table["task"] != ALL) & (table["kind"] == ALL) & (table["metric"] == metric) & table["horizon"].isna()]
+    return table[
+        (table["track"] == "online")
+        & (table["task"] != ALL)
+        & (table["kind"] == ALL)
+        & (table["metric"] == metric)
+        & table["horizon"].isna()
+    ]
 
 
 def _online_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -147,19 +168,30 @@ def _online_scores(table: pd.DataFrame) -> pd.DataFrame:
     if t.empty:
         return pd.DataFrame()
     t = t.assign(value=np.where(t["status"] == "failed", np.inf, t["value"]))
-    return t.pivot_table(index="task", columns="forecaster", values="value", aggfunc="first", dropna=False)
+    return t.pivot_table(
+        index="task", columns="forecaster", values="value", aggfunc="first", dropna=False
+    )
 
 
 # ------------------------------------------------------------------ figures
-def _plot_error_vs_horizon(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any]) -> Any:
+def _plot_error_vs_horizon(
+    table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any]
+) -> Any:
     plt = _pyplot()
-    t = table[(table["track"] == "error") & (table["task"] == ALL) & (table["kind"] == ALL) & (table["metric"] == "scaled_persistence")]
+    t = table[
+        (table["track"] == "error")
+        & (table["task"] == ALL)
+        & (table["kind"] == ALL)
+        & (table["metric"] == "scaled_persistence")
+    ]
     t = t[t["horizon"].astype(object).map(lambda h: isinstance(h, str) and h.isdigit())]
     splits = [s for s in eval_splits(t)]
     if not splits:
         return None
-    fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 3.8), squeeze=False, sharey=True)
-    for ax, split in zip(axes[0], splits):
+    fig, axes = plt.subplots(
+        1, len(splits), figsize=(4.6 * len(splits), 3.8), squeeze=False, sharey=True
+    )
+    for ax, split in zip(axes[0], splits, strict=True):
         here = t[t["split"] == split]
         for name in order:
             mine = here[here["forecaster"] == name]
@@ -167,7 +199,14 @@ def _plot_error_vs_horizon(table: pd.DataFrame, order: Sequence[str], colors: di
                 continue
             h = mine["horizon"].astype(int).to_numpy()
             idx = np.argsort(h)
-            ax.plot(h[idx], mine["value"].to_numpy()[idx], marker="o", ms=3, color=colors[name], label=name)
+            ax.plot(
+                h[idx],
+                mine["value"].to_numpy()[idx],
+                marker="o",
+                ms=3,
+                color=colors[name],
+                label=name,
+            )
             lo, hi = mine["ci_low"].to_numpy()[idx], mine["ci_high"].to_numpy()[idx]
             if np.isfinite(lo).any():
                 ax.fill_between(h[idx], lo, hi, color=colors[name], alpha=0.15, lw=0)
@@ -196,7 +235,7 @@ def _plot_kinds(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any
     if not splits:
         return None
     fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 3.8), squeeze=False)
-    for ax, split in zip(axes[0], splits):
+    for ax, split in zip(axes[0], splits, strict=True):
         here = t[t["split"] == split]
         kinds = sorted(set(here["kind"].astype(str)))
         names = [n for n in order if n in set(here["forecaster"])]
@@ -207,8 +246,19 @@ def _plot_kinds(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any
             vals = np.asarray([mine["value"].get(k, np.nan) for k in kinds], dtype=float)
             lo = np.asarray([mine["ci_low"].get(k, np.nan) for k in kinds], dtype=float)
             hi = np.asarray([mine["ci_high"].get(k, np.nan) for k in kinds], dtype=float)
-            err = np.vstack([np.where(np.isfinite(lo), vals - lo, 0), np.where(np.isfinite(hi), hi - vals, 0)])
-            ax.bar(x + (j - (len(names) - 1) / 2) * width, vals, width, color=colors[name], label=name, yerr=err, capsize=2, error_kw={"lw": 0.7})
+            err = np.vstack(
+                [np.where(np.isfinite(lo), vals - lo, 0), np.where(np.isfinite(hi), hi - vals, 0)]
+            )
+            ax.bar(
+                x + (j - (len(names) - 1) / 2) * width,
+                vals,
+                width,
+                color=colors[name],
+                label=name,
+                yerr=err,
+                capsize=2,
+                error_kw={"lw": 0.7},
+            )
         ax.axhline(1.0, color="grey", lw=0.8, ls="--")
         ax.set_xticks(x, kinds)
         ax.set_yscale("log")
@@ -222,12 +272,15 @@ def _plot_kinds(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any
 
 def _plot_profiles(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any]) -> Any:
     plt = _pyplot()
-    panels = [("error track: long-horizon scaled error", _error_scores(table)), ("online track: seconds to target", _online_scores(table))]
+    panels = [
+        ("error track: long-horizon scaled error", _error_scores(table)),
+        ("online track: seconds to target", _online_scores(table)),
+    ]
     panels = [(title, s) for title, s in panels if not s.empty]
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
-    for ax, (title, scores) in zip(axes[0], panels):
+    for ax, (title, scores) in zip(axes[0], panels, strict=True):
         taus, profile = performance_profile(scores)
         for name in [n for n in order if n in profile.columns]:
             ax.step(taus, profile[name].to_numpy(), where="post", color=colors[name], label=name)
@@ -254,7 +307,13 @@ def _plot_time_to_target(table: pd.DataFrame, order: Sequence[str], colors: dict
     for name in names:
         times, frac = time_to_target_curve(scores[name])
         if len(times):
-            left.step(np.concatenate([[times[0]], times]), np.concatenate([[0.0], frac]), where="post", color=colors[name], label=name)
+            left.step(
+                np.concatenate([[times[0]], times]),
+                np.concatenate([[0.0], frac]),
+                where="post",
+                color=colors[name],
+                label=name,
+            )
     left.set_xscale("log")
     left.set_ylim(-0.02, 1.02)
     left.set_xlabel("wall time (s, median over seeds)")
@@ -271,12 +330,34 @@ def _plot_time_to_target(table: pd.DataFrame, order: Sequence[str], colors: dict
         lo = np.asarray([mine["ci_low"].get(t, np.nan) for t in tasks], dtype=float)
         hi = np.asarray([mine["ci_high"].get(t, np.nan) for t in tasks], dtype=float)
         with np.errstate(invalid="ignore"):
-            err = np.vstack([np.where(np.isfinite(lo), np.maximum(vals - lo, 0), 0), np.where(np.isfinite(hi), np.maximum(hi - vals, 0), 0)])
+            err = np.vstack(
+                [
+                    np.where(np.isfinite(lo), np.maximum(vals - lo, 0), 0),
+                    np.where(np.isfinite(hi), np.maximum(hi - vals, 0), 0),
+                ]
+            )
         err = np.where(np.isfinite(err), err, 0)
-        right.bar(x + (j - (len(names) - 1) / 2) * width, np.where(np.isfinite(vals), vals, 0), width, color=colors[name], label=name, yerr=err, capsize=2, error_kw={"lw": 0.7})
-        for xi, v in zip(x, vals):
+        right.bar(
+            x + (j - (len(names) - 1) / 2) * width,
+            np.where(np.isfinite(vals), vals, 0),
+            width,
+            color=colors[name],
+            label=name,
+            yerr=err,
+            capsize=2,
+            error_kw={"lw": 0.7},
+        )
+        for xi, v in zip(x, vals, strict=True):
             if not np.isfinite(v):
-                right.text(xi + (j - (len(names) - 1) / 2) * width, 0, "x", ha="center", va="bottom", color=colors[name], fontsize=8)
+                right.text(
+                    xi + (j - (len(names) - 1) / 2) * width,
+                    0,
+                    "x",
+                    ha="center",
+                    va="bottom",
+                    color=colors[name],
+                    fontsize=8,
+                )
     right.set_xticks(x, tasks, rotation=30, ha="right", fontsize=8)
     right.set_ylabel("seconds to target (IQR)")
     right.set_title("per task (x: target not reached)", fontsize=10)
@@ -285,7 +366,12 @@ def _plot_time_to_target(table: pd.DataFrame, order: Sequence[str], colors: dict
     return fig
 
 
-def _plot_fan(examples: pd.DataFrame, series_key: tuple[str, int], order: Sequence[str], colors: dict[str, Any]) -> Any:
+def _plot_fan(
+    examples: pd.DataFrame,
+    series_key: tuple[str, int],
+    order: Sequence[str],
+    colors: dict[str, Any],
+) -> Any:
     plt = _pyplot()
     run, param = series_key
     ex = examples[(examples["run"] == run) & (examples["param"] == param)]
@@ -296,23 +382,34 @@ def _plot_fan(examples: pd.DataFrame, series_key: tuple[str, int], order: Sequen
         return None
     cols = min(3, len(names))
     rows_n = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 2.9 * rows_n), squeeze=False, sharex=True, sharey=True)
+    fig, axes = plt.subplots(
+        rows_n, cols, figsize=(4.2 * cols, 2.9 * rows_n), squeeze=False, sharex=True, sharey=True
+    )
     lo, hi = float(truth["value"].min()), float(truth["value"].max())
     pad = 0.5 * (hi - lo) + 1e-12
-    for ax, name in zip(axes.flat, names):
+    for ax, name in zip(axes.flat, names, strict=True):
         ax.plot(truth["snapshot"], truth["value"], color="black", lw=1.2, label="recorded")
         mine = preds[preds["forecaster"] == name]
         for origin, path in mine.groupby("origin", sort=True):
             path = path.sort_values("snapshot")
             ax.plot(path["snapshot"], path["value"], color=colors[name], lw=1.0, alpha=0.85)
-            ax.plot([origin], [truth.set_index("snapshot")["value"].get(origin, np.nan)], "o", color=colors[name], ms=2.5)
+            ax.plot(
+                [origin],
+                [truth.set_index("snapshot")["value"].get(origin, np.nan)],
+                "o",
+                color=colors[name],
+                ms=2.5,
+            )
         ax.set_ylim(lo - pad, hi + pad)
         ax.set_title(name, fontsize=9)
         ax.grid(True, alpha=0.25)
     for ax in list(axes.flat)[len(names) :]:
         ax.set_visible(False)
     first = truth.iloc[0]
-    fig.suptitle(f"{first['task']}: {run.split('/')[-1]}, parameter {param} ({first['kind']}, {first['layer']})", fontsize=9)
+    fig.suptitle(
+        f"{first['task']}: {run.split('/')[-1]}, parameter {param} ({first['kind']}, {first['layer']})",
+        fontsize=9,
+    )
     for ax in axes[-1]:
         ax.set_xlabel("snapshot")
     fig.tight_layout()
@@ -354,26 +451,62 @@ def make_plots(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    if ONLINE_BASELINE in set(table.loc[table["track"] == "online", "forecaster"]) and ONLINE_BASELINE not in order:
+    if (
+        ONLINE_BASELINE in set(table.loc[table["track"] == "online", "forecaster"])
+        and ONLINE_BASELINE not in order
+    ):
         order = [*order, ONLINE_BASELINE]  # plain training: the reference of the online plots
     colors = forecaster_colors(order)
     jobs: list[tuple[str, str, str, Any]] = [
-        ("error_vs_horizon", _TITLES["error_vs_horizon"], _CAPTIONS["error_vs_horizon"], lambda: _plot_error_vs_horizon(table, order, colors)),
+        (
+            "error_vs_horizon",
+            _TITLES["error_vs_horizon"],
+            _CAPTIONS["error_vs_horizon"],
+            lambda: _plot_error_vs_horizon(table, order, colors),
+        ),
         ("kinds", _TITLES["kinds"], _CAPTIONS["kinds"], lambda: _plot_kinds(table, order, colors)),
-        ("profiles", _TITLES["profiles"], _CAPTIONS["profiles"], lambda: _plot_profiles(table, order, colors)),
-        ("time_to_target", _TITLES["time_to_target"], _CAPTIONS["time_to_target"], lambda: _plot_time_to_target(table, order, colors)),
+        (
+            "profiles",
+            _TITLES["profiles"],
+            _CAPTIONS["profiles"],
+            lambda: _plot_profiles(table, order, colors),
+        ),
+        (
+            "time_to_target",
+            _TITLES["time_to_target"],
+            _CAPTIONS["time_to_target"],
+            lambda: _plot_time_to_target(table, order, colors),
+        ),
     ]
     if examples is not None and not examples.empty:
-        keys = list(dict.fromkeys(zip(examples["run"], examples["param"].astype(int))))
+        keys = list(dict.fromkeys(zip(examples["run"], examples["param"].astype(int), strict=True)))
         for i, key in enumerate(keys):
             task = str(examples.loc[examples["run"] == key[0], "task"].iloc[0])
-            jobs.append((f"fan_{i + 1}", f"Fan chart {i + 1}: {task}", _CAPTIONS["fan"], lambda key=key: _plot_fan(examples, key, order, colors)))
+            jobs.append(
+                (
+                    f"fan_{i + 1}",
+                    f"Fan chart {i + 1}: {task}",
+                    _CAPTIONS["fan"],
+                    lambda key=key: _plot_fan(examples, key, order, colors),
+                )
+            )
     plots = []
     if examples is None:
-        plots.append(Plot("fan", "Fan charts", _CAPTIONS["fan"], skipped="no store given (trajbench report RESULTS --store STORE draws them)"))
+        plots.append(
+            Plot(
+                "fan",
+                "Fan charts",
+                _CAPTIONS["fan"],
+                skipped="no store given (trajbench report RESULTS --store STORE draws them)",
+            )
+        )
     elif examples.empty:
-        plots.append(Plot("fan", "Fan charts", _CAPTIONS["fan"], skipped="no test-split series to draw"))
-    for name, title, caption, draw in tqdm(jobs, desc="plots", unit="plot", disable=not progress, leave=False):
+        plots.append(
+            Plot("fan", "Fan charts", _CAPTIONS["fan"], skipped="no test-split series to draw")
+        )
+    for name, title, caption, draw in tqdm(
+        jobs, desc="plots", unit="plot", disable=not progress, leave=False
+    ):
         fig = draw()
         if fig is None:
             plots.append(Plot(name, title, caption, skipped=_ABSENT.get(name, "no data")))

@@ -48,7 +48,10 @@ REFERENCE_CONFIG: dict[str, dict[str, object]] = {}
 
 
 def _toml(config: dict[str, dict[str, object]]) -> str:
-    return "".join(f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in params.items()) for name, params in config.items())
+    return "".join(
+        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in params.items())
+        for name, params in config.items()
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,27 +62,71 @@ def main(argv: list[str] | None = None) -> int:
     from trajbench.report.merge import store_hash_of
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default="reports/small", help="report directory (default: reports/small)")
-    parser.add_argument("--work", default="reference-work", help="directory for the store and raw results (default: reference-work)")
-    parser.add_argument("--store", help="an existing small-suite store (default: generate one in WORK)")
+    parser.add_argument(
+        "--out", default="reports/small", help="report directory (default: reports/small)"
+    )
+    parser.add_argument(
+        "--work",
+        default="reference-work",
+        help="directory for the store and raw results (default: reference-work)",
+    )
+    parser.add_argument(
+        "--store", help="an existing small-suite store (default: generate one in WORK)"
+    )
     parser.add_argument("--suite", default="small", help="suite (default: small)")
-    parser.add_argument("--track", default="error,downstream", help="bench tracks, comma-separated, or 'all' (default: error,downstream)")
-    parser.add_argument("--stride", default="5", help="snapshots between window origins (default 5)")
-    parser.add_argument("--downstream-runs", default="2", help="downstream track: at most N runs per task and split (default 2)")
-    parser.add_argument("--whole-vector-exclude", default="arima", help="forecasters left out of the downstream and online tracks (default: arima)")
+    parser.add_argument(
+        "--track",
+        default="error,downstream",
+        help="bench tracks, comma-separated, or 'all' (default: error,downstream)",
+    )
+    parser.add_argument(
+        "--stride", default="5", help="snapshots between window origins (default 5)"
+    )
+    parser.add_argument(
+        "--downstream-runs",
+        default="2",
+        help="downstream track: at most N runs per task and split (default 2)",
+    )
+    parser.add_argument(
+        "--whole-vector-exclude",
+        default="arima",
+        help="forecasters left out of the downstream and online tracks (default: arima)",
+    )
     parser.add_argument("--workers", default="1", help="generation workers (default 1)")
-    parser.add_argument("--forecasters", help="forecasters to benchmark, comma-separated (default: every registered one)")
+    parser.add_argument(
+        "--forecasters",
+        help="forecasters to benchmark, comma-separated (default: every registered one)",
+    )
     args = parser.parse_args(argv)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     store = Path(args.store) if args.store else work / f"{args.suite}.zarr"
     steps: list[tuple[str, list[str]]] = []
     if not args.store:
-        steps.append(("generate", ["generate", "--suite", args.suite, "--out", str(store), "--workers", str(args.workers)]))
+        steps.append(
+            (
+                "generate",
+                [
+                    "generate",
+                    "--suite",
+                    args.suite,
+                    "--out",
+                    str(store),
+                    "--workers",
+                    str(args.workers),
+                ],
+            )
+        )
     from trajbench.forecasting.registry import list_forecasters
 
-    names = [n for n in (args.forecasters.split(",") if args.forecasters else list_forecasters()) if n]
-    tracks = ["error", "downstream", "online"] if args.track == "all" else [t for t in args.track.split(",") if t]
+    names = [
+        n for n in (args.forecasters.split(",") if args.forecasters else list_forecasters()) if n
+    ]
+    tracks = (
+        ["error", "downstream", "online"]
+        if args.track == "all"
+        else [t for t in args.track.split(",") if t]
+    )
     excluded = {n for n in args.whole_vector_exclude.split(",") if n}
     result_dirs: list[str] = []
     for track in tracks:
@@ -93,19 +140,54 @@ def main(argv: list[str] | None = None) -> int:
             options += ["--forecaster-config", str(config_path)]
         if track == "downstream":
             options += ["--downstream-runs", str(args.downstream_runs)]
-        steps.append((f"bench-{track}", ["bench", str(store), "--out", str(results), "--track", track, "--forecasters", ",".join(chosen), *options]))
+        steps.append(
+            (
+                f"bench-{track}",
+                [
+                    "bench",
+                    str(store),
+                    "--out",
+                    str(results),
+                    "--track",
+                    track,
+                    "--forecasters",
+                    ",".join(chosen),
+                    *options,
+                ],
+            )
+        )
         result_dirs.append(str(results))
-    steps.append(("report", ["report", *result_dirs, "--out", str(out), "--store", str(store), "--copy-results", "--title", f"trajbench reference leaderboard: {args.suite} suite"]))
+    steps.append(
+        (
+            "report",
+            [
+                "report",
+                *result_dirs,
+                "--out",
+                str(out),
+                "--store",
+                str(store),
+                "--copy-results",
+                "--title",
+                f"trajbench reference leaderboard: {args.suite} suite",
+            ],
+        )
+    )
     timings: dict[str, float] = {}
     start = time.perf_counter()
     card = Path(__file__).resolve().parents[2] / "data_cards" / f"{args.suite}.json"
     if args.store and card.exists():
         # the committed leaderboard must be of the published data: check before hours of benching
-        expected = json.loads(card.read_text()).get("tb:card", {}).get("hashes", {}).get("content_sha256")
+        expected = (
+            json.loads(card.read_text()).get("tb:card", {}).get("hashes", {}).get("content_sha256")
+        )
         got = store_content_sha256(str(store))
         if expected and got != expected:
-            print(f"reference: store '{store}' has content sha256 {got[:16]}..., but data_cards/{args.suite}.json describes {expected[:16]}...; "
-                  "regenerate it (make reference without SMALL_STORE) or give the store the card was made from", file=sys.stderr)
+            print(
+                f"reference: store '{store}' has content sha256 {got[:16]}..., but data_cards/{args.suite}.json describes {expected[:16]}...; "
+                "regenerate it (make reference without SMALL_STORE) or give the store the card was made from",
+                file=sys.stderr,
+            )
             return 2
     for name, step in steps:
         print(f"\n$ trajbench {shlex.join(step)}", flush=True)
@@ -123,7 +205,14 @@ def main(argv: list[str] | None = None) -> int:
         store_section["content_sha256"] = store_content_sha256(str(store))
         timings["content_hash"] = round(time.perf_counter() - t0, 1)
     manifest["reference"] = {
-        "command": shlex.join(["python", "-m", "trajbench.report.reference", *(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(
+            [
+                "python",
+                "-m",
+                "trajbench.report.reference",
+                *(sys.argv[1:] if argv is None else argv),
+            ]
+        ),
         "steps": [shlex.join(["trajbench", *s]) for _, s in steps],
         "timings_seconds": timings,
         "wall_seconds": round(time.perf_counter() - start, 1),
@@ -135,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     csv = out / "results.csv"
     if csv.exists():
         csv.unlink()  # results.parquet is the committed table; the CSV is derivable and large
-    print(f"\nreference leaderboard in {out}/ ({manifest['reference']['wall_seconds']:.0f} s): leaderboard.md, index.html, plots, results.parquet, manifest.json")
+    print(
+        f"\nreference leaderboard in {out}/ ({manifest['reference']['wall_seconds']:.0f} s): leaderboard.md, index.html, plots, results.parquet, manifest.json"
+    )
     return 0
 
 

@@ -78,7 +78,9 @@ def write_report(
     out_dir.mkdir(parents=True, exist_ok=True)
     resolved = {Path(s).resolve() for s in merged.sources}
     if copy_results and out_dir.resolve() in resolved:
-        raise TrajbenchError(f"--out '{out}' is one of the results directories; choose another directory for the report")
+        raise TrajbenchError(
+            f"--out '{out}' is one of the results directories; choose another directory for the report"
+        )
     notes: list[str] = []
     examples = None
     files: list[Path] = []
@@ -86,13 +88,22 @@ def write_report(
         from trajbench.report.examples import collect_examples
 
         say("fan charts: re-creating forecasts of a few test series")
-        examples, notes = collect_examples(store, merged, forecasters=fan_forecasters, n_series=fan_series, progress=progress, log=say)
+        examples, notes = collect_examples(
+            store,
+            merged,
+            forecasters=fan_forecasters,
+            n_series=fan_series,
+            progress=progress,
+            log=say,
+        )
         examples_path = out_dir / "examples.parquet"
         examples.to_parquet(examples_path, index=False)
         files.append(examples_path)
     say("drawing plots")
     draft = build_report(merged)
-    plots = make_plots(merged.table, draft.forecasters, out_dir, examples=examples, progress=progress)
+    plots = make_plots(
+        merged.table, draft.forecasters, out_dir, examples=examples, progress=progress
+    )
     report = build_report(merged, plots, notes, title=title)
     md_path, html_path = out_dir / "leaderboard.md", out_dir / "index.html"
     md_path.write_text(render_markdown(report), encoding="utf-8")

@@ -40,7 +40,9 @@ _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 10
 class DirectChunkWriter:
     """Encoder and writer of whole chunks of one array (see the module docstring)."""
 
-    def __init__(self, array: zarr.Array, directory: Path, compressor: Any | None, transposed: bool = False) -> None:
+    def __init__(
+        self, array: zarr.Array, directory: Path, compressor: Any | None, transposed: bool = False
+    ) -> None:
         self._metadata = array.metadata
         self._directory = directory
         self._compressor = compressor
@@ -63,7 +65,10 @@ class DirectChunkWriter:
         if array.shards is not None:
             if len(codecs) != 1 or not _is_default_sharding(codecs[0]) or len(array.shape) != 2:
                 return None
-            if any(s % c for s, c in zip(array.shards, array.chunks)) or array.shards[0] != array.chunks[0]:
+            if (
+                any(s % c for s, c in zip(array.shards, array.chunks, strict=True))
+                or array.shards[0] != array.chunks[0]
+            ):
                 return None  # only shards one inner chunk high, as trajbench writes them
             codecs = tuple(codecs[0].codecs)
         parsed = _parse_chain(codecs, len(array.shape))
@@ -93,11 +98,15 @@ class DirectChunkWriter:
         if len(self.chunks) != 2:
             raise ValueError("write_rows is only for 2-D chunks")
         if self.inner is not None:
-            raise ValueError("write_rows is for plain chunks; use encode_inner and write_shard for a sharded array")
+            raise ValueError(
+                "write_rows is for plain chunks; use encode_inner and write_shard for a sharded array"
+            )
         ct, cp = self.chunks
         n_rows, width = rows.shape
         if n_rows > ct or width > cp:
-            raise ValueError(f"rows of shape {rows.shape} do not fit a chunk of shape {self.chunks}")
+            raise ValueError(
+                f"rows of shape {rows.shape} do not fit a chunk of shape {self.chunks}"
+            )
         if self._compressor is not None or self._transposed:
             self._write_encoded(block, self._assemble(rows, (ct, cp), fill))
             return
@@ -135,7 +144,9 @@ class DirectChunkWriter:
     def write(self, block: tuple[int, ...], data: np.ndarray) -> None:
         """Encode ``data`` (exactly one chunk's shape) and write it as chunk ``block``."""
         if self.inner is not None:
-            raise ValueError("write is for plain chunks; use encode_inner and write_shard for a sharded array")
+            raise ValueError(
+                "write is for plain chunks; use encode_inner and write_shard for a sharded array"
+            )
         if data.shape != self.chunks:
             raise ValueError(f"chunk data must have shape {self.chunks}, but got {data.shape}")
         if self._transposed:
@@ -160,12 +171,16 @@ class DirectChunkWriter:
         ct, ci = self.inner
         n_rows, width = rows.shape
         if n_rows > ct or width > ci:
-            raise ValueError(f"rows of shape {rows.shape} do not fit an inner chunk of shape {self.inner}")
+            raise ValueError(
+                f"rows of shape {rows.shape} do not fit an inner chunk of shape {self.inner}"
+            )
         chunk = self._assemble(rows, (ct, ci), fill)
         if _all_fill(chunk, fill):
             return None
         raw = chunk.reshape(-1).view(np.uint8)
-        return bytes(self._compressor.encode(raw)) if self._compressor is not None else raw.tobytes()
+        return (
+            bytes(self._compressor.encode(raw)) if self._compressor is not None else raw.tobytes()
+        )
 
     def write_shard_rows(self, block: tuple[int, int], rows: np.ndarray, fill: Any) -> None:
         """Write shard ``block`` from ``rows`` (a strided view of at most a shard, from the
@@ -179,7 +194,9 @@ class DirectChunkWriter:
         ct, ci = self.inner
         n_rows, width = rows.shape
         if n_rows > ct or width > self.chunks[1]:
-            raise ValueError(f"rows of shape {rows.shape} do not fit a shard of shape {self.chunks}")
+            raise ValueError(
+                f"rows of shape {rows.shape} do not fit a shard of shape {self.chunks}"
+            )
         first = block[1] * self.chunks[1]
         parts = [rows[:, c0 - first : c1 - first] for c0, c1 in self.inner_columns(block[1])]
         if self._compressor is not None or self._transposed:
@@ -189,7 +206,9 @@ class DirectChunkWriter:
         # inner chunk, gathered by os.writev (one system call per 1,024 pieces; a Python
         # write per piece, or a copy of the shard, cost 1.5x a plain chunk's CPU).
         item = self.dtype.itemsize
-        lines = [memoryview(np.ascontiguousarray(line, dtype=self.dtype)).cast("B") for line in rows]
+        lines = [
+            memoryview(np.ascontiguousarray(line, dtype=self.dtype)).cast("B") for line in rows
+        ]
         empty_row = memoryview(np.full(ci, fill, dtype=self.dtype).view(np.uint8))
         pieces: list[memoryview] = []
         sizes: list[int | None] = []
@@ -220,7 +239,9 @@ class DirectChunkWriter:
 
         self._write_shard_file(block, [None if p is None else len(p) for p in payloads], emit)
 
-    def _write_shard_file(self, block: tuple[int, int], sizes: list[int | None], emit_chunks: Any) -> None:
+    def _write_shard_file(
+        self, block: tuple[int, int], sizes: list[int | None], emit_chunks: Any
+    ) -> None:
         """Write a shard whose stored inner chunks have ``sizes`` (None: left out): the
         chunks (``emit_chunks``), then the index and its CRC-32C."""
         per_shard = self.chunks[1] // self.inner[1]  # type: ignore[index]

@@ -93,7 +93,11 @@ class WeightsEncoding:
         return {
             "filters": [TransposeCodec(order=(1, 0))],
             "serializer": BytesCodec(endian="little"),
-            "compressors": [BloscCodec(cname=cname, clevel=clevel, shuffle=shuffle, typesize=4, blocksize=blocksize)],
+            "compressors": [
+                BloscCodec(
+                    cname=cname, clevel=clevel, shuffle=shuffle, typesize=4, blocksize=blocksize
+                )
+            ],
         }
 
     def codecs_json(self, inner_chunks: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
@@ -106,7 +110,11 @@ class WeightsEncoding:
         from zarr.codecs import BytesCodec, ShardingCodec
 
         kwargs = self.array_kwargs()
-        chain = [*kwargs.get("filters", []), kwargs.get("serializer", BytesCodec(endian="little")), *(kwargs.get("compressors") or [])]
+        chain = [
+            *kwargs.get("filters", []),
+            kwargs.get("serializer", BytesCodec(endian="little")),
+            *(kwargs.get("compressors") or []),
+        ]
         if inner_chunks is not None:
             chain = [ShardingCodec(chunk_shape=tuple(inner_chunks), codecs=chain)]
         return [json.loads(json.dumps(codec.to_dict())) for codec in chain]
@@ -116,8 +124,16 @@ class WeightsEncoding:
         ``inner_chunks`` as for :meth:`codecs_json`."""
         lossy = None
         if self.lossy is not None:
-            lossy = {"mode": self.lossy.mode, "keepbits": self.lossy.keepbits, "bound": self.lossy.bound, "max_rel_error": 0.0}
-        return {"compression": {"setting": self.compression, "codecs": self.codecs_json(inner_chunks)}, "lossy": lossy}
+            lossy = {
+                "mode": self.lossy.mode,
+                "keepbits": self.lossy.keepbits,
+                "bound": self.lossy.bound,
+                "max_rel_error": 0.0,
+            }
+        return {
+            "compression": {"setting": self.compression, "codecs": self.codecs_json(inner_chunks)},
+            "lossy": lossy,
+        }
 
 
 def resolve_encoding(compression: object = None, lossy: object = None) -> WeightsEncoding:
@@ -130,18 +146,28 @@ def resolve_encoding(compression: object = None, lossy: object = None) -> Weight
     if compression is None:
         compression = DEFAULT_COMPRESSION
     if not isinstance(compression, str) or compression not in COMPRESSION_SETTINGS:
-        hint = did_you_mean(compression, COMPRESSION_SETTINGS) if isinstance(compression, str) else ""
+        hint = (
+            did_you_mean(compression, COMPRESSION_SETTINGS) if isinstance(compression, str) else ""
+        )
         raise TrajbenchError(
             f"compression must be one of {', '.join(repr(c) for c in COMPRESSION_SETTINGS)}, but got {compression!r}{hint}"
         )
     return WeightsEncoding(compression, _resolve_lossy(lossy))
 
 
-def set_store_default(root: Any, compression: object = None, lossy: object = None) -> WeightsEncoding:
+def set_store_default(
+    root: Any, compression: object = None, lossy: object = None
+) -> WeightsEncoding:
     """Check a setting and record it as the default of new runs in the store's root attributes."""
     encoding = resolve_encoding(compression, lossy)
-    lossy_value = None if lossy is None else (int(lossy) if isinstance(lossy, (int, np.integer)) else str(lossy))
-    root.update_attributes({DEFAULT_COMPRESSION_ATTR: {"setting": encoding.compression, "lossy": lossy_value}})
+    lossy_value = (
+        None
+        if lossy is None
+        else (int(lossy) if isinstance(lossy, (int, np.integer)) else str(lossy))
+    )
+    root.update_attributes(
+        {DEFAULT_COMPRESSION_ATTR: {"setting": encoding.compression, "lossy": lossy_value}}
+    )
     return encoding
 
 
@@ -154,10 +180,18 @@ def _resolve_lossy(lossy: object) -> LossySpec | None:
         if lossy.isdigit():
             return _resolve_lossy(int(lossy))
         hint = did_you_mean(lossy, LOSSY_MODES)
-        raise TrajbenchError(f"lossy must be None, 'bf16', 'f16' or an int of mantissa bits 1-22, but got {lossy!r}{hint}")
-    if isinstance(lossy, (int, np.integer)) and not isinstance(lossy, bool) and 1 <= int(lossy) < _FLOAT32_MANTISSA_BITS:
+        raise TrajbenchError(
+            f"lossy must be None, 'bf16', 'f16' or an int of mantissa bits 1-22, but got {lossy!r}{hint}"
+        )
+    if (
+        isinstance(lossy, (int, np.integer))
+        and not isinstance(lossy, bool)
+        and 1 <= int(lossy) < _FLOAT32_MANTISSA_BITS
+    ):
         return LossySpec(f"keepbits-{int(lossy)}", int(lossy))
-    raise TrajbenchError(f"lossy must be None, 'bf16', 'f16' or an int of mantissa bits 1-22, but got {lossy!r}")
+    raise TrajbenchError(
+        f"lossy must be None, 'bf16', 'f16' or an int of mantissa bits 1-22, but got {lossy!r}"
+    )
 
 
 def round_mantissa(values: np.ndarray, keepbits: int) -> float:
@@ -182,10 +216,14 @@ def round_mantissa(values: np.ndarray, keepbits: int) -> float:
     # those (beyond 3.4e38 x (1 - 2^-(keepbits+1))) are truncated instead, staying finite.
     overflow = finite & ~np.isfinite(values)
     if overflow.any():
-        bits[overflow] = original.view(np.uint32)[overflow] & np.uint32((0xFFFFFFFF << shift) & 0xFFFFFFFF)
+        bits[overflow] = original.view(np.uint32)[overflow] & np.uint32(
+            (0xFFFFFFFF << shift) & 0xFFFFFFFF
+        )
     nonzero = finite & (original != 0)
     if not nonzero.any():
         return 0.0
     with np.errstate(over="ignore", invalid="ignore"):
-        error = np.abs(values[nonzero].astype(np.float64) - original[nonzero]) / np.abs(original[nonzero].astype(np.float64))
+        error = np.abs(values[nonzero].astype(np.float64) - original[nonzero]) / np.abs(
+            original[nonzero].astype(np.float64)
+        )
     return float(error.max())

@@ -28,7 +28,14 @@ METRIC_DTYPE = "float64"
 
 KINDS = ("conv", "linear", "bias", "norm", "embedding", "buffer", "other")
 STATUSES = ("running", "complete", "diverged", "failed")
-SOURCES = ("recorder", "import-checkpoints", "import-array", "synthetic", "callback:lightning", "callback:transformers")
+SOURCES = (
+    "recorder",
+    "import-checkpoints",
+    "import-array",
+    "synthetic",
+    "callback:lightning",
+    "callback:transformers",
+)
 
 # Names a run id, a synthetic family or a metric may take: one path segment, no dots at the
 # start (zarr reserves names beginning with "__" and ".", and "/" would nest groups).
@@ -57,7 +64,9 @@ class ChunkPlan:
 
     snapshots: int
     params: int
-    shard_params: int | None = None  # shard width when ``weights`` is sharded, a multiple of ``params``
+    shard_params: int | None = (
+        None  # shard width when ``weights`` is sharded, a multiple of ``params``
+    )
 
     @property
     def nbytes(self) -> int:

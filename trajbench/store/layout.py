@@ -22,7 +22,14 @@ from trajbench.store.format import KINDS
 
 __all__ = ["ParamSpec", "build_layout", "layout_from_state_dict", "infer_kind", "parse_layout"]
 
-_CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+_CONV = (
+    nn.Conv1d,
+    nn.Conv2d,
+    nn.Conv3d,
+    nn.ConvTranspose1d,
+    nn.ConvTranspose2d,
+    nn.ConvTranspose3d,
+)
 _NORM = (
     nn.modules.batchnorm._NormBase,
     nn.LayerNorm,
@@ -74,7 +81,9 @@ class ParamSpec:
         return _TORCH_DTYPES[self.dtype]
 
 
-def infer_kind(name: str, shape: Sequence[int], module: nn.Module | None = None, *, is_buffer: bool = False) -> str:
+def infer_kind(
+    name: str, shape: Sequence[int], module: nn.Module | None = None, *, is_buffer: bool = False
+) -> str:
     """Classify one tensor as conv, linear, bias, norm, embedding, buffer or other.
 
     The owning module's type decides when it is known; otherwise (a bare state dict, or a
@@ -94,7 +103,9 @@ def infer_kind(name: str, shape: Sequence[int], module: nn.Module | None = None,
         if isinstance(module, (nn.Linear, nn.Bilinear, nn.MultiheadAttention)):
             return "bias" if "bias" in leaf else "linear"
     lowered = name.lower()
-    if any(token in lowered for token in ("norm", ".bn", "bn.", "ln_", ".ln", "layernorm", "batchnorm")):
+    if any(
+        token in lowered for token in ("norm", ".bn", "bn.", "ln_", ".ln", "layernorm", "batchnorm")
+    ):
         return "norm"
     if any(token in lowered for token in ("embed", "wte", "wpe", "pos_emb", "tok_emb")):
         return "embedding"
@@ -183,7 +194,9 @@ def build_layout(model: nn.Module, *, buffers: bool = True, frozen: bool = True)
     return specs
 
 
-def layout_from_state_dict(state: Mapping[str, torch.Tensor], *, buffer_names: Sequence[str] = ()) -> list[ParamSpec]:
+def layout_from_state_dict(
+    state: Mapping[str, torch.Tensor], *, buffer_names: Sequence[str] = ()
+) -> list[ParamSpec]:
     """Layout of a bare state dict, with kinds inferred from names and shapes."""
     specs: list[ParamSpec] = []
     offset = 0
@@ -193,7 +206,9 @@ def layout_from_state_dict(state: Mapping[str, torch.Tensor], *, buffer_names: S
             raise TrajbenchError(f"tensor '{name}' has unsupported dtype {tensor.dtype}")
         shape = tuple(int(s) for s in tensor.shape)
         numel = math.prod(shape)
-        is_buffer = name in buffer_set or name.endswith(("running_mean", "running_var", "num_batches_tracked"))
+        is_buffer = name in buffer_set or name.endswith(
+            ("running_mean", "running_var", "num_batches_tracked")
+        )
         specs.append(
             ParamSpec(
                 name=name,
@@ -249,18 +264,28 @@ def layout_problems(entries: object, n_params: int | None = None) -> list[str]:
             problems.append(f"param_layout[{i}] repeats the name '{name}'")
         seen.add(name)
         if entry["kind"] not in KINDS:
-            problems.append(f"param_layout[{i}] ('{name}') has kind {entry['kind']!r}; expected one of {', '.join(KINDS)}")
+            problems.append(
+                f"param_layout[{i}] ('{name}') has kind {entry['kind']!r}; expected one of {', '.join(KINDS)}"
+            )
         if entry.get("dtype", "float32") not in _TORCH_DTYPES:
-            problems.append(f"param_layout[{i}] ('{name}') has unknown dtype {entry.get('dtype')!r}")
+            problems.append(
+                f"param_layout[{i}] ('{name}') has unknown dtype {entry.get('dtype')!r}"
+            )
         shape = entry["shape"]
         if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
             problems.append(f"param_layout[{i}] ('{name}') has a bad shape {shape!r}")
             continue
         if entry["numel"] != math.prod(shape):
-            problems.append(f"param_layout[{i}] ('{name}') has numel {entry['numel']} but shape {shape} holds {math.prod(shape)}")
+            problems.append(
+                f"param_layout[{i}] ('{name}') has numel {entry['numel']} but shape {shape} holds {math.prod(shape)}"
+            )
         if entry["offset"] != expected_offset:
-            problems.append(f"param_layout[{i}] ('{name}') starts at offset {entry['offset']}, expected {expected_offset} (entries must be contiguous)")
+            problems.append(
+                f"param_layout[{i}] ('{name}') starts at offset {entry['offset']}, expected {expected_offset} (entries must be contiguous)"
+            )
         expected_offset = int(entry["offset"]) + int(entry["numel"])
     if n_params is not None and expected_offset != n_params and not problems:
-        problems.append(f"param_layout covers {expected_offset} scalars but weights has {n_params} columns")
+        problems.append(
+            f"param_layout covers {expected_offset} scalars but weights has {n_params} columns"
+        )
     return problems

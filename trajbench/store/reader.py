@@ -18,7 +18,14 @@ import torch
 import zarr
 
 from trajbench.errors import RunNotFoundError, StoreError, TrajbenchError, did_you_mean
-from trajbench.store.format import EPOCH, RESERVED_ARRAY_NAMES, RUNS_GROUP, STEP, SYNTHETIC_GROUP, WEIGHTS
+from trajbench.store.format import (
+    EPOCH,
+    RESERVED_ARRAY_NAMES,
+    RUNS_GROUP,
+    STEP,
+    SYNTHETIC_GROUP,
+    WEIGHTS,
+)
 from trajbench.store.layout import ParamSpec, parse_layout
 from trajbench.store.root import member_keys, open_root
 
@@ -36,7 +43,13 @@ class LazyArray:
     ``np.asarray(view)`` reads everything the view covers.
     """
 
-    def __init__(self, array: zarr.Array, n_rows: int, columns: tuple[int, int] | None = None, param_shape: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self,
+        array: zarr.Array,
+        n_rows: int,
+        columns: tuple[int, int] | None = None,
+        param_shape: tuple[int, ...] | None = None,
+    ) -> None:
         self._array = array
         self._n_rows = n_rows
         self._c0, self._c1 = columns if columns is not None else (0, int(array.shape[1]))
@@ -149,14 +162,18 @@ def _resolve(key: Any, length: int, axis: str) -> tuple[slice | np.ndarray, bool
         stop = max(stop, start)
         return slice(start, stop, step), False
     arr = np.asarray(key)
-    if arr.ndim == 1 and arr.size == 0 and arr.dtype != bool:  # [] is float64 to numpy; it selects nothing
+    if (
+        arr.ndim == 1 and arr.size == 0 and arr.dtype != bool
+    ):  # [] is float64 to numpy; it selects nothing
         arr = arr.astype(np.intp)
     if arr.dtype == bool:
         if arr.shape != (length,):
             raise IndexError(f"boolean {axis} mask must have length {length}, but got {arr.shape}")
         return np.flatnonzero(arr), False
     if arr.ndim != 1 or not np.issubdtype(arr.dtype, np.integer):
-        raise IndexError(f"{axis} index must be an int, a slice or a 1-D int array, but got {key!r}")
+        raise IndexError(
+            f"{axis} index must be an int, a slice or a 1-D int array, but got {key!r}"
+        )
     if arr.size and (arr.min() < -length or arr.max() >= length):
         raise IndexError(f"{axis} indices out of range for {length} committed {axis}s")
     return arr % length if length else arr, False
@@ -165,7 +182,13 @@ def _resolve(key: Any, length: int, axis: str) -> tuple[slice | np.ndarray, bool
 class Run:
     """One recorded run (``runs/<id>``) or synthetic series set (``synthetic/<family>/<id>``)."""
 
-    def __init__(self, group: zarr.Group, path: str, weights: zarr.Array | None = None, steps: np.ndarray | None = None) -> None:
+    def __init__(
+        self,
+        group: zarr.Group,
+        path: str,
+        weights: zarr.Array | None = None,
+        steps: np.ndarray | None = None,
+    ) -> None:
         self._group = group
         self.path = path
         self.attrs: dict[str, Any] = dict(group.attrs)
@@ -216,7 +239,17 @@ class Run:
     @property
     def layout(self) -> pd.DataFrame:
         """``param_layout`` as a DataFrame: name, shape, offset, numel, kind, dtype, ..."""
-        columns = ["name", "shape", "offset", "numel", "kind", "dtype", "aliases", "module", "trainable"]
+        columns = [
+            "name",
+            "shape",
+            "offset",
+            "numel",
+            "kind",
+            "dtype",
+            "aliases",
+            "module",
+            "trainable",
+        ]
         return pd.DataFrame([spec.to_json() for spec in self.specs], columns=columns)
 
     def spec(self, name: str) -> ParamSpec:
@@ -225,12 +258,19 @@ class Run:
             if spec.name == name or name in spec.aliases:
                 return spec
         names = [s.name for s in self.specs]
-        raise TrajbenchError(f"run '{self.path}' has no tensor named '{name}'{did_you_mean(name, names)}")
+        raise TrajbenchError(
+            f"run '{self.path}' has no tensor named '{name}'{did_you_mean(name, names)}"
+        )
 
     def layer(self, name: str) -> LazyArray:
         """Lazy view of one tensor over snapshots: shape ``(n_snapshots, *tensor_shape)``."""
         spec = self.spec(name)
-        return LazyArray(self._weights_array, self.n_snapshots, (spec.offset, spec.offset + spec.numel), spec.shape)
+        return LazyArray(
+            self._weights_array,
+            self.n_snapshots,
+            (spec.offset, spec.offset + spec.numel),
+            spec.shape,
+        )
 
     def _series(self, name: str) -> np.ndarray:
         return np.asarray(self._group[name][: self.n_snapshots])
@@ -265,11 +305,18 @@ class Run:
         if isinstance(i, bool) or not isinstance(i, (int, np.integer)):
             raise TrajbenchError(f"snapshot index must be an int, but got {i!r}")
         if not -n <= i < n:
-            raise IndexError(f"snapshot {i} is out of range: run '{self.path}' has {n} committed snapshots")
+            raise IndexError(
+                f"snapshot {i} is out of range: run '{self.path}' has {n} committed snapshots"
+            )
         row = torch.from_numpy(np.asarray(self._weights_array[int(i) % n]))
         state: dict[str, torch.Tensor] = {}
         for spec in self.specs:
-            tensor = row[spec.offset : spec.offset + spec.numel].reshape(spec.shape).to(spec.torch_dtype).clone()
+            tensor = (
+                row[spec.offset : spec.offset + spec.numel]
+                .reshape(spec.shape)
+                .to(spec.torch_dtype)
+                .clone()
+            )
             state[spec.name] = tensor
             for alias in spec.aliases:
                 state[alias] = tensor
@@ -300,11 +347,16 @@ class Store:
         paths: list[str] = []
         top = member_keys(self._root, "group")
         if RUNS_GROUP in top:
-            paths += [f"{RUNS_GROUP}/{k}" for k in sorted(member_keys(self._root[RUNS_GROUP], "group"))]
+            paths += [
+                f"{RUNS_GROUP}/{k}" for k in sorted(member_keys(self._root[RUNS_GROUP], "group"))
+            ]
         if SYNTHETIC_GROUP in top:
             synthetic = self._root[SYNTHETIC_GROUP]
             for family in sorted(member_keys(synthetic, "group")):
-                paths += [f"{SYNTHETIC_GROUP}/{family}/{k}" for k in sorted(member_keys(synthetic[family], "group"))]
+                paths += [
+                    f"{SYNTHETIC_GROUP}/{family}/{k}"
+                    for k in sorted(member_keys(synthetic[family], "group"))
+                ]
         return paths
 
     def __iter__(self) -> Iterator[Run]:
@@ -332,7 +384,9 @@ class Store:
         if not isinstance(node, zarr.Group) or WEIGHTS not in member_keys(node, "array"):
             known = self.run_paths()
             ids = [p.removeprefix(f"{RUNS_GROUP}/") for p in known]
-            raise RunNotFoundError(f"no run '{run_id}' in store '{self.location}'{did_you_mean(run_id, ids + known)}")
+            raise RunNotFoundError(
+                f"no run '{run_id}' in store '{self.location}'{did_you_mean(run_id, ids + known)}"
+            )
         return path
 
     def run(self, run_id: str) -> Run:
@@ -357,7 +411,9 @@ class Store:
                     "source": attrs.get("source"),
                     "task": attrs.get("task"),
                     "architecture": attrs.get("architecture"),
-                    "optimizer": optimizer.get("name") if isinstance(optimizer, dict) else optimizer,
+                    "optimizer": optimizer.get("name")
+                    if isinstance(optimizer, dict)
+                    else optimizer,
                     "schedule": _name_of(attrs.get("schedule")),
                     "seed": attrs.get("seed"),
                     "batch_size": attrs.get("batch_size"),
@@ -367,7 +423,22 @@ class Store:
                     "n_params": int(shape[1]) if len(shape) > 1 else 0,
                 }
             )
-        columns = ["run_id", "group", "path", "source", "task", "architecture", "optimizer", "schedule", "seed", "batch_size", "family", "status", "n_snapshots", "n_params"]
+        columns = [
+            "run_id",
+            "group",
+            "path",
+            "source",
+            "task",
+            "architecture",
+            "optimizer",
+            "schedule",
+            "seed",
+            "batch_size",
+            "family",
+            "status",
+            "n_snapshots",
+            "n_params",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
 

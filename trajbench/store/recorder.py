@@ -31,8 +31,16 @@ __all__ = ["Recorder", "RESERVED_RUN_ATTRS", "describe_optimizer"]
 # Attributes the writer owns; user metadata may not set them.
 RESERVED_RUN_ATTRS = frozenset(
     {
-        "status", "n_snapshots", "n_params", "param_layout", "snapshots_per_chunk", "created_at", "updated_at",
-        "diverged_at_snapshot", "compression", "lossy",
+        "status",
+        "n_snapshots",
+        "n_params",
+        "param_layout",
+        "snapshots_per_chunk",
+        "created_at",
+        "updated_at",
+        "diverged_at_snapshot",
+        "compression",
+        "lossy",
     }
 )
 
@@ -59,15 +67,26 @@ def _normalise_meta(meta: Mapping[str, Any] | None, model: nn.Module) -> dict[st
     attrs: dict[str, Any] = {}
     for key, value in (meta or {}).items():
         if key in RESERVED_RUN_ATTRS:
-            raise TrajbenchError(f"meta key {key!r} is set by the Recorder itself; reserved keys are {', '.join(sorted(RESERVED_RUN_ATTRS))}")
+            raise TrajbenchError(
+                f"meta key {key!r} is set by the Recorder itself; reserved keys are {', '.join(sorted(RESERVED_RUN_ATTRS))}"
+            )
         if isinstance(value, torch.optim.Optimizer):
             value = describe_optimizer(value)
         elif isinstance(value, torch.optim.lr_scheduler.LRScheduler):
-            value = {"name": type(value).__name__, **{k: v for k, v in value.state_dict().items() if isinstance(v, (int, float, str, bool))}}
+            value = {
+                "name": type(value).__name__,
+                **{
+                    k: v
+                    for k, v in value.state_dict().items()
+                    if isinstance(v, (int, float, str, bool))
+                },
+            }
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
-            raise TrajbenchError(f"meta[{key!r}] must be JSON-serialisable, but got {type(value).__name__} ({exc})") from None
+            raise TrajbenchError(
+                f"meta[{key!r}] must be JSON-serialisable, but got {type(value).__name__} ({exc})"
+            ) from None
         attrs[key] = value
     attrs.setdefault("architecture", type(model).__name__)
     attrs.setdefault("source", "recorder")
@@ -168,7 +187,12 @@ class Recorder:
         """True once a snapshot with non-finite weights stopped the recording."""
         return self._writer.status == "diverged"
 
-    def snapshot(self, step: int | None = None, epoch: float | None = None, metrics: Mapping[str, Any] | None = None) -> bool:
+    def snapshot(
+        self,
+        step: int | None = None,
+        epoch: float | None = None,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Record the model's current tensors. Returns False if the run stopped recording.
 
         ``step`` defaults to the snapshot's index; ``epoch`` to NaN (unknown). ``metrics``
@@ -181,7 +205,10 @@ class Recorder:
             raise RecorderError(f"the Recorder of run '{self.run_id}' is closed")
         step_value = self.n_snapshots if step is None else _as_int(step, "step")
         epoch_value = float("nan") if epoch is None else _as_float(epoch, "epoch")
-        clean_metrics = {validate_metric_name(k): _as_float(v, f"metrics[{k!r}]") for k, v in (metrics or {}).items()}
+        clean_metrics = {
+            validate_metric_name(k): _as_float(v, f"metrics[{k!r}]")
+            for k, v in (metrics or {}).items()
+        }
         # Look the tensors up on every snapshot: model.to(device), load_state_dict(assign=True)
         # or assigning a buffer replace tensor objects, and a stale reference records old values.
         state = self._model.state_dict(keep_vars=True)
@@ -192,12 +219,21 @@ class Recorder:
                 tensor = state.get(spec.name)
                 if tensor is None or tuple(tensor.shape) != spec.shape:
                     found = "is gone" if tensor is None else f"now has shape {tuple(tensor.shape)}"
-                    raise RecorderError(f"tensor '{spec.name}' of run '{self.run_id}' {found}; it was recorded with shape {spec.shape}")
+                    raise RecorderError(
+                        f"tensor '{spec.name}' of run '{self.run_id}' {found}; it was recorded with shape {spec.shape}"
+                    )
                 source = tensor.detach()
-                if source.device.type == "cpu" and source.dtype == torch.float32 and source.layout == torch.strided:
+                if (
+                    source.device.type == "cpu"
+                    and source.dtype == torch.float32
+                    and source.layout == torch.strided
+                ):
                     # numpy copies on this thread; torch's copy_ of a tensor over 32k elements
                     # goes through OpenMP, whose spinning workers take the writer's cores.
-                    np.copyto(row_np[spec.offset : spec.offset + spec.numel].reshape(spec.shape), source.numpy())
+                    np.copyto(
+                        row_np[spec.offset : spec.offset + spec.numel].reshape(spec.shape),
+                        source.numpy(),
+                    )
                 else:
                     row[spec.offset : spec.offset + spec.numel].view(spec.shape).copy_(source)
         return self._writer.commit_row(step_value, epoch_value, clean_metrics)
@@ -216,7 +252,12 @@ class Recorder:
     def __enter__(self) -> Recorder:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.close("complete")
             return

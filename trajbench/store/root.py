@@ -20,7 +20,7 @@ __all__ = ["open_root", "is_url", "library_versions", "platform_info", "utc_now"
 
 def utc_now() -> str:
     """Current UTC time in ISO 8601 with a ``Z`` suffix, to the second."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def library_versions() -> dict[str, str]:
@@ -43,7 +43,18 @@ def library_versions() -> dict[str, str]:
 
 # Instruction-set extensions that decide which kernels torch and BLAS pick (and so the
 # rounding of a training run).
-_SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "asimd", "sve")
+_SIMD_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "asimd",
+    "sve",
+)
 
 
 def _cpu_facts() -> tuple[str | None, list[str] | None]:
@@ -114,13 +125,19 @@ def member_keys(group: zarr.Group, kind: Literal["array", "group"]) -> list[str]
     recognized as a component of a Zarr hierarchy"; readers must ignore such leftovers.
     """
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Object at .* is not recognized as a component of a Zarr hierarchy", category=UserWarning)
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Object at .* is not recognized as a component of a Zarr hierarchy",
+            category=UserWarning,
+        )
         return list(group.array_keys() if kind == "array" else group.group_keys())
 
 
 def _check_root_attrs(attrs: dict[str, Any], location: str) -> None:
     if attrs.get("format") != FORMAT_NAME:
-        raise NotAStoreError(f"'{location}' is a zarr group but not a trajbench store (root attribute format is {attrs.get('format')!r}, expected 'trajbench')")
+        raise NotAStoreError(
+            f"'{location}' is a zarr group but not a trajbench store (root attribute format is {attrs.get('format')!r}, expected 'trajbench')"
+        )
     version = attrs.get("format_version")
     if not isinstance(version, int):
         raise NotAStoreError(f"'{location}' has no integer format_version (got {version!r})")
@@ -129,7 +146,9 @@ def _check_root_attrs(attrs: dict[str, Any], location: str) -> None:
             f"'{location}' has format_version {version}, newer than the {FORMAT_VERSION} this trajbench reads; upgrade trajbench"
         )
     if version < 1:
-        raise NotAStoreError(f"'{location}' has format_version {version}; expected 1 to {FORMAT_VERSION}")
+        raise NotAStoreError(
+            f"'{location}' has format_version {version}; expected 1 to {FORMAT_VERSION}"
+        )
 
 
 def open_root(location: str | os.PathLike[str], mode: Literal["r", "a"] = "r") -> zarr.Group:
@@ -155,7 +174,9 @@ def open_root(location: str | os.PathLike[str], mode: Literal["r", "a"] = "r") -
         if mode == "r":
             raise NotAStoreError(f"'{text}' is not a trajbench store (no zarr.json at its root)")
         if exists and not is_url(text) and any(Path(text.removeprefix("file://")).iterdir()):
-            raise NotAStoreError(f"'{text}' exists, is not empty and is not a trajbench store; refusing to write into it")
+            raise NotAStoreError(
+                f"'{text}' exists, is not empty and is not a trajbench store; refusing to write into it"
+            )
         attrs = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,

@@ -39,7 +39,10 @@ def summarize_store(location: str | os.PathLike[str] | Store) -> dict[str, Any]:
     attrs = store.attrs
 
     def counts(column: str) -> dict[str, int]:
-        return {str(k): int(v) for k, v in runs[column].fillna("unknown").value_counts().sort_index().items()}
+        return {
+            str(k): int(v)
+            for k, v in runs[column].fillna("unknown").value_counts().sort_index().items()
+        }
 
     return {
         "store": str(store.location),

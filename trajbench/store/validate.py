@@ -52,7 +52,9 @@ def validate_store(location: str | os.PathLike[str], *, check_data: bool = True)
 def _run_groups(root: zarr.Group, problems: list[str]) -> Iterator[tuple[str, zarr.Group]]:
     for name in member_keys(root, "array") + member_keys(root, "group"):
         if name not in (RUNS_GROUP, SYNTHETIC_GROUP):
-            problems.append(f"unexpected top-level node '{name}' (expected only '{RUNS_GROUP}' and '{SYNTHETIC_GROUP}')")
+            problems.append(
+                f"unexpected top-level node '{name}' (expected only '{RUNS_GROUP}' and '{SYNTHETIC_GROUP}')"
+            )
     if RUNS_GROUP in member_keys(root, "group"):
         runs = root[RUNS_GROUP]
         for name in sorted(member_keys(runs, "array")):
@@ -94,7 +96,9 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
     n_rows, n_params = (int(s) for s in weights.shape)
     problems.extend(layout_problems(attrs.get("param_layout"), n_params))
     if attrs.get("n_params", n_params) != n_params:
-        problems.append(f"n_params attribute is {attrs.get('n_params')} but weights has {n_params} columns")
+        problems.append(
+            f"n_params attribute is {attrs.get('n_params')} but weights has {n_params} columns"
+        )
     if n is not None and n > n_rows:
         problems.append(f"n_snapshots is {n} but weights holds only {n_rows} rows")
         n = n_rows
@@ -105,19 +109,25 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
             problems.append(f"array '{name}' has {array.ndim} dimensions; expected 1 (snapshot)")
             continue
         if tuple(array.metadata.dimension_names or ()) != SERIES_DIMS:
-            problems.append(f"array '{name}' has dimension_names {array.metadata.dimension_names}; expected {list(SERIES_DIMS)}")
+            problems.append(
+                f"array '{name}' has dimension_names {array.metadata.dimension_names}; expected {list(SERIES_DIMS)}"
+            )
         if n is not None and array.shape[0] < n:
             problems.append(f"array '{name}' has {array.shape[0]} rows, fewer than n_snapshots={n}")
         expected = {STEP: "int64", EPOCH: "float64"}.get(name)
         if expected and str(array.dtype) != expected:
             problems.append(f"array '{name}' has dtype {array.dtype}; expected {expected}")
-        elif name not in RESERVED_ARRAY_NAMES and not np.issubdtype(np.dtype(str(array.dtype)), np.number):
+        elif name not in RESERVED_ARRAY_NAMES and not np.issubdtype(
+            np.dtype(str(array.dtype)), np.number
+        ):
             problems.append(f"metric array '{name}' has non-numeric dtype {array.dtype}")
     if n and STEP in arrays and arrays[STEP].shape[0] >= n:
         steps = np.asarray(arrays[STEP][:n])
         bad = np.flatnonzero(np.diff(steps) < 0)
         if bad.size:
-            problems.append(f"step decreases at snapshot {int(bad[0]) + 1} ({int(steps[bad[0]])} -> {int(steps[bad[0] + 1])})")
+            problems.append(
+                f"step decreases at snapshot {int(bad[0]) + 1} ({int(steps[bad[0]])} -> {int(steps[bad[0] + 1])})"
+            )
     problems.extend(_encoding_problems(attrs, weights))
     if check_data and n:
         problems.extend(_non_finite_rows(weights, n))
@@ -130,11 +140,15 @@ def _encoding_problems(attrs: dict[str, Any], weights: zarr.Array) -> list[str]:
     compression = attrs.get("compression")
     if compression is not None:
         if not isinstance(compression, dict) or not isinstance(compression.get("codecs"), list):
-            problems.append(f"compression is {compression!r}; expected {{'setting': ..., 'codecs': [...]}}")
+            problems.append(
+                f"compression is {compression!r}; expected {{'setting': ..., 'codecs': [...]}}"
+            )
         else:
             stored = json.loads(json.dumps([c.to_dict() for c in weights.metadata.codecs]))
             if compression["codecs"] != stored:
-                problems.append(f"compression.codecs {compression['codecs']} differ from the codecs of weights/zarr.json {stored}")
+                problems.append(
+                    f"compression.codecs {compression['codecs']} differ from the codecs of weights/zarr.json {stored}"
+                )
     lossy = attrs.get("lossy")
     if lossy is not None:
         keepbits = lossy.get("keepbits") if isinstance(lossy, dict) else None
@@ -167,6 +181,7 @@ def _non_finite_rows(weights: zarr.Array, n: int) -> list[str]:
         if not finite.all():
             first = start + int(np.flatnonzero(~finite)[0])
             count = int((~finite).sum())
-            return [f"committed snapshot {first} has non-finite weights ({count} such rows in snapshots {start}..{min(n, start + step) - 1}); committed rows must be finite"]
+            return [
+                f"committed snapshot {first} has non-finite weights ({count} such rows in snapshots {start}..{min(n, start + step) - 1}); committed rows must be finite"
+            ]
     return []
-

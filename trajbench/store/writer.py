@@ -23,15 +23,29 @@ import os
 import queue
 import threading
 import warnings
-from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import zarr
 
-from trajbench.errors import DivergedWarning, RecorderError, RunExistsError, StoreError, TrajbenchError
+from trajbench.errors import (
+    DivergedWarning,
+    RecorderError,
+    RunExistsError,
+    StoreError,
+    TrajbenchError,
+)
+from trajbench.store._chunkio import DirectChunkWriter
+from trajbench.store.codecs import (
+    DEFAULT_COMPRESSION_ATTR,
+    LossySpec,
+    WeightsEncoding,
+    resolve_encoding,
+    round_mantissa,
+)
 from trajbench.store.format import (
     EPOCH,
     METRIC_DTYPE,
@@ -46,8 +60,6 @@ from trajbench.store.format import (
     check_name,
     plan_chunks,
 )
-from trajbench.store._chunkio import DirectChunkWriter
-from trajbench.store.codecs import DEFAULT_COMPRESSION_ATTR, LossySpec, WeightsEncoding, resolve_encoding, round_mantissa
 from trajbench.store.layout import ParamSpec, parse_layout
 from trajbench.store.root import library_versions, member_keys, open_root, utc_now
 
@@ -155,7 +167,9 @@ class RunWriter:
         lossy: str | int | None = None,
     ) -> None:
         if mode not in _MODES:
-            raise TrajbenchError(f"mode must be one of {', '.join(repr(m) for m in _MODES)}, but got {mode!r}")
+            raise TrajbenchError(
+                f"mode must be one of {', '.join(repr(m) for m in _MODES)}, but got {mode!r}"
+            )
         if not isinstance(n_slabs, int) or n_slabs < 2:
             raise TrajbenchError(f"n_slabs must be an int >= 2, but got {n_slabs!r}")
         if not layout:
@@ -175,7 +189,9 @@ class RunWriter:
         )
         self._explicit = (compression is not None, lossy is not None)
         self._max_rel_error = 0.0
-        self._group, self._arrays, committed, plan = self._open_group(dict(attrs or {}), mode, snapshots_per_chunk)
+        self._group, self._arrays, committed, plan = self._open_group(
+            dict(attrs or {}), mode, snapshots_per_chunk
+        )
         self.plan: ChunkPlan = plan
         self.n_committed = committed
         self.status = "running"
@@ -192,8 +208,12 @@ class RunWriter:
         if committed % ct:
             self._reload_partial_chunk(self._open, committed % ct)
         self._direct: dict[str, DirectChunkWriter | None] = {}
-        self._pool = ThreadPoolExecutor(max_workers=_ENCODE_THREADS, thread_name_prefix="trajbench-encode")
-        self._thread = threading.Thread(target=self._run, name=f"trajbench-writer:{group_path}", daemon=True)
+        self._pool = ThreadPoolExecutor(
+            max_workers=_ENCODE_THREADS, thread_name_prefix="trajbench-encode"
+        )
+        self._thread = threading.Thread(
+            target=self._run, name=f"trajbench-writer:{group_path}", daemon=True
+        )
         self._thread.start()
 
     # ----------------------------------------------------------------- set-up
@@ -267,9 +287,16 @@ class RunWriter:
         return isinstance(node, zarr.Group)
 
     @staticmethod
-    def _create_series(group: zarr.Group, name: str, dtype: str, fill: Any, ct: int, length: int = 0) -> zarr.Array:
+    def _create_series(
+        group: zarr.Group, name: str, dtype: str, fill: Any, ct: int, length: int = 0
+    ) -> zarr.Array:
         return group.create_array(
-            name, shape=(length,), chunks=(ct,), dtype=dtype, fill_value=fill, dimension_names=list(SERIES_DIMS)
+            name,
+            shape=(length,),
+            chunks=(ct,),
+            dtype=dtype,
+            fill_value=fill,
+            dimension_names=list(SERIES_DIMS),
         )
 
     def _resume(self) -> tuple[zarr.Group, dict[str, zarr.Array], int, ChunkPlan]:
@@ -279,19 +306,30 @@ class RunWriter:
         mine = [(s.name, s.shape) for s in self.layout]
         theirs = [(s.name, s.shape) for s in stored]
         if mine != theirs:
-            first = next((f"{a} vs stored {b}" for a, b in zip(mine, theirs) if a != b), f"{len(mine)} tensors vs stored {len(theirs)}")
-            raise StoreError(f"cannot resume run '{self.group_path}': its param_layout differs from the model's ({first})")
+            first = next(
+                (f"{a} vs stored {b}" for a, b in zip(mine, theirs, strict=True) if a != b),
+                f"{len(mine)} tensors vs stored {len(theirs)}",
+            )
+            raise StoreError(
+                f"cannot resume run '{self.group_path}': its param_layout differs from the model's ({first})"
+            )
         try:
             arrays = {name: group[name] for name in member_keys(group, "array")}
         except KeyError as exc:
             raise StoreError(f"cannot resume run '{self.group_path}': {exc}") from None
         weights = arrays.get(WEIGHTS)
         if weights is None or STEP not in arrays or EPOCH not in arrays:
-            raise StoreError(f"cannot resume run '{self.group_path}': it lacks weights, step or epoch")
+            raise StoreError(
+                f"cannot resume run '{self.group_path}': it lacks weights, step or epoch"
+            )
         self._encoding = self._stored_encoding(attrs)
         committed = int(attrs.get("n_snapshots", 0))
         shards = weights.shards
-        plan = ChunkPlan(int(weights.chunks[0]), int(weights.chunks[1]), int(shards[1]) if shards is not None else None)
+        plan = ChunkPlan(
+            int(weights.chunks[0]),
+            int(weights.chunks[1]),
+            int(shards[1]) if shards is not None else None,
+        )
         # Rows past the commit point are leftovers of a crash: drop them (whole chunks go,
         # the partial chunk is rewritten from the reloaded rows on the next write).
         for array in arrays.values():
@@ -307,7 +345,9 @@ class RunWriter:
         lossy_attr = attrs.get("lossy")
         stored_lossy = None
         if isinstance(lossy_attr, Mapping):
-            stored_lossy = LossySpec(str(lossy_attr.get("mode")), int(lossy_attr.get("keepbits", 0)))
+            stored_lossy = LossySpec(
+                str(lossy_attr.get("mode")), int(lossy_attr.get("keepbits", 0))
+            )
             self._max_rel_error = float(lossy_attr.get("max_rel_error", 0.0))
         asked_compression, asked_lossy = self._explicit
         if asked_compression and setting is not None and setting != self._encoding.compression:
@@ -316,9 +356,13 @@ class RunWriter:
             )
         if asked_lossy and self._encoding.lossy != stored_lossy:
             was = stored_lossy.mode if stored_lossy else None
-            raise StoreError(f"cannot resume run '{self.group_path}' with lossy={self._encoding.lossy.mode!r}: it was recorded with lossy={was!r}")  # type: ignore[union-attr]
+            raise StoreError(
+                f"cannot resume run '{self.group_path}' with lossy={self._encoding.lossy.mode!r}: it was recorded with lossy={was!r}"
+            )  # type: ignore[union-attr]
         # The arrays keep their own codecs; only the rounding matters from here on.
-        return WeightsEncoding(setting if setting is not None else self._encoding.compression, stored_lossy)
+        return WeightsEncoding(
+            setting if setting is not None else self._encoding.compression, stored_lossy
+        )
 
     def _reload_partial_chunk(self, slab: _Slab, rows: int) -> None:
         start = slab.start
@@ -345,10 +389,19 @@ class RunWriter:
         """A writable float32 row of ``n_params`` to fill in place, then :meth:`commit_row`."""
         self._raise_writer_error()
         if self._closed:
-            raise RecorderError(f"run '{self.group_path}' is closed; open a new Recorder with mode='a' to continue it")
+            raise RecorderError(
+                f"run '{self.group_path}' is closed; open a new Recorder with mode='a' to continue it"
+            )
         return self._open.weights[self._open.filled]
 
-    def commit_row(self, step: int, epoch: float, metrics: Mapping[str, float] | None = None, *, check_finite: bool = True) -> bool:
+    def commit_row(
+        self,
+        step: int,
+        epoch: float,
+        metrics: Mapping[str, float] | None = None,
+        *,
+        check_finite: bool = True,
+    ) -> bool:
         """Accept the row last returned by :meth:`next_row`. Returns False if it was refused.
 
         A row with a NaN or infinity is not kept: the run becomes ``diverged``, what was
@@ -375,12 +428,20 @@ class RunWriter:
             self._open = nxt
         return True
 
-    def append(self, row: np.ndarray, step: int, epoch: float = float("nan"), metrics: Mapping[str, float] | None = None) -> bool:
+    def append(
+        self,
+        row: np.ndarray,
+        step: int,
+        epoch: float = float("nan"),
+        metrics: Mapping[str, float] | None = None,
+    ) -> bool:
         """Copy one full row and commit it (convenience for callers holding arrays)."""
         target = self.next_row()
         values = np.asarray(row, dtype=np.float32).reshape(-1)
         if values.size != self.n_params:
-            raise RecorderError(f"row must hold {self.n_params} values for run '{self.group_path}', but got {values.size}")
+            raise RecorderError(
+                f"row must hold {self.n_params} values for run '{self.group_path}', but got {values.size}"
+            )
         target[:] = values
         return self.commit_row(step, epoch, metrics)
 
@@ -446,7 +507,13 @@ class RunWriter:
         )
         self.flush()
         self.status = "diverged"
-        self._group.update_attributes({"status": "diverged", "diverged_at_snapshot": self._diverged_at, "updated_at": utc_now()})
+        self._group.update_attributes(
+            {
+                "status": "diverged",
+                "diverged_at_snapshot": self._diverged_at,
+                "updated_at": utc_now(),
+            }
+        )
 
     # ---------------------------------------------------------- writer thread
     def _raise_writer_error(self) -> None:
@@ -475,7 +542,14 @@ class RunWriter:
         arrays = self._arrays
         for name in slab.metrics:
             if name not in arrays:
-                arrays[name] = self._create_series(self._group, name, METRIC_DTYPE, float("nan"), self.plan.snapshots, arrays[STEP].shape[0])
+                arrays[name] = self._create_series(
+                    self._group,
+                    name,
+                    METRIC_DTYPE,
+                    float("nan"),
+                    self.plan.snapshots,
+                    arrays[STEP].shape[0],
+                )
         # 1. grow shapes (metadata only); 2. write the chunks; 3. commit.
         # Shapes grow geometrically (a chunk-row at least, doubling) so that metadata is
         # rewritten O(log T) times, not once per slab; close() trims them to n_snapshots.
@@ -489,7 +563,12 @@ class RunWriter:
         if lossy is not None:
             error = round_mantissa(slab.weights[:rows], lossy.keepbits)
             self._max_rel_error = max(self._max_rel_error, error)
-            commit["lossy"] = {"mode": lossy.mode, "keepbits": lossy.keepbits, "bound": lossy.bound, "max_rel_error": self._max_rel_error}
+            commit["lossy"] = {
+                "mode": lossy.mode,
+                "keepbits": lossy.keepbits,
+                "bound": lossy.bound,
+                "max_rel_error": self._max_rel_error,
+            }
         columns: dict[str, np.ndarray] = {WEIGHTS: slab.weights, STEP: slab.step, EPOCH: slab.epoch}
         for name in arrays:
             if name not in RESERVED_ARRAY_NAMES:
@@ -511,7 +590,9 @@ class RunWriter:
             self._direct[name] = DirectChunkWriter.for_array(array)
         return self._direct[name]
 
-    def _write_direct(self, direct: DirectChunkWriter, data: np.ndarray, start: int, rows: int, fill: Any) -> list[Future[None]]:
+    def _write_direct(
+        self, direct: DirectChunkWriter, data: np.ndarray, start: int, rows: int, fill: Any
+    ) -> list[Future[None]]:
         """Submit the chunk-row starting at ``start`` (chunk-aligned) to the encode pool."""
         ct = direct.chunks[0]
         row_block = start // ct
@@ -523,7 +604,12 @@ class RunWriter:
         n_cols = data.shape[1]
         if direct.inner is not None:  # one job per shard: its inner chunks, then its index
             return [
-                self._pool.submit(direct.write_shard_rows, (row_block, j), data[:rows, j * cp : min(n_cols, (j + 1) * cp)], fill)
+                self._pool.submit(
+                    direct.write_shard_rows,
+                    (row_block, j),
+                    data[:rows, j * cp : min(n_cols, (j + 1) * cp)],
+                    fill,
+                )
                 for j in range(-(-n_cols // cp))
             ]
         if cp == n_cols and rows == ct and data.shape[0] == ct and not direct.transposed:
@@ -532,7 +618,12 @@ class RunWriter:
         # others assembled once in their stored order (rows past the commit point and
         # columns past the array's edge get the fill value, as zarr writes them).
         return [
-            self._pool.submit(direct.write_rows, (row_block, j), data[:rows, j * cp : min(n_cols, (j + 1) * cp)], fill)
+            self._pool.submit(
+                direct.write_rows,
+                (row_block, j),
+                data[:rows, j * cp : min(n_cols, (j + 1) * cp)],
+                fill,
+            )
             for j in range(-(-n_cols // cp))
         ]
 
@@ -556,5 +647,7 @@ def validate_metric_name(name: object) -> str:
     """Check a metric name: a valid array name that does not shadow weights/step/epoch."""
     check_name(name, "metric name")
     if name in RESERVED_ARRAY_NAMES:
-        raise TrajbenchError(f"metric name {name!r} is reserved; choose another than {', '.join(sorted(RESERVED_ARRAY_NAMES))}")
+        raise TrajbenchError(
+            f"metric name {name!r} is reserved; choose another than {', '.join(sorted(RESERVED_ARRAY_NAMES))}"
+        )
     return str(name)

@@ -88,15 +88,23 @@ class Task:
         for key, value in params.items():
             merged[key] = _check_param(self.name, key, value, defaults[key])
         train_size = merged["train_size"]
-        if train_size is not None and (not isinstance(train_size, int) or isinstance(train_size, bool) or train_size < 1):
-            raise TrajbenchError(f"task '{self.name}': train_size must be a positive int or None, but got {train_size!r}")
+        if train_size is not None and (
+            not isinstance(train_size, int) or isinstance(train_size, bool) or train_size < 1
+        ):
+            raise TrajbenchError(
+                f"task '{self.name}': train_size must be a positive int or None, but got {train_size!r}"
+            )
         self.params: dict[str, Any] = merged
         self.validate_params()
         self._split: Split | None = None
         self._tensors: tuple[torch.Tensor, ...] | None = None
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.params.items() if v != {"train_size": None, **self.default_params}[k]}
+        changed = {
+            k: v
+            for k, v in self.params.items()
+            if v != {"train_size": None, **self.default_params}[k]
+        }
         args = ", ".join(f"{k}={v!r}" for k, v in changed.items())
         return f"{type(self).__name__}({args})"
 
@@ -118,7 +126,9 @@ class Task:
         logits = model(x)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
-    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int]:
+    def eval_batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[float, float, int]:
         """``(sum of losses, number correct, number of items)`` for one held-out batch."""
         logits = model(x)
         flat = logits.reshape(-1, logits.shape[-1])
@@ -136,15 +146,26 @@ class Task:
             n = self.params["train_size"]
             if n is not None:
                 if n > len(full.x_train):
-                    raise TrajbenchError(f"task '{self.name}': train_size {n} exceeds the {len(full.x_train)} training examples")
-                full = Split(full.x_train[:n], full.y_train[:n], full.x_val, full.y_val, full.fingerprint, f"{full.description}; first {n} training examples")
+                    raise TrajbenchError(
+                        f"task '{self.name}': train_size {n} exceeds the {len(full.x_train)} training examples"
+                    )
+                full = Split(
+                    full.x_train[:n],
+                    full.y_train[:n],
+                    full.x_val,
+                    full.y_val,
+                    full.fingerprint,
+                    f"{full.description}; first {n} training examples",
+                )
             self._split = full
         return self._split
 
     def _data(self) -> tuple[torch.Tensor, ...]:
         if self._tensors is None:
             s = self.split
-            self._tensors = tuple(torch.from_numpy(np.array(a)) for a in (s.x_train, s.y_train, s.x_val, s.y_val))
+            self._tensors = tuple(
+                torch.from_numpy(np.array(a)) for a in (s.x_train, s.y_train, s.x_val, s.y_val)
+            )
         return self._tensors
 
     @property
@@ -160,7 +181,9 @@ class Task:
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise TrajbenchError(f"batch_size must be a positive int, but got {batch_size!r}")
         if batch_size > self.n_train:
-            raise TrajbenchError(f"batch_size {batch_size} exceeds the {self.n_train} training examples of task '{self.name}'")
+            raise TrajbenchError(
+                f"batch_size {batch_size} exceeds the {self.n_train} training examples of task '{self.name}'"
+            )
         return self.n_train // batch_size
 
     def train_batches(self, batch_size: int, *, seed: int, epoch: int) -> Iterator[Batch]:
@@ -217,7 +240,10 @@ class Task:
                 batches: Iterator[Batch] = self.val_batches()
             else:
                 x, y, _, _ = self._data()
-                batches = ((x[i : i + _EVAL_BATCH], y[i : i + _EVAL_BATCH]) for i in range(0, len(x), _EVAL_BATCH))
+                batches = (
+                    (x[i : i + _EVAL_BATCH], y[i : i + _EVAL_BATCH])
+                    for i in range(0, len(x), _EVAL_BATCH)
+                )
             loss_sum, correct, count = 0.0, 0.0, 0
             for x, y in batches:
                 batch_loss, batch_correct, n = self.eval_batch(model, x, y)
@@ -230,7 +256,9 @@ class Task:
         acc = correct / count if count and not math.isnan(correct) else math.nan
         return {f"{split}_loss": loss if math.isfinite(loss) else math.nan, f"{split}_acc": acc}
 
-    def evaluate_state_dict(self, state: Mapping[str, torch.Tensor], split: str = "val") -> dict[str, float]:
+    def evaluate_state_dict(
+        self, state: Mapping[str, torch.Tensor], split: str = "val"
+    ) -> dict[str, float]:
         """Build a model, load ``state`` (e.g. ``run.state_dict(i)`` or forecasted weights)
         strictly, and evaluate it."""
         model = self.build(0)
@@ -272,14 +300,20 @@ def _check_param(task: str, key: str, value: Any, default: Any) -> Any:
     elif isinstance(default, str):
         ok = isinstance(value, str)
     else:  # None or a list default: any JSON scalar / list of scalars
-        ok = isinstance(value, _JSON_SCALARS) or (isinstance(value, (list, tuple)) and all(isinstance(v, _JSON_SCALARS) for v in value))
+        ok = isinstance(value, _JSON_SCALARS) or (
+            isinstance(value, (list, tuple)) and all(isinstance(v, _JSON_SCALARS) for v in value)
+        )
     if not ok:
         expected = type(default).__name__ if default is not None else "a JSON scalar"
-        raise TrajbenchError(f"task '{task}': parameter {key!r} must be {expected}, but got {value!r}")
+        raise TrajbenchError(
+            f"task '{task}': parameter {key!r} must be {expected}, but got {value!r}"
+        )
     return list(value) if isinstance(value, tuple) else value
 
 
-def state_dict_from_row(row: np.ndarray | torch.Tensor, specs: Sequence[Any]) -> dict[str, torch.Tensor]:
+def state_dict_from_row(
+    row: np.ndarray | torch.Tensor, specs: Sequence[Any]
+) -> dict[str, torch.Tensor]:
     """Turn one flat weights row (stored or forecasted) into a ``state_dict`` using a
     run's ``param_layout`` (``run.specs``), restoring dtypes and tied aliases."""
     flat = torch.as_tensor(np.asarray(row, dtype=np.float32)).reshape(-1)
@@ -288,7 +322,12 @@ def state_dict_from_row(row: np.ndarray | torch.Tensor, specs: Sequence[Any]) ->
         raise TrajbenchError(f"row holds {flat.numel()} values but the layout describes {total}")
     state: dict[str, torch.Tensor] = {}
     for spec in specs:
-        tensor = flat[spec.offset : spec.offset + spec.numel].reshape(spec.shape).to(spec.torch_dtype).clone()
+        tensor = (
+            flat[spec.offset : spec.offset + spec.numel]
+            .reshape(spec.shape)
+            .to(spec.torch_dtype)
+            .clone()
+        )
         state[spec.name] = tensor
         for alias in spec.aliases:
             state[alias] = tensor
@@ -316,7 +355,9 @@ def register_task(cls: T | None = None, *, name: str | None = None, overwrite: b
 
         check_name(key, "task name")
         if key in _REGISTRY and _REGISTRY[key] is not task_cls and not overwrite:
-            raise TrajbenchError(f"a task named '{key}' is already registered ({_REGISTRY[key].__qualname__}); pass overwrite=True to replace it")
+            raise TrajbenchError(
+                f"a task named '{key}' is already registered ({_REGISTRY[key].__qualname__}); pass overwrite=True to replace it"
+            )
         if not task_cls.name:
             task_cls.name = key
         _REGISTRY[key] = task_cls
@@ -369,4 +410,3 @@ def describe_tasks() -> list[dict[str, Any]]:
 
 def _ensure_zoo() -> None:
     import trajbench.tasks.zoo  # noqa: F401  (registers the built-in tasks)
-

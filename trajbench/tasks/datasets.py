@@ -26,7 +26,7 @@ import os
 import random
 import tempfile
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -96,7 +96,7 @@ def _load_digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@lru_cache(maxsize=None)
+@cache
 def digits() -> Split:
     """scikit-learn digits: 1,437 train / 360 held-out, ``x`` of shape (n, 64) in [0, 1]."""
     x, y = _load_digits_arrays()
@@ -105,7 +105,11 @@ def digits() -> Split:
     held_out = np.arange(len(x)) % 5 == 0
     parts = (x[~held_out], y[~held_out], x[held_out], y[held_out])
     _freeze(*parts)
-    return Split(*parts, fingerprint=fingerprint(*parts), description="sklearn load_digits; held-out = index % 5 == 0; x / 16")
+    return Split(
+        *parts,
+        fingerprint=fingerprint(*parts),
+        description="sklearn load_digits; held-out = index % 5 == 0; x / 16",
+    )
 
 
 def _make_mnist1d() -> dict[str, np.ndarray]:
@@ -138,7 +142,7 @@ def _mnist1d_cache_key() -> str:
     return hashlib.sha256(f"mnist1d {version} default-args".encode()).hexdigest()[:16]
 
 
-@lru_cache(maxsize=None)
+@cache
 def mnist1d() -> Split:
     """MNIST-1D (default arguments): 4,000 train / 1,000 held-out, ``x`` of shape (n, 40)."""
     path = cache_dir() / f"mnist1d-{_mnist1d_cache_key()}.npz"
@@ -161,16 +165,22 @@ def mnist1d() -> Split:
             pass  # an unwritable cache only costs regeneration time
     parts = (arrays["x"], arrays["y"], arrays["x_test"], arrays["y_test"])
     _freeze(*parts)
-    return Split(*parts, fingerprint=fingerprint(*parts), description="mnist1d make_dataset(get_dataset_args()); package split 4000/1000")
+    return Split(
+        *parts,
+        fingerprint=fingerprint(*parts),
+        description="mnist1d make_dataset(get_dataset_args()); package split 4000/1000",
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def corpus_text() -> str:
     """The char-LM corpus shipped in the package (ASCII)."""
-    return resources.files("trajbench.tasks").joinpath("data", CORPUS_FILE).read_text(encoding="ascii")
+    return (
+        resources.files("trajbench.tasks").joinpath("data", CORPUS_FILE).read_text(encoding="ascii")
+    )
 
 
-@lru_cache(maxsize=None)
+@cache
 def text_windows(context: int) -> tuple[Split, str]:
     """The corpus as ``(x, y)`` next-character windows and the vocabulary string.
 
@@ -184,7 +194,9 @@ def text_windows(context: int) -> tuple[Split, str]:
     codes = np.fromiter((index[c] for c in text), dtype=np.int64, count=len(text))
     n_windows = len(codes) // (context + 1)
     if n_windows < 20:
-        raise TrajbenchError(f"context {context} leaves only {n_windows} windows of the corpus; expected at least 20")
+        raise TrajbenchError(
+            f"context {context} leaves only {n_windows} windows of the corpus; expected at least 20"
+        )
     windows = codes[: n_windows * (context + 1)].reshape(n_windows, context + 1)
     held_out = np.arange(n_windows) % 10 == 9
     x, y = windows[:, :-1].copy(), windows[:, 1:].copy()

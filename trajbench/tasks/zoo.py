@@ -17,6 +17,8 @@ name                      data       model                                      
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -38,9 +40,13 @@ __all__ = [
 ]
 
 
-def _mlp(sizes: list[int], activation: type[nn.Module] = nn.ReLU, final_activation: nn.Module | None = None) -> nn.Sequential:
+def _mlp(
+    sizes: list[int],
+    activation: type[nn.Module] = nn.ReLU,
+    final_activation: nn.Module | None = None,
+) -> nn.Sequential:
     layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(pairwise(sizes)):
         layers.append(nn.Linear(n_in, n_out))
         if i < len(sizes) - 2:
             layers.append(activation())
@@ -53,7 +59,9 @@ def _positive(task: Task, *keys: str) -> None:
     for key in keys:
         value = task.params[key]
         if value < 1:
-            raise TrajbenchError(f"task '{task.name}': parameter {key!r} must be >= 1, but got {value!r}")
+            raise TrajbenchError(
+                f"task '{task.name}': parameter {key!r} must be >= 1, but got {value!r}"
+            )
 
 
 # ------------------------------------------------------------------ digits
@@ -140,19 +148,30 @@ class DigitsAutoencoder(_DigitsTask):
     def validate_params(self) -> None:
         _positive(self, "hidden", "bottleneck")
         if not 0 < self.params["tolerance"] <= 1:
-            raise TrajbenchError(f"task '{self.name}': tolerance must be in (0, 1], but got {self.params['tolerance']!r}")
+            raise TrajbenchError(
+                f"task '{self.name}': tolerance must be in (0, 1], but got {self.params['tolerance']!r}"
+            )
 
     def make_model(self) -> nn.Module:
         h, b = self.params["hidden"], self.params["bottleneck"]
         return nn.Sequential(
-            nn.Linear(64, h), nn.ReLU(), nn.Linear(h, b), nn.ReLU(), nn.Linear(b, h), nn.ReLU(), nn.Linear(h, 64), nn.Sigmoid()
+            nn.Linear(64, h),
+            nn.ReLU(),
+            nn.Linear(h, b),
+            nn.ReLU(),
+            nn.Linear(b, h),
+            nn.ReLU(),
+            nn.Linear(h, 64),
+            nn.Sigmoid(),
         )
 
     def loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         x, _ = batch
         return F.mse_loss(model(x), x)
 
-    def eval_batch(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float, int]:
+    def eval_batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[float, float, int]:
         recon = model(x)
         err = recon - x
         within = float((err.abs() <= self.params["tolerance"]).sum())
@@ -289,7 +308,9 @@ class CharTransformerLM(Task):
 
     def make_model(self) -> nn.Module:
         p = self.params
-        return CharTransformer(len(self.vocab), p["context"], p["d_model"], p["n_layer"], p["n_head"])
+        return CharTransformer(
+            len(self.vocab), p["context"], p["d_model"], p["n_layer"], p["n_head"]
+        )
 
     def info(self) -> dict:
         info = super().info()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from my_forecaster import DampedTrend
 
 import trajbench
-from my_forecaster import DampedTrend
 from trajbench.testing import check_forecaster
 
 
@@ -15,7 +15,9 @@ def test_conforms_to_the_forecaster_contract() -> None:
 
 
 def test_learns_no_damping_on_straight_lines() -> None:
-    lines = np.arange(30, dtype=np.float32)[:, None] * np.array([[0.5, -1.0, 2.0]], dtype=np.float32)
+    lines = np.arange(30, dtype=np.float32)[:, None] * np.array(
+        [[0.5, -1.0, 2.0]], dtype=np.float32
+    )
     model = DampedTrend().fit(trajbench.TrainingData.from_arrays([lines]))
     assert model.phi_ == 1.0
     np.testing.assert_allclose(model.predict(lines[:5].T, horizon=3), lines[5:8].T, rtol=1e-6)

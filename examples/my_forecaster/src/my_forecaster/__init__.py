@@ -22,7 +22,7 @@ class DampedTrend(trajbench.Forecaster):
 
     def _fit(self, train: trajbench.TrainingData) -> None:
         errors = np.zeros(len(self.grid))
-        for context, target, meta in train.batches(horizon=5):
+        for context, target, _meta in train.batches(horizon=5):
             for i, phi in enumerate(self.grid):
                 errors[i] += np.abs(self._forecast(context, 5, phi) - target).sum()
         self.phi_ = float(self.grid[int(np.argmin(errors))]) if errors.any() else 1.0

@@ -143,7 +143,7 @@ def test_cosine_linear_and_warmup_schedules() -> None:
     assert (
         wc[20] == 1.0 and wc[60] == pytest.approx(0.5) and wc[100] == pytest.approx(0.0, abs=1e-12)
     )
-    assert all(a >= b for a, b in zip(wc[20:], wc[21:], strict=True))
+    assert all(a >= b for a, b in pairwise(wc[20:]))
 
 
 def test_schedule_config_errors() -> None:

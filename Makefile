@@ -13,7 +13,7 @@ SMALL_STORE ?=
 REFERENCE_DIR ?= reports/small
 REFERENCE_WORK ?= reference-work
 
-.PHONY: install test demo clean benchmark reference
+.PHONY: install lint test demo clean benchmark reference
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=python3 ...'" >&2; exit 2; }
@@ -27,7 +27,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-test: $(STAMP)
+# ruff (rules and formatting at 100 characters) and mypy (trajbench and baselines), as
+# configured in pyproject.toml; `make test` runs it first, so CI enforces it.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
@@ -42,4 +49,4 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/harness.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) $(REFERENCE_WORK) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_DIR) $(REFERENCE_WORK) .pytest_cache .hypothesis .mypy_cache .ruff_cache

@@ -383,13 +383,14 @@ def forecast(
 ) -> np.ndarray:
     """``model.filter(params).forecast(horizon)`` for each row of ``y`` and ``params``."""
     y = np.asarray(y, dtype=np.float64)
-    return _filter(
+    _, out = _filter(
         y,
         np.asarray(params, dtype=np.float64),
         _Spec(order, trend),
         np.full(len(y), KAPPA),
         horizon,
-    )[1]  # type: ignore[return-value]
+    )
+    return out if out is not None else np.empty((len(y), 0))  # horizon 0: no forecasts
 
 
 # --- the optimiser
@@ -597,7 +598,7 @@ def fit_one_order(
                 est[:, 0] = shift[rows] + sc * est[:, 0]
             est[:, -1] = est[:, -1] * sc**2
             llf, out = _filter(yr, est, spec, np.full(len(rows), KAPPA), horizon)
-        fc[rows] = out  # type: ignore[assignment]
+        fc[rows] = out
         aic[rows] = -2.0 * llf + 2.0 * spec.k
         params[rows] = est
         converged[rows] = status >= 0

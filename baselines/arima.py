@@ -71,7 +71,7 @@ import warnings
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from itertools import pairwise
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -80,6 +80,9 @@ from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.meta import SeriesMeta
 
 __all__ = ["ARIMA", "AUTO_ORDERS", "ENGINES", "fit_forecast"]
+
+#: An order checked by ``_check_order``: ``(p, d, q)`` or ``"auto"``.
+Order = tuple[int, int, int] | Literal["auto"]
 
 #: The grid of ``order="auto"``, in tie-breaking order: ``(p, 1, q)`` for p, q in 0..2.
 AUTO_ORDERS: tuple[tuple[int, int, int], ...] = tuple((p, 1, q) for p in range(3) for q in range(3))
@@ -97,13 +100,13 @@ _F32_MAX = float(np.finfo(np.float32).max)
 _POOLS: dict[int, ProcessPoolExecutor] = {}
 
 
-def _check_order(order: Any) -> tuple[int, int, int] | str:
+def _check_order(order: Any) -> Order:
     if isinstance(order, str):
         if order != "auto":
             raise TrajbenchError(
                 f"arima: order must be 'auto' or a (p, d, q) tuple of non-negative ints, but got {order!r}"
             )
-        return order
+        return "auto"
     try:
         parts = tuple(order)
     except TypeError:
@@ -114,7 +117,8 @@ def _check_order(order: Any) -> tuple[int, int, int] | str:
         raise TrajbenchError(
             f"arima: order must be 'auto' or a (p, d, q) tuple of non-negative ints, but got {order!r}"
         )
-    return tuple(int(v) for v in parts)  # type: ignore[return-value]
+    p, d, q = (int(v) for v in parts)
+    return p, d, q
 
 
 def _fit_one(
@@ -136,7 +140,7 @@ def _fit_one(
 
 def fit_forecast(
     block: np.ndarray,
-    order: tuple[int, int, int] | str,
+    order: Order,
     trend: str | None,
     horizon: int,
     engine: str = "statsmodels",
@@ -156,7 +160,7 @@ def fit_forecast(
             from baselines._arima_batched import fit_forecast_batched
 
             orders = AUTO_ORDERS if order == "auto" else (order,)
-            return fit_forecast_batched(block, orders, trend, horizon)  # type: ignore[arg-type]
+            return fit_forecast_batched(block, orders, trend, horizon)
         return _fit_forecast(block, order, trend, horizon)
     finally:
         if limits is not None:
@@ -164,7 +168,7 @@ def fit_forecast(
 
 
 def _fit_forecast(
-    block: np.ndarray, order: tuple[int, int, int] | str, trend: str | None, horizon: int
+    block: np.ndarray, order: Order, trend: str | None, horizon: int
 ) -> tuple[np.ndarray, np.ndarray, dict[str, int], int]:
     n = len(block)
     out = np.full((n, horizon), np.nan)
@@ -177,7 +181,7 @@ def _fit_forecast(
         error = None
         for candidate in orders:
             try:
-                forecast, aic, converged = _fit_one(block[i], candidate, trend, horizon)  # type: ignore[arg-type]
+                forecast, aic, converged = _fit_one(block[i], candidate, trend, horizon)
             except Exception as exc:  # statsmodels raises many types (LinAlgError, ValueError, ...)
                 error = f"fit failed ({type(exc).__name__})"
                 continue
@@ -295,7 +299,7 @@ class ARIMA(Forecaster):
         self.engine = engine
         self.set_tags(series_budget=series_budget)
 
-    def _check(self) -> tuple[tuple[int, int, int] | str, int]:
+    def _check(self) -> tuple[Order, int]:
         order = _check_order(self.order)
         if self.trend is not None and not isinstance(self.trend, str):
             raise TrajbenchError(
@@ -328,7 +332,7 @@ class ARIMA(Forecaster):
             from baselines._arima_batched import supported
 
             for candidate in AUTO_ORDERS if order == "auto" else (order,):
-                why = supported(candidate, self.trend)  # type: ignore[arg-type]
+                why = supported(candidate, self.trend)
                 if why is not None:
                     raise TrajbenchError(
                         f"arima: engine='batched' does not handle {why}; use engine='statsmodels'"
@@ -369,7 +373,7 @@ class ARIMA(Forecaster):
         return out.astype(np.float32)
 
     def _run(
-        self, x: np.ndarray, order: tuple[int, int, int] | str, horizon: int, jobs: int
+        self, x: np.ndarray, order: Order, horizon: int, jobs: int
     ) -> Sequence[tuple[np.ndarray, np.ndarray, dict[str, int], int]]:
         n = len(x)
         import multiprocessing

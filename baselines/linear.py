@@ -43,7 +43,7 @@ class LinearExtrapolation(Forecaster):
 # Compiled when this module is imported (or loaded from numba's on-disk cache), never
 # inside a timed and memory-metered ``predict``.
 @njit("void(float32[::1], float32[::1], float32[:, ::1])", cache=True, nogil=True)
-def _extrapolate(last, step, out):  # type: ignore[no-untyped-def]
+def _extrapolate(last, step, out):
     """``out[h - 1] = h * step + last`` in float32, the rounding the error track's linear
     reference uses (``trajbench/bench/_scoring.py``); compiled, one pass over ``out``."""
     for i in range(out.shape[0]):

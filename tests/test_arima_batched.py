@@ -131,6 +131,13 @@ def test_forecast_from_params_equals_statsmodels(
     np.testing.assert_allclose(out / scale, case["forecast"] / scale, rtol=0, atol=5e-9)
 
 
+def test_forecast_of_zero_steps_is_empty(oracle_cases: dict) -> None:
+    """horizon 0 gives an ``(n, 0)`` array, as the annotation says (it returned None)."""
+    case = oracle_cases[ORDERS[0]]
+    out = batched.forecast(case["y"], case["params"], ORDERS[0], 0)
+    assert isinstance(out, np.ndarray) and out.shape == (len(case["y"]), 0)
+
+
 def test_loglike_is_scale_equivariant_where_statsmodels_rounds() -> None:
     # differences of order 1e-5: statsmodels' 1e6 - 1e12 / (1e6 + P) cancellation makes
     # its likelihood noisy there; ours keeps loglike(s y) = loglike(y) - (T - d) log(1/s)

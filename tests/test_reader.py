@@ -496,3 +496,21 @@ def test_open_store_accepts_pathlike_and_file_url(store_path):
     write_rows(store_path, "runs/a", DATA[:2])
     for location in (store_path, Path(store_path), "file://" + os.path.abspath(store_path)):
         np.testing.assert_array_equal(open_store(location).run("a").weights[:], DATA[:2])
+
+
+@pytest.mark.micro
+def test_weights_that_are_a_group_raise_store_error(store_path):
+    """A run whose ``weights`` node is a group (a malformed store) fails with a StoreError,
+    not an AttributeError from using the group as an array."""
+    from trajbench import StoreError
+    from trajbench.store.reader import Run
+
+    write_rows(store_path, "runs/a", DATA[:2])
+    root = zarr.open_group(store_path, mode="a", zarr_format=3)
+    del root["runs/a/weights"]
+    root.create_group("runs/a/weights")
+    group = root["runs/a"]
+    assert isinstance(group, zarr.Group)
+    run = Run(group, "runs/a")
+    with pytest.raises(StoreError, match="is a group; expected an array"):
+        _ = run.n_snapshots

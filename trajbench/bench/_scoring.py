@@ -27,7 +27,7 @@ N_FIELDS = 11
 @njit(cache=True, nogil=True, fastmath={"reassoc"})
 def score_kernel(
     pred, block, start, origins, n_valid, horizons, seg_start, seg_kind, n_kinds, linear, out
-):  # type: ignore[no-untyped-def]
+):
     """Add a batch's statistics to ``out`` ``(G, n_kinds + 1, N_FIELDS)`` float64.
 
     pred: ``(B * S, H)`` float32, window-major rows (unused when ``linear``).

@@ -174,7 +174,9 @@ class Protocol:
 
     def replace(self, **changes: Any) -> Protocol:
         """A copy with some fields changed (lists become tuples)."""
-        fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}
+        fixed: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()
+        }
         names = {f.name for f in dataclasses.fields(self)}
         for key in fixed:
             if key not in names:

@@ -141,7 +141,8 @@ class Forecaster:
         Capabilities (see the module docstring); merged with the parents' tags.
     """
 
-    name: ClassVar[str] = "forecaster"
+    # Not a ClassVar: the registry and clone() may set it on an instance.
+    name: str = "forecaster"
     context_length: int = 5
     tags: ClassVar[dict[str, Any]] = dict(TAG_DEFAULTS)
 

@@ -115,7 +115,7 @@ class SeriesMeta:
 
     def take(self, index: Any) -> SeriesMeta:
         """The meta of ``context[index]`` (an int array, a boolean mask or a slice)."""
-        values = {
+        values: dict[str, Any] = {
             f.name: (None if getattr(self, f.name) is None else getattr(self, f.name)[index])
             for f in fields(self)
         }
@@ -123,7 +123,7 @@ class SeriesMeta:
 
     def tile(self, repeats: int) -> SeriesMeta:
         """The meta repeated ``repeats`` times (for ``repeats`` windows of the same series)."""
-        values = {
+        values: dict[str, Any] = {
             f.name: (
                 None if getattr(self, f.name) is None else np.tile(getattr(self, f.name), repeats)
             )

@@ -73,11 +73,8 @@ class _Entry:
 
 
 def _entry_points() -> list[Any]:
-    try:
-        eps = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
-    except TypeError:  # very old importlib.metadata: a dict of groups
-        eps = importlib.metadata.entry_points().get(ENTRY_POINT_GROUP, [])  # type: ignore[attr-defined]
-    return list(eps)
+    # entry_points(group=...) exists since Python 3.10 (the project requires 3.11).
+    return list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
 def _dist_name(ep: Any) -> str:

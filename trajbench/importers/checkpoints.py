@@ -142,7 +142,9 @@ def _is_weight_file(path: Path) -> bool:
 
 def _discover(directory: Path, pattern: str | None) -> list[_Entry]:
     explicit = pattern is not None
-    candidates = sorted(directory.glob(pattern)) if explicit else sorted(directory.iterdir())
+    candidates = (
+        sorted(directory.glob(pattern)) if pattern is not None else sorted(directory.iterdir())
+    )
     entries: list[_Entry] = []
     for path in candidates:
         rel = path.relative_to(directory).as_posix()
@@ -216,10 +218,12 @@ def _order(entries: list[_Entry], order: str) -> list[_Entry]:
             f"order must be one of {', '.join(ORDERS)}, but got {order!r}{did_you_mean(str(order), ORDERS)}"
         )
     numbers = [_name_integer(e.name) for e in ordered]
-    if all(n is not None for n in numbers) and all(a <= b for a, b in pairwise(numbers)):  # type: ignore[operator]
-        steps = [int(n) for n in numbers]  # type: ignore[arg-type]
+    found = [n for n in numbers if n is not None]
+    every_name_has_one = len(found) == len(numbers)
+    if every_name_has_one and all(a <= b for a, b in pairwise(found)):
+        steps = found
     else:
-        if all(n is not None for n in numbers):
+        if every_name_has_one:
             warnings.warn(
                 f"the integers in the checkpoint names do not increase in order={order!r}; step is"
                 f" the snapshot index instead (use order='step-from-name' to sort by them)",

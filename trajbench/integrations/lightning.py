@@ -40,7 +40,11 @@ __all__ = ["TrajectoryCallback", "SOURCE"]
 SOURCE = "callback:lightning"
 
 
-class TrajectoryCallback(_pl.Callback):  # type: ignore[misc,name-defined]
+# Imported at run time, so mypy cannot see the class: typed as Any to subclass it.
+_Callback: Any = _pl.Callback
+
+
+class TrajectoryCallback(_Callback):
     """A Lightning callback that snapshots the ``LightningModule`` into ``runs/<run_id>``.
 
     Parameters

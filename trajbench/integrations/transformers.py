@@ -56,7 +56,11 @@ def _schedule(args: Any, scheduler: Any) -> dict[str, Any]:
     return schedule
 
 
-class TrajectoryCallback(_transformers.TrainerCallback):  # type: ignore[misc,name-defined]
+# Imported at run time, so mypy cannot see the class: typed as Any to subclass it.
+_TrainerCallback: Any = _transformers.TrainerCallback
+
+
+class TrajectoryCallback(_TrainerCallback):
     """A ``TrainerCallback`` that snapshots the Trainer's model into ``runs/<run_id>``.
 
     Parameters

@@ -24,7 +24,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -59,9 +59,13 @@ def _pyplot() -> Any:
 def forecaster_colors(order: Sequence[str]) -> dict[str, Any]:
     """A stable colour per forecaster (tab10, then tab20), in leaderboard order."""
     import matplotlib
+    from matplotlib.colors import ListedColormap
 
-    palette = list(matplotlib.colormaps["tab10"].colors) + list(
-        matplotlib.colormaps["tab20"].colors[1::2]
+    tab10, tab20 = matplotlib.colormaps["tab10"], matplotlib.colormaps["tab20"]
+    assert isinstance(tab10, ListedColormap) and isinstance(tab20, ListedColormap)
+    # ListedColormap.colors is typed as any ArrayLike; these two hold tuples of RGB tuples.
+    palette = list(cast(Sequence[Any], tab10.colors)) + list(
+        cast(Sequence[Any], tab20.colors)[1::2]
     )
     colors = {
         name: palette[i % len(palette)]

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import google_crc32c
 import numpy as np
@@ -110,16 +110,20 @@ class DirectChunkWriter:
         if self._compressor is not None or self._transposed:
             self._write_encoded(block, self._assemble(rows, (ct, cp), fill))
             return
-        pad = np.full(cp - width, fill, dtype=self.dtype).view(np.uint8) if width < cp else None
-        empty_row = np.full(cp, fill, dtype=self.dtype).view(np.uint8) if n_rows < ct else None
+        # ``.data`` is the array's memoryview (what ``memoryview(array)`` gives).
+        pad = (
+            np.full(cp - width, fill, dtype=self.dtype).view(np.uint8).data if width < cp else None
+        )
+        empty_row = np.full(cp, fill, dtype=self.dtype).view(np.uint8).data if n_rows < ct else None
 
         def emit(handle: Any) -> None:
             for line in rows:
-                handle.write(memoryview(np.ascontiguousarray(line, dtype=self.dtype)).cast("B"))
+                handle.write(np.ascontiguousarray(line, dtype=self.dtype).data.cast("B"))
                 if pad is not None:
-                    handle.write(memoryview(pad))
-            for _ in range(ct - n_rows):
-                handle.write(memoryview(empty_row))
+                    handle.write(pad)
+            if empty_row is not None:
+                for _ in range(ct - n_rows):
+                    handle.write(empty_row)
 
         self._atomic_write(block, emit)
 
@@ -206,10 +210,8 @@ class DirectChunkWriter:
         # inner chunk, gathered by os.writev (one system call per 1,024 pieces; a Python
         # write per piece, or a copy of the shard, cost 1.5x a plain chunk's CPU).
         item = self.dtype.itemsize
-        lines = [
-            memoryview(np.ascontiguousarray(line, dtype=self.dtype)).cast("B") for line in rows
-        ]
-        empty_row = memoryview(np.full(ci, fill, dtype=self.dtype).view(np.uint8))
+        lines = [np.ascontiguousarray(line, dtype=self.dtype).data.cast("B") for line in rows]
+        empty_row = np.full(ci, fill, dtype=self.dtype).view(np.uint8).data
         pieces: list[memoryview] = []
         sizes: list[int | None] = []
         for j, part in enumerate(parts):
@@ -244,7 +246,8 @@ class DirectChunkWriter:
     ) -> None:
         """Write a shard whose stored inner chunks have ``sizes`` (None: left out): the
         chunks (``emit_chunks``), then the index and its CRC-32C."""
-        per_shard = self.chunks[1] // self.inner[1]  # type: ignore[index]
+        assert self.inner is not None  # the callers checked that the array is sharded
+        per_shard = self.chunks[1] // self.inner[1]
         if len(sizes) > per_shard:
             raise ValueError(f"a shard holds {per_shard} inner chunks, but got {len(sizes)}")
         if all(size is None for size in sizes):
@@ -269,7 +272,7 @@ class DirectChunkWriter:
     def _write_encoded(self, block: tuple[int, ...], stored: np.ndarray) -> None:
         """Encode a C-contiguous chunk already in its stored order and write it."""
         raw = stored.reshape(-1).view(np.uint8)
-        payload = self._compressor.encode(raw) if self._compressor is not None else raw
+        payload = self._compressor.encode(raw) if self._compressor is not None else raw.data
         self._atomic_write(block, lambda handle: handle.write(memoryview(payload)))
 
     def _atomic_write(self, block: tuple[int, ...], emit: Any) -> None:
@@ -285,7 +288,7 @@ class DirectChunkWriter:
             raise
 
 
-def _is_default_sharding(codec: Any) -> bool:
+def _is_default_sharding(codec: Any) -> TypeGuard[ShardingCodec]:
     """Whether ``codec`` is zarr's sharding codec with its default index (bytes LE + crc32c, at the end)."""
     if not isinstance(codec, ShardingCodec):
         return False
@@ -319,9 +322,9 @@ def _parse_chain(codecs: tuple[Any, ...], ndim: int) -> tuple[Any | None, bool] 
         blosc = codecs[1]
         compressor = numcodecs.Blosc.from_config(
             {
-                "cname": getattr(blosc.cname, "value", blosc.cname),
+                "cname": blosc.cname.value,
                 "clevel": int(blosc.clevel),
-                "shuffle": _SHUFFLE[getattr(blosc.shuffle, "value", blosc.shuffle)],
+                "shuffle": _SHUFFLE[blosc.shuffle.value],
                 "blocksize": int(blosc.blocksize),
                 "typesize": int(blosc.typesize),
             }

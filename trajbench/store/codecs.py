@@ -24,11 +24,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from trajbench.errors import TrajbenchError, did_you_mean
+
+if TYPE_CHECKING:
+    from zarr.codecs.blosc import CName, Shuffle
 
 __all__ = [
     "COMPRESSION_SETTINGS",
@@ -52,7 +55,7 @@ DEFAULT_COMPRESSION_ATTR = "default_compression"
 LOSSY_MODES: dict[str, int] = {"bf16": 7, "f16": 10}
 _FLOAT32_MANTISSA_BITS = 23
 # Blosc settings of each compressed setting: (cname, clevel, shuffle, blocksize).
-_BLOSC: dict[str, tuple[str, int, str, int]] = {
+_BLOSC: dict[str, tuple[CName, int, Shuffle, int]] = {
     "fast": ("zstd", 1, "shuffle", 1 << 20),
     "small": ("zstd", 5, "shuffle", 1 << 20),
 }

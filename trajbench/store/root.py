@@ -15,7 +15,16 @@ from zarr.storage import FsspecStore, LocalStore
 from trajbench.errors import FormatVersionError, NotAStoreError, StoreError, StoreNotFoundError
 from trajbench.store.format import FORMAT_NAME, FORMAT_VERSION
 
-__all__ = ["open_root", "is_url", "library_versions", "platform_info", "utc_now", "member_keys"]
+__all__ = [
+    "open_root",
+    "is_url",
+    "library_versions",
+    "platform_info",
+    "utc_now",
+    "member_keys",
+    "group_at",
+    "array_at",
+]
 
 
 def utc_now() -> str:
@@ -133,6 +142,24 @@ def member_keys(group: zarr.Group, kind: Literal["array", "group"]) -> list[str]
         return list(group.array_keys() if kind == "array" else group.group_keys())
 
 
+def group_at(parent: zarr.Group, path: str) -> zarr.Group:
+    """``parent[path]``, which must be a group: ``KeyError`` when there is no node at
+    ``path``, :class:`StoreError` when it is an array."""
+    node = parent[path]
+    if not isinstance(node, zarr.Group):
+        raise StoreError(f"'{node.path}' is an array; expected a group")
+    return node
+
+
+def array_at(parent: zarr.Group, path: str) -> zarr.Array:
+    """``parent[path]``, which must be an array: ``KeyError`` when there is no node at
+    ``path``, :class:`StoreError` when it is a group."""
+    node = parent[path]
+    if not isinstance(node, zarr.Array):
+        raise StoreError(f"'{node.path}' is a group; expected an array")
+    return node
+
+
 def _check_root_attrs(attrs: dict[str, Any], location: str) -> None:
     if attrs.get("format") != FORMAT_NAME:
         raise NotAStoreError(
@@ -177,7 +204,7 @@ def open_root(location: str | os.PathLike[str], mode: Literal["r", "a"] = "r") -
             raise NotAStoreError(
                 f"'{text}' exists, is not empty and is not a trajbench store; refusing to write into it"
             )
-        attrs = {
+        attrs: dict[str, Any] = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "created_at": utc_now(),

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.core.metadata import ArrayV3Metadata
 
 from trajbench.store.format import (
     EPOCH,
@@ -24,7 +25,7 @@ from trajbench.store.format import (
     WEIGHTS_DTYPE,
 )
 from trajbench.store.layout import layout_problems
-from trajbench.store.root import member_keys, open_root
+from trajbench.store.root import array_at, group_at, member_keys, open_root
 
 __all__ = ["validate_store"]
 
@@ -56,21 +57,22 @@ def _run_groups(root: zarr.Group, problems: list[str]) -> Iterator[tuple[str, za
                 f"unexpected top-level node '{name}' (expected only '{RUNS_GROUP}' and '{SYNTHETIC_GROUP}')"
             )
     if RUNS_GROUP in member_keys(root, "group"):
-        runs = root[RUNS_GROUP]
+        runs = group_at(root, RUNS_GROUP)
         for name in sorted(member_keys(runs, "array")):
             problems.append(f"{RUNS_GROUP}/{name}: is an array; expected a run group")
         for name in sorted(member_keys(runs, "group")):
-            yield f"{RUNS_GROUP}/{name}", runs[name]
+            yield f"{RUNS_GROUP}/{name}", group_at(runs, name)
     if SYNTHETIC_GROUP in member_keys(root, "group"):
-        synthetic = root[SYNTHETIC_GROUP]
+        synthetic = group_at(root, SYNTHETIC_GROUP)
         for family in sorted(member_keys(synthetic, "group")):
-            for name in sorted(member_keys(synthetic[family], "group")):
-                yield f"{SYNTHETIC_GROUP}/{family}/{name}", synthetic[family][name]
+            family_group = group_at(synthetic, family)
+            for name in sorted(member_keys(family_group, "group")):
+                yield f"{SYNTHETIC_GROUP}/{family}/{name}", group_at(family_group, name)
 
 
 def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
     attrs: dict[str, Any] = dict(group.attrs)
-    arrays = {name: group[name] for name in member_keys(group, "array")}
+    arrays = {name: array_at(group, name) for name in member_keys(group, "array")}
     problems: list[str] = []
     for required in (WEIGHTS, STEP, EPOCH):
         if required not in arrays:
@@ -90,7 +92,7 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
     if weights.ndim != 2:
         problems.append(f"weights has {weights.ndim} dimensions; expected 2 (snapshot, param)")
         return problems
-    dims = tuple(weights.metadata.dimension_names or ())
+    dims = tuple(_v3_metadata(weights).dimension_names or ())
     if dims != WEIGHTS_DIMS:
         problems.append(f"weights has dimension_names {list(dims)}; expected {list(WEIGHTS_DIMS)}")
     n_rows, n_params = (int(s) for s in weights.shape)
@@ -108,9 +110,10 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
         if array.ndim != 1:
             problems.append(f"array '{name}' has {array.ndim} dimensions; expected 1 (snapshot)")
             continue
-        if tuple(array.metadata.dimension_names or ()) != SERIES_DIMS:
+        dimension_names = _v3_metadata(array).dimension_names
+        if tuple(dimension_names or ()) != SERIES_DIMS:
             problems.append(
-                f"array '{name}' has dimension_names {array.metadata.dimension_names}; expected {list(SERIES_DIMS)}"
+                f"array '{name}' has dimension_names {dimension_names}; expected {list(SERIES_DIMS)}"
             )
         if n is not None and array.shape[0] < n:
             problems.append(f"array '{name}' has {array.shape[0]} rows, fewer than n_snapshots={n}")
@@ -134,6 +137,14 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
     return problems
 
 
+def _v3_metadata(array: zarr.Array) -> ArrayV3Metadata:
+    """The metadata of ``array``: zarr v3's, as ``open_root`` opens the root as zarr v3 and
+    zarr reads every node under it as v3."""
+    metadata = array.metadata
+    assert isinstance(metadata, ArrayV3Metadata)
+    return metadata
+
+
 def _encoding_problems(attrs: dict[str, Any], weights: zarr.Array) -> list[str]:
     """The optional ``compression`` and ``lossy`` attributes against the spec and ``weights``' codecs."""
     problems: list[str] = []
@@ -144,7 +155,7 @@ def _encoding_problems(attrs: dict[str, Any], weights: zarr.Array) -> list[str]:
                 f"compression is {compression!r}; expected {{'setting': ..., 'codecs': [...]}}"
             )
         else:
-            stored = json.loads(json.dumps([c.to_dict() for c in weights.metadata.codecs]))
+            stored = json.loads(json.dumps([c.to_dict() for c in _v3_metadata(weights).codecs]))
             if compression["codecs"] != stored:
                 problems.append(
                     f"compression.codecs {compression['codecs']} differ from the codecs of weights/zarr.json {stored}"

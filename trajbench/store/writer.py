@@ -61,7 +61,14 @@ from trajbench.store.format import (
     plan_chunks,
 )
 from trajbench.store.layout import ParamSpec, parse_layout
-from trajbench.store.root import library_versions, member_keys, open_root, utc_now
+from trajbench.store.root import (
+    array_at,
+    group_at,
+    library_versions,
+    member_keys,
+    open_root,
+    utc_now,
+)
 
 __all__ = ["RunWriter", "WriteMode"]
 
@@ -300,8 +307,8 @@ class RunWriter:
         )
 
     def _resume(self) -> tuple[zarr.Group, dict[str, zarr.Array], int, ChunkPlan]:
-        group = self._root[self.group_path]
-        attrs = dict(group.attrs)
+        group = group_at(self._root, self.group_path)
+        attrs: dict[str, Any] = dict(group.attrs)
         stored = parse_layout(attrs.get("param_layout", []))
         mine = [(s.name, s.shape) for s in self.layout]
         theirs = [(s.name, s.shape) for s in stored]
@@ -314,7 +321,7 @@ class RunWriter:
                 f"cannot resume run '{self.group_path}': its param_layout differs from the model's ({first})"
             )
         try:
-            arrays = {name: group[name] for name in member_keys(group, "array")}
+            arrays = {name: array_at(group, name) for name in member_keys(group, "array")}
         except KeyError as exc:
             raise StoreError(f"cannot resume run '{self.group_path}': {exc}") from None
         weights = arrays.get(WEIGHTS)
@@ -354,11 +361,13 @@ class RunWriter:
             raise StoreError(
                 f"cannot resume run '{self.group_path}' with compression={self._encoding.compression!r}: it was recorded with {setting!r}"
             )
-        if asked_lossy and self._encoding.lossy != stored_lossy:
+        asked = self._encoding.lossy
+        if asked_lossy and asked != stored_lossy:
+            now = asked.mode if asked else None
             was = stored_lossy.mode if stored_lossy else None
             raise StoreError(
-                f"cannot resume run '{self.group_path}' with lossy={self._encoding.lossy.mode!r}: it was recorded with lossy={was!r}"
-            )  # type: ignore[union-attr]
+                f"cannot resume run '{self.group_path}' with lossy={now!r}: it was recorded with lossy={was!r}"
+            )
         # The arrays keep their own codecs; only the rounding matters from here on.
         return WeightsEncoding(
             setting if setting is not None else self._encoding.compression, stored_lossy

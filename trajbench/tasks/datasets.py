@@ -159,7 +159,13 @@ def mnist1d() -> Split:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=".tmp.npz")
             with os.fdopen(fd, "wb") as handle:
-                np.savez(handle, **arrays)
+                np.savez(
+                    handle,
+                    x=arrays["x"],
+                    y=arrays["y"],
+                    x_test=arrays["x_test"],
+                    y_test=arrays["y_test"],
+                )
             os.replace(tmp, path)
         except OSError:
             pass  # an unwritable cache only costs regeneration time

@@ -29,8 +29,8 @@ Origins.
     ``origin=20`` trains at that single origin, as the authors did.
 Horizon.
     ``m`` outputs, one per step up to the benchmark's longest horizon (``horizon=None``:
-    50, the largest horizon of ``trajbench.bench.protocol.PROTOCOL``). Windows whose
-    targets run past the end of a run are kept; the missing targets are masked out of
+    50, the protocol's largest, ``trajbench.forecasting.BENCHMARK_MAX_HORIZON``). Windows
+    whose targets run past the end of a run are kept; the missing targets are masked out of
     the loss (the authors' runs were all long enough). If no training window reaches
     step ``m``, only the steps with data are trained (``horizon_`` after fit). A
     forecast longer than ``horizon_`` is made by recursion: the last forecast value
@@ -87,8 +87,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from trajbench.bench.windows import derive_seed
 from trajbench.errors import TrajbenchError, did_you_mean
+from trajbench.forecasting import BENCHMARK_MAX_HORIZON, derive_seed
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
@@ -274,9 +274,7 @@ class Farcaster(Forecaster):
                 f"farcaster: seed must be a non-negative int, but got {self.seed!r}"
             )
         if self.horizon is None:
-            from trajbench.bench.protocol import PROTOCOL
-
-            return int(max(PROTOCOL.horizons))
+            return BENCHMARK_MAX_HORIZON
         return _positive_int(self.horizon, "horizon")
 
     # ------------------------------------------------------------- fitting

@@ -64,8 +64,8 @@ from typing import Any
 
 import numpy as np
 
-from trajbench.bench.windows import derive_seed
 from trajbench.errors import TrajbenchError, did_you_mean
+from trajbench.forecasting import BENCHMARK_MAX_HORIZON, derive_seed
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
@@ -190,9 +190,7 @@ class RidgeAR(Forecaster):
                 f"ridge_ar: seed must be a non-negative int, but got {self.seed!r}"
             )
         if self.horizon is None:
-            from trajbench.bench.protocol import PROTOCOL
-
-            return int(k), int(max(PROTOCOL.horizons))
+            return int(k), BENCHMARK_MAX_HORIZON
         h = self.horizon
         if isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1:
             raise TrajbenchError(f"ridge_ar: horizon must be a positive int or None, but got {h!r}")
@@ -249,7 +247,10 @@ class RidgeAR(Forecaster):
         """Sub-sampled training windows of every run, stacked (float64): ``X``, ``Y``,
         ``mask`` (see :func:`_windows`) and the run index of each row."""
         per_run = max(1, math.ceil(int(self.max_windows) / max(1, train.n_runs)))
-        xs, ys, masks, runs = [], [], [], []
+        xs: list[np.ndarray] = []
+        ys: list[np.ndarray] = []
+        masks: list[np.ndarray] = []
+        runs: list[np.ndarray] = []
         for path, values, _meta in train.series():
             t, s = values.shape
             n_origins = t - k  # origins k - 1 .. t - 2

@@ -67,9 +67,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from trajbench.bench.windows import derive_seed
 from trajbench.errors import TrajbenchError, did_you_mean
-from trajbench.forecasting import one_torch_thread
+from trajbench.forecasting import derive_seed, one_torch_thread
 from trajbench.forecasting.base import Forecaster, NotFittedError
 from trajbench.forecasting.meta import SeriesMeta
 
@@ -140,6 +139,22 @@ class WNNNet(nn.Module):
     ``(N,)`` normalised residual in ``(-1, 1)``. Attribute names follow the authors'
     state dicts (``dense`` .. ``dense_12``)."""
 
+    # The Dense layers of :data:`_LAYERS`, registered by ``add_module`` in ``__init__``
+    # (in the authors' key order); declared here for the type checker only.
+    dense: _Dense
+    dense_1: _Dense
+    dense_2: _Dense
+    dense_3: _Dense
+    dense_4: _Dense
+    dense_5: _Dense
+    dense_6: _Dense
+    dense_7: _Dense
+    dense_8: _Dense
+    dense_9: _Dense
+    dense_10: _Dense
+    dense_11: _Dense
+    dense_12: _Dense
+
     def __init__(self, negative_slope: float = 0.3) -> None:
         super().__init__()
         for name, n_in, n_out in _LAYERS:
@@ -149,12 +164,12 @@ class WNNNet(nn.Module):
     def _stream(
         self,
         x: torch.Tensor,
-        first: nn.Module,
-        gate: nn.Module,
-        add: nn.Module,
-        mul: nn.Module,
-        inner: nn.Module,
-        last: nn.Module,
+        first: _Dense,
+        gate: _Dense,
+        add: _Dense,
+        mul: _Dense,
+        inner: _Dense,
+        last: _Dense,
     ) -> torch.Tensor:
         z = first(x)
         h = torch.relu(gate(z))
@@ -162,21 +177,26 @@ class WNNNet(nn.Module):
         return nn.functional.leaky_relu(last(g), self.negative_slope)
 
     def forward(self, x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        m = self._modules
         a = self._stream(
-            x, m["dense"], m["dense_1"], m["dense_2"], m["dense_3"], m["dense_4"], m["dense_5"]
+            x, self.dense, self.dense_1, self.dense_2, self.dense_3, self.dense_4, self.dense_5
         )
         b = self._stream(
-            d, m["dense_6"], m["dense_7"], m["dense_8"], m["dense_9"], m["dense_10"], m["dense_11"]
+            d, self.dense_6, self.dense_7, self.dense_8, self.dense_9, self.dense_10, self.dense_11
         )
-        return torch.tanh(m["dense_12"](torch.cat([a, b], dim=1))).squeeze(1)
+        return torch.tanh(self.dense_12(torch.cat([a, b], dim=1))).squeeze(1)
+
+    def _layer(self, name: str) -> _Dense:
+        """The Dense layer ``name`` of :data:`_LAYERS`."""
+        layer = self._modules[name]
+        assert isinstance(layer, _Dense)  # __init__ registers every name of _LAYERS as one
+        return layer
 
     def reset_keras(self, generator: torch.Generator) -> None:
         """Keras's initialisation of the original: kernels VarianceScaling(0.1, fan_in,
         uniform), i.e. U(-sqrt(0.3 / fan_in), +sqrt(0.3 / fan_in)); zero biases."""
         with torch.no_grad():
             for name, n_in, _ in _LAYERS:
-                lin = self._modules[name].linear  # type: ignore[union-attr]
+                lin = self._layer(name).linear
                 limit = math.sqrt(3.0 * 0.1 / n_in)
                 lin.weight.copy_(
                     (torch.rand(lin.weight.shape, generator=generator) * 2 - 1) * limit
@@ -518,11 +538,12 @@ class WNN(Forecaster):
         out = np.empty(n, dtype=np.float32)
         chunk = _positive_int(self.chunk_rows, "chunk_rows")
         authors = self.bias_mode == "authors"
-        groups = (
-            [(kind, None)]
-            if kind is not None
-            else [(NETWORKS[c], np.flatnonzero(codes == c)) for c in np.unique(codes)]
-        )
+        groups: list[tuple[str, np.ndarray | None]]
+        if kind is not None:
+            groups = [(kind, None)]
+        else:
+            assert codes is not None  # callers give codes whenever kind is None
+            groups = [(NETWORKS[c], np.flatnonzero(codes == c)) for c in np.unique(codes)]
         with torch.inference_mode():
             for net_name, rows in groups:
                 net = nets[net_name]
@@ -735,7 +756,7 @@ def _prepare(rows6: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 def _l1_penalty(net: WNNNet, l1_kernel: float, l1_bias: float) -> torch.Tensor | float:
     total: torch.Tensor | float = 0.0
     for name, _, _ in _LAYERS:
-        lin = net._modules[name].linear  # type: ignore[union-attr]
+        lin = net._layer(name).linear
         if l1_kernel:
             total = total + l1_kernel * lin.weight.abs().sum()
         if l1_bias:

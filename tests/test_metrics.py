@@ -22,7 +22,7 @@ from trajbench.bench.metrics import (
     scaled_error,
     score_windows,
 )
-from trajbench.bench.windows import build_context, build_targets
+from trajbench.forecasting.series import build_context, build_targets
 
 pytestmark = pytest.mark.micro
 

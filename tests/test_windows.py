@@ -11,22 +11,23 @@ import pytest
 from trajbench.bench.harness import run_benchmark
 from trajbench.bench.protocol import PROTOCOL
 from trajbench.bench.windows import (
-    SeriesSource,
-    block_bounds,
-    build_context,
-    build_full_targets,
-    build_targets,
-    derive_seed,
     eligible_columns,
     first_origin,
-    iter_blocks,
     sample_columns,
     sample_params,
     sample_run,
     scored_horizons,
     window_origins,
 )
-from trajbench.forecasting import TrainingData
+from trajbench.forecasting import TrainingData, derive_seed
+from trajbench.forecasting.series import (
+    SeriesSource,
+    block_bounds,
+    build_context,
+    build_full_targets,
+    build_targets,
+    iter_blocks,
+)
 from trajbench.store.layout import ParamSpec
 from trajbench.store.writer import RunWriter
 

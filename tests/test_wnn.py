@@ -487,3 +487,17 @@ def test_train_forecaster_sees_the_benchmarks_training_series(quad_store):
         "validation"
     ]
     assert all(len(cols) == 3 for _, cols in seen["train"])
+
+
+def test_declared_layers_are_the_registered_ones():
+    """WNNNet's class annotations (for the type checker) name exactly the Dense layers its
+    ``__init__`` registers, in the authors' key order."""
+    from baselines.wnn import _LAYERS, WNNNet, _Dense
+
+    net = WNNNet()
+    names = [name for name, _, _ in _LAYERS]
+    assert list(WNNNet.__annotations__) == names == list(net._modules)
+    for name, n_in, n_out in _LAYERS:
+        layer = getattr(net, name)
+        assert isinstance(layer, _Dense) and layer is net._layer(name)
+        assert (layer.linear.in_features, layer.linear.out_features) == (n_in, n_out)

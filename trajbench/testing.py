@@ -19,6 +19,7 @@ examples.
 from __future__ import annotations
 
 import copy
+import functools
 import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -109,7 +110,7 @@ def make_quadratic_store(
     :func:`quadratic_gd_trajectory` (the buffer counts steps). Attributes: task,
     architecture, optimizer ``{"name": "sgd", "lr": lr}``, seed, batch_size, source.
     """
-    from trajbench.bench.windows import derive_seed
+    from trajbench._seeds import derive_seed
     from trajbench.store.layout import ParamSpec
     from trajbench.store.writer import RunWriter
 
@@ -435,7 +436,7 @@ _CHECKS: tuple[tuple[str, Callable[[Forecaster], None]], ...] = (
 def forecaster_checks(forecaster: Any) -> list[tuple[str, Callable[[], None]]]:
     """``[(check name, zero-argument callable)]`` for ``pytest.mark.parametrize``."""
     f = _instance(forecaster)
-    return [(name, (lambda fn=fn: fn(f))) for name, fn in _CHECKS]
+    return [(name, functools.partial(fn, f)) for name, fn in _CHECKS]
 
 
 def check_forecaster(forecaster: Any, *, raise_first: bool = False) -> list[str]:

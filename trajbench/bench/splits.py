@@ -32,7 +32,6 @@ goes to test. Configurations whose task or architecture the protocol holds out g
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -40,8 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trajbench._seeds import canonical_json, derive_seed
 from trajbench.bench.protocol import PROTOCOL, Protocol
-from trajbench.bench.windows import derive_seed
 
 __all__ = [
     "DESCRIBING_KEYS",
@@ -121,11 +120,6 @@ def _strip_seeds(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_strip_seeds(v) for v in obj]
     return obj
-
-
-def canonical_json(obj: Any) -> str:
-    """Key-sorted, whitespace-free JSON: the same text for the same value everywhere."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
 
 
 def configuration(attrs: Mapping[str, Any], path: str) -> dict[str, Any] | None:

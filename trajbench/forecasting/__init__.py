@@ -1,9 +1,12 @@
-"""Forecasters: the :class:`Forecaster` contract, its inputs, the name registry, and
-:func:`one_torch_thread` for forecasters that train small torch networks."""
+"""Forecasters: the :class:`Forecaster` contract, its inputs, the name registry,
+:func:`one_torch_thread` for forecasters that train small torch networks, and
+:func:`derive_seed`, the platform-independent seed the benchmark derives its own seeds
+with (for forecasters that draw random numbers per run or per network)."""
 
 from __future__ import annotations
 
 from trajbench._runtime import one_torch_thread
+from trajbench._seeds import derive_seed
 from trajbench.forecasting.base import TAG_DEFAULTS, Forecaster, ForecasterError, NotFittedError
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
@@ -17,6 +20,7 @@ from trajbench.forecasting.registry import (
     register_forecaster,
     unregister_forecaster,
 )
+from trajbench.forecasting.series import BENCHMARK_MAX_HORIZON
 
 __all__ = [
     "Forecaster",
@@ -34,4 +38,6 @@ __all__ = [
     "register_forecaster",
     "unregister_forecaster",
     "one_torch_thread",
+    "derive_seed",
+    "BENCHMARK_MAX_HORIZON",
 ]

@@ -10,7 +10,7 @@ memory. ``store`` and ``runs`` give the underlying store view for anything else.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,6 +18,12 @@ import pandas as pd
 
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.meta import SeriesMeta
+from trajbench.forecasting.series import (
+    SeriesSource,
+    build_context,
+    build_full_targets,
+    iter_blocks,
+)
 
 __all__ = ["TrainingData"]
 
@@ -36,7 +42,7 @@ class TrainingData:
     Parameters
     ----------
     sources:
-        :class:`trajbench.bench.windows.SeriesSource` objects, one per run, holding the
+        :class:`trajbench.forecasting.series.SeriesSource` objects, one per run, holding the
         run's declared parameter sample; or a function returning them, called on first
         use (so a forecaster that never looks at its training data costs no reads).
     runs:
@@ -53,7 +59,7 @@ class TrainingData:
 
     def __init__(
         self,
-        sources: Sequence[Any],
+        sources: Sequence[Any] | Callable[[], Sequence[Any]],
         *,
         runs: pd.DataFrame | None = None,
         store: Any = None,
@@ -100,7 +106,8 @@ class TrainingData:
 
     @property
     def sources(self) -> list[Any]:
-        """One :class:`~trajbench.bench.windows.SeriesSource` per run (built on first use)."""
+        """One :class:`~trajbench.forecasting.series.SeriesSource` per run (built on first
+        use)."""
         if self._sources is None:
             self._sources = list(self._factory())
             if len(self._sources) != len(self.runs):
@@ -146,8 +153,6 @@ class TrainingData:
     ) -> Iterator[Batch]:
         """``(context, target, meta)`` batches of at most ``batch_series`` rows (at least
         one window's series), run by run, origins in increasing order."""
-        from trajbench.bench.windows import build_context, build_full_targets, iter_blocks
-
         k, h, s = self._settings(context_length, horizon, stride)
         cap = _positive(self.batch_series if batch_series is None else batch_series, "batch_series")
         for src in self.sources:
@@ -204,8 +209,6 @@ class TrainingData:
     ) -> TrainingData:
         """Training data from in-memory trajectories, each ``(n_snapshots, n_series)``
         (or one ``(n_runs, n_snapshots, n_series)`` array). No store needed."""
-        from trajbench.bench.windows import SeriesSource
-
         if isinstance(arrays, np.ndarray) and arrays.ndim == 2:
             arrays = [arrays]
         sources = [

@@ -34,7 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -49,6 +49,9 @@ from trajbench.generate.optimizers import (
 )
 from trajbench.generate.suite import RunSpec, Suite, load_suite
 from trajbench.store.format import RUNS_GROUP
+
+if TYPE_CHECKING:
+    from trajbench.store.writer import WriteMode
 
 __all__ = ["generate", "train_run", "plan", "RunResult", "GenerateSummary", "run_attrs"]
 
@@ -209,7 +212,7 @@ class _NoRecorder:
         self.close("complete" if exc_type is None else "failed")
 
 
-def train_run(spec: RunSpec, out: Any, *, mode: str = "w", record: bool = True) -> RunResult:
+def train_run(spec: RunSpec, out: Any, *, mode: WriteMode = "w", record: bool = True) -> RunResult:
     """Train and record one run into store ``out`` (in this process, on the current
     torch threads). Never raises for a failure of the run itself: a failed run comes back
     with ``status="failed"`` and is marked so in the store.
@@ -316,7 +319,7 @@ def train_run(spec: RunSpec, out: Any, *, mode: str = "w", record: bool = True) 
     return result
 
 
-def _failed_stub(out: Any, spec: RunSpec, model: torch.nn.Module, mode: str) -> bool:
+def _failed_stub(out: Any, spec: RunSpec, model: torch.nn.Module, mode: WriteMode) -> bool:
     """Record a run that failed before training started (no snapshots), so the store
     shows it; returns whether the group now exists."""
     from trajbench.store.recorder import Recorder
@@ -337,7 +340,7 @@ def _failed_stub(out: Any, spec: RunSpec, model: torch.nn.Module, mode: str) -> 
         },
     }
     try:
-        Recorder(out, spec.run_id, model, meta=meta, mode=mode).close("failed")  # type: ignore[arg-type]
+        Recorder(out, spec.run_id, model, meta=meta, mode=mode).close("failed")
     except Exception:
         return False
     return True
@@ -603,9 +606,9 @@ def generate(
 
 
 def _write_synthetic(suite: Suite, root: Any, out: str, summary: GenerateSummary) -> None:
+    from trajbench._seeds import mix_seed
     from trajbench.generate.synthetic import get_family, write_series
     from trajbench.store.format import SYNTHETIC_GROUP
-    from trajbench.tasks.base import mix_seed
 
     for entry in suite.synthetic:
         family = get_family(entry.family)

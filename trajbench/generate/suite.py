@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import json
 import numbers
 import os
 import tomllib
@@ -42,6 +41,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from trajbench._seeds import canonical_json
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.generate.optimizers import normalize_optimizer_config, normalize_schedule_config
 from trajbench.store.format import check_name
@@ -69,7 +69,10 @@ _GRID_FIXED = ("optimizer", "lr", "batch_size", "schedule")
 
 
 def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    """The canonical JSON hashed into config ids and synthetic prefixes: strict (no
+    ``str`` fallback for unknown types, no NaN or infinity), as it always was, so that
+    the ids of stored runs never change."""
+    return canonical_json(value, default=None, allow_nan=False)
 
 
 @dataclass(frozen=True)
@@ -467,9 +470,10 @@ def _parse_target(ctx: _Ctx, value: Any, key: str) -> Target:
     number = table.get("value")
     if isinstance(number, bool) or not isinstance(number, numbers.Real) or number != number:
         raise ctx.error(f"{key}.value", f"must be a number, but got {_show(number)}")
-    if metric == "val_acc" and not 0 <= number <= 1:
+    level = float(number)  # numbers.Real is typed without comparisons to int; float has them
+    if metric == "val_acc" and not 0 <= level <= 1:
         raise ctx.error(f"{key}.value", f"an accuracy target must be in [0, 1], but got {number!r}")
-    return Target(metric, float(number))
+    return Target(metric, level)
 
 
 def _axis(value: Any, *, list_valued: bool = False) -> list[Any]:
@@ -527,8 +531,8 @@ def _expand_grid(
     axes["schedule"] = schedules
     names = list(axes)
     configs = []
-    for values in itertools.product(*(axes[n] for n in names)):
-        point = dict(zip(names, values, strict=True))
+    for combo in itertools.product(*(axes[n] for n in names)):
+        point = dict(zip(names, combo, strict=True))
         opt_config = {
             "name": point["optimizer"],
             "lr": point["lr"],

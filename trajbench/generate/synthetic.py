@@ -36,13 +36,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from trajbench._seeds import mix_seed
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.store.format import SYNTHETIC_GROUP, check_name
 from trajbench.store.layout import ParamSpec
+
+if TYPE_CHECKING:
+    from trajbench.store.writer import WriteMode
 
 __all__ = [
     "SyntheticFamily",
@@ -651,7 +655,7 @@ def write_series(
     params: Mapping[str, Any],
     series_id: str,
     *,
-    mode: str = "w-",
+    mode: WriteMode = "w-",
     extra_attrs: Mapping[str, Any] | None = None,
 ) -> str:
     """Generate the series of ``params`` and write it to ``synthetic/<family>/<series_id>``.
@@ -682,7 +686,7 @@ def write_series(
     }
     path = f"{SYNTHETIC_GROUP}/{family.name}/{series_id}"
     metrics = family.extra_metrics(params, w)
-    writer = RunWriter(store, path, layout, attrs, mode=mode)  # type: ignore[arg-type]
+    writer = RunWriter(store, path, layout, attrs, mode=mode)
     try:
         for t in range(len(w)):
             writer.append(
@@ -703,15 +707,13 @@ def write_family(
     dim: int,
     length: int,
     seed: int = 0,
-    mode: str = "w-",
+    mode: WriteMode = "w-",
     prefix: str = "",
     extra_attrs: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> list[str]:
     """Write ``count`` series of ``family``; series ``i`` uses seed ``mix_seed(seed, i)``
     and id ``f"{prefix}{i:04d}"``. Returns their group paths."""
-    from trajbench.tasks.base import mix_seed
-
     fam = get_family(family)
     if not isinstance(count, int) or count < 1:
         raise TrajbenchError(f"count must be a positive int, but got {count!r}")

@@ -21,14 +21,13 @@ end of the run.
 
 from __future__ import annotations
 
-import random
-import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from trajbench._seeds import seed_everything
 from trajbench.errors import TrajbenchError
 from trajbench.report.merge import ResultsSet, store_hash_of
 
@@ -55,7 +54,7 @@ def check_store(store: Any, manifest: dict[str, Any]) -> str:
     content, exact = store_hash_of(manifest)
     location = str(getattr(store, "location", store))
     if content:
-        from trajbench.cards import store_content_sha256
+        from trajbench.store.hashing import store_content_sha256
 
         got = store_content_sha256(store)
         if got != content:
@@ -64,7 +63,7 @@ def check_store(store: Any, manifest: dict[str, Any]) -> str:
             )
         return "content sha256"
     if exact:
-        from trajbench.bench.environment import store_sha256
+        from trajbench.store.hashing import store_sha256
 
         got = store_sha256(location)
         if got != exact:
@@ -73,14 +72,6 @@ def check_store(store: Any, manifest: dict[str, Any]) -> str:
             )
         return "sha256"
     return "not checked (the manifest has no store hash)"
-
-
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
 
 
 def _make_forecaster(entry: dict[str, Any]) -> Any:
@@ -150,13 +141,9 @@ def collect_examples(
     could not be re-created, fitted or run, with why)."""
     from tqdm.auto import tqdm
 
-    from trajbench.bench.windows import (
-        SeriesSource,
-        build_context,
-        eligible_columns,
-        sample_columns,
-    )
+    from trajbench.bench.windows import eligible_columns, sample_columns
     from trajbench.forecasting.data import TrainingData
+    from trajbench.forecasting.series import SeriesSource, build_context
     from trajbench.store.reader import Store, open_store
 
     say = log or (lambda msg: None)
@@ -257,7 +244,7 @@ def collect_examples(
                         else ""
                     )
                 )
-                _seed_everything(seed)
+                seed_everything(seed)
                 forecaster.fit(training_data(int(forecaster.context_length)))
             made.append(forecaster)
         except Exception as exc:  # a forecaster that cannot be re-created is noted, not fatal
@@ -311,7 +298,7 @@ def collect_examples(
         for forecaster in made:
             k = int(forecaster.context_length)
             try:
-                _seed_everything(seed)
+                seed_everything(seed)
                 for origin in origins:
                     horizon = int(min(protocol.max_horizon, n - 1 - origin))
                     context = build_context(data, 0, np.asarray([origin]), k)

@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# mix_seed lives at the bottom layer (trajbench._seeds); re-exported here, where task authors
+# and ``trajbench.tasks`` have always imported it from.
+from trajbench._seeds import mix_seed
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.tasks.datasets import Split
 
@@ -44,20 +47,6 @@ __all__ = [
 Batch = tuple[torch.Tensor, torch.Tensor]
 _EVAL_BATCH = 1024
 _JSON_SCALARS = (bool, int, float, str, type(None))
-
-
-def mix_seed(*parts: int) -> int:
-    """Deterministic 63-bit seed from integers (SplitMix64 steps; platform independent)."""
-    mask = (1 << 64) - 1
-    state = 0x9E3779B97F4A7C15
-    for part in parts:
-        state = (state ^ (int(part) & mask)) & mask
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        state = z ^ (z >> 31)
-    return state >> 1
 
 
 class Task:

@@ -14,12 +14,12 @@ import pytest
 import torch
 import zarr
 
-from trajbench.bench.environment import store_sha256
 from trajbench.bench.splits import assign_splits
 from trajbench.cards import build_card, render_markdown, store_content_sha256, write_card
 from trajbench.cards_cli import add_card_parser
 from trajbench.errors import NotAStoreError, StoreNotFoundError, TrajbenchError
 from trajbench.generate import generate
+from trajbench.store.hashing import store_sha256
 from trajbench.store.reader import open_store
 
 pytestmark = pytest.mark.micro
@@ -235,6 +235,17 @@ def test_markdown_names_what_matters(written: tuple[Path, Path], card: dict) -> 
     for d in card["distribution"]:
         if "sha256" in d:
             assert d["sha256"] in md
+
+
+@pytest.mark.parametrize("suite", ["tiny", "small"])
+def test_committed_cards_render_byte_for_byte(suite: str) -> None:
+    """The committed JSON-LD card, rendered again, gives the committed Markdown card and
+    its own text (the rendering is split into sections; its output must not move)."""
+    root = Path(__file__).resolve().parents[1] / "data_cards"
+    text = (root / f"{suite}.json").read_text(encoding="utf-8")
+    card = json.loads(text)
+    assert render_markdown(card) == (root / f"{suite}.md").read_text(encoding="utf-8")
+    assert json.dumps(card, indent=2, ensure_ascii=False, allow_nan=False) + "\n" == text
 
 
 def test_copy_section_records_the_exact_store_hash(micro: Path) -> None:

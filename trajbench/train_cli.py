@@ -119,7 +119,7 @@ def train_forecaster(
     import pandas as pd
     import torch
 
-    from trajbench.bench.environment import store_sha256
+    from trajbench.store.hashing import store_sha256
     from trajbench.store.reader import open_store
 
     say = log or (lambda msg: None)

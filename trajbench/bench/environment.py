@@ -1,5 +1,6 @@
-"""What a manifest records about the store, the machine and the libraries, and how the
-harness measures wall time and peak memory of ``fit`` and ``predict``."""
+"""What a manifest records about the machine and the libraries, and how the harness
+measures wall time and peak memory of ``fit`` and ``predict``. The store's hashes are in
+:mod:`trajbench.store.hashing`."""
 
 from __future__ import annotations
 
@@ -11,148 +12,17 @@ import time
 import tracemalloc
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
 
 from trajbench.store.root import platform_info
 
 __all__ = [
-    "store_sha256",
-    "store_hashes",
-    "StoreHashes",
-    "STORE_HASH_DEFINITION",
     "machine_info",
     "library_versions",
     "Meter",
     "process_memory",
     "reset_peak_rss",
 ]
-
-STORE_HASH_DEFINITION = (
-    "sha256-files-v1: SHA-256 of the UTF-8 text with one line '<path>\\t<sha256 of the file bytes>\\n' per regular file"
-    " of the store (zarr.json documents and chunks alike), path relative to the store root with '/' separators,"
-    " lines sorted by path (byte order)"
-)
-
-
-def _sha256_path(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _regular_files(root: str) -> list[tuple[str, str]]:
-    """``(path relative to root with '/' separators, full path)`` of every regular file
-    under ``root`` (what ``os.walk`` finds: symbolic links to directories are not
-    followed, links to files count as files)."""
-    out: list[tuple[str, str]] = []
-    stack = [(root, "")]
-    while stack:
-        directory, prefix = stack.pop()
-        try:
-            entries = list(os.scandir(directory))
-        except OSError:
-            continue
-        for entry in entries:
-            rel = prefix + entry.name
-            try:
-                if entry.is_dir():
-                    if not entry.is_symlink():
-                        stack.append((entry.path, rel + "/"))
-                elif entry.is_file():
-                    out.append((rel, entry.path))
-            except OSError:
-                continue
-    return out
-
-
-#: Files hashed at once (hashlib and file reads release the GIL, so threads overlap them).
-HASH_THREADS = 4
-
-
-def _file_digests(text: str, threads: int = HASH_THREADS) -> list[tuple[str, str]]:
-    """``(relative path, sha256 of the bytes)`` of every regular file of the store at
-    ``text`` (a local path, or an fsspec URL), in no particular order, hashed on up to
-    ``threads`` threads."""
-    if "://" not in text:
-        files = _regular_files(text)
-        if len(files) > 1 and threads > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                digests = list(pool.map(_sha256_path, [p for _, p in files]))
-        else:
-            digests = [_sha256_path(p) for _, p in files]
-        return [(rel, digest) for (rel, _), digest in zip(files, digests, strict=True)]
-    import fsspec
-
-    fs, root_path = fsspec.core.url_to_fs(text)
-    root_path = root_path.rstrip("/")
-    entries = []
-    for path in fs.find(root_path):
-        rel = path[len(root_path) :].lstrip("/")
-        entries.append((rel, hashlib.sha256(fs.cat_file(path)).hexdigest()))
-    return entries
-
-
-def _listing(entries: list[tuple[str, str]]) -> str:
-    ordered = sorted(entries, key=lambda e: e[0].encode("utf-8"))
-    return hashlib.sha256("".join(f"{p}\t{h}\n" for p, h in ordered).encode("utf-8")).hexdigest()
-
-
-def _local(location: str | os.PathLike[str]) -> str:
-    text = os.fspath(location)
-    return text[len("file://") :] if text.startswith("file://") else text
-
-
-def store_sha256(location: str | os.PathLike[str]) -> str:
-    """The store's content hash (:data:`STORE_HASH_DEFINITION`): it changes when any
-    byte of any file changes, and does not depend on the machine, the file system's
-    order or timestamps."""
-    return _listing(_file_digests(_local(location)))
-
-
-@dataclass(frozen=True)
-class StoreHashes:
-    """Both hashes of a store: ``files`` (:data:`STORE_HASH_DEFINITION`, every byte) and
-    ``content`` (``trajbench.cards.CONTENT_HASH_DEFINITION``, the data cards' hash, blind to
-    the ``created_at`` / ``updated_at`` timestamps)."""
-
-    files: str
-    content: str
-
-
-def store_hashes(location: str | os.PathLike[str], threads: int = HASH_THREADS) -> StoreHashes:
-    """:func:`store_sha256` and :func:`trajbench.cards.store_content_sha256` of a store from
-    one read of its files (the content hash re-reads only the group ``zarr.json``
-    documents, which it hashes canonically), hashed on up to ``threads`` threads."""
-    import json
-
-    from trajbench.cards import content_sha256_of
-
-    text = _local(location)
-    entries = _file_digests(text, max(1, int(threads)))
-    kept = {rel: digest for rel, digest in entries if not rel.endswith(".partial")}
-    documents: dict[str, Any] = {}
-    for rel in kept:
-        if rel == "zarr.json" or rel.endswith("/zarr.json"):
-            if "://" in text:
-                import fsspec
-
-                with fsspec.open(f"{text.rstrip('/')}/{rel}", "rb") as fh:
-                    data = fh.read()
-            else:
-                with open(os.path.join(text, rel), "rb") as fh:
-                    data = fh.read()
-            try:
-                document = json.loads(data.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                continue
-            if isinstance(document, dict):
-                documents[rel] = document
-    return StoreHashes(_listing(entries), content_sha256_of(kept, documents))
 
 
 def machine_info() -> dict[str, Any]:
@@ -234,10 +104,10 @@ def reset_peak_rss() -> bool:
         return False
 
 
-# Whether a Meter has started tracing allocations and is measuring now. A process forked meanwhile (a
-# forecaster's worker pool) inherits the tracing, which nobody reads (the parent cannot see
-# a child's memory) and which slows numpy-heavy Python code several times (the batched
-# ARIMA's small-suite run took 3.9x as long): such children stop it.
+# Whether a Meter has started tracing allocations and is measuring now. A process forked
+# meanwhile (a forecaster's worker pool) inherits the tracing, which nobody reads (the parent
+# cannot see a child's memory) and which slows numpy-heavy Python code several times (the
+# batched ARIMA's small-suite run took 3.9x as long): such children stop it.
 _METERING = False
 
 

@@ -57,9 +57,9 @@ def _toml(config: dict[str, dict[str, object]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     from trajbench.bench.environment import library_versions, machine_info
     from trajbench.bench.results import manifest_json
-    from trajbench.cards import store_content_sha256
     from trajbench.cli import main as cli_main
     from trajbench.report.merge import store_hash_of
+    from trajbench.store.hashing import store_content_sha256
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(

@@ -28,8 +28,8 @@ from trajbench.bench.downstream import (
 )
 from trajbench.bench.harness import run_benchmark
 from trajbench.bench.splits import assign_splits
-from trajbench.bench.windows import derive_seed
 from trajbench.errors import TrajbenchError
+from trajbench.forecasting import derive_seed
 from trajbench.forecasting.registry import get_forecaster
 from trajbench.generate import generate
 from trajbench.store.reader import open_store
@@ -341,3 +341,28 @@ def test_bench_track_downstream_writes_only_downstream_rows(
         & table["value"].notna()
     ]
     assert len(pers) and np.allclose(pers["value"], 0.0)
+
+
+def test_cli_track_downstream_prints_gain_ratios(
+    store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trajbench.bench.results import read_results
+    from trajbench.cli import main
+
+    argv = ["bench", str(store_path), "--out", str(tmp_path / "r"), "--track", "downstream"]
+    argv += ["--forecasters", "persistence,linear", "--downstream-horizons", "1,2"]
+    argv += ["--downstream-origins", "2", "--bootstrap", "50", "--unseen-tasks", "digits-cnn"]
+    assert main([*argv, "--no-store-hash", "--quiet"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert not any(line.startswith("scaled error") for line in lines)
+    title = next(i for i, line in enumerate(lines) if line.startswith("downstream gain ratio"))
+    header = lines[title + 1].split()
+    assert header == ["forecaster", "test/h=1", "test/h=2", "test/long", *header[4:]]
+    assert all(h.startswith("unseen/") for h in header[4:])  # then the unseen split
+    table = read_results(tmp_path / "r")
+    gain = table[(table["metric"] == "gain_ratio") & (table["task"] == "all")]
+    for offset, name in enumerate(["persistence", "linear"], start=2):
+        line = lines[title + offset]
+        assert line.startswith(name)
+        for r in gain[(gain["forecaster"] == name) & gain["value"].notna()].itertuples():
+            assert f"{r.value:.3f}" in line

@@ -376,6 +376,12 @@ def test_cli_track_online_writes_online_rows(
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "online skip-epoch" in out and "scaled error" not in out
+    # one row per forecaster (the plain optimizer first) and task: trajbench.report.terminal
+    rows = [line.split()[:3] for line in out.splitlines() if "digits-logreg" in line]
+    assert rows == [
+        ["optimizer", "digits-logreg", "test"],
+        ["persistence", "digits-logreg", "test"],
+    ]
     table = read_results(tmp_path / "r")
     assert set(table["track"]) == {"online"} and {"optimizer", "persistence"} == set(
         table["forecaster"]

@@ -33,6 +33,11 @@ the last origin that has the smallest horizon, optionally at most
 :attr:`DownstreamSettings.max_runs_per_task` runs per (task, split) (the first by path).
 Each run costs ``origins x (1 + horizons)`` evaluations of true snapshots (fewer where
 they coincide) plus ``origins x horizons`` per forecaster.
+
+This module scores the windows (:func:`evaluate_downstream`: open a run, forecast its
+origins, score every window) and runs the track (:func:`run_downstream_track`); the
+rows of the results table are made from the windows in
+:mod:`trajbench.bench.downstream_summary` (:func:`aggregate_downstream`, re-exported).
 """
 
 from __future__ import annotations
@@ -41,17 +46,26 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from trajbench._runtime import one_line
-from trajbench.bench.metrics import boot_mean, bootstrap_weights, percentile_ci
-from trajbench.bench.windows import SeriesSource, build_context, derive_seed, eligible_columns
+from trajbench._seeds import derive_seed, seed_everything
+from trajbench.bench.downstream_summary import (
+    DOWNSTREAM_METRICS,
+    MEAN_METRICS,
+    TRACK,  # noqa: F401  (re-exported: the track's name in the results table)
+    aggregate_downstream,
+    gain_ratio,
+)
+from trajbench.bench.windows import eligible_columns
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
+from trajbench.forecasting.meta import SeriesMeta
+from trajbench.forecasting.series import SeriesSource, build_context
 
 __all__ = [
     "DOWNSTREAM_METRICS",
@@ -63,20 +77,9 @@ __all__ = [
     "run_downstream_track",
 ]
 
-TRACK = "downstream"
-#: Metric names of the downstream rows (``docs/results-format.md``).
-DOWNSTREAM_METRICS: tuple[str, ...] = (
-    "acc_forecast",
-    "acc_origin",
-    "acc_target",
-    "loss_forecast",
-    "loss_origin",
-    "loss_target",
-    "gain_ratio",
-    "excluded_windows",
-)
-_MEAN_METRICS = DOWNSTREAM_METRICS[:6]
-_WINDOW_COLUMNS = ["forecaster", "run", "task", "split", "origin", "horizon", *_MEAN_METRICS]
+#: Columns of the scored windows (:func:`evaluate_downstream`). The rows of the results
+#: table are made from them in :mod:`trajbench.bench.downstream_summary` (re-exported).
+_WINDOW_COLUMNS = ["forecaster", "run", "task", "split", "origin", "horizon", *MEAN_METRICS]
 
 
 @dataclass(frozen=True)
@@ -170,35 +173,6 @@ def downstream_origins(
     return np.unique(np.round(np.linspace(first, last, count)).astype(np.int64))
 
 
-def gain_ratio(
-    acc_forecast: Any, acc_origin: Any, acc_target: Any, epsilon: float
-) -> tuple[float, int, int]:
-    """``(ratio, used, excluded)`` over a set of windows.
-
-    ``ratio = sum sign(d)(acc_forecast - acc_origin) / sum |d|`` over the windows whose
-    true change ``d = acc_target - acc_origin`` has ``|d| >= epsilon`` (``used``; the
-    others are ``excluded``; windows with a non-finite accuracy count as excluded). For
-    one window it is ``(acc_forecast - acc_origin) / (acc_target - acc_origin)``. NaN when
-    no window is used.
-    """
-    f = np.asarray(acc_forecast, dtype=np.float64).reshape(-1)
-    o = np.asarray(acc_origin, dtype=np.float64).reshape(-1)
-    t = np.asarray(acc_target, dtype=np.float64).reshape(-1)
-    if not f.shape == o.shape == t.shape:
-        raise TrajbenchError(
-            f"gain_ratio needs equally long arrays, but got {f.shape}, {o.shape} and {t.shape}"
-        )
-    d = t - o
-    with np.errstate(invalid="ignore"):
-        use = np.isfinite(f) & np.isfinite(d) & (np.abs(d) >= epsilon) & (d != 0)
-    used = int(use.sum())
-    excluded = int(len(d) - used)
-    if not used:
-        return math.nan, 0, excluded
-    ratio = float(np.sum(np.sign(d[use]) * (f[use] - o[use])) / np.sum(np.abs(d[use])))
-    return ratio, used, excluded
-
-
 # ------------------------------------------------------------------ evaluation
 class _Tasks:
     """One task instance per (name, params), so each data set loads once."""
@@ -245,6 +219,33 @@ class _Scorer:
         return float(out["val_acc"]), float(out["val_loss"])
 
 
+@dataclass
+class _OpenRun:
+    """One run ready to score: the snapshots ``lo:hi`` that any window needs (``block``,
+    every scalar, so a forecast can be written over the origin's row), the forecastable
+    columns of them (``series``), the run's scorer and each true snapshot's score."""
+
+    path: str
+    task: str
+    split: str
+    n: int  # snapshots of the run
+    origins: np.ndarray
+    cols: np.ndarray  # the forecastable columns of a weight row
+    lo: int  # the snapshot of block[0] and series[0]
+    block: np.ndarray
+    series: np.ndarray
+    meta: SeriesMeta
+    scorer: _Scorer
+    truth: dict[int, tuple[float, float]] = field(default_factory=dict)
+
+    def true_score(self, i: int) -> tuple[float, float]:
+        """``(acc, loss)`` of the true snapshot ``i``, scored once and shared by every
+        forecaster."""
+        if i not in self.truth:
+            self.truth[i] = self.scorer(self.block[i - self.lo])
+        return self.truth[i]
+
+
 def evaluate_downstream(
     store: Any,
     forecasters: Sequence[Forecaster],
@@ -270,6 +271,7 @@ def evaluate_downstream(
     failures: dict[str, str] = {}
     tasks = _Tasks()
     horizons = np.asarray(settings.horizons, dtype=np.int64)
+    # the longest context any forecaster reads: the snapshots loaded start that far back
     k_max = max([int(f.context_length) for f in forecasters] + [1])
     info: dict[str, Any] = {
         "runs": 0,
@@ -280,363 +282,111 @@ def evaluate_downstream(
         "predict_seconds": {f.name: 0.0 for f in forecasters},
     }
     for row in runs.sort_values("path", kind="stable").itertuples(index=False):
-        run = store.run(row.path)
-        attrs = run.attrs
-        if not _is_real_task(attrs):
-            info["skipped_runs"].append(
-                {"path": row.path, "reason": f"task {attrs.get('task')!r} is not a registered task"}
-            )
+        run = _open_run(store, row, tasks, settings, first, k_max, exclude_kinds, trainable_only)
+        if isinstance(run, str):
+            info["skipped_runs"].append({"path": row.path, "reason": run})
             continue
-        n = int(run.n_snapshots)
-        origins = downstream_origins(n, first, settings.horizons, settings.max_origins)
-        specs = run.specs
-        if not len(origins) or not specs:
-            info["skipped_runs"].append(
-                {
-                    "path": row.path,
-                    "reason": "no origin with a target" if specs else "no param_layout",
-                }
-            )
-            continue
-        cols = eligible_columns(specs, run.n_params, exclude_kinds, trainable_only)
-        lo = max(0, int(origins[0]) - k_max + 1)
-        hi = min(n, int(origins[-1]) + int(horizons[-1]) + 1)
-        block = np.asarray(run.weights[lo:hi], dtype=np.float32)
-        series = np.ascontiguousarray(block[:, cols])
-        scorer = _Scorer(tasks(attrs), specs)
-        truth: dict[int, tuple[float, float]] = {}
-
-        def true_score(
-            i: int,
-            truth: dict[int, tuple[float, float]] = truth,
-            scorer: _Scorer = scorer,
-            block: np.ndarray = block,
-            lo: int = lo,
-        ) -> tuple[float, float]:
-            if i not in truth:
-                truth[i] = scorer(block[i - lo])
-            return truth[i]
-
-        windows = [(int(o), int(h)) for o in origins for h in horizons if o + h <= n - 1]
         info["runs"] += 1
-        info["windows"] += len(windows)
-        source = SeriesSource.from_run(run, cols, str(row.task), n_snapshots=n)
-        meta = source.meta()
-        per_batch = max(1, settings.batch_elements // max(1, len(cols) * k_max))
+        info["windows"] += sum(1 for o in run.origins for h in horizons if o + h <= run.n - 1)
+        # origins per predict call: as many as fit in settings.batch_elements values
+        per_batch = max(1, settings.batch_elements // max(1, len(run.cols) * k_max))
         for f in forecasters:
             if f.name in failures:
-                continue
-            _seed(derive_seed("trajbench-downstream-v1", seed, f.name, row.path))
-            k = int(f.context_length)
+                continue  # a forecaster stops at its first error
+            seed_everything(derive_seed("trajbench-downstream-v1", seed, f.name, row.path))
             try:
-                for b in range(0, len(origins), per_batch):
-                    o = origins[b : b + per_batch]
-                    h_pred = int(
-                        max([h for h in horizons for oo in o if oo + h <= n - 1] or [horizons[0]])
-                    )
-                    context = build_context(series, lo, o, k)
-                    t0 = time.perf_counter()
-                    pred = f.predict(
-                        context, h_pred, meta.tile(len(o)).with_origin(np.repeat(o, len(cols)))
-                    )
-                    info["predict_seconds"][f.name] += time.perf_counter() - t0
-                    pred = pred.reshape(len(o), len(cols), h_pred)
-                    for i, origin in enumerate(o):
-                        acc_o, loss_o = true_score(int(origin))
-                        for h in horizons:
-                            if origin + h > n - 1:
-                                continue
-                            acc_t, loss_t = true_score(int(origin + h))
-                            forecast = block[int(origin) - lo].copy()
-                            forecast[cols] = pred[i, :, h - 1]
-                            acc_f, loss_f = scorer(forecast)
-                            rows.append(
-                                [
-                                    f.name,
-                                    row.path,
-                                    str(row.task),
-                                    str(row.split),
-                                    int(origin),
-                                    int(h),
-                                    acc_f,
-                                    acc_o,
-                                    acc_t,
-                                    loss_f,
-                                    loss_o,
-                                    loss_t,
-                                ]
-                            )
+                _score_forecaster(f, run, horizons, per_batch, rows, info["predict_seconds"])
             except Exception as exc:
                 failures[f.name] = f"{one_line(exc)} (downstream, run '{row.path}')"
                 say(f"{f.name}: failed on the downstream track: {failures[f.name]}")
-        info["evaluate_seconds"] += scorer.seconds
-        info["evaluations"] += scorer.calls
+        info["evaluate_seconds"] += run.scorer.seconds
+        info["evaluations"] += run.scorer.calls
     frame = pd.DataFrame(rows, columns=_WINDOW_COLUMNS)
     if failures:
         frame = frame[~frame["forecaster"].isin(list(failures))].reset_index(drop=True)
     return frame, failures, info
 
 
-def _seed(seed: int) -> None:
-    import random
-    import sys
-
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch = sys.modules.get("torch")
-    if torch is not None:
-        torch.manual_seed(seed)
-
-
-# ------------------------------------------------------------------ aggregation
-def _per_run(windows: pd.DataFrame, epsilon: float) -> pd.DataFrame:
-    """Per (forecaster, run, horizon) and pooled over horizons (``long``): the means of
-    the six values, the gain ratio, and used/excluded window counts."""
-    out = []
-    for frame in (windows, windows.assign(horizon="long")):
-        for key, g in frame.groupby(["forecaster", "run", "task", "split", "horizon"], sort=False):
-            ratio, used, excluded = gain_ratio(
-                g["acc_forecast"], g["acc_origin"], g["acc_target"], epsilon
-            )
-            rec = dict(zip(["forecaster", "run", "task", "split", "horizon"], key, strict=True))
-            rec["horizon"] = str(rec["horizon"])
-            for m in _MEAN_METRICS:
-                v = g[m].to_numpy(np.float64)
-                v = v[np.isfinite(v)]
-                rec[m] = float(v.mean()) if v.size else math.nan
-            rec["gain_ratio"] = ratio
-            rec["excluded_windows"] = float(excluded)
-            rec["windows"] = len(g)
-            out.append(rec)
-    return pd.DataFrame(
-        out,
-        columns=["forecaster", "run", "task", "split", "horizon", *DOWNSTREAM_METRICS, "windows"],
+def _open_run(
+    store: Any,
+    row: Any,
+    tasks: _Tasks,
+    settings: DownstreamSettings,
+    first: int,
+    k_max: int,
+    exclude_kinds: Sequence[str],
+    trainable_only: bool,
+) -> _OpenRun | str:
+    """The run of ``row`` (of the runs table) ready to score, or why it is skipped."""
+    run = store.run(row.path)
+    attrs = run.attrs
+    if not _is_real_task(attrs):
+        return f"task {attrs.get('task')!r} is not a registered task"
+    n = int(run.n_snapshots)
+    origins = downstream_origins(n, first, settings.horizons, settings.max_origins)
+    specs = run.specs
+    if not len(origins) or not specs:
+        return "no origin with a target" if specs else "no param_layout"
+    cols = eligible_columns(specs, run.n_params, exclude_kinds, trainable_only)
+    # read only the snapshots a window needs: the first context to the last target
+    lo = max(0, int(origins[0]) - k_max + 1)
+    hi = min(n, int(origins[-1]) + int(settings.horizons[-1]) + 1)
+    block = np.asarray(run.weights[lo:hi], dtype=np.float32)
+    series = np.ascontiguousarray(block[:, cols])
+    scorer = _Scorer(tasks(attrs), specs)
+    meta = SeriesSource.from_run(run, cols, str(row.task), n_snapshots=n).meta()
+    return _OpenRun(
+        row.path, str(row.task), str(row.split), n, origins, cols, lo, block, series, meta, scorer
     )
 
 
-def aggregate_downstream(
-    windows: pd.DataFrame,
-    failures: Mapping[str, str],
-    *,
-    epsilon: float,
-    bootstrap: int = 1000,
-    ci_level: float = 0.95,
-    seed: int = 0,
-    order: Sequence[str] = (),
-) -> pd.DataFrame:
-    """The downstream rows of the results table (``docs/results-format.md``).
+def _score_forecaster(
+    f: Forecaster,
+    run: _OpenRun,
+    horizons: np.ndarray,
+    per_batch: int,
+    rows: list[list[Any]],
+    predict_seconds: dict[str, float],
+) -> None:
+    """Forecast every origin of ``run`` with ``f`` (``per_batch`` origins per ``predict``
+    call) and append a row per window to ``rows``; raises on the forecaster's error."""
+    k = int(f.context_length)
+    n_cols = len(run.cols)
+    for b in range(0, len(run.origins), per_batch):
+        o = run.origins[b : b + per_batch]
+        # one predict for the batch, as far ahead as its furthest window with a target
+        h_pred = int(max([h for h in horizons for oo in o if oo + h <= run.n - 1] or [horizons[0]]))
+        context = build_context(run.series, run.lo, o, k)
+        t0 = time.perf_counter()
+        pred = f.predict(context, h_pred, run.meta.tile(len(o)).with_origin(np.repeat(o, n_cols)))
+        predict_seconds[f.name] += time.perf_counter() - t0
+        _score_batch(f.name, run, o, pred.reshape(len(o), n_cols, h_pred), horizons, rows)
 
-    Per (forecaster, task, split, horizon): the mean over runs of each run's mean
-    accuracy/loss and of its gain ratio, with a percentile bootstrap interval over runs
-    (``bootstrap`` resamples, the same for every forecaster: paired), ``n`` = runs with a
-    value; ``excluded_windows`` is the total over runs (``n`` = windows considered, no
-    interval). ``task = all`` rows average the task means of a split, their interval
-    from the tasks' bootstrap replicates (tasks resampled independently), ``n`` = tasks.
-    Horizon ``long`` pools every horizon. Failed forecasters get one ``error`` row.
-    """
-    from trajbench.bench.results import COLUMNS, normalize_table
 
-    records: list[dict[str, Any]] = []
-    for name, message in failures.items():
-        records.append(
-            _record(
-                name,
-                "all",
-                "all",
-                None,
-                "error",
-                math.nan,
-                math.nan,
-                math.nan,
-                0,
-                "failed",
-                message,
+def _score_batch(
+    name: str,
+    run: _OpenRun,
+    origins: np.ndarray,
+    pred: np.ndarray,
+    horizons: np.ndarray,
+    rows: list[list[Any]],
+) -> None:
+    """Score the forecasts ``pred`` ``(origins, cols, horizon)`` of one batch: each is
+    written over its origin's row (so buffers and frozen tensors are the origin's) and
+    loaded into the model; appends one row per window with a target."""
+    for i, origin in enumerate(origins):
+        acc_o, loss_o = run.true_score(int(origin))
+        for h in horizons:
+            if origin + h > run.n - 1:
+                continue  # the target is past the run's end
+            acc_t, loss_t = run.true_score(int(origin + h))
+            forecast = run.block[int(origin) - run.lo].copy()
+            forecast[run.cols] = pred[i, :, h - 1]
+            acc_f, loss_f = run.scorer(forecast)
+            rows.append(
+                [name, run.path, run.task, run.split, int(origin), int(h)]
+                + [acc_f, acc_o, acc_t, loss_f, loss_o, loss_t]
             )
-        )
-    per_run = _per_run(windows, epsilon) if not windows.empty else pd.DataFrame()
-    if not per_run.empty:
-        per_run["col"] = per_run["forecaster"].astype(str) + "\x1f" + per_run["horizon"].astype(str)
-        cols_all = list(dict.fromkeys(per_run["col"]))
-        for split, sp in per_run.groupby("split", sort=True):
-            task_points: list[np.ndarray] = []
-            task_boots: list[np.ndarray] = []
-            for task, g in sp.groupby("task", sort=True):
-                runs = sorted(g["run"].unique())
-                r_index = {r: i for i, r in enumerate(runs)}
-                cube = np.full((len(runs), len(cols_all), len(DOWNSTREAM_METRICS)), np.nan)
-                ri = g["run"].map(r_index).to_numpy()
-                ci = g["col"].map({c: i for i, c in enumerate(cols_all)}).to_numpy()
-                cube[ri, ci, :] = g[list(DOWNSTREAM_METRICS)].to_numpy(np.float64)
-                windows_n = np.zeros(len(cols_all))
-                np.add.at(windows_n, ci, g["windows"].to_numpy(np.float64))
-                flat = cube.reshape(len(runs), -1)
-                finite = np.isfinite(flat)
-                count = finite.sum(0)
-                with np.errstate(invalid="ignore"):
-                    point = np.where(
-                        count > 0, np.where(finite, flat, 0).sum(0) / np.maximum(count, 1), np.nan
-                    )
-                weights = bootstrap_weights(
-                    len(runs),
-                    bootstrap,
-                    derive_seed("trajbench-downstream-bootstrap-v1", seed, split, task),
-                )
-                boots = boot_mean(flat, weights)
-                if len(runs) >= 2:
-                    low, high = percentile_ci(boots, ci_level)
-                else:
-                    low = high = np.full(point.shape, np.nan)
-                task_points.append(point)
-                task_boots.append(boots)
-                shape = (len(cols_all), len(DOWNSTREAM_METRICS))
-                point, low, high, count = (a.reshape(shape) for a in (point, low, high, count))
-                excl_total = np.nansum(cube[:, :, -1], axis=0)
-                for c, col in enumerate(cols_all):
-                    if not np.any(np.isfinite(cube[:, c, :])):
-                        continue
-                    name, horizon = col.split("\x1f")
-                    for m, metric in enumerate(DOWNSTREAM_METRICS):
-                        if metric == "excluded_windows":
-                            records.append(
-                                _record(
-                                    name,
-                                    str(task),
-                                    str(split),
-                                    horizon,
-                                    metric,
-                                    float(excl_total[c]),
-                                    math.nan,
-                                    math.nan,
-                                    int(windows_n[c]),
-                                    "ok",
-                                    "",
-                                )
-                            )
-                        else:
-                            records.append(
-                                _record(
-                                    name,
-                                    str(task),
-                                    str(split),
-                                    horizon,
-                                    metric,
-                                    point[c, m],
-                                    low[c, m],
-                                    high[c, m],
-                                    int(count[c, m]),
-                                    "ok",
-                                    "",
-                                )
-                            )
-            # task = all: mean over tasks of the task means
-            points = np.vstack(task_points)
-            finite = np.isfinite(points)
-            n_tasks = finite.sum(0)
-            with np.errstate(invalid="ignore"):
-                mean = np.where(
-                    n_tasks > 0, np.where(finite, points, 0).sum(0) / np.maximum(n_tasks, 1), np.nan
-                )
-                stacked = np.stack(task_boots)  # (T, B, M)
-                bf = np.isfinite(stacked)
-                boot_all = np.where(
-                    bf.sum(0) > 0,
-                    np.where(bf, stacked, 0).sum(0) / np.maximum(bf.sum(0), 1),
-                    np.nan,
-                )
-            low, high = percentile_ci(boot_all, ci_level)
-            shape = (len(cols_all), len(DOWNSTREAM_METRICS))
-            mean, low, high, n_tasks = (a.reshape(shape) for a in (mean, low, high, n_tasks))
-            excl = sp.groupby("col")["excluded_windows"].sum()
-            wins = sp.groupby("col")["windows"].sum()
-            for c, col in enumerate(cols_all):
-                if col not in excl.index:
-                    continue
-                name, horizon = col.split("\x1f")
-                for m, metric in enumerate(DOWNSTREAM_METRICS):
-                    if metric == "excluded_windows":
-                        records.append(
-                            _record(
-                                name,
-                                "all",
-                                str(split),
-                                horizon,
-                                metric,
-                                float(excl[col]),
-                                math.nan,
-                                math.nan,
-                                int(wins[col]),
-                                "ok",
-                                "",
-                            )
-                        )
-                    elif n_tasks[c, m] > 0:
-                        records.append(
-                            _record(
-                                name,
-                                "all",
-                                str(split),
-                                horizon,
-                                metric,
-                                mean[c, m],
-                                low[c, m],
-                                high[c, m],
-                                int(n_tasks[c, m]),
-                                "ok",
-                                "",
-                            )
-                        )
-    table = pd.DataFrame(records, columns=list(COLUMNS))
-    if table.empty:
-        return normalize_table(table)
-    rank = {name: i for i, name in enumerate(order)}
-    key = pd.DataFrame(
-        {
-            "f": table["forecaster"].map(lambda x: rank.get(x, len(rank))),
-            "split": table["split"],
-            "task_all": table["task"] == "all",
-            "task": table["task"],
-            "metric": table["metric"],
-            "h": table["horizon"].map(_horizon_key),
-        }
-    )
-    table = table.loc[key.sort_values(list(key.columns), kind="stable").index]
-    return normalize_table(table)
-
-
-def _horizon_key(h: Any) -> tuple[int, int]:
-    if not isinstance(h, str) or not h:
-        return (2, 0)
-    return (0, int(h)) if h.isdigit() else (1, 0)
-
-
-def _record(
-    forecaster: str,
-    task: str,
-    split: str,
-    horizon: Any,
-    metric: str,
-    value: float,
-    low: float,
-    high: float,
-    n: int,
-    status: str,
-    message: str,
-) -> dict[str, Any]:
-    return {
-        "forecaster": forecaster,
-        "task": task,
-        "split": split,
-        "track": TRACK,
-        "kind": "all",
-        "horizon": horizon,
-        "metric": metric,
-        "value": float(value),
-        "ci_low": float(low),
-        "ci_high": float(high),
-        "n": int(n),
-        "status": status,
-        "message": message,
-    }
 
 
 # ------------------------------------------------------------------ the track
@@ -665,13 +415,7 @@ def run_downstream_track(
         )
     say = log or (lambda msg: None)
     t0 = time.perf_counter()
-    picked = splits[
-        splits["split"].isin(settings.splits) & (splits["group"] == "runs")
-    ].sort_values("path", kind="stable")
-    if settings.max_runs_per_task is not None:
-        picked = picked.groupby(["task", "split"], sort=False, group_keys=False).head(
-            settings.max_runs_per_task
-        )
+    picked = _pick_runs(splits, settings)
     failures = dict(failed or {})
     live = [f for f in forecasters if f.name not in failures]
     say(
@@ -698,7 +442,32 @@ def run_downstream_track(
         seed=seed,
         order=[f.name for f in forecasters],
     )
-    section = {
+    return table, _manifest_section(settings, first, info, failures, t0)
+
+
+def _pick_runs(splits: pd.DataFrame, settings: DownstreamSettings) -> pd.DataFrame:
+    """The runs scored: those of ``settings.splits`` (runs, not synthetic series) by
+    path, at most ``settings.max_runs_per_task`` per (task, split), the first by path."""
+    picked = splits[
+        splits["split"].isin(settings.splits) & (splits["group"] == "runs")
+    ].sort_values("path", kind="stable")
+    if settings.max_runs_per_task is not None:
+        picked = picked.groupby(["task", "split"], sort=False, group_keys=False).head(
+            settings.max_runs_per_task
+        )
+    return picked
+
+
+def _manifest_section(
+    settings: DownstreamSettings,
+    first: int,
+    info: dict[str, Any],
+    failures: dict[str, str],
+    t0: float,
+) -> dict[str, Any]:
+    """The track's manifest section: settings, counts, timings (since ``t0``) and
+    failures."""
+    return {
         "settings": settings.to_json(),
         "first_origin": first,
         "runs": info["runs"],
@@ -710,28 +479,3 @@ def run_downstream_track(
         "failed": dict(failures),
         "wall_seconds": round(time.perf_counter() - t0, 3),
     }
-    return table, section
-
-
-def summary_lines(table: pd.DataFrame) -> list[str]:
-    """A few lines for a terminal: per forecaster and split, the cross-task gain ratio
-    per horizon (with its interval). Empty when the table has no downstream rows."""
-    sel = table[
-        (table["track"] == TRACK)
-        & (table["task"] == "all")
-        & (table["metric"] == "gain_ratio")
-        & (table["status"] != "failed")
-    ]
-    if sel.empty:
-        return []
-    lines = [
-        "",
-        "downstream gain ratio (acc(forecast) - acc(w_t)) / (acc(w_t+h) - acc(w_t)), mean over tasks; 1 = as good as training on, 0 = as the origin",
-    ]
-    for (name, split), g in sel.groupby(["forecaster", "split"], sort=False):
-        cells = []
-        for r in g.itertuples(index=False):
-            ci = f" [{r.ci_low:.2f}, {r.ci_high:.2f}]" if np.isfinite(r.ci_low) else ""
-            cells.append(f"h={r.horizon}: {r.value:.3f}{ci}")
-        lines.append(f"  {name} ({split}): " + "; ".join(cells))
-    return lines

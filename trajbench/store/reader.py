@@ -6,9 +6,10 @@ below the run's committed ``n_snapshots``.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -27,7 +28,7 @@ from trajbench.store.format import (
     WEIGHTS,
 )
 from trajbench.store.layout import ParamSpec, parse_layout
-from trajbench.store.root import member_keys, open_root
+from trajbench.store.root import array_at, group_at, member_keys, open_root
 
 __all__ = ["open_store", "Store", "Run", "LazyArray"]
 
@@ -78,14 +79,18 @@ class LazyArray:
     @property
     def chunks(self) -> tuple[int, int]:
         """Chunk shape of the underlying array (snapshots, params): the inner chunks of a sharded one."""
-        return tuple(int(c) for c in self._array.chunks)  # type: ignore[return-value]
+        snapshots, params = self._array.chunks  # weights are 2-D
+        return int(snapshots), int(params)
 
     @property
     def shards(self) -> tuple[int, int] | None:
         """Shard shape of the underlying array when it is sharded (wide runs), else None.
         ``chunks`` is then the inner chunk shape, the unit a read decodes."""
         shards = self._array.shards
-        return None if shards is None else tuple(int(c) for c in shards)  # type: ignore[return-value]
+        if shards is None:
+            return None
+        snapshots, params = shards  # weights are 2-D
+        return int(snapshots), int(params)
 
     @property
     def zarr(self) -> zarr.Array:
@@ -222,7 +227,7 @@ class Run:
     @cached_property
     def _weights_array(self) -> zarr.Array:
         try:
-            return self._group[WEIGHTS]
+            return array_at(self._group, WEIGHTS)
         except KeyError:
             raise StoreError(f"run '{self.path}' has no '{WEIGHTS}' array") from None
 
@@ -273,7 +278,7 @@ class Run:
         )
 
     def _series(self, name: str) -> np.ndarray:
-        return np.asarray(self._group[name][: self.n_snapshots])
+        return np.asarray(array_at(self._group, name)[: self.n_snapshots])
 
     @property
     def steps(self) -> np.ndarray:
@@ -340,7 +345,7 @@ class Store:
 
     @property
     def format_version(self) -> int:
-        return int(self._root.attrs["format_version"])
+        return int(self.attrs["format_version"])
 
     def run_paths(self) -> list[str]:
         """Every run's path: ``runs/<id>`` then ``synthetic/<family>/<id>``, sorted."""
@@ -348,14 +353,15 @@ class Store:
         top = member_keys(self._root, "group")
         if RUNS_GROUP in top:
             paths += [
-                f"{RUNS_GROUP}/{k}" for k in sorted(member_keys(self._root[RUNS_GROUP], "group"))
+                f"{RUNS_GROUP}/{k}"
+                for k in sorted(member_keys(group_at(self._root, RUNS_GROUP), "group"))
             ]
         if SYNTHETIC_GROUP in top:
-            synthetic = self._root[SYNTHETIC_GROUP]
+            synthetic = group_at(self._root, SYNTHETIC_GROUP)
             for family in sorted(member_keys(synthetic, "group")):
                 paths += [
                     f"{SYNTHETIC_GROUP}/{family}/{k}"
-                    for k in sorted(member_keys(synthetic[family], "group"))
+                    for k in sorted(member_keys(group_at(synthetic, family), "group"))
                 ]
         return paths
 
@@ -392,16 +398,66 @@ class Store:
     def run(self, run_id: str) -> Run:
         """Open one run by id (``runs/<id>``) or by full path (``synthetic/<family>/<id>``)."""
         path = self._resolve(run_id)
-        return Run(self._root[path], path)
+        return Run(group_at(self._root, path), path)
+
+    def open_listed_run(self, path: str) -> Run:
+        """Open a run at a ``path`` that :meth:`run_paths` listed, from its group directly
+        (:meth:`run` first lists the group's arrays to check the path: a dozen metadata
+        reads per run). A run without weights still fails on first use (``StoreError``)."""
+        return Run(group_at(self._root, path), path)
+
+    def open_runs(self, paths: Sequence[str]) -> dict[str, Run]:
+        """Open many listed runs at once: each run's group and ``weights`` array, and its
+        ``step`` array read, in one concurrent zarr call (one event-loop round trip
+        instead of three per run, which is most of the time of listing a store of small
+        runs). Runs that cannot be opened this way are left out: :meth:`run` or
+        :meth:`open_listed_run` opens them alone, and raises what it raises."""
+        try:
+            from zarr import AsyncArray, AsyncGroup
+            from zarr.core.sync import sync
+
+            group = self._root._async_group
+        except (AttributeError, ImportError):  # another zarr version: open one by one
+            return {}
+
+        async def one(path: str) -> tuple[AsyncGroup, AsyncArray[Any], np.ndarray | None]:
+            g = await group.getitem(path)
+            if not isinstance(g, AsyncGroup):
+                raise StoreError(f"'{path}' is an array; expected a run group")
+            weights = await g.getitem(WEIGHTS)
+            if not isinstance(weights, AsyncArray):
+                raise StoreError(f"'{path}/{WEIGHTS}' is a group; expected an array")
+            try:
+                step = await g.getitem(STEP)
+                steps = (
+                    np.asarray(await step.getitem(slice(None)))
+                    if isinstance(step, AsyncArray)
+                    else None
+                )
+            except Exception:  # no step array: Run.steps reads (and fails) on its own
+                steps = None
+            return g, weights, steps
+
+        async def every() -> list[Any]:
+            return await asyncio.gather(*(one(p) for p in paths), return_exceptions=True)
+
+        opened: dict[str, Run] = {}
+        for path, result in zip(paths, sync(every()), strict=True):
+            if not isinstance(result, BaseException):
+                g, weights, steps = result
+                opened[path] = Run(zarr.Group(g), path, weights=zarr.Array(weights), steps=steps)
+        return opened
 
     def runs(self) -> pd.DataFrame:
         """One row per run and synthetic series set, for filtering with pandas."""
         rows = []
         for path in self.run_paths():
-            group = self._root[path]
-            attrs = dict(group.attrs)
+            group = group_at(self._root, path)
+            attrs: dict[str, Any] = dict(group.attrs)
             optimizer = attrs.get("optimizer")
-            shape = group[WEIGHTS].shape if WEIGHTS in member_keys(group, "array") else (0, 0)
+            shape = (
+                array_at(group, WEIGHTS).shape if WEIGHTS in member_keys(group, "array") else (0, 0)
+            )
             parts = path.split("/")
             rows.append(
                 {

@@ -855,8 +855,8 @@ def test_reference_report_matches_the_small_data_card() -> None:
 
 
 def test_reference_pipeline_writes_a_committable_report(tmp_path: Path) -> None:
-    from trajbench.cards import store_content_sha256
     from trajbench.report.reference import main as reference_main
+    from trajbench.store.hashing import store_content_sha256
     from trajbench.testing import make_quadratic_store
 
     store = tmp_path / "q.zarr"

@@ -17,6 +17,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from trajbench.errors import TrajbenchError
@@ -272,20 +273,16 @@ def _track_settings_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
     return (DownstreamSettings(**d) if d else None), (OnlineSettings(**o) if o else None)
 
 
-def _fmt(value: float) -> str:
-    if value is None or not math.isfinite(value):
-        return "-"
-    return f"{value:.3f}" if abs(value) < 1000 else f"{value:.3g}"
-
-
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Run the benchmark; print the summary (:func:`trajbench.report.terminal.summary_lines`)
+    or, with ``--json``, a machine-readable one."""
     from trajbench.bench.harness import run_benchmark
+    from trajbench.report.terminal import summary_lines
 
     # Without --forecasters, every registered forecaster (the baselines included) is
     # compared, plus any --forecaster class: one command gives the full comparison.
     specs: list[str] = ["all"] if args.forecasters is None else _csv(args.forecasters)
     specs.extend(args.forecaster)
-    protocol = _protocol_from_args(args)
     log = (
         None
         if args.quiet or args.json
@@ -298,7 +295,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         args.out,
         track=args.track,
         seed=args.seed,
-        protocol=protocol,
+        protocol=_protocol_from_args(args),
         forecaster_config=args.forecaster_config,
         resume=not args.no_resume,
         progress=not args.quiet and not args.json and sys.stderr.isatty(),
@@ -310,6 +307,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         downstream=downstream,
         online=online,
     )
+    if args.json:
+        print(json.dumps(_json_summary(result), indent=2, default=str))
+        return 0
+    manifest, table = result.manifest, result.table
+    assert result.out is not None  # --out is required
+    for line in [*_run_lines(manifest), "", *summary_lines(table), ""]:
+        print(line)
+    print(
+        f"wrote        {result.out / 'results.parquet'}, results.csv, manifest.json "
+        f"({len(table)} rows, {manifest['wall_seconds']:.1f} s)"
+    )
+    return 0
+
+
+def _json_summary(result: Any) -> dict[str, Any]:
+    """``--json``: where the results are, the headline rows (scaled error against
+    persistence over every task, short and long), the failures and the manifest."""
     table = result.table
     sel = table[
         (table["task"] == "all")
@@ -318,101 +332,53 @@ def cmd_bench(args: argparse.Namespace) -> int:
         & (table["metric"] == "scaled_persistence")
     ]
     failures = table[table["status"] == "failed"]
+
+    def finite(x: float) -> float | None:
+        return None if not math.isfinite(x) else x
+
     summary = [
         {
             "forecaster": r.forecaster,
             "split": r.split,
             "horizon": r.horizon,
-            "scaled_persistence": None if not math.isfinite(r.value) else r.value,
-            "ci_low": None if not math.isfinite(r.ci_low) else r.ci_low,
-            "ci_high": None if not math.isfinite(r.ci_high) else r.ci_high,
+            "scaled_persistence": finite(r.value),
+            "ci_low": finite(r.ci_low),
+            "ci_high": finite(r.ci_high),
             "n_tasks": int(r.n),
         }
         for r in sel.itertuples(index=False)
     ]
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "out": str(result.out),
-                    "results": str(result.out / "results.parquet") if result.out else None,
-                    "summary": summary,
-                    "failed": [
-                        {"forecaster": r.forecaster, "message": r.message}
-                        for r in failures.itertuples(index=False)
-                    ],
-                    "manifest": json.loads(json.dumps(result.manifest, default=str)),
-                },
-                indent=2,
-                default=str,
-            )
-        )
-        return 0
-    windows = result.manifest["windows"]
-    print(
-        f"store        {result.manifest['store']['location']} ({result.manifest['store']['n_runs']} runs; sha256 {str(result.manifest['store']['sha256'])[:12]})"
-    )
-    print(
-        f"protocol     v{result.manifest['protocol']['version']}"
-        + (
-            f" (modified: {', '.join(result.manifest['protocol']['modified'])})"
-            if result.manifest["protocol"]["modified"]
-            else ""
-        )
-    )
-    print(
-        f"windows      {windows['evaluated_runs']} runs evaluated, first origin {windows['first_origin']}, stride {windows['stride']}, horizons {','.join(map(str, windows['horizons']))}"
-    )
-    if windows["runs_without_windows"]:
-        print(
-            f"             {len(windows['runs_without_windows'])} run(s) too short for any window (listed in manifest.json)"
-        )
-    print()
-    if "error" in result.manifest["tracks"]["run"]:
-        print("scaled error vs persistence (geometric mean over tasks, lower is better; 95% CI)")
-        splits = sorted(sel["split"].unique())
-        names = list(dict.fromkeys(table["forecaster"]))
-        header = ["forecaster", *[f"{s}/{h}" for s in splits for h in ("short", "long")]]
-        rows = []
-        for name in names:
-            cells = [name]
-            for split in splits:
-                for horizon in ("short", "long"):
-                    hit = sel[
-                        (sel["forecaster"] == name)
-                        & (sel["split"] == split)
-                        & (sel["horizon"] == horizon)
-                    ]
-                    if hit.empty:
-                        cells.append("failed" if name in set(failures["forecaster"]) else "-")
-                    else:
-                        r = hit.iloc[0]
-                        ci = (
-                            f" [{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
-                            if math.isfinite(r.ci_low)
-                            else ""
-                        )
-                        cells.append(f"{_fmt(r.value)}{ci}")
-            rows.append(cells)
-        widths = [
-            max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
-            for i, h in enumerate(header)
-        ]
-        print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-        for row in rows:
-            print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
-    from trajbench.bench.downstream import summary_lines as downstream_lines
-    from trajbench.bench.online import summary_lines as online_lines
+    return {
+        "out": str(result.out),
+        "results": str(result.out / "results.parquet") if result.out else None,
+        "summary": summary,
+        "failed": [
+            {"forecaster": r.forecaster, "message": r.message}
+            for r in failures.itertuples(index=False)
+        ],
+        "manifest": json.loads(json.dumps(result.manifest, default=str)),
+    }
 
-    for line in [*downstream_lines(table), *online_lines(table)]:
-        print(line)
-    for r in failures.itertuples(index=False):
-        print(f"failed       {r.forecaster}: {r.message}")
-    print()
-    print(
-        f"wrote        {result.out / 'results.parquet'}, results.csv, manifest.json ({len(table)} rows, {result.manifest['wall_seconds']:.1f} s)"
-    )
-    return 0
+
+def _run_lines(manifest: Mapping[str, Any]) -> list[str]:
+    """What was benchmarked: the store, the protocol and the windows (from the manifest)."""
+    store, protocol, windows = manifest["store"], manifest["protocol"], manifest["windows"]
+    modified = protocol["modified"]
+    lines = [
+        f"store        {store['location']} ({store['n_runs']} runs; "
+        f"sha256 {str(store['sha256'])[:12]})",
+        f"protocol     v{protocol['version']}"
+        + (f" (modified: {', '.join(modified)})" if modified else ""),
+        f"windows      {windows['evaluated_runs']} runs evaluated, first origin "
+        f"{windows['first_origin']}, stride {windows['stride']}, "
+        f"horizons {','.join(map(str, windows['horizons']))}",
+    ]
+    if windows["runs_without_windows"]:
+        lines.append(
+            f"             {len(windows['runs_without_windows'])} run(s) too short for any "
+            "window (listed in manifest.json)"
+        )
+    return lines
 
 
 def add_list_forecasters_parser(list_subparsers: Any) -> argparse.ArgumentParser:

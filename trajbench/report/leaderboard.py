@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from trajbench.bench.results import horizon_sort_key
+
 __all__ = [
     "NA",
     "Table",
@@ -324,17 +326,6 @@ def _track_rows(table: pd.DataFrame, track: str, metric: str, split: str) -> pd.
     return here if not here.empty else t[t["split"] == ALL]
 
 
-def _horizon_sort(h: Any) -> tuple[int, int]:
-    if h is None or h is pd.NA or (isinstance(h, float) and np.isnan(h)):
-        return (0, 0)
-    text = str(h)
-    if text == "short":
-        return (1, 0)
-    if text.isdigit():
-        return (2, int(text))
-    return (3, 0)
-
-
 def _gain_pick(rows: pd.DataFrame) -> str | None:
     """The horizon the leaderboard's gain-ratio column shows: the pooled one (no horizon,
     then ``long``, every horizon pooled, then ``short``) when the track wrote it, else
@@ -345,7 +336,7 @@ def _gain_pick(rows: pd.DataFrame) -> str | None:
     for pooled in (None, "long", "short"):
         if pooled in present:
             return pooled
-    return sorted(present, key=_horizon_sort)[0]
+    return sorted(present, key=horizon_sort_key)[0]
 
 
 def _status(table: pd.DataFrame, name: str) -> str:
@@ -422,15 +413,11 @@ def build_leaderboard(
         )
     scored = sorted(
         (r for r in rows if r.long is not None and _finite(r.long.value)),
-        key=lambda r: (
-            r.long.value,
-            r.short.value if r.short and _finite(r.short.value) else math.inf,
-            r.forecaster,
-        ),  # type: ignore[union-attr]
+        key=_score_order,
     )
     rank, previous = 0, None
     for i, r in enumerate(scored):
-        value = r.long.value  # type: ignore[union-attr]
+        value = _long_value(r)
         if value != previous:
             rank, previous = i + 1, value
         r.rank = rank
@@ -438,6 +425,18 @@ def build_leaderboard(
     return Leaderboard(
         split, scored + unscored, int(n_tasks), None if gain_h is None else str(gain_h)
     )
+
+
+def _long_value(row: LeaderboardRow) -> float:
+    """The long-horizon value a scored row ranks on (every scored row has one)."""
+    assert row.long is not None  # scored rows are filtered on a finite long estimate
+    return row.long.value
+
+
+def _score_order(row: LeaderboardRow) -> tuple[float, float, str]:
+    """Rank order of scored rows: long-horizon value, then short (missing last), then name."""
+    short = row.short.value if row.short and _finite(row.short.value) else math.inf
+    return (_long_value(row), short, row.forecaster)
 
 
 def build_leaderboards(
@@ -475,7 +474,8 @@ def kind_table(
     rows, keys = [], []
     for name in order:
         mine = t[t["forecaster"] == name]
-        cells, ks = [name], [name]
+        cells: list[str] = [name]
+        ks: list[Any] = [name]
         for kind in kinds:
             e = _estimate(mine[mine["kind"] == kind])
             cells.append(e.text() if e else NA)
@@ -506,12 +506,15 @@ def horizon_table(table: pd.DataFrame, split: str, order: Sequence[str]) -> Tabl
         & (table["split"] == split)
         & (table["metric"] == "scaled_persistence")
     ]
-    horizons = sorted({str(h) for h in t["horizon"].dropna() if str(h).isdigit()}, key=int)
+    horizons = sorted(
+        {str(h) for h in t["horizon"].dropna() if str(h).isdigit()}, key=horizon_sort_key
+    )
     header = ["forecaster", *[f"h={h}" for h in horizons]]
     rows, keys = [], []
     for name in order:
         mine = t[t["forecaster"] == name]
-        cells, ks = [name], [name]
+        cells: list[str] = [name]
+        ks: list[Any] = [name]
         for h in horizons:
             e = _estimate(mine[_horizon_is(mine, h)])
             cells.append(fmt_number(e.value) if e else NA)
@@ -549,6 +552,11 @@ def downstream_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
     ]
     rows, keys = [], []
     groups = t.assign(h=t["horizon"].astype(object).where(t["horizon"].notna(), None))
+    # the horizon column sorts (HTML) in the one horizon order: a numeric horizon is its own
+    # key, a pooled one ("long") comes after the largest numeric horizon
+    ordered = sorted(set(groups["h"]) - {None}, key=horizon_sort_key)
+    top = max((int(h) for h in ordered if str(h).isdigit()), default=0)
+    h_key = {h: int(h) if str(h).isdigit() else top + 1 + i for i, h in enumerate(ordered)}
     for name in [n for n in order if n in set(t["forecaster"])]:
         mine = groups[groups["forecaster"] == name]
         present = set(mine["split"].astype(str))
@@ -556,10 +564,10 @@ def downstream_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
             present - {*_SPLIT_ORDER, ALL}
         ):
             here = mine[mine["split"] == split]
-            for h in sorted(set(here["h"]), key=_horizon_sort):
+            for h in sorted(set(here["h"]), key=horizon_sort_key):
                 at = here[here["h"].map(lambda x, h=h: x == h)]
                 cells: list[str] = [name, split, "–" if h is None else str(h)]
-                ks: list[Any] = [name, split, _horizon_sort(h)[1] if h is not None else None]
+                ks: list[Any] = [name, split, h_key.get(h)]
                 for metric in DOWNSTREAM_METRICS:
                     e = _estimate(at[at["metric"] == metric])
                     if metric == "excluded_windows":

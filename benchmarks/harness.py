@@ -1,568 +1,608 @@
 #!/usr/bin/env python
-"""Benchmark the harness: linear extrapolation over a suite against just reading the same
-arrays, and the peak memory.
+"""Benchmark the harness against a baseline commit: no regression.
 
-    .venv/bin/python benchmarks/harness.py                     # the small suite (generated once, ~4 min)
-    .venv/bin/python benchmarks/harness.py --quick             # the tiny suite (generated once, ~20 s), 1 repetition
-    .venv/bin/python benchmarks/harness.py --store S.zarr      # any store
-    .venv/bin/python benchmarks/harness.py --strides 1,5 --json > out.json
+    .venv/bin/python benchmarks/harness.py                        # the small suite, against fc9d299
+    .venv/bin/python benchmarks/harness.py --quick                # smoke run: micro store, 1 round
+    .venv/bin/python benchmarks/harness.py --store tiny --repeats 2 --keep /tmp/hb --compare
+    .venv/bin/python benchmarks/harness.py --baseline HEAD~3 --new HEAD --store S.zarr
 
-What is measured, per origin stride, in one process (``docs/performance.md``, "Harness"):
+The target (``docs/performance.md``, "Harness"): the harness as it is now ("new", the
+working tree, or ``--new REV``) takes at most 1.05x the wall time of the baseline ("old",
+``--baseline REV``, default ``fc9d299``: the last commit before the harness was restructured)
+on the same store, for each of
 
-* ``read``: the raw read of exactly the arrays the harness reads: for every evaluation
-  run (test, unseen, synthetic splits), its declared parameter sample over all committed
-  snapshots, read with zarr (``root[path + "/weights"]``, a basic slice when the sample is
-  a contiguous range of columns, else an orthogonal selection), opening each run's array
-  inside the timed region. The samples (which columns) are computed beforehand, untimed.
-* ``bench``: ``run_benchmark(store, ["linear"], out)`` end to end with the settings of a
-  plain ``trajbench bench STORE --forecasters linear --out R``: splits, the store hash,
-  fitting, every window, scoring, the reference, aggregation with the bootstrap, writing
-  the table; peak-memory metering of ``predict`` on. ``--no-store-hash`` / ``--no-memory``
-  turn those off as the CLI options do.
-* ``ratio`` = read / bench: the harness's speed as a fraction of the raw read (the
-  issue's target is at least 0.5). ``eval`` = read / the evaluation phase alone
-  (reading, windows, predict, scoring; the manifest's ``timings_seconds.evaluate``);
-  ``no-hash`` = read / (bench minus the time the harness waited for the store hash,
-  which it computes on a background thread). Also printed: the same ratio in process CPU
-  time (every thread), steadier than wall time on a shared machine, and what the
-  chunk-aware sample costs (columns in the chunks read over columns used).
-* ``peak``: the rise of the process's peak resident set during the call (``VmHWM`` after
-  a reset through ``/proc/self/clear_refs``, plus ``VmRSS`` sampled every millisecond
-  when the harness meters ``predict``'s memory, which resets ``VmHWM`` itself; Linux
-  only), for the bench and for the read.
-* ``floor``: the time to write the linear forecaster's predictions once (every window
-  asks for every step up to the largest horizon, ``predicted`` values in all) with a
-  plain ``ndarray.fill`` of batch-sized buffers: a lower bound on any harness at this
-  stride, before a single error is computed.
+* ``linear`` at stride 1 (the protocol's default: the most windows per byte read),
+* ``linear`` at stride 5,
+* the reference forecaster set at stride 5 (``REFERENCE_SET`` below; ``--quick``: ``QUICK_SET``).
 
-Trials alternate read and bench (the order flips every repetition) after an untimed
-warm-up of both; the table gives medians. The exit status is 0 whether or not the target
-is met.
+How: the baseline (and ``--new REV``) is checked out with ``git worktree add --detach`` into a
+temporary directory, removed at the end (also on error). Each side's benchmark runs in its own
+subprocess (``python -P benchmarks/harness.py --_worker SPEC``) whose ``PYTHONPATH`` starts
+with that side's tree, so ``import trajbench`` and ``import baselines`` resolve there; the worker
+checks ``trajbench.__file__``, ``baselines.__file__``, the class every forecaster's entry point
+(``linear = baselines.linear:LinearExtrapolation``, from the installed package's metadata)
+loads, and after the runs every loaded ``trajbench``/``baselines`` module, and fails if any
+lies outside its tree. A worker times ``trajbench.bench.harness.run_benchmark(store,
+forecasters, out, protocol=PROTOCOL.replace(stride=S), resume=False, hash_store=...,
+measure_memory=...)`` (the settings of ``trajbench bench STORE --forecasters ... --stride S
+--out R``) for the three configurations in turn, after importing the harness and the
+forecasters (untimed), and reads from the ``manifest.json`` it wrote each forecaster's
+``runtime.fit_seconds`` and ``runtime.predict_seconds`` (else the results table's
+``fit_seconds`` / ``predict_seconds`` rows).
+
+First every file of the store is read once (the page cache), then one untimed warm-up worker
+per side runs ``linear`` at stride 5 (bytecode and numba caches of the fresh worktree;
+``--no-warm-up`` skips it, for smoke tests); then ``--repeats`` rounds alternate old, new /
+new, old / old, new ... A round's ratio is new / old wall seconds of the same configuration;
+the table gives the median of the rounds' ratios (checked against 1.05: PASS / FAIL), the
+median seconds of each side, the ratio in CPU seconds (every thread of the worker and its
+finished child processes; steadier on a loaded machine, not checked) and each side's median
+seconds outside the forecasters' own ``fit`` and ``predict`` (wall minus their sum): the
+harness's own share. Exit status 0
+whether or not the target is met (1 with ``--strict`` if any configuration fails it; 2 if a
+side could not run).
+
+The last round's results directories of each side can be kept (``--keep DIR``:
+``DIR/old/<config>``, ``DIR/new/<config>``) and compared value by value with
+``benchmarks/compare_results.py --every-value DIR/old/<config> DIR/new/<config>`` (the
+script prints the commands; ``--compare`` runs the comparison and prints "moved values: N").
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
+import shlex
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from trajbench.bench.environment import process_memory, reset_peak_rss  # noqa: E402
-from trajbench.bench.harness import run_benchmark  # noqa: E402
-from trajbench.bench.protocol import PROTOCOL  # noqa: E402
-from trajbench.bench.splits import assign_splits  # noqa: E402
-from trajbench.bench.windows import first_origin, sample_run, scored_horizons, window_origins  # noqa: E402
-from trajbench.store.reader import open_store  # noqa: E402
-
 SCRATCH = ROOT / "benchmarks" / "_scratch"
+DEFAULT_BASELINE = "fc9d299"
+TARGET = 1.05
+#: The reference forecasters (``trajbench/report/reference.py`` benchmarks every registered
+#: one) that can be repeated: ``arima`` (95 s of predict at stride 5 on the small suite) and
+#: ``wnn`` (69 s of fit, 13 s of predict) are left out; together they are 3/4 of the
+#: reference bench's forecaster time, and the harness paths they take are covered here
+#: (fitted global models: ``ridge_ar``, ``farcaster``) or by ``tests/test_golden_bench.py``
+#: (the series budget of ``arima``). What remains is about 60 s of forecasters per bench.
+REFERENCE_SET = ("persistence", "linear", "linear_lstsq", "holt", "ridge_ar", "expfit", "farcaster")
+#: ``--quick``: the reference forecasters that take well under a second on any store.
+QUICK_SET = ("persistence", "linear", "linear_lstsq", "holt")
+#: Named stores: shipped suites generated once under ``benchmarks/_scratch/``, and
+#: ``micro`` (the micro suite with 8-epoch runs, as ``tests/golden_bench.py``; about 10 s)
+#: generated into a temporary directory on every run.
+CACHED_SUITES = ("tiny", "small")
+SIDES = ("old", "new")
 
 
-class PeakRSS:
-    """The rise of the peak resident set over a ``with`` block (-1 where unsupported):
-    the kernel's high-water mark ``VmHWM``, reset on entry; with ``sample`` (needed when
-    something inside resets the mark too, as the harness's own memory metering of
-    ``predict`` does) also ``VmRSS`` read every millisecond by a thread."""
+@dataclass(frozen=True)
+class Config:
+    """One timed configuration: ``key`` names its results directory."""
 
-    def __init__(self, sample: bool = False) -> None:
-        self.sample = sample
-        self.sampled = 0
-
-    def _sampler(self) -> None:
-        while not self._stop.wait(0.001):
-            self.sampled = max(self.sampled, process_memory().get("VmRSS", 0))
-
-    def __enter__(self) -> PeakRSS:
-        import threading
-
-        self.rss0 = process_memory().get("VmRSS", 0)
-        self.ok = reset_peak_rss() and self.rss0 > 0
-        self._stop = threading.Event()
-        self._thread = (
-            threading.Thread(target=self._sampler, daemon=True) if self.sample and self.ok else None
-        )
-        if self._thread is not None:
-            self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-        peak = max(process_memory().get("VmHWM", 0), self.sampled)
-        self.bytes = peak - self.rss0 if self.ok else -1
+    key: str
+    label: str
+    forecasters: tuple[str, ...]
+    stride: int
 
 
-def suite_store(suite: str) -> str:
-    """The shipped suite ``suite`` generated once under ``benchmarks/_scratch/``."""
-    path = SCRATCH / f"{suite}.zarr"
+@dataclass(frozen=True)
+class Side:
+    """One side of the comparison: ``tree`` goes first on the worker's ``PYTHONPATH``."""
+
+    name: str
+    tree: Path
+    description: str
+
+
+def configurations(reference_set: Sequence[str]) -> list[Config]:
+    """The three timed configurations, in the order a worker runs them."""
+    return [
+        Config("linear-s1", "linear, stride 1", ("linear",), 1),
+        Config("linear-s5", "linear, stride 5", ("linear",), 5),
+        Config(
+            "reference-s5",
+            f"reference set ({len(reference_set)}), stride 5",
+            tuple(reference_set),
+            5,
+        ),
+    ]
+
+
+# --------------------------------------------------------------------------- the orchestrator
+
+
+def git(*args: str) -> str:
+    """``git -C ROOT ARGS``' standard output, stripped (raises on failure)."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        raise RuntimeError(f"git {shlex.join(args)}: {done.stderr.strip()}")
+    return done.stdout.strip()
+
+
+@contextmanager
+def worktree(rev: str, role: str) -> Iterator[tuple[Path, str]]:
+    """A detached worktree of ``rev`` in a temporary directory, removed on exit; yields
+    its path and the commit's short hash."""
+    commit = git("rev-parse", "--short", f"{rev}^{{commit}}")
+    parent = Path(tempfile.mkdtemp(prefix=f"trajbench-harness-{role}-"))
+    path = parent / "tree"
+    git("worktree", "add", "--detach", str(path), commit)
+    try:
+        yield path, commit
+    finally:
+        try:
+            git("worktree", "remove", "--force", str(path))
+        except RuntimeError as exc:
+            print(f"harness: could not remove the worktree {path}: {exc}", file=sys.stderr)
+        shutil.rmtree(parent, ignore_errors=True)
+
+
+def side_env(tree: Path) -> dict[str, str]:
+    """The environment of a worker: ``tree`` first on ``PYTHONPATH``."""
+    env = dict(os.environ)
+    rest = env.get("PYTHONPATH")
+    env["PYTHONPATH"] = str(tree) + (os.pathsep + rest if rest else "")
+    return env
+
+
+class SideFailed(RuntimeError):
+    """A worker (or the store's generation) exited with an error."""
+
+
+def run_in(tree: Path, args: Sequence[str], what: str) -> None:
+    """Run this script with ``args`` in a subprocess whose imports resolve in ``tree``."""
+    cmd = [sys.executable, "-P", str(Path(__file__).resolve()), *args]
+    done = subprocess.run(
+        cmd, cwd=tree, env=side_env(tree), capture_output=True, text=True, check=False
+    )
+    if done.returncode:
+        tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-25:])
+        raise SideFailed(f"{what} failed (exit {done.returncode}) in {tree}:\n{tail}")
+
+
+def prepare_store(name: str, tree: Path, tmp: Path) -> str:
+    """The store to benchmark: an existing path, or a named one generated with ``tree``'s
+    code (``tiny``/``small`` once under ``benchmarks/_scratch/``, ``micro`` into ``tmp``)."""
+    if name not in ("micro", *CACHED_SUITES) or Path(name).exists():
+        if not Path(name).exists():
+            raise SystemExit(f"harness: no store at '{name}'")
+        return str(Path(name).resolve())
+    path = tmp / "micro.zarr" if name == "micro" else SCRATCH / f"{name}.zarr"
     if not path.exists():
-        from trajbench import generate
-
-        workers = max(1, min(4, os.cpu_count() or 1))
-        print(
-            f"generating the {suite} suite into {path} (once; {workers} workers) ...",
-            file=sys.stderr,
-        )
-        tmp = path.with_name(path.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        generate(suite, tmp, workers=workers, progress=True)
-        tmp.rename(path)
+        print(f"generating the {name} store into {path} ...", file=sys.stderr, flush=True)
+        partial = path.with_name(path.name + ".tmp")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        run_in(tree, ["--_generate", name, str(partial)], f"generating {name}")
+        partial.rename(path)
     return str(path)
 
 
-def read_plan(store: Any, protocol: Any, seed: int = 0) -> list[tuple[str, int, np.ndarray]]:
-    """``(path, n_snapshots, sampled columns)`` of every evaluation run: what the harness reads."""
-    splits = assign_splits(store, protocol, seed)
-    plan = []
-    for row in splits[splits["split"].isin(protocol.eval_splits)].itertuples(index=False):
-        run = store.run(row.path)
-        sample = sample_run(
-            run, protocol.sample_size, seed, protocol.exclude_kinds, protocol.trainable_only
-        )  # the harness's (chunk-aware) sample
-        plan.append((row.path, int(row.n_snapshots), sample.columns))
-    return plan
-
-
-def time_read(
-    location: str, plan: list[tuple[str, int, np.ndarray]]
-) -> tuple[float, int, int, float]:
-    """Seconds, bytes, peak-RSS rise and process CPU seconds (every thread) of reading
-    every planned array with zarr."""
-    import zarr
-
-    with PeakRSS() as peak:
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        root = zarr.open_group(location, mode="r")
-        nbytes = 0
-        for path, n, cols in plan:
-            weights = root[f"{path}/weights"]
-            if len(cols) and cols[-1] - cols[0] + 1 == len(cols):
-                data = weights[:n, int(cols[0]) : int(cols[-1]) + 1]
-            else:
-                data = weights.oindex[:n, cols]
-            nbytes += data.nbytes
-            del data
-        elapsed = time.perf_counter() - t0
-        cpu = time.process_time() - c0
-    return elapsed, nbytes, peak.bytes, cpu
-
-
-def time_bench(
-    location: str,
-    forecasters: list[str],
-    protocol: Any,
-    out: Path,
-    hash_store: bool,
-    measure_memory: bool,
+def run_worker(
+    side: Side, store: str, configs: Sequence[Config], out: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
-    with PeakRSS(sample=measure_memory) as peak:
-        t0 = time.perf_counter()
-        c0 = time.process_time()
-        result = run_benchmark(
-            location,
-            forecasters,
-            out,
-            protocol=protocol,
-            resume=False,
-            hash_store=hash_store,
-            measure_memory=measure_memory,
-        )
-        elapsed = time.perf_counter() - t0
-        cpu = time.process_time() - c0
-    timings = dict(result.manifest["timings_seconds"])
-    timings["write"] = max(0.0, elapsed - sum(timings.values()))
-    # inside "evaluate": the forecasters' own predict calls (base-class checks included)
-    t = result.table
-    timings["of which predict"] = float(t.loc[t["metric"] == "predict_seconds", "value"].sum())
-    windows = result.manifest["windows"]
-    return {
-        "seconds": elapsed,
-        "cpu": cpu,
-        "peak": peak.bytes,
-        "timings": timings,
-        "rows": len(result.table),
-        "columns": (windows.get("sampled_columns"), windows.get("columns_read")),
-    }
-
-
-def time_breakdown(
-    location: str, forecasters: list[str], protocol: Any, measure_memory: bool
-) -> dict[str, float]:
-    """One extra bench (no store hash) with its evaluation taken apart: the forecasters'
-    ``predict``, the scoring kernel (``score_windows``), the main thread waiting for the
-    background reads (futures), and the rest (contexts, meta, views, metering)."""
-    import threading
-    from concurrent.futures import Future
-
-    from trajbench.bench import harness as bench_harness
-    from trajbench.forecasting import base as forecaster_base
-
-    spent = {"scoring": 0.0, "waiting for reads": 0.0, "output checks": 0.0}
-    score, result, check = bench_harness.score_windows, Future.result, forecaster_base._check_output
-    main_thread = threading.main_thread()
-
-    def timed_check(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return check(*args, **kwargs)
-        finally:
-            spent["output checks"] += time.perf_counter() - t0
-
-    def timed_score(*args: Any, **kwargs: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return score(*args, **kwargs)
-        finally:
-            spent["scoring"] += time.perf_counter() - t0
-
-    def timed_result(self: Any, timeout: float | None = None) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return result(self, timeout)
-        finally:
-            if threading.current_thread() is main_thread:
-                spent["waiting for reads"] += time.perf_counter() - t0
-
-    bench_harness.score_windows, Future.result, forecaster_base._check_output = (
-        timed_score,
-        timed_result,
-        timed_check,
-    )  # type: ignore[method-assign]
-    try:
-        out = run_benchmark(
-            location,
-            forecasters,
-            None,
-            protocol=protocol,
-            resume=False,
-            hash_store=False,
-            measure_memory=measure_memory,
-        )
-    finally:
-        bench_harness.score_windows, Future.result, forecaster_base._check_output = (
-            score,
-            result,
-            check,
-        )  # type: ignore[method-assign]
-    t = out.table
-    evaluate = float(out.manifest["timings_seconds"]["evaluate"])
-    predict = float(t.loc[t["metric"] == "predict_seconds", "value"].sum())
-    return {
-        "evaluate": evaluate,
-        "predict": predict,
-        "of which output checks": spent["output checks"],
-        "scoring": spent["scoring"],
-        "waiting for reads": spent["waiting for reads"],
-        "other": evaluate - predict - spent["scoring"] - spent["waiting for reads"],
-    }
-
-
-def work(plan: list[tuple[str, int, np.ndarray]], protocol: Any, first: int) -> dict[str, int]:
-    """Windows, predicted values (every step up to the largest scored horizon) and
-    scored values (the grid horizons) of the linear forecaster at this stride."""
-    windows = predicted = scored = 0
-    for _, n, cols in plan:
-        origins = len(window_origins(n, first, protocol.stride))
-        horizons = scored_horizons(n, first, protocol.horizons)
-        if not origins or not len(horizons):
-            continue
-        windows += origins
-        predicted += origins * len(cols) * int(horizons.max())
-        scored += origins * len(cols) * len(horizons)
-    return {"windows": windows, "predicted": predicted, "scored": scored}
-
-
-def time_floor(predicted: int, batch_values: int = 1 << 22) -> float:
-    """Seconds to write ``predicted`` float32 values once, a batch-sized buffer at a time."""
-    buf = np.empty(batch_values, dtype=np.float32)
-    buf.fill(0.0)
-    full, rest = divmod(predicted, batch_values)
+    """One worker of ``side``: every configuration once, results under ``out``; its report
+    (progress on stderr)."""
+    print(f"{out.name}: {side.name} ...", end="", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    for _ in range(full):
-        buf.fill(1.0)
-    buf[:rest].fill(1.0)
-    return time.perf_counter() - t0
-
-
-def wide_sample(
-    n_params: int, n_snapshots: int = 32, size: int = 4096, repeats: int = 3
-) -> dict[str, Any]:
-    """The sample of one wide run (``n_params`` scalars, a random walk, written by
-    ``RunWriter`` with the store's default chunk rule and compression into a temporary
-    store): columns and seconds to read a uniform sample (protocol 1.0) and the
-    chunk-aware one (2.0), medians of ``repeats`` after a warm-up."""
-    from trajbench.bench.windows import sample_params
-    from trajbench.store.layout import ParamSpec
-    from trajbench.store.writer import RunWriter
-
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "wide.zarr"
-        row = rng.standard_normal(n_params).astype(np.float32)
-        writer = RunWriter(
-            path,
-            "runs/wide",
-            [ParamSpec("w", (n_params,), 0, n_params, "linear")],
-            {"task": "wide"},
-        )
-        for step in range(n_snapshots):
-            row = row + np.float32(1e-3) * rng.standard_normal(n_params).astype(np.float32)
-            writer.append(row, step=step)
-        writer.close()
-        run = open_store(path).run("runs/wide")
-        chunked = sample_run(run, size, 0)
-        uniform = sample_params(np.arange(n_params), size, 0, run.path, None, n_params)
-        width = run.weights.chunks[1]
-        uniform_read = int(
-            sum(min(width, n_params - c * width) for c in np.unique(uniform.columns // width))
-        )
-        out: dict[str, Any] = {
-            "n_params": n_params,
-            "n_snapshots": n_snapshots,
-            "chunks": list(run.weights.chunks),
-            "sample": size,
-        }
-        for name, cols, cost in (
-            ("uniform", uniform.columns, uniform_read),
-            ("chunk_aware", chunked.columns, chunked.columns_read),
-        ):
-            run.weights[:, cols]  # warm-up
-            times = []
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                run.weights[:, cols]
-                times.append(time.perf_counter() - t0)
-            out[name] = {
-                "seconds": statistics.median(times),
-                "columns_read": cost,
-                "read_over_used": cost / len(cols),
-            }
-    return out
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--store",
-        help="a store to benchmark on (default: the small suite, generated once under benchmarks/_scratch/)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="the tiny suite (generated once) and one repetition"
-    )
-    parser.add_argument(
-        "--strides",
-        default="1",
-        help="origin strides to measure, comma-separated (default 1, the protocol's)",
-    )
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument(
-        "--forecasters", default="linear", help="forecasters benchmarked (default linear)"
-    )
-    parser.add_argument(
-        "--no-store-hash",
-        action="store_true",
-        help="skip hashing the store, as trajbench bench --no-store-hash",
-    )
-    parser.add_argument(
-        "--no-memory",
-        action="store_true",
-        help="no peak-memory metering of predict, as trajbench bench --no-memory",
-    )
-    parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
-    parser.add_argument(
-        "--breakdown",
-        action="store_true",
-        help="one more bench per stride (no store hash), its evaluation taken apart: predict, scoring, waiting for reads, the rest",
-    )
-    parser.add_argument(
-        "--wide",
-        type=int,
-        default=300_000,
-        metavar="P",
-        help="also time the sample of one P-parameter run, uniform against chunk-aware (0: skip; default 300000)",
-    )
-    args = parser.parse_args()
-    location = args.store or suite_store("tiny" if args.quick else "small")
-    repeats = 1 if args.quick else max(1, args.repeats)
-    forecasters = [f for f in args.forecasters.split(",") if f]
-    store = open_store(location)
-    strides = [int(s) for s in args.strides.split(",") if s.strip()]
-    plan = read_plan(store, PROTOCOL)
-    first = first_origin([2])  # linear's context
-    load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        time_read(location, plan)  # warm the page cache and zarr for everyone
-        for stride in strides:
-            protocol = PROTOCOL.replace(stride=stride)
-
-            def bench(name: str, protocol: Any = protocol) -> Any:
-                return time_bench(
-                    location,
-                    forecasters,
-                    protocol,
-                    Path(tmp) / name,
-                    not args.no_store_hash,
-                    not args.no_memory,
-                )
-
-            bench(f"warm-{stride}")
-            reads, read_peaks, read_cpus, benches = [], [], [], []
-            for rep in range(repeats):
-                for what in ("read", "bench") if rep % 2 == 0 else ("bench", "read"):
-                    if what == "read":
-                        t, nbytes, peak, cpu = time_read(location, plan)
-                        reads.append(t)
-                        read_peaks.append(peak)
-                        read_cpus.append(cpu)
-                    else:
-                        benches.append(bench(f"s{stride}-{rep}"))
-            read_t = statistics.median(reads)
-            bench_t = statistics.median(b["seconds"] for b in benches)
-            phases = {
-                k: statistics.median(b["timings"][k] for b in benches)
-                for k in benches[0]["timings"]
-            }
-            amount = work(plan, protocol, first)
-            floor = time_floor(amount["predicted"])
-            peaks = [b["peak"] for b in benches]
-            rows.append(
-                {
-                    "stride": stride,
-                    "eval_runs": len(plan),
-                    **amount,
-                    "bytes_read": nbytes,
-                    "read_seconds": read_t,
-                    "bench_seconds": bench_t,
-                    "ratio": read_t / bench_t,
-                    "ratio_cpu": statistics.median(read_cpus)
-                    / statistics.median(b["cpu"] for b in benches),
-                    "sampled_columns": benches[0]["columns"][0],
-                    "columns_read": benches[0]["columns"][1],
-                    "ratio_evaluate_only": read_t / phases["evaluate"],
-                    "ratio_without_store_hash": read_t
-                    / max(1e-9, bench_t - phases.get("store_hash", 0.0)),
-                    "phases_seconds": phases,
-                    "floor_write_predictions_seconds": floor,
-                    "read_mb_per_s": nbytes / read_t / 1e6,
-                    "bench_mb_per_s": nbytes / bench_t / 1e6,
-                    "peak_rss_mb": max(peaks) / 1e6 if min(peaks) >= 0 else None,
-                    "read_peak_rss_mb": max(read_peaks) / 1e6 if min(read_peaks) >= 0 else None,
-                    "all_read_seconds": reads,
-                    "all_bench_seconds": [b["seconds"] for b in benches],
-                    "breakdown_seconds": time_breakdown(
-                        location, forecasters, protocol, not args.no_memory
-                    )
-                    if args.breakdown
-                    else None,
-                }
-            )
-    load1 = os.getloadavg() if hasattr(os, "getloadavg") else None
-    report = {
-        "store": location,
-        "forecasters": forecasters,
-        "store_hash": not args.no_store_hash,
+    out.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "tree": str(side.tree),
+        "store": store,
+        "configs": [
+            {"key": c.key, "forecasters": list(c.forecasters), "stride": c.stride} for c in configs
+        ],
+        "resolve": sorted({f for c in configurations(args.reference_set) for f in c.forecasters}),
+        "out": str(out),
+        "hash_store": not args.no_store_hash,
         "measure_memory": not args.no_memory,
-        "protocol_default_stride": PROTOCOL.stride,
-        "target_ratio": 0.5,
-        "repeats": repeats,
-        "load_average_before_after": [load0, load1],
-        "machine": {
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-        },
-        "rows": rows,
+        "result": str(out / "worker.json"),
     }
-    out = sys.stderr if args.json else sys.stdout
-    settings = (
-        ", ".join(
-            s
-            for s, on in (
-                ("store hash", not args.no_store_hash),
-                ("memory metering", not args.no_memory),
-            )
-            if on
+    (out / "spec.json").write_text(json.dumps(spec, indent=2))
+    try:
+        run_in(side.tree, ["--_worker", str(out / "spec.json")], f"the {side.name} side's worker")
+    finally:
+        print(f" {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    return json.loads((out / "worker.json").read_text())
+
+
+def warm_page_cache(store: str) -> None:
+    """Read every file of ``store`` once, so that no side pays for the first read."""
+    t0, size = time.perf_counter(), 0
+    for path in Path(store).rglob("*"):
+        if path.is_file():
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 22):
+                    size += len(chunk)
+    print(
+        f"page cache: read {size / 1e6:.1f} MB of {store} in {time.perf_counter() - t0:.1f} s",
+        file=sys.stderr,
+    )
+
+
+def measure(
+    sides: dict[str, Side], store: str, configs: Sequence[Config], args: argparse.Namespace
+) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]]]:
+    """The page cache and each side's caches warmed (an untimed worker running ``linear`` at
+    stride 5: bytecode and numba caches of a fresh worktree, the forecasters' imports), then
+    ``args.repeats`` alternating rounds: per side, what its worker checked and one worker
+    report per round (in round order)."""
+    work = Path(args.work)
+    warm_page_cache(store)
+    checks = {}
+    if not args.no_warm_up:
+        warm = [c for c in configs if c.key == "linear-s5"]
+        for name in SIDES:
+            checks[name] = run_worker(sides[name], store, warm, work / name / "warm-up", args)
+    rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in SIDES}
+    for r in range(args.repeats):
+        for name in SIDES if r % 2 == 0 else SIDES[::-1]:
+            out = work / name / f"round-{r + 1}"
+            rounds[name].append(run_worker(sides[name], store, configs, out, args))
+    for name in SIDES:
+        checks.setdefault(name, rounds[name][0])
+    return checks, rounds
+
+
+def summarise(
+    configs: Sequence[Config], rounds: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """Per configuration: the rounds' seconds of each side, the median ratios and the verdict."""
+    rows = []
+    for c in configs:
+        runs = {s: [w["runs"][c.key] for w in rounds[s]] for s in SIDES}
+        ratios = [n["wall"] / o["wall"] for o, n in zip(runs["old"], runs["new"], strict=True)]
+        cpu = [n["cpu"] / o["cpu"] for o, n in zip(runs["old"], runs["new"], strict=True)]
+        row: dict[str, Any] = {
+            "config": c.key,
+            "label": c.label,
+            "forecasters": list(c.forecasters),
+            "stride": c.stride,
+            "ratio": statistics.median(ratios),
+            "ratios": ratios,
+            "cpu_ratio": statistics.median(cpu),
+        }
+        row["verdict"] = "PASS" if row["ratio"] <= TARGET else "FAIL"
+        for s in SIDES:
+            row[f"{s}_seconds"] = statistics.median(r["wall"] for r in runs[s])
+            row[f"{s}_all_seconds"] = [r["wall"] for r in runs[s]]
+            outside = [r["outside"] for r in runs[s] if r["outside"] is not None]
+            row[f"{s}_outside_seconds"] = statistics.median(outside) if outside else None
+            row[f"{s}_failed"] = sorted({f for r in runs[s] for f in r["failed"]})
+        rows.append(row)
+    return rows
+
+
+def print_report(
+    sides: dict[str, Side],
+    checks: dict[str, dict[str, Any]],
+    store: str,
+    rows: Sequence[dict[str, Any]],
+    repeats: int,
+) -> None:
+    """The comparison table and what each side's worker imported."""
+    for name in SIDES:
+        side, check = sides[name], checks[name]
+        print(f"{name}: {side.description}: trajbench from {check['trajbench']}")
+        for forecaster, target in check["entry_points"].items():
+            print(f"    {forecaster} -> {target}")
+    print(
+        f"store {store}; {repeats} round(s) alternating old,new / new,old after a warm-up;"
+        f" target new/old <= {TARGET} (median of the rounds' wall-time ratios)"
+    )
+    head = (
+        f"{'configuration':<30} {'old s':>8} {'new s':>8} {'new/old':>8} {'target':>6}"
+        f" {'cpu n/o':>8} {'outside old s':>13} {'outside new s':>13}"
+    )
+    print(head)
+    for r in rows:
+        outside = [r[f"{s}_outside_seconds"] for s in SIDES]
+        o_old, o_new = (f"{x:.3f}" if x is not None else "-" for x in outside)
+        print(
+            f"{r['label']:<30} {r['old_seconds']:>8.3f} {r['new_seconds']:>8.3f}"
+            f" {r['ratio']:>8.3f} {r['verdict']:>6} {r['cpu_ratio']:>8.3f}"
+            f" {o_old:>13} {o_new:>13}"
         )
-        or "no store hash, no memory metering"
-    )
     print(
-        f"store {location}: {len(plan)} evaluated runs; {','.join(forecasters)} ({settings}) vs reading the same arrays with zarr",
-        file=out,
-    )
-    print(
-        f"{'stride':>6} {'windows':>8} {'read s':>7} {'bench s':>8} {'ratio':>6} {'target':>7} {'eval':>6} {'no-hash':>8} {'read MB/s':>9} {'bench MB/s':>10} {'peak MB':>8} {'read peak':>9}",
-        file=out,
+        "outside = wall seconds minus the forecasters' own fit and predict seconds (manifest"
+        " runtime): the harness's share"
     )
     for r in rows:
-        ok = "met" if r["ratio"] >= 0.5 else "missed"
-        peak = f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] is not None else "-"
-        rpeak = f"{r['read_peak_rss_mb']:.0f}" if r["read_peak_rss_mb"] is not None else "-"
-        print(
-            f"{r['stride']:>6} {r['windows']:>8} {r['read_seconds']:>7.3f} {r['bench_seconds']:>8.3f} {r['ratio']:>6.3f} {ok:>7} {r['ratio_evaluate_only']:>6.3f}"
-            f" {r['ratio_without_store_hash']:>8.3f} {r['read_mb_per_s']:>9.1f} {r['bench_mb_per_s']:>10.1f} {peak:>8} {rpeak:>9}",
-            file=out,
-        )
-    for r in rows:
-        if r["sampled_columns"]:
+        for s in SIDES:
+            if r[f"{s}_failed"]:
+                print(f"note: {r['label']}: on the {s} side {', '.join(r[f'{s}_failed'])} failed")
+
+
+def keep_and_compare(
+    configs: Sequence[Config], args: argparse.Namespace, rounds: dict[str, list[dict[str, Any]]]
+) -> None:
+    """Copy the last round's results directories to ``--keep``, print the comparison
+    commands and, with ``--compare``, run them (``moved values: N`` per configuration)."""
+    keep = Path(args.keep) if args.keep else None
+    dirs: dict[str, dict[str, Path]] = {}
+    for c in configs:
+        dirs[c.key] = {}
+        for s in SIDES:
+            src = Path(rounds[s][-1]["runs"][c.key]["out"])
+            if keep is not None:
+                dst = keep / s / c.key
+                shutil.rmtree(dst, ignore_errors=True)
+                shutil.copytree(src, dst)
+                src = dst
+            dirs[c.key][s] = src
+    script = ROOT / "benchmarks" / "compare_results.py"
+    compare_module = _compare_results_module() if args.compare else None
+    for c in configs:
+        old, new = dirs[c.key]["old"], dirs[c.key]["new"]
+        if keep is not None:
             print(
-                f"stride {r['stride']} sample: {r['sampled_columns']} columns used, {r['columns_read']} in the chunks read ({r['columns_read'] / r['sampled_columns']:.2f}x)",
-                file=out,
+                "compare: "
+                + shlex.join([sys.executable, str(script), "--every-value", str(old), str(new)])
             )
-        print(
-            f"stride {r['stride']} ratio in process CPU time (every thread): {r['ratio_cpu']:.3f}",
-            file=out,
-        )
-        phases = "  ".join(f"{k} {v:.3f}" for k, v in r["phases_seconds"].items())
-        print(f"stride {r['stride']} phases (s): {phases}", file=out)
-        if r["breakdown_seconds"]:
-            parts = r["breakdown_seconds"]
-            detail = " + ".join(
-                f"{k} {parts[k]:.3f}" for k in ("predict", "scoring", "waiting for reads", "other")
+        if compare_module is None:
+            continue
+        try:
+            summary = compare_module.every_value(
+                compare_module._table(str(old)), compare_module._table(str(new)), "error"
             )
-            print(
-                f"stride {r['stride']} evaluate taken apart (one more bench, no store hash): {parts['evaluate']:.3f} s = {detail}"
-                f" (predict includes the base class's output checks, {parts['of which output checks']:.3f})",
-                file=out,
+        except ValueError as exc:
+            print(f"{c.label}: not compared: {exc}")
+            continue
+        moved = int(summary["values_over_1e-6"].sum())
+        print(
+            f"{c.label}: moved values: {moved} (of {int(summary['rows'].sum())} rows;"
+            f" statuses that differ: {int(summary['status_differs'].sum())})"
+        )
+
+
+def _compare_results_module() -> Any:
+    """``benchmarks/compare_results.py`` as a module (it needs pandas, not trajbench)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "compare_results", ROOT / "benchmarks" / "compare_results.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line (see the module's docstring)."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    add = parser.add_argument
+    add("--baseline", default=DEFAULT_BASELINE, metavar="REV", help="old side (default fc9d299)")
+    add("--new", metavar="REV", help="new side: this revision (default: the working tree)")
+    add(
+        "--store",
+        help="a store path, or micro (generated in a temporary directory, ~10 s), tiny or"
+        " small (generated once under benchmarks/_scratch/); default small, --quick micro",
+    )
+    add("--repeats", type=int, help="timed rounds (default 4; --quick 1)")
+    add("--quick", action="store_true", help="micro store, 1 round, QUICK_SET as reference set")
+    add(
+        "--no-warm-up",
+        action="store_true",
+        help="no untimed worker first (smoke tests: a fresh worktree then compiles in round 1)",
+    )
+    add("--reference-set", help="comma-separated forecasters of the third configuration")
+    add("--keep", metavar="DIR", help="keep the last round's results directories in DIR")
+    add("--compare", action="store_true", help="compare each side's kept results, every value")
+    add("--json", metavar="FILE", help="also write every figure to FILE")
+    add("--strict", action="store_true", help="exit 1 if any configuration misses the target")
+    add("--no-store-hash", action="store_true", help="as trajbench bench --no-store-hash")
+    add("--no-memory", action="store_true", help="as trajbench bench --no-memory")
+    args = parser.parse_args(argv)
+    args.store = args.store or ("micro" if args.quick else "small")
+    args.repeats = max(1, args.repeats or (1 if args.quick else 4))
+    names = args.reference_set.split(",") if args.reference_set else None
+    args.reference_set = tuple(n for n in names if n) if names else None
+    args.reference_set = args.reference_set or (QUICK_SET if args.quick else REFERENCE_SET)
+    return args
+
+
+@contextmanager
+def sides_of(args: argparse.Namespace) -> Iterator[dict[str, Side]]:
+    """The old side (a worktree of ``--baseline``) and the new one (the working tree, or a
+    worktree of ``--new``); the worktrees are removed on exit."""
+    with worktree(args.baseline, "old") as (old_tree, old_commit):
+        old = Side("old", old_tree, f"{args.baseline} ({old_commit}) at {old_tree}")
+        if args.new is None:
+            yield {"old": old, "new": Side("new", ROOT, f"the working tree {ROOT}")}
+            return
+        with worktree(args.new, "new") as (new_tree, new_commit):
+            yield {
+                "old": old,
+                "new": Side("new", new_tree, f"{args.new} ({new_commit}) at {new_tree}"),
+            }
+
+
+def compare_sides(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Set up both sides and the store, measure, print; the summary rows."""
+    configs = configurations(args.reference_set)
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="trajbench-harness-") as tmp, sides_of(args) as sides:
+        args.work = str(Path(tmp) / "runs")
+        store = prepare_store(args.store, sides["old"].tree, Path(tmp))
+        checks, rounds = measure(sides, store, configs, args)
+        rows = summarise(configs, rounds)
+        print_report(sides, checks, store, rows, args.repeats)
+        load1 = os.getloadavg()
+        print(
+            f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} CPUs,"
+            f" {platform.machine()}, Python {platform.python_version()})"
+        )
+        keep_and_compare(configs, args, rounds)
+        if args.json:
+            report = {
+                "sides": {s: {"description": sides[s].description, **checks[s]} for s in SIDES},
+                "store": store,
+                "repeats": args.repeats,
+                "target": TARGET,
+                "load_average_before_after": [load0, load1],
+                "rows": rows,
+            }
+            Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Exit status 0 (1 with ``--strict`` and a missed target; 2 if a side could not run)."""
+    args = parse_args(argv)
+    try:
+        rows = compare_sides(args)
+    except (SideFailed, RuntimeError) as exc:  # a worker, the store, or git
+        print(f"harness: {exc}", file=sys.stderr)
+        return 2
+    failed = any(r["verdict"] == "FAIL" for r in rows)
+    return 1 if args.strict and failed else 0
+
+
+# --------------------------------------------------------------------------- inside a worker
+
+
+def _inside(tree: Path, file: str | None) -> bool:
+    return file is not None and Path(file).resolve().is_relative_to(tree)
+
+
+def _check_imports(tree: Path, names: Sequence[str]) -> dict[str, Any]:
+    """Fail unless ``trajbench``, ``baselines`` and every named forecaster's entry-point
+    class come from ``tree``; what each resolved to."""
+    import importlib.metadata
+    import inspect
+
+    import baselines
+    import trajbench
+
+    for module in (trajbench, baselines):
+        if not _inside(tree, module.__file__):
+            raise SystemExit(
+                f"worker: {module.__name__} imported from {module.__file__}, not {tree}"
             )
-        print(
-            f"stride {r['stride']} work: {r['predicted'] / 1e6:.0f}M values predicted, {r['scored'] / 1e6:.0f}M scored, {r['bytes_read'] / 4e6:.1f}M read"
-            f" ({r['predicted'] * 4 / r['bytes_read']:.0f} bytes predicted per byte read); writing the predictions once takes {r['floor_write_predictions_seconds']:.3f} s"
-            f" ({r['floor_write_predictions_seconds'] / r['read_seconds']:.2f}x the read)",
-            file=out,
+    points = {ep.name: ep for ep in importlib.metadata.entry_points(group="trajbench.forecasters")}
+    resolved = {}
+    for name in names:
+        if name not in points:
+            resolved[name] = "(no entry point)"
+            continue
+        klass = points[name].load()
+        file = inspect.getsourcefile(klass)
+        if not _inside(tree, file):
+            raise SystemExit(f"worker: {name} = {points[name].value} loads {file}, not in {tree}")
+        resolved[name] = f"{points[name].value} in {file}"
+    return {"trajbench": trajbench.__file__, "entry_points": resolved}
+
+
+def _check_modules(tree: Path) -> None:
+    """Fail if any loaded ``trajbench`` or ``baselines`` module lies outside ``tree``."""
+    for name, module in list(sys.modules.items()):
+        if name.split(".")[0] in ("trajbench", "baselines"):
+            file = getattr(module, "__file__", None)
+            if file is not None and not _inside(tree, file):
+                raise SystemExit(f"worker: module {name} imported from {file}, not {tree}")
+
+
+def _forecaster_seconds(out: Path) -> tuple[dict[str, float], list[str]]:
+    """Each forecaster's fit + predict seconds as the run recorded them (the manifest's
+    ``forecasters[].runtime``, else the results table's ``fit_seconds`` / ``predict_seconds``
+    rows), and the forecasters whose status is ``failed``."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    entries = manifest.get("forecasters") or []
+    failed = [e["name"] for e in entries if e.get("status") == "failed"]
+    seconds = {
+        e["name"]: float(e["runtime"].get("fit_seconds", 0.0))
+        + float(e["runtime"].get("predict_seconds", 0.0))
+        for e in entries
+        if isinstance(e.get("runtime"), dict)
+    }
+    if not seconds:
+        import pandas as pd
+
+        table = pd.read_parquet(out / "results.parquet")
+        rows = table[table["metric"].isin(["fit_seconds", "predict_seconds"])]
+        seconds = {str(k): float(v) for k, v in rows.groupby("forecaster")["value"].sum().items()}
+    return seconds, failed
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process (every thread) and of its finished child processes."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def _worker(spec_path: str) -> int:
+    """Time ``run_benchmark`` for each configuration of the spec; write the report as JSON."""
+    spec = json.loads(Path(spec_path).read_text())
+    tree = Path(spec["tree"]).resolve()
+    from trajbench.bench.harness import run_benchmark
+    from trajbench.bench.protocol import PROTOCOL
+
+    report: dict[str, Any] = _check_imports(tree, spec["resolve"])
+    report["runs"] = {}
+    for config in spec["configs"]:
+        out = Path(spec["out"]) / config["key"]
+        gc.collect()
+        t0, c0 = time.perf_counter(), _cpu_seconds()
+        run_benchmark(
+            spec["store"],
+            list(config["forecasters"]),
+            out,
+            protocol=PROTOCOL.replace(stride=int(config["stride"])),
+            resume=False,
+            hash_store=bool(spec["hash_store"]),
+            measure_memory=bool(spec["measure_memory"]),
         )
-    if args.wide:
-        wide = report["wide_sample"] = wide_sample(args.wide)
-        u, c = wide["uniform"], wide["chunk_aware"]
-        print(
-            f"wide run ({wide['n_params']} parameters, {wide['n_snapshots']} snapshots, chunks {wide['chunks']}), {wide['sample']} series:"
-            f" uniform sample reads {u['read_over_used']:.1f}x the columns it uses in {u['seconds']:.3f} s,"
-            f" chunk-aware {c['read_over_used']:.1f}x in {c['seconds']:.3f} s ({u['seconds'] / c['seconds']:.1f}x faster)",
-            file=out,
-        )
-    if load0 is not None:
-        print(
-            f"load average before {load0[0]:.2f}, after {load1[0]:.2f} ({os.cpu_count()} CPUs)",
-            file=out,
-        )
-    if args.json:
-        print(json.dumps(report, indent=2))
+        wall, cpu = time.perf_counter() - t0, _cpu_seconds() - c0
+        seconds, failed = _forecaster_seconds(out)
+        report["runs"][config["key"]] = {
+            "wall": wall,
+            "cpu": cpu,
+            "forecaster_seconds": seconds,
+            "outside": wall - sum(seconds.values()) if seconds else None,
+            "failed": failed,
+            "out": str(out),
+        }
+    _check_modules(tree)
+    Path(spec["result"]).write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def _generate(name: str, path: str) -> int:
+    """Generate the named store (``micro``: the micro suite with 8-epoch runs) at ``path``."""
+    from trajbench.generate import generate
+
+    workers = max(1, min(4, os.cpu_count() or 1))
+    if name != "micro":
+        generate(name, path, workers=workers, progress=False)
+        return 0
+    from trajbench.generate.suite import parse_suite, suite_path
+
+    text = suite_path("micro").read_text()
+    for old, new in (("epochs = 3\n", "epochs = 8\n"), ("length = 20\n", "length = 30\n")):
+        text = text.replace(old, new)
+    generate(parse_suite(text, "micro (8 epochs)"), path, workers=1, progress=False)
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--_worker"]:
+        sys.exit(_worker(sys.argv[2]))
+    if sys.argv[1:2] == ["--_generate"]:
+        sys.exit(_generate(sys.argv[2], sys.argv[3]))
     sys.exit(main())

@@ -54,7 +54,6 @@ def _int_list(text: str, what: str) -> tuple[int, ...]:
 def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``bench`` to the ``trajbench`` sub-commands."""
     from trajbench.bench.harness import TRACKS
-    from trajbench.bench.protocol import PROTOCOL
 
     p = subparsers.add_parser(
         "bench",
@@ -96,6 +95,20 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=0,
         help="sets every random choice: splits, samples, bootstrap, fit (default 0)",
     )
+    _add_protocol_options(p)
+    _add_run_options(p)
+    _add_downstream_options(p)
+    _add_online_options(p)
+    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
+    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.set_defaults(func=cmd_bench)
+    return p
+
+
+def _add_protocol_options(p: argparse.ArgumentParser) -> None:
+    """The protocol settings a user may change (each change is listed in the manifest)."""
+    from trajbench.bench.protocol import PROTOCOL
+
     p.add_argument(
         "--splits",
         metavar="S,T",
@@ -129,6 +142,10 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="P,Q",
         help="architecture patterns held out as 'unseen' (default: the protocol's)",
     )
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    """How the benchmark runs: resuming, hashing, metering, scale-out, lossy stores."""
     p.add_argument(
         "--no-resume",
         action="store_true",
@@ -147,13 +164,16 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="dask scheduler address or 'local-cluster' to shard (forecaster x run) work",
+        help="dask scheduler address or 'local-cluster': one task per evaluation run",
     )
     p.add_argument(
         "--allow-lossy-mix",
         action="store_true",
         help="benchmark a store that mixes lossy and lossless runs (refused by default)",
     )
+
+
+def _add_downstream_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("downstream track (docs/tracks.md)")
     g.add_argument(
         "--downstream-horizons",
@@ -178,6 +198,9 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="at most N runs per task and split (default: all)",
     )
+
+
+def _add_online_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("online track (docs/tracks.md)")
     g.add_argument("--online-every", type=int, metavar="K", help="epochs between jumps (default 5)")
     g.add_argument(
@@ -206,10 +229,6 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="cap on the epochs of a run (default: the configuration's)",
     )
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
-    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
-    p.set_defaults(func=cmd_bench)
-    return p
 
 
 def _protocol_from_args(args: argparse.Namespace) -> Any:

@@ -20,28 +20,52 @@ gradient descent converges). That is the default here (``regulariser="last_step"
 
 Where the paper (or its code) leaves room, and what this implementation chose
 ------------------------------------------------------------------------------
-Origins.
+Origins (per-origin maps, the default).
     The authors train and test at one origin, ``n = 20`` (inputs ``w_0, w_20``, targets
-    ``w_21 .. w_200``). The benchmark asks for forecasts at every origin of a run, so by
-    default one map is trained on windows at many origins of each training run
-    (``origins_per_run`` drawn uniformly from ``1 .. T - 2``) and applied at any origin;
-    the origin itself is not an input (the model has exactly the authors' two inputs).
-    ``origin=20`` trains at that single origin, as the authors did.
+    ``w_21 .. w_200``): their map is the best continuation *from snapshot 20*. The
+    benchmark asks for forecasts at every origin of a run, so by default one map is fitted
+    per origin ``n`` (a snapshot index), each exactly the authors' fit at its origin: on
+    the training runs that reach ``n`` (at least one target after it), with its own
+    batches, Adam state, early stopping and best state
+    (:mod:`baselines._farcaster_origins`). A snapshot index means the same training time
+    only among runs recorded at the same cadence, so maps are kept per stride
+    (``meta.stride``): runs of different strides never share a map. ``origin=20`` fits
+    that single origin only, as the authors did.
+Origins no training run reaches.
+    A forecast at an origin without a map (no training run of that stride is that long,
+    an unseen stride, or ``meta.origin`` unknown) is persistence by default
+    (``unseen_origin="persistence"``) and reported with :meth:`report_fallback`, so the
+    harness marks those results ``fallback`` and counts the coverage.
+    ``unseen_origin="nearest"`` uses the map of the nearest trained origin of the same
+    stride instead (also reported; an unseen stride is always persistence).
+Horizons beyond a map.
+    A map was trained for ``steps`` outputs (``m``, or fewer where no training run goes on
+    that long). A longer forecast continues from the later origin it has reached: at
+    ``n + steps`` with that origin's map, the last forecast as ``w_n`` and ``w_0`` kept (a
+    map consistent with where the forecast now is, not the first origin's map again).
+    Past the last trained origin, the nearest trained origin's map goes on (not reported:
+    in the benchmark those steps lie past the end of runs as long as the training runs,
+    where nothing is scored).
+The pooled adaptation (``farcaster_pooled``, ``pooled=True``).
+    One map for every origin: trained on windows at ``origins_per_run`` origins drawn
+    uniformly from ``1 .. T - 2`` of each training run, applied at any origin, the origin
+    not being an input. Not the authors' method (their map is for one origin); kept as
+    the earlier adaptation to compare with. Beyond ``horizon_`` it recurses with the same
+    map.
 Horizon.
     ``m`` outputs, one per step up to the benchmark's longest horizon (``horizon=None``:
     50, the protocol's largest, ``trajbench.forecasting.BENCHMARK_MAX_HORIZON``). Windows
     whose targets run past the end of a run are kept; the missing targets are masked out of
-    the loss (the authors' runs were all long enough). If no training window reaches
-    step ``m``, only the steps with data are trained (``horizon_`` after fit). A
-    forecast longer than ``horizon_`` is made by recursion: the last forecast value
-    becomes the new ``w_n`` (``w_0`` unchanged) and the map is applied again.
+    the loss (the authors' runs were all long enough). Only the steps with data are
+    trained (per origin; pooled: ``horizon_`` after fit).
 Runs in the regulariser.
-    A "run" of ``L_grad`` is one (training run, origin) window group: the sampled series
-    of one run at one origin, so its norms sum over the same parameters as the real first
-    step ``sum_d |w_1 - w_0|``, taken from the data (snapshot 1 of the run). The sums grow
-    with ``series_per_run``; the authors' runs had 1 to 31 parameters, so ``beta`` may
-    need scaling down for many series per run. For ``m = 1`` the last predicted step is
-    ``yhat_{n+1} - w_n``.
+    A "run" of ``L_grad`` is one training run at one origin: the sampled series of the
+    run, so its norms sum over the same parameters as the real first step
+    ``sum_d |w_1 - w_0|``, taken from the data (snapshot 1 of the run). The last predicted
+    step is that of the last *trained* output of the origin's map. The sums grow with
+    ``series_per_run``; the authors' runs had 1 to 31 parameters, so ``beta`` may need
+    scaling down for many series per run. For one trained step the last predicted step
+    is ``yhat_{n+1} - w_n``.
 The variant ``regulariser="steps_must_not_grow"``.
     ``sum_{j=1}^{m-1} ReLU(||s_{j+1}||_1 - ||s_j||_1)`` per group, averaged over groups,
     with ``s_1 = yhat_{n+1} - w_n`` and ``s_j = yhat_{n+j} - yhat_{n+j-1}``: predicted
@@ -62,20 +86,23 @@ Scale.
 Training.
     Adam, mini-batches of ``batch_runs`` groups (the authors' batch of 32 runs), up to
     ``max_epochs`` epochs (the authors allowed 10,000), early stopping with patience 5 on
-    the validation MAE, keeping the best state. Learning rate 0.004: the authors' LFD-2
-    rate for least squares with GD and for the network trained with Adam (they used 0.004
-    to 0.006 depending on the data set). Validation windows come from the harness's
-    validation split (``train.validation``); without one (or with an empty one), 20% of
-    the training runs are held out (20% of the origins when there is a single run; the
-    training windows themselves when nothing can be held out). Initialisation is
-    PyTorch's ``nn.Linear`` default drawn from a seeded generator, so fits are
-    deterministic on CPU. The fit runs on one torch thread (the batches are tiny; the
-    caller's setting is restored).
+    the validation MAE, keeping the best state (per origin for per-origin maps).
+    Learning rate 0.004: the authors' LFD-2 rate for least squares with GD and for the
+    network trained with Adam (they used 0.004 to 0.006 depending on the data set).
+    Validation windows come from the harness's validation split (``train.validation``);
+    without one (or with an empty one), 20% of the training runs are held out (pooled
+    with a single run: 20% of its origins; per origin: an origin no validation run
+    reaches stops on its training MAE). Initialisation is PyTorch's ``nn.Linear`` default
+    drawn from a seeded generator, so fits are deterministic on CPU. The fit runs on one
+    torch thread (the caller's setting is restored).
 Outside the harness.
-    ``meta.first`` is ``w_0``. When ``meta`` is None, the oldest context value stands in
-    for ``w_0``: pass ``context_length`` = the number of snapshots since the start of the
-    run and the whole history to get the real ``w_0``; with the default
-    ``context_length=2`` it is ``w_{n-1}``, a poor proxy.
+    ``meta.first`` is ``w_0``, ``meta.origin`` the origin and ``meta.stride`` the stride.
+    When ``meta`` is None, the oldest context value stands in for ``w_0`` (pass
+    ``context_length`` = the number of snapshots since the start of the run and the
+    whole history to get the real ``w_0``; with the default ``context_length=2`` it is
+    ``w_{n-1}``, a poor proxy), the stride is the one with the most training runs, and
+    the origin is unknown (an unseen origin, see above) unless ``origin`` was set, which
+    is then assumed.
 """
 
 from __future__ import annotations
@@ -87,16 +114,27 @@ from typing import Any
 import numpy as np
 import torch
 
+from baselines._farcaster_origins import (
+    OriginMaps,
+    StrideRuns,
+    _Settings,
+    fit_stride,
+    forecast_chain,
+)
 from trajbench.errors import TrajbenchError, did_you_mean
-from trajbench.forecasting import BENCHMARK_MAX_HORIZON, derive_seed
+from trajbench.forecasting import BENCHMARK_MAX_HORIZON, derive_seed, one_torch_thread
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
 
-__all__ = ["Farcaster", "REGULARISERS"]
+__all__ = ["Farcaster", "FarcasterPooled", "OriginMaps", "REGULARISERS", "UNSEEN_ORIGIN"]
 
 #: Values of ``Farcaster(regulariser=...)``.
 REGULARISERS = ("last_step", "steps_must_not_grow", "none")
+#: Values of ``Farcaster(unseen_origin=...)``.
+UNSEEN_ORIGIN = ("persistence", "nearest")
+#: Values of ``Farcaster(init=...)``.
+INITS = ("least_squares", "random")
 
 _SCALE_EPS = 1e-6
 
@@ -180,9 +218,10 @@ class Farcaster(Forecaster):
     series_per_run:
         Series drawn from each training run's sample.
     origins_per_run:
-        Origins drawn per training run (ignored when ``origin`` is set).
+        Pooled only: origins drawn per training run (ignored when ``origin`` is set).
     origin:
-        Train only at this origin (the authors' ``n = 20``); None: many origins.
+        Train only at this origin (the authors' ``n = 20``); None: every origin
+        (pooled: ``origins_per_run`` of them).
     normalise:
         Divide each series by ``max(|w_0|, |w_n|)`` in and out (default False: raw values,
         as the authors).
@@ -191,14 +230,32 @@ class Farcaster(Forecaster):
         ``meta.first``, or from the oldest context value when ``meta`` is None).
     seed:
         Seeds the parameter and origin draws, the initialisation and the batch order.
+    pooled:
+        False (default): one map per (stride, origin), the authors' fit at each origin.
+        True: one map for every origin (``farcaster_pooled``, our earlier adaptation).
+    unseen_origin:
+        Per-origin maps only, for an origin no training run reaches: ``"persistence"``
+        (default) or ``"nearest"`` (the nearest trained origin's map); reported as a
+        fallback either way.
+    init:
+        Per-origin maps only: start each map at its least-squares solution
+        (``"least_squares"``, default; the start counts as a candidate best state) or at
+        PyTorch's random ``nn.Linear`` initialisation as the authors (``"random"``). The
+        pooled map always starts at random.
 
-    Fitted attributes: ``coef_`` ``(horizon_, 2)`` (columns for ``w_0`` and ``w_n``),
-    ``intercept_`` ``(horizon_,)``, ``horizon_``, ``history_`` (per-epoch train and
-    validation loss), ``best_epoch_``.
+    Fitted attributes, per-origin: ``maps_`` ``{stride: OriginMaps}`` (``origins``,
+    ``coef`` ``(O, m, 2)``, ``intercept`` ``(O, m)``, ``steps``, ``n_runs``,
+    ``best_epoch``), ``history_`` ``{stride: {"train": [...], "validation": [...]}}``
+    (per epoch, averaged over the origins still training), ``default_stride_``,
+    ``horizon_`` (the longest trained map). Pooled: ``coef_`` ``(horizon_, 2)`` (columns
+    for ``w_0`` and ``w_n``), ``intercept_`` ``(horizon_,)``, ``horizon_``, ``history_``
+    (per-epoch train and validation loss), ``best_epoch_``.
     """
 
     name = "farcaster"
     context_length = 2  # the __init__ default, for listings that read the class
+    # per-origin: {stride: {"train": [...], "validation": [...]}}; pooled: {"train": ...}
+    history_: dict[Any, Any]
     tags = {"needs_fit": True, "multi_horizon": "native", "deterministic": True}
 
     def __init__(
@@ -216,6 +273,9 @@ class Farcaster(Forecaster):
         normalise: bool = False,
         context_length: int = 2,
         seed: int = 0,
+        pooled: bool = False,
+        unseen_origin: str = "persistence",
+        init: str = "least_squares",
     ) -> None:
         self.horizon = horizon
         self.beta = beta
@@ -230,6 +290,9 @@ class Farcaster(Forecaster):
         self.normalise = normalise
         self.context_length = context_length
         self.seed = seed
+        self.pooled = pooled
+        self.unseen_origin = unseen_origin
+        self.init = init
 
     # ------------------------------------------------------------ checking
     def _check_params(self) -> int:
@@ -263,8 +326,19 @@ class Farcaster(Forecaster):
             _positive_int(getattr(self, what), what)
         if self.origin is not None:
             _positive_int(self.origin, "origin")
-        if not isinstance(self.normalise, bool):
-            raise TrajbenchError(f"farcaster: normalise must be a bool, but got {self.normalise!r}")
+        for what in ("normalise", "pooled"):
+            if not isinstance(getattr(self, what), bool):
+                raise TrajbenchError(
+                    f"farcaster: {what} must be a bool, but got {getattr(self, what)!r}"
+                )
+        if self.init not in INITS:
+            raise TrajbenchError(
+                f"farcaster: init must be one of {', '.join(INITS)}, but got {self.init!r}{did_you_mean(str(self.init), INITS)}"
+            )
+        if self.unseen_origin not in UNSEEN_ORIGIN:
+            raise TrajbenchError(
+                f"farcaster: unseen_origin must be one of {', '.join(UNSEEN_ORIGIN)}, but got {self.unseen_origin!r}{did_you_mean(str(self.unseen_origin), UNSEEN_ORIGIN)}"
+            )
         if (
             isinstance(self.seed, bool)
             or not isinstance(self.seed, (int, np.integer))
@@ -280,6 +354,10 @@ class Farcaster(Forecaster):
     # ------------------------------------------------------------- fitting
     def _fit(self, train: TrainingData) -> None:
         m = self._check_params()
+        if not self.pooled:
+            with one_torch_thread():
+                self._fit_per_origin(train, m)
+            return
         runs = self._sample_runs(train, "train")
         val_runs = (
             self._sample_runs(train.validation, "validation")
@@ -290,10 +368,7 @@ class Farcaster(Forecaster):
             runs, val_runs = self._hold_out(runs)
         groups = self._build(runs, m)
         if groups is None:
-            raise TrajbenchError(
-                f"farcaster: no training window in {train.n_runs} training run(s) (a run needs at least 3 snapshots"
-                + (f", and more than origin={self.origin} + 1)" if self.origin is not None else ")")
-            )
+            raise self._no_window_error(train)
         trained = (
             int(groups.mask.any(dim=0).nonzero().max()) + 1
         )  # targets form a prefix of the horizon
@@ -309,6 +384,79 @@ class Farcaster(Forecaster):
         if val is None or val.n_groups == 0 or float(val.mask.sum()) == 0:
             val = groups
         self._train(groups, val, trained)
+
+    def _no_window_error(self, train: TrainingData) -> TrajbenchError:
+        return TrajbenchError(
+            f"farcaster: no training window in {train.n_runs} training run(s) (a run needs at least 3 snapshots"
+            + (f", and more than origin={self.origin} + 1)" if self.origin is not None else ")")
+        )
+
+    def _runs_by_stride(self, data: TrainingData, split: str) -> dict[int, list[np.ndarray]]:
+        """Each run's sampled series (at most ``series_per_run``, drawn as for the pooled
+        fit), grouped by the run's stride."""
+        out: dict[int, list[np.ndarray]] = {}
+        for path, values, meta in data.series():
+            t, s = values.shape
+            if t < 3 or s == 0:
+                continue
+            rng = np.random.Generator(
+                np.random.PCG64(derive_seed("farcaster", self.seed, split, path))
+            )
+            cols = np.sort(rng.choice(s, size=min(s, int(self.series_per_run)), replace=False))
+            stride = int(meta.stride[0]) if len(meta) else 0
+            out.setdefault(stride, []).append(np.asarray(values[:, cols], dtype=np.float32))
+        return out
+
+    def _fit_per_origin(self, train: TrainingData, m: int) -> None:
+        runs = self._runs_by_stride(train, "train")
+        val = (
+            self._runs_by_stride(train.validation, "validation")
+            if train.validation is not None
+            else {}
+        )
+        if not any(val.values()):  # no validation split (or an empty one): hold out runs
+            rng = np.random.Generator(np.random.PCG64(derive_seed("farcaster-holdout", self.seed)))
+            for stride, group in runs.items():
+                if len(group) >= 2:
+                    n_val = max(1, int(round(0.2 * len(group))))
+                    held = set(rng.choice(len(group), size=n_val, replace=False).tolist())
+                    val[stride] = [g for i, g in enumerate(group) if i in held]
+                    runs[stride] = [g for i, g in enumerate(group) if i not in held]
+        settings = _Settings(
+            m=m,
+            beta=float(self.beta),
+            regulariser=str(self.regulariser),
+            lr=float(self.lr),
+            batch_runs=int(self.batch_runs),
+            max_epochs=int(self.max_epochs),
+            patience=int(self.patience),
+            normalise=bool(self.normalise),
+            scale_eps=_SCALE_EPS,
+            init=str(self.init),
+        )
+        maps: dict[int, OriginMaps] = {}
+        history: dict[int, dict[str, list[float]]] = {}
+        for stride in sorted(runs):
+            data = StrideRuns.stack(runs[stride])
+            last = int(data.lengths.max()) - 2  # the last origin with a target
+            if self.origin is not None:
+                origins = np.asarray([int(self.origin)] if self.origin <= last else [], np.int64)
+            else:
+                origins = np.arange(1, last + 1, dtype=np.int64)
+            if not len(origins):
+                continue
+            val_data = StrideRuns.stack(val[stride]) if val.get(stride) else None
+            gen = torch.Generator().manual_seed(
+                derive_seed("farcaster-init", self.seed, stride) % (2**63)
+            )
+            maps[stride], history[stride] = fit_stride(data, val_data, origins, settings, gen)
+        if not maps:
+            raise self._no_window_error(train)
+        self.maps_ = maps
+        self.history_ = history
+        counts = {k: len(v) for k, v in runs.items() if k in maps}
+        self.default_stride_ = max(sorted(counts), key=lambda k: counts[k])
+        self.horizon_ = int(max(int(mp.steps.max()) for mp in maps.values()))
 
     def _sample_runs(self, data: TrainingData, split: str) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per run: its ``(T, d)`` sampled series (at most ``series_per_run``) and the origins drawn."""
@@ -475,6 +623,8 @@ class Farcaster(Forecaster):
     def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta | None) -> np.ndarray:
         w0 = np.ascontiguousarray(context[:, 0] if meta is None else meta.first, dtype=np.float32)
         wn = context[:, -1]
+        if not self.pooled:
+            return self._predict_per_origin(w0, wn, horizon, meta)
         m = int(self.horizon_)
         if horizon <= m:
             return self._apply(w0, wn, horizon)
@@ -487,6 +637,118 @@ class Farcaster(Forecaster):
             wn = block[:, -1]
             done += take
         return out
+
+    def _predict_per_origin(
+        self, w0: np.ndarray, wn: np.ndarray, horizon: int, meta: SeriesMeta | None
+    ) -> np.ndarray:
+        """Each series from its (stride, origin)'s map (module docstring); the others get
+        persistence or the nearest origin's map, reported with :meth:`report_fallback`."""
+        n = len(wn)
+        strides = np.full(n, self.default_stride_, dtype=np.int64) if meta is None else meta.stride
+        if meta is not None and meta.origin is not None:
+            origins: np.ndarray | None = meta.origin
+        elif self.origin is not None:
+            origins = np.full(n, int(self.origin), dtype=np.int64)
+        else:
+            origins = None
+        out = _persistence(wn, horizon)
+        nearest = self.unseen_origin == "nearest"
+        for stride in np.unique(strides):
+            rows_s = np.flatnonzero(strides == stride)
+            maps = self.maps_.get(int(stride))
+            if maps is None:
+                self.report_fallback(
+                    len(rows_s),
+                    f"stride {int(stride)} not among the training runs' strides: persistence",
+                )
+                continue
+            if origins is None:
+                self.report_fallback(
+                    len(rows_s), "origin unknown (meta.origin is None): persistence"
+                )
+                continue
+            o_s = origins[rows_s]
+            for origin in np.unique(o_s):
+                rows = rows_s[o_s == origin]
+                index = int(maps.find(np.asarray([origin]))[0])
+                if index < 0:
+                    if not nearest:
+                        self.report_fallback(
+                            len(rows),
+                            "origin not reached by a training run of its stride: persistence",
+                        )
+                        continue
+                    index = int(maps.nearest(np.asarray([origin]))[0])
+                    self.report_fallback(
+                        len(rows),
+                        "origin not reached by a training run of its stride: map of the nearest trained origin",
+                    )
+                out[rows] = forecast_chain(
+                    maps,
+                    int(origin),
+                    w0[rows],
+                    wn[rows],
+                    horizon,
+                    index,
+                    bool(self.normalise),
+                    _SCALE_EPS,
+                )
+        return out
+
+
+class FarcasterPooled(Farcaster):
+    """The farcaster with one map pooled over every origin (our earlier adaptation).
+
+    **An adaptation, not the authors' method**: the authors fit their map at one origin
+    (``n = 20``); this fits one map on windows at ``origins_per_run`` random origins of
+    each training run and applies it at any origin, the origin not being an input. Kept
+    to compare with :class:`Farcaster` (per-origin maps). Same parameters as
+    :class:`Farcaster`, with ``pooled=True``.
+    """
+
+    name = "farcaster_pooled"
+
+    def __init__(
+        self,
+        horizon: int | None = None,
+        beta: float = 1e-6,
+        regulariser: str = "last_step",
+        lr: float = 0.004,
+        batch_runs: int = 32,
+        max_epochs: int = 1000,
+        patience: int = 5,
+        series_per_run: int = 256,
+        origins_per_run: int = 16,
+        origin: int | None = None,
+        normalise: bool = False,
+        context_length: int = 2,
+        seed: int = 0,
+        pooled: bool = True,
+        unseen_origin: str = "persistence",
+        init: str = "least_squares",
+    ) -> None:
+        super().__init__(
+            horizon=horizon,
+            beta=beta,
+            regulariser=regulariser,
+            lr=lr,
+            batch_runs=batch_runs,
+            max_epochs=max_epochs,
+            patience=patience,
+            series_per_run=series_per_run,
+            origins_per_run=origins_per_run,
+            origin=origin,
+            normalise=normalise,
+            context_length=context_length,
+            seed=seed,
+            pooled=pooled,
+            unseen_origin=unseen_origin,
+            init=init,
+        )
+
+
+def _persistence(wn: np.ndarray, horizon: int) -> np.ndarray:
+    return np.repeat(wn[:, None], horizon, axis=1)
 
 
 def _positive_int(value: Any, what: str) -> int:

@@ -44,7 +44,16 @@ network (the choice is in ``shared_``). Training always uses the intended normal
 
 **The authors' released weights.** :func:`load_official` loads ``NWNN_{Conv,FC,Bias}_13.pt``
 (the PyTorch state dicts of their repository; never shipped with trajbench, they have no
-license). Two documented deviations of the authors' code are available as options:
+license). In those files the layers their port wraps in an L1-regularised module
+(:data:`RELEASED_WRAPPED`: ``dense``, ``dense_5``, ``dense_6``, ``dense_11``) are keyed
+``<layer>.linear.weight`` next to ``<layer>.weight_loss`` / ``<layer>.bias_loss``
+buffers, the others ``<layer>.weight`` (:data:`OFFICIAL_KEYS`); both forms are accepted
+per layer, so the released files and ours (every layer ``<layer>.linear.*``) load, and
+``*_loss`` entries are ignored. Checked against the released files (commit ab0f62c): the
+``.pt`` tensors equal the Keras ``.h5`` kernels (transposed) bit for bit, and with
+``negative_slope=0.01, bias_mode="authors"`` the outputs equal those of the authors' own
+PyTorch code to float32 rounding (``tests/data/wnn_official_outputs.json``). Two
+documented deviations of the authors' code are available as options:
 
 * their PyTorch port uses ``nn.LeakyReLU()`` (slope 0.01), not Keras's 0.3, with the
   same weights: ``negative_slope=0.01`` reproduces the port, 0.3 (default) the Keras
@@ -79,6 +88,7 @@ __all__ = [
     "random_wnn",
     "NETWORKS",
     "OFFICIAL_KEYS",
+    "RELEASED_WRAPPED",
     "network_of",
 ]
 
@@ -106,11 +116,30 @@ _LAYERS: tuple[tuple[str, int, int], ...] = (
     ("dense_12", 64, 1),
 )
 
-#: Every key of an official state dict with its shape (``*_loss`` buffers are ignored).
+#: The layers the authors' PyTorch port wraps in its L1-regularised module (the Dense
+#: layers the Keras model gives ``kernel_regularizer`` / ``bias_regularizer``): their keys
+#: are ``<name>.linear.weight`` / ``<name>.linear.bias``, next to two ``(1,)`` buffers
+#: ``<name>.weight_loss`` / ``<name>.bias_loss`` (the last penalty values, ignored). The
+#: other layers are plain ``nn.Linear`` modules: ``<name>.weight`` / ``<name>.bias``.
+RELEASED_WRAPPED: frozenset[str] = frozenset({"dense", "dense_5", "dense_6", "dense_11"})
+
+
+def _released_key(name: str, part: str) -> str:
+    return f"{name}.linear.{part}" if name in RELEASED_WRAPPED else f"{name}.{part}"
+
+
+#: Every weight key of the released ``NWNN_{Conv,FC,Bias}_13.pt`` with its shape (checked
+#: against the files of github.com/jjh6297/WNN, ``WNN_Pytorch/``, commit ab0f62c); the
+#: ``*_loss`` buffers of the wrapped layers are not listed (they are ignored on loading).
 OFFICIAL_KEYS: dict[str, tuple[int, ...]] = {}
+#: The keys of our own :class:`WNNNet` (every layer as ``<name>.linear.*``), as written by
+#: :meth:`WNN.save` (prefixed with the network's name).
+_OWN_KEYS: dict[str, tuple[int, ...]] = {}
 for _name, _n_in, _n_out in _LAYERS:
-    OFFICIAL_KEYS[f"{_name}.linear.weight"] = (_n_out, _n_in)
-    OFFICIAL_KEYS[f"{_name}.linear.bias"] = (_n_out,)
+    OFFICIAL_KEYS[_released_key(_name, "weight")] = (_n_out, _n_in)
+    OFFICIAL_KEYS[_released_key(_name, "bias")] = (_n_out,)
+    _OWN_KEYS[f"{_name}.linear.weight"] = (_n_out, _n_in)
+    _OWN_KEYS[f"{_name}.linear.bias"] = (_n_out,)
 
 #: What the authors' released weights were trained on (for leakage marking).
 OFFICIAL_PRETRAINED_ON: dict[str, list[str]] = {
@@ -136,8 +165,10 @@ class _Dense(nn.Module):
 
 class WNNNet(nn.Module):
     """The two-stream WNN network: ``(x (N, 5), d (N, 4))`` normalised inputs to the
-    ``(N,)`` normalised residual in ``(-1, 1)``. Attribute names follow the authors'
-    state dicts (``dense`` .. ``dense_12``)."""
+    ``(N,)`` normalised residual in ``(-1, 1)``. Layer names follow the authors' models
+    (``dense`` .. ``dense_12``, in the Keras model's construction order); every layer is
+    held as ``<name>.linear`` (the released files wrap only some, see
+    :func:`_canonical_state`)."""
 
     # The Dense layers of :data:`_LAYERS`, registered by ``add_module`` in ``__init__``
     # (in the authors' key order); declared here for the type checker only.
@@ -306,29 +337,49 @@ def _read_tensors(path: Any, what: str) -> dict[str, torch.Tensor]:
     return {str(k): v for k, v in data.items()}
 
 
-def _net_from_state(state: Mapping[str, torch.Tensor], negative_slope: float, what: str) -> WNNNet:
-    """A :class:`WNNNet` holding ``state``; the keys and shapes must be exactly
-    :data:`OFFICIAL_KEYS` (plus any ``*_loss`` buffers, ignored)."""
-    keys = {k for k in state if not k.endswith("_loss")}
-    missing = [k for k in OFFICIAL_KEYS if k not in keys]
-    unexpected = sorted(keys - set(OFFICIAL_KEYS))
-    if missing:
-        raise TrajbenchError(
-            f"{what} is not a WNN state dict: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
-        )
+def _canonical_state(state: Mapping[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    """``state`` under our :class:`WNNNet` keys (every layer ``<name>.linear.*``).
+
+    Each layer may come wrapped (``<name>.linear.weight``: our files, and the authors'
+    L1-regularised layers) or plain (``<name>.weight``: the authors' other layers), so
+    both the released files and ours load; ``*_loss`` entries are ignored. A missing key,
+    a layer given both ways, any other key or a wrong shape is an error naming it."""
+    used: set[str] = set()
+    out: dict[str, torch.Tensor] = {}
+    for name, n_in, n_out in _LAYERS:
+        for part, shape in (("weight", (n_out, n_in)), ("bias", (n_out,))):
+            wrapped, plain = f"{name}.linear.{part}", f"{name}.{part}"
+            found = [k for k in (wrapped, plain) if k in state]
+            if not found:
+                raise TrajbenchError(
+                    f"{what} is not a WNN state dict: missing key {_released_key(name, part)}"
+                    f" (or {wrapped if name not in RELEASED_WRAPPED else plain})"
+                )
+            if len(found) == 2:
+                raise TrajbenchError(
+                    f"{what} holds layer '{name}' twice: both '{wrapped}' and '{plain}'"
+                )
+            key = found[0]
+            if tuple(state[key].shape) != shape:
+                raise TrajbenchError(
+                    f"{what}: '{key}' has shape {tuple(state[key].shape)}, expected {shape}"
+                )
+            used.add(key)
+            out[wrapped] = state[key].detach().to(torch.float32)
+    unexpected = sorted(k for k in state if k not in used and not k.endswith("_loss"))
     if unexpected:
+        known = [*OFFICIAL_KEYS, *_OWN_KEYS]
         raise TrajbenchError(
-            f"{what} has unexpected key {unexpected[0]!r}{did_you_mean(unexpected[0], list(OFFICIAL_KEYS))}; a WNN state dict has dense.linear.weight .. dense_12.linear.bias"
+            f"{what} has unexpected key {unexpected[0]!r}{did_you_mean(unexpected[0], known)}; a WNN state dict has the layers dense .. dense_12 (as '<layer>.weight' or '<layer>.linear.weight')"
         )
-    for key, shape in OFFICIAL_KEYS.items():
-        if tuple(state[key].shape) != shape:
-            raise TrajbenchError(
-                f"{what}: '{key}' has shape {tuple(state[key].shape)}, expected {shape}"
-            )
+    return out
+
+
+def _net_from_state(state: Mapping[str, torch.Tensor], negative_slope: float, what: str) -> WNNNet:
+    """A :class:`WNNNet` holding ``state`` (the released layout or ours, see
+    :func:`_canonical_state`)."""
     net = WNNNet(negative_slope)
-    net.load_state_dict(
-        {k: state[k].detach().to(torch.float32) for k in OFFICIAL_KEYS}, strict=True
-    )
+    net.load_state_dict(_canonical_state(state, what), strict=True)
     net.eval()
     return net
 
@@ -658,7 +709,8 @@ def load_official(
     bias_mode: str = "intended",
 ) -> WNN:
     """The authors' released WNN (``NWNN_Conv_13.pt``, ``NWNN_FC_13.pt``,
-    ``NWNN_Bias_13.pt``, read with ``weights_only=True``) as a fitted :class:`WNN`.
+    ``NWNN_Bias_13.pt``, read with ``weights_only=True``; the released key layout, plain
+    and wrapped layers, or ours) as a fitted :class:`WNN`.
 
     Use ``predict_next(values, kind)`` for the raw 5-ahead forecast or ``predict`` as any
     forecaster. ``negative_slope=0.01`` and ``bias_mode="authors"`` reproduce the

@@ -4,7 +4,10 @@ bad input, and ``trajbench train-forecaster``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,20 +20,78 @@ from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
 from trajbench.testing import check_forecaster, make_quadratic_store
 
+DATA = Path(__file__).parent / "data"
+
+#: Every entry of the released ``WNN_Pytorch/NWNN_Conv_13.pt`` (github.com/jjh6297/WNN,
+#: commit ab0f62c), in the file's order, with its shape, as read with
+#: ``torch.load(weights_only=True)`` during development. The L1-regularised layers of the
+#: authors' PyTorch port are wrapped (``.linear.``, with two ``*_loss`` buffers), the others
+#: plain. ``NWNN_FC_13.pt`` and ``NWNN_Bias_13.pt`` have the same entries.
+RELEASED_LAYOUT: tuple[tuple[str, tuple[int, ...]], ...] = (
+    ("dense.weight_loss", (1,)),
+    ("dense.bias_loss", (1,)),
+    ("dense.linear.weight", (64, 5)),
+    ("dense.linear.bias", (64,)),
+    ("dense_6.weight_loss", (1,)),
+    ("dense_6.bias_loss", (1,)),
+    ("dense_6.linear.weight", (64, 4)),
+    ("dense_6.linear.bias", (64,)),
+    ("dense_1.weight", (8, 64)),
+    ("dense_1.bias", (8,)),
+    ("dense_2.weight", (64, 8)),
+    ("dense_2.bias", (64,)),
+    ("dense_3.weight", (64, 8)),
+    ("dense_3.bias", (64,)),
+    ("dense_4.weight", (64, 8)),
+    ("dense_4.bias", (64,)),
+    ("dense_5.weight_loss", (1,)),
+    ("dense_5.bias_loss", (1,)),
+    ("dense_5.linear.weight", (32, 64)),
+    ("dense_5.linear.bias", (32,)),
+    ("dense_7.weight", (8, 64)),
+    ("dense_7.bias", (8,)),
+    ("dense_8.weight", (64, 8)),
+    ("dense_8.bias", (64,)),
+    ("dense_9.weight", (64, 8)),
+    ("dense_9.bias", (64,)),
+    ("dense_10.weight", (64, 8)),
+    ("dense_10.bias", (64,)),
+    ("dense_11.weight_loss", (1,)),
+    ("dense_11.bias_loss", (1,)),
+    ("dense_11.linear.weight", (32, 64)),
+    ("dense_11.linear.bias", (32,)),
+    ("dense_12.weight", (1, 64)),
+    ("dense_12.bias", (1,)),
+)
+
 
 # ------------------------------------------------------------------ helpers
 def _random_state(seed: int, scale: float = 0.4) -> dict[str, torch.Tensor]:
-    """A random state dict with the official keys and shapes (plus an unused ``*_loss``
-    buffer, as in the released files)."""
+    """A state dict with exactly the released keys, order and shapes (the ``*_loss``
+    buffers included), filled with our own random numbers (drawn layer by layer,
+    ``dense`` .. ``dense_12``)."""
     gen = torch.Generator().manual_seed(seed)
-    state = {key: torch.randn(shape, generator=gen) * scale for key, shape in OFFICIAL_KEYS.items()}
-    state["dense_12_loss"] = torch.tensor(0.123)
-    return state
+    layer_order = sorted(
+        (k for k, _ in RELEASED_LAYOUT if not k.endswith("_loss")),
+        key=lambda k: (int(k.split(".")[0].partition("_")[2] or 0), k.endswith("bias")),
+    )
+    shapes = dict(RELEASED_LAYOUT)
+    drawn = {k: torch.randn(shapes[k], generator=gen) * scale for k in layer_order}
+    return {
+        k: (torch.full(shape, 0.123) if k.endswith("_loss") else drawn[k])
+        for k, shape in RELEASED_LAYOUT
+    }
+
+
+def _layer(state: dict[str, np.ndarray], name: str, part: str) -> np.ndarray:
+    """A layer's weight or bias from either key form (wrapped or plain)."""
+    wrapped = f"{name}.linear.{part}"
+    return state[wrapped] if wrapped in state else state[f"{name}.{part}"]
 
 
 @pytest.fixture
 def official(tmp_path):
-    """Three random official-format files (conv, fc, bias) and their numpy arrays."""
+    """Three files in the released layout (conv, fc, bias) and their numpy arrays."""
     paths, arrays = {}, {}
     for i, kind in enumerate(("conv", "fc", "bias")):
         state = _random_state(100 + i)
@@ -53,7 +114,7 @@ def _numpy_authors(
     dWn = Wn[:, 1:] - Wn[:, :-1]
 
     def dense(name: str, x: np.ndarray) -> np.ndarray:
-        return x @ state[f"{name}.linear.weight"].T + state[f"{name}.linear.bias"]
+        return x @ _layer(state, name, "weight").T + _layer(state, name, "bias")
 
     def stream(
         x: np.ndarray, first: str, gate: str, add: str, mul: str, inner: str, last: str
@@ -132,12 +193,101 @@ def test_official_is_a_forecaster(official):
     )
     # a clone (parameters only) reloads the same files
     np.testing.assert_array_equal(model.clone().predict(W, 5, meta), out)
-    assert set(model.network("fc").state_dict()) == set(OFFICIAL_KEYS)
+    # our network holds every layer, in our own key form (``<layer>.linear.*``)
+    assert len(model.network("fc").state_dict()) == len(OFFICIAL_KEYS) == 26
 
 
 def test_official_conformance(official):
     paths, _ = official
     check_forecaster(WNN(checkpoints={k: str(v) for k, v in paths.items()}))
+
+
+# ------------------------------------------------ the released key layout
+def test_released_layout_is_the_module_constant():
+    """OFFICIAL_KEYS lists the released weight keys (the fixture above, without the
+    ``*_loss`` buffers), in the same order."""
+    weights = [(k, shape) for k, shape in RELEASED_LAYOUT if not k.endswith("_loss")]
+    assert sorted(OFFICIAL_KEYS.items()) == sorted(weights)
+
+
+def test_all_wrapped_and_all_plain_layouts_load_the_same(tmp_path, official):
+    """Our own files (every layer ``<layer>.linear.*``) and a fully plain layout give the
+    same network as the released mixed layout."""
+    paths, arrays = official
+    released = torch.load(paths["fc"], weights_only=True)
+    wrapped, plain = {}, {}
+    for key, value in released.items():
+        if key.endswith("_loss"):
+            continue
+        name, part = key.replace(".linear", "").split(".")
+        wrapped[f"{name}.linear.{part}"] = value
+        plain[f"{name}.{part}"] = value
+    torch.save(wrapped, tmp_path / "wrapped.pt")
+    torch.save(plain, tmp_path / "plain.pt")
+    W = _windows(40)
+    want = load_official(*paths.values()).predict_next(W, "fc")
+    for variant in ("wrapped.pt", "plain.pt"):
+        got = load_official(paths["conv"], tmp_path / variant, paths["bias"]).predict_next(W, "fc")
+        np.testing.assert_array_equal(got, want)
+
+
+def _stored_outputs() -> dict:
+    return json.loads((DATA / "wnn_official_outputs.json").read_text())
+
+
+def _assert_close(got: np.ndarray, want: np.ndarray) -> None:
+    """Equal up to float32 rounding: 1e-6 of ``1 + |want|`` (the stored values are float32
+    outputs of computations in weight units)."""
+    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
+    err = np.abs(got - want) / (1 + np.abs(want))
+    assert got.shape == want.shape and err.max() <= 1e-6, f"max relative error {err.max():.3g}"
+
+
+def test_stored_outputs_are_consistent():
+    """The committed reference (tests/data/wnn_official_outputs.json): the authors' own
+    PyTorch code agrees with our pipeline at their settings (slope 0.01, their bias path),
+    and the options change what they should."""
+    ref = _stored_outputs()
+    out = ref["outputs"]
+    assert np.asarray(ref["inputs"]).shape == (24, 5)
+    for kind in ("conv", "fc", "bias"):
+        authors = np.asarray(out["authors_port"][kind], dtype=np.float64)
+        ours = np.asarray(out["trajbench_slope0.01_authors"][kind], dtype=np.float64)
+        _assert_close(ours, authors)
+        assert not np.allclose(out["trajbench_slope0.3_intended"][kind], authors)
+    assert out["trajbench_slope0.3_authors"]["conv"] == out["trajbench_slope0.3_intended"]["conv"]
+
+
+def test_released_files_give_the_stored_outputs():
+    """The authors' real files, when a directory holding them is given in
+    TRAJBENCH_WNN_OFFICIAL_DIR (never committed: they have no license), give the stored
+    outputs for both slopes and both bias modes."""
+    folder = os.environ.get("TRAJBENCH_WNN_OFFICIAL_DIR")
+    if not folder:
+        pytest.skip("set TRAJBENCH_WNN_OFFICIAL_DIR to a folder with NWNN_{Conv,FC,Bias}_13.pt")
+    ref = _stored_outputs()
+    files = {
+        k: Path(folder) / f"NWNN_{f}_13.pt"
+        for k, f in (("conv", "Conv"), ("fc", "FC"), ("bias", "Bias"))
+    }
+    for path in files.values():
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert digest == ref["sha256"][path.name], f"{path} is not the released file"
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        assert [(k, tuple(v.shape)) for k, v in state.items()] == list(RELEASED_LAYOUT)
+    W = np.asarray(ref["inputs"], dtype=np.float32)
+    for slope in (0.3, 0.01):
+        for mode in ("intended", "authors"):
+            model = load_official(
+                files["conv"], files["fc"], files["bias"], negative_slope=slope, bias_mode=mode
+            )
+            for kind in ("conv", "fc", "bias"):
+                want = np.asarray(ref["outputs"][f"trajbench_slope{slope}_{mode}"][kind])
+                got = model.predict_next(W, kind)
+                _assert_close(got, want)
+                if slope == 0.01 and mode == "authors":
+                    authors = np.asarray(ref["outputs"]["authors_port"][kind])
+                    _assert_close(got, authors)
 
 
 # --------------------------------------------------------------- bad input
@@ -150,15 +300,32 @@ def test_missing_file(tmp_path, official):
 def test_wrong_keys_and_shapes(tmp_path, official):
     paths, _ = official
     state = _random_state(0)
-    del state["dense_7.linear.bias"]
+    del state["dense_7.bias"]
     torch.save(state, tmp_path / "missing.pt")
-    with pytest.raises(TrajbenchError, match="missing key dense_7.linear.bias"):
+    with pytest.raises(
+        TrajbenchError, match=r"missing key dense_7.bias \(or dense_7.linear.bias\)"
+    ):
         load_official(paths["conv"], tmp_path / "missing.pt", paths["bias"])
     state = _random_state(0)
-    state["dense_13.linear.weight"] = torch.zeros(1, 1)
+    del state["dense_5.linear.weight"]
+    torch.save(state, tmp_path / "missing_wrapped.pt")
+    with pytest.raises(
+        TrajbenchError, match=r"missing key dense_5.linear.weight \(or dense_5.weight\)"
+    ):
+        load_official(paths["conv"], tmp_path / "missing_wrapped.pt", paths["bias"])
+    state = _random_state(0)
+    state["dense_13.weight"] = torch.zeros(1, 1)
     torch.save(state, tmp_path / "extra.pt")
-    with pytest.raises(TrajbenchError, match="unexpected key 'dense_13.linear.weight'"):
+    with pytest.raises(TrajbenchError, match="unexpected key 'dense_13.weight'"):
         load_official(paths["conv"], tmp_path / "extra.pt", paths["bias"])
+    state = _random_state(0)
+    state["dense_2.linear.weight"] = state["dense_2.weight"].clone()
+    torch.save(state, tmp_path / "twice.pt")
+    with pytest.raises(
+        TrajbenchError,
+        match="layer 'dense_2' twice: both 'dense_2.linear.weight' and 'dense_2.weight'",
+    ):
+        load_official(paths["conv"], tmp_path / "twice.pt", paths["bias"])
     state = _random_state(0)
     state["dense_5.linear.weight"] = torch.zeros(64, 32)
     torch.save(state, tmp_path / "shape.pt")
@@ -441,11 +608,12 @@ def test_harness_trains_and_scores_wnn(tmp_path, quad_store):
     )
     table = result.table
     rows = table[
-        (table.forecaster == "wnn")
+        table.forecaster.str.startswith("wnn[")  # named after its non-default parameters
         & (table.metric == "scaled_persistence")
         & (table.task == "all")
         & (table.kind == "all")
-        & (table.horizon == "5")
+        # aggregate rows (fit_seconds, ...) have no horizon: compare with NA as no match
+        & (table.horizon.fillna("") == "5")
     ]
     assert len(rows) and (rows.status == "ok").all()
     assert (rows.value < 1.0).all(), rows

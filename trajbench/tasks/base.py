@@ -398,4 +398,6 @@ def describe_tasks() -> list[dict[str, Any]]:
 
 
 def _ensure_zoo() -> None:
+    import trajbench.tasks.nino_lm  # noqa: F401  (NiNo's GPT-2 tasks on the user's corpus)
+    import trajbench.tasks.nino_vision  # noqa: F401  (NiNo's CNN tasks on the user's images)
     import trajbench.tasks.zoo  # noqa: F401  (registers the built-in tasks)

@@ -5,6 +5,13 @@ harness was restructured (issue 16), made by hand with::
 
     .venv/bin/python tests/golden_bench.py tests/golden
 
+Every golden file under ``tests/golden`` is rewritten only by this script, explicitly::
+
+    .venv/bin/python tests/golden_bench.py --update          # bench_micro.* and leaderboard.md
+    .venv/bin/python tests/golden_bench.py --update-report   # leaderboard.md only (fast)
+
+(``leaderboard.md`` is the Markdown report of ``tests/test_report.py``'s fixture table.)
+
 and never by the tests: ``tests/test_golden_bench.py`` only reads it, and requires the
 same values, statuses and counts from the code as it is now (timing and memory rows
 aside). ``bench_micro.json`` records the micro store's content hash and the machine:
@@ -39,14 +46,20 @@ def run(work: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     from trajbench.bench.harness import run_benchmark
     from trajbench.bench.online import OnlineSettings
     from trajbench.bench.protocol import PROTOCOL
-    from trajbench.cards import store_content_sha256
     from trajbench.generate.runner import generate
+    from trajbench.numeric_profile import describe_store
+    from trajbench.store.hashing import store_sha256
+    from trajbench.store.reader import open_store
 
     store = work / "micro.zarr"
     summary = generate(suite(), store, workers=1, progress=False)
     assert summary.ok
     protocol = PROTOCOL.replace(
-        bootstrap=50, unseen_tasks=("digits-cnn",), max_start=4, horizons=(1, 2, 3, 5, 10)
+        # first origin 3: where protocol 2.0's max_start=4 put it for these forecasters
+        bootstrap=50,
+        unseen_tasks=("digits-cnn",),
+        first_origin=3,
+        horizons=(1, 2, 3, 5, 10),
     )
     result = run_benchmark(
         store,
@@ -62,7 +75,8 @@ def run(work: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     )
     table = comparable(result.table)
     facts = {
-        "store_content_sha256": store_content_sha256(store),
+        "store_sha256": store_sha256(store),
+        "not_reference_bits": describe_store(open_store(store).attrs),
         "synthetic_tasks": sorted(
             {t for t in result.splits.loc[result.splits["split"] == "synthetic", "task"]}
         ),
@@ -97,8 +111,26 @@ def comparable(table: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(KEY, kind="stable").reset_index(drop=True)
 
 
-def main(argv: list[str]) -> int:
-    out = Path(argv[0]) if argv else Path("tests/golden")
+def write_report_golden(out: Path) -> Path:
+    """Render ``tests/test_report.py``'s fixture results to ``out / "leaderboard.md"``."""
+    import tempfile
+
+    from test_report import write_fixture
+
+    from trajbench.report import load_results
+    from trajbench.report.document import build_report
+    from trajbench.report.markdown import render_markdown
+
+    with tempfile.TemporaryDirectory() as tmp:
+        results = write_fixture(Path(tmp) / "results")
+        text = render_markdown(build_report(load_results(results)))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "leaderboard.md").write_text(text)
+    return out / "leaderboard.md"
+
+
+def write_bench_golden(out: Path) -> Path:
+    """Run the golden benchmark and write ``bench_micro.csv`` and ``bench_micro.json``."""
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,6 +139,22 @@ def main(argv: list[str]) -> int:
     table.to_csv(out / "bench_micro.csv", index=False, float_format="%.17g")
     (out / "bench_micro.json").write_text(json.dumps(facts, indent=2, sort_keys=True) + "\n")
     print(f"wrote {len(table)} rows to {out / 'bench_micro.csv'}")
+    return out / "bench_micro.csv"
+
+
+def main(argv: list[str]) -> int:
+    flags = [a for a in argv if a.startswith("--")]
+    args = [a for a in argv if not a.startswith("--")]
+    unknown = set(flags) - {"--update", "--update-report"}
+    if unknown:
+        print(f"unknown option(s) {', '.join(sorted(unknown))}; use --update or --update-report")
+        return 2
+    out = Path(args[0]) if args else Path(__file__).parent / "golden"
+    sys.path.insert(0, str(Path(__file__).parent))
+    if "--update" in flags or "--update-report" in flags:
+        print(f"wrote {write_report_golden(out)}")
+    if "--update-report" not in flags:
+        write_bench_golden(out)
     return 0
 
 

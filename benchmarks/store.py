@@ -37,6 +37,15 @@ What is measured, in one run (docs/performance.md, section "Store", has the figu
    parameters (chunk-aware sampling reads whole chunk columns) and for a uniform random
    sample (touches every chunk column).
 
+4. **Checksums** (``--checksums``, alone; no ``--store`` needed): the cost of the
+   ``crc32c`` codec that ends every chunk chain. The same trajectory (``--store``'s runs
+   side by side, else a float32 random walk) is written by ``RunWriter`` with and without
+   the checksum, side by side in alternating order, each write ending with ``os.sync()``
+   (data on disk), and read back whole and as one block of 4,096 parameter series (page
+   cache warm: the read cost is the decode, where the checksum is verified). Ratios are
+   with / without, medians over ``--reps`` rounds, per setting (``none``, ``fast``) and
+   for a plain-chunk width and a sharded one.
+
 Figures are medians over ``--reps`` repetitions; the 1-minute load average is printed.
 Exit status 0: it is a benchmark, not a test.
 """
@@ -428,13 +437,133 @@ def read_contiguous(base: Path, nbytes: int) -> float:
     return seconds
 
 
+# -------------------------------------------------------------------- checksums
+class _WithoutChecksums:
+    """While active, new runs get the codec chains of before the checksums (no crc32c):
+    the baseline of the checksum comparison."""
+
+    def __enter__(self) -> None:
+        from zarr.codecs import Crc32cCodec
+
+        from trajbench.store import codecs, writer
+
+        self._saved = (codecs.WeightsEncoding.array_kwargs, writer.series_array_kwargs)
+        original = self._saved[0]
+
+        def array_kwargs(encoding: Any) -> dict[str, Any]:
+            kwargs = dict(original(encoding))
+            kwargs["compressors"] = [
+                c for c in kwargs.get("compressors") or [] if not isinstance(c, Crc32cCodec)
+            ] or None
+            return kwargs
+
+        codecs.WeightsEncoding.array_kwargs = array_kwargs  # type: ignore[method-assign]
+        writer.series_array_kwargs = lambda: {}
+
+    def __exit__(self, *exc: object) -> None:
+        from trajbench.store import codecs, writer
+
+        codecs.WeightsEncoding.array_kwargs, writer.series_array_kwargs = self._saved  # type: ignore[method-assign]
+
+
+def random_walk(n_snapshots: int, n_params: int, seed: int = 0) -> np.ndarray:
+    """A float32 random walk (steps of about 1% of the values): a stand-in for a real run."""
+    rng = np.random.default_rng(seed)
+    start = rng.normal(0.0, 0.1, n_params).astype(np.float32)
+    steps = rng.normal(0.0, 1e-3, (n_snapshots, n_params)).astype(np.float32)
+    return np.ascontiguousarray(start + np.cumsum(steps, axis=0), dtype=np.float32)
+
+
+def _checksum_trial(
+    rows: np.ndarray, base: Path, setting: str, checksums: bool
+) -> tuple[float, float, float, bool]:
+    """(write seconds with os.sync(), whole read seconds, block read seconds, whether the
+    chain ends with crc32c) of one write and read of ``rows``."""
+    tag = "crc" if checksums else "plain"
+    path = base / f"c-{setting}-{tag}.zarr"
+    shutil.rmtree(path, ignore_errors=True)
+    layout = [
+        ParamSpec(name="w", shape=(rows.shape[1],), offset=0, numel=rows.shape[1], kind="other")
+    ]
+    os.sync()
+    t0 = time.perf_counter()
+    if checksums:
+        writer = RunWriter(str(path), "runs/r", layout, compression=setting)
+    else:
+        with _WithoutChecksums():
+            writer = RunWriter(str(path), "runs/r", layout, compression=setting)
+    for i, row in enumerate(rows):
+        writer.append(row, step=i)
+    writer.close()
+    os.sync()
+    write = time.perf_counter() - t0
+    run = trajbench.open_store(str(path)).run("r")
+    chain = run.attrs["compression"]["codecs"]
+    if chain[0]["name"] == "sharding_indexed":  # the inner chunks' chain (the index has its own)
+        chain = chain[0]["configuration"]["codecs"]
+    run.weights[...]  # warm the page cache: the timed reads decode (and verify)
+    t0 = time.perf_counter()
+    whole = run.weights[...]
+    read = time.perf_counter() - t0
+    width = min(4096, rows.shape[1])
+    t0 = time.perf_counter()
+    block = run.weights[:, :width]
+    read_block = time.perf_counter() - t0
+    assert np.array_equal(whole.view(np.uint32), rows.view(np.uint32)), "round trip differs"
+    assert block.shape == (rows.shape[0], width)
+    shutil.rmtree(path)
+    return write, read, read_block, chain[-1]["name"] == "crc32c"
+
+
+def checksum_comparison(
+    shapes: list[tuple[int, int]],
+    reps: int,
+    base: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Write and read cost of the crc32c checksums: with / without, side by side."""
+    out: dict[str, Any] = {}
+    for n_snapshots, width in shapes:
+        rows = random_walk(n_snapshots, width)
+        plan = plan_chunks(width)
+        layout = "sharded" if plan.shards else "plain chunks"
+        for setting in ("none", "fast"):
+            ratios: dict[str, list[float]] = {"write": [], "read": [], "read_block": []}
+            _checksum_trial(rows, base, setting, True)  # warm-up
+            for rep in range(reps):
+                order = (True, False) if rep % 2 == 0 else (False, True)
+                trial = {flag: _checksum_trial(rows, base, setting, flag) for flag in order}
+                assert trial[True][3] and not trial[False][3]
+                for k, key in enumerate(("write", "read", "read_block")):
+                    ratios[key].append(trial[True][k] / trial[False][k])
+            key = f"{width}-{setting}"
+            out[key] = {
+                "params": width,
+                "snapshots": n_snapshots,
+                "layout": layout,
+                "setting": setting,
+                "MiB": rows.nbytes / MiB,
+                **{f"{k}_ratio": statistics.median(v) for k, v in ratios.items()},
+                **{f"{k}_ratios": [round(x, 3) for x in v] for k, v in ratios.items()},
+            }
+            log(
+                f"  {width:>9,} params ({layout}), {setting:<4}: with/without checksums"
+                f" write {out[key]['write_ratio']:.3f}x, read {out[key]['read_ratio']:.3f}x,"
+                f" read of 4,096 series {out[key]['read_block_ratio']:.3f}x"
+            )
+    return out
+
+
 # ------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    parser.add_argument("--store", help="a store with real runs, e.g. the small suite (read only)")
     parser.add_argument(
-        "--store", required=True, help="a store with real runs, e.g. the small suite (read only)"
+        "--checksums",
+        action="store_true",
+        help="only the checksum comparison (section 4): with and without crc32c, fsync'ed",
     )
     parser.add_argument(
         "--runs-per-task",
@@ -503,6 +632,26 @@ def main(argv: list[str] | None = None) -> int:
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     }
     log(f"machine: {result['machine']}")
+    if args.checksums:
+        base = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
+        try:
+            # A plain-chunk run (4,000 params: 64-snapshot chunks of 1 MB) and a sharded one.
+            shapes = [(1024, 4_000), (args.write_snapshots, args.write_params)]
+            if args.quick:
+                shapes = [(128, 4_000), (32, 100_000)]
+            log(
+                f"4. checksums: (snapshots, params) {shapes}, {args.reps} rounds, os.sync() after every write"
+            )
+            result["checksums"] = checksum_comparison(shapes, args.reps, base, log)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        log(f"load average at end: {result['machine']['load_avg_at_end']}")
+        if args.json:
+            print(json.dumps(result, indent=2, default=float))
+        return 0
+    if args.store is None:
+        parser.error("--store is required (except with --checksums)")
     trajs, synth, info = load_trajectories(args.store, args.runs_per_task)
     result["data"] = info
     log(f"data: {info}")

@@ -14,6 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import google_crc32c
 import numcodecs
 import numpy as np
 import pytest
@@ -145,7 +146,8 @@ def random_walk(n_rows: int, n_cols: int, seed: int = 0) -> np.ndarray:
 def test_chunk_files_are_what_numcodecs_blosc_makes_of_the_transposed_chunks(
     tmp_path, compression, clevel
 ):
-    """Each chunk file is Blosc zstd (byte shuffle, 1 MiB blocks) of the chunk transposed; it is smaller than raw."""
+    """Each chunk file is Blosc zstd (byte shuffle, 1 MiB blocks) of the chunk transposed,
+    then its CRC-32C (little-endian uint32, zarr's crc32c codec); it is smaller than raw."""
     rows = random_walk(40, 300)
     path = tmp_path / "s.zarr"
     write_rows(path, rows, compression, spc=16)
@@ -157,9 +159,10 @@ def test_chunk_files_are_what_numcodecs_blosc_makes_of_the_transposed_chunks(
         chunk = np.full((16, 300), np.nan, dtype=np.float32)
         part = rows[16 * i : 16 * i + 16]
         chunk[: len(part)] = part
-        expected = blosc.encode(np.ascontiguousarray(chunk.T))
+        expected = bytes(blosc.encode(np.ascontiguousarray(chunk.T)))
+        expected += google_crc32c.value(expected).to_bytes(4, "little")
         stored = (path / "runs/r/weights/c" / str(i) / "0").read_bytes()
-        assert stored == bytes(expected), f"chunk {i}"
+        assert stored == expected, f"chunk {i}"
         total += len(stored)
     assert (
         total < rows.nbytes
@@ -176,7 +179,9 @@ def test_attrs_record_the_setting_and_the_exact_codec_chain(tmp_path, compressio
     assert attrs["compression"] == {"setting": compression, "codecs": codecs}
     assert attrs["lossy"] is None
     names = [c["name"] for c in codecs]
-    assert names == (["bytes"] if compression == "none" else ["transpose", "bytes", "blosc"])
+    assert names == (
+        ["bytes", "crc32c"] if compression == "none" else ["transpose", "bytes", "blosc", "crc32c"]
+    )
 
 
 @pytest.mark.micro
@@ -345,7 +350,7 @@ sys.modules["trajbench"] = None  # any import of trajbench now fails
 import numpy as np, xarray as xr, zarr
 store, expected = sys.argv[1], np.load(sys.argv[2], allow_pickle=False)
 root = zarr.open_group(store, mode="r")
-assert root.attrs["format"] == "trajbench" and root.attrs["format_version"] == 1
+assert root.attrs["format"] == "trajbench" and root.attrs["format_version"] in (1, 2)
 run = root["runs/r"]
 n = run.attrs["n_snapshots"]
 w = run["weights"][:n]

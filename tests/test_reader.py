@@ -100,10 +100,11 @@ def test_writer_refuses_to_write_into_foreign_directory(tmp_path):
 
 @pytest.mark.micro
 @pytest.mark.parametrize(
-    "version, error", [(2, FormatVersionError), (0, NotAStoreError), ("1", NotAStoreError)]
+    "version, error", [(3, FormatVersionError), (0, NotAStoreError), ("1", NotAStoreError)]
 )
 def test_open_store_with_other_format_version(store_path, version, error):
-    """A root zarr.json saying format_version 2 raises FormatVersionError; nonsense is NotAStore."""
+    """A root zarr.json saying format_version 3 (newer than this trajbench's 2) raises
+    FormatVersionError; nonsense is NotAStore."""
     write_rows(store_path, "runs/a", DATA[:2])
     meta_path = Path(store_path) / "zarr.json"
     meta = json.loads(meta_path.read_text())

@@ -176,7 +176,7 @@ def test_run_attributes(store_path):
     assert attrs["library_versions"]["torch"] == torch.__version__
     with open(os.path.join(store_path, "zarr.json")) as f:
         root = json.load(f)["attributes"]
-    assert root["format"] == "trajbench" and root["format_version"] == 1
+    assert root["format"] == "trajbench" and root["format_version"] == 2
 
 
 @pytest.mark.micro

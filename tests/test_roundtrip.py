@@ -104,7 +104,8 @@ def test_recorder_round_trip(
         for k in range(n):
             randomise(model, rng)
             oracle.append(clone_state(model))
-            steps.append(int(rng.integers(0, 2**40)))
+            # Random but non-decreasing: a decreasing step is refused (docs/format.md 3.1).
+            steps.append((steps[-1] if steps else 0) + int(rng.integers(0, 2**30)))
             epochs.append(float(rng.random()))
             losses.append(float(rng.standard_normal()))
             metrics = {"loss": losses[-1]}
@@ -172,7 +173,7 @@ def test_run_writer_append_and_resume(
     """Rows appended with RunWriter, in one go or split across a close and a mode='a' resume, read back exactly."""
     rng = np.random.default_rng(seed)
     rows = rng.standard_normal((n, n_params)).astype(np.float32)
-    steps = rng.integers(-(2**50), 2**50, n)
+    steps = np.sort(rng.integers(-(2**50), 2**50, n))  # non-decreasing, as the format requires
     split = min(split, n)
     path = str(tmp_path_factory.mktemp("rw") / "s.zarr")
     layout = layout_from_state_dict({"x": torch.zeros(n_params)})

@@ -48,7 +48,7 @@ def test_plain_zarr_reads_store(store_path, width):
     (plain chunks, and sharded ones for a run wider than 4,096 parameters)."""
     rows, steps, losses = record_toy(store_path, width=width)
     root = zarr.open_group(store_path, mode="r", zarr_format=3)
-    assert root.attrs["format"] == "trajbench" and root.attrs["format_version"] == 1
+    assert root.attrs["format"] == "trajbench" and root.attrs["format_version"] == 2
     run = root["runs/toy"]
     attrs = run.attrs
     assert (

@@ -19,7 +19,10 @@ __all__ = [
     "RunExistsError",
     "RunNotFoundError",
     "RecorderError",
+    "DamagedRunError",
+    "RunLockedError",
     "TrajbenchWarning",
+    "LossyImportWarning",
     "DivergedWarning",
     "did_you_mean",
 ]
@@ -60,6 +63,33 @@ class RecorderError(TrajbenchError):
     """The Recorder was used in a way it does not support (closed, wrong shapes, ...)."""
 
 
+class DamagedRunError(StoreError):
+    """A run's stored data or metadata cannot be decoded: a checksum mismatch, a truncated
+    or missing chunk, an unreadable ``zarr.json``, a run group without its arrays.
+
+    ``path`` is the run's path (``runs/<id>``); ``array`` the array that failed (None for
+    the run group itself); ``snapshots`` the ``(start, stop)`` snapshot range of the
+    damaged chunk rows (stop exclusive), or None when the whole run is unreadable.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str,
+        array: str | None = None,
+        snapshots: tuple[int, int] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.path = path
+        self.array = array
+        self.snapshots = snapshots
+
+
+class RunLockedError(StoreError):
+    """Another live process is writing this run (it holds the run's lock file)."""
+
+
 class TrajbenchWarning(UserWarning):
     """Base class of trajbench warnings."""
 
@@ -68,7 +98,16 @@ class DivergedWarning(TrajbenchWarning):
     """A snapshot held non-finite values; recording of that run stopped."""
 
 
+class LossyImportWarning(TrajbenchWarning):
+    """Imported values were rounded: integers beyond float32's exact range (2^24)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` if none is close."""
-    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    """Return ``"; did you mean 'x'?"`` for the closest choice, or ``""`` if none is close.
+
+    The name itself is never suggested: a caller that refuses a name present among its
+    choices has another reason, which a "did you mean" of the same name would hide.
+    """
+    others = [choice for choice in choices if choice != name]
+    matches = difflib.get_close_matches(name, others, n=1, cutoff=0.6)
     return f"; did you mean '{matches[0]}'?" if matches else ""

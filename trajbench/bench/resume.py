@@ -2,9 +2,15 @@
 as they are known, and reused by a later benchmark made under the same conditions.
 
 A partial result is keyed by a fingerprint (:class:`Fingerprints`): the store (its
-exact-bytes hash, or without one its location, runs and lengths), the protocol, the
+store hash, or without one its location, runs and lengths), the protocol, the
 seed, the first window origin, the evaluated runs and the results format, and for a
 forecaster its identity (class, parameters, context, tags).
+
+Only the store hash proves the store's values are the ones the saved results were made
+from: without it (``--no-store-hash``, or a store whose hash could not be computed) the
+fingerprint is *unchecked* (a store edited in place keeps its location, runs and
+lengths), and the harness resumes from it only when asked to (``resume="unchecked"``,
+``bench --resume-without-hash``).
 """
 
 from __future__ import annotations
@@ -21,8 +27,21 @@ from trajbench._seeds import canonical_json, derive_seed
 from trajbench.bench.plan import EvalPlan
 from trajbench.bench.results import RESULTS_FORMAT_VERSION, ForecasterOutcome, manifest_json
 from trajbench.bench.statistics import ErrorStatistics
+from trajbench.errors import TrajbenchError
 
-__all__ = ["Fingerprints", "PartialResults", "write_json"]
+__all__ = ["RESUME_MODES", "Fingerprints", "PartialResults", "check_resume", "write_json"]
+
+#: ``resume`` values: True (only from results whose fingerprint holds the store hash),
+#: ``"unchecked"`` (also without one: the store's values are then not compared), False.
+RESUME_MODES: tuple[bool | str, ...] = (True, "unchecked", False)
+
+
+def check_resume(resume: Any) -> bool | str:
+    """``resume`` checked against :data:`RESUME_MODES` (one line when it is not one)."""
+    if resume is True or resume is False or resume == "unchecked":
+        return bool(resume) if isinstance(resume, bool) else "unchecked"
+    raise TrajbenchError(f"resume must be True, False or 'unchecked', but got {resume!r}")
+
 
 _REFERENCE = "_reference"
 
@@ -36,20 +55,30 @@ def write_json(path: Path, data: Any) -> None:
 
 class Fingerprints:
     """What saved partial results must match to be reused. The store's part needs its
-    hash, so the first call waits for ``store_hash`` (None: no hash, the store is keyed
-    by location, runs and lengths)."""
+    hash, so the first call waits for ``store_hash`` (None, or a hash that returns None
+    because it failed: no hash, the store is keyed by location, runs and lengths, and
+    the fingerprint is not :attr:`checked`)."""
 
-    def __init__(self, plan: EvalPlan, location: str, store_hash: Callable[[], str] | None) -> None:
+    def __init__(
+        self, plan: EvalPlan, location: str, store_hash: Callable[[], str | None] | None
+    ) -> None:
         self._plan, self._location, self._store_hash = plan, location, store_hash
         self._base: str | None = None
+        self._checked = False
+
+    @property
+    def checked(self) -> bool:
+        """Whether the fingerprint holds the store hash (its values, not only its shape)."""
+        self.base()
+        return self._checked
 
     def base(self) -> str:
         """The fingerprint of the conditions (store, protocol, seed, windows, runs)."""
         if self._base is None:
             plan, settings = self._plan, self._plan.settings
-            if self._store_hash is not None:
-                store: Any = self._store_hash()
-            else:
+            store: Any = self._store_hash() if self._store_hash is not None else None
+            self._checked = store is not None
+            if store is None:
                 runs = [[j.path, j.n_snapshots] for j in plan.jobs]
                 store = {"location": self._location, "runs": runs}
             state_key = {
@@ -77,6 +106,11 @@ class PartialResults:
     def __init__(self, directory: Path, fingerprints: Fingerprints) -> None:
         self.directory = directory
         self._fingerprints = fingerprints
+
+    @property
+    def checked(self) -> bool:
+        """Whether these results are keyed by the store hash (:attr:`Fingerprints.checked`)."""
+        return self._fingerprints.checked
 
     # ------------------------------------------------------------------ files
     def _save(self, name: str, fingerprint: str, stats: pd.DataFrame | None, info: Any) -> None:
@@ -131,6 +165,16 @@ class PartialResults:
             reference=ErrorStatistics.from_frame(own[0]).to_frame() if own is not None else None,
             series=info.get("series", {}),
         )
+
+    def load_examples(self, ident: Mapping[str, Any]) -> pd.DataFrame | None:
+        """A forecaster's saved fan-chart forecasts, if made under the same conditions."""
+        loaded = self._load(f"{ident['name']}.examples", self._fingerprints.of(ident))
+        return loaded[0] if loaded is not None else None
+
+    def save_examples(self, ident: Mapping[str, Any], frame: pd.DataFrame) -> None:
+        """Write a forecaster's fan-chart forecasts (before :meth:`save` marks it done)."""
+        info = {"status": "ok", "what": "the forecaster's forecasts of the example series"}
+        self._save(f"{ident['name']}.examples", self._fingerprints.of(ident), frame, info)
 
     def save(self, ident: Mapping[str, Any], outcome: ForecasterOutcome) -> None:
         """Write a forecaster's outcome (a failure too: it is recorded, never reused)."""

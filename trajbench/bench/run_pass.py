@@ -6,14 +6,17 @@ called on each batch of windows, and its predictions are folded into its
 :class:`~trajbench.bench.statistics.ErrorStatistics` by the compiled kernel. Each
 forecaster sees exactly what it would see alone: its own context and meta and, when
 several share the pass, its own global random streams (seeded at the run's start, saved
-and restored around each of its calls). A forecaster that fails stops; the others go on.
+and restored around each of its calls). A forecaster that fails (anything it raises, ``SystemExit`` included) stops; the others go
+on. A run whose values cannot be read (a chunk that fails to decode, a missing chunk read
+as NaN: committed rows are always finite) is damaged: it is left out for every forecaster
+and the reference alike (:attr:`RunEvaluation.damaged`), so comparisons stay paired.
 A forecaster with a series budget is scored on the first ``series_budget`` series of the
 sample, against the reference on those same series.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -24,6 +27,12 @@ from trajbench._runtime import one_line, rng_state, set_rng_state
 from trajbench._seeds import derive_seed, seed_everything
 from trajbench.bench.environment import Meter
 from trajbench.bench.forecasters import is_reference, series_budget
+from trajbench.bench.isolation import (
+    WorkerForecaster,
+    failure_text,
+    interrupt_count,
+    reraise_if_user,
+)
 from trajbench.bench.metrics import KindSegments
 from trajbench.bench.plan import EvalSettings, RunJob
 from trajbench.bench.statistics import ErrorStatistics, RunStatistics
@@ -32,7 +41,7 @@ from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.meta import SeriesMeta
 from trajbench.forecasting.series import SeriesSource, build_context, iter_blocks
 
-__all__ = ["RunResult", "RunEvaluation", "evaluate_run", "source_of"]
+__all__ = ["RunResult", "RunEvaluation", "DamagedRun", "evaluate_run", "source_of"]
 
 
 @dataclass
@@ -56,10 +65,16 @@ class RunResult:
 class RunEvaluation:
     """One run: a result per forecaster (in the order given; None for one not asked,
     having failed on an earlier run) and the reference's statistics on the whole sample
-    (None unless asked for)."""
+    (None unless asked for). ``damaged`` says why the run could not be read: then no
+    forecaster and no reference has a result on it."""
 
     results: list[RunResult | None]
     reference: RunStatistics | None
+    damaged: str | None = None
+
+
+class DamagedRun(Exception):
+    """A run's values could not be read (the store is damaged, not the forecaster)."""
 
 
 class _MetaTiles:
@@ -141,7 +156,7 @@ class _RunPass:
         protocol = settings.protocol
         self.source, self.job, self.settings = source, job, settings
         self.n = source.n_snapshots
-        self.origins = window_origins(self.n, settings.first_origin, protocol.stride)
+        self.origins = window_origins(self.n, settings.first_origin, settings.stride)
         self.horizons = scored_horizons(self.n, settings.first_origin, protocol.horizons)
         self.want_reference = want_reference
         self.metered_shapes, self.quiesce = metered_shapes, quiesce
@@ -184,7 +199,7 @@ class _RunPass:
         blocks = iter_blocks(
             source, self.origins, back, self.h_pred, self.settings.block_bytes, from_zero
         )
-        for start, block, chunk in blocks:
+        for start, block, chunk in _checked(blocks):
             if start == 0 and from_zero:
                 source.remember_first(block[0])
             live = [v for v in self.views.values() if self._is_live(v)]
@@ -224,32 +239,40 @@ class _RunPass:
         """One forecaster's forecasts for one batch, scored (or its failure recorded)."""
         forecaster, view = slot.forecaster, slot.view
         assert view.block is not None
-        context = build_context(view.block, start, origins, int(forecaster.context_length))
-        meta = view.tiles(origins)
         if self.shared:
             if slot.rng is None:
                 seed_everything(self.predict_seed)
             else:
                 set_rng_state(slot.rng)
-        shapes = self.metered_shapes.setdefault(id(forecaster), set())
-        shape = (*context.shape, self.h_pred)
-        metered = self.settings.measure_memory and shape not in shapes
-        if metered:
-            shapes.add(shape)
-            if self.quiesce is not None:
-                self.quiesce()  # background reads would count as the forecaster's memory
+        remote = isinstance(forecaster, WorkerForecaster)
+        before = interrupt_count()
         try:
-            with slot.meter.measure(memory=metered):
+            # its context is the forecaster's own: one that asks for an impossible length
+            # (10**9 snapshots) fails here, alone
+            context = build_context(view.block, start, origins, int(forecaster.context_length))
+            meta = view.tiles(origins)
+            shapes = self.metered_shapes.setdefault(id(forecaster), set())
+            shape = (*context.shape, self.h_pred)
+            metered = self.settings.measure_memory and shape not in shapes
+            if metered:
+                shapes.add(shape)
+                if self.quiesce is not None and not remote:
+                    self.quiesce()  # background reads would count as the forecaster's memory
+            # a worker meters its own memory; here only the exchange would be traced
+            with slot.meter.measure(memory=metered and not remote):
                 predictions = forecaster.predict(context, self.h_pred, meta)
-        except Exception as exc:
+        except BaseException as exc:  # SystemExit too: one forecaster never ends the pass
+            reraise_if_user(exc, before)
             slot.result.error = (
-                f"{one_line(exc)} (predicting run '{self.job.path}', "
+                f"{failure_text(exc)} (predicting run '{self.job.path}', "
                 f"origins {int(origins[0])}..{int(origins[-1])})"
             )
             return
         finally:
             if self.shared:
                 slot.rng = rng_state()
+        if isinstance(forecaster, WorkerForecaster):
+            slot.meter.peak_bytes = max(slot.meter.peak_bytes, forecaster.last_peak_bytes)
         for reason, count in forecaster.pop_fallbacks().items():
             slot.result.fallbacks[reason] = slot.result.fallbacks.get(reason, 0) + count
         batch = slot.stats.update(
@@ -298,7 +321,10 @@ def evaluate_run(
     """
     if prefetch_next is not None:
         prefetch_next()
-    source = source_of(store, job, cache)
+    try:
+        source = source_of(store, job, cache)
+    except Exception as exc:  # opening the run read its metadata and steps
+        return _damaged(job, forecasters, f"opening it raised {one_line(exc)}", cache)
     runner = _RunPass(
         source,
         job,
@@ -310,7 +336,42 @@ def evaluate_run(
     )
     if not len(runner.origins) or not len(runner.horizons) or not source.n_series:
         return RunEvaluation([RunResult(job.path, None) for _ in forecasters], None)
-    return runner.run()
+    try:
+        return runner.run()
+    except DamagedRun as exc:
+        return _damaged(job, forecasters, str(exc), cache)
+
+
+def _damaged(
+    job: RunJob, forecasters: Sequence[Forecaster], reason: str, cache: dict[str, Any] | None
+) -> RunEvaluation:
+    """A damaged run's evaluation: no result for anyone (its source is not kept)."""
+    if cache is not None:
+        cache.pop(job.path, None)
+    return RunEvaluation([None for _ in forecasters], None, damaged=reason)
+
+
+def _checked(
+    blocks: Iterator[tuple[int, np.ndarray, np.ndarray]],
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``blocks`` as read, or :class:`DamagedRun` when one cannot be read or holds a
+    non-finite value (a committed row never does: a missing chunk reads as its NaN
+    fill). Only reading is guarded here: a forecaster's errors are its own."""
+    while True:
+        try:
+            start, block, chunk = next(blocks)
+        except StopIteration:
+            return
+        except Exception as exc:  # zarr / numcodecs / the store layer: any decode error
+            raise DamagedRun(f"reading its weights raised {one_line(exc)}") from exc
+        finite = np.isfinite(block)
+        if not finite.all():
+            row = start + int(np.flatnonzero(~finite.all(axis=1))[0])
+            raise DamagedRun(
+                f"snapshot {row} holds NaN or infinite weights, which a committed row never "
+                "does (a chunk is missing or damaged)"
+            )
+        yield start, block, chunk
 
 
 def source_of(store: Any, job: RunJob, cache: dict[str, Any] | None) -> SeriesSource:

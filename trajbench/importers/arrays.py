@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from trajbench.errors import RunExistsError, StoreNotFoundError, did_you_mean
+from trajbench.errors import (
+    LossyImportWarning,
+    RunExistsError,
+    StoreNotFoundError,
+    did_you_mean,
+)
 from trajbench.importers._common import ArrayImportError, ImportResult, run_attrs
 from trajbench.store.format import RUNS_GROUP, SYNTHETIC_GROUP, check_name
 from trajbench.store.layout import ParamSpec
@@ -150,6 +156,7 @@ def import_array(
     key: str | None = None,
     meta: Mapping[str, Any] | None = None,
     mode: WriteMode = "w-",
+    allow_rounding: bool = False,
 ) -> ImportResult:
     """Import the trajectories of one array file into store ``out``.
 
@@ -179,6 +186,11 @@ def import_array(
     mode:
         ``"w-"`` (default) refuses if any target run exists (checked before writing
         anything); ``"w"`` replaces them. Appending (``"a"``) is not supported.
+    allow_rounding:
+        Integer arrays holding values beyond float32's exact range (magnitude over
+        2^24 = 16,777,216) are refused (checked before writing anything), because the
+        stored values would not be the imported ones; True stores them rounded to the
+        nearest float32, with a :class:`~trajbench.errors.LossyImportWarning`.
 
     Returns
     -------
@@ -206,6 +218,7 @@ def import_array(
             f"'{path}' has an empty axis: {n_runs} runs x {n_time} time steps x {n_params} params"
         )
     paths = _paths(n_runs, as_, family, run_id_prefix)
+    _check_exact(array, path, allow_rounding)
     if mode == "w-":
         _refuse_existing(out, paths)
     spec = ParamSpec(
@@ -238,6 +251,34 @@ def import_array(
         counts.append(writer.n_committed)
         statuses.append(writer.status)
     return ImportResult(str(out), tuple(paths), tuple(counts), n_params, tuple(statuses), str(path))
+
+
+_EXACT_INT = 1 << 24  # float32 holds every integer of magnitude up to 2^24 exactly
+
+
+def _check_exact(array: np.ndarray, path: Path, allow_rounding: bool) -> None:
+    """Refuse (or, asked to, warn about) integers that float32 would round."""
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "iu" or dtype.itemsize < 4:
+        return  # 8- and 16-bit integers and bools are exact in float32
+    flat = array.reshape(-1)
+    step = max(1, _BLOCK_BYTES // dtype.itemsize)
+    for start in range(0, flat.size, step):
+        block = np.asarray(flat[start : start + step])
+        big = np.flatnonzero((block > _EXACT_INT) | (block < -_EXACT_INT))
+        if not big.size:
+            continue
+        value = int(block[big[0]])
+        if not allow_rounding:
+            raise ArrayImportError(
+                f"'{path}' holds integers beyond 2^24 (e.g. {value}) that float32 cannot store exactly; pass allow_rounding=True (--allow-rounding) to store them rounded"
+            )
+        warnings.warn(
+            f"'{path}' holds integers beyond 2^24 (e.g. {value}); they are stored rounded to float32",
+            LossyImportWarning,
+            stacklevel=3,
+        )
+        return
 
 
 def _copy_run(writer: RunWriter, series: np.ndarray, n_time: int, rows_per_block: int) -> None:

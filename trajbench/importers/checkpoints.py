@@ -39,7 +39,15 @@ from typing import Any, Literal
 import torch
 
 from trajbench._optional import require
-from trajbench.errors import StoreNotFoundError, TrajbenchError, TrajbenchWarning, did_you_mean
+from trajbench.errors import (
+    DamagedRunError,
+    LossyImportWarning,
+    RunNotFoundError,
+    StoreNotFoundError,
+    TrajbenchError,
+    TrajbenchWarning,
+    did_you_mean,
+)
 from trajbench.importers._common import (
     CheckpointImportError,
     ImportResult,
@@ -445,9 +453,12 @@ def _existing_run(out: Any, group_path: str) -> _Existing:
         store = open_store(out)
     except StoreNotFoundError:
         return _Existing()
-    if group_path not in store:
+    try:
+        run = store.run(group_path)
+    except (RunNotFoundError, DamagedRunError):
+        # Absent, or damaged: the writer restarts a run killed at creation and refuses
+        # (one line) one whose committed data is damaged.
         return _Existing()
-    run = store.run(group_path)
     steps = run.metrics["step"].to_numpy()
     files = run.attrs.get("source_files")
     return _Existing(
@@ -458,7 +469,19 @@ def _existing_run(out: Any, group_path: str) -> _Existing:
     )
 
 
-def _write_entry(writer: RunWriter, index: Mapping[str, ParamSpec], entry: _Entry) -> bool:
+_EXACT_INT = 1 << 24  # float32 holds every integer of magnitude up to 2^24 exactly
+
+
+def _write_entry(
+    writer: RunWriter,
+    index: Mapping[str, ParamSpec],
+    entry: _Entry,
+    rounded: set[str] | None = None,
+) -> bool:
+    """Copy one checkpoint into the writer's next row and commit it. Integer tensors with
+    values beyond 2^24 (a step counter buffer, say) are stored rounded to float32: a
+    :class:`~trajbench.errors.LossyImportWarning` names each such tensor once (the names
+    go into ``rounded``)."""
     row = torch.from_numpy(writer.next_row())
     seen: set[str] = set()
     for path in entry.files:
@@ -467,6 +490,20 @@ def _write_entry(writer: RunWriter, index: Mapping[str, ParamSpec], entry: _Entr
             if spec is None or tuple(tensor.shape) != spec.shape:
                 raise CheckpointImportError(
                     f"'{path}' changed during the import: its tensor '{key}' no longer matches the checked layout"
+                )
+            if (
+                rounded is not None
+                and key not in rounded
+                and not tensor.is_floating_point()
+                and tensor.dtype not in (torch.bool, torch.uint8, torch.int8, torch.int16)
+                and tensor.numel()
+                and int(tensor.abs().max()) > _EXACT_INT
+            ):
+                rounded.add(key)
+                warnings.warn(
+                    f"tensor '{key}' in '{path}' holds integers beyond 2^24 (e.g. {int(tensor.abs().max())}); they are stored rounded to float32",
+                    LossyImportWarning,
+                    stacklevel=3,
                 )
             with torch.no_grad():
                 row[spec.offset : spec.offset + spec.numel].view(spec.shape).copy_(tensor)
@@ -575,9 +612,10 @@ def import_checkpoints(
     writer = RunWriter(out, group_path, layout, attrs, mode=mode)
     start = writer.n_committed
     files = existing.source_files[:start]
+    rounded: set[str] = set()
     try:
         for entry in entries:
-            if not _write_entry(writer, index, entry):
+            if not _write_entry(writer, index, entry, rounded):
                 break  # non-finite weights: the run is diverged, later checkpoints are ignored
             files.append(entry.name)
     except BaseException:

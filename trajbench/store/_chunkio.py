@@ -7,7 +7,10 @@ codecs trajbench itself configured) this module produces **the same bytes** zarr
 the chunk, transposed first if the array's codecs start with ``transpose`` (order (1, 0),
 parameter-major), in C order, little endian, then Blosc with the array's own configuration, under
 the key zarr's chunk-key encoding gives, written to a temporary file and renamed into place
-(as zarr's LocalStore does). Any other case returns ``None`` and the caller uses zarr.
+(as zarr's LocalStore does). When the chain ends with ``crc32c`` (every array trajbench
+creates since format 2's checksums, ``docs/format.md``), each encoded chunk is followed by
+its CRC-32C as a little-endian uint32, as zarr's ``Crc32cCodec`` appends it. Any other case
+returns ``None`` and the caller uses zarr.
 
 Sharded arrays (zarr's ``sharding_indexed`` codec with its default index: ``bytes`` little
 endian + ``crc32c``, at the end) are written a whole shard at a time, as zarr writes them:
@@ -41,12 +44,18 @@ class DirectChunkWriter:
     """Encoder and writer of whole chunks of one array (see the module docstring)."""
 
     def __init__(
-        self, array: zarr.Array, directory: Path, compressor: Any | None, transposed: bool = False
+        self,
+        array: zarr.Array,
+        directory: Path,
+        compressor: Any | None,
+        transposed: bool = False,
+        checksum: bool = False,
     ) -> None:
         self._metadata = array.metadata
         self._directory = directory
         self._compressor = compressor
         self._transposed = transposed
+        self._checksum = checksum
         self.shape = tuple(int(s) for s in array.shape)
         # The unit written as one file: the shard when sharded, else the chunk.
         self.chunks = tuple(int(c) for c in (array.shards or array.chunks))
@@ -74,8 +83,8 @@ class DirectChunkWriter:
         parsed = _parse_chain(codecs, len(array.shape))
         if parsed is None:
             return None
-        compressor, transposed = parsed
-        return cls(array, Path(store.root) / array.path, compressor, transposed)
+        compressor, transposed, checksum = parsed
+        return cls(array, Path(store.root) / array.path, compressor, transposed, checksum)
 
     @property
     def compressed(self) -> bool:
@@ -86,6 +95,11 @@ class DirectChunkWriter:
     def transposed(self) -> bool:
         """Whether chunks are stored transposed (parameter-major)."""
         return self._transposed
+
+    @property
+    def checksummed(self) -> bool:
+        """Whether each chunk (each inner chunk when sharded) ends with its CRC-32C."""
+        return self._checksum
 
     def write_rows(self, block: tuple[int, int], rows: np.ndarray, fill: Any) -> None:
         """Write 2-D chunk ``block`` from ``rows`` (a strided view of at most a chunk).
@@ -117,13 +131,20 @@ class DirectChunkWriter:
         empty_row = np.full(cp, fill, dtype=self.dtype).view(np.uint8).data if n_rows < ct else None
 
         def emit(handle: Any) -> None:
+            crc = 0
             for line in rows:
-                handle.write(np.ascontiguousarray(line, dtype=self.dtype).data.cast("B"))
+                data = np.ascontiguousarray(line, dtype=self.dtype).data.cast("B")
+                handle.write(data)
+                crc = _extend_crc(crc, data) if self._checksum else crc
                 if pad is not None:
                     handle.write(pad)
+                    crc = _extend_crc(crc, pad) if self._checksum else crc
             if empty_row is not None:
                 for _ in range(ct - n_rows):
                     handle.write(empty_row)
+                    crc = _extend_crc(crc, empty_row) if self._checksum else crc
+            if self._checksum:
+                handle.write(_crc_bytes(crc))
 
         self._atomic_write(block, emit)
 
@@ -182,9 +203,10 @@ class DirectChunkWriter:
         if _all_fill(chunk, fill):
             return None
         raw = chunk.reshape(-1).view(np.uint8)
-        return (
+        payload = (
             bytes(self._compressor.encode(raw)) if self._compressor is not None else raw.tobytes()
         )
+        return payload + _crc_bytes(_extend_crc(0, payload)) if self._checksum else payload
 
     def write_shard_rows(self, block: tuple[int, int], rows: np.ndarray, fill: Any) -> None:
         """Write shard ``block`` from ``rows`` (a strided view of at most a shard, from the
@@ -220,12 +242,20 @@ class DirectChunkWriter:
                 continue
             a, b = j * ci * item, (j * ci + part.shape[1]) * item
             pad = empty_row[: (ci - part.shape[1]) * item]
+            first_piece = len(pieces)
             for line in lines:
                 pieces.append(line[a:b])
                 if len(pad):
                     pieces.append(pad)
             pieces += [empty_row] * (ct - n_rows)
-            sizes.append(ct * ci * item)
+            size = ct * ci * item
+            if self._checksum:  # the inner chunk's CRC-32C follows its bytes
+                crc = 0
+                for piece in pieces[first_piece:]:
+                    crc = _extend_crc(crc, piece)
+                pieces.append(memoryview(_crc_bytes(crc)))
+                size += _CRC_BYTES
+            sizes.append(size)
         self._write_shard_file(block, sizes, lambda handle: _write_pieces(handle, pieces))
 
     def write_shard(self, block: tuple[int, int], payloads: list[bytes | None]) -> None:
@@ -273,7 +303,14 @@ class DirectChunkWriter:
         """Encode a C-contiguous chunk already in its stored order and write it."""
         raw = stored.reshape(-1).view(np.uint8)
         payload = self._compressor.encode(raw) if self._compressor is not None else raw.data
-        self._atomic_write(block, lambda handle: handle.write(memoryview(payload)))
+        crc = _crc_bytes(_extend_crc(0, payload)) if self._checksum else b""
+
+        def emit(handle: Any) -> None:
+            handle.write(memoryview(payload))
+            if crc:
+                handle.write(crc)
+
+        self._atomic_write(block, emit)
 
     def _atomic_write(self, block: tuple[int, ...], emit: Any) -> None:
         path = self._directory / self._metadata.encode_chunk_key(block)
@@ -303,9 +340,13 @@ def _is_default_sharding(codec: Any) -> TypeGuard[ShardingCodec]:
     )
 
 
-def _parse_chain(codecs: tuple[Any, ...], ndim: int) -> tuple[Any | None, bool] | None:
-    """``(compressor, transposed)`` for a chain of [transpose (1, 0)] + bytes LE + [blosc], else None."""
+def _parse_chain(codecs: tuple[Any, ...], ndim: int) -> tuple[Any | None, bool, bool] | None:
+    """``(compressor, transposed, checksum)`` for a chain of [transpose (1, 0)] + bytes LE +
+    [blosc] + [crc32c], else None."""
     transposed = False
+    checksum = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
+    if checksum:
+        codecs = codecs[:-1]
     if codecs and isinstance(codecs[0], TransposeCodec):
         if ndim != 2 or tuple(codecs[0].order) != (1, 0):
             return None
@@ -331,7 +372,23 @@ def _parse_chain(codecs: tuple[Any, ...], ndim: int) -> tuple[Any | None, bool] 
         )
     elif len(codecs) != 1:
         return None
-    return compressor, transposed
+    return compressor, transposed, checksum
+
+
+_CRC_BYTES = 4
+
+
+def _extend_crc(crc: int, data: Any) -> int:
+    """The CRC-32C ``crc`` extended by the bytes of ``data`` (any contiguous buffer);
+    google_crc32c takes only read-only buffers, hence the read-only view (no copy)."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    view.flags.writeable = False
+    return int(google_crc32c.extend(crc, view))
+
+
+def _crc_bytes(crc: int) -> bytes:
+    """A CRC-32C as zarr's ``Crc32cCodec`` stores it: little-endian uint32."""
+    return int(crc).to_bytes(_CRC_BYTES, "little")
 
 
 def _all_fill(chunk: np.ndarray, fill: Any) -> bool:

@@ -13,6 +13,11 @@ settings were chosen by measurement on the small suite's real trajectories
 * ``"small"``: the same with Blosc zstd level 5: a few percent smaller, several times slower
   to write.
 
+Every chain ends with zarr's stock ``crc32c`` codec (the inner chunks' chains, when
+sharded, as well as the shard index's), and so do the 1-D arrays' (:func:`series_array_kwargs`):
+any changed, missing or extra byte of a chunk is an error when it is read, with stock
+zarr readers too (``docs/format.md``, "Checksums").
+
 The lossy mode rounds values to fewer mantissa bits *before* they are encoded, with the
 same round-to-nearest-even as numcodecs' ``BitRound`` (``"bf16"`` keeps 7 bits, the
 precision of bfloat16; ``"f16"`` keeps 10, float16's; an int ``k`` keeps ``k``). The stored
@@ -42,6 +47,7 @@ __all__ = [
     "LossySpec",
     "WeightsEncoding",
     "resolve_encoding",
+    "series_array_kwargs",
     "set_store_default",
     "round_mantissa",
 ]
@@ -87,11 +93,12 @@ class WeightsEncoding:
         return self.compression != "none"
 
     def array_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``zarr.create_array`` that give ``weights`` these codecs."""
-        from zarr.codecs import BloscCodec, BytesCodec, TransposeCodec
+        """Keyword arguments for ``zarr.create_array`` that give ``weights`` these codecs,
+        the ``crc32c`` checksum last."""
+        from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, TransposeCodec
 
         if self.compression == "none":
-            return {"compressors": None}
+            return {"serializer": BytesCodec(endian="little"), "compressors": [Crc32cCodec()]}
         cname, clevel, shuffle, blocksize = _BLOSC[self.compression]
         return {
             "filters": [TransposeCodec(order=(1, 0))],
@@ -99,7 +106,8 @@ class WeightsEncoding:
             "compressors": [
                 BloscCodec(
                     cname=cname, clevel=clevel, shuffle=shuffle, typesize=4, blocksize=blocksize
-                )
+                ),
+                Crc32cCodec(),
             ],
         }
 
@@ -137,6 +145,17 @@ class WeightsEncoding:
             "compression": {"setting": self.compression, "codecs": self.codecs_json(inner_chunks)},
             "lossy": lossy,
         }
+
+
+def series_array_kwargs() -> dict[str, Any]:
+    """Keyword arguments for ``zarr.create_array`` of a run's 1-D arrays (``step``,
+    ``epoch``, metrics): zarr's default ``zstd`` (level 0), then the ``crc32c`` checksum."""
+    from zarr.codecs import BytesCodec, Crc32cCodec, ZstdCodec
+
+    return {
+        "serializer": BytesCodec(endian="little"),
+        "compressors": [ZstdCodec(level=0, checksum=False), Crc32cCodec()],
+    }
 
 
 def resolve_encoding(compression: object = None, lossy: object = None) -> WeightsEncoding:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from trajbench.errors import TrajbenchError
 
 FORMAT_NAME = "trajbench"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 RUNS_GROUP = "runs"
 SYNTHETIC_GROUP = "synthetic"

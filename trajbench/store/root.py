@@ -6,6 +6,7 @@ import datetime as _dt
 import os
 import platform
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,6 +23,10 @@ __all__ = [
     "platform_info",
     "utc_now",
     "member_keys",
+    "Members",
+    "scan_members",
+    "chunks_exist",
+    "missing_weight_chunks",
     "group_at",
     "array_at",
 ]
@@ -140,6 +145,116 @@ def member_keys(group: zarr.Group, kind: Literal["array", "group"]) -> list[str]
             category=UserWarning,
         )
         return list(group.array_keys() if kind == "array" else group.group_keys())
+
+
+@dataclass
+class Members:
+    """What :func:`scan_members` finds in a group: its readable child ``groups`` and
+    ``arrays`` (name -> node) and its ``damaged`` children (name -> why, one line)."""
+
+    groups: dict[str, zarr.Group] = field(default_factory=dict)
+    arrays: dict[str, zarr.Array] = field(default_factory=dict)
+    damaged: dict[str, str] = field(default_factory=dict)
+
+
+def _ignorable(name: str) -> bool:
+    """Names in a group's directory that are no nodes by design: its own ``zarr.json``,
+    dotfiles (a run's lock file), and ``.partial`` leftovers of interrupted writes."""
+    return name == "zarr.json" or name.startswith(".") or name.endswith(".partial")
+
+
+def _list_dir(group: zarr.Group, name: str = "") -> list[str]:
+    """The names the store lists directly under ``group`` (or its child ``name``)."""
+    from zarr.core.sync import sync
+
+    prefix = "/".join(p for p in (group.path, name) if p)
+
+    async def collect() -> list[str]:
+        return [key async for key in group.store.list_dir(prefix)]
+
+    try:
+        return sync(collect())
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+def scan_members(group: zarr.Group) -> Members:
+    """The children of ``group``, each readable one as a node and each damaged one with a
+    one-line reason, never raising for a damaged child.
+
+    zarr's own listing skips (with a warning) a child directory whose ``zarr.json`` is
+    missing, and fails as a whole on one whose ``zarr.json`` is not valid metadata; here the
+    first is listed as damaged ("a directory without zarr.json") when it holds anything,
+    the second too, and the other children are listed as usual. Lock files, ``.partial``
+    leftovers and stray plain files are not children (zarr ignores them too)."""
+    members = Members()
+    found: dict[str, Any] = {}
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore",
+                message=r"Object at .* is not recognized as a component of a Zarr hierarchy",
+                category=UserWarning,
+            )
+            found = dict(group.members())
+    except Exception:  # a damaged child: look at each one alone below
+        found = {}
+    for name in sorted(_list_dir(group)):
+        if name in found or _ignorable(name):
+            continue
+        try:
+            found[name] = group[name]
+        except KeyError:  # no zarr.json: damaged if it holds anything, else a stray file
+            if _list_dir(group, name):
+                members.damaged[name] = "a directory without zarr.json"
+        except Exception as exc:
+            members.damaged[name] = f"its zarr.json cannot be read ({_one_line(exc)})"
+    for name in sorted(found):
+        node = found[name]
+        if isinstance(node, zarr.Group):
+            members.groups[name] = node
+        elif isinstance(node, zarr.Array):
+            members.arrays[name] = node
+    return members
+
+
+def chunks_exist(array: zarr.Array, keys: list[str]) -> list[bool]:
+    """Whether each chunk key of ``array`` is stored (one concurrent round of lookups)."""
+    import asyncio
+
+    from zarr.core.sync import sync
+
+    store, prefix = array.store, array.path
+
+    async def every() -> list[bool]:
+        return list(await asyncio.gather(*(store.exists(f"{prefix}/{k}") for k in keys)))
+
+    return sync(every()) if keys else []
+
+
+def missing_weight_chunks(weights: zarr.Array, n_snapshots: int) -> list[tuple[str, int, int]]:
+    """``(chunk key, first snapshot, stop)`` of each stored unit (chunk, or shard when
+    sharded) of a run's ``weights`` that holds committed rows but is missing. Committed
+    weights are finite, never only the fill value, so zarr never leaves such a unit out:
+    a missing one is damage (zarr would read it as NaN rows)."""
+    unit = tuple(int(c) for c in (weights.shards or weights.chunks))
+    n = max(0, min(int(n_snapshots), int(weights.shape[0])))
+    if weights.ndim != 2 or n == 0:
+        return []
+    n_cols = -(-int(weights.shape[1]) // unit[1])
+    blocks = [(i, j) for i in range(-(-n // unit[0])) for j in range(n_cols)]
+    keys = [weights.metadata.encode_chunk_key(b) for b in blocks]
+    present = chunks_exist(weights, keys)
+    return [
+        (k, i * unit[0], min(n, (i + 1) * unit[0]))
+        for k, (i, _), ok in zip(keys, blocks, present, strict=True)
+        if not ok
+    ]
 
 
 def group_at(parent: zarr.Group, path: str) -> zarr.Group:

@@ -31,9 +31,13 @@ def bytes_on_disk(location: str | os.PathLike[str]) -> int:
 
 
 def summarize_store(location: str | os.PathLike[str] | Store) -> dict[str, Any]:
-    """Runs, parameters, snapshots, statuses, sources and bytes of a store."""
+    """Runs, parameters, snapshots, statuses, sources and bytes of a store; ``damaged``
+    maps each run that cannot be opened to why (:meth:`Store.damaged_runs`; such runs are
+    not counted in the other facts)."""
     store = location if isinstance(location, Store) else open_store(location)
+    damaged = store.damaged_runs()
     runs = store.runs()
+    runs = runs[~runs["path"].isin(list(damaged))].reset_index(drop=True)
     disk = bytes_on_disk(store.location)
     raw = int((runs["n_snapshots"] * runs["n_params"]).sum() * 4) if len(runs) else 0
     attrs = store.attrs
@@ -69,4 +73,5 @@ def summarize_store(location: str | os.PathLike[str] | Store) -> dict[str, Any]:
         "bytes_raw_float32": raw,
         "compression_ratio": (raw / disk) if disk else None,
         "runs": runs.to_dict(orient="records"),
+        "damaged": damaged,
     }

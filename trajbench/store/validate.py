@@ -1,4 +1,11 @@
-"""``validate_store``: check a store against format v1 and list every problem found."""
+"""``validate_store``: check a store against the format and list every problem found.
+
+Every problem is one line that names the run (or node) and what was expected, so a
+damaged store is a list, never a traceback: unreadable or missing ``zarr.json`` documents,
+run groups without their arrays, and, reading every chunk (``check_data``), each chunk that
+cannot be decoded (its checksum does not match, it is truncated, its ``data_type`` is
+wrong) or is missing, with its snapshot range.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from zarr.core.metadata import ArrayV3Metadata
 
 from trajbench.store.format import (
     EPOCH,
+    NAME_PATTERN,
     RESERVED_ARRAY_NAMES,
     RUNS_GROUP,
     SERIES_DIMS,
@@ -25,7 +33,7 @@ from trajbench.store.format import (
     WEIGHTS_DTYPE,
 )
 from trajbench.store.layout import layout_problems
-from trajbench.store.root import array_at, group_at, member_keys, open_root
+from trajbench.store.root import _one_line, chunks_exist, open_root, scan_members
 
 __all__ = ["validate_store"]
 
@@ -34,14 +42,18 @@ _SCAN_BYTES = 64 << 20
 
 
 def validate_store(location: str | os.PathLike[str], *, check_data: bool = True) -> list[str]:
-    """Return every way the store at ``location`` breaks format v1; empty means valid.
+    """Return every way the store at ``location`` breaks the format; empty means valid.
 
-    Checks the root attributes and format version, then for every run: array names,
-    dtypes, dimension names and shapes, ``param_layout`` against ``weights``,
-    ``n_snapshots`` within the arrays' bounds, ``status``, non-decreasing ``step``, and
-    (with ``check_data``) that committed weight rows are finite. A missing path, a
-    directory that is not a store, or a newer format version raise instead (see
-    :func:`trajbench.open_store`), because nothing else can be checked.
+    Checks the root attributes and format version, then every node where runs are kept:
+    each ``zarr.json`` readable, names valid (``docs/format.md``, section 1), and for every
+    run: its arrays present, names, dtypes, dimension names and shapes, ``param_layout``
+    against ``weights``, ``n_snapshots`` within the arrays' bounds, ``status``, non-decreasing ``step``. With ``check_data`` (the
+    default) every committed chunk of every array is read and decoded, which verifies its
+    checksum where the store has them: each chunk that cannot be decoded or, for
+    ``weights``, is missing, is one problem naming its run and snapshot range; committed
+    weights must be finite. A missing path, a directory that is not a store, or a newer
+    format version raise instead (see :func:`trajbench.open_store`), because nothing else
+    can be checked.
     """
     root = open_root(location, mode="r")
     problems: list[str] = []
@@ -50,32 +62,67 @@ def validate_store(location: str | os.PathLike[str], *, check_data: bool = True)
     return problems
 
 
+def _name_problem(path: str, name: str) -> list[str]:
+    if NAME_PATTERN.match(name):
+        return []
+    return [
+        f"{path}: name {name!r} is not 1-128 characters of letters, digits, '_', '.', '-' starting with a letter or digit"
+    ]
+
+
 def _run_groups(root: zarr.Group, problems: list[str]) -> Iterator[tuple[str, zarr.Group]]:
-    for name in member_keys(root, "array") + member_keys(root, "group"):
+    top = scan_members(root)
+    for name in [*top.arrays, *top.groups, *top.damaged]:
         if name not in (RUNS_GROUP, SYNTHETIC_GROUP):
             problems.append(
                 f"unexpected top-level node '{name}' (expected only '{RUNS_GROUP}' and '{SYNTHETIC_GROUP}')"
             )
-    if RUNS_GROUP in member_keys(root, "group"):
-        runs = group_at(root, RUNS_GROUP)
-        for name in sorted(member_keys(runs, "array")):
+    for name in (RUNS_GROUP, SYNTHETIC_GROUP):
+        if name in top.damaged:
+            problems.append(f"{name}: {top.damaged[name]}; none of its runs can be listed")
+        if name in top.arrays:
+            problems.append(f"{name}: is an array; expected a group")
+    runs = top.groups.get(RUNS_GROUP)
+    if runs is not None:
+        found = scan_members(runs)
+        for name, why in found.damaged.items():
+            problems.append(f"{RUNS_GROUP}/{name}: run group is damaged: {why}")
+        for name in found.arrays:
             problems.append(f"{RUNS_GROUP}/{name}: is an array; expected a run group")
-        for name in sorted(member_keys(runs, "group")):
-            yield f"{RUNS_GROUP}/{name}", group_at(runs, name)
-    if SYNTHETIC_GROUP in member_keys(root, "group"):
-        synthetic = group_at(root, SYNTHETIC_GROUP)
-        for family in sorted(member_keys(synthetic, "group")):
-            family_group = group_at(synthetic, family)
-            for name in sorted(member_keys(family_group, "group")):
-                yield f"{SYNTHETIC_GROUP}/{family}/{name}", group_at(family_group, name)
+        for name, group in found.groups.items():
+            problems.extend(_name_problem(f"{RUNS_GROUP}/{name}", name))
+            yield f"{RUNS_GROUP}/{name}", group
+    synthetic = top.groups.get(SYNTHETIC_GROUP)
+    if synthetic is not None:
+        families = scan_members(synthetic)
+        for name, why in families.damaged.items():
+            problems.append(f"{SYNTHETIC_GROUP}/{name}: family group is damaged: {why}")
+        for name in families.arrays:
+            problems.append(f"{SYNTHETIC_GROUP}/{name}: is an array; expected a family group")
+        for family, family_group in families.groups.items():
+            prefix = f"{SYNTHETIC_GROUP}/{family}"
+            problems.extend(_name_problem(prefix, family))
+            found = scan_members(family_group)
+            for name, why in found.damaged.items():
+                problems.append(f"{prefix}/{name}: series group is damaged: {why}")
+            for name in found.arrays:
+                problems.append(f"{prefix}/{name}: is an array; expected a series group")
+            for name, group in found.groups.items():
+                problems.extend(_name_problem(f"{prefix}/{name}", name))
+                yield f"{prefix}/{name}", group
 
 
 def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
     attrs: dict[str, Any] = dict(group.attrs)
-    arrays = {name: array_at(group, name) for name in member_keys(group, "array")}
-    problems: list[str] = []
+    members = scan_members(group)
+    arrays = dict(members.arrays)
+    problems: list[str] = [
+        f"array '{name}' is damaged: {why}" for name, why in members.damaged.items()
+    ]
+    for name in members.groups:
+        problems.append(f"unexpected group '{name}' in a run (expected only arrays)")
     for required in (WEIGHTS, STEP, EPOCH):
-        if required not in arrays:
+        if required not in arrays and required not in members.damaged:
             problems.append(f"missing array '{required}'")
     status = attrs.get("status")
     if status not in STATUSES:
@@ -84,7 +131,7 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
     if not isinstance(n, int) or isinstance(n, bool) or n < 0:
         problems.append(f"n_snapshots is {n!r}; expected a non-negative int")
         n = None
-    if problems and WEIGHTS not in arrays:
+    if WEIGHTS not in arrays:
         return problems
     weights = arrays[WEIGHTS]
     if str(weights.dtype) != WEIGHTS_DTYPE:
@@ -110,6 +157,10 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
         if array.ndim != 1:
             problems.append(f"array '{name}' has {array.ndim} dimensions; expected 1 (snapshot)")
             continue
+        if name not in RESERVED_ARRAY_NAMES and not NAME_PATTERN.match(name):
+            problems.append(
+                f"metric name {name!r} is not 1-128 characters of letters, digits, '_', '.', '-' starting with a letter or digit"
+            )
         dimension_names = _v3_metadata(array).dimension_names
         if tuple(dimension_names or ()) != SERIES_DIMS:
             problems.append(
@@ -124,17 +175,86 @@ def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:
             np.dtype(str(array.dtype)), np.number
         ):
             problems.append(f"metric array '{name}' has non-numeric dtype {array.dtype}")
-    if n and STEP in arrays and arrays[STEP].shape[0] >= n:
-        steps = np.asarray(arrays[STEP][:n])
+    damaged: list[str] = []
+    if check_data and n:
+        for name, array in arrays.items():
+            if array.ndim in (1, 2) and array.shape[0] >= n:
+                damaged += _chunk_problems(name, array, n)
+    problems.extend(damaged)
+    damaged = [p for p in damaged if "non-finite" not in p]
+    if n and STEP in arrays and arrays[STEP].shape[0] >= n and not damaged:
+        try:
+            steps = np.asarray(arrays[STEP][:n])
+        except Exception as exc:
+            problems.append(f"step cannot be read: {_one_line(exc)}")
+            steps = np.zeros(0, dtype=np.int64)
         bad = np.flatnonzero(np.diff(steps) < 0)
         if bad.size:
             problems.append(
                 f"step decreases at snapshot {int(bad[0]) + 1} ({int(steps[bad[0]])} -> {int(steps[bad[0] + 1])})"
             )
     problems.extend(_encoding_problems(attrs, weights))
-    if check_data and n:
-        problems.extend(_non_finite_rows(weights, n))
     return problems
+
+
+def _chunk_problems(name: str, array: zarr.Array, n: int) -> list[str]:
+    """Read the first ``n`` rows of ``array`` (all its columns) a block of chunk rows at
+    a time; one problem per stored unit (chunk, or shard when sharded) that cannot be
+    decoded, and, for ``weights``, per unit that is missing (its committed rows are
+    finite, so zarr never leaves one out)."""
+    unit = tuple(int(c) for c in (array.shards or array.chunks))
+    ct = unit[0]
+    width = int(array.shape[1]) if array.ndim == 2 else 1
+    n_cols = -(-width // unit[1]) if array.ndim == 2 else 1
+    encode = array.metadata.encode_chunk_key
+
+    def key(i: int, j: int) -> tuple[int, ...]:
+        return (i, j) if array.ndim == 2 else (i,)
+
+    def where(i: int, j: int) -> str:
+        rows = f"snapshots {i * ct}..{min(n, (i + 1) * ct) - 1}"
+        if array.ndim == 2 and n_cols > 1:
+            rows += f", params {j * unit[1]}..{min(width, (j + 1) * unit[1]) - 1}"
+        return f"{name} chunk {encode(key(i, j))} ({rows})"
+
+    problems: list[str] = []
+    non_finite: list[str] = []
+    n_blocks = -(-n // ct)
+    missing: set[tuple[int, ...]] = set()
+    if name == WEIGHTS:
+        keys = [key(i, j) for i in range(n_blocks) for j in range(n_cols)]
+        present = chunks_exist(array, [encode(k) for k in keys])
+        for k, ok in zip(keys, present, strict=True):
+            if not ok:
+                missing.add(k)
+                problems.append(
+                    f"{where(k[0], k[1])} is missing; committed weights are always stored"
+                )
+    per_read = max(1, _SCAN_BYTES // max(1, ct * width * np.dtype(str(array.dtype)).itemsize))
+    for first in range(0, n_blocks, per_read):
+        last = min(n_blocks, first + per_read)
+        start, stop = first * ct, min(n, last * ct)
+        try:
+            block = np.asarray(array[start:stop])
+        except Exception:
+            block = None
+        if block is not None:
+            if name == WEIGHTS and not missing and not non_finite:
+                non_finite = _non_finite_block(block, start, stop)
+            continue
+        for i in range(first, last):  # find each unit that fails alone
+            for j in range(n_cols):
+                if key(i, j) in missing:
+                    continue
+                rows = slice(i * ct, min(n, (i + 1) * ct))
+                try:
+                    if array.ndim == 2:
+                        array[rows, j * unit[1] : min(width, (j + 1) * unit[1])]
+                    else:
+                        array[rows]
+                except Exception as exc:
+                    problems.append(f"{where(i, j)} cannot be decoded: {_one_line(exc)}")
+    return problems or non_finite
 
 
 def _v3_metadata(array: zarr.Array) -> ArrayV3Metadata:
@@ -181,18 +301,14 @@ def _encoding_problems(attrs: dict[str, Any], weights: zarr.Array) -> list[str]:
     return problems
 
 
-def _non_finite_rows(weights: zarr.Array, n: int) -> list[str]:
-    """Scan committed rows a chunk-row at a time (bounded memory) for NaN or infinity."""
-    n_params = int(weights.shape[1])
-    chunk_rows = int(weights.chunks[0])
-    step = max(chunk_rows, chunk_rows * max(1, _SCAN_BYTES // max(1, chunk_rows * n_params * 4)))
-    for start in range(0, n, step):
-        block = np.asarray(weights[start : min(n, start + step)])
-        finite = np.isfinite(block).all(axis=1)
-        if not finite.all():
-            first = start + int(np.flatnonzero(~finite)[0])
-            count = int((~finite).sum())
-            return [
-                f"committed snapshot {first} has non-finite weights ({count} such rows in snapshots {start}..{min(n, start + step) - 1}); committed rows must be finite"
-            ]
-    return []
+def _non_finite_block(block: np.ndarray, start: int, stop: int) -> list[str]:
+    """The problem of committed weight rows ``start..stop-1`` (``block``) holding NaN or
+    infinity, or none."""
+    finite = np.isfinite(block).all(axis=1)
+    if finite.all():
+        return []
+    first = start + int(np.flatnonzero(~finite)[0])
+    count = int((~finite).sum())
+    return [
+        f"committed snapshot {first} has non-finite weights ({count} such rows in snapshots {start}..{stop - 1}); committed rows must be finite"
+    ]

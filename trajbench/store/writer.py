@@ -13,6 +13,10 @@ protocol"):
 
 Rows at or past ``n_snapshots`` are not data. A crash loses the rows of the open slab and
 of the slabs in flight: at most ``n_slabs x snapshots_per_chunk - 1`` snapshots.
+
+One writer per run: a RunWriter holds the run's lock (:mod:`trajbench.store.lock`) from
+before it looks at the run until :meth:`RunWriter.close`, so a second writer of the same
+run fails at once naming the holder, and the first one's rows are never interleaved.
 """
 
 from __future__ import annotations
@@ -21,15 +25,18 @@ import json
 import math
 import os
 import queue
+import shutil
 import threading
 import warnings
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import zarr
+from zarr.storage import LocalStore
 
 from trajbench.errors import (
     DivergedWarning,
@@ -45,6 +52,7 @@ from trajbench.store.codecs import (
     WeightsEncoding,
     resolve_encoding,
     round_mantissa,
+    series_array_kwargs,
 )
 from trajbench.store.format import (
     EPOCH,
@@ -61,6 +69,7 @@ from trajbench.store.format import (
     plan_chunks,
 )
 from trajbench.store.layout import ParamSpec, parse_layout
+from trajbench.store.lock import RunLock, is_lock_file, lock_run
 from trajbench.store.root import (
     array_at,
     group_at,
@@ -141,7 +150,10 @@ class RunWriter:
         Run attributes (JSON-serialisable) stored with the run.
     mode:
         ``"w-"`` (default) refuses an existing run; ``"w"`` replaces it; ``"a"`` resumes it
-        from its ``n_snapshots`` (or creates it).
+        from its ``n_snapshots`` (or creates it, or restarts a run group that a writer
+        killed at creation left without its arrays and without committed snapshots).
+        Whatever the mode, the run is locked while this writer is open: a second writer
+        of it raises :class:`~trajbench.errors.RunLockedError` (local stores).
     snapshots_per_chunk:
         Rows per chunk along ``snapshot``; ``None`` applies the format's rule.
     n_slabs:
@@ -186,6 +198,29 @@ class RunWriter:
         self.n_params = sum(spec.numel for spec in layout)
         self._root = open_root(store, mode="a")
         self._location = str(store)
+        self._run_dir = self._local_dir(group_path)
+        # Taken before the run is looked at, released by close() (or below on failure).
+        self._lock: RunLock | None = (
+            lock_run(self._run_dir, group_path, self._location, self._local_dir(""))
+            if self._run_dir is not None
+            else None
+        )
+        try:
+            self._setup(attrs, mode, snapshots_per_chunk, n_slabs, compression, lossy)
+        except BaseException:
+            self._release_lock()
+            raise
+
+    def _setup(
+        self,
+        attrs: Mapping[str, Any] | None,
+        mode: WriteMode,
+        snapshots_per_chunk: int | None,
+        n_slabs: int,
+        compression: str | None,
+        lossy: str | int | None,
+    ) -> None:
+        group_path = self.group_path
         # Not told: the store's default (root attribute "default_compression", set by
         # `trajbench generate --compression`), else the format's. Checked before any write.
         default = self._root.attrs.get(DEFAULT_COMPRESSION_ATTR)
@@ -201,6 +236,7 @@ class RunWriter:
         )
         self.plan: ChunkPlan = plan
         self.n_committed = committed
+        self._last_step: int | None = None
         self.status = "running"
         self._closed = False
         self._error: BaseException | None = None
@@ -212,8 +248,17 @@ class RunWriter:
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._open = self._free.get()
         self._open.reset(committed - committed % ct)
-        if committed % ct:
-            self._reload_partial_chunk(self._open, committed % ct)
+        if committed:
+            try:
+                if committed % ct:
+                    self._reload_partial_chunk(self._open, committed % ct)
+                self._last_step = int(np.asarray(self._arrays[STEP][committed - 1 : committed])[0])
+            except TrajbenchError:
+                raise
+            except Exception as exc:
+                raise StoreError(
+                    f"cannot resume run '{self.group_path}': its last committed rows cannot be read ({type(exc).__name__}: {' '.join(str(exc).split())}); use mode='w' to replace it"
+                ) from None
         self._direct: dict[str, DirectChunkWriter | None] = {}
         self._pool = ThreadPoolExecutor(
             max_workers=_ENCODE_THREADS, thread_name_prefix="trajbench-encode"
@@ -234,13 +279,22 @@ class RunWriter:
     def _open_group(
         self, attrs: dict[str, Any], mode: WriteMode, snapshots_per_chunk: int | None
     ) -> tuple[zarr.Group, dict[str, zarr.Array], int, ChunkPlan]:
-        exists = self._exists(self.group_path)
-        if exists and mode == "w-":
+        state, reason = self._state(self.group_path)
+        if state != "absent" and mode == "w-":
+            damaged = f" but is damaged ({reason})" if state == "damaged" else ""
             raise RunExistsError(
-                f"run '{self.group_path}' already exists in '{self._location}'; use mode='a' to resume it or mode='w' to replace it"
+                f"run '{self.group_path}' already exists in '{self._location}'{damaged}; use mode='a' to resume it or mode='w' to replace it"
             )
-        if exists and mode == "a":
-            return self._resume()
+        if state == "damaged" and mode == "a":
+            raise StoreError(
+                f"cannot resume run '{self.group_path}' in '{self._location}': it is damaged ({reason}); use mode='w' to replace it"
+            )
+        if state == "group" and mode == "a":
+            resumed = self._resume()
+            if resumed is not None:
+                return resumed
+            # A group without its arrays and without committed snapshots (a writer killed
+            # while creating it): nothing was written, so it is created afresh.
         plan = plan_chunks(self.n_params, snapshots_per_chunk)
         now = utc_now()
         full_attrs = {
@@ -260,12 +314,17 @@ class RunWriter:
             json.dumps(full_attrs)
         except (TypeError, ValueError) as exc:
             raise TrajbenchError(f"run attributes must be JSON-serialisable: {exc}") from None
-        if exists and mode == "w":
-            del self._root[self.group_path]
+        if state != "absent":
+            self._clear_run()
         parent = self._root
         *parents, leaf = self.group_path.split("/")
-        for segment in parents:  # explicit intermediate groups: zarr v3 has no implicit ones
-            parent = parent.require_group(segment)
+        try:
+            for segment in parents:  # explicit intermediate groups: zarr v3 has no implicit ones
+                parent = parent.require_group(segment)
+        except Exception as exc:
+            raise StoreError(
+                f"cannot create run '{self.group_path}' in '{self._location}': a parent group is damaged ({type(exc).__name__}: {' '.join(str(exc).split())})"
+            ) from None
         try:
             group = parent.create_group(leaf, attributes=full_attrs)
         except TypeError as exc:
@@ -286,12 +345,47 @@ class RunWriter:
         }
         return group, arrays, 0, plan
 
-    def _exists(self, path: str) -> bool:
+    def _local_dir(self, path: str) -> Path | None:
+        """The directory of ``path`` in a local store (None for fsspec stores)."""
+        store = self._root.store
+        return Path(store.root) / path if isinstance(store, LocalStore) else None
+
+    def _state(self, path: str) -> tuple[Literal["absent", "group", "damaged"], str]:
+        """Whether the run at ``path`` is absent, a readable group, or damaged (and why)."""
         try:
             node = self._root[path]
         except KeyError:
-            return False
-        return isinstance(node, zarr.Group)
+            if self._run_dir is not None and _holds_files(self._run_dir):
+                return "damaged", "its directory holds files but no zarr.json"
+            return "absent", ""
+        except Exception as exc:
+            return "damaged", f"its zarr.json cannot be read: {type(exc).__name__}"
+        if not isinstance(node, zarr.Group):
+            return "damaged", "it is an array, not a group"
+        return "group", ""
+
+    def _clear_run(self) -> None:
+        """Delete the run's nodes (mode 'w', or a restart), keeping the held lock file."""
+        if self._run_dir is None:
+            try:
+                del self._root[self.group_path]
+            except KeyError:
+                pass
+            return
+        # The group's zarr.json first: a clear cut short leaves no group that looks whole.
+        (self._run_dir / "zarr.json").unlink(missing_ok=True)
+        for entry in sorted(self._run_dir.iterdir()):
+            if is_lock_file(entry.name):
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+
+    def _release_lock(self) -> None:
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     @staticmethod
     def _create_series(
@@ -304,32 +398,44 @@ class RunWriter:
             dtype=dtype,
             fill_value=fill,
             dimension_names=list(SERIES_DIMS),
+            **series_array_kwargs(),
         )
 
-    def _resume(self) -> tuple[zarr.Group, dict[str, zarr.Array], int, ChunkPlan]:
+    def _resume(self) -> tuple[zarr.Group, dict[str, zarr.Array], int, ChunkPlan] | None:
+        """Open the existing run to append to it; None when it is a group a writer killed
+        at creation left without its arrays and without committed snapshots (restart it)."""
         group = group_at(self._root, self.group_path)
         attrs: dict[str, Any] = dict(group.attrs)
+        committed_attr = attrs.get("n_snapshots", 0)
+        try:
+            arrays = {name: array_at(group, name) for name in member_keys(group, "array")}
+        except Exception as exc:
+            arrays = {}
+            unreadable = f"an array's zarr.json cannot be read ({type(exc).__name__})"
+        else:
+            missing = [name for name in (WEIGHTS, STEP, EPOCH) if name not in arrays]
+            unreadable = f"it lacks {', '.join(missing)}" if missing else ""
+        if unreadable:
+            if committed_attr in (0, None):
+                return None
+            raise StoreError(
+                f"cannot resume run '{self.group_path}': {unreadable} but records {committed_attr} committed snapshots; use mode='w' to replace it"
+            )
         stored = parse_layout(attrs.get("param_layout", []))
         mine = [(s.name, s.shape) for s in self.layout]
         theirs = [(s.name, s.shape) for s in stored]
         if mine != theirs:
             first = next(
-                (f"{a} vs stored {b}" for a, b in zip(mine, theirs, strict=True) if a != b),
+                (f"{a} vs stored {b}" for a, b in zip(mine, theirs, strict=False) if a != b),
                 f"{len(mine)} tensors vs stored {len(theirs)}",
             )
             raise StoreError(
                 f"cannot resume run '{self.group_path}': its param_layout differs from the model's ({first})"
             )
-        try:
-            arrays = {name: array_at(group, name) for name in member_keys(group, "array")}
-        except KeyError as exc:
-            raise StoreError(f"cannot resume run '{self.group_path}': {exc}") from None
-        weights = arrays.get(WEIGHTS)
-        if weights is None or STEP not in arrays or EPOCH not in arrays:
-            raise StoreError(
-                f"cannot resume run '{self.group_path}': it lacks weights, step or epoch"
-            )
+        weights = arrays[WEIGHTS]
         self._encoding = self._stored_encoding(attrs)
+        if self._run_dir is not None:
+            _remove_partial_files(self._run_dir)
         committed = int(attrs.get("n_snapshots", 0))
         shards = weights.shards
         plan = ChunkPlan(
@@ -414,16 +520,23 @@ class RunWriter:
         """Accept the row last returned by :meth:`next_row`. Returns False if it was refused.
 
         A row with a NaN or infinity is not kept: the run becomes ``diverged``, what was
-        buffered before it is written, and every later row is ignored.
+        buffered before it is written, and every later row is ignored. A ``step`` below
+        the previous row's is refused (:class:`~trajbench.errors.RecorderError`): ``step``
+        is non-decreasing over a run (``docs/format.md``, section 3.1).
         """
         if self.stopped:
             return False
+        if self._last_step is not None and step < self._last_step:
+            raise RecorderError(
+                f"step must not decrease: snapshot {self.n_rows} of run '{self.group_path}' has step {step}, but the previous one had step {self._last_step}"
+            )
         slab = self._open
         row = slab.weights[slab.filled]
         if check_finite and not _all_finite(row):
             self._diverge()
             return False
         i = slab.filled
+        self._last_step = int(step)
         slab.step[i] = step
         slab.epoch[i] = epoch
         if metrics:
@@ -483,27 +596,30 @@ class RunWriter:
         if status not in STATUSES:
             raise TrajbenchError(f"status must be one of {', '.join(STATUSES)}, but got {status!r}")
         try:
+            try:
+                if self._error is None:
+                    self.flush()
+            finally:
+                self._closed = True
+                self._jobs.put(None)
+                self._thread.join()
+                self._pool.shutdown(wait=True)
+            if self._error is None:  # trim the geometric over-allocation: shape == n_snapshots
+                for array in self._arrays.values():
+                    if array.shape[0] != self.n_committed:
+                        array.resize((self.n_committed, *array.shape[1:]))
+            final = "diverged" if self._diverged_at is not None else status
+            # After a writer error the store keeps 'running' (resumable); say 'failed' here.
+            self.status = final if self._error is None else "failed"
+            attrs: dict[str, Any] = {"status": final, "updated_at": utc_now()}
+            if self._diverged_at is not None:
+                attrs["diverged_at_snapshot"] = self._diverged_at
+            if extra_attrs:
+                attrs.update(extra_attrs)
             if self._error is None:
-                self.flush()
+                self._group.update_attributes(attrs)
         finally:
-            self._closed = True
-            self._jobs.put(None)
-            self._thread.join()
-            self._pool.shutdown(wait=True)
-        if self._error is None:  # trim the geometric over-allocation: shape == n_snapshots
-            for array in self._arrays.values():
-                if array.shape[0] != self.n_committed:
-                    array.resize((self.n_committed, *array.shape[1:]))
-        final = "diverged" if self._diverged_at is not None else status
-        # After a writer error the store keeps 'running' (resumable); say 'failed' here.
-        self.status = final if self._error is None else "failed"
-        attrs: dict[str, Any] = {"status": final, "updated_at": utc_now()}
-        if self._diverged_at is not None:
-            attrs["diverged_at_snapshot"] = self._diverged_at
-        if extra_attrs:
-            attrs.update(extra_attrs)
-        if self._error is None:
-            self._group.update_attributes(attrs)
+            self._release_lock()  # the run is consistent on disk: another writer may go on
         self._raise_writer_error()
 
     def _diverge(self) -> None:
@@ -635,6 +751,29 @@ class RunWriter:
             )
             for j in range(-(-n_cols // cp))
         ]
+
+
+def _holds_files(directory: Path) -> bool:
+    """Whether ``directory`` holds a file other than a lock file or a ``.partial``
+    leftover (at any depth): a run directory that is more than an empty shell."""
+    if not directory.is_dir():
+        return False
+    for _, _, files in os.walk(directory):
+        if any(not is_lock_file(f) and not f.endswith(".partial") for f in files):
+            return True
+    return False
+
+
+def _remove_partial_files(directory: Path) -> None:
+    """Delete the ``*.partial`` files a killed writer's atomic writes left in a run's
+    directory (called with the run's lock held, so no live writer owns them)."""
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            if name.endswith(".partial"):
+                try:
+                    (Path(folder) / name).unlink()
+                except OSError:
+                    pass
 
 
 def _all_finite(row: np.ndarray) -> bool:

@@ -111,10 +111,13 @@ def train_forecaster(
     params: dict[str, Any] | None = None,
     hash_store: bool = True,
     log: Any = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train forecaster ``name`` on the training split of ``store`` (split and parameter
     sample of ``trajbench bench --seed split_seed``), write the weights, ``card.json``
-    and ``val_curve.csv`` into ``out``; returns the card."""
+    and ``val_curve.csv`` into ``out``; returns the card. With ``progress``, the
+    training and the store hashing show their elapsed time on stderr (a ticking line on
+    a terminal, else a line every 30 s)."""
     import numpy as np
     import pandas as pd
     import torch
@@ -156,7 +159,9 @@ def train_forecaster(
     )
     np.random.seed(seed)
     torch.manual_seed(seed)
-    model.fit(train)
+    # fit gives no per-step callback: the elapsed time shows the command is alive
+    with _ticker(f"training wnn on {train.n_runs} run(s)", progress):
+        model.fit(train)
     fit_s = time.perf_counter() - t0
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +194,8 @@ def train_forecaster(
             "val_persistence": _finite(float(last.val_persistence)),
         }
     t1 = time.perf_counter()
-    digest = store_sha256(location) if hash_store and not location.startswith("memory://") else None
+    with _ticker("hashing the store", progress and hash_store):
+        digest = store_sha256(location) if hash_store else None
     card = {
         "forecaster": "wnn",
         "weights": weights_path.name,
@@ -232,6 +238,13 @@ def train_forecaster(
     return card
 
 
+def _ticker(desc: str, enabled: bool) -> Any:
+    """Elapsed time of one long call on stderr (:class:`trajbench.report.terminal.Progress`)."""
+    from trajbench.report.terminal import Progress
+
+    return Progress(f"trajbench train-forecaster: {desc}", enabled=enabled, tick=True, every=30.0)
+
+
 def cmd_train_forecaster(args: argparse.Namespace) -> int:
     params: dict[str, Any] = {}
     for key in ("steps", "batch_size", "lr", "max_samples", "negative_slope", "eval_every"):
@@ -248,6 +261,7 @@ def cmd_train_forecaster(args: argparse.Namespace) -> int:
         params=params,
         hash_store=not args.no_store_hash,
         log=log,
+        progress=not args.quiet,
     )
     if args.json:
         print(json.dumps({k: v for k, v in card.items() if k != "curve"}, indent=2))
@@ -304,6 +318,10 @@ def add_train_forecaster_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="skip hashing the store's bytes (card sha256 is then null)",
     )
     p.add_argument("--json", action="store_true", help="print the card (without the curve) as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress output on stderr (by default: the steps, and the training's and hashing's elapsed time)",
+    )
     p.set_defaults(func=cmd_train_forecaster)
     return p

@@ -4,7 +4,8 @@
 here (``backend`` None: one run after the other, the next runs read ahead on background
 threads, :mod:`~trajbench.bench.readahead`) or on a Dask client (one task per run, every
 forecaster in it), and combines the per-run results the same way for both
-(:func:`_collect`), so both backends give the same statistics.
+(:func:`_collect`), so both backends give the same statistics. A damaged run (one whose
+values cannot be read) is left out for every forecaster and the reference, and listed.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +24,25 @@ from trajbench.bench.run_pass import RunEvaluation, RunResult, evaluate_run
 from trajbench.bench.statistics import ErrorStatistics, RunStatistics
 from trajbench.forecasting.base import Forecaster
 
-__all__ = ["ForecasterScores", "evaluate", "dask_client"]
+__all__ = ["ForecasterScores", "DamagedRunInfo", "evaluate", "dask_client"]
+
+
+@dataclass(frozen=True)
+class DamagedRunInfo:
+    """An evaluation run left out because its values could not be read: its ``path``,
+    ``split`` and the ``reason`` (what reading it raised or found)."""
+
+    path: str
+    split: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "path": self.path,
+            "split": self.split,
+            "reason": self.reason,
+            "cause": "the store is damaged, not the forecaster",
+        }
 
 
 @dataclass
@@ -47,9 +67,10 @@ def evaluate(
     backend: Any = None,
     progress: bool = False,
     cache: dict[str, Any] | None = None,
-) -> tuple[list[ForecasterScores], ErrorStatistics | None]:
-    """Score every forecaster on every job: per forecaster its scores, and the
-    reference's statistics on the whole sample (None unless ``want_reference``).
+) -> tuple[list[ForecasterScores], ErrorStatistics | None, list[DamagedRunInfo]]:
+    """Score every forecaster on every job: per forecaster its scores, the reference's
+    statistics on the whole sample (None unless ``want_reference``), and the damaged
+    runs left out for all of them.
 
     ``backend`` None evaluates here, one run after the other (a forecaster that fails is
     not asked again); a Dask client evaluates one run per task (``store`` must then be a
@@ -62,7 +83,13 @@ def evaluate(
         )
     else:
         per_run = _evaluate_dask(backend, store, forecasters, jobs, settings, want_reference)
-    return _collect(len(forecasters), per_run, want_reference)
+    scores, reference = _collect(len(forecasters), per_run, want_reference)
+    damaged = [
+        DamagedRunInfo(job.path, job.split, e.damaged)
+        for job, e in zip(jobs, per_run, strict=False)
+        if e.damaged is not None
+    ]
+    return scores, reference, damaged
 
 
 def _collect(
@@ -76,6 +103,8 @@ def _collect(
     ]
     reference = ErrorStatistics() if want_reference else None
     for evaluation in per_run:
+        if evaluation.damaged is not None:  # nobody's: the comparison stays paired
+            continue
         if reference is not None and evaluation.reference is not None:
             reference.merge(_single(evaluation.reference))
         for score, result in zip(scores, evaluation.results, strict=True):
@@ -113,7 +142,7 @@ def _evaluate_here(
     failed: set[int] = set()
     metered_shapes: dict[int, set[tuple[int, ...]]] = {}
     out: list[RunEvaluation] = []
-    bar = _progress_bar(progress, forecasters, len(jobs))
+    bar = _RunProgress(forecasters, len(jobs)) if progress else None
     reader = ReadAhead(store, settings, cache)
     try:
         for k, job in enumerate(jobs):
@@ -135,7 +164,7 @@ def _evaluate_here(
             out.append(evaluation)
             failed.update(i for i, r in enumerate(evaluation.results) if r is not None and r.error)
             if bar is not None:
-                bar.update(1)
+                bar.update(evaluation.results)
     finally:
         reader.close()
         if bar is not None:
@@ -143,15 +172,72 @@ def _evaluate_here(
     return out
 
 
-def _progress_bar(progress: bool, forecasters: Sequence[Forecaster], total: int) -> Any:
-    if not progress:
-        return None
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return None
-    desc = ", ".join(f.name for f in forecasters) or "reference"
-    return tqdm(total=total, desc=desc[:40], unit="run", leave=False, file=sys.stderr)
+class _RunProgress:
+    """Progress of the local backend on stderr, one step per run: the forecasters'
+    names, runs done, elapsed time and ETA, and each forecaster's predict time so far
+    (which one is slow). A tqdm bar on a terminal; otherwise (a log file, a CI job) a
+    plain line at most every :attr:`EVERY` seconds and a last one, if any was written."""
+
+    EVERY = 10.0
+
+    def __init__(self, forecasters: Sequence[Forecaster], total: int) -> None:
+        self.names = [f.name for f in forecasters]
+        self.seconds = [0.0] * len(self.names)
+        self.total = total
+        self.done = 0
+        self.start = self.last = time.perf_counter()
+        self.desc = _names_text(self.names)
+        self.bar: Any = None
+        if sys.stderr.isatty():
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # pragma: no cover - tqdm is a dependency
+                return
+            self.bar = tqdm(total=total, desc=self.desc, unit="run", leave=False, file=sys.stderr)
+
+    def _times(self) -> str:
+        return ", ".join(f"{n} {s:.1f} s" for n, s in zip(self.names, self.seconds, strict=True))
+
+    def update(self, results: Sequence[RunResult | None]) -> None:
+        for i, result in enumerate(results):
+            if result is not None:
+                self.seconds[i] += result.predict_seconds
+        self.done += 1
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"predict: {self._times()}"[:80], refresh=False)
+            self.bar.update(1)
+            return
+        now = time.perf_counter()
+        if now - self.last >= self.EVERY:
+            self.last = now
+            self._line()
+
+    def _line(self) -> None:
+        print(
+            f"trajbench bench: {self.desc}: {self.done}/{self.total} runs, "
+            f"{time.perf_counter() - self.start:.0f} s (predict: {self._times()})",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.last > self.start:
+            self._line()
+
+
+def _names_text(names: Sequence[str], width: int = 40) -> str:
+    """``a, b, c`` within ``width`` characters: ``a, b (+3 more)`` when they do not fit."""
+    text = ", ".join(names) or "reference"
+    if len(text) <= width:
+        return text
+    shown: list[str] = []
+    for name in names:
+        if len(", ".join([*shown, name])) > width - 10:
+            break
+        shown.append(name)
+    return f"{', '.join(shown) or names[0]} (+{len(names) - max(len(shown), 1)} more)"
 
 
 def _evaluate_run_copy(

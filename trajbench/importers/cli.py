@@ -7,7 +7,8 @@
                            [--family F] [--run-id-prefix P] [--key K] [--mode w-|w]
                            [--meta KEY=VALUE ...]
 
-Each prints one line (what went where) and returns 0; bad input raises a
+Each prints one line (what went where) on stdout and returns 0, its elapsed time while it
+runs on stderr (``--quiet``: none); bad input raises a
 :class:`~trajbench.errors.TrajbenchError`, which ``trajbench.cli.main`` turns into one line
 on stderr and exit code 2.
 """
@@ -44,18 +45,33 @@ def parse_meta(items: Sequence[str] | None) -> dict[str, Any]:
     return meta
 
 
+def _ticker(desc: str, args: argparse.Namespace) -> Any:
+    """The import's elapsed time on stderr while it runs (the importers give no
+    per-checkpoint callback): a ticking line on a terminal, else a line every 30 s;
+    nothing with ``--quiet``."""
+    from trajbench.report.terminal import Progress
+
+    return Progress(
+        f"trajbench import: {desc}",
+        enabled=not getattr(args, "quiet", False),
+        tick=True,
+        every=30.0,
+    )
+
+
 def _cmd_checkpoints(args: argparse.Namespace) -> int:
     from trajbench.importers.checkpoints import import_checkpoints
 
-    result = import_checkpoints(
-        args.directory,
-        args.out,
-        args.run_id,
-        pattern=args.pattern,
-        order=args.order,
-        meta=parse_meta(args.meta),
-        mode=args.mode,
-    )
+    with _ticker(f"importing the checkpoints of '{args.directory}' as run '{args.run_id}'", args):
+        result = import_checkpoints(
+            args.directory,
+            args.out,
+            args.run_id,
+            pattern=args.pattern,
+            order=args.order,
+            meta=parse_meta(args.meta),
+            mode=args.mode,
+        )
     print(result.summary())
     return 0
 
@@ -63,19 +79,27 @@ def _cmd_checkpoints(args: argparse.Namespace) -> int:
 def _cmd_array(args: argparse.Namespace) -> int:
     from trajbench.importers.arrays import import_array
 
-    result = import_array(
-        args.file,
-        args.out,
-        layout=args.layout,
-        as_=args.as_,
-        family=args.family,
-        run_id_prefix=args.run_id_prefix,
-        key=args.key,
-        meta=parse_meta(args.meta),
-        mode=args.mode,
-    )
+    with _ticker(f"importing '{args.file}'", args):
+        result = import_array(
+            args.file,
+            args.out,
+            layout=args.layout,
+            as_=args.as_,
+            family=args.family,
+            run_id_prefix=args.run_id_prefix,
+            key=args.key,
+            meta=parse_meta(args.meta),
+            mode=args.mode,
+            allow_rounding=args.allow_rounding,
+        )
     print(result.summary())
     return 0
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress output on stderr (the elapsed time)"
+    )
 
 
 def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -123,6 +147,7 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="w- refuses an existing run (default), w replaces it, a appends newer checkpoints",
     )
     ckpt.add_argument("--meta", nargs="+", action="extend", metavar="KEY=VALUE", help=meta_help)
+    _add_quiet(ckpt)
     ckpt.set_defaults(func=_cmd_checkpoints)
 
     arr = kinds.add_parser(
@@ -163,6 +188,17 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="w-",
         help="w- refuses existing runs (default), w replaces them",
     )
+    arr.add_argument(
+        "--allow-rounding",
+        action="store_true",
+        help="store integers beyond 2^24 rounded to float32 (refused by default: not exact)",
+    )
     arr.add_argument("--meta", nargs="+", action="extend", metavar="KEY=VALUE", help=meta_help)
+    _add_quiet(arr)
     arr.set_defaults(func=_cmd_array)
+    # Existing collections (docs/import-collections.md): each module adds its own subcommand.
+    from trajbench.importers import model_zoo, nino_metatrain, small_cnn_zoo
+
+    for collection in (nino_metatrain, small_cnn_zoo, model_zoo):
+        collection.add_cli_parser(kinds)
     return parser

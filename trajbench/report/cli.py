@@ -27,8 +27,8 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="render results as a leaderboard: leaderboard.md, a self-contained index.html and plots (PNG, SVG)",
         description=(
             "Render one or several results directories (merged when their manifests agree on the store, protocol, seed "
-            "and windows) as DIR/leaderboard.md, DIR/index.html and plots. With --store, also fan charts of a few test "
-            "series with each forecaster's forecasts (forecasters that need fitting are fitted again). See docs/reports.md."
+            "and windows) as DIR/leaderboard.md, DIR/index.html and plots, fan charts included (from the examples.parquet "
+            "bench writes: the report reads results only). See docs/reports.md."
         ),
     )
     p.add_argument(
@@ -38,11 +38,6 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="results directories written by 'trajbench bench --out'",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="report directory")
-    p.add_argument(
-        "--store",
-        metavar="STORE",
-        help="the benchmarked store, for the fan charts (checked against the manifest's hash)",
-    )
     p.add_argument(
         "--fan-forecasters",
         metavar="A,B",
@@ -67,7 +62,11 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="also write the merged results.parquet, results.csv, manifest.json and splits.csv into DIR",
     )
     p.add_argument("--title", default="trajbench leaderboard", help="report title")
-    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress output on stderr (by default: the steps, and the plots drawn with the elapsed time)",
+    )
     p.set_defaults(func=cmd_report)
     return p
 
@@ -82,13 +81,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     result = write_report(
         args.results,
         args.out,
-        store=args.store,
         duplicates=args.duplicates,
         fan_forecasters=_csv(args.fan_forecasters) if args.fan_forecasters else None,
         fan_series=args.fan_series,
         copy_results=args.copy_results,
         title=args.title,
-        progress=not args.quiet and sys.stderr.isatty(),
+        # a bar on a terminal, else a line every few seconds (a log shows it is alive)
+        progress=not args.quiet,
         log=log,
     )
     table = result.results.table

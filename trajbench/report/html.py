@@ -18,19 +18,27 @@ from trajbench.report.leaderboard import Table
 
 __all__ = ["html_table", "render_html"]
 
+# Laid out to fit a 1400 px window without sideways scrolling: the page column is at most
+# 1240 px, a value's interval goes on a second, smaller line, headers and text cells wrap
+# (long words too), and a table that still does not fit scrolls inside its own box.
 _CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1200px;padding:0 1rem;color:#1b1f24;line-height:1.45}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1240px;padding:0 1rem;color:#1b1f24;line-height:1.45}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.25rem;margin-top:2rem;border-bottom:1px solid #d0d7de;padding-bottom:.2rem}
 h3{font-size:1.05rem;margin-top:1.4rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.86rem;display:block;overflow-x:auto}
-th,td{border:1px solid #d0d7de;padding:.3rem .55rem;text-align:left;white-space:nowrap}
-th{background:#f6f8fa;cursor:pointer;user-select:none}th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
-td.num{text-align:right;font-variant-numeric:tabular-nums}td.best{font-weight:700;background:#eef8ee}
+.table-wrap{max-width:100%;overflow-x:auto;margin:.6rem 0}
+table{border-collapse:collapse;font-size:.84rem}
+th,td{border:1px solid #d0d7de;padding:.28rem .5rem;text-align:left;vertical-align:top}
+th{background:#f6f8fa;cursor:pointer;user-select:none;font-weight:600}th[title]{text-decoration:underline dotted #8c959f}
+th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
+td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.text{white-space:nowrap}
+td.prose{white-space:normal;overflow-wrap:anywhere;min-width:14rem}
+td .ci{color:#57606a;font-size:.74rem;margin-left:.35em}.stacked td .ci{display:block;margin-left:0}
+td.best{font-weight:700;background:#eef8ee}td.best .ci{font-weight:400}
 td.failed{color:#b42318;font-weight:600}td.fallback,td.leakage{color:#9a6700}
 tr:nth-child(even) td{background-color:#fbfcfd}tr:nth-child(even) td.best{background:#eef8ee}
-.caption{color:#57606a;font-size:.82rem;max-width:60rem}.absent{color:#57606a;font-style:italic}
-figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eaeef2}figcaption{color:#57606a;font-size:.82rem}
-dl{display:grid;grid-template-columns:max-content auto;gap:.15rem 1rem;font-size:.85rem}dt{font-weight:600}dd{margin:0;word-break:break-all}
+.caption{color:#57606a;font-size:.82rem;max-width:62rem}.absent{color:#57606a;font-style:italic}
+figure{margin:1rem 0}figure img{max-width:100%;height:auto;border:1px solid #eaeef2}figcaption{color:#57606a;font-size:.82rem;max-width:62rem}
+dl{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.15rem 1rem;font-size:.85rem}dt{font-weight:600}dd{margin:0;overflow-wrap:anywhere}
 code{background:#f6f8fa;padding:0 .2rem;border-radius:3px}
 """
 
@@ -73,30 +81,86 @@ def _number(key: float) -> str:
     return repr(x)
 
 
+# "value [low, high]" or "12.0 s (3.1k/s series)": what follows the value in a numeric
+# cell (its interval, its rate) is set on a second, smaller line.
+_SECOND_LINE = re.compile(r"^(.+?) ([\[(].*)$")
+
+
+def _cell_html(text: str, numeric: bool) -> str:
+    m = _SECOND_LINE.match(text) if numeric else None
+    if m is None:
+        return _esc(text)
+    return f'{_esc(m.group(1))}<span class="ci">{_esc(m.group(2))}</span>'
+
+
+def _is_number(key: Any) -> bool:
+    return isinstance(key, (int, float)) and not isinstance(key, bool)
+
+
 def html_table(table: Table) -> str:
-    """A sortable ``<table>``; each cell carries its sort key in ``data-sort``."""
+    """A sortable ``<table>`` in a box that scrolls sideways only if it must; each cell
+    carries its sort key in ``data-sort``, a numeric cell's interval is set apart (on a
+    second line when the table would not fit the page otherwise), a header carries its
+    explanation (``Table.help``) as a tooltip."""
     if table.empty:
         return ""
-    head = "".join(f"<th>{_esc(h)}</th>" for h in table.header)
+    head = "".join(
+        f'<th title="{_esc(table.help[h])}">{_esc(h)}</th>'
+        if h in table.help
+        else f"<th>{_esc(h)}</th>"
+        for h in table.header
+    )
+    prose = {j for j, h in enumerate(table.header) if h in _PROSE_COLUMNS}
+    numeric_cols = [
+        any(_is_number(keys[j]) for keys in table.sort_keys) for j in range(len(table.header))
+    ]
     body = []
     for i, (row, keys) in enumerate(zip(table.rows, table.sort_keys, strict=True)):
         cells = []
         for j, (text, key) in enumerate(zip(row, keys, strict=True)):
-            classes = []
-            if isinstance(key, (int, float)) and not isinstance(key, bool):
-                classes.append("num")
+            numeric = _is_number(key)
+            classes = ["num" if numeric_cols[j] else ("prose" if j in prose else "text")]
             if (i, j) in table.best:
                 classes.append("best")
             low = str(text).lower()
             if table.header[j] == "status":
                 classes += [c for c in ("failed", "fallback", "leakage") if c in low]
-            sort = (
-                "" if key is None else (_number(key) if isinstance(key, (int, float)) else str(key))
+            sort = "" if key is None else (_number(key) if numeric else str(key))
+            cells.append(
+                f'<td class="{" ".join(classes)}" data-sort="{_esc(sort)}">{_cell_html(str(text), numeric)}</td>'
             )
-            cls = f' class="{" ".join(classes)}"' if classes else ""
-            cells.append(f'<td{cls} data-sort="{_esc(sort)}">{_esc(text)}</td>')
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    wrap = "table-wrap stacked" if _one_line_width(table) > _STACK_ABOVE_PX else "table-wrap"
+    return (
+        f'<div class="{wrap}"><table class="sortable"><thead><tr>{head}</tr></thead>'
+        f"<tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+# Columns of sentences (messages, notes) or long names (links, files): they wrap, anywhere
+# if they must; every other text cell (a forecaster, a task) stays on one line.
+_PROSE_COLUMNS = frozenset(
+    {"note", "message", "where", "link", "code", "trained on", "external data"}
+)
+
+# A table whose cells, each on one line, would be wider than the page's column (1240 px
+# less its padding) sets its intervals on a second line (class "stacked"); a narrower one
+# keeps each value and its interval on one line, so it stays short.
+_STACK_ABOVE_PX = 1150
+_CHAR_PX = 7.2  # a character of the tables' .84rem font, roughly
+_CELL_PAD_PX = 18
+
+
+def _one_line_width(table: Table) -> float:
+    """Estimated width in pixels of ``table`` with no cell wrapped."""
+    widths = [len(h) for h in table.header]
+    for row in table.rows:
+        widths = [max(w, len(str(c))) for w, c in zip(widths, row, strict=True)]
+    # a prose column wraps: count it at its minimum width (14rem, about 30 characters)
+    widths = [
+        min(w, 30) if h in _PROSE_COLUMNS else w for w, h in zip(widths, table.header, strict=True)
+    ]
+    return sum(w * _CHAR_PX + _CELL_PAD_PX for w in widths)
 
 
 def _section(table: Table, level: str = "h2", absent: str = "") -> str:
@@ -131,6 +195,8 @@ def render_html(report: Report) -> str:
         "wall time with the forecaster jumping ahead, its own cost included (median over seeds, geometric mean over tasks; "
         "speedups in optimizer steps are the results table's <code>speedup_steps</code>). Click a column header to sort.</p>"
     )
+    if report.forecaster_table is not None and not report.forecaster_table.empty:
+        parts.append(_section(report.forecaster_table))
     parts += [_section(t, "h3") for t in report.kind_tables]
     parts += [_section(t, "h3") for t in report.horizon_tables]
     parts.append(_section(report.downstream, absent=report.downstream_absent))

@@ -19,7 +19,7 @@ decide *how*. The rules (``docs/reports.md``):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,6 +45,9 @@ __all__ = [
     "online_table",
     "collect_notes",
     "fmt_number",
+    "fmt_count",
+    "horizon_label",
+    "same_pooled_horizons",
     "fmt_seconds",
     "fmt_rate",
     "fmt_bytes",
@@ -66,6 +69,8 @@ ONLINE_METRICS = (
 #: The plain optimizer of the online track (``trajbench.bench.online.BASELINE_NAME``): a
 #: reference for the speedups, listed in the online table, not ranked.
 ONLINE_BASELINE = "optimizer"
+#: Metrics that count things: printed without decimals when whole.
+_COUNT_METRICS = frozenset({"steps_to_target", "epochs_to_target", "excluded_windows"})
 
 
 # ------------------------------------------------------------------ formatting
@@ -87,6 +92,17 @@ def fmt_number(v: Any) -> str:
     if x == 0 or 1e-3 <= abs(x) < 1e4:
         return f"{x:.3f}"
     return f"{x:.3g}"
+
+
+def fmt_count(v: Any) -> str:
+    """A count (steps, epochs, windows): no decimals when whole (a median of counts may
+    end in .5: one decimal then); ``n/a`` for a missing value, ``inf`` for never."""
+    if not _finite(v):
+        return fmt_number(v)
+    x = float(v)
+    if abs(x - round(x)) < 1e-9:
+        return f"{round(x):d}"
+    return f"{x:.1f}"
 
 
 def fmt_seconds(v: Any) -> str:
@@ -157,6 +173,8 @@ class Table:
     best: set[tuple[int, int]] = field(default_factory=set)
     caption: str = ""
     anchor: str = ""
+    #: What a (short) column header means: the HTML's header tooltips.
+    help: dict[str, str] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -180,22 +198,30 @@ class LeaderboardRow:
 
 @dataclass
 class Leaderboard:
-    """The leaderboard of one evaluation split."""
+    """The leaderboard of one evaluation split. ``same_horizons``: the split's horizons
+    when its short and long aggregates cover the same ones (every horizon it has is a
+    short one), so they are one column; None otherwise."""
 
     split: str
     rows: list[LeaderboardRow]
     n_tasks: int
     gain_horizon: str | None
+    same_horizons: list[str] | None = None
 
     def table(self) -> Table:
-        gain_head = "gain ratio" + {None: "", "long": " (all horizons)", "short": " (h 1-5)"}.get(
+        gain_head = "gain ratio" + {None: "", "long": " (all h)", "short": " (h 1-5)"}.get(
             self.gain_horizon, f" (h={self.gain_horizon})"
+        )
+        one = self.same_horizons is not None
+        error_heads = (
+            [f"scaled error (h {horizon_label(self.same_horizons or [])})"]
+            if one
+            else ["scaled error, short", "scaled error, long"]
         )
         header = [
             "rank",
             "forecaster",
-            "scaled error, short",
-            "scaled error, long",
+            *error_heads,
             "mean task rank",
             gain_head,
             "online speedup",
@@ -205,12 +231,16 @@ class Leaderboard:
         ]
         rows, keys = [], []
         for r in self.rows:
+            errors = [r.long.text() if r.long else NA]
+            error_keys = [_key(r.long)]
+            if not one:
+                errors.insert(0, r.short.text() if r.short else NA)
+                error_keys.insert(0, _key(r.short))
             rows.append(
                 [
                     "–" if r.rank is None else str(r.rank),
                     r.forecaster,
-                    r.short.text() if r.short else NA,
-                    r.long.text() if r.long else NA,
+                    *errors,
                     r.mean_rank.text() if r.mean_rank else NA,
                     r.gain_ratio.text() if r.gain_ratio else NA,
                     r.speedup.text() if r.speedup else NA,
@@ -223,8 +253,7 @@ class Leaderboard:
                 [
                     r.rank,
                     r.forecaster,
-                    _key(r.short),
-                    _key(r.long),
+                    *error_keys,
                     _key(r.mean_rank),
                     _key(r.gain_ratio),
                     _key(r.speedup),
@@ -233,14 +262,39 @@ class Leaderboard:
                     r.status,
                 ]
             )
+        n_err = len(error_heads)
         best: set[tuple[int, int]] = set()
-        for col, lower_is_better in ((2, True), (3, True), (4, True), (5, False), (6, False)):
+        scored = [(2 + i, True) for i in range(n_err)]
+        scored += [(2 + n_err, True), (3 + n_err, False), (4 + n_err, False)]
+        for col, lower_is_better in scored:
             best |= _best_cells(keys, col, lower_is_better)
         caption = (
             f"Scaled error: sum of absolute errors over persistence's, geometric mean over the {self.n_tasks} task(s) of the "
-            f"'{self.split}' split (lower is better, below 1 beats persistence); short = horizons 1 to 5, long = every scored "
-            "horizon up to 50; 95% bootstrap interval in brackets. Ranked by the long-horizon value."
+            f"'{self.split}' split (lower is better, below 1 beats persistence); "
+            + (
+                f"only horizons {horizon_label(self.same_horizons or [])} exist in this split, so the short (horizons 1 to 5) "
+                "and long (every scored horizon) aggregates cover the same horizons and are one column; "
+                if one
+                else "short = horizons 1 to 5, long = every scored horizon up to 50; "
+            )
+            + "95% bootstrap interval in brackets. Ranked by the long-horizon value."
         )
+        error_help = "sum of absolute errors over persistence's, geometric mean over tasks; below 1 beats persistence"
+        helps = {
+            "rank": "by the long-horizon scaled error; equal values share a rank",
+            "scaled error, short": f"horizons 1 to 5: {error_help}",
+            "scaled error, long": f"every scored horizon: {error_help}",
+            "mean task rank": "mean rank across tasks among the forecasters shown (1 = best)",
+            gain_head: "downstream: (acc(forecast) - acc(origin)) / (acc(target) - acc(origin)); 1 = as good as training on",
+            "online speedup": "plain training's wall time to target over the time with the forecaster jumping ahead, its cost included",
+            "fit": "wall time of fit",
+            "predict": "total wall time of predict over every evaluation run (series predicted per second)",
+            "status": "failed (with the track), fallback, possible leakage: see Failures, fallbacks and notes",
+        }
+        if one:
+            helps[error_heads[0]] = (
+                f"horizons {horizon_label(self.same_horizons or [])} (short = long here): {error_help}"
+            )
         return Table(
             f"Leaderboard: {self.split} split",
             header,
@@ -249,7 +303,46 @@ class Leaderboard:
             best,
             caption,
             anchor=f"leaderboard-{self.split}",
+            help=helps,
         )
+
+
+def horizon_label(horizons: Sequence[str | int]) -> str:
+    """``1-4`` for consecutive horizons, ``1, 2, 5`` otherwise."""
+    hs = sorted({int(h) for h in horizons})
+    if not hs:
+        return ""
+    if len(hs) > 1 and hs == list(range(hs[0], hs[-1] + 1)):
+        return f"{hs[0]}-{hs[-1]}"
+    return ", ".join(map(str, hs))
+
+
+def same_pooled_horizons(
+    table: pd.DataFrame, split: str, short_horizons: Sequence[int] = (1, 2, 3, 4, 5)
+) -> list[str] | None:
+    """The error-track horizons of ``split`` when its ``short`` and ``long`` aggregates
+    pool the same ones (every horizon with rows is a short horizon, and the two values
+    agree wherever both exist); None otherwise, or when the table has no per-horizon
+    rows to tell."""
+    t = table[
+        (table["track"] == "error")
+        & (table["task"] == ALL)
+        & (table["kind"] == ALL)
+        & (table["split"] == split)
+        & (table["metric"] == "scaled_persistence")
+    ]
+    h = t["horizon"].astype(object)
+    numeric = sorted({str(x) for x in h.dropna() if str(x).isdigit()}, key=int)
+    if not numeric or not {int(x) for x in numeric} <= {int(x) for x in short_horizons}:
+        return None
+    short = t[h == "short"].set_index("forecaster")["value"]
+    long = t[h == "long"].set_index("forecaster")["value"]
+    both = short.index.intersection(long.index)
+    a = short.loc[both].to_numpy(dtype=float)
+    b = long.loc[both].to_numpy(dtype=float)
+    if not np.allclose(a, b, rtol=1e-9, atol=0, equal_nan=True):
+        return None
+    return numeric
 
 
 def _predict_text(seconds: float, rate: float) -> str:
@@ -339,13 +432,15 @@ def _gain_pick(rows: pd.DataFrame) -> str | None:
     return sorted(present, key=horizon_sort_key)[0]
 
 
-def _status(table: pd.DataFrame, name: str) -> str:
+def _status(table: pd.DataFrame, name: str, leakage: Mapping[str, str] | None = None) -> str:
     mine = table[table["forecaster"] == name]
     failed = sorted(set(mine.loc[mine["status"] == "failed", "track"].astype(str)))
     parts = [f"failed ({', '.join(failed)})"] if failed else []
     if (mine["status"] == "fallback").any():
         parts.append("fallback")
-    if mine["message"].astype(str).str.contains("possible leakage", regex=False).any():
+    if mine["message"].astype(str).str.contains("possible leakage", regex=False).any() or (
+        leakage or {}
+    ).get(name):
         parts.append("possible leakage")
     return "; ".join(parts) if parts else "ok"
 
@@ -368,9 +463,15 @@ def ranked_forecasters(table: pd.DataFrame) -> list[str]:
 
 
 def build_leaderboard(
-    table: pd.DataFrame, split: str, forecasters: Sequence[str] | None = None
+    table: pd.DataFrame,
+    split: str,
+    forecasters: Sequence[str] | None = None,
+    leakage: Mapping[str, str] | None = None,
+    short_horizons: Sequence[int] = (1, 2, 3, 4, 5),
 ) -> Leaderboard:
-    """The leaderboard of ``split`` (see the module doc for the rules)."""
+    """The leaderboard of ``split`` (see the module doc for the rules); ``leakage`` maps
+    a forecaster to a leakage note from its submission (``forecaster.toml``);
+    ``short_horizons`` are the protocol's (to tell when short and long coincide)."""
     names = list(forecasters) if forecasters is not None else ranked_forecasters(table)
     err = table[
         (table["track"] == "error")
@@ -408,7 +509,7 @@ def build_leaderboard(
                 fit_seconds=_cost(table, name, "fit_seconds"),
                 predict_seconds=_cost(table, name, "predict_seconds"),
                 series_per_second=_cost(table, name, "predict_series_per_second"),
-                status=_status(table, name),
+                status=_status(table, name, leakage),
             )
         )
     scored = sorted(
@@ -423,7 +524,11 @@ def build_leaderboard(
         r.rank = rank
     unscored = sorted((r for r in rows if r.rank is None), key=lambda r: r.forecaster)
     return Leaderboard(
-        split, scored + unscored, int(n_tasks), None if gain_h is None else str(gain_h)
+        split,
+        scored + unscored,
+        int(n_tasks),
+        None if gain_h is None else str(gain_h),
+        same_pooled_horizons(table, split, short_horizons),
     )
 
 
@@ -440,7 +545,10 @@ def _score_order(row: LeaderboardRow) -> tuple[float, float, str]:
 
 
 def build_leaderboards(
-    table: pd.DataFrame, forecasters: Sequence[str] | None = None
+    table: pd.DataFrame,
+    forecasters: Sequence[str] | None = None,
+    leakage: Mapping[str, str] | None = None,
+    short_horizons: Sequence[int] = (1, 2, 3, 4, 5),
 ) -> list[Leaderboard]:
     """One leaderboard per evaluation split with error-track rows."""
     splits = [
@@ -448,7 +556,7 @@ def build_leaderboards(
     ]
     if not splits:
         splits = [s for s in eval_splits(table)] or [ALL]
-    return [build_leaderboard(table, s, forecasters) for s in splits]
+    return [build_leaderboard(table, s, forecasters, leakage, short_horizons) for s in splits]
 
 
 # ------------------------------------------------------------------ detail tables
@@ -570,8 +678,8 @@ def downstream_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
                 ks: list[Any] = [name, split, h_key.get(h)]
                 for metric in DOWNSTREAM_METRICS:
                     e = _estimate(at[at["metric"] == metric])
-                    if metric == "excluded_windows":
-                        cells.append(NA if e is None or not _finite(e.value) else f"{e.value:.0f}")
+                    if metric == "excluded_windows":  # a count, without an interval
+                        cells.append(NA if e is None else fmt_count(e.value))
                     else:
                         cells.append(e.text() if e else NA)
                     ks.append(_key(e))
@@ -625,7 +733,8 @@ def online_table(table: pd.DataFrame, order: Sequence[str]) -> Table:
                 ks: list[Any] = [name, task, split]
                 for metric in metrics:
                     e = _estimate(at[at["metric"] == metric])
-                    cells.append(e.text() if e else NA)
+                    fmt = fmt_count if metric in _COUNT_METRICS else fmt_number
+                    cells.append(e.text(fmt) if e else NA)
                     ks.append(_key(e))
                 messages = [
                     m

@@ -12,7 +12,9 @@
   within a given wall time (median over seeds), next to the per-task medians with their
   interquartile ranges;
 * ``fan_*``: a few real parameter series with each forecaster's forecasts from several
-  origins (:mod:`trajbench.report.examples`).
+  origins (the ``examples.parquet`` ``trajbench bench`` writes).
+
+Every figure is made under the plot defaults of :mod:`trajbench.report.plot_style`.
 
 A plot whose data is absent is skipped with the reason, never drawn empty.
 """
@@ -21,17 +23,28 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 import pandas as pd
 
+from trajbench.report import plot_style
 from trajbench.report.leaderboard import ALL, ONLINE_BASELINE, eval_splits
 
-__all__ = ["Plot", "performance_profile", "time_to_target_curve", "make_plots", "forecaster_colors"]
+__all__ = [
+    "Plot",
+    "PLOTTERS",
+    "performance_profile",
+    "time_to_target_curve",
+    "make_plots",
+    "draw_figures",
+    "plot_order",
+    "forecaster_colors",
+]
 
 
 @dataclass
@@ -48,12 +61,7 @@ class Plot:
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return plot_style.pyplot()
 
 
 def forecaster_colors(order: Sequence[str]) -> dict[str, Any]:
@@ -75,32 +83,8 @@ def forecaster_colors(order: Sequence[str]) -> dict[str, Any]:
     return colors
 
 
-def _plain_log_ticks(ax: Any, axis: str = "both") -> None:
-    """Log axes labelled 0.5, 1, 2 rather than 5x10^-1, 10^0, 2x10^0."""
-    from matplotlib.ticker import FuncFormatter
-
-    fmt = FuncFormatter(lambda v, _: f"{v:g}")
-    for name, a in (("x", ax.xaxis), ("y", ax.yaxis)):
-        scale = ax.get_xscale() if name == "x" else ax.get_yscale()
-        if axis in (name, "both") and scale == "log":
-            a.set_major_formatter(fmt)
-            a.set_minor_formatter(
-                FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "2358" else "")
-            )
-
-
 def _save(fig: Any, out_dir: Path, name: str) -> tuple[Path, Path]:
-    plt = _pyplot()
-    for ax in fig.axes:
-        _plain_log_ticks(ax)
-    png, svg = out_dir / f"{name}.png", out_dir / f"{name}.svg"
-    # fixed metadata and SVG element ids (random unless salted): the same figure gives the
-    # same bytes on every run, so a re-rendered report shows no spurious changes
-    fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Software": None})
-    with plt.rc_context({"svg.hashsalt": "trajbench"}):
-        fig.savefig(svg, bbox_inches="tight", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
-    return png, svg
+    return plot_style.save(fig, out_dir, name)
 
 
 # ------------------------------------------------------------------ computations
@@ -178,10 +162,32 @@ def _online_scores(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # ------------------------------------------------------------------ figures
+def _band_or_whiskers(
+    ax: Any, x: np.ndarray, value: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: Any
+) -> None:
+    """The 95% interval: a band along a line of several points, whiskers on one point."""
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if not ok.any():
+        return
+    if len(x) > 1:
+        ax.fill_between(x, lo, hi, color=color, alpha=0.15, lw=0)
+    else:
+        ax.errorbar(
+            x[ok],
+            value[ok],
+            yerr=[value[ok] - lo[ok], hi[ok] - value[ok]],
+            fmt="none",
+            ecolor=color,
+        )
+
+
+def _persistence_line(ax: Any) -> None:
+    ax.axhline(1.0, color="grey", lw=0.9, ls="--", zorder=1)
+
+
 def _plot_error_vs_horizon(
     table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any]
 ) -> Any:
-    plt = _pyplot()
     t = table[
         (table["track"] == "error")
         & (table["task"] == ALL)
@@ -189,13 +195,12 @@ def _plot_error_vs_horizon(
         & (table["metric"] == "scaled_persistence")
     ]
     t = t[t["horizon"].astype(object).map(lambda h: isinstance(h, str) and h.isdigit())]
-    splits = [s for s in eval_splits(t)]
+    t = t[np.isfinite(t["value"].to_numpy(dtype=float)) & (t["value"].to_numpy(dtype=float) > 0)]
+    splits = eval_splits(t)
     if not splits:
         return None
-    fig, axes = plt.subplots(
-        1, len(splits), figsize=(4.6 * len(splits), 3.8), squeeze=False, sharey=True
-    )
-    for ax, split in zip(axes[0], splits, strict=True):
+    fig, axes = plot_style.subplots(len(splits), sharey=True)
+    for ax, split in zip(axes, splits, strict=True):
         here = t[t["split"] == split]
         for name in order:
             mine = here[here["forecaster"] == name]
@@ -203,31 +208,22 @@ def _plot_error_vs_horizon(
                 continue
             h = mine["horizon"].astype(int).to_numpy()
             idx = np.argsort(h)
-            ax.plot(
-                h[idx],
-                mine["value"].to_numpy()[idx],
-                marker="o",
-                ms=3,
-                color=colors[name],
-                label=name,
-            )
-            lo, hi = mine["ci_low"].to_numpy()[idx], mine["ci_high"].to_numpy()[idx]
-            if np.isfinite(lo).any():
-                ax.fill_between(h[idx], lo, hi, color=colors[name], alpha=0.15, lw=0)
-        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
+            value = mine["value"].to_numpy(dtype=float)[idx]
+            ax.plot(h[idx], value, marker="o", ms=4, color=colors[name], label=name)
+            lo = mine["ci_low"].to_numpy(dtype=float)[idx]
+            hi = mine["ci_high"].to_numpy(dtype=float)[idx]
+            _band_or_whiskers(ax, h[idx], value, lo, hi, colors[name])
+        _persistence_line(ax)
+        plot_style.horizon_axis(ax, here["horizon"].astype(int).tolist())
         ax.set_xlabel("horizon (snapshots ahead)")
         ax.set_title(f"{split} split")
-        ax.grid(True, which="both", alpha=0.25)
-    axes[0][0].set_ylabel("scaled error vs persistence")
-    axes[0][-1].legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    plot_style.log_axis(axes[0], "y")
+    axes[0].set_ylabel("scaled error vs persistence")
+    plot_style.legend_below(fig, axes)
     return fig
 
 
 def _plot_kinds(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any]) -> Any:
-    plt = _pyplot()
     t = table[
         (table["track"] == "error")
         & (table["task"] == ALL)
@@ -235,16 +231,19 @@ def _plot_kinds(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any
         & (table["metric"] == "scaled_persistence")
         & (table["horizon"].astype(object) == "long")
     ]
+    t = t[np.isfinite(t["value"].to_numpy(dtype=float)) & (t["value"].to_numpy(dtype=float) > 0)]
     splits = eval_splits(t)
     if not splits:
         return None
-    fig, axes = plt.subplots(1, len(splits), figsize=(4.6 * len(splits), 3.8), squeeze=False)
-    for ax, split in zip(axes[0], splits, strict=True):
+    # a dot per forecaster and kind with its interval: on a log axis a bar's length
+    # from an arbitrary bottom means nothing, a dot's position relative to 1 does
+    fig, axes = plot_style.subplots(len(splits), sharey=True)
+    for ax, split in zip(axes, splits, strict=True):
         here = t[t["split"] == split]
         kinds = sorted(set(here["kind"].astype(str)))
         names = [n for n in order if n in set(here["forecaster"])]
         width = 0.8 / max(len(names), 1)
-        x = np.arange(len(kinds))
+        x = np.arange(len(kinds), dtype=float)
         for j, name in enumerate(names):
             mine = here[here["forecaster"] == name].set_index("kind")
             vals = np.asarray([mine["value"].get(k, np.nan) for k in kinds], dtype=float)
@@ -253,29 +252,28 @@ def _plot_kinds(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any
             err = np.vstack(
                 [np.where(np.isfinite(lo), vals - lo, 0), np.where(np.isfinite(hi), hi - vals, 0)]
             )
-            ax.bar(
+            ax.errorbar(
                 x + (j - (len(names) - 1) / 2) * width,
                 vals,
-                width,
+                yerr=np.maximum(err, 0),
+                fmt="o",
+                ms=4,
                 color=colors[name],
+                elinewidth=1.0,
                 label=name,
-                yerr=err,
-                capsize=2,
-                error_kw={"lw": 0.7},
             )
-        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        _persistence_line(ax)
         ax.set_xticks(x, kinds)
-        ax.set_yscale("log")
+        ax.set_xlim(-0.5, len(kinds) - 0.5)
+        ax.grid(False, axis="x")
         ax.set_title(f"{split} split, long horizon")
-        ax.grid(True, axis="y", which="both", alpha=0.25)
-    axes[0][0].set_ylabel("scaled error vs persistence")
-    axes[0][-1].legend(fontsize=8, loc="best")
-    fig.tight_layout()
+    plot_style.log_axis(axes[0], "y")
+    axes[0].set_ylabel("scaled error vs persistence")
+    plot_style.legend_below(fig, axes)
     return fig
 
 
 def _plot_profiles(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any]) -> Any:
-    plt = _pyplot()
     panels = [
         ("error track: long-horizon scaled error", _error_scores(table)),
         ("online track: seconds to target", _online_scores(table)),
@@ -283,31 +281,32 @@ def _plot_profiles(table: pd.DataFrame, order: Sequence[str], colors: dict[str, 
     panels = [(title, s) for title, s in panels if not s.empty]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
-    for ax, (title, scores) in zip(axes[0], panels, strict=True):
+    fig, axes = plot_style.subplots(len(panels), max_cols=2, height=3.6)
+    for ax, (title, scores) in zip(axes, panels, strict=True):
         taus, profile = performance_profile(scores)
         for name in [n for n in order if n in profile.columns]:
             ax.step(taus, profile[name].to_numpy(), where="post", color=colors[name], label=name)
-        ax.set_xscale("log")
+        plot_style.log_axis(ax, "x")
+        ax.set_xlim(1.0, float(taus.max()))
         ax.set_ylim(-0.02, 1.02)
+        plot_style.fitted_axis(ax, "y")
         ax.set_xlabel("tau (ratio to the best forecaster)")
         ax.set_ylabel("fraction of problems within tau")
-        ax.set_title(f"{title} ({len(scores)} problems)", fontsize=10)
-        ax.grid(True, which="both", alpha=0.25)
-    for ax in axes[0]:
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+        ax.set_title(f"{title}\n({len(scores)} problems)")
+    plot_style.legend_below(fig, axes)
     return fig
 
 
 def _plot_time_to_target(table: pd.DataFrame, order: Sequence[str], colors: dict[str, Any]) -> Any:
-    plt = _pyplot()
     scores = _online_scores(table)
     if scores.empty:
         return None
     rows = _online_rows(table, "seconds_to_target")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    tasks = list(scores.index)
     names = [n for n in order if n in scores.columns]
+    # the per-task panel grows with the tasks: one row of bars per task, labels on the y axis
+    height = max(plot_style.PANEL_HEIGHT, 0.32 * len(tasks) * max(1.0, len(names) / 4) + 1.2)
+    fig, (left, right) = plot_style.subplots(2, max_cols=2, height=height)
     for name in names:
         times, frac = time_to_target_curve(scores[name])
         if len(times):
@@ -318,16 +317,19 @@ def _plot_time_to_target(table: pd.DataFrame, order: Sequence[str], colors: dict
                 color=colors[name],
                 label=name,
             )
-    left.set_xscale("log")
+    finite = scores.to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite) & (finite > 0)]
+    plot_style.log_axis(left, "x")
+    if finite.size:
+        left.set_xlim(float(finite.min()) / 1.3, float(finite.max()) * 1.3)
     left.set_ylim(-0.02, 1.02)
+    plot_style.fitted_axis(left, "y")
     left.set_xlabel("wall time (s, median over seeds)")
     left.set_ylabel("fraction of tasks at target")
-    left.set_title("time to target", fontsize=10)
-    left.grid(True, which="both", alpha=0.25)
-    left.legend(fontsize=8, loc="lower right")
-    tasks = list(scores.index)
-    width = 0.8 / max(len(names), 1)
-    x = np.arange(len(tasks))
+    left.set_title("time to target")
+    height_per = 0.8 / max(len(names), 1)
+    y = np.arange(len(tasks), dtype=float)
+    top = 0.0
     for j, name in enumerate(names):
         mine = rows[rows["forecaster"] == name].set_index("task")
         vals = np.asarray([mine["value"].get(t, np.nan) for t in tasks], dtype=float)
@@ -341,32 +343,29 @@ def _plot_time_to_target(table: pd.DataFrame, order: Sequence[str], colors: dict
                 ]
             )
         err = np.where(np.isfinite(err), err, 0)
-        right.bar(
-            x + (j - (len(names) - 1) / 2) * width,
+        pos = y + (j - (len(names) - 1) / 2) * height_per
+        right.barh(
+            pos,
             np.where(np.isfinite(vals), vals, 0),
-            width,
+            height_per,
             color=colors[name],
-            label=name,
-            yerr=err,
-            capsize=2,
-            error_kw={"lw": 0.7},
+            xerr=err,
+            error_kw={"lw": 0.8},
         )
-        for xi, v in zip(x, vals, strict=True):
+        reached = np.isfinite(vals)
+        if reached.any():
+            top = max(top, float(np.nanmax(np.where(reached, vals + err[1], np.nan))))
+        for yi, v in zip(pos, vals, strict=True):
             if not np.isfinite(v):
-                right.text(
-                    xi + (j - (len(names) - 1) / 2) * width,
-                    0,
-                    "x",
-                    ha="center",
-                    va="bottom",
-                    color=colors[name],
-                    fontsize=8,
-                )
-    right.set_xticks(x, tasks, rotation=30, ha="right", fontsize=8)
-    right.set_ylabel("seconds to target (IQR)")
-    right.set_title("per task (x: target not reached)", fontsize=10)
-    right.grid(True, axis="y", alpha=0.25)
-    fig.tight_layout()
+                right.plot([0], [yi], marker="x", ms=4, color=colors[name], clip_on=False)
+    right.set_yticks(y, tasks)
+    right.set_ylim(len(tasks) - 0.5, -0.5)  # first task on top
+    right.set_xlim(0, top * 1.05 if top > 0 else 1.0)
+    plot_style.fitted_axis(right, "x")
+    right.grid(False, axis="y")
+    right.set_xlabel("seconds to target (median, IQR)")
+    right.set_title("per task (x: target not reached)")
+    plot_style.legend_below(fig, [left])
     return fig
 
 
@@ -376,7 +375,6 @@ def _plot_fan(
     order: Sequence[str],
     colors: dict[str, Any],
 ) -> Any:
-    plt = _pyplot()
     run, param = series_key
     ex = examples[(examples["run"] == run) & (examples["param"] == param)]
     truth = ex[ex["forecaster"] == ""].sort_values("snapshot")
@@ -384,49 +382,46 @@ def _plot_fan(
     names = [n for n in order if n in set(preds["forecaster"])]
     if truth.empty or not names:
         return None
-    cols = min(3, len(names))
-    rows_n = math.ceil(len(names) / cols)
-    fig, axes = plt.subplots(
-        rows_n, cols, figsize=(4.2 * cols, 2.9 * rows_n), squeeze=False, sharex=True, sharey=True
-    )
-    lo, hi = float(truth["value"].min()), float(truth["value"].max())
+    cols = math.ceil(len(names) / math.ceil(len(names) / 3))  # 4 panels: 2 x 2, not 3 + 1
+    fig, axes = plot_style.subplots(len(names), max_cols=cols, height=2.6, sharex=True, sharey=True)
+    recorded = truth.set_index("snapshot")["value"]
+    values = np.concatenate([truth["value"].to_numpy(dtype=float), [np.nan]])
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
     pad = 0.5 * (hi - lo) + 1e-12
-    for ax, name in zip(axes.flat, names, strict=True):
-        ax.plot(truth["snapshot"], truth["value"], color="black", lw=1.2, label="recorded")
+    for ax, name in zip(axes, names, strict=True):
+        ax.plot(truth["snapshot"], truth["value"], color="black", lw=1.4, label="recorded")
         mine = preds[preds["forecaster"] == name]
         for origin, path in mine.groupby("origin", sort=True):
             path = path.sort_values("snapshot")
-            ax.plot(path["snapshot"], path["value"], color=colors[name], lw=1.0, alpha=0.85)
-            ax.plot(
-                [origin],
-                [truth.set_index("snapshot")["value"].get(origin, np.nan)],
-                "o",
-                color=colors[name],
-                ms=2.5,
-            )
+            start = float(recorded.get(origin, np.nan))
+            # the forecast drawn from its origin: a one-step forecast is a visible segment
+            x = np.concatenate([[float(origin)], path["snapshot"].to_numpy(dtype=float)])
+            v = np.concatenate([[start], path["value"].to_numpy(dtype=float)])
+            ax.plot(x, v, color=colors[name], lw=1.3, alpha=0.9)
+            ax.plot([origin], [start], "o", color=colors[name], ms=3.5)
         ax.set_ylim(lo - pad, hi + pad)
-        ax.set_title(name, fontsize=9)
-        ax.grid(True, alpha=0.25)
-    for ax in list(axes.flat)[len(names) :]:
-        ax.set_visible(False)
+        ax.set_title(name)
+        plot_style.fitted_axis(ax, "x", integer=True)
+        plot_style.fitted_axis(ax, "y")
     first = truth.iloc[0]
     fig.suptitle(
         f"{first['task']}: {run.split('/')[-1]}, parameter {param} ({first['kind']}, {first['layer']})",
-        fontsize=9,
+        fontsize=plot_style.RC["axes.titlesize"],
     )
-    for ax in axes[-1]:
-        ax.set_xlabel("snapshot")
-    fig.tight_layout()
+    for i, ax in enumerate(axes):
+        if i + cols >= len(axes):  # the bottom panel of its column: x labels and ticks
+            ax.set_xlabel("snapshot")
+            ax.xaxis.set_tick_params(labelbottom=True)
     return fig
 
 
 # ------------------------------------------------------------------ all of them
 _CAPTIONS = {
-    "error_vs_horizon": "Scaled error against persistence per horizon (geometric mean over tasks), with 95% bootstrap bands; the dashed line is persistence.",
-    "kinds": "Long-horizon scaled error per parameter kind, with 95% bootstrap intervals.",
-    "profiles": "Performance profiles: the fraction of problems on which a forecaster is within a factor tau of the best one (higher and further left is better).",
-    "time_to_target": "Online skip-epoch: fraction of tasks whose target is reached within a wall time (left), and seconds to target per task with interquartile ranges (right).",
-    "fan": "Recorded series (black) and each forecaster's forecasts from several origins (dots).",
+    "error_vs_horizon": "Scaled error against persistence per horizon, one panel per split: each line (dots) is a forecaster's geometric mean over tasks, the shaded band (whiskers at a lone horizon) its 95% bootstrap interval; the dashed line is persistence (1). Log axes.",
+    "kinds": "Long-horizon scaled error per parameter kind, one panel per split: each dot is a forecaster's geometric mean over tasks, the whiskers its 95% bootstrap interval; the dashed line is persistence (1). Log axis.",
+    "profiles": "Performance profiles: the fraction of problems (step curves) on which a forecaster is within a factor tau of the best one; higher and further left is better.",
+    "time_to_target": "Online skip-epoch. Left: the fraction of tasks whose target is reached within a wall time (step curves, median over seeds). Right: seconds to target per task, bars with interquartile-range whiskers; x: target not reached.",
+    "fan": "One recorded parameter series (black line) and, in one panel per forecaster, its forecasts from several origins: each coloured line starts at its origin (dot: the last recorded snapshot the forecaster saw) and runs to the largest horizon the run allows.",
 }
 _TITLES = {
     "error_vs_horizon": "Error against horizon",
@@ -440,47 +435,38 @@ _ABSENT = {
     "profiles": "no per-task error or online rows",
     "time_to_target": "no online-track rows (run trajbench bench --track online)",
 }
+#: The figure functions by plot name (fan charts, one per series, are ``fan_<i>``).
+PLOTTERS: dict[str, Callable[[pd.DataFrame, Sequence[str], dict[str, Any]], Any]] = {
+    "error_vs_horizon": _plot_error_vs_horizon,
+    "kinds": _plot_kinds,
+    "profiles": _plot_profiles,
+    "time_to_target": _plot_time_to_target,
+}
 
 
-def make_plots(
-    table: pd.DataFrame,
-    order: Sequence[str],
-    out_dir: str | os.PathLike[str],
-    *,
-    examples: pd.DataFrame | None = None,
-    progress: bool = False,
-) -> list[Plot]:
-    """Draw every plot the data allows into ``out_dir`` (PNG and SVG)."""
-    from tqdm.auto import tqdm
-
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+def plot_order(table: pd.DataFrame, order: Sequence[str]) -> list[str]:
+    """``order`` with the online track's plain optimizer appended when the table has its
+    rows: the reference of the online plots."""
+    order = list(order)
     if (
         ONLINE_BASELINE in set(table.loc[table["track"] == "online", "forecaster"])
         and ONLINE_BASELINE not in order
     ):
-        order = [*order, ONLINE_BASELINE]  # plain training: the reference of the online plots
+        order.append(ONLINE_BASELINE)
+    return order
+
+
+def draw_figures(
+    table: pd.DataFrame, order: Sequence[str], examples: pd.DataFrame | None = None
+) -> Iterator[tuple[str, str, str, Any]]:
+    """``(name, title, caption, figure or None)`` for every plot, drawn under the plot
+    defaults (:mod:`trajbench.report.plot_style`) one at a time; None where the data is
+    absent. The caller saves or closes each figure."""
+    order = plot_order(table, order)
     colors = forecaster_colors(order)
-    jobs: list[tuple[str, str, str, Any]] = [
-        (
-            "error_vs_horizon",
-            _TITLES["error_vs_horizon"],
-            _CAPTIONS["error_vs_horizon"],
-            lambda: _plot_error_vs_horizon(table, order, colors),
-        ),
-        ("kinds", _TITLES["kinds"], _CAPTIONS["kinds"], lambda: _plot_kinds(table, order, colors)),
-        (
-            "profiles",
-            _TITLES["profiles"],
-            _CAPTIONS["profiles"],
-            lambda: _plot_profiles(table, order, colors),
-        ),
-        (
-            "time_to_target",
-            _TITLES["time_to_target"],
-            _CAPTIONS["time_to_target"],
-            lambda: _plot_time_to_target(table, order, colors),
-        ),
+    jobs: list[tuple[str, str, str, Callable[[], Any]]] = [
+        (name, _TITLES[name], _CAPTIONS[name], partial(draw, table, order, colors))
+        for name, draw in PLOTTERS.items()
     ]
     if examples is not None and not examples.empty:
         keys = list(dict.fromkeys(zip(examples["run"], examples["param"].astype(int), strict=True)))
@@ -491,9 +477,30 @@ def make_plots(
                     f"fan_{i + 1}",
                     f"Fan chart {i + 1}: {task}",
                     _CAPTIONS["fan"],
-                    lambda key=key: _plot_fan(examples, key, order, colors),
+                    partial(_plot_fan, examples, key, order, colors),
                 )
             )
+    for name, title, caption, draw in jobs:
+        with plot_style.style():
+            yield name, title, caption, draw()
+
+
+def make_plots(
+    table: pd.DataFrame,
+    order: Sequence[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    examples: pd.DataFrame | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> list[Plot]:
+    """Draw every plot the data allows into ``out_dir`` (PNG and SVG). With
+    ``progress``, a bar on a terminal's stderr; ``log`` (when stderr is not a terminal)
+    gets one line per plot with the elapsed time."""
+    from trajbench.report.terminal import Progress
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     plots = []
     if examples is None:
         plots.append(
@@ -501,20 +508,26 @@ def make_plots(
                 "fan",
                 "Fan charts",
                 _CAPTIONS["fan"],
-                skipped="no store given (trajbench report RESULTS --store STORE draws them)",
+                skipped="the results hold no examples.parquet (trajbench bench writes it unless --no-examples)",
             )
         )
     elif examples.empty:
         plots.append(
             Plot("fan", "Fan charts", _CAPTIONS["fan"], skipped="no test-split series to draw")
         )
-    for name, title, caption, draw in tqdm(
-        jobs, desc="plots", unit="plot", disable=not progress, leave=False
-    ):
-        fig = draw()
-        if fig is None:
-            plots.append(Plot(name, title, caption, skipped=_ABSENT.get(name, "no data")))
-            continue
-        png, svg = _save(fig, out, name)
-        plots.append(Plot(name, title, caption, png, svg))
+    n_fans = (
+        0
+        if examples is None or examples.empty
+        else len(set(zip(examples["run"], examples["param"], strict=True)))
+    )
+    bar = Progress("plots", total=len(PLOTTERS) + n_fans, unit="plot", enabled=progress, log=log)
+    with bar:
+        for name, title, caption, fig in draw_figures(table, order, examples):
+            if fig is None:
+                plots.append(Plot(name, title, caption, skipped=_ABSENT.get(name, "no data")))
+            else:
+                with plot_style.style():
+                    png, svg = _save(fig, out, name)
+                plots.append(Plot(name, title, caption, png, svg))
+            bar.update(1, name)
     return plots

@@ -20,16 +20,25 @@ the one horizon order (:func:`trajbench.bench.results.horizon_sort_key`). Like t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, TextIO
 
 import pandas as pd
 
 from trajbench.bench.results import POOLED_HORIZONS, horizon_sort_key
-from trajbench.report.leaderboard import ONLINE_BASELINE, eval_splits
+from trajbench.report.leaderboard import (
+    ONLINE_BASELINE,
+    eval_splits,
+    horizon_label,
+    same_pooled_horizons,
+)
 
-__all__ = ["TRACK_TITLES", "summary_lines"]
+__all__ = ["TRACK_TITLES", "Progress", "summary_lines"]
 
 ALL = "all"
 #: The title line of each track's table.
@@ -87,7 +96,7 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
         if rows.empty:
             continue
         section = _SECTIONS[track](rows)
-        blocks.append([TRACK_TITLES[track], *_render(section, rows)])
+        blocks.append([TRACK_TITLES[track], *_render(section, rows), *_same_horizon_notes(rows)])
     notes = _notes(table)
     if notes:
         blocks.append(notes)
@@ -236,6 +245,21 @@ def _aligned(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     ]
 
 
+def _same_horizon_notes(rows: pd.DataFrame) -> list[str]:
+    """Under the error table: the splits whose short and long columns pool the same
+    horizons (only short horizons exist there), so equal values are not a surprise."""
+    if not (rows["track"] == "error").any():
+        return []
+    same = {s: h for s in eval_splits(rows) if (h := same_pooled_horizons(rows, s)) is not None}
+    by_label: dict[str, list[str]] = {}
+    for split, horizons in same.items():
+        by_label.setdefault(horizon_label(horizons), []).append(split)
+    return [
+        f"{'note':<{_NOTE_WIDTH - 1}} {', '.join(splits)}: only horizons {label} exist, so short and long cover the same horizons"
+        for label, splits in by_label.items()
+    ]
+
+
 # ------------------------------------------------------------------ notes
 def _notes(table: pd.DataFrame) -> list[str]:
     """One line per distinct message: every failure (any task), then each forecaster's
@@ -279,3 +303,133 @@ def _where(where: Mapping[str, set[str]]) -> str:
             places = [*places[:_MAX_PLACES], f"{len(places) - _MAX_PLACES} more"]
         parts.append(f"{track}: {', '.join(places)}" if places else track)
     return "; ".join(parts)
+
+
+# ------------------------------------------------------------------ progress
+class Progress:
+    """Progress of a long command on stderr: a tqdm bar (with the elapsed time and an
+    ETA) when stderr is a terminal, else a plain line through ``log`` at most every
+    ``every`` seconds, so a log file shows the command is alive without a bar's carriage
+    returns. ``total`` None: no count, only the elapsed time (then, with ``tick``, a
+    background thread keeps the bar's clock, or the log lines, going while one long call
+    runs). Disabled, it does nothing; stdout is never written.
+
+    Use as a context manager::
+
+        with Progress("plots", total=6, unit="plot", enabled=not quiet) as bar:
+            for name in names:
+                draw(name)
+                bar.update(1, name)
+    """
+
+    def __init__(
+        self,
+        desc: str,
+        total: int | None = None,
+        *,
+        unit: str = "it",
+        enabled: bool = True,
+        log: Callable[[str], None] | None = None,
+        every: float = 10.0,
+        tick: bool = False,
+        stream: TextIO | None = None,
+    ) -> None:
+        self.desc = desc
+        self.total = total
+        self.unit = unit
+        self.enabled = enabled
+        self.every = every
+        self.done = 0
+        self.stream = stream if stream is not None else sys.stderr
+        self._log = log or (lambda msg: print(msg, file=self.stream, flush=True))
+        self._start = time.perf_counter()
+        self._last_line = self._start
+        self._bar: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        if not enabled:
+            return
+        if _is_terminal(self.stream):
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=total,
+                desc=desc,
+                unit=unit,
+                leave=False,
+                file=self.stream,
+                bar_format=None if total is not None else "{desc}: {elapsed}{postfix}",
+            )
+        if tick:
+            self._thread = threading.Thread(target=self._ticking, daemon=True)
+            self._thread.start()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the progress began."""
+        return time.perf_counter() - self._start
+
+    def update(self, n: int = 1, detail: str = "") -> None:
+        """``n`` more items done; ``detail`` (what was just done) is shown beside."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self.done += n
+            if self._bar is not None:
+                if detail:
+                    self._bar.set_postfix_str(detail, refresh=False)
+                self._bar.update(n)
+                return
+            now = time.perf_counter()
+            if now - self._last_line >= self.every:
+                self._last_line = now
+                self._log(self._line(detail))
+
+    def _line(self, detail: str = "") -> str:
+        count = f"{self.done}/{self.total} {self.unit}(s), " if self.total is not None else ""
+        return f"{self.desc}: {count}{self.elapsed:.0f} s" + (f" ({detail})" if detail else "")
+
+    def _ticking(self) -> None:
+        while not self._stop.wait(1.0):
+            with self._lock:
+                if self._bar is not None:
+                    self._bar.refresh()
+                elif time.perf_counter() - self._last_line >= self.every:
+                    self._last_line = time.perf_counter()
+                    self._log(self._line("still running"))
+
+    def close(self) -> None:
+        """Stop the clock and remove the bar; in a log, a last line when lines were
+        written (a short job writes none)."""
+        if not self.enabled:
+            return
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        with self._lock:
+            if self._bar is not None:
+                self._bar.close()
+                self._bar = None
+            elif self._last_line > self._start:
+                self._log(self._line("done"))
+        self.enabled = False
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False

@@ -4,6 +4,7 @@ table and manifest, oracle values, the error floor, failures, resume, the CLI.""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -143,10 +144,17 @@ ALL_FORECASTERS = [
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("bench") / "gd.zarr"
+    # the store declares its first origin after the longest context here (5 snapshots)
+    windows = {"first_origin": 4, "stride": 1, "max_horizon": 50}
     make_quadratic_store(
-        path, tasks=("quad-a", "quad-b"), lrs=(0.05, 0.1, 0.2), seeds=(0, 1), synthetic=2
+        path,
+        tasks=("quad-a", "quad-b"),
+        lrs=(0.05, 0.1, 0.2),
+        seeds=(0, 1),
+        synthetic=2,
+        windows=windows,
     )
-    make_quadratic_store(path, tasks=("quad-held",), lrs=(0.1,), seeds=(0, 1))
+    make_quadratic_store(path, tasks=("quad-held",), lrs=(0.1,), seeds=(0, 1), windows=windows)
     return path
 
 
@@ -277,20 +285,19 @@ def test_results_files_and_columns(bench: Any) -> None:
 def test_manifest(bench: Any, store: Path) -> None:
     manifest = json.loads((bench.out / "manifest.json").read_text())
     assert manifest["store"]["sha256"] == store_sha256(store)
-    assert "sha256-files-v1" in manifest["store"]["sha256_definition"]
-    assert manifest["protocol"]["version"] == "2.0" and set(manifest["protocol"]["modified"]) == {
+    assert manifest["store"]["sha256_definition"].startswith("trajbench-values-v1:")
+    assert manifest["protocol"]["version"] == "3.0" and set(manifest["protocol"]["modified"]) == {
         "unseen_tasks",
         "bootstrap",
     }
     assert manifest["seed"] == 0 and manifest["wall_seconds"] > 0
     assert manifest["library_versions"]["numpy"] == np.__version__
     assert manifest["machine"]["cpu_count"] >= 1
-    assert manifest["windows"]["first_origin"] == 4  # linear_lstsq's context of 5
+    assert manifest["windows"]["first_origin"] == 4  # as the store declares
+    assert manifest["windows"]["declared_by"] == "store"
     assert {f["name"] for f in manifest["forecasters"]} >= {"persistence", "geometric", "raises"}
     assert manifest["splits"]["test"]["runs"] == 4 and manifest["splits"]["unseen"]["runs"] == 2
-    from trajbench.store.hashing import store_content_sha256
-
-    assert manifest["store_content_sha256"] == store_content_sha256(store)  # the data card's hash
+    assert manifest["store_sha256"] == manifest["store"]["sha256"]  # the data card's hash
     assert manifest["lossy"] is False and manifest["store"]["lossy_runs"] == 0
     real = sum(
         1
@@ -301,60 +308,6 @@ def test_manifest(bench: Any, store: Path) -> None:
     assert (
         manifest["windows"]["columns_read"] - manifest["windows"]["sampled_columns"] == 2 * real
     )  # a run's buffer shares its chunk, never sampled
-
-
-def test_store_hash_changes_with_any_byte(tmp_path: Path) -> None:
-    path = tmp_path / "h.zarr"
-    make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0,), n_snapshots=6)
-    before = store_sha256(path)
-    assert before == store_sha256(path)
-    chunk = next(
-        p for p in path.rglob("*") if p.is_file() and "weights" in p.parts and p.name != "zarr.json"
-    )
-    data = bytearray(chunk.read_bytes())
-    data[-1] ^= 1
-    chunk.write_bytes(bytes(data))
-    assert store_sha256(path) != before
-
-
-def test_one_read_gives_both_store_hashes(tmp_path: Path) -> None:
-    """store_hashes equals the files hash and the data cards' content hash computed on
-    their own, with a '.partial' leftover (in the files hash, not in the content hash) and
-    after a timestamp changes (only the files hash moves)."""
-    import zarr
-
-    from trajbench.store.hashing import store_content_sha256, store_hashes
-
-    path = tmp_path / "p.zarr"
-    paths = make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0,), n_snapshots=6)
-    (path / paths[0] / "weights" / "leftover.partial").write_bytes(b"half a chunk")
-    both = store_hashes(path)
-    assert both.files == store_sha256(path) and both.content == store_content_sha256(path)
-    zarr.open_group(str(path / paths[0]), mode="a").attrs["updated_at"] = "2030-01-01T00:00:00Z"
-    again = store_hashes(path)
-    assert again.files != both.files and again.content == both.content
-
-
-def test_store_hash_follows_its_definition(tmp_path: Path) -> None:
-    """The hash (files hashed on several threads) against the definition written plainly."""
-    import hashlib
-    import os
-
-    path = tmp_path / "d.zarr"
-    make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0, 1), n_snapshots=6, synthetic=1)
-    (path / "deep" / "er").mkdir(parents=True)
-    (path / "deep" / "er" / "x.bin").write_bytes(b"\x00" * 3_000_000)
-    (path / "empty").write_bytes(b"")
-    lines = []
-    for dirpath, _, filenames in os.walk(path):
-        for name in filenames:
-            full = Path(dirpath) / name
-            lines.append(
-                (full.relative_to(path).as_posix(), hashlib.sha256(full.read_bytes()).hexdigest())
-            )
-    lines.sort(key=lambda e: e[0].encode())
-    want = hashlib.sha256("".join(f"{p}\t{h}\n" for p, h in lines).encode()).hexdigest()
-    assert store_sha256(path) == want
 
 
 # ---------------------------------------------------------------------- values
@@ -580,6 +533,7 @@ def test_series_budget_is_paired_and_reports_coverage(store: Path, tmp_path: Pat
         protocol=proto,
         hash_store=False,
         measure_memory=False,
+        examples=False,  # Budgeted records every column it is shown
     )
     t, s = result.table, open_store(store)
     test_runs = result.splits[result.splits.split == "test"]
@@ -594,10 +548,11 @@ def test_series_budget_is_paired_and_reports_coverage(store: Path, tmp_path: Pat
         len({tuple(v) for v in subsets.values()}) > 1
     )  # a random sub-sample per run, not the first columns
     for task, runs in test_runs.groupby("task"):
-        # coverage by hand: odd columns over the budget, pooled over runs (every run has 38 windows)
+        # coverage by hand: odd columns over the budget, pooled over runs (every run has 35
+        # windows: origins 4 to 38, the store's first origin to the second-to-last snapshot)
         odd = np.mean([np.mean(subsets[p] % 2) for p in runs["path"]])
         row = _value(t, forecaster="budgeted", task=task, split="test", metric="coverage")
-        assert row["value"].item() == pytest.approx(odd) and row["n"].item() == 38 * 10 * len(runs)
+        assert row["value"].item() == pytest.approx(odd) and row["n"].item() == 35 * 10 * len(runs)
         assert row["status"].item() == "fallback"  # some fallbacks: every row of the task says so
         assert ("below 0.9" in row["message"].item()) == (odd < 0.9) and "even column" in row[
             "message"
@@ -606,14 +561,14 @@ def test_series_budget_is_paired_and_reports_coverage(store: Path, tmp_path: Pat
         assert (
             lin["value"].item() == 1.0
             and lin["status"].item() == "ok"
-            and lin["n"].item() == 38 * 34 * len(runs)
+            and lin["n"].item() == 35 * 34 * len(runs)
         )
         # scored on its own series: sklearn's MAE on the subset, per run, averaged
         for h in (1, 10):
             per_run = []
             for path in runs["path"]:
                 w = np.asarray(s.run(path).weights[:, subsets[path]], dtype=np.float32)
-                origins = np.arange(1, 40 - h)
+                origins = np.arange(4, 40 - h)  # the store declares first origin 4
                 pred = w[origins] + np.float32(h) * (w[origins] - w[origins - 1])
                 per_run.append(
                     mean_absolute_error(
@@ -646,6 +601,7 @@ def test_series_budget_is_paired_and_reports_coverage(store: Path, tmp_path: Pat
         tmp_path / "b",
         protocol=proto,
         hash_store=False,
+        resume="unchecked",  # without the store hash, resuming is asked for
         measure_memory=False,
     )
     assert {f["name"]: f["resumed"] for f in again.manifest["forecasters"]} == {
@@ -768,8 +724,10 @@ class Counting(Forecaster):
 def test_resume_per_forecaster(store: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     proto = PROTO.replace(eval_splits=("test",))
+    # without the store hash, resuming is unchecked: asked for explicitly
+    unchecked = {"hash_store": False, "resume": "unchecked"}
     first = run_benchmark(
-        store, ["linear", Counting()], out, protocol=proto, hash_store=False, measure_memory=False
+        store, ["linear", Counting()], out, protocol=proto, measure_memory=False, **unchecked
     )
     calls = Counting.calls
     assert calls > 0
@@ -778,8 +736,8 @@ def test_resume_per_forecaster(store: Path, tmp_path: Path) -> None:
         ["linear", Counting(), "persistence"],
         out,
         protocol=proto,
-        hash_store=False,
         measure_memory=False,
+        **unchecked,
     )
     assert Counting.calls == calls  # reused from RESULTS/partial
     resumed = {f["name"]: f["resumed"] for f in second.manifest["forecasters"]}
@@ -792,8 +750,10 @@ def test_resume_per_forecaster(store: Path, tmp_path: Path) -> None:
 
     keep, again = same(first.table), same(second.table)  # ranks change: persistence joined
     pd.testing.assert_frame_equal(keep, again)
+    assert second.manifest["resumed"]["forecasters"] == ["linear", "counting"]
+    assert second.manifest["resumed"]["fingerprint"] == "unchecked"
     run_benchmark(
-        store, [Counting()], out, protocol=proto, seed=1, hash_store=False, measure_memory=False
+        store, [Counting()], out, protocol=proto, seed=1, measure_memory=False, **unchecked
     )
     assert Counting.calls > calls  # another seed: other samples and splits, recomputed
 
@@ -996,14 +956,24 @@ def test_bench_cli(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     text = capsys.readouterr().out
     assert "half" in text and "test/long" in text and "results.parquet" in text
     table = read_results(out)
-    assert {"persistence", "linear_lstsq", "half"} == set(table["forecaster"])
+    # a registered forecaster with non-default parameters is named after them
+    lstsq_name = "linear_lstsq[context_length=3]"
+    assert {"persistence", lstsq_name, "half"} == set(table["forecaster"])
     manifest = json.loads((out / "manifest.json").read_text())
-    lstsq = next(f for f in manifest["forecasters"] if f["name"] == "linear_lstsq")
-    assert lstsq["params"] == {"context_length": 3} and manifest["windows"]["first_origin"] == 2
+    lstsq = next(f for f in manifest["forecasters"] if f["name"] == lstsq_name)
+    assert lstsq["source"]["kind"] == "package"
+    half = next(f for f in manifest["forecasters"] if f["name"] == "half")
+    assert half["source"] == {
+        "kind": "file",
+        "file": str(plugin.resolve()),
+        "sha256": hashlib.sha256(plugin.read_bytes()).hexdigest(),
+    }
+    # the store's first origin, whatever the forecasters' contexts (protocol 3.0)
+    assert lstsq["params"] == {"context_length": 3} and manifest["windows"]["first_origin"] == 4
     args = parser.parse_args([*argv, "--json"])
     assert args.func(args) == 0
     payload = json.loads(capsys.readouterr().out)
-    assert {s["forecaster"] for s in payload["summary"]} == {"persistence", "linear_lstsq", "half"}
+    assert {s["forecaster"] for s in payload["summary"]} == {"persistence", lstsq_name, "half"}
     bad = parser.parse_args(
         [
             "bench",
@@ -1168,7 +1138,13 @@ def test_memory_is_metered_on_the_first_call_of_each_shape(store: Path) -> None:
     ShapeLog.calls = []
     proto = PROTO.replace(eval_splits=("test",))
     result = run_benchmark(
-        store, [ShapeLog()], None, protocol=proto, hash_store=False, batch_elements=1 << 11
+        store,
+        [ShapeLog()],
+        None,
+        protocol=proto,
+        hash_store=False,
+        batch_elements=1 << 11,
+        examples=False,  # the examples' one-row calls are not metered
     )
     shapes = [shape for shape, _ in ShapeLog.calls]
     metered = [shape for shape, traced in ShapeLog.calls if traced]
@@ -1212,3 +1188,46 @@ def test_runs_opened_at_once_read_the_same_steps(store: Path) -> None:
         assert steps.dtype == np.int64
         steps[:] = -1  # a copy: the cached array is not changed
         assert (run.steps >= 0).all()
+
+
+def _damaged_copy(store: Path, tmp_path: Path, how: str) -> tuple[Path, str]:
+    """A copy of ``store`` with one test run's weights chunk truncated or deleted, and
+    that run's path."""
+    import shutil
+
+    copy = tmp_path / "damaged.zarr"
+    shutil.copytree(store, copy)
+    splits = assign_splits(OpenedRuns(open_store(copy)), PROTO, 0)
+    path = str(splits[splits.split == "test"]["path"].iloc[0])
+    chunk = sorted((copy / path / "weights" / "c").rglob("*"))
+    victim = next(p for p in chunk if p.is_file())
+    if how == "truncate":
+        data = victim.read_bytes()
+        victim.write_bytes(data[: len(data) // 2])
+    else:
+        victim.unlink()
+    return copy, path
+
+
+@pytest.mark.parametrize("how", ["truncate", "delete"])
+def test_a_damaged_run_is_left_out_for_everyone(store: Path, tmp_path: Path, how: str) -> None:
+    damaged, path = _damaged_copy(store, tmp_path, how)
+    proto = PROTO.replace(eval_splits=("test",))
+    kw: dict[str, Any] = {"protocol": proto, "measure_memory": False, "examples": False}
+    result = run_benchmark(damaged, ["persistence", "linear"], tmp_path / "out", **kw)
+    t = result.table
+    assert (t.status != "failed").all()  # the store is damaged, not the forecasters
+    listed = result.manifest["windows"]["damaged_runs"]
+    assert [d["path"] for d in listed] == [path]
+    assert listed[0]["cause"] == "the store is damaged, not the forecaster"
+    # a decode error, the store layer's damaged-run error, or a missing chunk's NaN fill
+    assert "raised" in listed[0]["reason"] or "NaN" in listed[0]["reason"]
+    # the same as a benchmark without that run, for every forecaster and the reference
+    clean = run_benchmark(store, ["persistence", "linear"], tmp_path / "clean", **kw)
+    assert result.manifest["windows"]["evaluated_runs"] == (
+        clean.manifest["windows"]["evaluated_runs"] - 1
+    )
+    runs_of = t[(t.metric == "mae") & (t.task == "all") & (t.horizon == "1")]
+    assert (runs_of["n"] >= 1).all()
+    if result.manifest["store_sha256"] is None:  # the hash decodes every chunk
+        assert "sha256_error" in result.manifest["store"]

@@ -15,7 +15,7 @@ import torch
 import zarr
 
 from trajbench.bench.splits import assign_splits
-from trajbench.cards import build_card, render_markdown, store_content_sha256, write_card
+from trajbench.cards import build_card, render_markdown, write_card
 from trajbench.cards_cli import add_card_parser
 from trajbench.errors import NotAStoreError, StoreNotFoundError, TrajbenchError
 from trajbench.generate import generate
@@ -44,21 +44,48 @@ def card(written: tuple[Path, Path]) -> dict:
 
 
 def _independent_array_hashes(root: Path) -> dict[str, str]:
-    """sha256-array-v1 computed from the files with hashlib only."""
+    """Each array's line of trajbench-values-v1, hashed: the values read with xarray
+    (a second reader), the attributes from the zarr.json files with json only."""
+    import numpy as np
+    import xarray as xr
+
+    volatile = {
+        "created_at", "updated_at", "created_by", "library_versions", "platform",
+        "generator", "numeric_profile", "format_version", "compression",
+        "default_compression", "snapshots_per_chunk",
+    }  # fmt: skip
+
+    def attrs_sha(attrs: dict) -> str:
+        kept = {k: v for k, v in attrs.items() if k not in volatile}
+        text = json.dumps(kept, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
+
     out = {}
     for meta in sorted(root.rglob("zarr.json")):
-        if json.loads(meta.read_text())["node_type"] != "array":
+        doc = json.loads(meta.read_text())
+        if doc["node_type"] != "array":
             continue
         array = meta.parent
-        lines = sorted(
-            (p.relative_to(array).as_posix(), hashlib.sha256(p.read_bytes()).hexdigest())
-            for p in array.rglob("*")
-            if p.is_file() and not p.name.endswith(".partial")
+        group = json.loads((array.parent / "zarr.json").read_text())["attributes"]
+        rel = array.relative_to(root).as_posix()
+        name = array.name
+        ds = xr.open_zarr(array.parent, consolidated=False, zarr_format=3)
+        values = np.asarray(ds[name].values)
+        dims = doc.get("dimension_names") or []
+        if isinstance(group.get("n_snapshots"), int) and dims and dims[0] == "snapshot":
+            values = values[: group["n_snapshots"]]
+        values = np.ascontiguousarray(values, dtype=np.dtype(doc_dtype(doc)).newbyteorder("<"))
+        shape = "x".join(str(d) for d in values.shape)
+        line = (
+            f"array\t{rel}\t{values.dtype.str}\t{shape}\t"
+            f"{hashlib.sha256(values.tobytes()).hexdigest()}\t{attrs_sha(doc.get('attributes', {}))}\n"
         )
-        lines.sort(key=lambda e: e[0].encode())
-        text = "".join(f"{p}\t{h}\n" for p, h in lines)
-        out[array.relative_to(root).as_posix()] = hashlib.sha256(text.encode()).hexdigest()
+        out[rel] = hashlib.sha256(line.encode()).hexdigest()
     return out
+
+
+def doc_dtype(doc: dict) -> str:
+    return str(doc["data_type"])
 
 
 def test_files_are_named_after_the_suite(written: tuple[Path, Path]) -> None:
@@ -94,7 +121,7 @@ def test_composition_matches_the_store(micro: Path, card: dict) -> None:
     assert [(s["name"], s["runs"], s["matches_shipped_file"]) for s in suites] == [
         ("micro", 7, True)
     ]
-    assert card["version"] == "1.0"
+    assert card["version"] == "1.1"
 
 
 def test_per_array_sha256_recomputed_independently(micro: Path, card: dict) -> None:
@@ -143,8 +170,7 @@ def test_card_ignores_timestamps_but_not_data(
                 if key in attrs:
                     attrs[key] = "1999-01-01T00:00:00Z"
             meta.write_text(json.dumps(doc, indent=2))
-    assert store_sha256(copy) != store_sha256(micro)
-    assert store_content_sha256(copy) == store_content_sha256(micro)
+    assert store_sha256(copy) == store_sha256(micro)
     md, js = write_card(copy, tmp_path / "cards")
     assert md.read_bytes() == written[0].read_bytes() and js.read_bytes() == written[1].read_bytes()
 
@@ -161,7 +187,7 @@ def test_card_ignores_timestamps_but_not_data(
         for b, c in zip(chunk.relative_to(weights_dir / "c").parts, weights.chunks, strict=True)
     )
     weights[index] = weights[index] + 1
-    assert store_content_sha256(copy) != store_content_sha256(micro)
+    assert store_sha256(copy) != store_sha256(micro)
     changed = build_card(copy)
     array = chunk.relative_to(copy).as_posix().split("/weights/")[0] + "/weights"
     hashes = {d["@id"]: d["sha256"] for d in changed["distribution"] if "sha256" in d}
@@ -202,7 +228,7 @@ def test_jsonld_has_the_croissant_keys(card: dict, written: tuple[Path, Path]) -
         "limitations",
     ):
         assert tb[key], key
-    assert len(tb["hashes"]["content_sha256"]) == 64
+    assert len(tb["hashes"]["store_sha256"]) == 64
     assert (
         tb["licenses"]["store"]["spdx"] == "CC-BY-4.0"
         and tb["licenses"]["code"]["spdx"] == "Apache-2.0"
@@ -228,7 +254,7 @@ def test_markdown_names_what_matters(written: tuple[Path, Path], card: dict) -> 
         "public domain",
         "digits-cnn",
         "quadratic_sgd",
-        card["tb:card"]["hashes"]["content_sha256"],
+        card["tb:card"]["hashes"]["store_sha256"],
         "trajbench/generate/suites/micro.toml",
     ):
         assert text in md, text
@@ -248,12 +274,12 @@ def test_committed_cards_render_byte_for_byte(suite: str) -> None:
     assert json.dumps(card, indent=2, ensure_ascii=False, allow_nan=False) + "\n" == text
 
 
-def test_copy_section_records_the_exact_store_hash(micro: Path) -> None:
+def test_copy_section_records_when_this_copy_was_made(micro: Path) -> None:
     card = build_card(micro, include_copy=True)
     copy = card["tb:card"]["copy"]
-    assert copy["store_sha256"] == store_sha256(micro)
-    assert copy["created_at"] == open_store(micro).attrs["created_at"]
-    assert copy["store_sha256"] in render_markdown(card)
+    assert copy == {"created_at": open_store(micro).attrs["created_at"]}
+    assert copy["created_at"] in render_markdown(card)
+    assert card["tb:card"]["hashes"]["store_sha256"] == store_sha256(micro)
 
 
 def test_bad_input(micro: Path, tmp_path: Path) -> None:
@@ -313,14 +339,14 @@ def test_cli_handler(
         args.func(args)
 
 
-def test_main_cli_when_wired(
+def test_main_cli_runs_card(
     micro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from trajbench.cli import build_parser, main
 
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
-    if "card" not in sub.choices:
-        pytest.skip("trajbench card is not wired into trajbench.cli yet")
+    # a missing command is a regression, not a reason to skip
+    assert "card" in sub.choices, "`trajbench card` is not wired into trajbench.cli"
     assert main(["card", str(micro), "--out", str(tmp_path / "c"), "--suite", "renamed"]) == 0
     assert (tmp_path / "c" / "renamed.md").is_file() and (tmp_path / "c" / "renamed.json").is_file()
     capsys.readouterr()
@@ -343,6 +369,25 @@ def test_runs_that_are_not_complete_are_listed(micro: Path, tmp_path: Path) -> N
     assert c["problems"] == [f"{path}: status failed (RuntimeError: boom)"]
     assert "RuntimeError: boom" in render_markdown(card)
     assert (
-        card["tb:card"]["hashes"]["content_sha256"]
-        != build_card(micro)["tb:card"]["hashes"]["content_sha256"]
+        card["tb:card"]["hashes"]["store_sha256"]
+        != build_card(micro)["tb:card"]["hashes"]["store_sha256"]
     )
+
+
+def test_card_refuses_to_overwrite_without_force(
+    micro: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trajbench.cli import main
+
+    out = tmp_path / "c"
+    assert main(["card", str(micro), "--out", str(out)]) == 0
+    md = next(out.glob("*.md"))
+    before = md.read_bytes()
+    md.write_text("edited")
+    capsys.readouterr()
+    assert main(["card", str(micro), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and md.name in err and "--force" in err
+    assert md.read_text() == "edited" and not list(out.glob(".card-*"))
+    assert main(["card", str(micro), "--out", str(out), "--force"]) == 0
+    assert md.read_bytes() == before

@@ -28,6 +28,10 @@ from trajbench.tasks.datasets import Split, fingerprint
 
 # Unit tests are marked micro; the two that start worker processes or a subprocess are
 # marked slow (they still take seconds).
+#
+# Generation runs unpinned here (numeric_profile=None): the numeric profile is tested in
+# tests/test_numeric_profile.py, and unpinned runs train in this process, as the store
+# comparisons with train_run below need (a pinned one would train in a spawned worker).
 
 REQUIRED_ATTRS = {
     "task",
@@ -179,7 +183,7 @@ def test_unknown_suite_names() -> None:
 @pytest.fixture(scope="module")
 def micro_one(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("gen") / "one.zarr"
-    summary = generate("micro", out, workers=1, progress=False)
+    summary = generate("micro", out, workers=1, progress=False, numeric_profile=None)
     assert summary.ok and summary.complete == 5 and summary.synthetic_written == 2, summary
     return out
 
@@ -200,7 +204,9 @@ def _assert_same_store(a: Path, b: Path) -> None:
 
 @pytest.mark.slow
 def test_one_and_two_workers_are_bitwise_identical(micro_one: Path, tmp_path: Path) -> None:
-    summary = generate("micro", tmp_path / "two.zarr", workers=2, progress=False)
+    summary = generate(
+        "micro", tmp_path / "two.zarr", workers=2, progress=False, numeric_profile=None
+    )
     assert summary.ok and summary.complete == 5
     _assert_same_store(micro_one, tmp_path / "two.zarr")
 
@@ -209,7 +215,12 @@ def test_one_and_two_workers_are_bitwise_identical(micro_one: Path, tmp_path: Pa
 def test_dask_local_cluster_gives_the_same_store(micro_one: Path, tmp_path: Path) -> None:
     pytest.importorskip("dask.distributed")
     summary = generate(
-        "micro", tmp_path / "dask.zarr", workers=2, progress=False, scheduler="local"
+        "micro",
+        tmp_path / "dask.zarr",
+        workers=2,
+        progress=False,
+        numeric_profile=None,
+        scheduler="local",
     )
     assert summary.ok and summary.complete == 5
     _assert_same_store(micro_one, tmp_path / "dask.zarr")
@@ -227,7 +238,7 @@ def test_generated_runs_carry_their_metadata(micro_one: Path) -> None:
     }
     run = store.run(runs[runs.task == "digits-logreg"].run_id.iloc[0])
     assert REQUIRED_ATTRS <= set(run.attrs)
-    assert run.attrs["suite"]["name"] == "micro" and run.attrs["suite"]["version"] == "1.0"
+    assert run.attrs["suite"]["name"] == "micro" and run.attrs["suite"]["version"] == "1.1"
     assert (
         run.attrs["optimizer"]["name"] in {"sgd", "adam", "momentum"}
         and "lr" in run.attrs["optimizer"]
@@ -262,6 +273,9 @@ def test_rerun_skips_complete_and_redoes_partial_and_failed(
     rec = Recorder(out, partial.run_id, model, meta={"config_id": partial.config.config_id})
     rec.snapshot(step=0, epoch=0.0)
     rec.flush()  # abandoned without close(): status stays "running"
+    # a killed writer's run lock is released by the kernel when its process dies; this
+    # writer lives on in the test process, so release it as the kernel would
+    rec._writer._release_lock()
     # A failed run.
     failed = specs[1]
     with pytest.raises(RuntimeError):
@@ -272,13 +286,15 @@ def test_rerun_skips_complete_and_redoes_partial_and_failed(
             raise RuntimeError("boom")
     # A complete run from the reference store is copied in, then must be skipped.
     assert [action for _, action in plan(suite, out)] == ["run"] * 5
-    summary = generate(suite, out, workers=1, progress=False, tasks=["digits-mlp"])
+    summary = generate(
+        suite, out, workers=1, progress=False, numeric_profile=None, tasks=["digits-mlp"]
+    )
     assert summary.complete == 2 and summary.planned == 2
-    summary = generate(suite, out, workers=1, progress=False)
+    summary = generate(suite, out, workers=1, progress=False, numeric_profile=None)
     assert summary.skipped == 2 and summary.complete == 3 and summary.failed == 0
     assert summary.synthetic_skipped == 0 and summary.synthetic_written == 2
     _assert_same_store(micro_one, out)
-    again = generate(suite, out, workers=1, progress=False)
+    again = generate(suite, out, workers=1, progress=False, numeric_profile=None)
     assert again.skipped == 5 and again.complete == 0 and again.synthetic_skipped == 2
     assert [action for _, action in plan(suite, out)] == ["skip"] * 5
 
@@ -307,7 +323,7 @@ def test_a_diverging_run_is_recorded_and_the_others_finish(tmp_path: Path) -> No
     out = tmp_path / "div.zarr"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DivergedWarning)
-        summary = generate(path, out, workers=1, progress=False)
+        summary = generate(path, out, workers=1, progress=False, numeric_profile=None)
     assert summary.diverged == 1 and summary.complete == 1 and summary.failed == 0
     table = open_store(out).runs().set_index("run_id")
     bad = next(r for r in summary.results if r.status == "diverged")
@@ -316,7 +332,9 @@ def test_a_diverging_run_is_recorded_and_the_others_finish(tmp_path: Path) -> No
     )
     assert set(table.status) == {"diverged", "complete"}
     assert "non-finite" in open_store(out).run(bad.run_id).attrs["diverged_reason"]
-    assert generate(path, out, workers=1, progress=False).skipped == 2  # a divergence is final
+    assert (
+        generate(path, out, workers=1, progress=False, numeric_profile=None).skipped == 2
+    )  # a divergence is final
 
 
 class ExplodingTask(Task):
@@ -351,7 +369,7 @@ def test_a_failing_run_is_recorded_and_the_others_finish(tmp_path: Path) -> None
             + '\n[[tasks]]\ntask = "digits-logreg"\nparams = { train_size = 64 }\n  [[tasks.grid]]\n  optimizer = "sgd"\n  lr = 0.1\n  batch_size = 32\n'
         )
         out = tmp_path / "fail.zarr"
-        summary = generate(suite, out, workers=1, progress=False)
+        summary = generate(suite, out, workers=1, progress=False, numeric_profile=None)
         assert summary.failed == 8 and summary.complete == 2 and not summary.ok
         assert "data loader exploded" in summary.failures[0].error
         store = open_store(out)
@@ -385,7 +403,14 @@ def test_a_run_that_kills_its_worker_is_failed_alone(tmp_path: Path) -> None:
             .replace("batch_size = 64", "batch_size = 8")
             .replace("seeds = [0, 1]", "seeds = [0, 1, 2]")
         )
-        summary = generate(suite, tmp_path / "crash.zarr", workers=2, progress=False, max_crashes=0)
+        summary = generate(
+            suite,
+            tmp_path / "crash.zarr",
+            workers=2,
+            progress=False,
+            numeric_profile=None,
+            max_crashes=0,
+        )
         status = {r.run_id.rsplit("-", 1)[1]: r.status for r in summary.results}
         assert status == {"s0": "complete", "s1": "failed", "s2": "complete"}
         assert "worker process died" in summary.failures[0].error
@@ -402,7 +427,7 @@ def test_a_run_failing_before_training_is_still_recorded(tmp_path: Path) -> None
         '[suite]\nname = "bad"\nversion = "1"\nepochs = 1\n[[tasks]]\ntask = "digits-logreg"\nparams = { train_size = 16 }\n'
         '  [[tasks.grid]]\n  optimizer = "sgd"\n  lr = 0.1\n  batch_size = 32\n'
     )
-    summary = generate(suite, tmp_path / "bad.zarr", progress=False)
+    summary = generate(suite, tmp_path / "bad.zarr", progress=False, numeric_profile=None)
     assert (
         summary.failed == 1
         and "batch_size 32 exceeds the 16 training examples" in summary.failures[0].error
@@ -440,7 +465,7 @@ def test_resume_after_killing_a_generation(micro_one: Path, tmp_path: Path) -> N
             time.sleep(0.01)
             return original(self, *a, **k)
         base.Task.train_step = slow_step
-        generate({str(path)!r}, {str(out)!r}, workers=1, progress=False)
+        generate({str(path)!r}, {str(out)!r}, workers=1, progress=False, numeric_profile=None)
         """
     )
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
@@ -462,7 +487,7 @@ def test_resume_after_killing_a_generation(micro_one: Path, tmp_path: Path) -> N
         proc.wait(timeout=30)
     done = completed()
     assert 1 <= done < 5, "the kill should land mid-way"
-    summary = generate(load_suite(path), out, workers=1, progress=False)
+    summary = generate(load_suite(path), out, workers=1, progress=False, numeric_profile=None)
     assert summary.ok and summary.skipped == done and summary.complete == 5 - done
     _assert_same_store(micro_one, out)
 

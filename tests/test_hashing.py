@@ -1,192 +1,203 @@
-"""Store hashes (trajbench.store.hashing): every definition against a plain hashlib
-computation, one read of the files for all of them, the edge cases the definitions name
-('.partial' leftovers, symbolic links, a zarr.json that is not JSON, fsspec URLs), and
-the layering: the store layer imports nothing from the benchmark or the cards."""
+"""The one store hash (trajbench.store.hashing): its definition written out plainly with
+zarr and hashlib (an independent reader), what it must ignore (codecs, chunking,
+timestamps, the machine, uncommitted rows) and what it must see (any value, any
+content attribute), fsspec URLs, and the layering: the store layer imports nothing from
+the benchmark or the cards."""
 
 from __future__ import annotations
 
 import ast
-import builtins
 import hashlib
 import json
-import os
 import subprocess
 import sys
-from collections import Counter
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import pytest
+import zarr
 
 from trajbench.errors import TrajbenchError
 from trajbench.store import hashing
+from trajbench.store.codecs import set_store_default
 from trajbench.store.hashing import (
-    StoreHashes,
+    STORE_HASH_DEFINITION,
     array_sha256s,
-    content_sha256_of,
     scan_store,
-    store_content_sha256,
-    store_hashes,
+    store_digest,
     store_sha256,
 )
+from trajbench.store.root import open_root
 from trajbench.testing import make_quadratic_store
 
 pytestmark = pytest.mark.micro
 
 ROOT = Path(__file__).resolve().parents[1]
+_LEFT_OUT = {
+    "created_at",
+    "updated_at",
+    "created_by",
+    "library_versions",
+    "platform",
+    "generator",
+    "numeric_profile",
+    "format_version",
+    "compression",
+    "default_compression",
+    "snapshots_per_chunk",
+}
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> Path:
-    """A small store with the cases the definitions name: a '.partial' leftover, nested
-    directories, a symbolic link to a file (hashed) and one to a directory (not walked)."""
-    path = tmp_path / "s.zarr"
-    paths = make_quadratic_store(path, tasks=("t",), lrs=(0.1,), seeds=(0,), n_snapshots=6)
-    (path / paths[0] / "weights" / "leftover.partial").write_bytes(b"half a chunk")
-    (path / "deep" / "er").mkdir(parents=True)
-    (path / "deep" / "er" / "x.bin").write_bytes(b"x" * 3_000_000)  # read in pieces
-    os.symlink(path / "deep" / "er" / "x.bin", path / "deep" / "link.bin")
-    os.symlink(path / "deep" / "er", path / "deep" / "dirlink")
-    return path
-
-
-def _listing(entries: list[tuple[str, str]]) -> str:
-    entries = sorted(entries, key=lambda e: e[0].encode())
-    return hashlib.sha256("".join(f"{p}\t{h}\n" for p, h in entries).encode()).hexdigest()
-
-
-def _plain_files(root: Path) -> dict[str, bytes]:
-    """Every regular file as ``os.walk`` finds it (links to directories not followed)."""
-    out = {}
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            p = Path(dirpath) / name
-            if p.is_file():
-                out[p.relative_to(root).as_posix()] = p.read_bytes()
-    return out
-
-
-def _plain_content_hash(root: Path) -> str:
-    """sha256-content-v1 with hashlib and json only (a zarr.json that is not JSON counts
-    by its bytes, as store_hashes counts it)."""
-    entries = []
-    for rel, data in _plain_files(root).items():
-        if rel.endswith(".partial"):
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        if rel.rsplit("/", 1)[-1] == "zarr.json":
-            try:
-                document = json.loads(data)
-            except ValueError:  # hashed as plain bytes
-                document = {}
-            if document.get("node_type") == "group":
-                attrs = {
-                    k: v
-                    for k, v in document.get("attributes", {}).items()
-                    if k not in ("created_at", "updated_at")
-                }
-                text = json.dumps(
-                    {**document, "attributes": attrs}, sort_keys=True, separators=(",", ":")
-                )
-                digest = hashlib.sha256(text.encode()).hexdigest()
-        entries.append((rel, digest))
-    return _listing(entries)
-
-
-def test_hashes_follow_their_definitions(store: Path) -> None:
-    files = _plain_files(store)
-    assert "deep/link.bin" in files and not any(p.startswith("deep/dirlink") for p in files)
-    exact = _listing([(p, hashlib.sha256(d).hexdigest()) for p, d in files.items()])
-    assert store_sha256(store) == exact
-    assert store_content_sha256(store) == _plain_content_hash(store)
-    # every array's hash covers its directory, '.partial' leftovers skipped
-    arrays = array_sha256s(store)
-    weights = next(a for a in arrays if a.endswith("/weights"))
-    inside = {
-        p[len(weights) + 1 :]: hashlib.sha256(d).hexdigest()
-        for p, d in files.items()
-        if p.startswith(weights + "/") and not p.endswith(".partial")
-    }
-    assert arrays[weights] == _listing(list(inside.items()))
-
-
-def test_one_scan_gives_every_hash(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """store_hashes opens each file once, whatever the number of threads, and gives what
-    the separate functions give; the '.partial' leftover counts in the exact-bytes hash
-    only."""
-    for threads in (1, 4):
-        opened: Counter[str] = Counter()
-
-        def counting_open(
-            path: Any, *args: Any, opened: Counter[str] = opened, **kwargs: Any
-        ) -> Any:
-            opened[os.fspath(path)] += 1
-            return builtins.open(path, *args, **kwargs)
-
-        with monkeypatch.context() as m:
-            m.setattr(hashing, "open", counting_open, raising=False)
-            both = store_hashes(store, threads=threads)
-        assert len(opened) == len(_plain_files(store)) and set(opened.values()) == {1}
-        assert both == StoreHashes(store_sha256(store), store_content_sha256(store))
-    files = scan_store(store)
-    assert files.files_sha256() == both.files and files.content_sha256() == both.content
-    assert list(files.partial) == [p for p in _plain_files(store) if p.endswith(".partial")]
-    assert files.content_sha256() == content_sha256_of(files.hashes, files.documents)
-    (store / "zarr.json").write_text(
-        (store / "zarr.json").read_text().replace('"created_at": "', '"created_at": "x')
+def _make(path: Path, compression: str | None = None, **kwargs: object) -> list[str]:
+    if compression is not None:
+        set_store_default(open_root(str(path), mode="a"), compression)
+    return make_quadratic_store(
+        path, tasks=("t",), lrs=(0.1,), seeds=(0, 1), n_snapshots=6, synthetic=1, **kwargs
     )
-    again = store_hashes(store)
-    assert again.files != both.files and again.content == both.content
 
 
-def test_file_urls_and_fsspec_stores_hash_the_same(store: Path) -> None:
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _attrs_sha(attrs: dict) -> str:
+    kept = {k: v for k, v in attrs.items() if k not in _LEFT_OUT}
+    return _sha(json.dumps(kept, sort_keys=True, separators=(",", ":")).encode())
+
+
+def _plain_hash(path: Path) -> str:
+    """trajbench-values-v1 from its text: every node through zarr's own API, the values
+    as numpy gives them, lines sorted by path."""
+    lines: dict[str, str] = {}
+    root = zarr.open_group(str(path), mode="r")
+
+    def walk(group: zarr.Group, prefix: str) -> None:
+        attrs = dict(group.attrs)
+        lines[prefix] = f"group\t{prefix}\t{_attrs_sha(attrs)}\n"
+        for name, node in group.members():
+            child = f"{prefix}/{name}" if prefix else name
+            if isinstance(node, zarr.Group):
+                walk(node, child)
+                continue
+            values = node[...]
+            names = node.metadata.dimension_names or ()
+            if isinstance(attrs.get("n_snapshots"), int) and names and names[0] == "snapshot":
+                values = values[: attrs["n_snapshots"]]
+            values = np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<"))
+            shape = "x".join(str(d) for d in values.shape)
+            lines[child] = (
+                f"array\t{child}\t{values.dtype.str}\t{shape}\t{_sha(values.tobytes())}"
+                f"\t{_attrs_sha(dict(node.attrs))}\n"
+            )
+
+    walk(root, "")
+    text = "".join(lines[k] for k in sorted(lines, key=lambda k: k.encode()))
+    return _sha(text.encode())
+
+
+def test_the_hash_follows_its_definition(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    _make(path)
+    assert store_sha256(path) == _plain_hash(path)
+    assert store_sha256(path, threads=1) == store_sha256(path, threads=4)
+    assert STORE_HASH_DEFINITION.startswith("trajbench-values-v1:")
+    assert all(name in STORE_HASH_DEFINITION for name in _LEFT_OUT)
+    digest = store_digest(path)
+    assert digest.sha256 == store_sha256(path) and digest.arrays == array_sha256s(path)
+    assert any(p.endswith("/weights") for p in digest.arrays)
+
+
+def test_codecs_timestamps_and_machine_leave_it_unchanged(tmp_path: Path) -> None:
+    """Two copies written with other codecs (different file bytes), then timestamps and
+    the recorded machine and library versions changed: one hash."""
+    a, b = tmp_path / "a.zarr", tmp_path / "b.zarr"
+    _make(a, "fast")
+    _make(b, "none")
+    chunk_a = sorted(p for p in a.rglob("*") if p.is_file() and "weights" in p.parts)
+    chunk_b = sorted(p for p in b.rglob("*") if p.is_file() and "weights" in p.parts)
+    assert [p.read_bytes() for p in chunk_a] != [p.read_bytes() for p in chunk_b]
+    root = zarr.open_group(str(b), mode="a")
+    root.attrs["platform"] = {"machine": "x86_64", "cpu_model": "another CPU"}
+    root.attrs["library_versions"] = {"torch": "0.0"}
+    zarr.open_group(str(b / "runs"), mode="r")
+    run = next(iter(zarr.open_group(str(b / "runs"), mode="a").groups()))[1]
+    run.attrs["updated_at"] = "2030-01-01T00:00:00Z"
+    assert store_sha256(a) == store_sha256(b) == _plain_hash(b)
+
+
+def test_uncommitted_rows_do_not_count_and_any_value_does(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    paths = _make(path)
+    before = store_sha256(path)
+    weights = zarr.open_array(str(path / paths[0] / "weights"), mode="a")
+    n = int(zarr.open_group(str(path / paths[0]), mode="r").attrs["n_snapshots"])
+    weights.resize((n + 2, weights.shape[1]))  # rows a killed writer left: not committed
+    weights[n:] = 7.0
+    assert store_sha256(path) == before
+    weights[n - 1, 0] = np.nextafter(weights[n - 1, 0], np.float32(np.inf))  # one ulp
+    assert store_sha256(path) != before
+    weights[n - 1, 0] = np.nextafter(weights[n - 1, 0], np.float32(-np.inf))
+    assert store_sha256(path) == before
+    zarr.open_group(str(path / paths[0]), mode="a").attrs["seed"] = 99  # content
+    assert store_sha256(path) != before
+
+
+def test_file_urls_and_fsspec_stores_hash_the_same(tmp_path: Path) -> None:
     fsspec = pytest.importorskip("fsspec")
+    path = tmp_path / "s.zarr"
+    _make(path)
     fs = fsspec.filesystem("memory")
-    for rel, data in _plain_files(store).items():
-        fs.pipe_file(f"/hashing-copy/{rel}", data)
-    local = store_hashes(store)
-    assert store_hashes(f"file://{store}") == local
-    assert store_hashes("memory://hashing-copy") == local
-    assert array_sha256s("memory://hashing-copy") == array_sha256s(store)
+    for file in path.rglob("*"):
+        if file.is_file():
+            fs.pipe_file(f"/hashing-copy/{file.relative_to(path).as_posix()}", file.read_bytes())
+    local = store_sha256(path)
+    assert store_sha256(f"file://{path}") == local
+    assert store_sha256("memory://hashing-copy") == local
 
 
-def test_a_zarr_json_that_is_not_json(store: Path) -> None:
-    """The card hashes refuse it; the harness's store_hashes hashes it as plain bytes."""
-    (store / "deep" / "er" / "zarr.json").write_bytes(b"{not json")
-    with pytest.raises(TrajbenchError, match="deep/er/zarr.json' is not valid JSON"):
-        store_content_sha256(store)
-    with pytest.raises(TrajbenchError, match="not valid JSON"):
-        scan_store(store)
-    both = store_hashes(store)
-    assert both.files == store_sha256(store)
-    assert both.content == _plain_content_hash(store)
+def test_the_listing_reads_sizes_and_documents(tmp_path: Path) -> None:
+    path = tmp_path / "s.zarr"
+    paths = _make(path)
+    (path / paths[0] / "weights" / "leftover.partial").write_bytes(b"half a chunk")
+    files = scan_store(path)
+    on_disk = {
+        p.relative_to(path).as_posix(): p.stat().st_size
+        for p in path.rglob("*")
+        if p.is_file() and not p.name.endswith(".partial")
+    }
+    assert files.sizes == on_disk
+    assert files.documents["zarr.json"]["node_type"] == "group"
+    (path / paths[0] / "zarr.json").write_bytes(b"{not json")
+    with pytest.raises(TrajbenchError, match="zarr.json' is not valid JSON"):
+        scan_store(path)
+    assert scan_store(path, strict=False).invalid_documents
 
 
-def test_not_a_store_and_bad_types(tmp_path: Path) -> None:
+def test_damaged_stores_and_bad_types(tmp_path: Path) -> None:
     with pytest.raises(TrajbenchError):
-        store_content_sha256(tmp_path / "missing.zarr")
+        store_sha256(tmp_path / "missing.zarr")
     with pytest.raises(TrajbenchError, match="must be a path, an fsspec URL or an open Store"):
         array_sha256s(42)  # type: ignore[arg-type]
+    path = tmp_path / "s.zarr"
+    paths = _make(path)
+    chunk = next(
+        p for p in (path / paths[0] / "weights").rglob("*") if p.is_file() and p.name != "zarr.json"
+    )
+    chunk.write_bytes(chunk.read_bytes()[:7])  # truncated
+    with pytest.raises(TrajbenchError, match="cannot hash"):
+        store_sha256(path)
 
 
 def test_compatibility_names() -> None:
-    """What the cards' users import from trajbench.cards is the store layer's object; the
-    bench layer's environment no longer carries any hashing."""
+    """The cards re-export the store layer's objects; the bench layer's environment
+    carries no hashing."""
     import trajbench.cards as cards
     from trajbench.bench import environment
 
-    for name in ("STORE_HASH_DEFINITION", "HASH_THREADS", "StoreHashes", "store_hashes"):
+    for name in ("STORE_HASH_DEFINITION", "store_sha256", "store_hashes"):
         assert not hasattr(environment, name)
-    for name in (
-        "ARRAY_HASH_DEFINITION",
-        "CONTENT_HASH_DEFINITION",
-        "VOLATILE_ATTRIBUTES",
-        "array_sha256s",
-        "store_content_sha256",
-        "content_sha256_of",
-    ):
+    for name in ("STORE_HASH_DEFINITION", "VOLATILE_ATTRIBUTES", "array_sha256s", "store_sha256"):
         assert getattr(cards, name) is getattr(hashing, name)
-    assert not hasattr(environment, "store_sha256")  # callers import it from the store layer
 
 
 # Imported under a bare parent package: trajbench/__init__.py re-exports the whole public

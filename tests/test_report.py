@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from trajbench.report.leaderboard import NA, build_leaderboard, collect_notes, o
 from trajbench.report.markdown import render_markdown
 from trajbench.report.merge import recompute_ranks
 from trajbench.report.plots import performance_profile, time_to_target_curve
+from trajbench.store.hashing import STORE_HASH_DEFINITION
 
 pytestmark = pytest.mark.micro
 
@@ -391,7 +391,7 @@ def fixture_manifest(**changes: Any) -> dict[str, Any]:
         "store": {
             "location": "fixture.zarr",
             "sha256": "ab" * 32,
-            "content_sha256": "cd" * 32,
+            "sha256_definition": STORE_HASH_DEFINITION,
             "n_runs": 12,
         },
         "suite": [{"name": "fixture", "version": "1.0", "sha256": "ef" * 32}],
@@ -460,13 +460,35 @@ def test_leaderboard_ranks_values_and_na(results_dir: Path) -> None:
     assert by_name["linear"].speedup.value == pytest.approx(1.25)  # type: ignore[union-attr]
     assert by_name["mine"].speedup.value == pytest.approx(np.sqrt(2.5 * 1.25))  # type: ignore[union-attr]
     assert by_name["persistence"].speedup is None and "optimizer" not in by_name
-    row = {r[1]: r for r in board.table().rows}
-    assert row["persistence"][5] == NA and row["persistence"][6] == NA
-    assert row["broken"][0] == "–" and row["broken"][3] == NA
+    shown = board.table()
+    # the fixture's horizons (1, 2, 5) are all short ones: short and long are one column
+    assert board.same_horizons == ["1", "2", "5"]
+    assert "scaled error (h 1, 2, 5)" in shown.header and "scaled error, long" not in shown.header
+    assert "cover the same horizons" in shown.caption
+    col = {h.split(" (")[0]: j for j, h in enumerate(shown.header)}
+    row = {r[1]: r for r in shown.rows}
+    assert row["persistence"][col["gain ratio"]] == NA
+    assert row["persistence"][col["online speedup"]] == NA
+    assert row["broken"][0] == "–" and row["broken"][col["scaled error"]] == NA
     assert row["broken"][-1] == "failed (error)"
     assert row["mine"][-1] == "fallback; possible leakage"
     assert row["linear"][-1] == "failed (online)"
-    assert row["mine"][7] == "12.5 s"
+    assert row["mine"][col["fit"]] == "12.5 s"
+
+
+def test_short_and_long_columns_stay_apart_when_they_differ(results_dir: Path) -> None:
+    from trajbench.report.leaderboard import same_pooled_horizons
+
+    table = read_results(results_dir)
+    assert same_pooled_horizons(table, "test") == ["1", "2", "5"]
+    # a horizon past the short ones: long pools more than short
+    assert same_pooled_horizons(table, "test", short_horizons=(1, 2)) is None
+    differ = table.copy()
+    longs = (differ["horizon"].astype(object) == "long") & (differ["forecaster"] == "linear")
+    differ.loc[longs, "value"] *= 1.5
+    assert same_pooled_horizons(differ, "test") is None
+    header = build_leaderboard(differ, "test").table().header
+    assert header[2:4] == ["scaled error, short", "scaled error, long"]
 
 
 def test_notes_keep_every_failure_and_fallback(results_dir: Path) -> None:
@@ -500,10 +522,8 @@ def test_online_table_shows_failures_as_na(results_dir: Path) -> None:
 
 
 def test_markdown_matches_golden(results_dir: Path) -> None:
+    # rewritten only by `python tests/golden_bench.py --update-report`, never by a test
     text = render_markdown(build_report(load_results(results_dir)))
-    if os.environ.get("TRAJBENCH_UPDATE_GOLDEN"):
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()
 
 
@@ -558,7 +578,7 @@ def test_report_writes_plots_as_png_and_svg(full_report: Path) -> None:
         assert b"<svg" in svg.read_bytes()[:2000]
     md = (full_report / "leaderboard.md").read_text()
     assert "![Performance profiles](profiles.png)" in md
-    assert "**Fan charts**: not drawn (no store given" in md
+    assert "**Fan charts**: not drawn (the results hold no examples.parquet" in md
 
 
 def test_render_html_without_plots_escapes_text(results_dir: Path) -> None:
@@ -631,8 +651,14 @@ def test_merge_adds_a_forecaster_and_recomputes_ranks(tmp_path: Path) -> None:
     "change, message",
     [
         (
-            {"store": {"location": "x", "sha256": "ab" * 32, "content_sha256": "00" * 32}},
-            "store content hashes differ",
+            {
+                "store": {
+                    "location": "x",
+                    "sha256": "00" * 32,
+                    "sha256_definition": STORE_HASH_DEFINITION,
+                }
+            },
+            "store hashes differ",
         ),
         (
             {
@@ -656,9 +682,12 @@ def test_merge_adds_a_forecaster_and_recomputes_ranks(tmp_path: Path) -> None:
         ),
         ({"lossy": True}, "mix a lossy store"),
         ({"seed": 3}, "seeds differ (0 vs 3)"),
-        ({"windows": {"first_origin": 19}}, "first window origins differ (4 vs 19)"),
-        # the harness writes the content hash at the top level too
-        ({"store_content_sha256": "11" * 32}, "store content hashes differ"),
+        (
+            {"windows": {"first_origin": 19, "stride": 1}},
+            "their windows differ ((4, 1) vs (19, 1))",
+        ),
+        # the harness writes the store hash at the top level too
+        ({"store_sha256": "11" * 32}, "store hashes differ"),
         (
             {"tracks": {"run": ["online"], "online": {"settings": {"every": 5, "seeds": 3}}}},
             "online-track settings differ: seeds (5 vs 3)",
@@ -674,19 +703,33 @@ def test_merge_refuses_and_names_what_differs(
     assert message in str(info.value) and str(a) in str(info.value) and str(b) in str(info.value)
 
 
-def test_merge_falls_back_to_the_exact_store_hash_for_old_manifests(tmp_path: Path) -> None:
-    old = fixture_manifest(store={"location": "fixture.zarr", "sha256": "ab" * 32, "n_runs": 12})
-    a, b = _split_dirs(tmp_path, old)
-    (a / "manifest.json").write_text(json.dumps(old))
+def test_merge_refuses_hashes_of_another_definition_and_edited_tables(tmp_path: Path) -> None:
+    """A manifest whose store hash is of an older definition (over file bytes) or absent
+    cannot be compared; a results table edited after the benchmark is refused."""
+    old = fixture_manifest(
+        store={"location": "fixture.zarr", "sha256": "ab" * 32, "n_runs": 12,
+               "sha256_definition": "sha256-files-v1: ..."}
+    )  # fmt: skip
+    a, b = _split_dirs(tmp_path, fixture_manifest())
     assert merge_results([a, b]).forecasters == ["persistence", "linear", "mine"]
-    other = copy.deepcopy(old)
-    other["store"]["sha256"] = "99" * 32
-    (b / "manifest.json").write_text(json.dumps(other))
-    with pytest.raises(TrajbenchError, match="store hashes differ"):
+    (b / "manifest.json").write_text(json.dumps(old))
+    with pytest.raises(TrajbenchError, match="has no store hash of definition trajbench-values-v1"):
         merge_results([a, b])
+    other = copy.deepcopy(fixture_manifest())
     other["store"]["sha256"] = None
     (b / "manifest.json").write_text(json.dumps(other))
     with pytest.raises(TrajbenchError, match="has no store hash"):
+        merge_results([a, b])
+    # the manifest records the table's sha256: an edit is refused when the table is read
+    from trajbench.bench.results import results_sha256
+
+    signed = {**fixture_manifest(), "results_sha256": results_sha256(b)}
+    (b / "manifest.json").write_text(json.dumps(signed))
+    assert merge_results([a, b]).forecasters == ["persistence", "linear", "mine"]
+    table = read_results(b)
+    table.loc[table["forecaster"] == "mine", "value"] *= 0.5
+    write_results(table, b)
+    with pytest.raises(TrajbenchError, match="is not the table its manifest.json describes"):
         merge_results([a, b])
 
 
@@ -767,6 +810,10 @@ def test_cli_report_and_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[
 def test_fan_chart_forecasts_match_the_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """bench writes the fan-chart data (the report never re-runs a forecaster): the
+    recorded series are the store's values, linear and persistence forecasts equal their
+    closed forms, and a forecaster loaded from a file, benched on its own and merged,
+    appears in the fan charts beside the baselines."""
     from trajbench.bench.harness import run_benchmark
     from trajbench.bench.protocol import PROTOCOL
     from trajbench.store.reader import open_store
@@ -778,14 +825,22 @@ def test_fan_chart_forecasts_match_the_store(
     )
     proto = PROTOCOL.replace(unseen_tasks=(), bootstrap=50, horizons=(1, 2, 5), sample_size=16)
     run_benchmark(str(store), ["persistence", "linear"], tmp_path / "res", protocol=proto)
+    plugin = tmp_path / "mine.py"
+    plugin.write_text(
+        "import numpy as np\nfrom trajbench.forecasting import Forecaster\n"
+        "class Half(Forecaster):\n    'Half the last step.'\n    name = 'half'\n"
+        "    context_length = 2\n    def _predict(self, c, h, meta):\n"
+        "        step = 0.5 * (c[:, -1:] - c[:, -2:-1])\n"
+        "        return c[:, -1:] + step * np.arange(1, h + 1, dtype=np.float32)\n"
+    )
+    run_benchmark(str(store), [f"{plugin}:Half"], tmp_path / "mine", protocol=proto)
     code = cli_main(
         [
             "report",
             str(tmp_path / "res"),
+            str(tmp_path / "mine"),
             "--out",
             str(tmp_path / "rep"),
-            "--store",
-            str(store),
             "--fan-series",
             "2",
             "--copy-results",
@@ -794,7 +849,7 @@ def test_fan_chart_forecasts_match_the_store(
     )
     assert code == 0, capsys.readouterr().err
     ex = pd.read_parquet(tmp_path / "rep" / "examples.parquet")
-    assert set(ex["forecaster"]) == {"", "persistence", "linear"}
+    assert set(ex["forecaster"]) == {"", "persistence", "linear", "half"}
     assert ex["task"].nunique() == 2 and {p.name for p in (tmp_path / "rep").glob("fan_*.png")} == {
         "fan_1.png",
         "fan_2.png",
@@ -804,49 +859,37 @@ def test_fan_chart_forecasts_match_the_store(
         w = np.asarray(opened.run(run).weights[:, int(param)], dtype=np.float64)
         truth = series[series["forecaster"] == ""].sort_values("snapshot")
         np.testing.assert_allclose(truth["value"].to_numpy(), w, rtol=0, atol=0)
-        for origin, pred in series[series["forecaster"] == "linear"].groupby("origin"):
-            h = pred["snapshot"].to_numpy() - origin
-            oracle = w[origin] + h * (w[origin] - w[origin - 1])
-            np.testing.assert_allclose(pred["value"].to_numpy(), oracle, rtol=1e-5, atol=1e-6)
-            assert pred["snapshot"].max() == min(origin + 5, len(w) - 1)
+        for name, factor in (("linear", 1.0), ("half", 0.5)):
+            for origin, pred in series[series["forecaster"] == name].groupby("origin"):
+                h = pred["snapshot"].to_numpy() - origin
+                oracle = w[origin] + factor * h * (w[origin] - w[origin - 1])
+                np.testing.assert_allclose(pred["value"].to_numpy(), oracle, rtol=1e-5, atol=1e-6)
+                assert pred["snapshot"].max() == min(origin + 5, len(w) - 1)
         for origin, pred in series[series["forecaster"] == "persistence"].groupby("origin"):
             np.testing.assert_allclose(pred["value"].to_numpy(), w[origin], rtol=0, atol=0)
-    # --copy-results writes the table and manifest next to the report
-    assert read_results(tmp_path / "rep").equals(read_results(tmp_path / "res"))
-    assert json.loads((tmp_path / "rep" / "manifest.json").read_text())["seed"] == 0
-    # a different store is refused, naming the hash
-    other = tmp_path / "other.zarr"
-    make_quadratic_store(other, tasks=("quad-a",), lrs=(0.3,), seeds=(0,), n_snapshots=16)
-    assert (
-        cli_main(
-            [
-                "report",
-                str(tmp_path / "res"),
-                "--out",
-                str(tmp_path / "rep2"),
-                "--store",
-                str(other),
-                "--quiet",
-            ]
-        )
-        == 2
-    )
-    assert "is not the store these results were computed on" in capsys.readouterr().err
+    # --copy-results writes a results directory others merge with
+    merged = read_results(tmp_path / "rep")
+    assert set(merged["forecaster"]) == {"persistence", "linear", "half"}
+    manifest = json.loads((tmp_path / "rep" / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and len(manifest["results_sha256"]) == 64
+    # results without examples.parquet: drawn without fan charts, and the report says why
+    (tmp_path / "mine" / "examples.parquet").unlink()
+    assert cli_main(["report", str(tmp_path / "mine"), "--out", str(tmp_path / "rep2")]) == 0
+    assert "no results directory holds examples.parquet" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- the reference leaderboard
 def test_reference_report_matches_the_small_data_card() -> None:
     root = Path(__file__).resolve().parents[1]
     manifest_path = root / "reports" / "small" / "manifest.json"
-    if not manifest_path.exists():
-        pytest.skip("reports/small/ does not exist yet: produce it with `make reference`")
+    assert manifest_path.exists(), "reports/small/ is committed; produce it with `make reference`"
     from trajbench.report.merge import store_hash_of
 
     manifest = json.loads(manifest_path.read_text())
     card = json.loads((root / "data_cards" / "small.json").read_text())
-    content, _ = store_hash_of(manifest)
-    assert content is not None, "reports/small/manifest.json has no store content hash"
-    assert content == card["tb:card"]["hashes"]["content_sha256"]
+    value = store_hash_of(manifest)
+    assert value is not None, "reports/small/manifest.json has no store hash"
+    assert value == card["tb:card"]["hashes"]["store_sha256"]
     table = read_results(root / "reports" / "small")
     assert (root / "reports" / "small" / "leaderboard.md").exists() and (
         root / "reports" / "small" / "index.html"
@@ -856,7 +899,7 @@ def test_reference_report_matches_the_small_data_card() -> None:
 
 def test_reference_pipeline_writes_a_committable_report(tmp_path: Path) -> None:
     from trajbench.report.reference import main as reference_main
-    from trajbench.store.hashing import store_content_sha256
+    from trajbench.store.hashing import store_sha256
     from trajbench.testing import make_quadratic_store
 
     store = tmp_path / "q.zarr"
@@ -884,7 +927,7 @@ def test_reference_pipeline_writes_a_committable_report(tmp_path: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     from trajbench.report.merge import store_hash_of
 
-    assert store_hash_of(manifest)[0] == store_content_sha256(str(store))
+    assert store_hash_of(manifest) == store_sha256(str(store))
     ref = manifest["reference"]
     assert set(ref["timings_seconds"]) >= {"bench-error", "report"} and ref["wall_seconds"] >= 0
     assert ref["library_versions"]["numpy"] == np.__version__ and ref["machine"]["cpu_count"] >= 1
@@ -918,3 +961,65 @@ def test_plots_are_byte_stable(tmp_path: Path) -> None:
         png, svg = _save(fig, out, "plot")
         outputs.append((png.read_bytes(), svg.read_bytes()))
     assert outputs[0] == outputs[1]
+
+
+# ---------------------------------------------------------------- counts, paths, progress
+def test_counts_print_as_integers(results_dir: Path) -> None:
+    from trajbench.report.leaderboard import fmt_count
+
+    assert [fmt_count(v) for v in (616.0, 528, 24.5, np.nan, np.inf)] == [
+        "616",
+        "528",
+        "24.5",
+        NA,
+        "inf",
+    ]
+    table = read_results(results_dir)
+    steps = table[(table["track"] == "online") & (table["metric"] == "seconds_to_target")].copy()
+    steps = steps[(steps["forecaster"] == "mine") & (steps["task"] == "t1")]
+    steps[["metric", "value", "ci_low", "ci_high"]] = ["steps_to_target", 616.0, 528.0, 660.0]
+    t = online_table(pd.concat([table, steps], ignore_index=True), ["mine", "linear"])
+    row = next(r for r in t.rows if r[0] == "mine" and r[1] == "t1")
+    assert row[t.header.index("steps to target")] == "616 [528, 660]"
+
+
+def test_report_names_the_store_without_local_paths(tmp_path: Path) -> None:
+    from trajbench.report.document import public_location, redact_paths
+
+    assert public_location("/tmp/ref/small2.zarr") == "small2.zarr"
+    assert public_location("s3://bucket/small.zarr") == "s3://bucket/small.zarr"
+    assert (
+        redact_paths("boom in /home/me/p.py:3 (run runs/t1-s0)")
+        == "boom in p.py:3 (run runs/t1-s0)"
+    )
+    table = fixture_table()
+    table.loc[table["forecaster"] == "broken", "message"] = "RuntimeError: /home/me/boom.py"
+    manifest = fixture_manifest()
+    manifest["store"] = {**manifest["store"], "location": "/tmp/ref/fixture.zarr"}
+    manifest["merged_from"] = [{"results_dir": "/srv/results/a", "forecasters": ["linear"]}]
+    report = build_report(load_results(write_fixture(tmp_path / "r", table, manifest)))
+    for text in (render_markdown(report), render_html(report)):
+        assert "/tmp/ref" not in text and "/home/me" not in text and "/srv/results" not in text
+        assert "fixture.zarr" in text and "boom.py" in text
+
+
+def test_progress_goes_to_stderr_and_quiet_silences_it(
+    results_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trajbench.report.terminal import Progress
+
+    lines: list[str] = []
+    with Progress("plots", total=3, unit="plot", log=lines.append, every=0.0) as bar:
+        for name in ("a", "b", "c"):
+            bar.update(1, name)
+    assert lines[0].startswith("plots: 1/3 plot(s), ") and lines[-1].endswith("(done)")
+    with Progress("off", total=1, enabled=False, log=lines.append, every=0.0) as bar:
+        bar.update(1)
+    assert not any(line.startswith("off") for line in lines)
+    capsys.readouterr()
+    assert cli_main(["report", str(results_dir), "--out", str(tmp_path / "loud")]) == 0
+    loud = capsys.readouterr()
+    assert "trajbench report: drawing plots" in loud.err and "trajbench report:" not in loud.out
+    assert cli_main(["report", str(results_dir), "--out", str(tmp_path / "q"), "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and quiet.out.startswith("report ")

@@ -12,7 +12,6 @@ from trajbench.bench.harness import run_benchmark
 from trajbench.bench.protocol import PROTOCOL
 from trajbench.bench.windows import (
     eligible_columns,
-    first_origin,
     sample_columns,
     sample_params,
     sample_run,
@@ -42,12 +41,26 @@ def test_derive_seed_is_stable_across_machines() -> None:
     )
 
 
-def test_first_origin_rule() -> None:
-    assert first_origin([1]) == 1  # references need two points: never before snapshot 1
-    assert first_origin([2, 5]) == 4  # after the longest context compared
-    assert first_origin([1, 64]) == 19  # at most 20 snapshots
-    assert first_origin([]) == 1
-    assert first_origin([8], max_start=6) == 5
+def test_windows_come_from_the_store_not_the_forecasters() -> None:
+    """Protocol 3.0: the store's declared windows, else the fixed default (19, 1, 50);
+    an explicit first origin or stride overrides and counts as a modification only where
+    it differs from the store's."""
+    from trajbench.bench.protocol import DEFAULT_WINDOWS
+    from trajbench.store.windows import EvaluationWindows
+
+    assert DEFAULT_WINDOWS == EvaluationWindows(19, 1, 50)
+    resolved = PROTOCOL.resolve(None)
+    assert (resolved.first_origin, resolved.stride) == (19, 1)
+    assert resolved.horizons == PROTOCOL.horizons
+    declared = EvaluationWindows(first_origin=3, stride=5, max_horizon=10)
+    on_store = PROTOCOL.resolve(declared)
+    assert (on_store.first_origin, on_store.stride) == (3, 5)
+    assert on_store.horizons == (1, 2, 3, 4, 5, 10)
+    assert on_store.modified(PROTOCOL.resolve(declared)) == []
+    same = PROTOCOL.replace(stride=5).resolve(declared)
+    assert same.modified(PROTOCOL.resolve(declared)) == []  # equal to the store's: not a change
+    other = PROTOCOL.replace(first_origin=7).resolve(declared)
+    assert other.modified(PROTOCOL.resolve(declared)) == ["first_origin"]
 
 
 def test_origins_keep_tail_windows_and_stride() -> None:
@@ -316,7 +329,7 @@ def test_harness_short_partial_and_overlong_runs(tmp_path: Path) -> None:
     _write(store, "short", line[:5], lr=0.2)  # first origin is 4: nothing after it
     _write(store, "partial", line[:12], lr=0.3, close=False)  # a writer still running
     protocol = PROTOCOL.replace(
-        split_fractions=(0.0, 0.0, 1.0), horizons=(1, 2, 20, 40), bootstrap=20
+        split_fractions=(0.0, 0.0, 1.0), horizons=(1, 2, 20, 40), bootstrap=20, first_origin=4
     )
     result = run_benchmark(
         store, ["linear", "linear_lstsq"], tmp_path / "out", protocol=protocol, hash_store=False

@@ -74,15 +74,42 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from trajbench.store.summary import summarize_store
 
     info = summarize_store(args.store)
+    info["store_sha256"] = None
+    # A damaged store is summarised as far as it can be read, then listed and exit 2.
+    problems = [f"{path}: {why}" for path, why in info["damaged"].items()]
+    if not args.no_hash:
+        from trajbench.store.hashing import store_sha256
+
+        try:
+            info["store_sha256"] = store_sha256(args.store)
+        except TrajbenchError as exc:
+            problems.append(str(exc))
+    info["problems"] = problems
+    from trajbench.store.reader import open_store
+
+    windows = open_store(args.store).evaluation_windows
+    info["evaluation_windows"] = windows.to_json() if windows is not None else None
     if args.json:
         print(json.dumps(_json_safe(info), indent=2))
-        return 0
+        return _damaged_exit(args.store, problems)
     ratio = info["compression_ratio"]
     print(f"store        {info['store']}")
     print(
         f"format       {info['format']} v{info['format_version']}, created {info['created_at']} by {info['created_by']}"
     )
+    if info["store_sha256"]:
+        print(f"sha256       {info['store_sha256']} (over the decoded values)")
+    if windows is not None:
+        print(
+            f"windows      first origin {windows.first_origin}, stride {windows.stride}, max horizon {windows.max_horizon} (declared by the store)"
+        )
+    else:
+        print("windows      none declared: bench uses the protocol default")
     print(f"runs         {info['n_runs']} ({_fmt_counts(info['groups'])})")
+    if info["damaged"]:
+        print(
+            f"damaged      {len(info['damaged'])} (not counted above): {', '.join(info['damaged'])}"
+        )
     print(f"status       {_fmt_counts(info['status'])}")
     print(f"sources      {_fmt_counts(info['sources'])}")
     p, s = info["n_params"], info["n_snapshots"]
@@ -114,7 +141,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
             print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
         if info["n_runs"] > len(runs):
             print(f"... and {info['n_runs'] - len(runs)} more (use --limit)")
-    return 0
+    return _damaged_exit(args.store, problems)
+
+
+def _damaged_exit(store: str, problems: list[str]) -> int:
+    """0, or for a damaged store one line on stderr naming the first problem, and 2."""
+    if not problems:
+        return 0
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    print(
+        f"trajbench: error: store '{store}' is damaged: {problems[0]}{more}; `trajbench validate {store}` lists every problem",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
@@ -149,6 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("store", help="store directory or fsspec URL")
     info.add_argument("--json", action="store_true", help="print machine-readable JSON")
     info.add_argument("--limit", type=int, default=20, help="runs to list (default 20)")
+    info.add_argument(
+        "--no-hash",
+        action="store_true",
+        help="skip the store sha256 (it decodes every committed value: seconds per GB)",
+    )
     info.set_defaults(func=_cmd_info)
 
     validate = sub.add_parser(
@@ -159,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument(
         "--no-data",
         action="store_true",
-        help="skip scanning committed weights for non-finite values",
+        help="check metadata only: skip reading every committed chunk (checksums, missing"
+        " chunks, non-finite weights)",
     )
     validate.set_defaults(func=_cmd_validate)
 

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             args.forecasters,
             *(["--sample-size", str(args.sample_size)] if args.sample_size else []),
         ],
-        ["report", str(results), "--out", str(report), "--store", str(store)],
+        ["report", str(results), "--out", str(report)],
     ]
     for step in steps:
         print(f"\n$ trajbench {' '.join(step)}", flush=True)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -89,6 +89,10 @@ def conformance_data(seed: int = 0) -> tuple[TrainingData, np.ndarray]:
     return train, held_out
 
 
+#: The windows :func:`make_quadratic_store` declares by default.
+_TEST_WINDOWS: Mapping[str, int] = {"first_origin": 1, "stride": 1, "max_horizon": 50}
+
+
 def make_quadratic_store(
     path: Any,
     *,
@@ -101,9 +105,14 @@ def make_quadratic_store(
     momentum: float = 0.0,
     noise: float = 0.0,
     synthetic: int = 0,
+    windows: Mapping[str, int] | None = _TEST_WINDOWS,
 ) -> list[str]:
     """Write one run per (task, architecture, lr, seed) under ``runs/`` and
     ``synthetic`` series under ``synthetic/quadratic_gd/``; returns their paths.
+
+    ``windows`` (``{"first_origin", "stride", "max_horizon"}``) are declared in the
+    store's root attributes (default: first origin 1, stride 1, the earliest windows the
+    references allow); None declares none, so a benchmark uses the protocol default.
 
     Each run's parameters are a ``linear`` weight, a ``bias`` and a ``norm`` tensor of
     ``layer_sizes`` scalars plus a 2-scalar ``buffer``, following
@@ -185,6 +194,10 @@ def make_quadratic_store(
             writer.append(row, step=t, epoch=float(t))
         writer.close()
         paths.append(f"synthetic/quadratic_gd/{i:04d}")
+    if windows is not None:
+        from trajbench.store.windows import EvaluationWindows, declare_windows
+
+        declare_windows(path, EvaluationWindows.from_json(dict(windows)))
     return paths
 
 

@@ -20,6 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from trajbench.bench.isolation import DEFAULT_TIMEOUT
 from trajbench.errors import TrajbenchError
 
 __all__ = [
@@ -61,7 +62,11 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Fit each forecaster on the training split and score it on the same windows of every evaluation run "
             "(docs/protocol.md). Writes one tidy table (docs/results-format.md). Resumable: forecasters already "
-            "scored under the same store, protocol and seed are reused from RESULTS/partial/."
+            "scored under the same store (the same values: its hash), protocol and seed are reused from "
+            "RESULTS/partial/. Each named or file forecaster runs in a worker process of its own: what it "
+            "raises, a hang past --timeout or memory past --memory-limit is its failure row, and the others "
+            "are scored. A damaged run (a chunk that cannot be read) is left out for every forecaster and "
+            "listed in manifest.json."
         ),
     )
     p.add_argument("store", help="store directory or fsspec URL")
@@ -69,7 +74,7 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--forecasters",
         metavar="A,B",
-        help="registered forecasters, comma-separated, or 'all' (default: all registered, plus any --forecaster)",
+        help="registered forecasters, comma-separated, or 'all' (default: all registered; with --forecaster, only those)",
     )
     p.add_argument(
         "--forecaster",
@@ -99,15 +104,23 @@ def add_bench_parser(subparsers: Any) -> argparse.ArgumentParser:
     _add_run_options(p)
     _add_downstream_options(p)
     _add_online_options(p)
-    p.add_argument("--json", action="store_true", help="print a machine-readable summary")
-    p.add_argument("--quiet", action="store_true", help="no progress output on stderr")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a machine-readable summary (on stdout; no progress output)",
+    )
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no progress output on stderr (by default: each step, and per run the forecasters, elapsed time and ETA)",
+    )
     p.set_defaults(func=cmd_bench)
     return p
 
 
 def _add_protocol_options(p: argparse.ArgumentParser) -> None:
     """The protocol settings a user may change (each change is listed in the manifest)."""
-    from trajbench.bench.protocol import PROTOCOL
+    from trajbench.bench.protocol import DEFAULT_WINDOWS, PROTOCOL
 
     p.add_argument(
         "--splits",
@@ -115,7 +128,17 @@ def _add_protocol_options(p: argparse.ArgumentParser) -> None:
         help=f"splits to report (default: {','.join(PROTOCOL.eval_splits)})",
     )
     p.add_argument(
-        "--stride", type=int, help=f"snapshots between window origins (default {PROTOCOL.stride})"
+        "--stride",
+        type=int,
+        help="snapshots between window origins (default: as the store declares; "
+        f"{DEFAULT_WINDOWS.stride} for a store declaring none); a value other than the store's is a protocol modification",
+    )
+    p.add_argument(
+        "--first-origin",
+        type=int,
+        metavar="I",
+        help="0-based snapshot index of the first window origin (default: as the store declares; "
+        f"{DEFAULT_WINDOWS.first_origin} for a store declaring none); a value other than the store's is a protocol modification",
     )
     p.add_argument(
         "--horizons",
@@ -152,9 +175,42 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         help="recompute every forecaster even if RESULTS/partial/ has it",
     )
     p.add_argument(
+        "--resume-without-hash",
+        action="store_true",
+        help="with --no-store-hash, still reuse RESULTS/partial/: UNCHECKED, the store is then "
+        "matched by location, runs and lengths only, so values edited or regenerated in place mix "
+        "old rows with new ones (without this option --no-store-hash recomputes everything)",
+    )
+    p.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run every forecaster in this process (faster to start; its exceptions still become "
+        "failure rows, but a hang or runaway memory is not stopped and --timeout / --memory-limit "
+        "do not apply)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="seconds one call of a forecaster (its creation, fit or one predict batch) may take "
+        "in its worker process before it is stopped and becomes a failure row "
+        f"(default {DEFAULT_TIMEOUT:g}; 0 for no limit)",
+    )
+    p.add_argument(
+        "--memory-limit",
+        metavar="SIZE",
+        help="memory ceiling of each forecaster's worker process, e.g. 8G (default: none); an "
+        "allocation past it is the forecaster's failure row",
+    )
+    p.add_argument(
+        "--no-examples",
+        action="store_true",
+        help="do not write examples.parquet (each forecaster's forecasts of a few series: the report's fan charts)",
+    )
+    p.add_argument(
         "--no-store-hash",
         action="store_true",
-        help="skip hashing the store's bytes (manifest sha256 is then null)",
+        help="skip the store hash (over its decoded values; the manifest's store sha256 is then null, and results cannot be merged)",
     )
     p.add_argument(
         "--no-memory",
@@ -171,6 +227,19 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="benchmark a store that mixes lossy and lossless runs (refused by default)",
     )
+
+
+def _isolation_from_args(args: argparse.Namespace) -> Any:
+    """The :class:`~trajbench.bench.isolation.Isolation` of ``--timeout`` /
+    ``--memory-limit``, or None with ``--no-isolate``."""
+    from trajbench.bench.isolation import Isolation, parse_size
+
+    if args.no_isolate:
+        return None
+    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
+    if timeout < 0:
+        raise TrajbenchError(f"--timeout must be seconds (0 for no limit), but got {timeout:g}")
+    return Isolation(timeout=timeout or None, memory_limit=parse_size(args.memory_limit))
 
 
 def _add_downstream_options(p: argparse.ArgumentParser) -> None:
@@ -239,6 +308,8 @@ def _protocol_from_args(args: argparse.Namespace) -> Any:
         changes["eval_splits"] = tuple(_csv(args.splits))
     if args.stride is not None:
         changes["stride"] = args.stride
+    if args.first_origin is not None:
+        changes["first_origin"] = args.first_origin
     if args.horizons:
         changes["horizons"] = _int_list(args.horizons, "--horizons")
     if args.sample_size is not None:
@@ -300,7 +371,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     # Without --forecasters, every registered forecaster (the baselines included) is
     # compared, plus any --forecaster class: one command gives the full comparison.
-    specs: list[str] = ["all"] if args.forecasters is None else _csv(args.forecasters)
+    # --forecaster alone scores just those (a submission takes minutes, not the whole
+    # reference); neither option: every registered forecaster
+    default = [] if args.forecaster else ["all"]
+    specs: list[str] = default if args.forecasters is None else _csv(args.forecasters)
     specs.extend(args.forecaster)
     log = (
         None
@@ -316,9 +390,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         protocol=_protocol_from_args(args),
         forecaster_config=args.forecaster_config,
-        resume=not args.no_resume,
-        progress=not args.quiet and not args.json and sys.stderr.isatty(),
+        resume=False if args.no_resume else ("unchecked" if args.resume_without_hash else True),
+        isolation=_isolation_from_args(args),
+        # per run on stderr: a bar on a terminal, else a line every few seconds
+        progress=not args.quiet and not args.json,
         hash_store=not args.no_store_hash,
+        examples=not args.no_examples,
         measure_memory=not args.no_memory,
         allow_lossy_mix=args.allow_lossy_mix,
         scheduler=args.scheduler,
@@ -389,9 +466,19 @@ def _run_lines(manifest: Mapping[str, Any]) -> list[str]:
         f"protocol     v{protocol['version']}"
         + (f" (modified: {', '.join(modified)})" if modified else ""),
         f"windows      {windows['evaluated_runs']} runs evaluated, first origin "
-        f"{windows['first_origin']}, stride {windows['stride']}, "
+        f"{windows['first_origin']}, stride {windows['stride']} "
+        f"({windows.get('declared_by', 'protocol default')}), "
         f"horizons {','.join(map(str, windows['horizons']))}",
     ]
+    if store.get("not_reference_bits"):
+        lines.append(f"note         this store is {store['not_reference_bits']}")
+    damaged = windows.get("damaged_runs") or []
+    if damaged:
+        lines.append(
+            f"damaged      {len(damaged)} run(s) could not be read and were left out for every "
+            f"forecaster, e.g. '{damaged[0]['path']}': {damaged[0]['reason']} (the store is "
+            "damaged; listed in manifest.json)"
+        )
     if windows["runs_without_windows"]:
         lines.append(
             f"             {len(windows['runs_without_windows'])} run(s) too short for any "

@@ -15,9 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from trajbench._runtime import one_line
 from trajbench._seeds import canonical_json, derive_seed, seed_everything
 from trajbench.bench.environment import Meter
+from trajbench.bench.isolation import (
+    ForecasterSpec,
+    WorkerForecaster,
+    failure_text,
+    interrupt_count,
+    reraise_if_user,
+)
 from trajbench.bench.results import ForecasterOutcome
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.forecasting.base import Forecaster
@@ -27,6 +33,7 @@ from trajbench.forecasting.registry import (
     get_forecaster,
     list_forecasters,
     load_forecaster_class,
+    registered_target,
     validate_forecaster_name,
 )
 
@@ -34,7 +41,9 @@ __all__ = [
     "UnloadableForecaster",
     "load_forecaster_config",
     "resolve_forecasters",
+    "resolve_forecaster_specs",
     "forecaster_id",
+    "forecaster_provenance",
     "series_budget",
     "is_reference",
     "fit_forecaster",
@@ -103,32 +112,78 @@ def _expand(specs: Sequence[Any] | None) -> list[Any]:
     return items
 
 
-def _create(item: Any, config: Mapping[str, Mapping[str, Any]], used: set[str]) -> Forecaster:
+def _construct(build: Callable[[], Forecaster], name: str) -> Forecaster:
+    """``build()``, or an :class:`UnloadableForecaster` holding what its constructor
+    raised (``SystemExit`` included): a broken forecaster is a failure row, not the end of
+    the benchmark. A :class:`~trajbench.errors.TrajbenchError` (an unknown name or
+    parameter, a refused value) is the user's to fix and propagates; so does Ctrl-C."""
+    before = interrupt_count()
+    try:
+        return build()
+    except TrajbenchError:
+        raise
+    except BaseException as exc:
+        reraise_if_user(exc, before)
+        return UnloadableForecaster(name, failure_text(exc))
+
+
+def _create(
+    item: Any, config: Mapping[str, Mapping[str, Any]], used: set[str]
+) -> tuple[Forecaster, ForecasterSpec | None]:
     """One forecaster from one item, with its parameters from ``config`` (the config
-    keys it used are added to ``used``)."""
+    keys it used are added to ``used``), and the spec a worker can rebuild it from (None
+    for an instance: it cannot be rebuilt elsewhere)."""
     if isinstance(item, UnloadableForecaster) and item.name in config:
         used.add(item.name)
-        return UnloadableForecaster.wrap(item.name, config[item.name])
+        return UnloadableForecaster.wrap(item.name, config[item.name]), None
     if isinstance(item, Forecaster):
         if item.name in config:
             item.set_params(**config[item.name])
             used.add(item.name)
-        return item
+        return item, None
     if isinstance(item, type) and issubclass(item, Forecaster):
         used.update([item.name] if item.name in config else [])
-        return item(**dict(config.get(item.name, {})))
+        params = dict(config.get(item.name, {}))
+        cls = item
+        made = _construct(lambda: cls(**params), item.name)
+        return made, _spec(made, params)
     if isinstance(item, str) and ":" in item:
         cls = load_forecaster_class(item)
         params = dict(config.get(cls.name, config.get(item, {})))
         used.update(k for k in (cls.name, item) if k in config)
-        return get_forecaster(item, **params)
+        made = _construct(lambda: get_forecaster(item, **params), cls.name)
+        return made, _spec(made, params)
     if isinstance(item, str):
         used.update([item] if item in config else [])
-        return get_forecaster(item, **dict(config.get(item, {})))
+        params = dict(config.get(item, {}))
+        made = _construct(lambda: get_forecaster(item, **params), item)
+        return made, _spec(made, params)
     raise TrajbenchError(
         "a forecaster must be a name, a 'file.py:Class' spec, a Forecaster class or "
         f"instance, but got {item!r}"
     )
+
+
+def _spec(forecaster: Forecaster, params: Mapping[str, Any]) -> ForecasterSpec | None:
+    """Where a worker imports ``forecaster``'s class from (its file for a class loaded
+    from one), with its parameters; None when a worker could not rebuild it (a class
+    defined in ``__main__`` or a function, parameters that are not JSON values)."""
+    if isinstance(forecaster, UnloadableForecaster):
+        return None
+    cls = type(forecaster)
+    if cls.__module__ == "__main__" or "<locals>" in cls.__qualname__:
+        return None
+    try:
+        json.dumps(dict(params), allow_nan=False)
+    except (TypeError, ValueError):
+        return None
+    target = _class_spec(cls)
+    if cls.__module__.startswith("trajbench_local_"):
+        path = _source_file(cls)
+        if path is None:
+            return None
+        target = f"{path}:{cls.__qualname__}"
+    return ForecasterSpec(target, dict(params))
 
 
 def resolve_forecasters(
@@ -137,14 +192,26 @@ def resolve_forecasters(
     """Turn names, ``file.py:Class`` specs, classes and instances into forecasters.
 
     ``None`` or ``"all"`` means every registered forecaster. ``config`` maps a
-    forecaster's name to its parameters. Names must be unique.
+    forecaster's name to its parameters. Names must be unique. A forecaster whose
+    constructor raises is an :class:`UnloadableForecaster` (a failure row).
     """
+    return [f for f, _ in resolve_forecaster_specs(specs, config)]
+
+
+def resolve_forecaster_specs(
+    specs: Sequence[Any] | None, config: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[tuple[Forecaster, ForecasterSpec | None]]:
+    """:func:`resolve_forecasters`, each forecaster with the spec a worker process can
+    rebuild it from (:mod:`trajbench.bench.isolation`; None for an instance)."""
     config = dict(config or {})
     used: set[str] = set()
     out = [_create(item, config, used) for item in _expand(specs)]
-    names = [f.name for f in out]
+    for f, _ in out:
+        validate_forecaster_name(f.name)
+        _refuse_name_clash(f)
+        _name_parameters(f)
+    names = [f.name for f, _ in out]
     for name in names:
-        validate_forecaster_name(name)
         if names.count(name) > 1:
             raise TrajbenchError(
                 f"two forecasters are named '{name}'; give one a different name attribute"
@@ -163,9 +230,102 @@ def resolve_forecasters(
     return out
 
 
+def _class_spec(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _refuse_name_clash(forecaster: Forecaster) -> None:
+    """A forecaster whose name is a registered forecaster's but whose class is not that
+    one's would silently stand in for it in merged results and reports: refused."""
+    if isinstance(forecaster, UnloadableForecaster):
+        return
+    registered = registered_target(forecaster.name)
+    spec = _class_spec(type(forecaster))
+    if registered is not None and registered[0] != spec:
+        where = _source_file(type(forecaster)) or spec
+        raise TrajbenchError(
+            f"forecaster '{forecaster.name}' from {where} ({spec}) has the name of the registered forecaster "
+            f"'{forecaster.name}' ({registered[0]}, {registered[1]}); give your class another name "
+            f'attribute, e.g. name = "my_{forecaster.name}"'
+        )
+
+
+def _name_parameters(forecaster: Forecaster) -> None:
+    """A registered forecaster with parameters other than its defaults is named
+    ``name[param=value,...]`` (sorted by parameter), so that its results never merge
+    with, or stand in for, the default one's."""
+    if isinstance(forecaster, UnloadableForecaster):
+        return
+    registered = registered_target(forecaster.name)
+    if registered is None or registered[0] != _class_spec(type(forecaster)):
+        return
+    changed = _non_default_params(forecaster)
+    if changed:
+        shown = ",".join(f"{k}={_param_text(v)}" for k, v in sorted(changed.items()))
+        forecaster.name = f"{forecaster.name}[{shown}]"
+
+
+def _non_default_params(forecaster: Forecaster) -> dict[str, Any]:
+    import inspect
+
+    try:
+        parameters = inspect.signature(type(forecaster).__init__).parameters
+    except (TypeError, ValueError):
+        return {}
+    changed = {}
+    for key, value in forecaster.get_params().items():
+        default = parameters[key].default if key in parameters else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or canonical_json(default) != canonical_json(value):
+            changed[key] = value
+    return changed
+
+
+def _param_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return canonical_json(value)
+
+
+def _source_file(cls: type) -> str | None:
+    import sys
+
+    module = sys.modules.get(cls.__module__)
+    path = getattr(module, "__file__", None)
+    return str(path) if path else None
+
+
+def forecaster_provenance(forecaster: Forecaster) -> dict[str, Any]:
+    """Where a forecaster's code came from: the installed distribution and its version
+    for a package's class, else the file and the SHA-256 of its bytes (a file forecaster
+    edited between two benchmarks is then told apart)."""
+    import hashlib
+    import importlib.metadata
+
+    cls = type(_identity(forecaster))
+    top = cls.__module__.split(".", 1)[0]
+    dists = importlib.metadata.packages_distributions().get(top) or []
+    if dists and not top.startswith("trajbench_local_"):
+        name = dists[0]
+        try:
+            version = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            version = None
+        return {"kind": "package", "package": name, "version": version, "module": cls.__module__}
+    path = _source_file(cls)
+    if path is None:
+        return {"kind": "unknown", "module": cls.__module__}
+    try:
+        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        digest = None
+    return {"kind": "file", "file": path, "sha256": digest}
+
+
 def forecaster_id(forecaster: Forecaster) -> dict[str, Any]:
-    """What identifies a forecaster's results: name, class, parameters, context length
-    and tags (the manifest's entry, and the key of its partial results)."""
+    """What identifies a forecaster's results: name, class, parameters, context length,
+    tags and where its code came from (the manifest's entry, and the key of its partial
+    results). An isolated forecaster's is the same forecaster's in process."""
+    forecaster = _identity(forecaster)
     cls = type(forecaster)
     return {
         "name": forecaster.name,
@@ -173,7 +333,14 @@ def forecaster_id(forecaster: Forecaster) -> dict[str, Any]:
         "params": json.loads(canonical_json(forecaster.get_params())),
         "context_length": int(forecaster.context_length),
         "tags": json.loads(canonical_json(forecaster.get_tags())),
+        "source": forecaster_provenance(forecaster),
     }
+
+
+def _identity(forecaster: Forecaster) -> Forecaster:
+    """The forecaster whose class, parameters and source identify ``forecaster``: the
+    local instance of one running in a worker, else itself."""
+    return forecaster.local if isinstance(forecaster, WorkerForecaster) else forecaster
 
 
 def series_budget(forecaster: Forecaster) -> int | None:
@@ -184,8 +351,9 @@ def series_budget(forecaster: Forecaster) -> int | None:
 
 def is_reference(forecaster: Forecaster) -> bool:
     """True for the built-in last-two linear extrapolation, whose statistics are the
-    reference's exactly (same float32 arithmetic), so they need not be computed twice."""
-    cls = type(forecaster)
+    reference's exactly (same float32 arithmetic), so they need not be computed twice
+    (in a worker too: its predictions come back bit for bit)."""
+    cls = type(_identity(forecaster))
     return (
         f"{cls.__module__}:{cls.__qualname__}" == REFERENCE_CLASS
         and int(forecaster.context_length) == 2
@@ -208,13 +376,19 @@ def fit_forecaster(
         return ForecasterOutcome(name, None, "failed", f"could not be created: {forecaster.error}")
     fit_meter = Meter(memory=measure_memory)
     seed_everything(derive_seed("trajbench-fit-v1", seed, name))
+    before = interrupt_count()
+    remote = isinstance(forecaster, WorkerForecaster)
     try:
         say(f"{name}: fitting")
         data = training_data(forecaster)
-        with fit_meter.measure():
+        # a worker's fit is metered there: here only the exchange would be
+        with fit_meter.measure(memory=not remote):
             forecaster.fit(data)
-    except Exception as exc:
-        message = f"fit raised {one_line(exc)}"
+    except BaseException as exc:  # SystemExit too: one forecaster never ends the benchmark
+        reraise_if_user(exc, before)
+        message = f"fit raised {failure_text(exc)}"
         say(f"{name}: failed: {message}")
         return ForecasterOutcome(name, None, "failed", message, pretrained_on=pretrained)
+    if isinstance(forecaster, WorkerForecaster):
+        fit_meter.peak_bytes = max(fit_meter.peak_bytes, forecaster.last_peak_bytes)
     return fit_meter

@@ -9,8 +9,10 @@ Each step is a module of :mod:`trajbench.bench`: :mod:`~trajbench.bench.forecast
 :mod:`~trajbench.bench.evaluate` (local or Dask, one algorithm),
 :mod:`~trajbench.bench.tracks` and :mod:`~trajbench.bench.manifest`;
 ``docs/architecture.md`` follows one run from the CLI to the table. A forecaster that
-raises, returns the wrong shape or non-finite values is stopped and becomes a failure
-row; the others go on.
+raises (``SystemExit`` included), returns the wrong shape or non-finite values, or, in a
+worker process (:mod:`~trajbench.bench.isolation`), runs past the timeout or its memory
+limit, is stopped and becomes a failure row; the others go on. A damaged evaluation run
+is left out for every forecaster and the reference, and listed in the manifest.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,19 +30,37 @@ import numpy as np
 import pandas as pd
 
 from trajbench.bench.environment import Meter
-from trajbench.bench.evaluate import ForecasterScores, dask_client, evaluate
+from trajbench.bench.evaluate import DamagedRunInfo, ForecasterScores, dask_client, evaluate
+from trajbench.bench.examples import (
+    EXAMPLES_FILE,
+    ExampleSeries,
+    choose_examples,
+    forecast_examples,
+    recorded_frame,
+)
 from trajbench.bench.forecasters import (
+    UnloadableForecaster,
     fit_forecaster,
     forecaster_id,
     load_forecaster_config,
+    resolve_forecaster_specs,
     resolve_forecasters,
     series_budget,
+)
+from trajbench.bench.isolation import (
+    ForecasterSpec,
+    Isolation,
+    WorkerForecaster,
+    failure_text,
+    interrupt_count,
+    reraise_if_user,
+    user_interrupts,
 )
 from trajbench.bench.manifest import ManifestFacts, build_manifest, lossy_runs
 from trajbench.bench.plan import EvalPlan, OpenedRuns, make_plan
 from trajbench.bench.protocol import PROTOCOL, Protocol
-from trajbench.bench.results import ForecasterOutcome, write_results
-from trajbench.bench.resume import Fingerprints, PartialResults, write_json
+from trajbench.bench.results import ForecasterOutcome, results_sha256, write_results
+from trajbench.bench.resume import Fingerprints, PartialResults, check_resume, write_json
 from trajbench.bench.splits import assign_splits
 from trajbench.bench.statistics import ErrorStatistics
 from trajbench.bench.tracks import (
@@ -55,12 +76,13 @@ from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster, validate_tags
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.series import DEFAULT_BLOCK_BYTES, SeriesSource
-from trajbench.store.hashing import HASH_THREADS, StoreHashes, store_hashes
+from trajbench.store.hashing import HASH_THREADS, store_sha256
 
 __all__ = [
     "TRACKS",
     "Track",
     "BenchResult",
+    "Isolation",
     "run_benchmark",
     "resolve_forecasters",
     "load_forecaster_config",
@@ -100,7 +122,7 @@ def run_benchmark(
     seed: int = 0,
     protocol: Protocol = PROTOCOL,
     forecaster_config: Mapping[str, Mapping[str, Any]] | str | os.PathLike[str] | None = None,
-    resume: bool = True,
+    resume: bool | str = True,
     progress: bool = False,
     hash_store: bool = True,
     measure_memory: bool = True,
@@ -111,6 +133,8 @@ def run_benchmark(
     allow_lossy_mix: bool = False,
     downstream: Any = None,
     online: Any = None,
+    examples: bool = True,
+    isolation: Isolation | None = None,
 ) -> BenchResult:
     """Benchmark ``forecasters`` on ``store`` and write ``out/results.{parquet,csv}``,
     ``out/splits.csv`` and ``out/manifest.json`` (nothing is written when ``out`` is None).
@@ -134,7 +158,10 @@ def run_benchmark(
         ``{name: {param: value}}`` or the path of such a TOML file.
     resume:
         Reuse ``out/partial/<forecaster>.*`` when they were made under the same store,
-        protocol, seed and forecaster parameters.
+        protocol, seed and forecaster parameters. True resumes only where the store hash
+        proves the store's values unchanged (never with ``hash_store=False``);
+        ``"unchecked"`` also without it (a store edited in place would then mix old rows
+        with new ones); False never. ``manifest["resumed"]`` lists what was reused.
     scheduler:
         None to run here; a dask scheduler address, ``"local-cluster"`` or a dask
         ``Client`` to evaluate one run per task on dask.distributed (needs
@@ -145,6 +172,16 @@ def run_benchmark(
     downstream, online:
         :class:`~trajbench.bench.downstream.DownstreamSettings` and
         :class:`~trajbench.bench.online.OnlineSettings` for those tracks (None: defaults).
+    examples:
+        Write ``examples.parquet``: each forecaster's forecasts of a few example series
+        (:mod:`trajbench.bench.examples`), the report's fan charts.
+    isolation:
+        Run each forecaster built from a name or ``file.py:Class`` in a worker process
+        of its own, each call within ``isolation.timeout`` seconds and the worker within
+        ``isolation.memory_limit`` bytes (:mod:`trajbench.bench.isolation`; the CLI's
+        default). None: every forecaster in this process (its exceptions still become
+        failure rows, but a hang is not stopped). Instances, a ``memory://`` store and a
+        Dask ``scheduler`` always run in process; ``manifest["isolation"]`` says which.
     """
     from trajbench.store.reader import Store, open_store
 
@@ -160,25 +197,73 @@ def run_benchmark(
         )
     if isinstance(forecaster_config, str | os.PathLike):
         forecaster_config = load_forecaster_config(forecaster_config)
+    resume = check_resume(resume)
     store_obj = store if isinstance(store, Store) else open_store(store)
     location = store_obj.location
-    fitted = resolve_forecasters(forecasters, forecaster_config)
-    for f in fitted:
+    with user_interrupts():  # a forecaster's own KeyboardInterrupt is told from Ctrl-C
+        resolved = resolve_forecaster_specs(forecasters, forecaster_config)
+    for f, _ in resolved:
         validate_tags(f.get_tags(), f"forecaster '{f.name}'")
     out_dir = Path(out) if out is not None else None
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise TrajbenchError(f"--out '{out}' exists and is not a directory")
+    with (
+        user_interrupts(),
+        _isolated(resolved, isolation, location, scheduler, measure_memory) as (
+            fitted,
+            isolation_section,
+        ),
+    ):
+        return _run(
+            store_obj, fitted, isolation_section, out_dir, track, seed, protocol, resume,
+            progress, hash_store, measure_memory, batch_elements, block_bytes, scheduler,
+            say, allow_lossy_mix, downstream, online, examples, t_start, timings, started_at,
+            tracks_to_run, tracks_skipped,
+        )  # fmt: skip
+
+
+def _run(
+    store_obj: Any,
+    fitted: list[Forecaster],
+    isolation_section: dict[str, Any],
+    out_dir: Path | None,
+    track: str,
+    seed: int,
+    protocol: Protocol,
+    resume: bool | str,
+    progress: bool,
+    hash_store: bool,
+    measure_memory: bool,
+    batch_elements: int,
+    block_bytes: int,
+    scheduler: Any,
+    say: Callable[[str], None],
+    allow_lossy_mix: bool,
+    downstream: Any,
+    online: Any,
+    examples: bool,
+    t_start: float,
+    timings: dict[str, float],
+    started_at: str,
+    tracks_to_run: list[str],
+    tracks_skipped: list[str],
+) -> BenchResult:
+    """:func:`run_benchmark` once its forecasters are resolved (and their workers, if
+    isolated, are ready to start): open, split, plan, score, tracks, manifest, write."""
+    location = store_obj.location
 
     # 1. open every run once, split them, plan the windows
     runs = OpenedRuns(store_obj)
     with _timed(timings, "open"):
         runs.open_all()
     lossy = lossy_runs(runs, allow_lossy_mix)
-    # both store hashes are computed on a background thread while the benchmark runs, and
+    # the store hash is computed on a background thread while the benchmark runs, and
     # waited for only where needed (resuming or saving partial results, the manifest)
-    use_hash = hash_store and not location.startswith("memory://")
-    hasher = _StoreHasher(location) if use_hash else None
+    hasher = _StoreHasher(location) if hash_store else None
     say(f"splitting {len(runs)} runs of '{location}'")
+    # the windows are the store's (protocol 3.0), never the forecasters'
+    published = PROTOCOL.resolve(store_obj.evaluation_windows)
+    protocol = protocol.resolve(store_obj.evaluation_windows)
     with _timed(timings, "splits"):
         splits = assign_splits(runs, protocol, seed)
     with _timed(timings, "plan"):
@@ -193,17 +278,25 @@ def run_benchmark(
             measure_memory=measure_memory,
             error_track="error" in tracks_to_run,
         )
-    store_hash = (lambda: hasher.result().files) if hasher is not None else None
+    store_hash = hasher.result if hasher is not None else None
     partial = None
     if out_dir is not None:
         partial = PartialResults(out_dir / "partial", Fingerprints(plan, location, store_hash))
     training_data = _TrainingSets(runs, splits, store_obj, protocol, seed)
+    # the fan charts' series: chosen from the store and seed alone (never the forecasters)
+    chosen = choose_examples(runs, splits, protocol, seed) if plan.jobs and examples else []
 
     # 2. resume or fit every forecaster, then score the fitted ones in one pass
     with _timed(timings, "evaluate"):
-        outcomes, entries, reference = _score(
-            fitted, plan, runs, partial, resume, training_data, scheduler, progress, say
+        scored = _score(
+            fitted, plan, runs, partial, resume, training_data, scheduler, progress, say, chosen
         )
+    outcomes, entries, reference, forecasts = (
+        scored.outcomes,
+        scored.entries,
+        scored.reference,
+        scored.examples,
+    )
 
     # 3. the tracks' rows, the manifest, the files
     inputs = TrackInputs(
@@ -218,18 +311,37 @@ def run_benchmark(
         {"downstream": downstream, "online": online},
     )
     table, track_sections = run_tracks(tracks_to_run, inputs, timings)
-    hashes = hasher.result() if hasher is not None else None
+    store_hash_value = hasher.result() if hasher is not None else None
     timings["store_hash"] = hasher.waited if hasher is not None else 0.0
+    for entry in entries:
+        entry["isolation"] = isolation_section["forecasters"].get(entry["name"], "in process")
     manifest = build_manifest(
         ManifestFacts(
-            protocol, track, tracks_to_run, tracks_skipped, track_sections, seed,
-            store_obj.attrs, location, hashes, lossy, splits, plan, entries, started_at,
-            time.perf_counter() - t_start, timings, scheduler,
+            protocol, published, store_obj.evaluation_windows is not None,
+            track, tracks_to_run, tracks_skipped, track_sections, seed,
+            store_obj.attrs, location, store_hash_value, lossy, splits, plan, entries, started_at,
+            time.perf_counter() - t_start, timings, scheduler, scored.damaged,
         )
     )  # fmt: skip
+    if hasher is not None and hasher.error is not None:
+        manifest["store"]["sha256_error"] = hasher.error
+    manifest["resumed"] = scored.resumed
+    manifest["isolation"] = isolation_section
+    examples_frame = pd.concat(
+        [recorded_frame(chosen), *(forecasts[f.name] for f in fitted if f.name in forecasts)],
+        ignore_index=True,
+    )
+    manifest["examples"] = {
+        "file": EXAMPLES_FILE if examples else None,
+        "series": [{"run": e.path, "param": e.param} for e in chosen],
+        "forecasters": [f.name for f in fitted if f.name in forecasts],
+    }
     if out_dir is not None:
         out_dir.mkdir(parents=True, exist_ok=True)
         write_results(table, out_dir)
+        manifest["results_sha256"] = results_sha256(out_dir)
+        if examples:
+            examples_frame.to_parquet(out_dir / EXAMPLES_FILE, index=False)
         splits.to_csv(out_dir / "splits.csv", index=False)
         write_json(out_dir / "manifest.json", manifest)
     return BenchResult(table, manifest, splits, out_dir)
@@ -255,43 +367,92 @@ class _timed:
         self._timings[self._name] = self._timings.get(self._name, 0.0) + seconds
 
 
+@dataclass
+class _Scored:
+    """What :func:`_score` found: each forecaster's outcome and manifest entry, the
+    reference's statistics, the fan-chart forecasts, the damaged runs left out, and
+    what was resumed (``manifest["resumed"]``)."""
+
+    outcomes: list[ForecasterOutcome]
+    entries: list[dict[str, Any]]
+    reference: ErrorStatistics | None
+    examples: dict[str, pd.DataFrame]
+    damaged: list[DamagedRunInfo]
+    resumed: dict[str, Any]
+
+
+def _may_resume(
+    resume: bool | str, partial: PartialResults | None, say: Callable[[str], None]
+) -> tuple[bool, str | None]:
+    """Whether saved partial results may be reused, and how their fingerprint holds the
+    store (``"store sha256"`` or ``"unchecked"``). Without the store hash the store's
+    values are not compared, so only ``resume="unchecked"`` reuses them."""
+    if not resume or partial is None or not partial.directory.is_dir():
+        return False, None
+    if partial.checked:
+        return True, "store sha256"
+    if resume == "unchecked":
+        say(
+            f"resuming from {partial.directory} without the store hash: the store's values are not compared"
+        )
+        return True, "unchecked"
+    if any(partial.directory.glob("*.json")):
+        say(
+            f"not resuming from {partial.directory}: without the store hash the store's "
+            "values cannot be compared (pass --resume-without-hash to resume anyway)"
+        )
+    return False, None
+
+
 def _score(
     forecasters: Sequence[Forecaster],
     plan: EvalPlan,
     runs: OpenedRuns,
     partial: PartialResults | None,
-    resume: bool,
+    resume: bool | str,
     training_data: Callable[[Forecaster], TrainingData],
     scheduler: Any,
     progress: bool,
     say: Callable[[str], None],
-) -> tuple[list[ForecasterOutcome], list[dict[str, Any]], ErrorStatistics | None]:
+    chosen: Sequence[ExampleSeries] = (),
+) -> _Scored:
     """Every forecaster's outcome on the error track (resumed from ``partial`` when it
     was saved under the same conditions, else fitted and scored), its manifest entry,
-    and the reference's statistics. Outcomes are saved to ``partial`` as they are known."""
-    may_resume = resume and partial is not None and partial.directory.is_dir()
+    the reference's statistics, and each forecaster's forecasts of the ``chosen``
+    example series. Outcomes are saved to ``partial`` as they are known."""
+    may_resume, fingerprint = _may_resume(resume, partial, say)
     reference = partial.load_reference() if may_resume and partial is not None else None
+    resumed: dict[str, Any] = {
+        "forecasters": [],
+        "reference": reference is not None,
+        "fingerprint": fingerprint,
+        "from": str(partial.directory) if partial is not None and may_resume else None,
+    }
     outcomes: list[ForecasterOutcome | None] = []
     entries: list[dict[str, Any]] = []
     to_score: list[tuple[int, Forecaster, Meter]] = []
+    examples: dict[str, pd.DataFrame] = {}
     settings = plan.settings
     for i, forecaster in enumerate(forecasters):
         ident = forecaster_id(forecaster)
         entries.append({**ident, "status": "ok", "message": "", "resumed": False})
         pretrained = forecaster.get_tag("pretrained_on") or {}
-        resumed = partial.load(ident, pretrained) if may_resume and partial else None
-        if resumed is not None and partial is not None:
+        loaded = partial.load(ident, pretrained) if may_resume and partial else None
+        if loaded is not None and partial is not None:
             say(f"{forecaster.name}: resumed from {partial.directory / forecaster.name}.parquet")
-            entries[i].update(
-                {"resumed": True, "runtime": resumed.runtime, "status": resumed.status}
-            )
-            outcomes.append(resumed)
+            saved = partial.load_examples(ident)
+            if saved is not None:
+                examples[forecaster.name] = saved
+            entries[i].update({"resumed": True, "runtime": loaded.runtime, "status": loaded.status})
+            resumed["forecasters"].append(forecaster.name)
+            outcomes.append(loaded)
             continue
         fit = fit_forecaster(forecaster, settings.seed, settings.measure_memory, training_data, say)
         outcomes.append(fit if isinstance(fit, ForecasterOutcome) else None)
         if not isinstance(fit, ForecasterOutcome):
             to_score.append((i, forecaster, fit))
     want_reference = reference is None and bool(plan.jobs)
+    damaged: list[DamagedRunInfo] = []
     if to_score or want_reference:
         names = ", ".join(f.name for _, f, _ in to_score)
         say(
@@ -299,15 +460,25 @@ def _score(
             if names
             else "computing the reference (last-two linear extrapolation)"
         )
-        scores, found = _evaluate(
+        scores, found, damaged = _evaluate(
             [f for _, f, _ in to_score], plan, runs, want_reference, scheduler, progress
         )
+        for bad in damaged:
+            say(
+                f"run '{bad.path}' left out for every forecaster: the store is damaged ({bad.reason})"
+            )
         if found is not None:
             reference = found
             if partial is not None:
                 partial.save_reference(reference)
         for (i, forecaster, fit_meter), score in zip(to_score, scores, strict=True):
             scored = outcomes[i] = _outcome(forecaster, fit_meter, score, say)
+            if chosen and scored.status != "failed":
+                frame, problem = _forecast_examples(forecaster, chosen, settings, say)
+                if problem is None:
+                    examples[forecaster.name] = frame
+                    if partial is not None:
+                        partial.save_examples(forecaster_id(forecaster), frame)
             if partial is not None:
                 partial.save(forecaster_id(forecaster), scored)
     for entry, outcome in zip(entries, outcomes, strict=True):
@@ -316,7 +487,80 @@ def _score(
             entry.update(
                 {"status": outcome.status, "message": outcome.message, "runtime": outcome.runtime}
             )
-    return [o for o in outcomes if o is not None], entries, reference
+    done = [o for o in outcomes if o is not None]
+    return _Scored(done, entries, reference, examples, damaged, resumed)
+
+
+def _forecast_examples(
+    forecaster: Forecaster,
+    chosen: Sequence[ExampleSeries],
+    settings: Any,
+    say: Callable[[str], None],
+) -> tuple[pd.DataFrame, str | None]:
+    """:func:`~trajbench.bench.examples.forecast_examples`, with anything the
+    forecaster raises there (``SystemExit`` too) costing its fan charts only."""
+    before = interrupt_count()
+    try:
+        return forecast_examples(forecaster, chosen, settings.protocol, settings.seed, say)
+    except BaseException as exc:
+        reraise_if_user(exc, before)
+        message = f"examples: {forecaster.name} raised {failure_text(exc)}"
+        say(message)
+        return pd.DataFrame(), message
+
+
+@contextmanager
+def _isolated(
+    resolved: Sequence[tuple[Forecaster, ForecasterSpec | None]],
+    isolation: Isolation | None,
+    location: str,
+    scheduler: Any,
+    measure_memory: bool,
+) -> Iterator[tuple[list[Forecaster], dict[str, Any]]]:
+    """The forecasters to benchmark, each built from a spec standing in for one in a
+    worker process when ``isolation`` asks for it (started on first use, stopped on the
+    way out whatever happens), and the manifest's ``isolation`` section: how each ran."""
+    out: list[Forecaster] = []
+    how: dict[str, str] = {}
+    for forecaster, spec in resolved:
+        reason = None
+        if isolation is None:
+            reason = "in process (isolation off)"
+        elif isinstance(forecaster, UnloadableForecaster):
+            reason = "in process (could not be created)"
+        elif spec is None:
+            reason = "in process (a Python instance cannot be rebuilt in a worker)"
+        elif scheduler is not None:
+            reason = "in process (on the Dask workers)"
+        elif str(location).startswith("memory://"):
+            reason = "in process (a memory:// store cannot be opened by a worker)"
+        if reason is not None:
+            out.append(forecaster)
+            how[forecaster.name] = reason
+        else:
+            assert isolation is not None and spec is not None
+            out.append(WorkerForecaster(forecaster, spec, isolation, measure_memory))
+            how[forecaster.name] = "worker process"
+    section = {
+        "mode": "worker process" if isolation is not None else "in process",
+        **(isolation or Isolation(timeout=None)).to_json(),
+        "forecasters": how,
+    }
+    if isolation is None:
+        section["timeout_seconds"] = None
+    try:
+        workers = [f for f in out if isinstance(f, WorkerForecaster)]
+        for worker in workers:  # all at once: their start-ups overlap
+            worker.launch()
+        for worker in workers:
+            problem = worker.ready()
+            if problem is not None:
+                how[worker.name] = f"worker process ({problem})"
+        yield out, section
+    finally:
+        for forecaster in out:
+            if isinstance(forecaster, WorkerForecaster):
+                forecaster.close()
 
 
 def _evaluate(
@@ -326,7 +570,7 @@ def _evaluate(
     want_reference: bool,
     scheduler: Any,
     progress: bool,
-) -> tuple[list[ForecasterScores], ErrorStatistics | None]:
+) -> tuple[list[ForecasterScores], ErrorStatistics | None, list[DamagedRunInfo]]:
     """:func:`~trajbench.bench.evaluate.evaluate` here, or on the Dask ``scheduler``
     (a client made here is closed here)."""
     if scheduler is None:
@@ -423,16 +667,18 @@ class _TrainingSets:
 
 
 class _StoreHasher:
-    """Both hashes of the store (:func:`~trajbench.store.hashing.store_hashes`, one read
-    of its files) computed on a daemon thread: hashing releases the GIL, so on a machine
+    """The store hash (:func:`~trajbench.store.hashing.store_sha256`, over the decoded
+    committed values) computed on a daemon thread: decoding and hashing release the GIL, so on a machine
     with a spare core it costs the benchmark no wall time. It hashes on at most all cores
     but one (the benchmark keeps one). :meth:`result` waits (the seconds waited add up
-    in ``waited``) and re-raises what the hashing raised."""
+    in ``waited``); a store whose values cannot all be decoded (a damaged chunk) has no
+    hash: None, and ``error`` says why (the benchmark goes on without it)."""
 
     def __init__(self, location: str) -> None:
         self.waited = 0.0
-        self._value: StoreHashes | None = None
-        self._error: BaseException | None = None
+        self.error: str | None = None
+        self._value: str | None = None
+        self._exc: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, args=(location,), name="trajbench-store-hash", daemon=True
         )
@@ -441,15 +687,18 @@ class _StoreHasher:
     def _run(self, location: str) -> None:
         try:
             threads = min(HASH_THREADS, max(1, (os.cpu_count() or 1) - 1))
-            self._value = store_hashes(location, threads=threads)
-        except BaseException as exc:  # re-raised on the caller's thread by result()
-            self._error = exc
+            self._value = store_sha256(location, threads=threads)
+        except Exception as exc:  # a damaged store: reported, not raised
+            from trajbench._runtime import one_line
 
-    def result(self) -> StoreHashes:
+            self.error = one_line(exc)
+        except BaseException as exc:  # re-raised on the caller's thread by result()
+            self._exc = exc
+
+    def result(self) -> str | None:
         t0 = time.perf_counter()
         self._thread.join()
         self.waited += time.perf_counter() - t0
-        if self._error is not None:
-            raise self._error
-        assert self._value is not None
+        if self._exc is not None:
+            raise self._exc
         return self._value

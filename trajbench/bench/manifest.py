@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +16,8 @@ from trajbench.bench.plan import EvalPlan, OpenedRuns
 from trajbench.bench.protocol import Protocol
 from trajbench.bench.results import RESULTS_FORMAT_VERSION
 from trajbench.errors import TrajbenchError
-from trajbench.store.hashing import CONTENT_HASH_DEFINITION, STORE_HASH_DEFINITION, StoreHashes
+from trajbench.numeric_profile import describe_store
+from trajbench.store.hashing import STORE_HASH_DEFINITION
 
 __all__ = ["ManifestFacts", "build_manifest", "lossy_runs", "SPLIT_NAMES"]
 
@@ -62,6 +63,8 @@ class ManifestFacts:
     """What a benchmark knows at its end, for :func:`build_manifest`."""
 
     protocol: Protocol
+    published: Protocol
+    windows_declared: bool
     track: str
     tracks_run: list[str]
     tracks_skipped: list[str]
@@ -69,7 +72,7 @@ class ManifestFacts:
     seed: int
     store_attrs: Mapping[str, Any]
     location: str
-    hashes: StoreHashes | None
+    store_sha256: str | None
     lossy: Mapping[str, Any]
     splits: pd.DataFrame
     plan: EvalPlan
@@ -78,20 +81,23 @@ class ManifestFacts:
     wall_seconds: float
     timings: Mapping[str, float]
     scheduler: Any
+    #: Evaluation runs left out because their values could not be read (each has
+    #: ``path``, ``split``, ``reason``; :class:`~trajbench.bench.evaluate.DamagedRunInfo`).
+    damaged_runs: Sequence[Any] = ()
 
 
 def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
     """The manifest's sections, in the order written."""
     from trajbench import __version__
 
-    protocol, hashes = facts.protocol, facts.hashes
+    protocol = facts.protocol
     scheduler = facts.scheduler
     return {
         "results_format_version": RESULTS_FORMAT_VERSION,
         "trajbench_version": __version__,
         "protocol": {
             "version": protocol.version,
-            "modified": protocol.modified(),
+            "modified": protocol.modified(facts.published),
             "settings": protocol.to_json(),
         },
         "tracks": {
@@ -101,12 +107,12 @@ def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
             **facts.track_sections,
         },
         "seed": facts.seed,
-        "store_content_sha256": hashes.content if hashes is not None else None,
+        "store_sha256": facts.store_sha256,
         "lossy": facts.lossy["lossy_runs"] > 0,
         "store": _store_section(facts),
         "suite": _store_suite(facts.store_attrs, facts.splits),
         "splits": _split_summary(facts.splits),
-        "windows": _windows_section(facts.plan),
+        "windows": _windows_section(facts.plan, facts.windows_declared, facts.damaged_runs),
         "forecasters": facts.forecasters,
         "library_versions": library_versions(),
         "machine": machine_info(),
@@ -121,14 +127,15 @@ def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
 
 
 def _store_section(facts: ManifestFacts) -> dict[str, Any]:
-    hashes = facts.hashes
     return {
         "location": facts.location,
-        "sha256": hashes.files if hashes is not None else None,
-        "content_sha256_definition": CONTENT_HASH_DEFINITION,
-        **facts.lossy,
+        "sha256": facts.store_sha256,
         "sha256_definition": STORE_HASH_DEFINITION,
+        **facts.lossy,
         "format_version": facts.store_attrs.get("format_version"),
+        # whether the store holds the bits the data cards describe (the pinned numeric
+        # profile was met with the reference library versions): None when it does
+        "not_reference_bits": describe_store(facts.store_attrs),
         "created_by": facts.store_attrs.get("created_by"),
         "n_runs": int(len(facts.splits)),
     }
@@ -156,15 +163,20 @@ def _split_summary(splits: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def _windows_section(plan: EvalPlan) -> dict[str, Any]:
+def _windows_section(plan: EvalPlan, declared: bool, damaged: Sequence[Any]) -> dict[str, Any]:
+    """The windows: where they start, the sample, the runs evaluated, those without a
+    window, and the damaged runs left out for every forecaster and the reference."""
     protocol = plan.settings.protocol
     return {
         "first_origin": plan.settings.first_origin,
-        "stride": protocol.stride,
+        "stride": plan.settings.stride,
+        "max_horizon": protocol.max_horizon,
+        "declared_by": "store" if declared else "protocol default",
         "horizons": list(protocol.horizons),
         "sample_size": protocol.sample_size,
         "sampled_columns": plan.columns_used,
         "columns_read": plan.columns_read,
-        "evaluated_runs": len(plan.jobs),
+        "evaluated_runs": len(plan.jobs) - len(damaged),
         "runs_without_windows": plan.no_windows,
+        "damaged_runs": [d.to_json() for d in damaged],
     }

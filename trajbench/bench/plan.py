@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from trajbench.bench.protocol import Protocol
-from trajbench.bench.windows import first_origin, sample_run, window_origins
+from trajbench.bench.windows import sample_run, window_origins
 from trajbench.forecasting.series import DEFAULT_BLOCK_BYTES
 
 __all__ = ["OpenedRuns", "EvalSettings", "RunJob", "EvalPlan", "make_plan"]
@@ -70,13 +70,15 @@ class OpenedRuns:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """What every run is evaluated under: the protocol, the seed, the first window
-    origin and the longest context (over the forecasters compared), batching and block
-    sizes, and whether memory is metered."""
+    """What every run is evaluated under: the protocol (resolved: its windows are the
+    store's), the seed, the first window origin and the stride (the protocol's), the
+    longest context (over the forecasters compared: how much history is read, never
+    where windows start), batching and block sizes, and whether memory is metered."""
 
     protocol: Protocol
     seed: int
     first_origin: int
+    stride: int
     max_context: int
     batch_elements: int
     block_bytes: int
@@ -130,15 +132,18 @@ def make_plan(
     measure_memory: bool = True,
     error_track: bool = True,
 ) -> EvalPlan:
-    """Sample every evaluation run's parameters and cut its window origins. The first
-    origin follows the longest context of the forecasters compared (``docs/protocol.md``,
+    """Sample every evaluation run's parameters and cut its window origins. ``protocol``
+    must be resolved (:meth:`~trajbench.bench.protocol.Protocol.resolve`): the windows
+    are the store's, whatever the forecasters' context lengths (``docs/protocol.md``,
     section 4). Without ``error_track`` no run is evaluated (forecasters are still fitted
     for the other tracks)."""
-    first = first_origin(list(context_lengths), protocol.max_start, protocol.min_start)
+    windows = protocol.windows
+    first = windows.first_origin
     settings = EvalSettings(
         protocol,
         seed,
         first,
+        windows.stride,
         max([*context_lengths, 2]),
         int(batch_elements),
         int(block_bytes),
@@ -157,7 +162,7 @@ def make_plan(
             protocol.trainable_only,
         )
         n = int(row.n_snapshots)
-        has_origins = len(window_origins(n, first, protocol.stride)) > 0
+        has_origins = len(window_origins(n, first, windows.stride)) > 0
         if not has_origins or not len(sample.columns):
             reason = (
                 f"{n} committed snapshot(s); the first origin is snapshot {first}, "

@@ -1,9 +1,15 @@
 """The evaluation protocol as data (``docs/protocol.md`` is its human-readable twin).
 
 Everything that decides which numbers a forecaster gets is a field of :class:`Protocol`.
-``PROTOCOL`` is version 2.0; the harness records the protocol in every manifest, and any
+``PROTOCOL`` is version 3.0; the harness records the protocol in every manifest, and any
 field changed from the published version is listed under ``protocol.modified`` so that
 results made under different rules are never mistaken for comparable ones.
+
+Windows (3.0) are fixed by the store, never by the forecasters compared: a store declares
+its first origin, stride and largest horizon (:class:`~trajbench.store.windows.EvaluationWindows`,
+from its suite file), a store declaring none gets :data:`DEFAULT_WINDOWS`, and
+:meth:`Protocol.resolve` turns the published rules plus the store's windows into the
+concrete rules of one benchmark.
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from trajbench.errors import TrajbenchError
+from trajbench.store.windows import EvaluationWindows
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "DEFAULT_WINDOWS",
     "Protocol",
     "PROTOCOL",
     "DATA_FAMILIES",
@@ -25,7 +33,11 @@ __all__ = [
     "EVAL_SPLITS",
 ]
 
-PROTOCOL_VERSION = "2.0"
+PROTOCOL_VERSION = "3.0"
+
+#: The windows of a store that declares none (an imported store, one of format 1, one
+#: generated from a suite without ``[suite.windows]``): never derived from the forecasters.
+DEFAULT_WINDOWS = EvaluationWindows(first_origin=19, stride=1, max_horizon=50)
 
 #: Every split label a run can get.
 SPLITS = ("train", "validation", "test", "unseen", "synthetic")
@@ -75,16 +87,17 @@ class Protocol:
         matches any of them is held out whole in the ``unseen`` split.
     eval_splits:
         Splits reported in the results.
-    stride:
-        Snapshots between consecutive window origins.
-    max_start, min_start:
-        The first origin is after the longest context compared, clamped to
-        ``[min_start, max_start]`` snapshots.
+    first_origin, stride:
+        The 0-based snapshot index of the first window origin and the snapshots between
+        consecutive origins. None (the published protocol): as the store declares
+        (:meth:`resolve`); a value is an override, recorded as a modification when it
+        differs from the store's.
     short_horizons:
         Horizons averaged into ``horizon = "short"``.
     horizons:
         Horizons scored (and reported one by one); ``horizon = "long"`` averages all of
         them that a run reaches. Forecasters predict every step up to the largest.
+        :meth:`resolve` keeps those up to the store's ``max_horizon``.
     sample_size:
         Series (scalar parameters) sampled per run; None for every eligible column.
     exclude_kinds, trainable_only:
@@ -104,9 +117,8 @@ class Protocol:
     unseen_tasks: tuple[str, ...] = ("digits-autoencoder",)
     unseen_architectures: tuple[str, ...] = ("gpt-*",)
     eval_splits: tuple[str, ...] = EVAL_SPLITS
-    stride: int = 1
-    max_start: int = 20
-    min_start: int = 2
+    first_origin: int | None = None
+    stride: int | None = None
     short_horizons: tuple[int, ...] = (1, 2, 3, 4, 5)
     horizons: tuple[int, ...] = (1, 2, 3, 4, 5, 10, 20, 30, 40, 50)
     sample_size: int | None = 4096
@@ -138,13 +150,11 @@ class Protocol:
             raise TrajbenchError(
                 f"protocol: split_fractions must be three non-negative numbers summing to 1, but got {fr!r}"
             )
-        positive(self.stride, "stride")
-        positive(self.max_start, "max_start")
-        positive(self.min_start, "min_start")
-        if self.min_start < 2 or self.min_start > self.max_start:
-            raise TrajbenchError(
-                f"protocol: need 2 <= min_start <= max_start, but got {self.min_start} and {self.max_start}"
-            )
+        if self.stride is not None:
+            positive(self.stride, "stride")
+        if self.first_origin is not None:
+            # the last-two linear reference needs a snapshot before the origin
+            positive(self.first_origin, "first_origin")
         if not self.horizons:
             raise TrajbenchError("protocol: horizons must name at least one horizon")
         for h in (*self.horizons, *self.short_horizons):
@@ -189,9 +199,41 @@ class Protocol:
         out = dataclasses.asdict(self)
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
-    def modified(self) -> list[str]:
-        """Fields that differ from the published protocol of this version."""
-        base = Protocol()
+    @property
+    def is_resolved(self) -> bool:
+        """True once the windows are concrete (:meth:`resolve`)."""
+        return self.first_origin is not None and self.stride is not None
+
+    @property
+    def windows(self) -> EvaluationWindows:
+        """The concrete windows of a resolved protocol."""
+        if self.first_origin is None or self.stride is None:
+            raise TrajbenchError(
+                "protocol: the windows are not resolved yet; call resolve(store windows) first"
+            )
+        return EvaluationWindows(self.first_origin, self.stride, self.max_horizon)
+
+    def resolve(self, declared: EvaluationWindows | None) -> Protocol:
+        """The concrete rules for a store declaring ``declared`` (None:
+        :data:`DEFAULT_WINDOWS`): first origin and stride from the store unless this
+        protocol sets them, horizons cut to the store's ``max_horizon``."""
+        windows = declared if declared is not None else DEFAULT_WINDOWS
+        horizons = tuple(h for h in self.horizons if h <= windows.max_horizon)
+        if not horizons:
+            raise TrajbenchError(
+                f"protocol: no horizon of {list(self.horizons)} is at most the store's max_horizon {windows.max_horizon}"
+            )
+        return self.replace(
+            first_origin=windows.first_origin if self.first_origin is None else self.first_origin,
+            stride=windows.stride if self.stride is None else self.stride,
+            horizons=horizons,
+        )
+
+    def modified(self, published: Protocol | None = None) -> list[str]:
+        """Fields that differ from ``published`` (default: the published protocol of this
+        version, unresolved; pass ``PROTOCOL.resolve(windows)`` to compare a resolved
+        protocol with the published rules on the same store)."""
+        base = published if published is not None else Protocol()
         return [
             f.name
             for f in dataclasses.fields(self)
@@ -206,5 +248,6 @@ class Protocol:
         )
 
 
-#: The published protocol, version 2.0 (2.0: chunk-aware parameter samples, series budgets, coverage).
+#: The published protocol, version 3.0 (3.0: windows fixed by the store; 2.0: chunk-aware
+#: parameter samples, series budgets, coverage).
 PROTOCOL = Protocol()

@@ -22,7 +22,7 @@ READ_AHEAD = 2
 def _first_block(source: SeriesSource, settings: EvalSettings) -> tuple[int, int] | None:
     """Rows ``(start, stop)`` of the first block :func:`evaluate_run` reads of ``source``."""
     n = source.n_snapshots
-    origins = window_origins(n, settings.first_origin, settings.protocol.stride)
+    origins = window_origins(n, settings.first_origin, settings.stride)
     horizons = scored_horizons(n, settings.first_origin, settings.protocol.horizons)
     if not len(origins) or not len(horizons) or not source.n_series:
         return None

@@ -38,6 +38,7 @@ __all__ = [
     "empty_table",
     "normalize_table",
     "write_results",
+    "results_sha256",
     "read_results",
     "ForecasterOutcome",
     "aggregate_error_track",
@@ -46,7 +47,9 @@ __all__ = [
     "horizon_sort_key",
 ]
 
-RESULTS_FORMAT_VERSION = 1
+#: 2: the one store hash (``store_sha256``), ``results_sha256``, ``examples.parquet`` and
+#: the forecasters' provenance in the manifest (docs/results-format.md).
+RESULTS_FORMAT_VERSION = 2
 COLUMNS: tuple[str, ...] = (
     "forecaster",
     "task",
@@ -160,6 +163,15 @@ def write_results(table: pd.DataFrame, out_dir: str | os.PathLike[str]) -> tuple
     _atomic_write(parquet_path, lambda p: pq.write_table(arrow, p))
     _atomic_write(csv_path, lambda p: table.to_csv(p, index=False, float_format="%.9g"))
     return parquet_path, csv_path
+
+
+def results_sha256(out_dir: str | os.PathLike[str]) -> str:
+    """SHA-256 of ``out_dir/results.parquet``'s bytes: the manifest records it
+    (``results_sha256``), so that a results table edited after the benchmark is refused
+    when merged."""
+    import hashlib
+
+    return hashlib.sha256((Path(out_dir) / "results.parquet").read_bytes()).hexdigest()
 
 
 def read_results(path: str | os.PathLike[str]) -> pd.DataFrame:

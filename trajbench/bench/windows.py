@@ -1,8 +1,8 @@
 """Series sampling and window origins (``docs/protocol.md``, sections 3 and 4).
 
 The protocol's decisions about which series and which windows are scored: the parameter
-sample of a run (:func:`sample_run`), the shared first origin, the origins and the
-horizons scored, and the sources of a split (:func:`split_sources`).
+sample of a run (:func:`sample_run`), the origins and the horizons scored (from the
+first origin the store declares, :meth:`trajbench.bench.protocol.Protocol.resolve`), and the sources of a split (:func:`split_sources`).
 
 Reading the series and cutting windows from them is the forecasting layer's
 (:mod:`trajbench.forecasting.series`); its names and :func:`derive_seed` are re-exported
@@ -37,7 +37,6 @@ __all__ = [
     "ParamSample",
     "sample_params",
     "sample_run",
-    "first_origin",
     "window_origins",
     "scored_horizons",
     "SeriesSource",
@@ -163,14 +162,6 @@ def sample_columns(
 ) -> np.ndarray:
     """The sampled columns of :func:`sample_params`, sorted."""
     return sample_params(eligible, size, seed, key, chunk_width).columns
-
-
-def first_origin(context_lengths: Sequence[int], max_start: int = 20, min_start: int = 2) -> int:
-    """Index of the first origin shared by every forecaster compared: after the longest
-    context among them, but never after snapshot ``max_start - 1`` and never before
-    snapshot ``min_start - 1`` (the references need two points)."""
-    longest = max([int(k) for k in context_lengths], default=1)
-    return max(min_start, min(max_start, longest)) - 1
 
 
 def window_origins(n_snapshots: int, first: int, stride: int) -> np.ndarray:

@@ -11,16 +11,14 @@ seeds, generator, library versions, codecs), how the benchmark splits it
 (:func:`trajbench.bench.splits.assign_splits`) and what could leak, integrity hashes,
 licenses, intended uses and limitations.
 
-**A card describes content, not a copy.** Generation is bitwise deterministic, but every
-group's ``zarr.json`` carries ``created_at`` / ``updated_at`` timestamps, so two
-generations of one suite differ in those files (and therefore in the exact-bytes
-``store_sha256`` of :mod:`trajbench.store.hashing`, which ``trajbench bench`` records).
-The card therefore identifies a store by hashes that leave those two attributes out
-(:data:`CONTENT_HASH_DEFINITION`, :data:`ARRAY_HASH_DEFINITION`; array ``zarr.json``
-documents carry no timestamps), and contains no timestamp: regenerating a suite
-reproduces its card byte for byte. ``include_copy=True`` (``trajbench card --copy``) adds
-a ``copy`` section with the exact-bytes ``store_sha256`` and the store's ``created_at``,
-for a card published next to one particular copy of a store.
+**A card describes content, not a copy.** Generation is bitwise deterministic (under the
+pinned numeric profile, on every x86-64 machine), and the card identifies a store by the
+one store hash of :mod:`trajbench.store.hashing` (:data:`STORE_HASH_DEFINITION`), over
+the decoded committed values and the attributes less timestamps, versions, machine and
+codecs: the hash ``trajbench info``, ``bench`` and ``report`` show. The card contains no
+timestamp, so regenerating a suite reproduces its card byte for byte.
+``include_copy=True`` (``trajbench card --copy``) adds a ``copy`` section with the
+store's ``created_at``, for a card published next to one particular copy of a store.
 
 The modules: :mod:`~trajbench.cards.facts` collects the facts from the store,
 :mod:`~trajbench.cards.jsonld` assembles the JSON-LD card (:func:`build_card`),
@@ -36,23 +34,19 @@ from trajbench.cards.jsonld import CARD_FORMAT, build_card
 from trajbench.cards.markdown import render_markdown
 from trajbench.cards.write import write_card
 from trajbench.store.hashing import (
-    ARRAY_HASH_DEFINITION,
-    CONTENT_HASH_DEFINITION,
+    STORE_HASH_DEFINITION,
     VOLATILE_ATTRIBUTES,
     array_sha256s,
-    content_sha256_of,
-    store_content_sha256,
+    store_sha256,
 )
 
 __all__ = [
     "CARD_FORMAT",
-    "ARRAY_HASH_DEFINITION",
-    "CONTENT_HASH_DEFINITION",
+    "STORE_HASH_DEFINITION",
     "VOLATILE_ATTRIBUTES",
     "build_card",
     "render_markdown",
     "write_card",
     "array_sha256s",
-    "store_content_sha256",
-    "content_sha256_of",
+    "store_sha256",
 ]

@@ -23,6 +23,7 @@ import numpy as np
 
 from trajbench._seeds import canonical_json as _canonical_json
 from trajbench.errors import TrajbenchError
+from trajbench.numeric_profile import describe_store
 from trajbench.store.hashing import StoreFiles
 from trajbench.store.reader import Store, open_store
 
@@ -481,7 +482,10 @@ def recipe_of(
             "format_version": store_attrs.get("format_version"),
             "created_by": store_attrs.get("created_by"),
             "library_versions": store_attrs.get("library_versions"),
-            "platform": store_attrs.get("platform"),
+            # the numeric profile generation ran under, not the machine: the same bits on
+            # every x86-64 machine that meets it (docs/datasets.md, "Numeric profile")
+            "numeric_profile": store_attrs.get("numeric_profile"),
+            "not_reference_bits": describe_store(store_attrs),
         },
         "generators": [
             {"generator": json.loads(k), "runs": n} for k, n in sorted(generators.items())
@@ -496,9 +500,10 @@ def recipe_of(
         "codecs": _codecs(files),
         "compression": _compression(facts),
         "weights_chunks": _weights_chunks(facts, files),
-        "determinism": "bitwise-identical weights and metrics for the same suite and seed with any number of workers, on CPU, one torch thread"
-        " per run, on the same machine type and library versions; the only bytes that differ between two generations are the"
-        " created_at / updated_at attributes of group zarr.json documents",
+        "determinism": "bitwise-identical weights and metrics for the same suite and seed with any number of workers, on every"
+        " x86-64 machine, with the numeric library versions of the numeric profile (recorded under Recipe): generation pins"
+        " the CPU kernels of ATen, MKL, oneDNN, NNPACK, NumPy, OpenBLAS and glibc and runs one thread per run; the store hash"
+        " (over decoded values) then equals this card's",
     }
 
 

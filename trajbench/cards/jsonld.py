@@ -11,11 +11,11 @@ from typing import Any
 from trajbench.cards import facts
 from trajbench.errors import TrajbenchError
 from trajbench.store.hashing import (
-    ARRAY_HASH_DEFINITION,
-    CONTENT_HASH_DEFINITION,
     STORE_HASH_DEFINITION,
+    StoreDigest,
     StoreFiles,
     scan_store,
+    store_digest,
 )
 from trajbench.store.reader import Store
 
@@ -85,8 +85,8 @@ _LIMITATIONS = [
     "Toy scale: tasks are CPU-only and tiny (hundreds to tens of thousands of parameters, digits / MNIST-1D / an 11.6 KB"
     " text); conclusions may not transfer to large models, GPUs, mixed precision or data-parallel training.",
     "Determinism scope: the same suite and seed give bitwise-identical weights and metrics for any number of workers"
-    " on CPU, on the same machine type with the same library versions (listed under Recipe); other platforms or"
-    " versions give numerically different (equally valid) trajectories and different hashes.",
+    " on every x86-64 machine under the numeric profile, with the numeric library versions listed under Recipe; other"
+    " architectures or versions give numerically different (equally valid) trajectories and another store hash.",
     "Snapshots are taken at a fixed cadence (see snapshots per epoch); what happens between snapshots is not recorded,"
     " and forecasting horizons are in snapshots, not optimizer steps.",
     "Metrics are measured on small held-out splits (360 digits, 1,000 MNIST-1D samples, 35 text windows): differences"
@@ -253,16 +253,12 @@ def _description(name: str, c: dict[str, Any]) -> str:
     )
 
 
-def _hashes(files: StoreFiles, array_hashes: dict[str, str]) -> dict[str, Any]:
+def _hashes(digest: StoreDigest, files: StoreFiles) -> dict[str, Any]:
     return {
-        "content_sha256": files.content_sha256(),
-        "content_hash_definition": CONTENT_HASH_DEFINITION,
-        "array_hash_definition": ARRAY_HASH_DEFINITION,
-        "arrays": len(array_hashes),
-        "files": len(files.hashes),
-        "store_sha256_note": "The exact-bytes store_sha256 (sha256-files-v1) that `trajbench bench` records in manifest.json includes the"
-        " created_at / updated_at timestamps, so it identifies one copy of a store, not its content: compare content_sha256"
-        " (trajbench.cards.store_content_sha256) to check a regenerated store against this card.",
+        "store_sha256": digest.sha256,
+        "store_hash_definition": STORE_HASH_DEFINITION,
+        "arrays": len(digest.arrays),
+        "files": len(files.sizes),
     }
 
 
@@ -302,7 +298,7 @@ def _trajbench_facts(
     runs: list[facts.RunFacts],
     name: str,
     files: StoreFiles,
-    array_hashes: dict[str, str],
+    digest: StoreDigest,
 ) -> dict[str, Any]:
     """The ``tb:card`` section of the card named ``name`` of ``st`` (without ``copy``)."""
     shipped = facts.shipped_suites()
@@ -315,7 +311,7 @@ def _trajbench_facts(
         "recipe": facts.recipe_of(runs, files, st.attrs, shipped),
         "splits": splits,
         "leakage": facts.leakage_of(runs, splits, shipped, name),
-        "hashes": _hashes(files, array_hashes),
+        "hashes": _hashes(digest, files),
         "licenses": _licenses(),
         "intended_uses": list(_INTENDED_USES),
         "limitations": list(_LIMITATIONS),
@@ -328,7 +324,7 @@ def build_card(
     """The card of ``store`` as a Croissant-style JSON-LD dict (``sc:Dataset``; the
     trajbench facts under ``tb:card``). Deterministic: the same store content gives the
     same dict. ``suite`` names the card (default: the one suite its runs record);
-    ``include_copy`` adds the exact-bytes ``store_sha256`` and ``created_at`` of this copy."""
+    ``include_copy`` adds the ``created_at`` of this copy."""
     if suite is not None:
         facts.card_name([], suite)  # a bad name fails before the store is read
     st = facts.open_card_store(store)
@@ -338,16 +334,12 @@ def build_card(
             f"store '{st.location}' has no runs and no synthetic series; there is nothing to describe"
         )
     name = facts.card_name(runs, suite)
-    # One read of the files gives the sizes, the documents and every hash the card lists.
     files = scan_store(str(st.location))
-    array_hashes = files.array_sha256s()
-    tb = _trajbench_facts(st, runs, name, files, array_hashes)
+    digest = store_digest(st)
+    array_hashes = digest.arrays
+    tb = _trajbench_facts(st, runs, name, files, digest)
     if include_copy:
-        tb["copy"] = {
-            "store_sha256": files.files_sha256(),
-            "store_hash_definition": STORE_HASH_DEFINITION,
-            "created_at": st.attrs.get("created_at"),
-        }
+        tb["copy"] = {"created_at": st.attrs.get("created_at")}
     metric_names = sorted(
         {posixpath.basename(a) for a in array_hashes} - {"weights", "step", "epoch"}
     )

@@ -97,7 +97,7 @@ def _front_matter(card: Mapping[str, Any]) -> list[str]:
         "",
         card["description"],
         "",
-        f"Content SHA-256 (`sha256-content-v1`, timestamp-free): `{tb['hashes']['content_sha256']}`",
+        f"Store SHA-256 (`trajbench-values-v1`, over the decoded values): `{tb['hashes']['store_sha256']}`",
         "",
     ]
 
@@ -400,13 +400,18 @@ def _software(card: Mapping[str, Any]) -> list[str]:
     root_versions = r["store"].get("library_versions") or {}
     if root_versions:
         out.append("- store created with: " + _join(f"{k} {x}" for k, x in root_versions.items()))
-    platform = r["store"].get("platform") or {}
-    if platform:
-        simd = ", ".join(platform.get("cpu_simd") or []) or "not recorded"
+    profile = r["store"].get("numeric_profile") or {}
+    if profile.get("name"):
+        versions = profile.get("library_versions") or {}
         out.append(
-            f"- created on: {platform.get('machine')}, CPU {platform.get('cpu_model') or 'not recorded'} (SIMD: {simd});"
-            " real training runs are bitwise reproducible only on this CPU type (docs/datasets.md)"
+            f"- numeric profile: {profile['name']} ({'met by every run' if profile.get('met') else 'not met'});"
+            " numeric libraries: "
+            + (_join(f"{k} {x}" for k, x in versions.items()) or "not recorded")
         )
+    else:
+        out.append("- numeric profile: none (generated with unpinned kernels)")
+    if r["store"].get("not_reference_bits"):
+        out.append(f"- this store is {r['store']['not_reference_bits']}")
     return out
 
 
@@ -511,10 +516,9 @@ def _integrity(card: Mapping[str, Any]) -> list[str]:
         "",
         "## Integrity",
         "",
-        f"- Content SHA-256: `{h['content_sha256']}`. Definition: {h['content_hash_definition']}.",
-        f"- Per-array SHA-256 ({h['arrays']:,} arrays, below). Definition: {h['array_hash_definition']}.",
-        f"- {h['store_sha256_note']}",
-        "- Check a store: `python -c \"from trajbench.cards import store_content_sha256; print(store_content_sha256('STORE'))\"`.",
+        f"- Store SHA-256: `{h['store_sha256']}`, the hash `trajbench info`, `bench` and `report` show. Definition: {h['store_hash_definition']}.",
+        f"- Per-array SHA-256 ({h['arrays']:,} arrays, below): the SHA-256 of each array's line of that definition.",
+        "- Check a store: `trajbench info STORE` prints its store SHA-256.",
         "",
     ]
     if "copy" in tb:
@@ -522,7 +526,6 @@ def _integrity(card: Mapping[str, Any]) -> list[str]:
         out += [
             "### This copy",
             "",
-            f"- store_sha256 (`sha256-files-v1`, the value `trajbench bench` records in manifest.json): `{cp['store_sha256']}`",
             f"- created_at: {cp['created_at']}",
             "",
         ]

@@ -41,6 +41,7 @@ __all__ = [
     "get_forecaster",
     "get_forecaster_class",
     "list_forecasters",
+    "registered_target",
     "forecaster_table",
     "register_forecaster",
     "unregister_forecaster",
@@ -107,6 +108,14 @@ def _entries() -> dict[str, _Entry]:
     for name, cls in _REGISTERED.items():
         table[name] = _Entry(name, f"{cls.__module__}:{cls.__qualname__}", "registered", cls)
     return table
+
+
+def registered_target(name: str) -> tuple[str, str] | None:
+    """``("module:Class", origin)`` of the forecaster registered as ``name`` (origin:
+    ``"built-in"``, ``"entry point (dist version)"`` or ``"registered"``), or None when
+    no forecaster has that name. Nothing is imported."""
+    entry = _entries().get(name)
+    return None if entry is None else (entry.target, entry.origin)
 
 
 def list_forecasters() -> list[str]:

@@ -6,6 +6,8 @@ import argparse
 import json
 from typing import Any
 
+from trajbench.numeric_profile import DEFAULT_PROFILE
+
 __all__ = ["add_generate_parser", "add_list_tasks_parser", "add_list_suites_parser"]
 
 
@@ -36,6 +38,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         compression=args.compression,
         lossy=args.lossy,
+        numeric_profile=None if args.numeric_profile.lower() == "none" else args.numeric_profile,
     )
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
@@ -71,6 +74,12 @@ def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--lossy",
         help="lossy rounding of weights: bf16, f16 or mantissa bits to keep (default: lossless)",
+    )
+    p.add_argument(
+        "--numeric-profile",
+        default=DEFAULT_PROFILE,
+        metavar="NAME|none",
+        help=f"pin the numeric libraries' kernels so that every x86-64 machine gives the same bytes (default {DEFAULT_PROFILE}; 'none': unpinned, faster; docs/datasets.md)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,10 +7,19 @@
   records a snapshot at initialisation and ``snapshots_per_epoch`` times per epoch, with
   metrics ``train_loss`` (mean minibatch loss since the previous snapshot; NaN at the
   initial snapshot), ``val_loss``, ``val_acc`` and ``lr`` (the learning rate of the next step).
-* Workers are fresh processes (``forkserver`` or ``spawn``) that each call ``torch.set_num_threads(1)``; with
-  ``workers=1`` runs execute in the calling process, also on one thread. Every random
-  choice of a run derives from its seed, so the same suite and seed give bitwise-identical
-  weights for any number of workers.
+* Numeric profile (``docs/datasets.md``, "Numeric profile"). By default runs and synthetic
+  series are computed under :data:`~trajbench.numeric_profile.DEFAULT_PROFILE`: kernels
+  pinned to code paths every x86-64 machine runs the same way, so the same suite, seed and
+  library versions give the same bytes on Intel and AMD. Its settings are read when the
+  numeric libraries load, so the work runs in worker processes *started* with the pinned
+  environment (``spawn``; with ``workers=1`` a single such worker) unless the calling
+  process already has the profile in effect. The store records the profile, whether every
+  run and series met it, and the library versions (root attribute ``numeric_profile``);
+  each run and series records ``{"name", "met"}``. ``numeric_profile=None`` trains
+  unpinned, in the calling process when ``workers=1``.
+* Workers are fresh processes (``forkserver`` or ``spawn``; ``spawn`` when pinning) that
+  each run on one torch thread. Every random choice of a run derives from its seed, so the
+  same suite and seed give bitwise-identical weights for any number of workers.
 * Re-running skips runs that are ``complete`` (or ``diverged``: a deterministic outcome)
   with all their snapshots, and redoes the others from scratch (mode ``"w"``): partial
   runs of a killed generation and ``failed`` ones.
@@ -29,15 +38,17 @@ import math
 import os
 import time
 import traceback
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from trajbench import numeric_profile as profiles
 from trajbench._runtime import one_torch_thread
 from trajbench.errors import TrajbenchError
 from trajbench.generate.optimizers import (
@@ -72,6 +83,8 @@ class RunResult:
     final: dict[str, float] = field(default_factory=dict)
     target_epoch: float | None = None  # first snapshot epoch meeting the suite's target
     error: str | None = None
+    numeric_profile_met: bool | None = None  # None: unpinned, or no worker result
+    numeric_profile_note: str | None = None  # why the profile was not met
 
 
 @dataclass
@@ -91,6 +104,9 @@ class GenerateSummary:
     synthetic_written: int = 0
     synthetic_skipped: int = 0
     seconds: float = 0.0
+    numeric_profile: str | None = None
+    numeric_profile_met: bool | None = None  # every run and series of this call met it
+    numeric_profile_note: str | None = None  # the first reason it was not met
     results: list[RunResult] = field(default_factory=list)
 
     @property
@@ -113,6 +129,14 @@ class GenerateSummary:
             f" {self.diverged} diverged, {self.failed} failed; synthetic series: {self.synthetic_written} written,"
             f" {self.synthetic_skipped} skipped; {self.seconds:.1f} s",
         ]
+        if self.numeric_profile is None:
+            lines.append("numeric profile: none (unpinned kernels; not the reference bits)")
+        elif self.numeric_profile_met:
+            lines.append(f"numeric profile {self.numeric_profile}: met")
+        else:
+            lines.append(
+                f"numeric profile {self.numeric_profile}: NOT met ({self.numeric_profile_note or 'see the runs'})"
+            )
         for r in self.failures[:10]:
             lines.append(f"  failed {r.run_id}: {r.error}")
         if len(self.failures) > 10:
@@ -212,10 +236,21 @@ class _NoRecorder:
         self.close("complete" if exc_type is None else "failed")
 
 
-def train_run(spec: RunSpec, out: Any, *, mode: WriteMode = "w", record: bool = True) -> RunResult:
+def train_run(
+    spec: RunSpec,
+    out: Any,
+    *,
+    mode: WriteMode = "w",
+    record: bool = True,
+    numeric_profile: str | None = None,
+) -> RunResult:
     """Train and record one run into store ``out`` (in this process, on the current
     torch threads). Never raises for a failure of the run itself: a failed run comes back
     with ``status="failed"`` and is marked so in the store.
+
+    ``numeric_profile``: the profile this process is meant to run under; whether it is in
+    effect is checked (never applied: see :mod:`trajbench.numeric_profile`) and recorded in
+    the run's ``numeric_profile`` attribute and the result. None records nothing.
 
     ``record=False`` trains exactly the same way (held-out evaluation at every snapshot
     included) without a Recorder and without touching ``out``: the baseline of the
@@ -225,6 +260,7 @@ def train_run(spec: RunSpec, out: Any, *, mode: WriteMode = "w", record: bool = 
 
     started = time.perf_counter()
     result = RunResult(spec.run_id, spec.task, "failed")
+    profile_attr = _profile_attr(numeric_profile, result)
     owns_group = False  # only touch the store's run once this call has (re)created it
     model = None
     try:
@@ -248,6 +284,8 @@ def train_run(spec: RunSpec, out: Any, *, mode: WriteMode = "w", record: bool = 
             steps_per_epoch=steps_per_epoch,
         )
         meta = run_attrs(spec, task, steps_per_epoch)
+        if profile_attr is not None:
+            meta["numeric_profile"] = profile_attr
         target = spec.target
         with (
             Recorder(out, spec.run_id, model, meta=meta, mode=mode)
@@ -319,6 +357,18 @@ def train_run(spec: RunSpec, out: Any, *, mode: WriteMode = "w", record: bool = 
     return result
 
 
+def _profile_attr(name: str | None, result: RunResult | None = None) -> dict[str, Any] | None:
+    """A run's or series' ``numeric_profile`` attribute: the profile's name and whether it
+    is in effect in this process (the same on every machine that meets it: no CPU facts)."""
+    if name is None:
+        return None
+    check = profiles.check_in_effect(name)
+    if result is not None:
+        result.numeric_profile_met = check.met
+        result.numeric_profile_note = None if check.met else check.reason
+    return {"name": name, "met": check.met}
+
+
 def _failed_stub(out: Any, spec: RunSpec, model: torch.nn.Module, mode: WriteMode) -> bool:
     """Record a run that failed before training started (no snapshots), so the store
     shows it; returns whether the group now exists."""
@@ -366,7 +416,9 @@ def _mark_failed(out: Any, run_id: str, error: str, trace: str = "") -> None:
 
 
 # --------------------------------------------------------------- workers
-def _worker_init() -> None:
+def _worker_init(numeric_profile: str | None = None) -> None:
+    if numeric_profile is not None:
+        profiles.apply_in_process(numeric_profile)
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
@@ -384,6 +436,46 @@ class _Job:
     task_cls: type
     optimizer_spec: Any
     schedule_spec: Any
+    numeric_profile: str | None = None
+
+
+@dataclass
+class _SyntheticJob:
+    """Writing a suite's synthetic series (numpy computes them, so they are pinned too)."""
+
+    suite: Suite
+    out: str
+    families: dict[str, Any]  # name -> family object, so that registered families travel
+    numeric_profile: str | None = None
+
+
+@dataclass
+class _SyntheticResult:
+    written: int = 0
+    skipped: int = 0
+    met: list[bool] = field(default_factory=list)  # of every series written or skipped
+    note: str | None = None
+
+
+# A job of a pool round: a run, or the synthetic series (kept generic so that a round of
+# runs only hands back runs).
+_J = TypeVar("_J", bound="_Job | _SyntheticJob")
+
+
+def _worker_entry(job: _Job | _SyntheticJob) -> RunResult | _SyntheticResult:
+    if isinstance(job, _SyntheticJob):
+        return _worker_synthetic(job)
+    return _worker_run(job)
+
+
+def _worker_synthetic(job: _SyntheticJob) -> _SyntheticResult:
+    from trajbench.generate import synthetic as synth_mod
+    from trajbench.store.root import open_root
+
+    for name, family in job.families.items():
+        if synth_mod._FAMILIES.get(name) is not family:
+            synth_mod._FAMILIES[name] = family
+    return _write_synthetic(job.suite, open_root(job.out, mode="a"), job.out, job.numeric_profile)
 
 
 def _worker_run(job: _Job) -> RunResult:
@@ -397,10 +489,10 @@ def _worker_run(job: _Job) -> RunResult:
         task_base._REGISTRY[name] = job.task_cls
     opt_mod._OPTIMIZERS[job.optimizer_spec.name] = job.optimizer_spec
     opt_mod._SCHEDULES[job.schedule_spec.name] = job.schedule_spec
-    return train_run(job.spec, job.out, mode="w")
+    return train_run(job.spec, job.out, mode="w", numeric_profile=job.numeric_profile)
 
 
-def _make_job(spec: RunSpec, out: str) -> _Job:
+def _make_job(spec: RunSpec, out: str, numeric_profile: str | None = None) -> _Job:
     from trajbench.tasks import get_task_class
 
     return _Job(
@@ -409,7 +501,15 @@ def _make_job(spec: RunSpec, out: str) -> _Job:
         get_task_class(spec.config.task),
         _OPTIMIZERS[spec.config.optimizer["name"]],
         _SCHEDULES[spec.config.schedule["name"]],
+        numeric_profile,
     )
+
+
+def _make_synthetic_job(suite: Suite, out: str, numeric_profile: str | None) -> _SyntheticJob:
+    from trajbench.generate.synthetic import get_family
+
+    families = {entry.family: get_family(entry.family) for entry in suite.synthetic}
+    return _SyntheticJob(suite, out, families, numeric_profile)
 
 
 # ----------------------------------------------------------------- planning
@@ -509,6 +609,7 @@ def generate(
     scheduler: str | None = None,
     compression: str | None = None,
     lossy: str | int | None = None,
+    numeric_profile: str | None = profiles.DEFAULT_PROFILE,
 ) -> GenerateSummary:
     """Generate every run (and synthetic series) of ``suite`` into the store ``out``.
 
@@ -538,7 +639,8 @@ def generate(
     mp_context:
         Start method of the worker processes: ``"forkserver"`` (default where available;
         torch and trajbench are imported once, in the server), ``"spawn"`` or ``"fork"``.
-        Results do not depend on it.
+        Results do not depend on it. Under a numeric profile that this process does not
+        already have in effect, workers must be spawned (the default then).
     scheduler:
         Run on Dask instead of a local process pool (needs ``dask[distributed]``):
         ``"local"`` (or ``"local-cluster"``, as the bench command spells it) starts a ``LocalCluster`` of ``workers`` single-threaded worker
@@ -550,15 +652,34 @@ def generate(
         lossy ``None``, ``"bf16"``, ``"f16"`` or mantissa bits), recorded as the store's
         ``default_compression`` root attribute, which every writer of a new run follows
         (``docs/format.md``). ``None`` keeps the store's default (``"fast"``, lossless).
+    numeric_profile:
+        The numeric profile runs and series are computed under (default
+        ``"x86-64-portable-v1"``: the same bytes on every x86-64 machine with the same
+        library versions; ``docs/datasets.md``), or None for the libraries' own choice of
+        kernels (faster; bits then depend on the CPU). A store keeps the profile it was
+        started with: resuming it under another one raises. Where the profile cannot be
+        met (another architecture, or a remote Dask worker started without it) generation
+        still runs and the store records ``met: false``.
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise TrajbenchError(f"workers must be a positive int, but got {workers!r}")
     from trajbench.store.root import open_root
 
+    if numeric_profile is not None:
+        profiles.get_profile(numeric_profile)  # an unknown name fails before any work
+    _check_not_bootstrapping()
     started = time.perf_counter()
     suite = load_suite(suite)
     specs = _select(suite.runs(seed), tasks, shard)
     out_text = os.fspath(out)
+    # The calling process can train under the profile itself only if it was started with it.
+    in_process = (
+        numeric_profile is None or profiles.check_in_effect(numeric_profile, runtime=False).met
+    )
+    if not in_process and scheduler is None and mp_context not in (None, "spawn"):
+        raise TrajbenchError(
+            f"mp_context {mp_context!r} cannot pin numeric profile {numeric_profile!r} (its workers inherit this process's libraries); expected 'spawn' or None, or pass numeric_profile=None"
+        )
     if compression is not None or lossy is not None:
         from trajbench.store.codecs import resolve_encoding
 
@@ -567,63 +688,230 @@ def generate(
         out_text, mode="a"
     )  # create the store (and its groups) before any worker races to
     root.require_group(RUNS_GROUP)
+    if suite.windows is not None:  # where bench scores these runs (protocol 3.0)
+        from trajbench.store.windows import declare_windows
+
+        declare_windows(root, suite.windows)
     if compression is not None or lossy is not None:
         from trajbench.store.codecs import set_store_default
 
         set_store_default(root, compression, lossy)
     summary = GenerateSummary(
-        suite.name, suite.version, out_text, seed, workers, planned=len(specs)
+        suite.name,
+        suite.version,
+        out_text,
+        seed,
+        workers,
+        planned=len(specs),
+        numeric_profile=numeric_profile,
     )
+    # Whether each run and series of this store (skipped ones included) met the profile.
+    sink: list[_SyntheticResult] = [
+        _SyntheticResult(note=_resume_check(root, out_text, numeric_profile))
+    ]
+    if sink[0].note is not None:
+        sink[0].met.append(False)
 
     todo: list[RunSpec] = []
     for spec in specs:
-        if _is_done(
-            _existing(root, f"{RUNS_GROUP}/{spec.run_id}"), spec.n_snapshots, spec.config.config_id
-        ):
+        attrs = _existing(root, f"{RUNS_GROUP}/{spec.run_id}")
+        if _is_done(attrs, spec.n_snapshots, spec.config.config_id):
             summary.skipped += 1
-            summary.results.append(RunResult(spec.run_id, spec.task, "skipped"))
+            met = _met(attrs, numeric_profile)
+            summary.results.append(
+                RunResult(spec.run_id, spec.task, "skipped", numeric_profile_met=met)
+            )
         else:
             todo.append(spec)
+    # Recorded at once (a resume must see which profile the store is under), not met
+    # until every run has reported.
+    root.update_attributes({"numeric_profile": profiles.profile_record(numeric_profile, False)})
 
+    synthetic_job = None
     if synthetic and suite.synthetic and tasks is None and (shard is None or shard[0] == 0):
-        _write_synthetic(suite, root, out_text, summary)
+        if in_process:
+            with _in_process(numeric_profile):
+                sink.append(_write_synthetic(suite, root, out_text, numeric_profile))
+        else:
+            synthetic_job = _make_synthetic_job(suite, out_text, numeric_profile)
 
     bar = _progress_bar(len(todo), suite.name, progress)
     try:
         if scheduler is not None:
-            _run_dask(todo, out_text, workers, summary, bar, scheduler)
-        elif workers == 1 or len(todo) <= 1:
-            with one_torch_thread():
+            _run_dask(
+                todo,
+                out_text,
+                workers,
+                summary,
+                bar,
+                scheduler,
+                numeric_profile,
+                synthetic_job,
+                sink,
+            )
+        elif in_process and (workers == 1 or len(todo) <= 1):
+            with _in_process(numeric_profile):
                 for spec in todo:
-                    _record(summary, train_run(spec, out_text, mode="w"), bar)
-        else:
-            _run_pool(todo, out_text, workers, summary, bar, max_crashes, mp_context)
+                    result = train_run(spec, out_text, mode="w", numeric_profile=numeric_profile)
+                    _record(summary, result, bar)
+        elif todo or synthetic_job is not None:
+            # Pinned workers must load their libraries under the profile's environment:
+            # spawned (not forked from this process or a forkserver started without it).
+            with _environment(
+                None if in_process else profiles.pinned_environment(str(numeric_profile))
+            ):
+                _run_pool(
+                    todo,
+                    out_text,
+                    workers,
+                    summary,
+                    bar,
+                    max_crashes,
+                    mp_context if in_process else "spawn",
+                    numeric_profile,
+                    synthetic_job,
+                    sink,
+                )
     finally:
         if bar is not None:
             bar.close()
+    _finish_profile(root, summary, sink)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _write_synthetic(suite: Suite, root: Any, out: str, summary: GenerateSummary) -> None:
+def _check_not_bootstrapping() -> None:
+    """Refuse to run inside a spawned worker that is importing the caller's main script:
+    a pinned worker would otherwise redo the whole generation there (Python raises the
+    same way when such a worker starts processes)."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise TrajbenchError(
+            "generate() was called while a worker process imported the main script; put the call under `if __name__ == '__main__':`"
+        )
+
+
+def _met(attrs: dict[str, Any] | None, numeric_profile: str | None) -> bool | None:
+    """Whether a stored run or series records that it met ``numeric_profile``."""
+    if numeric_profile is None:
+        return None
+    record = (attrs or {}).get("numeric_profile")
+    return (
+        isinstance(record, dict)
+        and record.get("name") == numeric_profile
+        and record.get("met") is True
+    )
+
+
+def _resume_check(root: Any, out: str, numeric_profile: str | None) -> str | None:
+    """Refuse to mix profiles in one store; say (a note) when its library versions changed."""
+    record = root.attrs.get("numeric_profile")
+    if not isinstance(record, dict):
+        return None
+    before = record.get("name")
+    if before != numeric_profile:
+        raise TrajbenchError(
+            f"store '{out}' is generated under numeric profile {before!r}, not {numeric_profile!r}; resume it with numeric_profile={before!r} (CLI: --numeric-profile {before or 'none'}) or write a new store"
+        )
+    if (
+        numeric_profile is not None
+        and record.get("library_versions") != profiles.numeric_library_versions()
+    ):
+        return "library versions changed since the store's earlier runs"
+    return None
+
+
+def _finish_profile(root: Any, summary: GenerateSummary, sink: list[_SyntheticResult]) -> None:
+    """Add up the synthetic results and record whether the whole store met the profile."""
+    mets: list[bool] = []
+    notes: list[str] = []
+    for part in sink:
+        summary.synthetic_written += part.written
+        summary.synthetic_skipped += part.skipped
+        mets.extend(part.met)
+        if part.note:
+            notes.append(part.note)
+    name = summary.numeric_profile
+    if name is None:
+        return
+    for r in summary.results:
+        # A run whose worker died has no result of its own: it is failed, not data.
+        if r.numeric_profile_met is not None:
+            mets.append(r.numeric_profile_met)
+        elif r.status == "skipped":
+            mets.append(False)
+        if r.numeric_profile_note:
+            notes.append(r.numeric_profile_note)
+    summary.numeric_profile_met = all(mets)
+    summary.numeric_profile_note = notes[0] if notes else None
+    root.update_attributes({"numeric_profile": profiles.profile_record(name, all(mets))})
+
+
+@contextmanager
+def _in_process(numeric_profile: str | None) -> Iterator[None]:
+    """One torch thread, plus the profile's in-process settings, restored after the block."""
+    if numeric_profile is None:
+        with one_torch_thread():
+            yield
+    else:
+        with profiles.applied(numeric_profile):
+            yield
+
+
+@contextmanager
+def _environment(env: dict[str, str] | None) -> Iterator[None]:
+    """Replace ``os.environ`` by ``env`` for the block (child processes started in it
+    inherit it; this process's libraries are loaded already), then restore it."""
+    if env is None:
+        yield
+        return
+    saved = dict(os.environ)
+    os.environ.clear()
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _write_synthetic(
+    suite: Suite, root: Any, out: str, numeric_profile: str | None = None
+) -> _SyntheticResult:
     from trajbench._seeds import mix_seed
     from trajbench.generate.synthetic import get_family, write_series
     from trajbench.store.format import SYNTHETIC_GROUP
 
+    result = _SyntheticResult()
+    profile_attr = None
+    met = False
+    if numeric_profile is not None:
+        check = profiles.check_in_effect(numeric_profile)
+        met = check.met
+        profile_attr = {"name": numeric_profile, "met": met}
+        result.note = None if met else check.reason
     for entry in suite.synthetic:
         family = get_family(entry.family)
         for i in range(entry.count):
             series_id = f"{entry.prefix}{i:04d}"
             path = f"{SYNTHETIC_GROUP}/{entry.family}/{series_id}"
-            if _is_done(_existing(root, path), entry.length):
-                summary.synthetic_skipped += 1
+            attrs = _existing(root, path)
+            if _is_done(attrs, entry.length):
+                result.skipped += 1
+                if numeric_profile is not None:
+                    result.met.append(bool(_met(attrs, numeric_profile)))
                 continue
             params = family.sample(mix_seed(entry.seed, i), entry.dim, entry.length, **entry.params)
-            extra = {
+            extra: dict[str, Any] = {
                 "suite": {"name": suite.name, "version": suite.version, "sha256": suite.sha256}
             }
+            if profile_attr is not None:
+                extra["numeric_profile"] = profile_attr
+                result.met.append(met)
             write_series(out, params, series_id, mode="w", extra_attrs=extra)
-            summary.synthetic_written += 1
+            result.written += 1
+    return result
 
 
 def _progress_bar(total: int, name: str, enabled: bool) -> Any:
@@ -684,6 +972,9 @@ def _run_pool(
     bar: Any,
     max_crashes: int,
     mp_context: str | None = None,
+    numeric_profile: str | None = None,
+    synthetic_job: _SyntheticJob | None = None,
+    sink: list[_SyntheticResult] | None = None,
 ) -> None:
     """Run ``todo`` in a pool of ``workers`` processes, surviving worker deaths.
 
@@ -695,51 +986,70 @@ def _run_pool(
     """
     from trajbench.store.root import open_root
 
-    queue = [_make_job(spec, out) for spec in todo]
+    queue: list[_Job | _SyntheticJob] = [_make_job(spec, out, numeric_profile) for spec in todo]
+    if synthetic_job is not None:
+        queue.insert(0, synthetic_job)
+    sink = [] if sink is None else sink
     suspects: list[_Job] = []
     crashes: dict[str, int] = {}
     context = _mp_context(mp_context)
     while queue or suspects:
         if suspects:
-            job = suspects.pop(0)
-            if _pool_round([job], 1, context, out, summary, bar):
-                run_id = job.spec.run_id
+            suspect = suspects.pop(0)
+            if _pool_round([suspect], 1, context, out, summary, bar, numeric_profile, sink):
+                run_id = suspect.spec.run_id
                 crashes[run_id] = crashes.get(run_id, 0) + 1
                 if crashes[run_id] > max_crashes:
                     error = f"its worker process died {crashes[run_id]} times while running it alone (killed, or out of memory?)"
                     _mark_failed(out, run_id, error)
-                    _record(summary, RunResult(run_id, job.spec.task, "failed", error=error), bar)
+                    _record(
+                        summary, RunResult(run_id, suspect.spec.task, "failed", error=error), bar
+                    )
                 else:
-                    suspects.append(job)
+                    suspects.append(suspect)
             continue
         recorded_before = len(summary.results)
-        broken = _pool_round(queue, workers, context, out, summary, bar)
+        broken = _pool_round(queue, workers, context, out, summary, bar, numeric_profile, sink)
         queue = []
         if not broken:
             continue
         root = open_root(out, mode="a")
         for job in broken:
+            if isinstance(job, _SyntheticJob):  # rewrites only the series not yet complete
+                queue.append(job)
+                continue
             attrs = _existing(root, f"{RUNS_GROUP}/{job.spec.run_id}")
             (suspects if attrs is not None and attrs.get("status") == "running" else queue).append(
                 job
             )
         if not suspects and len(summary.results) == recorded_before:
             raise TrajbenchError(
-                f"worker processes died before starting any run ({len(broken)} runs pending); check that trajbench imports in a fresh Python process"
+                f"worker processes died before starting any run ({len(broken)} runs pending); check that trajbench imports in a fresh Python process and that a script calls generate() under `if __name__ == '__main__':`"
             )
 
 
 def _pool_round(
-    jobs: list[_Job], workers: int, context: Any, out: str, summary: GenerateSummary, bar: Any
-) -> list[_Job]:
-    """Run ``jobs`` in one pool; record every result; return the jobs a broken pool interrupted."""
-    broken: list[_Job] = []
+    jobs: list[_J],
+    workers: int,
+    context: Any,
+    out: str,
+    summary: GenerateSummary,
+    bar: Any,
+    numeric_profile: str | None = None,
+    sink: list[_SyntheticResult] | None = None,
+) -> list[_J]:
+    """Run ``jobs`` in one pool; record every result (synthetic ones into ``sink``); return
+    the jobs a broken pool interrupted."""
+    broken: list[_J] = []
     pool = ProcessPoolExecutor(
-        max_workers=min(workers, len(jobs)), mp_context=context, initializer=_worker_init
+        max_workers=min(workers, len(jobs)),
+        mp_context=context,
+        initializer=_worker_init,
+        initargs=(numeric_profile,),
     )
     try:
-        futures: dict[Future[RunResult], _Job] = {
-            pool.submit(_worker_run, job): job for job in jobs
+        futures: dict[Future[RunResult | _SyntheticResult], _J] = {
+            pool.submit(_worker_entry, job): job for job in jobs
         }
         remaining = set(futures)
         while remaining:
@@ -747,11 +1057,13 @@ def _pool_round(
             for future in done:
                 job = futures[future]
                 try:
-                    result = future.result()
+                    outcome = future.result()
                 except BrokenProcessPool:
                     broken.append(job)
                     continue
                 except Exception as exc:  # e.g. an unpicklable user task
+                    if isinstance(job, _SyntheticJob):
+                        raise  # as when the series are written in this process
                     result = RunResult(
                         job.spec.run_id,
                         job.spec.task,
@@ -759,6 +1071,12 @@ def _pool_round(
                         error=f"{type(exc).__name__}: {exc}",
                     )
                     _mark_failed(out, job.spec.run_id, result.error or "")
+                else:
+                    if isinstance(outcome, _SyntheticResult):
+                        if sink is not None:
+                            sink.append(outcome)
+                        continue
+                    result = outcome
                 _record(summary, result, bar)
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
@@ -768,14 +1086,24 @@ def _pool_round(
 
 
 # --------------------------------------------------------------------- dask
-def _dask_run(job: _Job) -> RunResult:
-    """A Dask task: one run on one torch thread in whatever worker process Dask picked."""
-    with one_torch_thread():
-        return _worker_run(job)
+def _dask_run(job: _Job | _SyntheticJob) -> RunResult | _SyntheticResult:
+    """A Dask task: one run (or the synthetic series) on one torch thread, under the job's
+    numeric profile's in-process settings, in whatever worker process Dask picked; whether
+    that worker was started with the profile is checked and recorded, not assumed."""
+    with _in_process(job.numeric_profile):
+        return _worker_entry(job)
 
 
 def _run_dask(
-    todo: list[RunSpec], out: str, workers: int, summary: GenerateSummary, bar: Any, scheduler: str
+    todo: list[RunSpec],
+    out: str,
+    workers: int,
+    summary: GenerateSummary,
+    bar: Any,
+    scheduler: str,
+    numeric_profile: str | None = None,
+    synthetic_job: _SyntheticJob | None = None,
+    sink: list[_SyntheticResult] | None = None,
 ) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -789,9 +1117,14 @@ def _run_dask(
         )
     cluster = None
     if scheduler in ("local", "local-cluster"):
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        # The Nannies run in this process and spawn the workers (again after a death) with
+        # its environment: the profile's while the cluster lives.
+        with _environment(
+            None if numeric_profile is None else profiles.pinned_environment(numeric_profile)
+        ):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+            )
         client = Client(cluster)
     else:
         try:
@@ -804,14 +1137,27 @@ def _run_dask(
         submitted = [
             (
                 client.submit(
-                    _dask_run, _make_job(spec, out), key=f"trajbench-run-{spec.run_id}", pure=False
+                    _dask_run,
+                    _make_job(spec, out, numeric_profile),
+                    key=f"trajbench-run-{spec.run_id}",
+                    pure=False,
                 ),
                 spec,
             )
             for spec in todo
         ]
+        futures = [future for future, _ in submitted]
+        if synthetic_job is not None:
+            futures.append(
+                client.submit(_dask_run, synthetic_job, key="trajbench-synthetic", pure=False)
+            )
         spec_of = {future.key: spec for future, spec in submitted}
-        for future in as_completed([future for future, _ in submitted]):
+        for future in as_completed(futures):
+            if future.key == "trajbench-synthetic":
+                part = future.result()  # raises as when the series are written in this process
+                if sink is not None:
+                    sink.append(part)
+                continue
             spec = spec_of[future.key]
             try:
                 result = future.result()

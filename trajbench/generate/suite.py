@@ -45,6 +45,7 @@ from trajbench._seeds import canonical_json
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.generate.optimizers import normalize_optimizer_config, normalize_schedule_config
 from trajbench.store.format import check_name
+from trajbench.store.windows import EvaluationWindows
 
 __all__ = [
     "Target",
@@ -62,7 +63,15 @@ __all__ = [
 ]
 
 TARGET_METRICS = {"val_acc": "max", "val_loss": "min"}
-_SUITE_KEYS = {"name", "version", "description", "epochs", "snapshots_per_epoch", "seeds"}
+_SUITE_KEYS = {
+    "name",
+    "version",
+    "description",
+    "epochs",
+    "snapshots_per_epoch",
+    "seeds",
+    "windows",
+}
 _TASK_KEYS = {"task", "params", "epochs", "snapshots_per_epoch", "seeds", "target", "grid"}
 _SYNTHETIC_KEYS = {"family", "count", "dim", "length", "seed", "params"}
 _GRID_FIXED = ("optimizer", "lr", "batch_size", "schedule")
@@ -206,6 +215,9 @@ class Suite:
     description: str
     tasks: tuple[TaskEntry, ...]
     synthetic: tuple[SyntheticEntry, ...] = ()
+    #: Where ``trajbench bench`` scores the suite's runs (``[suite.windows]``; written
+    #: into the store as the root attribute ``evaluation_windows``); None: not declared.
+    windows: EvaluationWindows | None = None
     source: str = "<string>"
     sha256: str = ""
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -401,6 +413,7 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
         description=str(head.get("description", "")),
         tasks=tasks,
         synthetic=synthetic,
+        windows=_parse_windows(ctx, head.get("windows")),
         source=source,
         sha256=hashlib.sha256(text.encode()).hexdigest(),
         raw=raw,
@@ -411,6 +424,16 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
         except TrajbenchError as exc:
             raise ctx.error(f"tasks ({spec.config.task})", str(exc)) from None
     return suite
+
+
+def _parse_windows(ctx: _Ctx, raw: Any) -> EvaluationWindows | None:
+    """``[suite.windows]``: first_origin, stride and max_horizon, all required."""
+    if raw is None:
+        return None
+    try:
+        return EvaluationWindows.from_json(raw, "suite.windows")
+    except TrajbenchError as exc:
+        raise TrajbenchError(f"suite file '{ctx.source}': {exc}") from None
 
 
 def _parse_task(ctx: _Ctx, entry: Any, key: str, defaults: Mapping[str, Any]) -> TaskEntry:

@@ -64,6 +64,8 @@ def render_markdown(report: Report) -> str:
         "details under *Failures, fallbacks and notes*. `n/a`: the track was not run or gave no value.",
         "",
     ]
+    if report.forecaster_table is not None and not report.forecaster_table.empty:
+        lines += _section(report.forecaster_table)
     for table in report.kind_tables:
         lines += _section(table, "###")
     for table in report.horizon_tables:

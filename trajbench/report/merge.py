@@ -5,11 +5,12 @@ A results directory (``trajbench bench ... --out RESULTS``) holds ``results.parq
 into one leaderboard, so a new forecaster's results join the others without re-running
 them, when their manifests say the numbers were computed on the same windows:
 
-* the same store content (``store.content_sha256``, the timestamp-free hash of the data
-  cards; manifests without it fall back to the exact-bytes ``store.sha256``);
-* the same protocol (version and settings), seed and first window origin (the origin
-  depends on the longest context among the forecasters compared, so two benchmarks whose
-  forecasters differ in that respect scored different windows);
+* the same store (``store_sha256``, the one store hash over the decoded values,
+  :mod:`trajbench.store.hashing`);
+* the same protocol (version and settings, the windows included: protocol 3.0 takes them
+  from the store, so every benchmark of one store scores the same windows whatever
+  forecasters it compares) and seed;
+* an untouched results table (the manifest's ``results_sha256`` matches the file);
 * the same settings of the downstream and online tracks both directories ran
   (``manifest["tracks"][track]["settings"]``: budgets, seeds, epsilon, ...);
 * the same results-format version;
@@ -40,9 +41,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trajbench.bench.results import COLUMNS, normalize_table, read_results
+from trajbench.bench.examples import read_examples
+from trajbench.bench.results import COLUMNS, normalize_table, read_results, results_sha256
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.report.leaderboard import ONLINE_BASELINE
+from trajbench.report.submission import Submission, load_submissions
+from trajbench.store.hashing import STORE_HASH_DEFINITION
 
 __all__ = [
     "ResultsSet",
@@ -54,6 +58,7 @@ __all__ = [
 ]
 
 DUPLICATE_POLICIES = ("refuse", "first", "last")
+_HASH_NAME = STORE_HASH_DEFINITION.split(":", 1)[0]
 _ALL = "all"
 
 
@@ -70,6 +75,10 @@ class ResultsSet:
     manifest: dict[str, Any] = field(default_factory=dict)
     splits: pd.DataFrame | None = None
     sources: list[str] = field(default_factory=list)
+    #: The fan-chart data ``bench`` wrote (``examples.parquet``; None when absent).
+    examples: pd.DataFrame | None = None
+    #: What ``forecaster.toml`` declares, by forecaster (:mod:`trajbench.report.submission`).
+    submissions: dict[str, Submission] = field(default_factory=dict)
 
     @property
     def forecasters(self) -> list[str]:
@@ -98,24 +107,38 @@ def load_results(path: str | os.PathLike[str]) -> ResultsSet:
             raise TrajbenchError(
                 f"'{manifest_path}' must hold a JSON object, but holds {type(manifest).__name__}"
             )
+    if manifest and manifest.get("results_sha256") and p.is_dir():
+        parquet = folder / "results.parquet"
+        if parquet.is_file() and results_sha256(folder) != manifest["results_sha256"]:
+            raise TrajbenchError(
+                f"'{parquet}' is not the table its manifest.json describes (sha256 {results_sha256(folder)[:12]}... vs {str(manifest['results_sha256'])[:12]}...): "
+                "it was edited or replaced after the benchmark; re-run the benchmark"
+            )
     splits = None
     if (folder / "splits.csv").exists():
         splits = pd.read_csv(folder / "splits.csv", keep_default_na=False)
-    return ResultsSet(table, manifest, splits, [str(folder)])
+    names = list(dict.fromkeys(table["forecaster"].astype(str)))
+    return ResultsSet(
+        table,
+        manifest,
+        splits,
+        [str(folder)],
+        read_examples(folder),
+        load_submissions(folder, names),
+    )
 
 
 # ------------------------------------------------------------------ manifest facts
-def store_hash_of(manifest: Mapping[str, Any]) -> tuple[str | None, str | None]:
-    """``(content hash, exact-bytes hash)`` of the store a manifest was computed on
-    (either may be None)."""
+def store_hash_of(manifest: Mapping[str, Any]) -> str | None:
+    """The store hash (:data:`~trajbench.store.hashing.STORE_HASH_DEFINITION`) of the
+    store a manifest was computed on, or None (benchmarked with ``--no-store-hash``, or
+    a manifest of an older trajbench whose hashes were of another definition)."""
     store = manifest.get("store") or {}
-    content = (
-        manifest.get("store_content_sha256")
-        or store.get("content_sha256")
-        or store.get("store_content_sha256")
-    )
-    exact = store.get("sha256") or manifest.get("store_sha256")
-    return (str(content) if content else None, str(exact) if exact else None)
+    value = manifest.get("store_sha256") or store.get("sha256")
+    definition = str(store.get("sha256_definition") or "")
+    if not value or not definition.startswith(_HASH_NAME):
+        return None
+    return str(value)
 
 
 def lossy_of(manifest: Mapping[str, Any]) -> bool:
@@ -132,8 +155,9 @@ def _protocol_of(manifest: Mapping[str, Any]) -> tuple[Any, Any]:
     return protocol.get("version"), protocol.get("settings")
 
 
-def _first_origin(manifest: Mapping[str, Any]) -> Any:
-    return (manifest.get("windows") or {}).get("first_origin")
+def _windows_of(manifest: Mapping[str, Any]) -> tuple[Any, Any]:
+    windows = manifest.get("windows") or {}
+    return windows.get("first_origin"), windows.get("stride")
 
 
 def _short(text: Any, width: int = 12) -> str:
@@ -164,21 +188,16 @@ def _check_compatible(first: ResultsSet, other: ResultsSet) -> None:
         raise TrajbenchError(
             f"{prefix}: they mix a lossy store ('{lossy_dir}') with a lossless one"
         )
-    (ca, ea), (cb, eb) = store_hash_of(ma), store_hash_of(mb)
-    if ca and cb:
-        if ca != cb:
+    ha, hb = store_hash_of(ma), store_hash_of(mb)
+    if ha and hb:
+        if ha != hb:
             raise TrajbenchError(
-                f"{prefix}: store content hashes differ ({_short(ca)}... vs {_short(cb)}...)"
-            )
-    elif ea and eb:
-        if ea != eb:
-            raise TrajbenchError(
-                f"{prefix}: store hashes differ ({_short(ea)}... vs {_short(eb)}...; these manifests have no content hash)"
+                f"{prefix}: store hashes differ ({_short(ha)}... vs {_short(hb)}...), so they scored different data"
             )
     else:
-        missing = a_dir if not (ca or ea) else b_dir
+        missing = a_dir if not ha else b_dir
         raise TrajbenchError(
-            f"{prefix}: '{missing}' has no store hash (benchmarked with --no-store-hash?), so the stores cannot be compared"
+            f"{prefix}: '{missing}' has no store hash of definition {_HASH_NAME} (benchmarked with --no-store-hash, or by an older trajbench?), so the stores cannot be compared"
         )
     (va, sa), (vb, sb) = _protocol_of(ma), _protocol_of(mb)
     if va != vb:
@@ -190,10 +209,9 @@ def _check_compatible(first: ResultsSet, other: ResultsSet) -> None:
         raise TrajbenchError(
             f"{prefix}: seeds differ ({ma.get('seed')} vs {mb.get('seed')}); the seed decides the splits and samples"
         )
-    if _first_origin(ma) != _first_origin(mb):
+    if _windows_of(ma) != _windows_of(mb):
         raise TrajbenchError(
-            f"{prefix}: first window origins differ ({_first_origin(ma)} vs {_first_origin(mb)}), so they scored different windows; "
-            "benchmark together the forecasters with the longest contexts"
+            f"{prefix}: their windows differ ({_windows_of(ma)} vs {_windows_of(mb)}), so they scored different windows"
         )
     common = set(first.table["track"].astype(str)) & set(other.table["track"].astype(str))
     for track in sorted(common - {"error"}):
@@ -269,7 +287,42 @@ def merge_results(
     table = recompute_ranks(table)
     manifest = _merged_manifest(sets, owner)
     splits = next((s.splits for s in sets if s.splits is not None), None)
-    return ResultsSet(table, manifest, splits, [src for s in sets for src in s.sources])
+    return ResultsSet(
+        table,
+        manifest,
+        splits,
+        [src for s in sets for src in s.sources],
+        _merged_examples(sets, owner),
+        {
+            name: info
+            for i, s in enumerate(sets)
+            for name, info in s.submissions.items()
+            if owner.get((name, "error"), i) == i
+        },
+    )
+
+
+def _merged_examples(
+    sets: Sequence[ResultsSet], owner: Mapping[tuple[str, str], int]
+) -> pd.DataFrame | None:
+    """The recorded example series once (every directory of one store and seed holds the
+    same ones) and each forecaster's forecasts from the directory whose error-track rows
+    were kept."""
+    frames = []
+    for i, s in enumerate(sets):
+        if s.examples is None:
+            continue
+        names = s.examples["forecaster"].astype(str)
+        keep = (names == "") | np.asarray([owner.get((n, "error")) == i for n in names], dtype=bool)
+        frames.append(s.examples.loc[keep])
+    if not frames:
+        return None
+    merged = pd.concat(frames, ignore_index=True)
+    recorded = merged["forecaster"].astype(str) == ""
+    return pd.concat(
+        [merged[recorded].drop_duplicates(["run", "param", "snapshot"]), merged[~recorded]],
+        ignore_index=True,
+    )
 
 
 def _merged_manifest(

@@ -18,7 +18,7 @@ Reference settings (measured: 7 min on 2 quiet cores for the benches and the rep
 3 min of generation; each is written in the
 manifest and the report, since they change the protocol's defaults):
 
-* window origins every ``--stride`` (default 5) snapshots instead of every snapshot;
+* the windows the suite declares (small: first origin 19, every 5th snapshot, horizons up to 50);
 * every forecaster at its defaults (``REFERENCE_CONFIG`` is empty; it would carry
   per-forecaster parameters): ``arima`` runs its batched engine at the default budget of
   256 series per run and origin (a few minutes at stride 5; with the statsmodels engine
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from trajbench.bench.results import manifest_json
     from trajbench.cli import main as cli_main
     from trajbench.report.merge import store_hash_of
-    from trajbench.store.hashing import store_content_sha256
+    from trajbench.store.hashing import store_sha256
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         help="bench tracks, comma-separated, or 'all' (default: error,downstream)",
     )
     parser.add_argument(
-        "--stride", default="5", help="snapshots between window origins (default 5)"
+        "--stride",
+        default=None,
+        help="snapshots between window origins (default: as the suite declares; another value is a protocol modification)",
     )
     parser.add_argument(
         "--downstream-runs",
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for track in tracks:
         chosen = names if track == "error" else [n for n in names if n not in excluded]
         results = work / f"results-{track}"
-        options = ["--stride", str(args.stride)]
+        options = ["--stride", str(args.stride)] if args.stride else []
         config = {n: p for n, p in REFERENCE_CONFIG.items() if n in chosen}
         if config:
             config_path = work / f"forecasters-{track}.toml"
@@ -165,8 +167,6 @@ def main(argv: list[str] | None = None) -> int:
                 *result_dirs,
                 "--out",
                 str(out),
-                "--store",
-                str(store),
                 "--copy-results",
                 "--title",
                 f"trajbench reference leaderboard: {args.suite} suite",
@@ -179,12 +179,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.store and card.exists():
         # the committed leaderboard must be of the published data: check before hours of benching
         expected = (
-            json.loads(card.read_text()).get("tb:card", {}).get("hashes", {}).get("content_sha256")
+            json.loads(card.read_text()).get("tb:card", {}).get("hashes", {}).get("store_sha256")
         )
-        got = store_content_sha256(str(store))
+        got = store_sha256(str(store))
         if expected and got != expected:
             print(
-                f"reference: store '{store}' has content sha256 {got[:16]}..., but data_cards/{args.suite}.json describes {expected[:16]}...; "
+                f"reference: store '{store}' has store sha256 {got[:16]}..., but data_cards/{args.suite}.json describes {expected[:16]}...; "
                 "regenerate it (make reference without SMALL_STORE) or give the store the card was made from",
                 file=sys.stderr,
             )
@@ -200,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     store_section = manifest.setdefault("store", {})
-    if not store_hash_of(manifest)[0]:
+    if not store_hash_of(manifest):
         t0 = time.perf_counter()
-        store_section["content_sha256"] = store_content_sha256(str(store))
-        timings["content_hash"] = round(time.perf_counter() - t0, 1)
+        store_section["sha256"] = store_sha256(str(store))
+        timings["store_hash"] = round(time.perf_counter() - t0, 1)
     manifest["reference"] = {
         "command": shlex.join(
             [

@@ -2,6 +2,13 @@
 
 Everything is lazy: :class:`LazyArray` views read only what is indexed, and only rows
 below the run's committed ``n_snapshots``.
+
+Damaged data is an error, never a silent value: a chunk that cannot be decoded (a
+checksum mismatch, a truncated file, a wrong ``data_type``), a missing ``weights`` chunk
+(which zarr would read as NaN rows) and a run group without its arrays raise
+:class:`~trajbench.errors.DamagedRunError` naming the run, the array and the snapshot
+range. :meth:`Store.damaged_runs` lists, without reading any chunk, the runs that cannot
+be opened at all (a missing or unreadable ``zarr.json``, missing arrays).
 """
 
 from __future__ import annotations
@@ -11,14 +18,22 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 import zarr
+from zarr.storage import LocalStore
 
-from trajbench.errors import RunNotFoundError, StoreError, TrajbenchError, did_you_mean
+from trajbench.errors import (
+    DamagedRunError,
+    RunNotFoundError,
+    StoreError,
+    TrajbenchError,
+    did_you_mean,
+)
 from trajbench.store.format import (
     EPOCH,
     RESERVED_ARRAY_NAMES,
@@ -28,7 +43,15 @@ from trajbench.store.format import (
     WEIGHTS,
 )
 from trajbench.store.layout import ParamSpec, parse_layout
-from trajbench.store.root import array_at, group_at, member_keys, open_root
+from trajbench.store.root import (
+    _one_line,
+    array_at,
+    group_at,
+    missing_weight_chunks,
+    open_root,
+    scan_members,
+)
+from trajbench.store.windows import EvaluationWindows, declared_windows
 
 __all__ = ["open_store", "Store", "Run", "LazyArray"]
 
@@ -50,11 +73,16 @@ class LazyArray:
         n_rows: int,
         columns: tuple[int, int] | None = None,
         param_shape: tuple[int, ...] | None = None,
+        *,
+        run_path: str = "?",
+        name: str = WEIGHTS,
     ) -> None:
         self._array = array
         self._n_rows = n_rows
         self._c0, self._c1 = columns if columns is not None else (0, int(array.shape[1]))
         self._param_shape = param_shape
+        self._run_path = run_path
+        self._name = name
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -148,8 +176,99 @@ class LazyArray:
                 n_r = len(range(rows.start, rows.stop, rows.step))
                 n_c = len(range(cols.start, cols.stop, cols.step))
                 return np.empty((n_r, n_c), dtype=self.dtype)
-            return np.asarray(self._array[rows, cols])
-        return np.asarray(self._array.oindex[rows, cols])
+        row_blocks = _blocks(rows, int(self._unit[0]))
+        col_blocks = _blocks(cols, int(self._unit[1]))
+        if self._directory is not None:
+            self._check_present(row_blocks, col_blocks)
+        try:
+            if isinstance(rows, slice) and isinstance(cols, slice):
+                data = np.asarray(self._array[rows, cols])
+            else:
+                data = np.asarray(self._array.oindex[rows, cols])
+        except Exception as exc:  # zarr's codecs raise ValueError, RuntimeError, ...
+            raise self._damaged(row_blocks, col_blocks, exc) from None
+        if self._directory is None and not _all_finite(data):
+            # Committed weights are finite (docs/format.md, 3.2): NaN here is a chunk that
+            # is missing (zarr reads it as the fill value) in a store we cannot list cheaply.
+            first = int(np.flatnonzero(~np.isfinite(data).all(axis=tuple(range(1, data.ndim))))[0])
+            row = int(np.arange(self._n_rows)[rows][first])
+            block = row // int(self._unit[0])
+            raise self._error(
+                block,
+                "holds non-finite values where committed weights are finite (a missing chunk?)",
+            )
+        return data
+
+    @cached_property
+    def _unit(self) -> tuple[int, ...]:
+        """The shape of one stored file: the shard when sharded, else the chunk."""
+        return tuple(int(c) for c in (self._array.shards or self._array.chunks))
+
+    @cached_property
+    def _directory(self) -> Path | None:
+        """The array's directory in a local store, where chunk files can be listed cheaply."""
+        store = self._array.store
+        return Path(store.root) / self._array.path if isinstance(store, LocalStore) else None
+
+    def _check_present(self, row_blocks: np.ndarray, col_blocks: np.ndarray) -> None:
+        """Every committed chunk of ``weights`` is stored (it holds finite values, never
+        only the fill value), so a missing one is damage, not NaN rows."""
+        assert self._directory is not None
+        encode = self._array.metadata.encode_chunk_key
+        for i in row_blocks:
+            for j in col_blocks:
+                if not (self._directory / encode((int(i), int(j)))).is_file():
+                    raise self._error(int(i), f"chunk {encode((int(i), int(j)))} is missing")
+
+    def _damaged(
+        self, row_blocks: np.ndarray, col_blocks: np.ndarray, exc: BaseException
+    ) -> DamagedRunError:
+        """The error of a read that failed: the first row block that fails alone."""
+        ct = int(self._unit[0])
+        for i in row_blocks:
+            r0, r1 = int(i) * ct, min(self._n_rows, (int(i) + 1) * ct)
+            for j in col_blocks:
+                c0 = int(j) * int(self._unit[1])
+                c1 = min(int(self._array.shape[1]), c0 + int(self._unit[1]))
+                try:
+                    self._array[r0:r1, c0:c1]
+                except Exception as inner:
+                    return self._error(int(i), f"cannot be decoded ({_one_line(inner)})")
+        return self._error(
+            int(row_blocks[0]) if len(row_blocks) else 0, f"cannot be read ({_one_line(exc)})"
+        )
+
+    def _error(self, block: int, what: str) -> DamagedRunError:
+        ct = int(self._unit[0])
+        start, stop = block * ct, min(self._n_rows, (block + 1) * ct)
+        return DamagedRunError(
+            f"run '{self._run_path}' is damaged: {self._name} snapshots {start}..{stop - 1}: {what};"
+            " `trajbench validate` lists every damaged chunk",
+            path=self._run_path,
+            array=self._name,
+            snapshots=(start, stop),
+        )
+
+
+def _blocks(index: slice | np.ndarray, size: int) -> np.ndarray:
+    """The chunk indices along one axis that a bounded slice or an int array touches."""
+    if isinstance(index, slice):
+        if index.start >= index.stop:
+            return np.zeros(0, dtype=np.intp)
+        if index.step == 1:
+            return np.arange(index.start // size, (index.stop - 1) // size + 1)
+        return np.unique(np.arange(index.start, index.stop, index.step) // size)
+    return np.unique(np.asarray(index, dtype=np.intp) // size)
+
+
+def _all_finite(data: np.ndarray) -> bool:
+    """Whether every value is finite, at about the cost of one sum (the exact check only
+    when the sum is not finite)."""
+    if data.size == 0:
+        return True
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.sum(data, dtype=np.float64))
+    return math.isfinite(total) or bool(np.isfinite(data).all())
 
 
 def _resolve(key: Any, length: int, axis: str) -> tuple[slice | np.ndarray, bool]:
@@ -226,15 +345,31 @@ class Run:
 
     @cached_property
     def _weights_array(self) -> zarr.Array:
+        return self._array(WEIGHTS)
+
+    def _array(self, name: str) -> zarr.Array:
+        """The run's array ``name``; :class:`DamagedRunError` when it is missing or its
+        ``zarr.json`` cannot be read."""
         try:
-            return array_at(self._group, WEIGHTS)
+            return array_at(self._group, name)
         except KeyError:
-            raise StoreError(f"run '{self.path}' has no '{WEIGHTS}' array") from None
+            raise DamagedRunError(
+                f"run '{self.path}' is damaged: it has no '{name}' array{_RESTART_HINT}",
+                path=self.path,
+                array=name,
+            ) from None
+        except Exception as exc:
+            raise DamagedRunError(
+                f"run '{self.path}' is damaged: the zarr.json of its '{name}' array cannot be read ({_one_line(exc)})",
+                path=self.path,
+                array=name,
+            ) from None
 
     @property
     def weights(self) -> LazyArray:
-        """Lazy ``(n_snapshots, n_params)`` float32 view of the committed rows."""
-        return LazyArray(self._weights_array, self.n_snapshots)
+        """Lazy ``(n_snapshots, n_params)`` float32 view of the committed rows. Reading a
+        damaged chunk raises :class:`~trajbench.errors.DamagedRunError`."""
+        return LazyArray(self._weights_array, self.n_snapshots, run_path=self.path)
 
     @cached_property
     def specs(self) -> list[ParamSpec]:
@@ -275,10 +410,30 @@ class Run:
             self.n_snapshots,
             (spec.offset, spec.offset + spec.numel),
             spec.shape,
+            run_path=self.path,
         )
 
     def _series(self, name: str) -> np.ndarray:
-        return np.asarray(array_at(self._group, name)[: self.n_snapshots])
+        array = self._array(name)
+        n = self.n_snapshots
+        try:
+            return np.asarray(array[:n])
+        except Exception:  # zarr's codecs raise ValueError, RuntimeError, ...
+            ct = int(array.chunks[0])
+            for start in range(0, n, ct):  # the first chunk that fails alone
+                try:
+                    array[start : min(n, start + ct)]
+                except Exception as inner:
+                    exc, stop = inner, min(n, start + ct)
+                    break
+            else:
+                start, stop = 0, n
+            raise DamagedRunError(
+                f"run '{self.path}' is damaged: {name} snapshots {start}..{stop - 1}: cannot be decoded ({_one_line(exc)}); `trajbench validate` lists every damaged chunk",
+                path=self.path,
+                array=name,
+                snapshots=(start, stop),
+            ) from None
 
     @property
     def steps(self) -> np.ndarray:
@@ -292,7 +447,16 @@ class Run:
     @property
     def metric_names(self) -> list[str]:
         """Names of the recorded metric arrays (everything but weights, step, epoch)."""
-        return sorted(k for k in member_keys(self._group, "array") if k not in RESERVED_ARRAY_NAMES)
+        members = scan_members(self._group)
+        for name, why in members.damaged.items():
+            raise DamagedRunError(
+                f"run '{self.path}' is damaged: its node '{name}' is {why}"
+                if why.startswith("a ")
+                else f"run '{self.path}' is damaged: {name}: {why}",
+                path=self.path,
+                array=name,
+            )
+        return sorted(k for k in members.arrays if k not in RESERVED_ARRAY_NAMES)
 
     @property
     def metrics(self) -> pd.DataFrame:
@@ -313,7 +477,7 @@ class Run:
             raise IndexError(
                 f"snapshot {i} is out of range: run '{self.path}' has {n} committed snapshots"
             )
-        row = torch.from_numpy(np.asarray(self._weights_array[int(i) % n]))
+        row = torch.from_numpy(np.ascontiguousarray(self.weights[int(i) % n]))
         state: dict[str, torch.Tensor] = {}
         for spec in self.specs:
             tensor = (
@@ -347,23 +511,60 @@ class Store:
     def format_version(self) -> int:
         return int(self.attrs["format_version"])
 
+    @property
+    def evaluation_windows(self) -> EvaluationWindows | None:
+        """The windows this store declares (root attribute ``evaluation_windows``,
+        written from the suite's ``[suite.windows]``), or None when it declares none."""
+        return declared_windows(self.attrs, self.location)
+
     def run_paths(self) -> list[str]:
-        """Every run's path: ``runs/<id>`` then ``synthetic/<family>/<id>``, sorted."""
+        """Every run's path: ``runs/<id>`` then ``synthetic/<family>/<id>``, sorted.
+
+        Only run groups whose ``zarr.json`` can be read are listed; :meth:`damaged_runs`
+        names the others (a run whose group is listed here may still lack its arrays:
+        opening it raises :class:`~trajbench.errors.DamagedRunError`)."""
+        return self._listing()[0]
+
+    def _listing(self) -> tuple[list[str], dict[str, str]]:
+        """``(run paths, {path: why})``: the readable run groups and the damaged nodes
+        where runs are kept (a run group, ``runs``, ``synthetic`` or a family)."""
         paths: list[str] = []
-        top = member_keys(self._root, "group")
-        if RUNS_GROUP in top:
-            paths += [
-                f"{RUNS_GROUP}/{k}"
-                for k in sorted(member_keys(group_at(self._root, RUNS_GROUP), "group"))
-            ]
-        if SYNTHETIC_GROUP in top:
-            synthetic = group_at(self._root, SYNTHETIC_GROUP)
-            for family in sorted(member_keys(synthetic, "group")):
-                paths += [
-                    f"{SYNTHETIC_GROUP}/{family}/{k}"
-                    for k in sorted(member_keys(group_at(synthetic, family), "group"))
-                ]
-        return paths
+        damaged: dict[str, str] = {}
+        top = scan_members(self._root)
+        for name in (RUNS_GROUP, SYNTHETIC_GROUP):
+            if name in top.damaged:
+                damaged[name] = top.damaged[name]
+        runs = top.groups.get(RUNS_GROUP)
+        if runs is not None:
+            found = scan_members(runs)
+            paths += [f"{RUNS_GROUP}/{k}" for k in sorted(found.groups)]
+            damaged.update({f"{RUNS_GROUP}/{k}": v for k, v in found.damaged.items()})
+        synthetic = top.groups.get(SYNTHETIC_GROUP)
+        if synthetic is not None:
+            families = scan_members(synthetic)
+            damaged.update({f"{SYNTHETIC_GROUP}/{k}": v for k, v in families.damaged.items()})
+            for family in sorted(families.groups):
+                found = scan_members(families.groups[family])
+                prefix = f"{SYNTHETIC_GROUP}/{family}"
+                paths += [f"{prefix}/{k}" for k in sorted(found.groups)]
+                damaged.update({f"{prefix}/{k}": v for k, v in found.damaged.items()})
+        return paths, damaged
+
+    def damaged_runs(self, *, chunks: bool = True) -> dict[str, str]:
+        """``{path: why}`` for every run (or group of runs) that cannot be opened, found
+        without decoding any chunk: a directory without ``zarr.json``, a ``zarr.json``
+        that is not valid metadata, a run group without ``weights``, ``step`` or ``epoch``
+        or with an unreadable array ``zarr.json``, and (``chunks``, one lookup per
+        stored unit of ``weights``) a missing committed ``weights`` chunk. Each reason is
+        one line. Chunks that exist but cannot be decoded show when they are read
+        (:class:`~trajbench.errors.DamagedRunError`) and in ``trajbench validate``, which
+        reads every chunk."""
+        paths, damaged = self._listing()
+        for path in paths:
+            why = _run_damage(group_at(self._root, path), chunks=chunks)
+            if why is not None:
+                damaged[path] = why
+        return dict(sorted(damaged.items()))
 
     def __iter__(self) -> Iterator[Run]:
         for path in self.run_paths():
@@ -377,6 +578,8 @@ class Store:
             self._resolve(run_id)
         except RunNotFoundError:
             return False
+        except DamagedRunError:  # it exists, damaged
+            return True
         return True
 
     def _resolve(self, run_id: str) -> str:
@@ -387,13 +590,27 @@ class Store:
             node = self._root[path]
         except KeyError:
             node = None
-        if not isinstance(node, zarr.Group) or WEIGHTS not in member_keys(node, "array"):
-            known = self.run_paths()
-            ids = [p.removeprefix(f"{RUNS_GROUP}/") for p in known]
-            raise RunNotFoundError(
-                f"no run '{run_id}' in store '{self.location}'{did_you_mean(run_id, ids + known)}"
+        except Exception as exc:  # an unreadable zarr.json on the way
+            raise DamagedRunError(
+                f"run '{path}' in store '{self.location}' is damaged: a zarr.json on its path cannot be read ({_one_line(exc)})",
+                path=path,
+            ) from None
+        if isinstance(node, zarr.Group):
+            why = _run_damage(node)
+            if why is None:
+                return path
+            raise DamagedRunError(
+                f"run '{path}' in store '{self.location}' is damaged: {why}", path=path
             )
-        return path
+        known, damaged = self._listing()
+        if path in damaged:
+            raise DamagedRunError(
+                f"run '{path}' in store '{self.location}' is damaged: {damaged[path]}", path=path
+            )
+        ids = [p.removeprefix(f"{RUNS_GROUP}/") for p in known]
+        raise RunNotFoundError(
+            f"no run '{run_id}' in store '{self.location}'{did_you_mean(run_id, ids + known)}"
+        )
 
     def run(self, run_id: str) -> Run:
         """Open one run by id (``runs/<id>``) or by full path (``synthetic/<family>/<id>``)."""
@@ -455,9 +672,10 @@ class Store:
             group = group_at(self._root, path)
             attrs: dict[str, Any] = dict(group.attrs)
             optimizer = attrs.get("optimizer")
-            shape = (
-                array_at(group, WEIGHTS).shape if WEIGHTS in member_keys(group, "array") else (0, 0)
-            )
+            try:
+                shape = array_at(group, WEIGHTS).shape
+            except Exception:  # no or an unreadable weights array: listed by damaged_runs()
+                shape = (0, 0)
             parts = path.split("/")
             rows.append(
                 {
@@ -496,6 +714,38 @@ class Store:
             "n_params",
         ]
         return pd.DataFrame(rows, columns=columns)
+
+
+_RESTART_HINT = (
+    " (a writer killed while creating it leaves this; Recorder(mode='a') or"
+    " `trajbench generate` restarts it)"
+)
+
+
+def _run_damage(group: zarr.Group, chunks: bool = False) -> str | None:
+    """Why the run ``group`` cannot be opened (one line), or None: its arrays ``weights``,
+    ``step`` and ``epoch`` must exist, every array's ``zarr.json`` must be readable, and
+    ``weights`` must be 2-D; with ``chunks``, every committed unit of ``weights`` must be
+    stored (looked up, not read)."""
+    members = scan_members(group)
+    for name, why in members.damaged.items():
+        return f"its node '{name}' is {why}" if why.startswith("a ") else f"'{name}': {why}"
+    missing = [name for name in (WEIGHTS, STEP, EPOCH) if name not in members.arrays]
+    if missing:
+        listed = f"{', '.join(repr(m) for m in missing)} array{'s' if len(missing) > 1 else ''}"
+        hint = _RESTART_HINT if group.attrs.get("n_snapshots") in (0, None) else ""
+        return f"it has no {listed}{hint}"
+    weights = members.arrays[WEIGHTS]
+    if weights.ndim != 2:
+        return f"its weights array has {weights.ndim} dimensions; expected 2"
+    n = group.attrs.get("n_snapshots")
+    if chunks and isinstance(n, int) and not isinstance(n, bool):
+        absent = missing_weight_chunks(weights, n)
+        if absent:
+            key, start, stop = absent[0]
+            more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+            return f"weights chunk {key} (snapshots {start}..{stop - 1}){more} is missing"
+    return None
 
 
 def _name_of(value: Any) -> Any:

@@ -251,3 +251,17 @@ def test_hashing_imports_no_higher_layer() -> None:
 def test_environment_does_not_import_the_cards() -> None:
     loaded = _imports_of("trajbench.bench.environment")
     assert not [m for m in loaded if m.startswith("trajbench.cards")]
+
+
+def test_a_missing_weights_chunk_is_damage_not_nan(tmp_path: Path) -> None:
+    """zarr reads a missing chunk as NaN; the hash must refuse it rather than hash NaN."""
+    path = tmp_path / "s.zarr"
+    paths = _make(path)
+    chunk = next(
+        p
+        for p in sorted((path / paths[0] / "weights").rglob("*"))
+        if p.is_file() and p.name != "zarr.json" and not p.name.startswith(".")
+    )
+    chunk.unlink()
+    with pytest.raises(TrajbenchError, match="cannot hash .*weights.*missing"):
+        store_sha256(path)

@@ -11,7 +11,8 @@ canonical JSON, less the provenance and encoding attributes of
 chunking). A store re-encoded with other codecs, checksums, chunks or shards, or
 regenerated on another machine with the same bits, keeps its hash; one changed value
 changes it. Per-array hashes (:func:`array_sha256s`, listed in a card) are the same
-digests, array by array.
+digests, array by array. A store whose committed data cannot be decoded, or whose
+committed weights miss a chunk (zarr would read it as NaN), has no hash: it raises.
 
 :func:`scan_store` lists the store's files (sizes and parsed ``zarr.json`` documents) for
 the data cards' size and codec facts; it hashes nothing. This module sits in the store
@@ -154,6 +155,17 @@ def _node_line(path: str, node: Any, parent_attrs: Mapping[str, Any]) -> str:
     if isinstance(node, zarr.Group):
         return f"group\t{path}\t{_attributes_sha256(dict(node.attrs))}\n"
     rows = _committed_rows(node, parent_attrs)
+    if posixpath.basename(path) == "weights" and rows:
+        # zarr reads a missing chunk as its fill value (NaN): committed weights are never
+        # NaN, so a missing unit is damage, and hashing NaN rows would hide it
+        from trajbench.store.root import missing_weight_chunks
+
+        missing = missing_weight_chunks(node, rows)
+        if missing:
+            key, start, stop = missing[0]
+            raise TrajbenchError(
+                f"chunk '{key}' (snapshots {start} to {stop - 1}) of committed weights is missing"
+            )
     shape = (rows, *tuple(node.shape)[1:]) if node.ndim else ()
     dtype = np.dtype(node.dtype).newbyteorder("<").str
     return (

@@ -50,7 +50,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "windows": (
         ["trajbench/bench/windows.py", "trajbench/bench/splits.py"],
-        ["tests/test_windows.py", "tests/test_properties.py"],
+        ["tests/test_windows.py", "tests/test_properties.py", "tests/test_splits.py"],
     ),
     "writer": (
         ["trajbench/store/writer.py"],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -235,3 +236,24 @@ def test_a_failed_write_leaves_the_committed_rows_exact(
         disk = _on_disk(store, len(rows) + 3)
         for key, want in _expected(rows, len(rows)).items():
             np.testing.assert_array_equal(disk[key], want)
+
+
+def test_a_resumed_run_writes_nan_for_a_metric_it_no_longer_records(tmp_path: Path) -> None:
+    """A metric array exists from the first session; the resumed session records no value
+    of it: its rows are NaN (the format's 'not recorded'), the first session's kept."""
+    store = tmp_path / "m.zarr"
+    layout = [ParamSpec(name="w", shape=(3,), offset=0, numel=3, kind="linear")]
+    first = RunWriter(store, "runs/r", layout, {"task": "t"}, snapshots_per_chunk=2)
+    for i in range(3):
+        first.append(np.full(3, i, dtype=np.float32), step=i, metrics={"val_acc": 0.5 + i / 10})
+    first.close()
+    second = RunWriter(store, "runs/r", layout, mode="a", snapshots_per_chunk=2)
+    for i in range(3, 6):
+        second.append(np.full(3, i, dtype=np.float32), step=i)
+    second.close()
+    group = zarr.open_group(str(store / "runs" / "r"), mode="r")
+    assert group.attrs["n_snapshots"] == 6
+    acc = np.asarray(group["val_acc"][:6])
+    np.testing.assert_array_equal(acc[:3], [0.5, 0.6, 0.7])
+    assert np.isnan(acc[3:]).all()
+    np.testing.assert_array_equal(np.asarray(group["weights"][:6])[:, 0], np.arange(6))

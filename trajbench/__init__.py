@@ -10,11 +10,13 @@ __version__ = "0.1.0"
 from trajbench.bench.harness import run_benchmark
 from trajbench.bench.results import read_results
 from trajbench.errors import (
+    DamagedRunError,
     DivergedWarning,
     FormatVersionError,
     NotAStoreError,
     RecorderError,
     RunExistsError,
+    RunLockedError,
     RunNotFoundError,
     StoreError,
     StoreNotFoundError,
@@ -82,6 +84,8 @@ __all__ = [
     "FormatVersionError",
     "RunExistsError",
     "RunNotFoundError",
+    "RunLockedError",
+    "DamagedRunError",
     "RecorderError",
     "TrajbenchWarning",
     "DivergedWarning",

@@ -11,7 +11,7 @@ Writes into ``--out``:
   safetensors is not installed): the state dict, loadable with
   ``WNN(weights=".../wnn.safetensors")`` or ``[wnn] weights = "..."`` in a
   ``--forecaster-config``;
-* ``card.json``: what it was trained on (store location and content hash, split seed,
+* ``card.json``: what it was trained on (store location and store hash, split seed,
   the training and validation runs), the seed, the budget, the loss curve, the library
   versions and the weights file's SHA-256;
 * ``val_curve.csv``: the loss curve (network, step, train_loss, val_loss,

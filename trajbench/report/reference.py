@@ -7,9 +7,10 @@
 3. ``trajbench report`` of those results directories (merged) into ``OUT`` (default
    ``reports/small``) with the fan charts and ``--copy-results``, so that ``OUT`` holds
    ``leaderboard.md``, ``index.html``, the plots, ``results.parquet``, ``splits.csv``,
-   ``examples.parquet`` (the fan-chart series: git-ignored, since it holds recorded
-   weights) and ``manifest.json``;
-4. the manifest gets the store's content hash (``store.content_sha256``, which
+   ``examples.parquet`` (the fan-chart series and every forecaster's forecasts of them,
+   written by the benchmarks: a few hundred values of our own generated runs, committed
+   so that ``reports/small`` is a complete merge base) and ``manifest.json``;
+4. the manifest carries the store hash (``store.sha256``, which
    ``tests/test_report.py`` checks against ``data_cards/small.json``) and a
    ``reference`` section: the command, each step's wall time, the total, the machine
    and the library versions.

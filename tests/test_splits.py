@@ -154,3 +154,41 @@ def test_other_fractions_keep_one_configuration_in_train(
         for task in sizes:
             if sizes[task] > 1:
                 assert "train" in set(table.loc[table["task"] == task, "split"])
+
+
+def test_explicit_splits_replace_the_assignment(tmp_path: Any) -> None:
+    """An index split (a published data set's own, such as the farcaster authors' runs
+    0-99 train, 100-149 validation, 150-199 test) is expressible: every run labelled by
+    the user, recorded as a protocol modification; a missing or unknown run is refused."""
+    from trajbench.bench.harness import run_benchmark
+    from trajbench.cli import main
+    from trajbench.errors import TrajbenchError
+    from trajbench.testing import make_quadratic_store
+
+    store = tmp_path / "s.zarr"
+    paths = sorted(
+        make_quadratic_store(store, tasks=("t",), lrs=(0.05, 0.1, 0.2, 0.3), seeds=(0, 1))
+    )
+    labels = ["train"] * 4 + ["validation"] * 2 + ["test"] * 2
+    protocol = PROTOCOL.replace(explicit_splits=list(zip(paths, labels, strict=True)), bootstrap=20)
+    result = run_benchmark(store, ["linear"], None, protocol=protocol, hash_store=False)
+    got = dict(zip(result.splits["path"], result.splits["split"], strict=True))
+    assert got == dict(zip(paths, labels, strict=True))
+    assert "explicit_splits" in result.manifest["protocol"]["modified"]
+    assert result.manifest["windows"]["evaluated_runs"] == 2
+    with pytest.raises(TrajbenchError, match="no split for run"):
+        assign_splits(
+            _FakeStore({p: {"task": "t"} for p in paths}),
+            PROTOCOL.replace(explicit_splits=list(zip(paths[:-1], labels[:-1], strict=True))),
+        )
+    with pytest.raises(TrajbenchError, match="is not a split"):
+        PROTOCOL.replace(explicit_splits=[(paths[0], "holdout")])
+    csv = tmp_path / "splits.csv"
+    csv.write_text(
+        "path,split\n" + "".join(f"{p},{s}\n" for p, s in zip(paths, labels, strict=True))
+    )
+    out = tmp_path / "o"
+    argv = ["bench", str(store), "--forecasters", "linear", "--splits-file", str(csv)]
+    assert main([*argv, "--out", str(out), "--bootstrap", "20", "--quiet", "--no-isolate"]) == 0
+    written = json.loads((out / "manifest.json").read_text())
+    assert written["protocol"]["settings"]["explicit_splits"][0] == [paths[0], labels[0]]

@@ -18,6 +18,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from trajbench.bench.isolation import DEFAULT_TIMEOUT
@@ -139,6 +140,12 @@ def _add_protocol_options(p: argparse.ArgumentParser) -> None:
         metavar="I",
         help="0-based snapshot index of the first window origin (default: as the store declares; "
         f"{DEFAULT_WINDOWS.first_origin} for a store declaring none); a value other than the store's is a protocol modification",
+    )
+    p.add_argument(
+        "--splits-file",
+        metavar="FILE.csv",
+        help="explicit splits: a CSV with columns path,split labelling every run of the store "
+        "(e.g. an index split); replaces the assignment by configuration, a protocol modification",
     )
     p.add_argument(
         "--horizons",
@@ -300,6 +307,22 @@ def _add_online_options(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _read_splits_file(path: str) -> tuple[tuple[str, str], ...]:
+    """``--splits-file``: the (path, split) pairs of a CSV with those two columns."""
+    import csv
+
+    file = Path(path)
+    if not file.is_file():
+        raise TrajbenchError(f"--splits-file '{path}' does not exist")
+    with file.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if reader.fieldnames is None or not {"path", "split"} <= set(reader.fieldnames):
+            raise TrajbenchError(
+                f"--splits-file '{path}' must have the columns path and split, but has {reader.fieldnames}"
+            )
+        return tuple((row["path"], row["split"]) for row in reader)
+
+
 def _protocol_from_args(args: argparse.Namespace) -> Any:
     from trajbench.bench.protocol import PROTOCOL
 
@@ -310,6 +333,8 @@ def _protocol_from_args(args: argparse.Namespace) -> Any:
         changes["stride"] = args.stride
     if args.first_origin is not None:
         changes["first_origin"] = args.first_origin
+    if args.splits_file is not None:
+        changes["explicit_splits"] = _read_splits_file(args.splits_file)
     if args.horizons:
         changes["horizons"] = _int_list(args.horizons, "--horizons")
     if args.sample_size is not None:

@@ -110,6 +110,12 @@ class Protocol:
     min_coverage:
         A forecaster whose ``coverage`` (series-windows forecast without a fallback over
         those asked) is below this on a task is marked ``status = fallback`` there.
+    explicit_splits:
+        ``((run path, split), ...)`` for every run of the store: splits given by the
+        user (an index split, a published data set's own), replacing the assignment by
+        configuration (``docs/protocol.md`` section 2.4). Empty (the published protocol):
+        assigned by configuration. Recorded in full, so results with other splits never
+        merge.
     """
 
     version: str = PROTOCOL_VERSION
@@ -128,8 +134,12 @@ class Protocol:
     ci_level: float = 0.95
     scaled_floor: float = 1e-12
     min_coverage: float = 0.9
+    explicit_splits: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
+        # lists (from JSON or the CLI) become the hashable, comparable tuples the rest uses
+        pairs = tuple((str(p), str(s)) for p, s in (tuple(x) for x in self.explicit_splits))
+        object.__setattr__(self, "explicit_splits", tuple(sorted(pairs)))
         self.validate()
 
     @property
@@ -176,6 +186,15 @@ class Protocol:
             )
         if not 0 < self.ci_level < 1:
             raise TrajbenchError(f"protocol: ci_level must be in (0, 1), but got {self.ci_level!r}")
+        seen: set[str] = set()
+        for path, split in self.explicit_splits:
+            if split not in SPLITS:
+                raise TrajbenchError(
+                    f"protocol: explicit split {split!r} of run '{path}' is not a split; splits are {', '.join(SPLITS)}"
+                )
+            if path in seen:
+                raise TrajbenchError(f"protocol: run '{path}' has two explicit splits")
+            seen.add(path)
         for split in self.eval_splits:
             if split not in SPLITS:
                 raise TrajbenchError(

@@ -41,6 +41,7 @@ import pandas as pd
 
 from trajbench._seeds import canonical_json, derive_seed
 from trajbench.bench.protocol import PROTOCOL, Protocol
+from trajbench.errors import TrajbenchError
 
 __all__ = [
     "DESCRIBING_KEYS",
@@ -220,6 +221,25 @@ def run_table(store: Any) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     return pd.DataFrame(rows, columns=_GROUP_COLUMNS[:-1]), all_attrs
 
 
+def _explicit(table: pd.DataFrame, given: dict[str, str]) -> list[str]:
+    """The user's split of every run (``Protocol.explicit_splits``): each run of the store
+    labelled exactly once, no label for a run the store lacks."""
+    paths = [str(p) for p in table["path"]]
+    unknown = sorted(set(given) - set(paths))
+    if unknown:
+        from trajbench.errors import did_you_mean
+
+        raise TrajbenchError(
+            f"explicit splits name run '{unknown[0]}', which the store does not hold{did_you_mean(unknown[0], paths)}"
+        )
+    missing = [p for p in paths if p not in given]
+    if missing:
+        raise TrajbenchError(
+            f"explicit splits give no split for run '{missing[0]}' ({len(missing)} of {len(paths)} runs unlabelled); label every run"
+        )
+    return [given[p] for p in paths]
+
+
 def assign_splits(store: Any, protocol: Protocol = PROTOCOL, seed: int = 0) -> pd.DataFrame:
     """Every run of ``store`` with its merged configuration key and split.
 
@@ -287,5 +307,7 @@ def assign_splits(store: Any, protocol: Protocol = PROTOCOL, seed: int = 0) -> p
                 test_label if i < n_test else "validation" if i < n_test + n_val else "train"
             )
     table["split"] = [split_of[c] for c in table["config"]]
+    if protocol.explicit_splits:
+        table["split"] = _explicit(table, dict(protocol.explicit_splits))
     table["n_snapshots"] = table["n_snapshots"].astype(np.int64)
     return table.sort_values("path", kind="stable").reset_index(drop=True)

@@ -216,6 +216,10 @@ class Protocol:
 
     def to_json(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
+        if not self.explicit_splits:
+            # absent unless used, so that settings recorded before the option existed
+            # (the committed reference's) compare equal to unmodified ones
+            del out["explicit_splits"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
     @property

@@ -207,3 +207,23 @@ def test_parameterised_forecasters_are_named_and_kept_apart(
     assert {"linear_lstsq", "linear_lstsq[context_length=3]"} <= set(merged.forecasters)
     manifest = json.loads((tuned / "manifest.json").read_text())
     assert manifest["windows"] == json.loads((reference / "manifest.json").read_text())["windows"]
+
+
+def test_the_committed_reference_is_a_merge_base_for_unmodified_results() -> None:
+    """reports/small's protocol settings are exactly what an unmodified benchmark of the
+    small suite records today (the published protocol on the suite's declared windows),
+    its store hash is the data card's, and its table is the one its manifest signs: so a
+    submission benched on the small suite merges with it as committed."""
+    from trajbench.bench.results import results_sha256
+    from trajbench.generate.suite import load_suite
+
+    root = Path(__file__).resolve().parents[1]
+    manifest = json.loads((root / "reports" / "small" / "manifest.json").read_text())
+    windows = load_suite("small").windows
+    assert manifest["protocol"]["version"] == PROTOCOL.version
+    assert manifest["protocol"]["settings"] == PROTOCOL.resolve(windows).to_json()
+    assert manifest["protocol"]["modified"] == []
+    card = json.loads((root / "data_cards" / "small.json").read_text())
+    assert manifest["store"]["sha256"] == card["tb:card"]["hashes"]["store_sha256"]
+    assert manifest["results_sha256"] == results_sha256(root / "reports" / "small")
+    assert (root / "reports" / "small" / "examples.parquet").is_file()

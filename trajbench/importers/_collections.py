@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from trajbench.errors import RunExistsError, StoreNotFoundError
-from trajbench.importers._common import ImportResult
+from trajbench.importers._common import ImportResult, refuse_existing
 from trajbench.store.layout import ParamSpec
 from trajbench.store.writer import RunWriter, WriteMode
 
@@ -30,21 +29,6 @@ def run_paths(prefix: str, n_runs: int, start: int = 0) -> list[str]:
         f"{RUNS_GROUP}/{check_name(f'{prefix}-{i:0{width}d}', 'run id')}"
         for i in range(start, start + n_runs)
     ]
-
-
-def refuse_existing(out: Any, paths: Sequence[str]) -> None:
-    """mode='w-': refuse before writing anything if any target run exists."""
-    from trajbench.store.reader import open_store
-
-    try:
-        store = open_store(out)
-    except StoreNotFoundError:
-        return
-    for path in paths:
-        if path in store:
-            raise RunExistsError(
-                f"run '{path}' already exists in '{out}'; use mode='w' to replace it"
-            )
 
 
 def write_run(
@@ -121,16 +105,11 @@ def as_json_value(text: str) -> Any:
     return text
 
 
-@contextlib.contextmanager
-def ticker(desc: str, args: argparse.Namespace) -> Iterator[None]:
-    """The import command's progress line, if ``trajbench.importers.cli`` offers one."""
-    try:
-        from trajbench.importers.cli import _ticker
-    except ImportError:  # pragma: no cover - the CLI's helper was renamed
-        yield
-        return
-    with _ticker(desc, args):
-        yield
+def ticker(desc: str, args: argparse.Namespace) -> Any:
+    """The import command's progress line (``trajbench import``'s own)."""
+    from trajbench.importers.cli import _ticker
+
+    return _ticker(desc, args)
 
 
 def add_common(parser: argparse.ArgumentParser, prefix_default: str) -> None:

@@ -175,3 +175,19 @@ def hf_metrics_by_step(
         epoch = as_float(entry.get("epoch"))
         by_step[int(step)] = ({**old_metrics, **metrics}, epoch if epoch is not None else old_epoch)
     return by_step
+
+
+def refuse_existing(out: Any, paths: Iterable[str]) -> None:
+    """mode='w-': refuse before writing anything if any target run exists."""
+    from trajbench.errors import RunExistsError, StoreNotFoundError
+    from trajbench.store.reader import open_store
+
+    try:
+        store = open_store(out)
+    except StoreNotFoundError:
+        return
+    for path in paths:
+        if path in store:
+            raise RunExistsError(
+                f"run '{path}' already exists in '{out}'; use mode='w' to replace it"
+            )

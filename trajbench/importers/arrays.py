@@ -24,11 +24,9 @@ import numpy as np
 
 from trajbench.errors import (
     LossyImportWarning,
-    RunExistsError,
-    StoreNotFoundError,
     did_you_mean,
 )
-from trajbench.importers._common import ArrayImportError, ImportResult, run_attrs
+from trajbench.importers._common import ArrayImportError, ImportResult, refuse_existing, run_attrs
 from trajbench.store.format import RUNS_GROUP, SYNTHETIC_GROUP, check_name
 from trajbench.store.layout import ParamSpec
 from trajbench.store.writer import RunWriter, WriteMode
@@ -130,21 +128,6 @@ def _paths(n_runs: int, as_: str, family: str | None, run_id_prefix: str) -> lis
     return [f"{SYNTHETIC_GROUP}/{family}/{i:0{width}d}" for i in range(n_runs)]
 
 
-def _refuse_existing(out: Any, paths: list[str]) -> None:
-    """mode='w-': refuse before writing anything if any target run exists."""
-    from trajbench.store.reader import open_store
-
-    try:
-        store = open_store(out)
-    except StoreNotFoundError:
-        return
-    for path in paths:
-        if path in store:
-            raise RunExistsError(
-                f"run '{path}' already exists in '{out}'; use mode='w' to replace it"
-            )
-
-
 def import_array(
     file: str | os.PathLike[str],
     out: Any,
@@ -220,7 +203,7 @@ def import_array(
     paths = _paths(n_runs, as_, family, run_id_prefix)
     _check_exact(array, path, allow_rounding)
     if mode == "w-":
-        _refuse_existing(out, paths)
+        refuse_existing(out, paths)
     spec = ParamSpec(
         name=PARAM_NAME, shape=(n_params,), offset=0, numel=n_params, kind="other", dtype=dtype.name
     )

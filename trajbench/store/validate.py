@@ -84,32 +84,26 @@ def _run_groups(root: zarr.Group, problems: list[str]) -> Iterator[tuple[str, za
             problems.append(f"{name}: is an array; expected a group")
     runs = top.groups.get(RUNS_GROUP)
     if runs is not None:
-        found = scan_members(runs)
-        for name, why in found.damaged.items():
-            problems.append(f"{RUNS_GROUP}/{name}: run group is damaged: {why}")
-        for name in found.arrays:
-            problems.append(f"{RUNS_GROUP}/{name}: is an array; expected a run group")
-        for name, group in found.groups.items():
-            problems.extend(_name_problem(f"{RUNS_GROUP}/{name}", name))
-            yield f"{RUNS_GROUP}/{name}", group
+        yield from _child_groups(runs, RUNS_GROUP, "run", problems)
     synthetic = top.groups.get(SYNTHETIC_GROUP)
     if synthetic is not None:
-        families = scan_members(synthetic)
-        for name, why in families.damaged.items():
-            problems.append(f"{SYNTHETIC_GROUP}/{name}: family group is damaged: {why}")
-        for name in families.arrays:
-            problems.append(f"{SYNTHETIC_GROUP}/{name}: is an array; expected a family group")
-        for family, family_group in families.groups.items():
-            prefix = f"{SYNTHETIC_GROUP}/{family}"
-            problems.extend(_name_problem(prefix, family))
-            found = scan_members(family_group)
-            for name, why in found.damaged.items():
-                problems.append(f"{prefix}/{name}: series group is damaged: {why}")
-            for name in found.arrays:
-                problems.append(f"{prefix}/{name}: is an array; expected a series group")
-            for name, group in found.groups.items():
-                problems.extend(_name_problem(f"{prefix}/{name}", name))
-                yield f"{prefix}/{name}", group
+        for prefix, family in _child_groups(synthetic, SYNTHETIC_GROUP, "family", problems):
+            yield from _child_groups(family, prefix, "series", problems)
+
+
+def _child_groups(
+    parent: zarr.Group, prefix: str, what: str, problems: list[str]
+) -> Iterator[tuple[str, zarr.Group]]:
+    """``(path, group)`` of each of ``parent``'s child groups, its name checked first; a
+    damaged child, or an array where a ``what`` group belongs, is added to ``problems``."""
+    found = scan_members(parent)
+    for name, why in found.damaged.items():
+        problems.append(f"{prefix}/{name}: {what} group is damaged: {why}")
+    for name in found.arrays:
+        problems.append(f"{prefix}/{name}: is an array; expected a {what} group")
+    for name, group in found.groups.items():
+        problems.extend(_name_problem(f"{prefix}/{name}", name))
+        yield f"{prefix}/{name}", group
 
 
 def _run_problems(group: zarr.Group, check_data: bool) -> list[str]:

@@ -262,8 +262,9 @@ def _run(
     hasher = _StoreHasher(location) if hash_store else None
     say(f"splitting {len(runs)} runs of '{location}'")
     # the windows are the store's (protocol 3.0), never the forecasters'
-    published = PROTOCOL.resolve(store_obj.evaluation_windows)
-    protocol = protocol.resolve(store_obj.evaluation_windows)
+    declared = store_obj.evaluation_windows  # parsed from the root attributes once
+    published = PROTOCOL.resolve(declared)
+    protocol = protocol.resolve(declared)
     with _timed(timings, "splits"):
         splits = assign_splits(runs, protocol, seed)
     with _timed(timings, "plan"):
@@ -317,7 +318,7 @@ def _run(
         entry["isolation"] = isolation_section["forecasters"].get(entry["name"], "in process")
     manifest = build_manifest(
         ManifestFacts(
-            protocol, published, store_obj.evaluation_windows is not None,
+            protocol, published, declared is not None,
             track, tracks_to_run, tracks_skipped, track_sections, seed,
             store_obj.attrs, location, store_hash_value, lossy, splits, plan, entries, started_at,
             time.perf_counter() - t_start, timings, scheduler, scored.damaged,

@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/store.py --store /tmp/small.zarr           # full run (minutes on 2 cores)
     .venv/bin/python benchmarks/store.py --store /tmp/small.zarr --quick   # smoke run
     .venv/bin/python benchmarks/store.py --store /tmp/small.zarr --json    # JSON on stdout, tables on stderr
+    .venv/bin/python benchmarks/store.py --series-reads --reps 3           # random series vs torch.save
 
 What is measured, in one run (docs/performance.md, section "Store", has the figures):
 
@@ -45,6 +46,22 @@ What is measured, in one run (docs/performance.md, section "Store", has the figu
    cache warm: the read cost is the decode, where the checksum is verified). Ratios are
    with / without, medians over ``--reps`` rounds, per setting (``none``, ``fast``) and
    for a plain-chunk width and a sharded one.
+
+5. **Series reads** (``--series-reads``, alone; no ``--store`` needed): a float32 random
+   walk of ``--read-params`` (10M) x ``--read-snapshots`` (24) written by ``RunWriter``
+   (``fast``: sharded), with and without checksums, and as one ``torch.save`` file per
+   snapshot (``{"weights": tensor}``); every file fsync'ed. Then ``--series`` (100k)
+   columns drawn uniformly are read through ``Run.weights[:, cols]`` and from the files
+   (each ``torch.load(..., weights_only=True)``, the columns gathered), values checked
+   against the data, in alternating order, **cold** (``posix_fadvise(DONTNEED)`` on every
+   file of both sides before every read) and **warm** (everything in the page cache).
+   Printed side by side: torch / store (the issue-23 target: at least 2x), the read
+   cost of the checksums (with / without: random series, a chunk-aware block of 4,096
+   series, and warm the whole run; target at most 1.05x), and zarr's own read of the
+   same selection (the path before the direct reader).
+6. **Harness reads** (with ``--series-reads --store S``): every run's chunk-aware protocol
+   sample (4,096 columns, all snapshots) read through trajbench's reader and through
+   zarr's, page cache warm, alternating order: the direct reader must not slow them.
 
 Figures are medians over ``--reps`` repetitions; the 1-minute load average is printed.
 Exit status 0: it is a benchmark, not a test.
@@ -554,6 +571,256 @@ def checksum_comparison(
     return out
 
 
+# ----------------------------------------------------------------- series reads
+def _files(path: Path) -> list[Path]:
+    return [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+
+
+def _fsync_all(paths: list[Path]) -> None:
+    """Data on disk: every file fsync'ed, then os.sync() for the directories."""
+    for path in paths:
+        for f in _files(path):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    os.sync()
+
+
+def _drop_cache(paths: list[Path]) -> None:
+    """Evict the files' pages from the page cache (posix_fadvise DONTNEED on every file,
+    which drops clean pages): the next read comes from the disk."""
+    for path in paths:
+        for f in _files(path):
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def _torch_columns(files: list[Path], columns: np.ndarray) -> np.ndarray:
+    """What a user of per-snapshot checkpoints does: load each file, gather the columns."""
+    import torch
+
+    index = torch.from_numpy(columns)
+    out = np.empty((len(files), len(columns)), dtype=np.float32)
+    for i, f in enumerate(files):
+        out[i] = torch.load(f, weights_only=True)["weights"][index].numpy()
+    return out
+
+
+def _store_columns(path: Path, columns: np.ndarray, zarr_path: bool = False) -> np.ndarray:
+    """The columns through trajbench's reader (``Run.weights[:, cols]``), or with
+    ``zarr_path`` through zarr's own orthogonal read of the same array (the old path)."""
+    run = trajbench.open_store(str(path)).run("r")
+    if zarr_path:
+        return np.asarray(run.weights.zarr.oindex[: run.n_snapshots, columns])
+    return run.weights[:, columns]
+
+
+def series_read_comparison(
+    n_params: int,
+    n_snapshots: int,
+    n_series: int,
+    reps: int,
+    base: Path,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Random series reads of a sharded run against per-snapshot ``torch.save`` files,
+    and the read cost of the checksums, side by side, cold and warm (section 5)."""
+    import torch
+
+    rows = random_walk(n_snapshots, n_params)
+    layout = [ParamSpec(name="w", shape=(n_params,), offset=0, numel=n_params, kind="other")]
+    stores = {"crc": base / "crc.zarr", "plain": base / "plain.zarr"}
+    for tag, path in stores.items():
+        if tag == "crc":
+            writer = RunWriter(str(path), "runs/r", layout, compression="fast")
+        else:
+            with _WithoutChecksums():
+                writer = RunWriter(str(path), "runs/r", layout, compression="fast")
+        for i, row in enumerate(rows):
+            writer.append(row, step=i)
+        writer.close()
+    ckpt = base / "ckpt"
+    ckpt.mkdir()
+    files = [ckpt / f"snapshot-{i:04d}.pt" for i in range(n_snapshots)]
+    for f, row in zip(files, rows, strict=True):
+        torch.save({"weights": torch.from_numpy(row.copy())}, f)
+    _fsync_all([*stores.values(), ckpt])
+    run = trajbench.open_store(str(stores["crc"])).run("r")
+    shards, chunks = run.weights.shards, run.weights.chunks
+    sizes = {k: _du(v / "runs" / "r" / "weights") for k, v in stores.items()}
+    sizes["torch"] = _du(ckpt)
+    log(
+        f"5. series reads: {n_params:,} params x {n_snapshots} snapshots ({rows.nbytes / MiB:.0f} MiB),"
+        f" fast, shards {shards} of {chunks}; on disk: store {sizes['crc'] / MiB:.0f} MiB"
+        f" ({sizes['plain'] / MiB:.0f} without checksums), torch.save files {sizes['torch'] / MiB:.0f} MiB;"
+        f" every file fsync'ed; {reps} rounds in alternating order"
+    )
+    rng = np.random.default_rng(0)
+    columns = np.sort(rng.choice(n_params, min(n_series, n_params), replace=False))
+    block = slice(0, min(4096, n_params))
+
+    def trials(cold: bool, with_zarr: bool = False) -> dict[str, float]:
+        """One round: every way of reading, each from the same cache state."""
+        ways: dict[str, Callable[[], np.ndarray]] = {
+            "torch": lambda: _torch_columns(files, columns),
+            "store": lambda: _store_columns(stores["crc"], columns),
+            "store_no_crc": lambda: _store_columns(stores["plain"], columns),
+            "zarr": lambda: _store_columns(stores["crc"], columns, zarr_path=True),
+            "block": lambda: trajbench.open_store(str(stores["crc"])).run("r").weights[:, block],
+            "block_no_crc": lambda: (
+                trajbench.open_store(str(stores["plain"])).run("r").weights[:, block]
+            ),
+            "block_zarr": lambda: np.asarray(
+                trajbench.open_store(str(stores["crc"])).run("r").weights.zarr[:, block]
+            ),
+            "whole": lambda: trajbench.open_store(str(stores["crc"])).run("r").weights[...],
+            "whole_no_crc": lambda: (
+                trajbench.open_store(str(stores["plain"])).run("r").weights[...]
+            ),
+        }
+        if cold:  # the whole reads only warm: the checksum's cost shows there
+            for name in ("whole", "whole_no_crc"):
+                ways.pop(name)
+        if not with_zarr:  # zarr's own read is slow: once, warm, for the record
+            ways.pop("zarr")
+        seconds: dict[str, float] = {}
+        names = list(ways)
+        if trials.round % 2:  # type: ignore[attr-defined]
+            names.reverse()
+        trials.round += 1  # type: ignore[attr-defined]
+        for name in names:
+            if cold:
+                _drop_cache([*stores.values(), ckpt])
+            t0, c0 = time.perf_counter(), time.process_time()
+            got = ways[name]()
+            seconds[name] = time.perf_counter() - t0
+            seconds[f"{name}_cpu"] = time.process_time() - c0  # every thread's CPU time
+            if name in ("store", "store_no_crc", "zarr"):
+                assert np.array_equal(got.view(np.uint32), rows[:, columns].view(np.uint32))
+            if name == "torch":
+                assert np.array_equal(got, rows[:, columns])
+        return seconds
+
+    trials.round = 0  # type: ignore[attr-defined]
+    out: dict[str, Any] = {
+        "params": n_params,
+        "snapshots": n_snapshots,
+        "series": int(len(columns)),
+        "shards": shards,
+        "chunks": chunks,
+        "MiB_on_disk": {k: v / MiB for k, v in sizes.items()},
+    }
+    for state in ("cold", "warm"):
+        cold = state == "cold"
+        if not cold:
+            zarr_round = trials(False, with_zarr=True)  # warm-up: all in the page cache
+        runs = [trials(cold) for _ in range(reps)]
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+
+        def ratio(a: str, b: str, runs: list[dict[str, float]] = runs) -> float:
+            return statistics.median(r[a] / r[b] for r in runs)
+
+        result = {
+            "seconds": med,
+            "torch_over_store": ratio("torch", "store"),
+            "checksum_read_ratio_random": ratio("store", "store_no_crc"),
+            "checksum_read_ratio_block": ratio("block", "block_no_crc"),
+            "block_zarr_over_store": ratio("block_zarr", "block"),
+            # CPU seconds (all threads): steadier than wall time on a shared machine
+            "checksum_cpu_ratio_random": ratio("store_cpu", "store_no_crc_cpu"),
+            "checksum_cpu_ratio_block": ratio("block_cpu", "block_no_crc_cpu"),
+        }
+        if not cold:
+            med["zarr"] = zarr_round["zarr"]
+            result["zarr_over_store"] = zarr_round["zarr"] / zarr_round["store"]
+            result["checksum_read_ratio_whole"] = ratio("whole", "whole_no_crc")
+            result["checksum_cpu_ratio_whole"] = ratio("whole_cpu", "whole_no_crc_cpu")
+        out[state] = result
+        log(
+            f"  {state} ({'page cache dropped before every read' if cold else 'page cache warm'}):"
+            f" {len(columns):,} random series: torch.load files {med['torch']:.2f} s,"
+            f" store {med['store']:.2f} s -> **{result['torch_over_store']:.2f}x** faster than torch"
+            + (
+                f" (zarr's own read of the same columns, once: {med['zarr']:.2f} s,"
+                f" {result['zarr_over_store']:.1f}x the store's in that round)"
+                if not cold
+                else ""
+            )
+        )
+        log(
+            f"  {state}: checksum read cost (with / without): random series"
+            f" {result['checksum_read_ratio_random']:.3f}x, block of {block.stop:,} series"
+            f" {result['checksum_read_ratio_block']:.3f}x"
+            + (f", whole run {result['checksum_read_ratio_whole']:.3f}x" if not cold else "")
+            + f" (CPU time: {result['checksum_cpu_ratio_random']:.3f}x,"
+            f" {result['checksum_cpu_ratio_block']:.3f}x"
+            + (f", {result['checksum_cpu_ratio_whole']:.3f}x" if not cold else "")
+            + f"); block of {block.stop:,}: trajbench {1e3 * med['block']:.1f} ms,"
+            f" zarr {1e3 * med['block_zarr']:.1f} ms"
+        )
+    return out
+
+
+# ---------------------------------------------------------------- harness reads
+def harness_read_comparison(store: str, reps: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """The harness's chunk-aware reads (every run's protocol sample, 4,096 columns drawn
+    chunk by chunk, all committed snapshots) through trajbench's direct reader and through
+    zarr's (the reader before it), page cache warm, alternating order (section 6)."""
+    from trajbench.bench.windows import sample_run
+
+    opened = trajbench.open_store(store)
+    samples = []
+    for path in opened.run_paths():
+        run = opened.run(path)
+        samples.append((run, sample_run(run, 4096, 0).columns))
+
+    def read_all(direct: bool) -> tuple[float, float]:
+        t0, c0 = time.perf_counter(), time.process_time()
+        for run, columns in samples:
+            view = run.weights
+            if not direct:
+                view.__dict__["_direct"] = None  # the cached reader: None is zarr's path
+            contiguous = columns[-1] - columns[0] + 1 == len(columns)
+            if contiguous:  # as SeriesSource.from_run reads
+                view[:, int(columns[0]) : int(columns[-1]) + 1]
+            else:
+                view[:, columns]
+        return time.perf_counter() - t0, time.process_time() - c0
+
+    read_all(True)  # warm-up: the page cache
+    read_all(False)
+    wall: dict[bool, list[float]] = {True: [], False: []}
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    for rep in range(reps):
+        for direct in (True, False) if rep % 2 == 0 else (False, True):
+            w, c = read_all(direct)
+            wall[direct].append(w)
+            cpu[direct].append(c)
+    out = {
+        "runs": len(samples),
+        "direct_s": statistics.median(wall[True]),
+        "zarr_s": statistics.median(wall[False]),
+        "direct_over_zarr": statistics.median(
+            a / b for a, b in zip(wall[True], wall[False], strict=True)
+        ),
+        "direct_over_zarr_cpu": statistics.median(
+            a / b for a, b in zip(cpu[True], cpu[False], strict=True)
+        ),
+    }
+    log(
+        f"6. harness reads ({len(samples)} runs of {store}, each its 4,096-column chunk-aware"
+        f" sample over all snapshots, page cache warm, {reps} rounds): trajbench's reader"
+        f" {out['direct_s']:.2f} s, zarr's {out['zarr_s']:.2f} s:"
+        f" {out['direct_over_zarr']:.2f}x the time (CPU {out['direct_over_zarr_cpu']:.2f}x)"
+    )
+    return out
+
+
 # ------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -564,6 +831,23 @@ def main(argv: list[str] | None = None) -> int:
         "--checksums",
         action="store_true",
         help="only the checksum comparison (section 4): with and without crc32c, fsync'ed",
+    )
+    parser.add_argument(
+        "--series-reads",
+        action="store_true",
+        help="only the series-read comparison (section 5): store vs torch.save files, checksums",
+    )
+    parser.add_argument(
+        "--read-params",
+        type=int,
+        default=10_000_000,
+        help="width of the series-read run (section 5, default 10M)",
+    )
+    parser.add_argument(
+        "--read-snapshots",
+        type=int,
+        default=24,
+        help="snapshots of the series-read run (section 5, default 24)",
     )
     parser.add_argument(
         "--runs-per-task",
@@ -650,8 +934,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.json:
             print(json.dumps(result, indent=2, default=float))
         return 0
+    if args.series_reads:
+        base = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
+        try:
+            params, snapshots = args.read_params, args.read_snapshots
+            if args.quick:
+                params, snapshots = 500_000, 8
+            result["series_reads"] = series_read_comparison(
+                params, snapshots, args.series, args.reps, base, log
+            )
+            if args.store is not None:
+                result["harness_reads"] = harness_read_comparison(args.store, args.reps, log)
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+        result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        log(f"load average at end: {result['machine']['load_avg_at_end']}")
+        if args.json:
+            print(json.dumps(result, indent=2, default=float))
+        return 0
     if args.store is None:
-        parser.error("--store is required (except with --checksums)")
+        parser.error("--store is required (except with --checksums or --series-reads)")
     trajs, synth, info = load_trajectories(args.store, args.runs_per_task)
     result["data"] = info
     log(f"data: {info}")

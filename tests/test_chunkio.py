@@ -125,3 +125,40 @@ def test_row_segment_writes_match_zarr(
     wide[:, 3 : 3 + width] = block
     direct.write_rows((0, 0), wide[:, 3 : 3 + width], np.nan)  # a strided, non-contiguous view
     assert (tmp_path / "b" / "c/0/0").read_bytes() == (tmp_path / "a" / "c/0/0").read_bytes()
+
+
+def test_each_written_file_gets_a_writeback_hint(tmp_path: Path, monkeypatch) -> None:
+    """Every chunk file is handed to the kernel's writeback as soon as it is complete
+    (``POSIX_FADV_DONTNEED`` over the whole file, before the rename), and its bytes are
+    those zarr reads back."""
+    import os
+
+    import trajbench.store._chunkio as chunkio
+
+    if not hasattr(os, "posix_fadvise"):
+        pytest.skip("no posix_fadvise on this platform")
+    calls: list[tuple[int, int, int]] = []
+    real = os.posix_fadvise
+
+    def spy(fd: int, offset: int, length: int, advice: int) -> None:
+        calls.append((offset, length, advice))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(chunkio, "_FADVISE", True)
+    monkeypatch.setattr(os, "posix_fadvise", spy)
+    data = np.arange(80, dtype=np.float32).reshape(8, 10)
+    array = zarr.create_array(
+        tmp_path / "a",
+        shape=(8, 10),
+        chunks=(4, 5),
+        dtype="float32",
+        fill_value=np.nan,
+        **weights_codecs(),
+    )
+    direct = DirectChunkWriter.for_array(array)
+    assert direct is not None
+    for i in range(2):
+        for j in range(2):
+            direct.write_rows((i, j), data[4 * i : 4 * i + 4, 5 * j : 5 * j + 5], np.nan)
+    assert calls == [(0, 0, os.POSIX_FADV_DONTNEED)] * 4
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "a", mode="r")[:], data)

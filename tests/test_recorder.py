@@ -453,3 +453,125 @@ def test_lossy_bf16_recorder_rows_equal_torch_bfloat16(store_path, clone_state, 
         (np.abs(expected - exact)[nz] / np.abs(exact[nz])).max()
     )
     assert run.attrs["lossy"]["max_rel_error"] <= run.attrs["lossy"]["bound"] == 2.0**-8
+
+
+class _StubEvent:
+    """Stands for ``torch.cuda.Event``: counts records and host waits."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def record(self, stream):
+        self.log.append(("record", stream.name))
+
+    def synchronize(self):
+        self.log.append(("synchronize", self))
+
+
+class _StubStream:
+    def __init__(self, name, log):
+        self.name, self.log = name, log
+
+    def wait_stream(self, other):
+        self.log.append(("wait_stream", self.name, other.name))
+
+    def wait_event(self, event):
+        self.log.append(("wait_event", self.name, event))
+
+
+@pytest.fixture
+def fake_device(monkeypatch):
+    """Drive the Recorder's CUDA path on CPU tensors: every tensor counts as on a device,
+    the pinned slab is plain memory, and streams and events are stubs that log their calls."""
+    import contextlib
+
+    import trajbench.store.recorder as recorder_mod
+
+    log: list = []
+    training = _StubStream("training", log)
+    pinned: list = []
+
+    def slab(shape):
+        pinned.append(shape)
+        return np.empty(shape, dtype=np.float32)
+
+    @contextlib.contextmanager
+    def on_stream(stream):
+        log.append(("enter", stream.name))
+        yield
+        log.append(("exit", stream.name))
+
+    real_copier = recorder_mod._DeviceCopier
+
+    def copier(device):
+        return real_copier(
+            device,
+            stream_factory=lambda d: _StubStream("side", log),
+            event_factory=lambda: _StubEvent(log),
+            current_stream=lambda d: training,
+            stream_context=on_stream,
+        )
+
+    monkeypatch.setattr(recorder_mod, "_on_async_device", lambda tensor: True)
+    monkeypatch.setattr(recorder_mod, "_pinned_slab", slab)
+    monkeypatch.setattr(recorder_mod, "_DeviceCopier", copier)
+    return log, pinned
+
+
+@pytest.mark.micro
+def test_device_snapshot_is_asynchronous(store_path, clone_state, flat_row, fake_device):
+    """On a device, snapshot() queues the copies on a side stream after the training stream,
+    makes the training stream wait for them on the device, and commits the row only after
+    its event is waited on, at the next snapshot() or at close(); the values are exact."""
+    log, pinned = fake_device
+    model = make_model()
+    oracle = []
+    with Recorder(store_path, "r", model, snapshots_per_chunk=2) as rec:
+        assert pinned == [(2, rec.n_params)] * 2  # every slab from the pinned allocator
+        for k in range(5):
+            perturb(model, k)
+            oracle.append(clone_state(model))
+            log.clear()
+            assert rec.snapshot(step=k, metrics={"loss": float(k)}) is True
+            assert rec.n_snapshots == k + 1
+            assert rec._writer.n_rows == k  # this row is still in flight
+            kinds = [entry[0] for entry in log]
+            assert kinds[0] == ("synchronize" if k else "wait_stream")
+            assert kinds[-5:] == ["wait_stream", "enter", "record", "exit", "wait_event"]
+            assert log[-5][1:] == ("side", "training")
+            assert log[-1][1] == "training"  # the training stream waits on the device only
+    run = open_store(store_path).run("r")
+    assert_rows(run, oracle, flat_row)
+    assert run.metrics["loss"].tolist() == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.micro
+def test_device_divergence_stops_at_the_next_snapshot(store_path, fake_device):
+    """A non-finite snapshot on a device is found when its copy is complete: it is not
+    stored, and the next snapshot() returns False."""
+    model = make_model()
+    with Recorder(store_path, "r", model, snapshots_per_chunk=4) as rec:
+        assert rec.snapshot() is True
+        with torch.no_grad():
+            model[2].bias.fill_(float("nan"))
+        assert rec.snapshot() is True  # queued: not yet known
+        with pytest.warns(DivergedWarning):
+            assert rec.snapshot() is False
+        assert rec.diverged
+    run = open_store(store_path).run("r")
+    assert (run.status, run.n_snapshots, run.attrs["diverged_at_snapshot"]) == ("diverged", 1, 1)
+
+
+@pytest.mark.micro
+def test_device_step_checked_before_the_copy(store_path, fake_device):
+    """A decreasing step is refused at once, before anything is queued."""
+    log, _ = fake_device
+    model = make_model()
+    with Recorder(store_path, "r", model) as rec:
+        rec.snapshot(step=5)
+        rec.snapshot(step=6)
+        log.clear()
+        with pytest.raises(RecorderError, match="step must not decrease"):
+            rec.snapshot(step=4)
+        assert not any(entry[0] == "record" for entry in log)
+    assert open_store(store_path).run("r").steps.tolist() == [5, 6]

@@ -37,6 +37,8 @@ __all__ = ["DirectChunkWriter"]
 
 _SHUFFLE = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}
 _MISSING = np.uint64(2**64 - 1)  # offset and length of a chunk a shard does not hold
+# Start writeback of each written file at once (Linux); TRAJBENCH_NO_WRITEBACK=1 turns it off.
+_FADVISE = hasattr(os, "posix_fadvise") and not os.environ.get("TRAJBENCH_NO_WRITEBACK")
 _IOV_MAX = min(1024, os.sysconf("SC_IOV_MAX")) if hasattr(os, "sysconf") else 1024
 
 
@@ -156,7 +158,10 @@ class DirectChunkWriter:
         n_rows, width = rows.shape
         if self._transposed:
             chunk = np.empty((cp, ct), dtype=self.dtype)
-            chunk[:width, :n_rows] = rows.T
+            # One strided column per snapshot: numpy's copy of ``rows.T`` walks the source
+            # with a stride of a whole row and ran 3x slower (docs/performance.md).
+            for t in range(n_rows):
+                chunk[:width, t] = rows[t]
             chunk[:width, n_rows:] = fill
             chunk[width:] = fill
         else:
@@ -199,7 +204,11 @@ class DirectChunkWriter:
             raise ValueError(
                 f"rows of shape {rows.shape} do not fit an inner chunk of shape {self.inner}"
             )
-        chunk = self._assemble(rows, (ct, ci), fill)
+        return self._encode_stored(self._assemble(rows, (ct, ci), fill), fill)
+
+    def _encode_stored(self, chunk: np.ndarray, fill: Any) -> bytes | None:
+        """Encoded bytes (checksum included) of a C-contiguous inner chunk already in its
+        stored order, or None when it is all fill value."""
         if _all_fill(chunk, fill):
             return None
         raw = chunk.reshape(-1).view(np.uint8)
@@ -224,8 +233,21 @@ class DirectChunkWriter:
                 f"rows of shape {rows.shape} do not fit a shard of shape {self.chunks}"
             )
         first = block[1] * self.chunks[1]
-        parts = [rows[:, c0 - first : c1 - first] for c0, c1 in self.inner_columns(block[1])]
-        if self._compressor is not None or self._transposed:
+        columns = self.inner_columns(block[1])
+        if self._transposed:
+            # The whole shard assembled at once in stored order: its inner chunks are then
+            # consecutive C-contiguous slices, encoded without another copy.
+            stored = self._assemble(rows, (ct, len(columns) * ci), fill)
+            self.write_shard(
+                block,
+                [
+                    self._encode_stored(stored[j * ci : (j + 1) * ci], fill)
+                    for j in range(len(columns))
+                ],
+            )
+            return
+        parts = [rows[:, c0 - first : c1 - first] for c0, c1 in columns]
+        if self._compressor is not None:
             self.write_shard(block, [self.encode_inner(part, fill) for part in parts])
             return
         # Raw inner chunks go to the file without a copy: the byte range of each line in each
@@ -319,6 +341,7 @@ class DirectChunkWriter:
         try:
             with open(tmp, "wb") as handle:
                 emit(handle)
+                _start_writeback(handle)
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -401,6 +424,24 @@ def _all_fill(chunk: np.ndarray, fill: Any) -> bool:
     if isinstance(fill, (float, np.floating)) and np.isnan(fill):
         return bool(np.isnan(first)) and bool(np.isnan(chunk).all())
     return bool(first == fill) and bool((chunk == fill).all())
+
+
+def _start_writeback(handle: Any) -> None:
+    """Ask the kernel to start writing ``handle``'s dirty pages to disk now, without waiting.
+
+    Linux's ``POSIX_FADV_DONTNEED`` starts asynchronous writeback of a file's dirty pages
+    (and drops the pages already clean): the disk then works while the next chunks are
+    encoded, instead of receiving the whole run at the caller's ``fsync``/``sync``, which
+    then finds little left to do (docs/performance.md, "Recorder performance"). It adds
+    no durability guarantee and changes no byte; elsewhere it is a no-op.
+    """
+    if not _FADVISE:
+        return
+    handle.flush()
+    try:
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+    except OSError:  # a file system that refuses advice: the data are written all the same
+        pass
 
 
 def _write_pieces(handle: Any, pieces: list[memoryview]) -> None:

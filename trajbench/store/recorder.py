@@ -7,13 +7,22 @@
 
 ``snapshot()`` copies the tensors into a host buffer and returns; a background thread
 writes whole chunks (see :mod:`trajbench.store.writer` for the commit protocol).
+
+On a CUDA device, ``snapshot()`` does not wait for the device at all: it queues
+non-blocking device-to-host copies into pinned (page-locked) slab rows on a side stream,
+records an event, and returns. The row is checked and committed at the next
+``snapshot()``, ``flush()`` or ``close()``, after that event (long since complete, as a
+rule) is waited on: the one synchronisation the row needs before it may be encoded. The
+training stream waits, on the device only, for the copy to finish before its next kernel,
+so that an in-place optimizer step cannot change the weights while they are being copied.
 """
 
 from __future__ import annotations
 
 import json
 import numbers
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -61,6 +70,67 @@ def describe_optimizer(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     if len(optimizer.param_groups) > 1:
         hyper["n_param_groups"] = len(optimizer.param_groups)
     return hyper
+
+
+@dataclass
+class _PendingRow:
+    """A snapshot whose device-to-host copies are queued but not yet known complete."""
+
+    event: Any  # torch.cuda.Event recorded after the copies (a stub in CPU-only tests)
+    step: int
+    epoch: float
+    metrics: dict[str, float]
+    tensors: list[torch.Tensor]  # the sources, kept alive until the copy is complete
+
+
+def _on_async_device(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor`` lives on a device whose copies to the host can be asynchronous."""
+    return tensor.device.type == "cuda"
+
+
+def _pinned_slab(shape: tuple[int, int]) -> np.ndarray:
+    """A float32 host buffer in pinned memory (the numpy view keeps the tensor alive)."""
+    return torch.empty(shape, dtype=torch.float32, pin_memory=True).numpy()
+
+
+class _DeviceCopier:
+    """Queue copies of device tensors into host rows on a side stream; one event per row.
+
+    The stream and event constructors are parameters so that CPU-only tests can drive this
+    code path with stub objects (``tests/test_recorder.py``).
+    """
+
+    def __init__(
+        self,
+        device: torch.device,
+        stream_factory: Callable[[torch.device], Any] | None = None,
+        event_factory: Callable[[], Any] | None = None,
+        current_stream: Callable[[torch.device], Any] | None = None,
+        stream_context: Callable[[Any], Any] | None = None,
+    ) -> None:
+        self.device = device
+        self._current = current_stream or torch.cuda.current_stream
+        self._context = stream_context or torch.cuda.stream
+        self._event = event_factory or torch.cuda.Event
+        self.stream = (stream_factory or torch.cuda.Stream)(device)
+
+    def copy(self, pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+        """Copy each ``(source, host_target)``; return the event that marks them done."""
+        training = self._current(self.device)
+        self.stream.wait_stream(training)  # copy the weights as the training stream left them
+        with self._context(self.stream):
+            for source, target in pairs:
+                target.copy_(source, non_blocking=True)
+                # The caching allocator must not hand the source's memory to another tensor
+                # before the side stream is done reading it.
+                if source.is_cuda:
+                    source.record_stream(self.stream)
+            event = self._event()
+            event.record(self.stream)
+        # In-place optimizer steps queued later on the training stream run after the copy;
+        # this waits on the device, never on the host.
+        training.wait_event(event)
+        return event
 
 
 def _normalise_meta(meta: Mapping[str, Any] | None, model: nn.Module) -> dict[str, Any]:
@@ -149,6 +219,12 @@ class Recorder:
         self.run_id = run_id
         self.layout: list[ParamSpec] = build_layout(model, buffers=buffers, frozen=frozen)
         self._model = model
+        self._pending: _PendingRow | None = None
+        self._copier: _DeviceCopier | None = None
+        state = model.state_dict(keep_vars=True)
+        on_device = any(
+            _on_async_device(state[spec.name]) for spec in self.layout if spec.name in state
+        )
         self._writer = RunWriter(
             store,
             f"{RUNS_GROUP}/{run_id}",
@@ -159,6 +235,7 @@ class Recorder:
             n_slabs=n_slabs,
             compression=compression,
             lossy=lossy,
+            slab_factory=_pinned_slab if on_device else None,
         )
 
     # ------------------------------------------------------------------ API
@@ -169,8 +246,8 @@ class Recorder:
 
     @property
     def n_snapshots(self) -> int:
-        """Snapshots taken so far, committed to disk or still buffered."""
-        return self._writer.n_rows
+        """Snapshots taken so far, committed to disk, buffered, or being copied from a device."""
+        return self._writer.n_rows + (self._pending is not None)
 
     @property
     def n_committed(self) -> int:
@@ -198,7 +275,13 @@ class Recorder:
         ``step`` defaults to the snapshot's index; ``epoch`` to NaN (unknown). ``metrics``
         maps names (``train_loss``, ``val_acc``, ...) to numbers; a metric first seen late
         is NaN for earlier snapshots.
+
+        Tensors on a CUDA device are copied asynchronously (module docstring): the
+        snapshot is checked for non-finite values when the next one is taken, or at
+        ``flush()``/``close()``, so a diverged snapshot makes the *next* call return False.
         """
+        if not self._finish_pending():
+            return False
         if self._writer.stopped:
             if self._writer.status == "diverged":
                 return False
@@ -212,8 +295,10 @@ class Recorder:
         # Look the tensors up on every snapshot: model.to(device), load_state_dict(assign=True)
         # or assigning a buffer replace tensor objects, and a stale reference records old values.
         state = self._model.state_dict(keep_vars=True)
+        self._writer.check_step(step_value)
         row_np = self._writer.next_row()
         row = torch.from_numpy(row_np)
+        device_pairs: list[tuple[torch.Tensor, torch.Tensor]] = []
         with torch.no_grad():
             for spec in self.layout:
                 tensor = state.get(spec.name)
@@ -223,7 +308,10 @@ class Recorder:
                         f"tensor '{spec.name}' of run '{self.run_id}' {found}; it was recorded with shape {spec.shape}"
                     )
                 source = tensor.detach()
-                if (
+                if _on_async_device(source):
+                    target = row[spec.offset : spec.offset + spec.numel].view(spec.shape)
+                    device_pairs.append((source, target))
+                elif (
                     source.device.type == "cpu"
                     and source.dtype == torch.float32
                     and source.layout == torch.strided
@@ -236,10 +324,33 @@ class Recorder:
                     )
                 else:
                     row[spec.offset : spec.offset + spec.numel].view(spec.shape).copy_(source)
+            if device_pairs:
+                copier = self._device_copier(device_pairs[0][0].device)
+                event = copier.copy(device_pairs)
+                self._pending = _PendingRow(
+                    event, step_value, epoch_value, clean_metrics, [s for s, _ in device_pairs]
+                )
+                return True
         return self._writer.commit_row(step_value, epoch_value, clean_metrics)
+
+    def _device_copier(self, device: torch.device) -> _DeviceCopier:
+        if self._copier is None or self._copier.device != device:
+            self._copier = _DeviceCopier(device)
+        return self._copier
+
+    def _finish_pending(self) -> bool:
+        """Commit the row whose device copies are in flight, once they are complete.
+
+        Returns False if that row was refused (non-finite: the run diverged)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return True
+        pending.event.synchronize()  # the row must be complete before it is checked and encoded
+        return self._writer.commit_row(pending.step, pending.epoch, pending.metrics)
 
     def flush(self) -> None:
         """Write every buffered snapshot now (costs a partial-chunk rewrite later)."""
+        self._finish_pending()
         self._writer.flush()
 
     def close(self, status: str = "complete", extra_attrs: Mapping[str, Any] | None = None) -> None:
@@ -247,6 +358,9 @@ class Recorder:
 
         ``extra_attrs`` (JSON) are written with the final status, e.g. an error message.
         """
+        if self._pending is not None and not self._writer.stopped:
+            self._finish_pending()
+        self._pending = None
         self._writer.close(status, extra_attrs)
 
     def __enter__(self) -> Recorder:

@@ -28,7 +28,7 @@ import queue
 import shutil
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +170,10 @@ class RunWriter:
         to keep: rows are rounded before they are stored and the run attribute ``lossy``
         records the mode and the largest relative error. When resuming, ``None`` keeps the
         run's own mode.
+    slab_factory:
+        Allocates each slab's float32 ``(snapshots_per_chunk, n_params)`` buffer (default
+        ``np.empty``); the Recorder passes pinned (page-locked) memory for models on a
+        CUDA device, so that device-to-host copies into the rows are truly asynchronous.
     """
 
     def __init__(
@@ -184,6 +188,7 @@ class RunWriter:
         n_slabs: int = 2,
         compression: str | None = None,
         lossy: str | int | None = None,
+        slab_factory: Callable[[tuple[int, int]], np.ndarray] | None = None,
     ) -> None:
         if mode not in _MODES:
             raise TrajbenchError(
@@ -196,6 +201,7 @@ class RunWriter:
         self.group_path = group_path
         self.layout = list(layout)
         self.n_params = sum(spec.numel for spec in layout)
+        self._slab_factory = slab_factory
         self._root = open_root(store, mode="a")
         self._location = str(store)
         self._run_dir = self._local_dir(group_path)
@@ -270,8 +276,18 @@ class RunWriter:
 
     # ----------------------------------------------------------------- set-up
     def _new_slab(self, ct: int) -> _Slab:
+        shape = (ct, self.n_params)
+        weights = (
+            np.empty(shape, dtype=np.float32)
+            if self._slab_factory is None
+            else self._slab_factory(shape)
+        )
+        if weights.shape != shape or weights.dtype != np.float32 or not weights.flags.c_contiguous:
+            raise TrajbenchError(
+                f"slab_factory must return a C-contiguous float32 array of shape {shape}, but got {weights.dtype} {weights.shape}"
+            )
         return _Slab(
-            weights=np.empty((ct, self.n_params), dtype=np.float32),
+            weights=weights,
             step=np.zeros(ct, dtype=np.int64),
             epoch=np.full(ct, np.nan, dtype=np.float64),
         )
@@ -509,6 +525,14 @@ class RunWriter:
             )
         return self._open.weights[self._open.filled]
 
+    def check_step(self, step: int) -> None:
+        """Raise :class:`~trajbench.errors.RecorderError` if ``step`` is below the last
+        committed row's (what :meth:`commit_row` would refuse), before any copy is made."""
+        if self._last_step is not None and step < self._last_step:
+            raise RecorderError(
+                f"step must not decrease: snapshot {self.n_rows} of run '{self.group_path}' has step {step}, but the previous one had step {self._last_step}"
+            )
+
     def commit_row(
         self,
         step: int,
@@ -526,10 +550,7 @@ class RunWriter:
         """
         if self.stopped:
             return False
-        if self._last_step is not None and step < self._last_step:
-            raise RecorderError(
-                f"step must not decrease: snapshot {self.n_rows} of run '{self.group_path}' has step {step}, but the previous one had step {self._last_step}"
-            )
+        self.check_step(step)
         slab = self._open
         row = slab.weights[slab.filled]
         if check_finite and not _all_finite(row):

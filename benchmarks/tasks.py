@@ -11,6 +11,16 @@ per-step time times the epoch's steps (FashionMNIST 55,000 and CIFAR 45,834 trai
 images: 429 and 358 steps). Language tasks: ``--lm-steps`` steps of ``--lm-batch`` blocks of
 1,024 tokens with GPT-2's 50,257-token vocabulary (NiNo's batch of 32 needs ~20 GB for the
 logits alone on CPU). Importers: snapshots and values written per second.
+
+The tasks are those of the ``nino`` suite (``trajbench/generate/suites/nino.toml``), read
+from it, with its step cadence: for each task the held-out evaluation that ``generate``
+runs at every snapshot (``eval_s``: the whole 10,000-image test set for vision; per
+1,024-token block for language) and the Recorder's cost per snapshot (``record_ms``) are
+timed too, and one whole vision run of the suite (its epochs, a snapshot every 4 steps) is
+estimated as ``steps x s/step + snapshots x (eval_s + record_ms)``. That composition is
+checked on a real ``train_run`` through the runner: a mini run of the suite's FM-16 config
+with ``train_size`` 1,024 (8 steps, 3 snapshots), timed end to end and printed beside its
+estimate. The 1-minute load average is printed: the machine may be shared.
 """
 
 from __future__ import annotations
@@ -18,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shutil
 import struct
 import sys
@@ -79,9 +90,32 @@ def _lm_data(root: Path, rng: np.random.Generator, tokens: int) -> None:
         (folder / "meta.json").write_text('{"vocab_size": 50257, "dtype": "uint16"}')
 
 
+def _nino_entries() -> dict[str, Any]:
+    """The nino suite's entries by task (every task the suite generates is benchmarked)."""
+    from trajbench.generate import load_suite
+
+    return {entry.task: entry for entry in load_suite("nino").tasks}
+
+
+def _record_ms(model: torch.nn.Module, root: Path, n: int = 10) -> float:
+    """Milliseconds per Recorder snapshot of ``model`` (buffered writes, close included)."""
+    from trajbench.store.recorder import Recorder
+
+    out = root / f"rec-{time.perf_counter_ns()}.zarr"
+    t0 = time.perf_counter()
+    with Recorder(out, "r", model) as rec:
+        for i in range(n):
+            rec.snapshot(step=i, epoch=0.0)
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(out, ignore_errors=True)
+    return 1000.0 * seconds / n
+
+
 def _time_task(name: str, data_dir: Path, batch: int, steps: int) -> dict[str, Any]:
+    from trajbench.generate.suite import expected_snapshots
     from trajbench.tasks import get_task
 
+    (config,) = _nino_entries()[name].configs
     task: Any = get_task(name, data_dir=str(data_dir))
     t0 = time.perf_counter()
     _ = task.split
@@ -98,7 +132,13 @@ def _time_task(name: str, data_dir: Path, batch: int, steps: int) -> dict[str, A
         if done == steps:
             break
     per_step = (time.perf_counter() - t0) / max(done, 1)
-    return {
+    t0 = time.perf_counter()
+    task.evaluate(model)
+    eval_s = time.perf_counter() - t0
+    if name.startswith(("nino-lm", "nino-wiki")):
+        eval_s /= task.n_val  # per held-out block: the user's corpus sets how many
+    record_ms = _record_ms(model, data_dir)
+    row = {
         "task": name,
         "params": sum(p.numel() for p in model.parameters()),
         "batch": batch,
@@ -106,6 +146,43 @@ def _time_task(name: str, data_dir: Path, batch: int, steps: int) -> dict[str, A
         "s_per_step": per_step,
         "steps_per_epoch": task.steps_per_epoch(batch),
         "epoch_s": per_step * task.steps_per_epoch(batch),
+        "every_steps": config.snapshot_every_steps,
+        "eval_s": eval_s,
+        "record_ms": record_ms,
+    }
+    if batch == config.batch_size:  # vision: the real data's epoch, so a whole run
+        total = config.epochs * task.steps_per_epoch(batch)
+        snaps = expected_snapshots(config, task.steps_per_epoch(batch))
+        row.update(
+            run_steps=total,
+            run_snapshots=snaps,
+            run_train_s=total * per_step,
+            run_s=total * per_step + snaps * (eval_s + record_ms / 1000.0),
+        )
+    return row
+
+
+def _mini_run(data_dir: Path, part: dict[str, Any]) -> dict[str, Any]:
+    """A real train_run of nino.toml's FM-16 config on 1,024 images (8 steps, a snapshot
+    every 4): wall time beside the estimate from its parts."""
+    import dataclasses
+
+    from trajbench.generate import train_run
+    from trajbench.generate.suite import RunSpec
+
+    (config,) = _nino_entries()["nino-fm-16"].configs
+    params = {**config.task_params, "data_dir": str(data_dir), "train_size": 1024}
+    mini = dataclasses.replace(config, task_params=params, epochs=1)
+    spec = RunSpec(mini, 1000, "nino", "bench")
+    t0 = time.perf_counter()
+    result = train_run(spec, data_dir / "mini.zarr", numeric_profile=None)
+    wall = time.perf_counter() - t0
+    estimate = 8 * part["s_per_step"] + 3 * (part["eval_s"] + part["record_ms"] / 1000.0)
+    return {
+        "status": result.status,
+        "snapshots": result.n_snapshots,
+        "wall_s": wall,
+        "estimate_s": estimate,
     }
 
 
@@ -203,30 +280,55 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", metavar="FILE")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    load_start = os.getloadavg()[0]
     rng = np.random.default_rng(0)
     root = Path(tempfile.mkdtemp(prefix="trajbench-bench-tasks-"))
     try:
         _vision_data(root, rng)
         _lm_data(root, rng, tokens=max(args.lm_batch * (args.lm_steps + 2), 8) * 1024)
         tasks = []
-        for name in ("nino-fm-16", "nino-c10-16", "nino-fm-32", "nino-c10-32", "nino-c100-32"):
-            tasks.append(_time_task(name, root, 128, args.vision_steps))
-            print(f"{name}: {tasks[-1]['s_per_step'] * 1e3:.1f} ms/step", file=sys.stderr)
-        if not args.skip_lm:
-            for name in ("nino-lm1b-3-24", "nino-lm1b-2-32", "nino-wiki-3-64"):
+        for name in _nino_entries():
+            lm = name.startswith(("nino-lm", "nino-wiki"))
+            if lm and args.skip_lm:
+                continue
+            if lm:
                 tasks.append(_time_task(name, root, args.lm_batch, args.lm_steps))
-                print(f"{name}: {tasks[-1]['s_per_step']:.2f} s/step", file=sys.stderr)
+            else:
+                tasks.append(_time_task(name, root, 128, args.vision_steps))
+            print(f"{name}: {tasks[-1]['s_per_step']:.3f} s/step", file=sys.stderr)
+        mini = _mini_run(root, next(r for r in tasks if r["task"] == "nino-fm-16"))
         importers = _bench_importers(root, rng, args.nino_runs, args.cnn_runs, args.zoo_models)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(f"torch threads: {args.threads}\n")
-    print("| task | params | batch | s/step | steps/epoch | epoch (s) |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"torch threads: {args.threads}; load average {load_start:.1f} at start,"
+        f" {os.getloadavg()[0]:.1f} at end\n"
+    )
+    print(
+        "| task | params | batch | s/step | steps/epoch | epoch (s) | every k steps | eval (s) |"
+        " record (ms/snapshot) | run: steps | run: snapshots | run: training (h) | run: total (h) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in tasks:
-        epoch = f"{r['epoch_s']:.0f}" if r["batch"] == 128 else "n/a"
-        print(
-            f"| `{r['task']}` | {r['params']:,} | {r['batch']} | {r['s_per_step']:.3f} | {r['steps_per_epoch']:,} | {epoch} |"
+        vision = "run_s" in r
+        epoch = f"{r['epoch_s']:.0f}" if vision else "n/a"
+        run = (
+            f"{r['run_steps']:,} | {r['run_snapshots']:,} | {r['run_train_s'] / 3600:.1f} |"
+            f" {r['run_s'] / 3600:.1f}"
+            if vision
+            else "– | – | – | –"
         )
+        ev = f"{r['eval_s']:.1f}" if vision else f"{r['eval_s']:.2f} / block"
+        print(
+            f"| `{r['task']}` | {r['params']:,} | {r['batch']} | {r['s_per_step']:.3f} |"
+            f" {r['steps_per_epoch']:,} | {epoch} | {r['every_steps']} | {ev} |"
+            f" {r['record_ms']:.1f} | {run} |"
+        )
+    print(
+        f"\nmini run through train_run (nino-fm-16, train_size 1,024: 8 steps, a snapshot every"
+        f" 4): {mini['status']}, {mini['snapshots']} snapshots, {mini['wall_s']:.1f} s wall;"
+        f" estimate from the parts above {mini['estimate_s']:.1f} s"
+    )
     print("\n| importer | runs | snapshots | params | s | snapshots/s | M values/s |")
     print("|---|---:|---:|---:|---:|---:|---:|")
     for r in importers:
@@ -235,7 +337,9 @@ def main(argv: list[str] | None = None) -> int:
             f" {r['snapshots_per_s']:,.0f} | {r['mvalues_per_s']:.1f} |"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps({"tasks": tasks, "importers": importers}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"tasks": tasks, "mini_run": mini, "importers": importers}, indent=2)
+        )
     return 0 if all(math.isfinite(r["s_per_step"]) for r in tasks) else 1
 
 

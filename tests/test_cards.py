@@ -391,3 +391,54 @@ def test_card_refuses_to_overwrite_without_force(
     assert md.read_text() == "edited" and not list(out.glob(".card-*"))
     assert main(["card", str(micro), "--out", str(out), "--force"]) == 0
     assert md.read_bytes() == before
+
+
+def test_a_step_cadence_store_shows_its_cadence(tmp_path: Path) -> None:
+    from trajbench.generate import parse_suite
+
+    suite = parse_suite(
+        '[suite]\nname = "steps"\nversion = "1"\nepochs = 1\nsnapshot_every_steps = 2\n'
+        '[[tasks]]\ntask = "digits-logreg"\nparams = { train_size = 96 }\n'
+        '  [[tasks.grid]]\n  optimizer = "sgd"\n  lr = 0.1\n  batch_size = 32\n'
+    )
+    out = tmp_path / "steps.zarr"
+    assert generate(suite, out, progress=False, numeric_profile=None).ok
+    card = build_card(out)
+    facts = card["tb:card"]["composition"]["tasks"]["digits-logreg"]
+    assert facts["snapshot_every_steps"] == [2] and facts["snapshots_per_epoch"] == []
+    assert facts["snapshots"]["total"] == 2  # 96 // 32 = 3 steps: snapshots at 0 and 2
+    row = next(
+        line
+        for line in render_markdown(card).splitlines()
+        if line.startswith("| `digits-logreg` | sgd |")  # the outcomes table
+    )
+    assert "| every 2 steps |" in row
+
+
+def test_the_hand_written_nino_card_matches_its_suite() -> None:
+    """data_cards/nino.* are written by hand (the data is the user's, so no store exists
+    here): they must state what nino.toml defines."""
+    from trajbench.generate import load_suite
+
+    root = Path(__file__).resolve().parents[1] / "data_cards"
+    card = json.loads((root / "nino.json").read_text(encoding="utf-8"))["tb:card"]
+    suite = load_suite("nino")
+    assert card["suite"]["version"] == suite.version and card["composition"]["runs"] == len(
+        suite.runs()
+    )
+    assert card["composition"]["evaluation_windows"] == suite.windows.to_json()  # type: ignore[union-attr]
+    tasks = card["composition"]["tasks"]
+    assert set(tasks) == {e.task for e in suite.tasks}
+    for entry in suite.tasks:
+        (config,) = entry.configs
+        t = tasks[entry.task]
+        assert t["snapshot_cadence"] == config.cadence and t["epochs"] == config.epochs
+        assert t["seeds"] == list(entry.seeds) and t["batch_size"] == config.batch_size
+        assert {k: config.optimizer[k] for k in ("name", "lr", "weight_decay")} == t["optimizer"]
+        assert (t["target"]["metric"], t["target"]["value"]) == (
+            entry.target.metric,  # type: ignore[union-attr]
+            entry.target.value,  # type: ignore[union-attr]
+        )
+    md = (root / "nino.md").read_text(encoding="utf-8")
+    for text in ("cannot be generated", "MIT", "CC BY-SA", "Apache-2.0", "unverified"):
+        assert text in md, text

@@ -51,8 +51,8 @@ REQUIRED_ATTRS = {
 # ------------------------------------------------------------------ suites
 @pytest.mark.micro
 def test_shipped_suites_and_their_sizes() -> None:
-    assert list_suites() == ["micro", "tiny", "small", "full"]
-    micro, tiny, small, full = (load_suite(n) for n in list_suites())
+    assert list_suites() == ["micro", "tiny", "small", "full", "nino"]
+    micro, tiny, small, full = (load_suite(n) for n in list_suites()[:4])
     assert len(micro.runs()) <= 8 and len(tiny.runs()) <= 20
     stats = small.stats()
     assert stats["tasks"] >= 5 and stats["runs"] >= 100 and stats["min_snapshots"] >= 70
@@ -518,3 +518,137 @@ def test_train_run_without_recording_trains_the_same_run(micro_one: Path, tmp_pa
     recorded = open_store(micro_one).run(spec.run_id).metrics
     assert result.final["val_loss"] == recorded["val_loss"].iloc[-1]
     assert result.final["val_acc"] == recorded["val_acc"].iloc[-1]
+
+
+# ------------------------------------------------------------- step cadence
+STEPS = """
+[suite]
+name = "steps"
+version = "1"
+epochs = 2
+snapshot_every_steps = 3
+seeds = [0]
+
+[[tasks]]
+task = "digits-logreg"
+params = { train_size = 160 }
+  [[tasks.grid]]
+  optimizer = "sgd"
+  lr = 0.1
+  batch_size = 32
+"""
+
+
+@pytest.mark.micro
+def test_step_cadence_records_every_k_optimizer_steps(tmp_path: Path) -> None:
+    from trajbench.forecasting.series import SeriesSource
+
+    suite = parse_suite(STEPS)
+    (spec,) = suite.runs()
+    assert spec.n_snapshots is None  # depends on the data: steps of an epoch
+    assert suite.stats()["snapshots"] is None and suite.stats()["data_dependent_runs"] == 1
+    out = tmp_path / "steps.zarr"
+    summary = generate(suite, out, progress=False, numeric_profile=None)
+    assert summary.ok and summary.complete == 1, summary
+    run = open_store(out).run(spec.run_id)
+    # Oracle: 160 // 32 = 5 steps an epoch, 10 in all; a snapshot at 0 and every 3 steps.
+    assert list(np.asarray(run.steps)) == [0, 3, 6, 9]
+    np.testing.assert_array_equal(run.metrics["epoch"].to_numpy(), np.array([0, 3, 6, 9]) / 5)
+    assert run.attrs["snapshot_cadence"] == {"unit": "step", "every": 3, "initial": True}
+    assert run.attrs["expected_snapshots"] == run.n_snapshots == 4
+    assert run.attrs["total_steps"] == 10
+    # The harness's stride (median diff of step) is exactly k.
+    assert SeriesSource.from_run(run, np.arange(3), "digits-logreg").stride == 3
+    # train_loss of a snapshot spanning two epochs (steps 4..6) is finite, lr recorded.
+    assert np.isfinite(np.asarray(run.metrics["train_loss"])[1:]).all()
+    # Resume: complete step-cadence runs are skipped (their recorded count is checked)...
+    assert [a for _, a in plan(suite, out)] == ["skip"]
+    again = generate(suite, out, progress=False, numeric_profile=None)
+    assert again.skipped == 1 and again.complete == 0
+    # ... and a run a kill left "running" with some snapshots is redone from scratch.
+    open_root(out, mode="a")[f"runs/{spec.run_id}"].update_attributes({"status": "running"})
+    assert [a for _, a in plan(suite, out)] == ["run"]
+    redo = generate(suite, out, progress=False, numeric_profile=None)
+    assert redo.complete == 1 and redo.skipped == 0
+    assert list(np.asarray(open_store(out).run(spec.run_id).steps)) == [0, 3, 6, 9]
+
+
+@pytest.mark.micro
+def test_epoch_cadence_ids_and_rows_are_unchanged_by_the_step_option() -> None:
+    spec = parse_suite(MINIMAL).runs()[0]
+    # The config id of an epoch-cadence run hashes what it always did (stored ids stay).
+    assert "snapshot_every_steps" not in spec.config.to_json()
+    assert spec.config.cadence == {"unit": "epoch", "every": 1.0, "per_epoch": 1, "initial": True}
+    step_spec = parse_suite(STEPS).runs()[0]
+    assert step_spec.config.to_json()["snapshot_every_steps"] == 3
+    assert "snapshots_per_epoch" not in step_spec.config.to_json()
+    # A task entry's own cadence replaces the suite's.
+    mixed = parse_suite(
+        STEPS.replace(
+            "params = { train_size = 160 }",
+            "params = { train_size = 160 }\nsnapshots_per_epoch = 2",
+        )
+    )
+    assert mixed.runs()[0].config.cadence["unit"] == "epoch" and mixed.runs()[0].n_snapshots == 5
+
+
+@pytest.mark.micro
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            ("snapshot_every_steps = 3", "snapshot_every_steps = 0"),
+            r"suite.snapshot_every_steps: must be an integer >= 1, but got 0",
+        ),
+        (
+            ("snapshot_every_steps = 3", "snapshot_every_steps = -4"),
+            r"suite.snapshot_every_steps: must be an integer >= 1, but got -4",
+        ),
+        (
+            ("snapshot_every_steps = 3", "snapshot_every_steps = 3\nsnapshots_per_epoch = 1"),
+            r"suite.snapshot_every_steps: give snapshots_per_epoch or snapshot_every_steps, not both",
+        ),
+        (
+            (
+                "params = { train_size = 160 }",
+                "params = { train_size = 160 }\nsnapshot_every_steps = 2.5",
+            ),
+            r"tasks\[0\].snapshot_every_steps: must be an integer >= 1, but got 2.5",
+        ),
+        (
+            (
+                "params = { train_size = 160 }",
+                "params = { train_size = 160 }\nsnapshot_every_step = 2",
+            ),
+            r"tasks\[0\].snapshot_every_step: unknown key; did you mean 'snapshot_every_steps'\?",
+        ),
+    ],
+)
+def test_step_cadence_errors_name_the_key(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(STEPS.replace(*change))
+    with pytest.raises(TrajbenchError, match=re.escape(f"suite file '{path}': ") + message) as err:
+        load_suite(path)
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.micro
+def test_a_step_cadence_longer_than_the_run_fails_the_run(tmp_path: Path) -> None:
+    suite = parse_suite(STEPS.replace("snapshot_every_steps = 3", "snapshot_every_steps = 11"))
+    summary = generate(suite, tmp_path / "long.zarr", progress=False, numeric_profile=None)
+    assert summary.failed == 1
+    assert "snapshot_every_steps 11 exceeds the 10 optimizer steps" in summary.failures[0].error
+
+
+@pytest.mark.micro
+def test_device_errors(tmp_path: Path) -> None:
+    with pytest.raises(
+        TrajbenchError, match="device must be 'cpu', 'cuda' or 'cuda:N', but got 'tpu'"
+    ):
+        generate("micro", tmp_path / "x.zarr", device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(TrajbenchError, match="torch sees no CUDA device"):
+            generate("micro", tmp_path / "x.zarr", device="cuda")
+    assert not (tmp_path / "x.zarr").exists()  # refused before the store is touched

@@ -213,11 +213,14 @@ def _task_facts(mine: list[RunFacts], configs: dict[str, str]) -> dict[str, Any]
     """The composition of one task's runs: grid, data, snapshots, statuses, outcomes."""
     infos = [f.attrs["task_info"] for f in mine if isinstance(f.attrs.get("task_info"), Mapping)]
     info: Mapping[str, Any] = (infos[0] if infos else None) or {}  # the first run's that has one
-    cadence = [
-        f.attrs.get("snapshot_cadence", {}).get("per_epoch")
+    cadences = [
+        f.attrs["snapshot_cadence"]
         for f in mine
         if isinstance(f.attrs.get("snapshot_cadence"), Mapping)
     ]
+    cadence = [c.get("per_epoch") for c in cadences if c.get("unit") != "step"]
+    # Step cadence (NiNo's suite: every 4 or 200 optimizer steps).
+    every_steps = [c.get("every") for c in cadences if c.get("unit") == "step"]
     reached = [_reached(f) for f in mine]
     complete = [f for f in mine if f.status == "complete"]
     return {
@@ -237,6 +240,7 @@ def _task_facts(mine: list[RunFacts], configs: dict[str, str]) -> dict[str, Any]
         "batch_sizes": _sorted_unique(f.attrs.get("batch_size") for f in mine),
         "epochs": _sorted_unique(f.attrs.get("epochs") for f in mine),
         "snapshots_per_epoch": _sorted_unique(cadence),
+        "snapshot_every_steps": _sorted_unique(every_steps),
         "snapshots": {
             "min": min(f.n_snapshots for f in mine),
             "max": max(f.n_snapshots for f in mine),
@@ -536,6 +540,10 @@ def _config_description(a: Mapping[str, Any], synthetic: bool) -> str:
                 f"snapshots/epoch={a['snapshot_cadence'].get('per_epoch')}"
                 if isinstance(a.get("snapshot_cadence"), Mapping)
                 and a["snapshot_cadence"].get("per_epoch") not in (None, 1)
+                else "",
+                f"snapshot every {a['snapshot_cadence'].get('every')} steps"
+                if isinstance(a.get("snapshot_cadence"), Mapping)
+                and a["snapshot_cadence"].get("unit") == "step"
                 else "",
             )
             if x

@@ -173,6 +173,14 @@ def _stat_text(x: Mapping[str, Any]) -> str:
     return f"{_fmt(x['median'])} [{_fmt(x['min'])}, {_fmt(x['max'])}]"
 
 
+def _cadence_cell(t: Mapping[str, Any]) -> str:
+    """Snapshots per epoch, or "every k steps" for step cadence (cards written before
+    step cadence existed have no such key and render as they always did)."""
+    parts = [_join(t["snapshots_per_epoch"])] if t["snapshots_per_epoch"] else []
+    parts += [f"every {k} steps" for k in t.get("snapshot_every_steps") or ()]
+    return ", ".join(parts) if parts else "-"
+
+
 def _outcome_row(task: str, t: Mapping[str, Any]) -> list[Any]:
     target = t["target"]
     target_text = (
@@ -189,7 +197,7 @@ def _outcome_row(task: str, t: Mapping[str, Any]) -> list[Any]:
         _join(t["schedules"]),
         _join(t["batch_sizes"]),
         _join(t["epochs"]),
-        _join(t["snapshots_per_epoch"]),
+        _cadence_cell(t),
         f"{_fmt(t['n_train'])} / {_fmt(t['n_val'])}",
         _stat_text(t["final_val_loss"]),
         _stat_text(t["final_val_acc"]),

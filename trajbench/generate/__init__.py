@@ -4,10 +4,18 @@
     summary = generate("small", "runs.zarr", workers=2)
     print(summary)
 
+This package is itself callable as :func:`~trajbench.generate.runner.generate`, so that
+``trajbench.generate("small", "runs.zarr")`` works whichever of ``trajbench.generate`` and
+``trajbench.generate.<module>`` was imported first (see ``_CallableModule``).
+
 See ``docs/datasets.md``.
 """
 
 from __future__ import annotations
+
+import sys
+import types
+from typing import Any
 
 from trajbench.generate.optimizers import (
     Schedule,
@@ -80,3 +88,29 @@ __all__ = [
     "oracle_forecast",
     "family_of",
 ]
+
+
+class _CallableModule(types.ModuleType):
+    """This package's module type: calling the package calls its :func:`generate`.
+
+    ``trajbench.generate`` is both the public function (``trajbench.generate(suite, out)``)
+    and this subpackage, and the import system binds a parent package's attribute to a
+    child package when the child is first imported. Making the package callable keeps one
+    object behind both spellings, whatever the import order (Python documents assigning a
+    module's ``__class__`` to a ``ModuleType`` subclass: "Customizing module attribute
+    access" in the language reference).
+    """
+
+    def __call__(self, *args: Any, **kwargs: Any) -> GenerateSummary:
+        # looked up at call time: patching `trajbench.generate.generate` patches both
+        result: GenerateSummary = self.generate(*args, **kwargs)
+        return result
+
+    @property
+    def __signature__(self) -> Any:  # what `inspect.signature` and `help` show for a call
+        import inspect
+
+        return inspect.signature(self.generate)
+
+
+sys.modules[__name__].__class__ = _CallableModule

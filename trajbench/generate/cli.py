@@ -12,7 +12,15 @@ __all__ = ["add_generate_parser", "add_list_tasks_parser", "add_list_suites_pars
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
+    import os
+
     from trajbench.generate import generate
+    from trajbench.tasks.vision_data import DATA_DIR_ENV
+
+    if args.data_dir:
+        # Through the environment, so that worker processes see it and the runs' task
+        # parameters (and ids) do not hold this machine's path.
+        os.environ[DATA_DIR_ENV] = args.data_dir
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     shard = None
@@ -39,6 +47,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         compression=args.compression,
         lossy=args.lossy,
         numeric_profile=None if args.numeric_profile.lower() == "none" else args.numeric_profile,
+        device=args.device,
     )
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2, default=str))
@@ -81,6 +90,16 @@ def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="NAME|none",
         help=f"pin the numeric libraries' kernels so that every x86-64 machine gives the same bytes (default {DEFAULT_PROFILE}; 'none': unpinned, faster; docs/datasets.md)",
     )
+    p.add_argument(
+        "--device",
+        default=None,
+        help="where to train: cpu (the default), cuda or cuda:N; snapshots are copied to the host",
+    )
+    p.add_argument(
+        "--data-dir",
+        help="folder with the user's datasets for tasks that read them (the nino suite);"
+        " default $TRAJBENCH_DATA_DIR (docs/datasets.md); nothing is ever downloaded",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_generate)
@@ -88,7 +107,8 @@ def add_generate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    # None: a count that depends on the user's data (step-cadence runs).
+    cells = [["-" if r.get(c) is None else str(r.get(c, "")) for c in columns] for r in rows]
     widths = [
         max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
         for i, c in enumerate(columns)

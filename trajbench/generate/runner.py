@@ -4,7 +4,9 @@
     summary = generate("small", "runs.zarr", workers=2)
 
 * Each run trains one task from ``task.build(seed)`` with its optimizer and schedule and
-  records a snapshot at initialisation and ``snapshots_per_epoch`` times per epoch, with
+  records a snapshot at initialisation and then ``snapshots_per_epoch`` times per epoch or,
+  with step cadence, after every ``snapshot_every_steps`` optimizer steps (``step`` holds
+  the exact optimizer step of each snapshot, ``epoch`` the fractional epoch), with
   metrics ``train_loss`` (mean minibatch loss since the previous snapshot; NaN at the
   initial snapshot), ``val_loss``, ``val_acc`` and ``lr`` (the learning rate of the next step).
 * Numeric profile (``docs/datasets.md``, "Numeric profile"). By default runs and synthetic
@@ -17,6 +19,10 @@
   run and series met it, and the library versions (root attribute ``numeric_profile``);
   each run and series records ``{"name", "met"}``. ``numeric_profile=None`` trains
   unpinned, in the calling process when ``workers=1``.
+* ``device`` (e.g. ``"cuda"``): the model is moved there after it is built (so the
+  initialisation does not depend on the device) and every training batch with it; the
+  Recorder gets the model as it is and copies each snapshot to the host. Tasks evaluate on
+  the model's device when they support it (NiNo's tasks do).
 * Workers are fresh processes (``forkserver`` or ``spawn``; ``spawn`` when pinning) that
   each run on one torch thread. Every random choice of a run derives from its seed, so the
   same suite and seed give bitwise-identical weights for any number of workers.
@@ -163,12 +169,15 @@ def _task_for(spec: RunSpec) -> Any:
     return _TASK_CACHE[key]
 
 
-def run_attrs(spec: RunSpec, task: Any, steps_per_epoch: int) -> dict[str, Any]:
+def run_attrs(
+    spec: RunSpec, task: Any, steps_per_epoch: int, device: str | None = None
+) -> dict[str, Any]:
     """The attributes a generated run carries (besides those the Recorder adds)."""
     from trajbench import __version__
+    from trajbench.generate.suite import expected_snapshots
 
     c = spec.config
-    return {
+    attrs = {
         "task": c.task,
         "task_params": c.task_params,
         "task_info": task.info(),
@@ -180,13 +189,8 @@ def run_attrs(spec: RunSpec, task: Any, steps_per_epoch: int) -> dict[str, Any]:
         "epochs": c.epochs,
         "steps_per_epoch": steps_per_epoch,
         "total_steps": steps_per_epoch * c.epochs,
-        "snapshot_cadence": {
-            "unit": "epoch",
-            "every": 1.0 / c.snapshots_per_epoch,
-            "per_epoch": c.snapshots_per_epoch,
-            "initial": True,
-        },
-        "expected_snapshots": spec.n_snapshots,
+        "snapshot_cadence": c.cadence,
+        "expected_snapshots": expected_snapshots(c, steps_per_epoch),
         "suite": {
             "name": spec.suite_name,
             "version": spec.suite_version,
@@ -202,6 +206,9 @@ def run_attrs(spec: RunSpec, task: Any, steps_per_epoch: int) -> dict[str, Any]:
         },
         "generator": {"name": GENERATOR_NAME, "version": __version__},
     }
+    if device is not None:
+        attrs["device"] = device  # weights computed off the CPU: other bits than the CPU's
+    return attrs
 
 
 def _finite_model(model: torch.nn.Module) -> bool:
@@ -243,6 +250,7 @@ def train_run(
     mode: WriteMode = "w",
     record: bool = True,
     numeric_profile: str | None = None,
+    device: str | None = None,
 ) -> RunResult:
     """Train and record one run into store ``out`` (in this process, on the current
     torch threads). Never raises for a failure of the run itself: a failed run comes back
@@ -255,7 +263,9 @@ def train_run(
     ``record=False`` trains exactly the same way (held-out evaluation at every snapshot
     included) without a Recorder and without touching ``out``: the baseline of the
     recording-overhead benchmark (``benchmarks/generate.py``). Without a Recorder,
-    weights that turn non-finite while the loss stays finite are not detected."""
+    weights that turn non-finite while the loss stays finite are not detected.
+
+    ``device``: where the model and its batches live (None: the CPU, unmoved)."""
     from trajbench.store.recorder import Recorder
 
     started = time.perf_counter()
@@ -267,15 +277,11 @@ def train_run(
         c = spec.config
         task = _task_for(spec)
         model = task.build(spec.seed)
+        if device is not None:
+            model = model.to(device)
         steps_per_epoch = task.steps_per_epoch(c.batch_size)
-        spe = c.snapshots_per_epoch
-        if spe > steps_per_epoch:
-            raise TrajbenchError(
-                f"snapshots_per_epoch {spe} exceeds the {steps_per_epoch} steps of an epoch (batch_size {c.batch_size})"
-            )
-        # Steps within an epoch after which to snapshot: floor(k * S / spe), k = 1..spe.
-        offsets = [(k * steps_per_epoch) // spe for k in range(1, spe + 1)]
         total = steps_per_epoch * c.epochs
+        snap_after = _snapshot_rule(c, steps_per_epoch, total)
         optimizer = build_optimizer(model.parameters(), c.optimizer)
         schedule = build_schedule(
             c.schedule,
@@ -283,7 +289,7 @@ def train_run(
             total_steps=total,
             steps_per_epoch=steps_per_epoch,
         )
-        meta = run_attrs(spec, task, steps_per_epoch)
+        meta = run_attrs(spec, task, steps_per_epoch, device)
         if profile_attr is not None:
             meta["numeric_profile"] = profile_attr
         target = spec.target
@@ -298,14 +304,14 @@ def train_run(
             if target is not None and target.reached(metrics[target.metric]):
                 result.target_epoch = 0.0
             step, alive = 0, True
+            # Kept across epochs: with step cadence a snapshot's steps may span two epochs.
+            losses: list[float] = []
             for epoch in range(c.epochs):
                 if not alive:
                     break
-                losses: list[float] = []
-                next_snap = 0
-                for i, batch in enumerate(
-                    task.train_batches(c.batch_size, seed=spec.seed, epoch=epoch)
-                ):
+                for batch in task.train_batches(c.batch_size, seed=spec.seed, epoch=epoch):
+                    if device is not None:
+                        batch = tuple(t.to(device, non_blocking=True) for t in batch)
                     set_lr(optimizer, schedule.lr(step))
                     loss = task.train_step(model, batch, optimizer)
                     step += 1
@@ -319,14 +325,13 @@ def train_run(
                         rec.close("diverged")
                         alive = False
                         break
-                    if i + 1 == offsets[next_snap]:
+                    if snap_after(step):
                         metrics = {
                             "train_loss": sum(losses) / len(losses),
                             **task.evaluate(model),
                             "lr": schedule.lr(step),
                         }
                         losses = []
-                        next_snap += 1
                         if not rec.snapshot(
                             step=step, epoch=step / steps_per_epoch, metrics=metrics
                         ):
@@ -355,6 +360,51 @@ def train_run(
             _mark_failed(out, spec.run_id, result.error, trace)
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _snapshot_rule(config: Any, steps_per_epoch: int, total: int) -> Any:
+    """A function of the global step count (after the step) telling whether to snapshot.
+
+    Epoch cadence: after steps ``floor(k * S / spe)``, ``k = 1..spe``, of every epoch of
+    ``S`` steps. Step cadence: after every ``k``-th optimizer step of the run."""
+    every = config.snapshot_every_steps
+    if every is not None:
+        if every > total:
+            raise TrajbenchError(
+                f"snapshot_every_steps {every} exceeds the {total} optimizer steps of the run"
+                f" ({config.epochs} epochs of {steps_per_epoch}, batch_size {config.batch_size})"
+            )
+        return lambda step: step % every == 0
+    spe = config.snapshots_per_epoch
+    if spe > steps_per_epoch:
+        raise TrajbenchError(
+            f"snapshots_per_epoch {spe} exceeds the {steps_per_epoch} steps of an epoch (batch_size {config.batch_size})"
+        )
+    offsets = frozenset((k * steps_per_epoch) // spe for k in range(1, spe + 1))
+    return lambda step: (step - 1) % steps_per_epoch + 1 in offsets
+
+
+def _resolve_device(device: str | None) -> str | None:
+    """``device`` checked (None or ``"cpu"``: the CPU, models unmoved); an error naming it
+    when torch does not know it or no such device is present."""
+    if device is None or device == "cpu":
+        return None
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise TrajbenchError(
+            f"device must be 'cpu', 'cuda' or 'cuda:N', but got {device!r}"
+        ) from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise TrajbenchError(f"device {device!r} was asked for but torch sees no CUDA device")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise TrajbenchError(
+                f"device {device!r}: there are only {torch.cuda.device_count()} CUDA devices"
+            )
+    elif parsed.type != "cpu":
+        raise TrajbenchError(f"device must be 'cpu', 'cuda' or 'cuda:N', but got {device!r}")
+    return str(parsed)
 
 
 def _profile_attr(name: str | None, result: RunResult | None = None) -> dict[str, Any] | None:
@@ -437,6 +487,7 @@ class _Job:
     optimizer_spec: Any
     schedule_spec: Any
     numeric_profile: str | None = None
+    device: str | None = None
 
 
 @dataclass
@@ -489,10 +540,14 @@ def _worker_run(job: _Job) -> RunResult:
         task_base._REGISTRY[name] = job.task_cls
     opt_mod._OPTIMIZERS[job.optimizer_spec.name] = job.optimizer_spec
     opt_mod._SCHEDULES[job.schedule_spec.name] = job.schedule_spec
-    return train_run(job.spec, job.out, mode="w", numeric_profile=job.numeric_profile)
+    return train_run(
+        job.spec, job.out, mode="w", numeric_profile=job.numeric_profile, device=job.device
+    )
 
 
-def _make_job(spec: RunSpec, out: str, numeric_profile: str | None = None) -> _Job:
+def _make_job(
+    spec: RunSpec, out: str, numeric_profile: str | None = None, device: str | None = None
+) -> _Job:
     from trajbench.tasks import get_task_class
 
     return _Job(
@@ -502,6 +557,7 @@ def _make_job(spec: RunSpec, out: str, numeric_profile: str | None = None) -> _J
         _OPTIMIZERS[spec.config.optimizer["name"]],
         _SCHEDULES[spec.config.schedule["name"]],
         numeric_profile,
+        device,
     )
 
 
@@ -521,13 +577,22 @@ def _existing(root: Any, path: str) -> dict[str, Any] | None:
     return dict(node.attrs)
 
 
-def _is_done(attrs: dict[str, Any] | None, expected: int, config_id: str | None = None) -> bool:
+def _is_done(
+    attrs: dict[str, Any] | None, expected: int | None, config_id: str | None = None
+) -> bool:
+    """Whether a stored run (or series) is finished: complete with all its snapshots, or
+    diverged. ``expected`` None (step cadence: the count depends on the data) takes the
+    ``expected_snapshots`` the run recorded when it started."""
     if attrs is None:
         return False
     if config_id is not None and attrs.get("config_id") != config_id:
         return False
     status = attrs.get("status")
     if status == "complete":
+        if expected is None:
+            expected = attrs.get("expected_snapshots")
+            if isinstance(expected, bool) or not isinstance(expected, int):
+                return False
         return int(attrs.get("n_snapshots", -1)) == expected
     return status == "diverged"
 
@@ -610,6 +675,7 @@ def generate(
     compression: str | None = None,
     lossy: str | int | None = None,
     numeric_profile: str | None = profiles.DEFAULT_PROFILE,
+    device: str | None = None,
 ) -> GenerateSummary:
     """Generate every run (and synthetic series) of ``suite`` into the store ``out``.
 
@@ -660,6 +726,14 @@ def generate(
         started with: resuming it under another one raises. Where the profile cannot be
         met (another architecture, or a remote Dask worker started without it) generation
         still runs and the store records ``met: false``.
+    device:
+        ``None``/``"cpu"`` (train on the CPU), ``"cuda"`` or ``"cuda:N"``: each run's model
+        and batches move there; snapshots are copied to the host. Runs record it in their
+        ``device`` attribute (the numeric profile pins CPU kernels only).
+
+    Before any work, every task of the selected runs that reads the user's data (NiNo's)
+    checks that its files are where it expects them; a missing data directory or file
+    raises one :class:`~trajbench.errors.TrajbenchError` naming it.
     """
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise TrajbenchError(f"workers must be a positive int, but got {workers!r}")
@@ -671,6 +745,8 @@ def generate(
     started = time.perf_counter()
     suite = load_suite(suite)
     specs = _select(suite.runs(seed), tasks, shard)
+    device = _resolve_device(device)
+    _check_data(specs)
     out_text = os.fspath(out)
     # The calling process can train under the profile itself only if it was started with it.
     in_process = (
@@ -748,11 +824,18 @@ def generate(
                 numeric_profile,
                 synthetic_job,
                 sink,
+                device,
             )
         elif in_process and (workers == 1 or len(todo) <= 1):
             with _in_process(numeric_profile):
                 for spec in todo:
-                    result = train_run(spec, out_text, mode="w", numeric_profile=numeric_profile)
+                    result = train_run(
+                        spec,
+                        out_text,
+                        mode="w",
+                        numeric_profile=numeric_profile,
+                        device=device,
+                    )
                     _record(summary, result, bar)
         elif todo or synthetic_job is not None:
             # Pinned workers must load their libraries under the profile's environment:
@@ -771,6 +854,7 @@ def generate(
                     numeric_profile,
                     synthetic_job,
                     sink,
+                    device,
                 )
     finally:
         if bar is not None:
@@ -778,6 +862,23 @@ def generate(
     _finish_profile(root, summary, sink)
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _check_data(specs: list[RunSpec]) -> None:
+    """Fail before any work when a task's data is missing: tasks that read the user's
+    files (NiNo's) have a ``check_data()`` that locates them without loading them."""
+    from trajbench.tasks import get_task
+
+    seen: set[str] = set()
+    for spec in specs:
+        key = spec.config.task + repr(sorted(spec.config.task_params.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        task = get_task(spec.config.task, **spec.config.task_params)
+        check = getattr(task, "check_data", None)
+        if callable(check):
+            check()
 
 
 def _check_not_bootstrapping() -> None:
@@ -975,6 +1076,7 @@ def _run_pool(
     numeric_profile: str | None = None,
     synthetic_job: _SyntheticJob | None = None,
     sink: list[_SyntheticResult] | None = None,
+    device: str | None = None,
 ) -> None:
     """Run ``todo`` in a pool of ``workers`` processes, surviving worker deaths.
 
@@ -986,7 +1088,9 @@ def _run_pool(
     """
     from trajbench.store.root import open_root
 
-    queue: list[_Job | _SyntheticJob] = [_make_job(spec, out, numeric_profile) for spec in todo]
+    queue: list[_Job | _SyntheticJob] = [
+        _make_job(spec, out, numeric_profile, device) for spec in todo
+    ]
     if synthetic_job is not None:
         queue.insert(0, synthetic_job)
     sink = [] if sink is None else sink
@@ -1104,6 +1208,7 @@ def _run_dask(
     numeric_profile: str | None = None,
     synthetic_job: _SyntheticJob | None = None,
     sink: list[_SyntheticResult] | None = None,
+    device: str | None = None,
 ) -> None:
     try:
         from dask.distributed import Client, LocalCluster, as_completed
@@ -1138,7 +1243,7 @@ def _run_dask(
             (
                 client.submit(
                     _dask_run,
-                    _make_job(spec, out, numeric_profile),
+                    _make_job(spec, out, numeric_profile, device),
                     key=f"trajbench-run-{spec.run_id}",
                     pure=False,
                 ),

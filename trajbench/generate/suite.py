@@ -7,7 +7,7 @@ A suite file (see ``docs/datasets.md`` for the full reference)::
     version = "1.0"
     description = "..."
     epochs = 80                 # defaults for every task entry
-    snapshots_per_epoch = 1
+    snapshots_per_epoch = 1     # or snapshot_every_steps = k (exactly one of the two)
     seeds = [0, 1, 2, 3, 4]
 
     [[tasks]]
@@ -69,10 +69,20 @@ _SUITE_KEYS = {
     "description",
     "epochs",
     "snapshots_per_epoch",
+    "snapshot_every_steps",
     "seeds",
     "windows",
 }
-_TASK_KEYS = {"task", "params", "epochs", "snapshots_per_epoch", "seeds", "target", "grid"}
+_TASK_KEYS = {
+    "task",
+    "params",
+    "epochs",
+    "snapshots_per_epoch",
+    "snapshot_every_steps",
+    "seeds",
+    "target",
+    "grid",
+}
 _SYNTHETIC_KEYS = {"family", "count", "dim", "length", "seed", "params"}
 _GRID_FIXED = ("optimizer", "lr", "batch_size", "schedule")
 
@@ -116,18 +126,44 @@ class RunConfig:
     schedule: dict[str, Any]
     batch_size: int
     epochs: int
-    snapshots_per_epoch: int
+    #: Snapshots per epoch (epoch cadence); None when the run snapshots every
+    #: ``snapshot_every_steps`` optimizer steps instead.
+    snapshots_per_epoch: int | None
+    #: Optimizer steps between snapshots (step cadence); None for epoch cadence.
+    snapshot_every_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.snapshots_per_epoch is None) == (self.snapshot_every_steps is None):
+            raise TrajbenchError(
+                "a run config takes exactly one of snapshots_per_epoch and snapshot_every_steps,"
+                f" but got {self.snapshots_per_epoch!r} and {self.snapshot_every_steps!r}"
+            )
+
+    @property
+    def cadence(self) -> dict[str, Any]:
+        """The run's ``snapshot_cadence`` attribute: ``{"unit": "step", "every": k,
+        "initial": True}`` or ``{"unit": "epoch", "every": 1 / spe, "per_epoch": spe,
+        "initial": True}``."""
+        if self.snapshot_every_steps is not None:
+            return {"unit": "step", "every": self.snapshot_every_steps, "initial": True}
+        spe = int(self.snapshots_per_epoch or 1)
+        return {"unit": "epoch", "every": 1.0 / spe, "per_epoch": spe, "initial": True}
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "task": self.task,
             "task_params": self.task_params,
             "optimizer": self.optimizer,
             "schedule": self.schedule,
             "batch_size": self.batch_size,
             "epochs": self.epochs,
-            "snapshots_per_epoch": self.snapshots_per_epoch,
         }
+        # Epoch-cadence configs hash exactly as they always did (ids of stored runs are stable).
+        if self.snapshot_every_steps is not None:
+            out["snapshot_every_steps"] = self.snapshot_every_steps
+        else:
+            out["snapshots_per_epoch"] = self.snapshots_per_epoch
+        return out
 
     @property
     def config_id(self) -> str:
@@ -155,14 +191,24 @@ class RunSpec:
         return self.config.task
 
     @property
-    def n_snapshots(self) -> int:
-        """Snapshots a complete run holds: the initialisation plus ``snapshots_per_epoch`` per epoch."""
+    def n_snapshots(self) -> int | None:
+        """Snapshots a complete run holds: the initialisation plus ``snapshots_per_epoch``
+        per epoch. None for step cadence: the count depends on the steps of an epoch, known
+        once the task's data is read (the run then records it as ``expected_snapshots``)."""
         return expected_snapshots(self.config)
 
 
-def expected_snapshots(config: RunConfig) -> int:
-    """``1 + epochs * snapshots_per_epoch``."""
-    return 1 + config.epochs * config.snapshots_per_epoch
+def expected_snapshots(config: RunConfig, steps_per_epoch: int | None = None) -> int | None:
+    """Snapshots of a complete run, the initial one included.
+
+    Epoch cadence: ``1 + epochs * snapshots_per_epoch``. Step cadence (every ``k`` steps):
+    ``1 + (epochs * steps_per_epoch) // k``, or None when ``steps_per_epoch`` is not given.
+    """
+    if config.snapshot_every_steps is None:
+        return 1 + config.epochs * int(config.snapshots_per_epoch or 0)
+    if steps_per_epoch is None:
+        return None
+    return 1 + (config.epochs * steps_per_epoch) // config.snapshot_every_steps
 
 
 @dataclass(frozen=True)
@@ -172,10 +218,11 @@ class TaskEntry:
     task: str
     params: dict[str, Any]
     epochs: int
-    snapshots_per_epoch: int
+    snapshots_per_epoch: int | None
     seeds: tuple[int, ...]
     target: Target | None
     configs: tuple[RunConfig, ...]
+    snapshot_every_steps: int | None = None
 
 
 @dataclass(frozen=True)
@@ -241,16 +288,25 @@ class Suite:
         return specs
 
     def stats(self) -> dict[str, Any]:
-        """Counts for listings: runs, configs, tasks, snapshots and synthetic series."""
+        """Counts for listings: runs, configs, tasks, snapshots and synthetic series.
+
+        Runs with step cadence have a snapshot count that depends on their data (the
+        steps of an epoch): ``snapshots`` is then None, ``min_snapshots`` the least over
+        the other runs (None when there is none), and ``data_dependent_runs`` counts them.
+        """
         runs = self.runs()
+        counts = [r.n_snapshots for r in runs]
+        known = [n for n in counts if n is not None]
+        unknown = len(counts) - len(known)
         return {
             "name": self.name,
             "version": self.version,
             "tasks": len({e.task for e in self.tasks}),
             "configs": len({r.config.config_id for r in runs}),
             "runs": len(runs),
-            "snapshots": sum(r.n_snapshots for r in runs),
-            "min_snapshots": min((r.n_snapshots for r in runs), default=0),
+            "snapshots": sum(known) if not unknown else None,
+            "min_snapshots": min(known) if known else (None if unknown else 0),
+            "data_dependent_runs": unknown,
             "synthetic_series": sum(e.count for e in self.synthetic),
         }
 
@@ -261,7 +317,8 @@ def _suites_dir() -> Any:
 
 
 def list_suites() -> list[str]:
-    """Names of the suites shipped with trajbench (``micro``, ``tiny``, ``small``, ``full``)."""
+    """Names of the suites shipped with trajbench (``micro``, ``tiny``, ``small``, ``full``,
+    ``nino``)."""
     order = {"micro": 0, "tiny": 1, "small": 2, "full": 3}
     names = [p.name[: -len(".toml")] for p in _suites_dir().iterdir() if p.name.endswith(".toml")]
     return sorted(names, key=lambda n: (order.get(n, 99), n))
@@ -390,9 +447,7 @@ def parse_suite(text: str, source: str = "<string>") -> Suite:
         )
     defaults = {
         "epochs": ctx.pos_int(head["epochs"], "suite.epochs") if "epochs" in head else None,
-        "snapshots_per_epoch": ctx.pos_int(
-            head.get("snapshots_per_epoch", 1), "suite.snapshots_per_epoch"
-        ),
+        "cadence": _parse_cadence(ctx, head, "suite", ("snapshots_per_epoch", 1)),
         "seeds": ctx.seeds(head["seeds"], "suite.seeds") if "seeds" in head else (0,),
     }
     raw_tasks = raw.get("tasks", [])
@@ -458,10 +513,8 @@ def _parse_task(ctx: _Ctx, entry: Any, key: str, defaults: Mapping[str, Any]) ->
     )
     if epochs is None:
         raise ctx.error(f"{key}.epochs", "is required (here or as suite.epochs)")
-    spe = ctx.pos_int(
-        entry.get("snapshots_per_epoch", defaults["snapshots_per_epoch"]),
-        f"{key}.snapshots_per_epoch",
-    )
+    # An entry's own cadence key replaces the suite's (whichever of the two that is).
+    cadence = _parse_cadence(ctx, entry, key, defaults["cadence"])
     seeds = ctx.seeds(entry["seeds"], f"{key}.seeds") if "seeds" in entry else defaults["seeds"]
     target = _parse_target(ctx, entry["target"], f"{key}.target") if "target" in entry else None
     grids = entry.get("grid")
@@ -474,12 +527,41 @@ def _parse_task(ctx: _Ctx, entry: Any, key: str, defaults: Mapping[str, Any]) ->
     seen: set[str] = set()
     for j, grid in enumerate(grids):
         for config in _expand_grid(
-            ctx, grid, f"{key}.grid[{j}]", task.name, dict(task.params), epochs, spe
+            ctx, grid, f"{key}.grid[{j}]", task.name, dict(task.params), epochs, cadence
         ):
             if config.config_id not in seen:
                 seen.add(config.config_id)
                 configs.append(config)
-    return TaskEntry(task.name, dict(task.params), epochs, spe, seeds, target, tuple(configs))
+    spe, every = _cadence_fields(cadence)
+    return TaskEntry(
+        task.name, dict(task.params), epochs, spe, seeds, target, tuple(configs), every
+    )
+
+
+_CADENCE_KEYS = ("snapshots_per_epoch", "snapshot_every_steps")
+
+
+def _parse_cadence(
+    ctx: _Ctx, table: Mapping[str, Any], key: str, default: tuple[str, int]
+) -> tuple[str, int]:
+    """``(cadence key, value)`` of a table: its ``snapshots_per_epoch`` or
+    ``snapshot_every_steps`` (never both), else ``default``."""
+    given = [k for k in _CADENCE_KEYS if k in table]
+    if len(given) == 2:
+        raise ctx.error(
+            f"{key}.snapshot_every_steps",
+            "give snapshots_per_epoch or snapshot_every_steps, not both",
+        )
+    if not given:
+        return default
+    name = given[0]
+    return name, ctx.pos_int(table[name], f"{key}.{name}")
+
+
+def _cadence_fields(cadence: tuple[str, int]) -> tuple[int | None, int | None]:
+    """``(snapshots_per_epoch, snapshot_every_steps)``, one of them None."""
+    name, value = cadence
+    return (value, None) if name == "snapshots_per_epoch" else (None, value)
 
 
 def _parse_target(ctx: _Ctx, value: Any, key: str) -> Target:
@@ -510,7 +592,13 @@ def _axis(value: Any, *, list_valued: bool = False) -> list[Any]:
 
 
 def _expand_grid(
-    ctx: _Ctx, grid: Any, key: str, task: str, task_params: dict[str, Any], epochs: int, spe: int
+    ctx: _Ctx,
+    grid: Any,
+    key: str,
+    task: str,
+    task_params: dict[str, Any],
+    epochs: int,
+    cadence: tuple[str, int],
 ) -> list[RunConfig]:
     from trajbench.generate.optimizers import _OPTIMIZERS
 
@@ -567,7 +655,13 @@ def _expand_grid(
             raise ctx.error(key, str(exc)) from None
         configs.append(
             RunConfig(
-                task, task_params, optimizer, point["schedule"], point["batch_size"], epochs, spe
+                task,
+                task_params,
+                optimizer,
+                point["schedule"],
+                point["batch_size"],
+                epochs,
+                *_cadence_fields(cadence),
             )
         )
     return configs

@@ -118,7 +118,12 @@ class Task:
     def eval_batch(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[float, float, int]:
-        """``(sum of losses, number correct, number of items)`` for one held-out batch."""
+        """``(sum of losses, number correct, number of items)`` for one held-out batch.
+
+        The batch moves to the model's device (a model trained with ``--device cuda`` is
+        evaluated there)."""
+        device = next(model.parameters(), torch.empty(0)).device
+        x, y = x.to(device), y.to(device)
         logits = model(x)
         flat = logits.reshape(-1, logits.shape[-1])
         target = y.reshape(-1)

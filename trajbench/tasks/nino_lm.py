@@ -325,6 +325,24 @@ class NinoLMTask(Task):
         root = resolve_data_dir(self.params["data_dir"] or None, f"the tokenised corpus '{name}'")
         return load_token_corpus(root / name)
 
+    def check_data(self) -> None:
+        """Check that the corpus folder holds ``meta.json`` and train/val tokens, without
+        reading the tokens (``trajbench generate`` calls this before any work)."""
+        name = self.params["corpus"]
+        root = resolve_data_dir(self.params["data_dir"] or None, f"the tokenised corpus '{name}'")
+        folder = root / name
+        missing = [
+            f
+            for f, alt in ((META_FILE, None), ("train.bin", "train.npy"), ("val.bin", "val.npy"))
+            if not (folder / f).is_file() and not (alt and (folder / alt).is_file())
+        ]
+        if missing:
+            raise TrajbenchError(
+                f"no tokenised corpus in '{folder}': missing {', '.join(missing)} (expected"
+                f' {META_FILE} ({{"vocab_size": N, "dtype": "uint16"}}) with train.bin and'
+                " val.bin or .npy beside it; see docs/datasets.md; trajbench never downloads data)"
+            )
+
     def load_split(self) -> Split:
         corpus = self.corpus
         c = self.params["context"]
@@ -395,6 +413,7 @@ class NinoLMTask(Task):
     def eval_batch(
         self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
     ) -> tuple[float, float, int]:
+        x = x.to(next(model.parameters()).device)  # follow the model (``--device cuda``)
         logits = model(x)[:, :-1]
         flat = logits.reshape(-1, logits.shape[-1])
         target = x[:, 1:].reshape(-1)

@@ -35,7 +35,7 @@ from torch import nn
 from trajbench.errors import TrajbenchError
 from trajbench.tasks.base import Task, register_task
 from trajbench.tasks.datasets import Split
-from trajbench.tasks.vision_data import vision_split
+from trajbench.tasks.vision_data import check_vision_files, vision_split
 
 __all__ = [
     "NinoConvNet",
@@ -116,6 +116,18 @@ class NinoVisionTask(Task):
 
     def load_split(self) -> Split:
         return vision_split(self.dataset, self.params["data_dir"] or None)
+
+    def check_data(self) -> None:
+        """Locate the data files without reading them (``trajbench generate`` calls this
+        before any work): a one-line error naming the folder and how to get the files."""
+        check_vision_files(self.dataset, self.params["data_dir"] or None)
+
+    def eval_batch(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[float, float, int]:
+        # Held-out batches live on the CPU; follow the model (``generate --device cuda``).
+        device = next(model.parameters()).device
+        return super().eval_batch(model, x.to(device), y.to(device))
 
     def make_model(self) -> nn.Module:
         mean, std = self.norm

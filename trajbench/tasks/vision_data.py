@@ -46,6 +46,7 @@ __all__ = [
     "read_idx",
     "read_cifar_binary",
     "vision_split",
+    "check_vision_files",
 ]
 
 DATA_DIR_ENV = "TRAJBENCH_DATA_DIR"
@@ -178,22 +179,38 @@ def _held_back(n: int) -> int:
     return n - n // 12
 
 
+def _files_of(dataset: str) -> tuple[tuple[str, ...], bool]:
+    """The files of ``dataset`` (in reading order) and whether ``.gz`` copies count."""
+    if dataset == "fashion_mnist":
+        return _FASHION_FILES, True
+    if dataset == "cifar10":
+        return (*_CIFAR10_TRAIN, "test_batch.bin"), False
+    return ("train.bin", "test.bin"), False
+
+
+def check_vision_files(dataset: str, data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The paths of ``dataset``'s files in the data directory, found without reading them;
+    the one-line error of :func:`vision_split` when the directory or a file is missing."""
+    if dataset not in VISION_DATASETS:
+        raise TrajbenchError(
+            f"unknown vision dataset {dataset!r}; expected one of {', '.join(VISION_DATASETS)}"
+        )
+    root = resolve_data_dir(data_dir, f"the {dataset} files")
+    files, gz_ok = _files_of(dataset)
+    return _locate(root, dataset, files, gz_ok)
+
+
 @cache
 def _load(dataset: str, root: str) -> Split:
     base = Path(root)
     if dataset == "fashion_mnist":
-        paths = _locate(base, dataset, _FASHION_FILES, gz_ok=True)
+        paths = _locate(base, dataset, *_files_of(dataset))
         x_tr, y_tr, x_te, y_te = (read_idx(p) for p in paths)
         x_tr, x_te = x_tr[:, None], x_te[:, None]
         where = str(paths[0].parent)
     elif dataset in ("cifar10", "cifar100"):
         label_bytes = 1 if dataset == "cifar10" else 2
-        names = (
-            (*_CIFAR10_TRAIN, "test_batch.bin")
-            if dataset == "cifar10"
-            else ("train.bin", "test.bin")
-        )
-        paths = _locate(base, dataset, names, gz_ok=False)
+        paths = _locate(base, dataset, *_files_of(dataset))
         parts = [read_cifar_binary(p, label_bytes) for p in paths]
         x_tr = np.concatenate([x for x, _ in parts[:-1]])
         y_tr = np.concatenate([y for _, y in parts[:-1]])

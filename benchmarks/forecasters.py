@@ -52,6 +52,15 @@ What is measured (``docs/performance.md``, "Forecasters"):
   normalisation: the matmul work the network cannot avoid. ``ratio`` = WNN time / chain
   time (the issue expects a small factor). The best of ``--repeat`` each, alternating.
 
+* **NiNo / WNN+ cost** (``--nino-cost``, off by default; model-scope forecasters are
+  not in the per-series table): one ``predict_model(history, [1])`` of ``nino`` and
+  ``wnn_plus`` (random weights; the cost does not depend on them) on an MLP (width ``w``,
+  ``w -> w -> w -> 10``) and a CNN (3 convs 3x3 of ``c`` channels, fc ``c -> 10``) of about
+  10k, 100k and 1M parameters, each in a fresh process: seconds (the best of ``--repeat``,
+  graph and Laplacian positions included in the first, cached after: ``first_seconds``) and the
+  process's peak RSS above what it held before the first call (``peak_mb``). The target is a
+  1M-parameter model in under 2 GB and 30 s on 2 cores.
+
 Timings depend on the machine and its load: the header prints CPU count, torch threads
 and the load average. The exit status is 0 whatever the figures.
 """
@@ -74,7 +83,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from trajbench.forecasting.data import TrainingData  # noqa: E402
-from trajbench.forecasting.registry import get_forecaster, list_forecasters  # noqa: E402
+from trajbench.forecasting.registry import (  # noqa: E402
+    get_forecaster,
+    get_forecaster_class,
+    list_forecasters,
+)
 from trajbench.testing import quadratic_gd_trajectory  # noqa: E402
 
 HORIZONS = (5, 50)
@@ -366,6 +379,95 @@ def _rate(value: float) -> str:
     return f"{value:>12,.0f}" if value >= 100 else f"{value:>12.3g}"
 
 
+def _nino_layout(arch: str, size: int) -> list[tuple[str, tuple[int, ...]]]:
+    """An MLP or CNN parameter list of about ``size`` parameters."""
+    if arch == "mlp":
+        w = max(4, round((size / 2) ** 0.5))
+        dims = [w, w, w, 10]
+        out: list[tuple[str, tuple[int, ...]]] = []
+        for i in range(3):
+            out += [(f"{2 * i}.weight", (dims[i + 1], dims[i])), (f"{2 * i}.bias", (dims[i + 1],))]
+        return out
+    c = max(2, round((size / 18) ** 0.5))
+    return [
+        ("0.weight", (c, 3, 3, 3)),
+        ("0.bias", (c,)),
+        ("2.weight", (c, c, 3, 3)),
+        ("2.bias", (c,)),
+        ("4.weight", (c, c, 3, 3)),
+        ("4.bias", (c,)),
+        ("7.weight", (10, c)),
+        ("7.bias", (10,)),
+    ]
+
+
+def _nino_cost_one(name: str, arch: str, size: int, repeat: int, queue: Any) -> None:
+    """In a fresh process: time and peak RSS of one whole-model forecast."""
+    import resource
+
+    from baselines.nino import NiNo, WNNPlus
+    from trajbench.forecasting.model import ModelHistory
+    from trajbench.store.layout import ParamSpec
+
+    specs, off = [], 0
+    for pname, shape in _nino_layout(arch, size):
+        numel = int(np.prod(shape))
+        specs.append(ParamSpec(name=pname, shape=shape, offset=off, numel=numel, kind="other"))
+        off += numel
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal(off).astype(np.float32)
+    states = w0 + np.cumsum(rng.standard_normal((5, off)).astype(np.float32) * 0.01, axis=0)
+    hist = ModelHistory(
+        states=states,
+        steps=np.arange(5) * 200,
+        layout=tuple(specs),
+        first=states[0],
+        origin=4,
+        stride=200,
+    )
+    f = (NiNo if name == "nino" else WNNPlus)(random_weights=True)
+    f.weights()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t0 = time.perf_counter()
+    f.predict_model(hist, [1])
+    first = time.perf_counter() - t0
+    best = min(
+        [first]
+        + [_best_time(lambda: f.predict_model(hist, [1]), 1) for _ in range(max(0, repeat - 1))]
+    )
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    queue.put(
+        {
+            "forecaster": name,
+            "arch": arch,
+            "params": off,
+            "first_seconds": first,
+            "seconds": best,
+            "peak_mb": peak - before,
+        }
+    )
+
+
+def _nino_cost(repeat: int) -> list[dict[str, Any]]:
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    rows = []
+    for name in ("nino", "wnn_plus"):
+        for arch in ("mlp", "cnn"):
+            for size in (10_000, 100_000, 1_000_000):
+                queue = ctx.Queue()
+                proc = ctx.Process(target=_nino_cost_one, args=(name, arch, size, repeat, queue))
+                proc.start()
+                proc.join()
+                rows.append(
+                    queue.get()
+                    if proc.exitcode == 0
+                    else {"forecaster": name, "arch": arch, "error": f"exit {proc.exitcode}"}
+                )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -417,6 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="real weight series from this store for --arima-fits/--arima-agreement (default: synthetic)",
     )
+    parser.add_argument(
+        "--nino-cost",
+        action="store_true",
+        help="measure NiNo/WNN+ whole-model forecasts (10k..1M params)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
 
@@ -428,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [s for s in args.only.split(",") if s and s != "none"] or (
         [] if args.only == "none" else list_forecasters()
     )
+    # model-scope forecasters (nino, wnn_plus) have no per-series predict: see --nino-cost
+    names = [n for n in names if get_forecaster_class(n).get_class_tags().get("scope") != "model"]
     header = {
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
@@ -491,6 +600,17 @@ def main(argv: list[str] | None = None) -> int:
                     f"arima agreement vs {r['reference']:18s} ({r['statsmodels_fit']:13s}, {r['series']:4d} series): {cells}",
                     flush=True,
                 )
+    nino_cost = _nino_cost(args.repeat) if args.nino_cost else None
+    if nino_cost is not None and not args.json:
+        for r in nino_cost:
+            if "error" in r:
+                print(f"{r['forecaster']:9s} {r['arch']}: {r['error']}", flush=True)
+                continue
+            print(
+                f"{r['forecaster']:9s} {r['arch']} {r['params']:>9,} params: {r['seconds']:.2f} s "
+                f"(first call {r['first_seconds']:.2f} s), peak +{r['peak_mb']:,.0f} MB",
+                flush=True,
+            )
     ratio = (
         None
         if args.no_wnn_ratio or "wnn" not in list_forecasters()
@@ -505,6 +625,7 @@ def main(argv: list[str] | None = None) -> int:
                     "arima_fits": arima_fits,
                     "arima_agreement": agreement,
                     "wnn_vs_matmul": ratio,
+                    "nino_cost": nino_cost,
                 },
                 indent=2,
                 default=str,

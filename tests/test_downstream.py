@@ -366,3 +366,38 @@ def test_cli_track_downstream_prints_gain_ratios(
         assert line.startswith(name)
         for r in gain[(gain["forecaster"] == name) & gain["value"].notna()].itertuples():
             assert f"{r.value:.3f}" in line
+
+
+# ------------------------------------------------------------------ model-scope forecasters
+class WholeLinear(Forecaster):
+    """Model scope: ``w_t + h (w_t - w_{t-1})`` for EVERY column (buffers included, which
+    the track must ignore), written independently of the ``linear`` baseline."""
+
+    name = "whole_linear"
+    context_length = 2
+    tags = {"scope": "model"}
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, list[int]]] = []
+
+    def _predict_model(self, history: Any, horizons: np.ndarray) -> np.ndarray:
+        self.calls.append((history.run, history.origin, horizons.tolist()))
+        last, prev = history.states[-1], history.states[-2]
+        return np.stack([np.float32(h) * (last - prev) + last for h in horizons])
+
+
+def test_a_model_scope_forecaster_scores_exactly_as_the_per_series_linear_baseline(
+    store: Any, runs: pd.DataFrame
+) -> None:
+    whole = WholeLinear()
+    frame, failures = _windows(store, runs, [get_forecaster("linear"), whole])
+    assert not failures
+    assert set(frame["run"]) == set(runs["path"])  # the BatchNorm CNN included
+    ours = frame[frame["forecaster"] == "whole_linear"].drop(columns="forecaster")
+    theirs = frame[frame["forecaster"] == "linear"].drop(columns="forecaster")
+    pd.testing.assert_frame_equal(ours.reset_index(drop=True), theirs.reset_index(drop=True))
+    # one predict_model per (run, origin), all horizons with a target at once
+    windows = ours.groupby(["run", "origin"])["horizon"].apply(list)
+    assert sorted((r, o, h) for r, o, h in whole.calls) == sorted(
+        (r, o, h) for (r, o), h in windows.items()
+    )

@@ -373,3 +373,98 @@ def test_declared_entry_points_match_the_builtin_table() -> None:
         if name in declared:
             assert declared[name] == target
         assert get_forecaster(name).name == name
+
+
+# ------------------------------------------------- damaged training runs (issue 19)
+def _damage_a_training_run(tmp_path: Path, how: str) -> tuple[Path, Path, str, Any]:
+    """A micro store and a copy of it with the first training run's weights chunk
+    truncated (a checksum error at read time) or deleted (reads as its NaN fill): the
+    clean store, the damaged copy, that run's path and the protocol used."""
+    import shutil
+
+    from trajbench.bench.plan import OpenedRuns
+    from trajbench.bench.protocol import PROTOCOL
+    from trajbench.bench.splits import assign_splits
+    from trajbench.testing import make_quadratic_store
+
+    clean, damaged = tmp_path / "clean.zarr", tmp_path / "damaged.zarr"
+    windows = {"first_origin": 4, "stride": 1, "max_horizon": 8}
+    make_quadratic_store(
+        clean, tasks=("quad-a",), lrs=(0.05, 0.1), seeds=(0, 1, 2), n_snapshots=16, windows=windows
+    )
+    shutil.copytree(clean, damaged)
+    protocol = PROTOCOL.replace(bootstrap=20)
+    splits = assign_splits(OpenedRuns(trajbench.open_store(damaged)), protocol, 0)
+    path = str(splits[splits.split == "train"]["path"].iloc[0])
+    victim = next(p for p in sorted((damaged / path / "weights" / "c").rglob("*")) if p.is_file())
+    if how == "truncate":
+        victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    else:
+        victim.unlink()
+    return clean, damaged, path, protocol
+
+
+def _training_data(location: Path, paths: list[str]) -> TrainingData:
+    from trajbench.forecasting.series import SeriesSource
+
+    store = trajbench.open_store(location)
+    sources = [SeriesSource.from_run(store.run(p), np.arange(6), "quad-a") for p in paths]
+    return TrainingData(sources, store=store, context_length=3, horizon=2)
+
+
+@pytest.mark.parametrize("how", ["truncate", "delete"])
+def test_a_damaged_training_run_is_left_out_of_the_training_data(tmp_path: Path, how: str) -> None:
+    clean, damaged, path, _ = _damage_a_training_run(tmp_path, how)
+    paths = [str(p) for p in trajbench.open_store(clean).runs()["path"]]
+    data = _training_data(damaged, paths)
+    assert [d["path"] for d in data.damaged] == [path]
+    assert "raised" in data.damaged[0]["reason"] or "NaN" in data.damaged[0]["reason"]
+    assert path not in set(data.runs["path"]) and len(data.runs) == len(paths) - 1
+    # the batches are exactly those of the clean store's other runs
+    others = _training_data(clean, [p for p in paths if p != path])
+    assert others.damaged == []
+    got, want = list(data), list(others)
+    assert len(got) == len(want) == len(paths) - 1
+    for (c1, t1, _), (c2, t2, _) in zip(got, want, strict=True):
+        np.testing.assert_array_equal(c1, c2)
+        np.testing.assert_array_equal(t1, t2)
+
+
+class _ReadsTraining(Forecaster):
+    """Persistence that reads every training window in ``fit`` (as fitted baselines do)."""
+
+    name = "reads-training"
+
+    tags = {"needs_fit": True}
+    context_length = 3
+
+    def _fit(self, train: TrainingData) -> None:
+        self.runs = list(train.runs["path"])
+        self.windows = sum(len(context) for context, _, _ in train)
+
+    def _predict(self, context: np.ndarray, horizon: int, meta: SeriesMeta) -> np.ndarray:
+        return np.repeat(context[:, -1:], horizon, axis=1)
+
+
+def test_a_damaged_training_run_no_longer_fails_fit_in_a_benchmark(tmp_path: Path) -> None:
+    from trajbench.bench.harness import run_benchmark
+
+    _, damaged, path, protocol = _damage_a_training_run(tmp_path, "truncate")
+    forecaster = _ReadsTraining()
+    result = run_benchmark(
+        damaged,
+        [forecaster],
+        tmp_path / "out",
+        protocol=protocol,
+        measure_memory=False,
+        examples=False,
+        progress=False,
+        resume=False,
+    )
+    entry = result.manifest["forecasters"][0]
+    assert entry["status"] == "ok", entry["message"]
+    assert (result.table.status != "failed").all()
+    assert path not in forecaster.runs and forecaster.runs and forecaster.windows > 0
+    listed = result.manifest["windows"]["damaged_training_runs"]
+    assert [(d["path"], d["split"]) for d in listed] == [(path, "train")]
+    assert "raised" in listed[0]["reason"]

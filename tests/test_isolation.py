@@ -1,6 +1,8 @@
 """Forecasters isolated (issue 19, item 5): whatever one forecaster does (raise
 ``SystemExit``, hang, grow, kill its process, fail to construct), it becomes failure rows
-and the others are scored; in a worker process the scores are bit-identical."""
+and the others are scored; in a worker process the scores are bit-identical (a
+model-scope forecaster's ``predict_model`` too; a hanging constructor:
+``tests/test_model_scope.py``)."""
 
 from __future__ import annotations
 
@@ -58,6 +60,17 @@ PLUGINS = textwrap.dedent(
             noise = np.random.normal(size=(len(context), horizon)).astype(np.float32) * 1e-3
             steps = np.arange(1, horizon + 1, dtype=np.float32) * np.float32(self.step_)
             return context[:, -1:] * scale + steps + noise
+
+    class WholeLinear(Forecaster):
+        """A model-scope forecaster: every column continues its last step."""
+        name = "whole_linear"
+        context_length = 2
+        tags = {"scope": "model"}
+
+        def _predict_model(self, history, horizons):
+            last = history.states[-1]
+            step = last - history.states[-2]
+            return horizons.astype(np.float32)[:, None] * step[None, :] + last[None, :]
 
     class Exits(Forecaster):
         name = "exits"
@@ -118,7 +131,7 @@ def _scores(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_scores_in_a_worker_are_bit_identical(store: Path, plugins: Path, tmp_path: Path) -> None:
-    specs = ["linear", f"{plugins}:Noisy"]
+    specs = ["linear", f"{plugins}:Noisy", f"{plugins}:WholeLinear"]
     kw: dict[str, Any] = {"protocol": PROTO, "seed": 3, "resume": False, "examples": True}
     here = run_benchmark(store, specs, tmp_path / "here", **kw)
     there = run_benchmark(store, specs, tmp_path / "there", isolation=Isolation(), **kw)
@@ -129,7 +142,14 @@ def test_scores_in_a_worker_are_bit_identical(store: Path, plugins: Path, tmp_pa
     assert there.manifest["isolation"]["forecasters"] == {
         "linear": "worker process",
         "noisy": "worker process",
+        "whole_linear": "worker process",
     }
+    # a model-scope forecaster through predict_model in its worker: linear's scores
+    whole = _scores(there.table)
+    pd.testing.assert_frame_equal(
+        whole[whole.forecaster == "whole_linear"].drop(columns="forecaster").reset_index(drop=True),
+        whole[whole.forecaster == "linear"].drop(columns="forecaster").reset_index(drop=True),
+    )
     # the same forecaster either way: partial results of one are the other's
     ids = [
         {k: f[k] for k in ("name", "class", "params", "source")}

@@ -23,6 +23,7 @@ from trajbench.bench.online import (
     BASELINE_NAME,
     OnlineConfig,
     OnlineSettings,
+    horizon_schedule,
     performance_profile,
     run_online_track,
     summarize_online,
@@ -395,3 +396,174 @@ def test_cli_track_online_writes_online_rows(
     )
     steps = table[(table["metric"] == "speedup_steps") & (table["task"] == "digits-logreg")]
     assert steps.empty or steps["value"].isna().all() or (steps["value"] == 1.0).all()
+
+
+# ------------------------------------------------------------------ step cadence, NiNo schedule
+def test_nino_horizon_schedule_is_the_papers_for_10k_steps_every_1k() -> None:
+    # NiNo (Knyazev et al., 2025), optim/nino.py: p = 2, k_max = 40, 10 jumps
+    assert horizon_schedule(40, 10).tolist() == [40, 33, 26, 21, 16, 11, 8, 5, 3, 1]
+    assert horizon_schedule(40, 1).tolist() == [40]
+    with pytest.raises(TrajbenchError, match="online k_max"):
+        horizon_schedule(0, 10)
+
+
+class WholeRecorder(Forecaster):
+    """Model scope: persistence of the whole model, recording what each jump saw."""
+
+    name = "whole_recorder"
+    context_length = 2
+    tags = {"scope": "model", "online_schedule": "nino"}
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    def _predict_model(self, history: Any, horizons: np.ndarray) -> np.ndarray:
+        self.seen.append(
+            {
+                "steps": history.steps.tolist(),
+                "horizons": horizons.tolist(),
+                "stride": history.stride,
+                "n": history.n_params,
+                "origin": history.origin,
+            }
+        )
+        return np.repeat(history.states[-1:], len(horizons), axis=0)
+
+
+class SeriesRecorder(Forecaster):
+    """Per series: persistence, recording each call's horizon and meta."""
+
+    name = "series_recorder"
+    context_length = 3
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, int, int]] = []
+
+    def _predict(self, context: np.ndarray, horizon: int, meta: Any) -> np.ndarray:
+        self.seen.append((horizon, int(meta.stride[0]), int(meta.origin[0])))
+        return np.repeat(context[:, -1:], horizon, axis=1)
+
+
+def test_step_cadence_jumps_at_every_period_with_ninos_horizons(store: Any) -> None:
+    run = _run(store, "digits-logreg")
+    cfg = _config(run)  # never reached: the whole run is trained
+    task = get_task(cfg.task, **cfg.task_params)
+    total = cfg.epochs * task.steps_per_epoch(cfg.batch_size)
+    period, context = 4, 2
+    plain = train_online(task, cfg, 0, keep_state=True)
+    f = WholeRecorder()
+    out = train_online(
+        task,
+        cfg,
+        0,
+        f,
+        cadence="step",
+        period=period,
+        context=context,
+        schedule="nino",
+        keep_state=True,
+    )
+    n_jumps = total // period
+    expected = np.round(np.linspace(40**0.5, 1, n_jumps) ** 2).astype(int).tolist()
+    assert [s for s, _ in out.jump_log] == list(range(period, total + 1, period))
+    assert [h for _, h in out.jump_log] == expected == [h for c in f.seen for h in c["horizons"]]
+    spacing = period // context
+    # the states given: `context` of them, `spacing` steps apart, the newest at the jump
+    assert [c["steps"] for c in f.seen] == [
+        [s - spacing, s] for s in range(period, total + 1, period)
+    ]
+    assert {c["stride"] for c in f.seen} == {spacing}
+    assert {c["n"] for c in f.seen} == {run.n_params}
+    assert (out.steps_run, out.jumps) == (plain.steps_run, n_jumps)
+    assert _equal(plain.state, out.state)  # persistence jumps mid-epoch change no bit
+    # a per-series forecaster on the step cadence: same steps, constant horizon
+    g = SeriesRecorder()
+    out = train_online(task, cfg, 0, g, cadence="step", period=6, context=3, horizon=2)
+    assert [s for s, _ in out.jump_log] == list(range(6, total + 1, 6))
+    assert g.seen == [(2, 2, s // 2) for s in range(6, total + 1, 6)]
+
+
+def test_steps_to_target_count_optimizer_steps_only_the_jump_costs_none(store: Any) -> None:
+    run = _run(store, "digits-logreg", seed=1)
+    acc = run.metrics["val_acc"].to_numpy()
+    assert acc[-1] > acc[:-1].max()  # only the final weights reach the target
+    cfg = _config(run, value=float(acc[-1]) - 1e-4)
+    task = get_task(cfg.task, **cfg.task_params)
+    spe = task.steps_per_epoch(cfg.batch_size)
+    final = np.asarray(run.weights[-1], dtype=np.float32)
+
+    class Final(Forecaster):
+        """Model scope: jumps straight to the stored final weights."""
+
+        name = "final"
+        context_length = 1
+        tags = {"scope": "model"}
+
+        def _predict_model(self, history: Any, horizons: np.ndarray) -> np.ndarray:
+            return np.repeat(final[None], len(horizons), axis=0)
+
+    plain = train_online(task, cfg, 1)
+    assert plain.reached and plain.steps == cfg.epochs * spe
+    # closed form: the first jump (at `period` steps, mid-epoch) reaches the target
+    for period in (3, 5):
+        out = train_online(task, cfg, 1, Final(), cadence="step", period=period, context=1)
+        assert out.reached and out.jumps == 1
+        assert (out.steps, out.epochs) == (period, period / spe)
+    out = train_online(task, cfg, 1, Final(), every=1, context=1)  # epoch cadence
+    assert out.reached and (out.steps, out.epochs, out.jumps) == (spe, 1.0, 1)
+
+
+def test_the_track_runs_a_model_scope_forecaster_on_its_own_schedule(store: Any) -> None:
+    splits = assign_splits(store)
+    splits["split"] = np.where(splits["group"] == "runs", "test", splits["split"])
+    settings = OnlineSettings(
+        seeds=1, cadence="step", period=8, context=2, tasks=("digits-logreg",)
+    )
+    table, section = run_online_track(store, [WholeRecorder(), Shift()], splits, settings=settings)
+    runs = {r["forecaster"]: r for r in section["runs"]}
+    assert runs["whole_recorder"]["schedule"] == "nino" and runs["shift"]["schedule"] == "constant"
+    n = runs["whole_recorder"]["jumps"]
+    assert runs["whole_recorder"]["jump_horizons"] == horizon_schedule(40, n).tolist()
+    assert runs["shift"]["jump_horizons"] == [5] * runs["shift"]["jumps"]
+    assert section["settings"]["cadence"] == "step" and section["settings"]["period"] == 8
+    with pytest.raises(TrajbenchError, match="online cadence must be one of epoch, step"):
+        OnlineSettings(cadence="steps")
+
+
+def test_cli_online_step_options_reach_the_settings() -> None:
+    from trajbench.bench.cli import _track_settings_from_args
+    from trajbench.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            "bench",
+            "store.zarr",
+            "--out",
+            "r",
+            "--online-cadence",
+            "step",
+            "--online-period",
+            "250",
+            "--online-schedule",
+            "nino",
+            "--online-k-max",
+            "12",
+            "--online-power",
+            "1.5",
+        ]
+    )
+    _, online = _track_settings_from_args(args)
+    assert (online.cadence, online.period, online.schedule, online.k_max, online.power) == (
+        "step",
+        250,
+        "nino",
+        12,
+        1.5,
+    )
+
+
+def test_a_step_period_shorter_than_the_context_is_refused(store: Any) -> None:
+    cfg = _config(_run(store, "digits-logreg"))
+    task = get_task(cfg.task, **cfg.task_params)
+    with pytest.raises(TrajbenchError, match="online period 2 is shorter than the 3 states"):
+        train_online(task, cfg, 0, SeriesRecorder(), cadence="step", period=2, context=3)

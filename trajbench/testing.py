@@ -9,7 +9,11 @@ plugin's own test suite::
     def test_conformance():
         check_forecaster(MyForecaster())
 
-or parametrize over :func:`forecaster_checks` to see each check as its own test.
+or parametrize over :func:`forecaster_checks` to see each check as its own test. A
+model-scope forecaster (tag ``scope = "model"``) gets the model checks instead (shapes,
+horizons, determinism, no mutation of the history, buffers, bad input) on
+:func:`model_history`: whole-model histories of real task models (``digits-cnn`` with its
+BatchNorm buffers, ``digits-logreg``).
 
 :func:`make_quadratic_store` writes a small store of gradient-descent trajectories on
 quadratics (closed form, exact), with the metadata the harness splits on, for tests and
@@ -38,6 +42,7 @@ __all__ = [
     "make_quadratic_store",
     "quadratic_gd_trajectory",
     "conformance_data",
+    "model_history",
 ]
 
 
@@ -428,6 +433,241 @@ def _check_bad_input(f: Forecaster) -> None:
         raise AssertionError("a 3-D context must raise TrajbenchError")
 
 
+# ------------------------------------------------- model-scope forecasters
+@functools.lru_cache(maxsize=2)
+def _task_layout(task: str) -> tuple[Any, ...]:
+    """The ``param_layout`` of a real task's model (built by the task, as a recorded
+    run stores it: parameters and buffers in ``state_dict`` order) and its initial
+    state as one row."""
+    from trajbench.store.layout import build_layout
+    from trajbench.tasks import get_task
+
+    model = get_task(task).make_model()
+    layout = tuple(build_layout(model))
+    state = model.state_dict()
+    row = np.concatenate([state[spec.name].detach().float().numpy().reshape(-1) for spec in layout])
+    return layout, row.astype(np.float32)
+
+
+def model_history(
+    task: str = "digits-cnn", n_snapshots: int = 8, *, origin: int | None = None
+) -> Any:
+    """A small :class:`~trajbench.forecasting.model.ModelHistory` of a real task's model
+    (default ``digits-cnn``: convolutions, BatchNorm with its buffers, a linear head;
+    3,916 columns) for tests: ``n_snapshots`` snapshots of a smooth, deterministic
+    trajectory from the model's initial weights (parameters decay towards a fixed point
+    with a little curvature, running statistics drift, ``num_batches_tracked`` counts
+    steps), 10 optimizer steps apart. Arrays are fresh and writable."""
+    from trajbench.forecasting.model import ModelHistory
+
+    layout, w0 = _task_layout(task)
+    rng = np.random.Generator(np.random.PCG64(7))
+    target = (w0 + rng.normal(0.0, 0.05, w0.shape)).astype(np.float64)
+    t = np.arange(n_snapshots, dtype=np.float64)[:, None]
+    states = target + (w0 - target) * 0.9**t + 1e-3 * np.sin(0.7 * t + np.arange(len(w0)))
+    for spec in layout:
+        if spec.name.endswith("num_batches_tracked"):
+            states[:, spec.offset] = 10.0 * np.arange(n_snapshots)
+    steps = 10 * np.arange(n_snapshots, dtype=np.int64)
+    return ModelHistory(
+        states=states.astype(np.float32),
+        steps=steps,
+        layout=layout,
+        first=states[0].astype(np.float32),
+        origin=n_snapshots - 1 if origin is None else origin,
+        stride=10,
+        task=task,
+        run="conformance/model",
+    )
+
+
+def _model_history_for(f: Forecaster, task: str = "digits-cnn") -> Any:
+    return model_history(task, max(int(f.context_length), 2) + 3)
+
+
+def _check_model_not_fitted(f: Forecaster) -> None:
+    fresh = _fresh(f)
+    history = _model_history_for(fresh)
+    if fresh.get_tag("needs_fit"):
+        try:
+            fresh.predict_model(history, [1, 2])
+        except NotFittedError:
+            return
+        raise AssertionError(
+            "predict_model before fit must raise trajbench.NotFittedError when needs_fit is True"
+        )
+    out = fresh.predict_model(history, [1, 2])
+    assert out.shape == (2, history.n_params)
+
+
+def _check_model_shapes(f: Forecaster) -> None:
+    fitted = _fitted(f)
+    for task in ("digits-cnn", "digits-logreg"):
+        history = _model_history_for(fitted, task)
+        for horizons in ([1], [1, 2, 3], [2, 5, 12], list(range(1, 51))):
+            out = fitted.predict_model(history, horizons)
+            assert isinstance(out, np.ndarray) and out.dtype == np.float32, (
+                f"predict_model must return float32, got {type(out).__name__} {getattr(out, 'dtype', None)}"
+            )
+            assert out.shape == (len(horizons), history.n_params), (
+                f"predict_model returned {out.shape}, expected {(len(horizons), history.n_params)}"
+            )
+            assert np.isfinite(out).all(), "predict_model returned non-finite values"
+
+
+def _check_model_horizons(f: Forecaster) -> None:
+    if not f.get_tag("deterministic"):
+        return
+    fitted = _fitted(f)
+    history = _model_history_for(fitted)
+    all_rows = fitted.predict_model(history, list(range(1, 13)))
+    some = fitted.predict_model(history, [2, 5, 12])
+    np.testing.assert_allclose(
+        some,
+        all_rows[[1, 4, 11]],
+        rtol=1e-5,
+        atol=1e-6,
+        err_msg="row i must forecast horizons[i] snapshots ahead, whatever else is asked",
+    )
+
+
+def _check_model_wider_context(f: Forecaster) -> None:
+    if not f.get_tag("deterministic"):
+        return
+    fitted = _fitted(f)
+    history = _model_history_for(fitted)
+    k = int(fitted.context_length)
+    from dataclasses import replace
+
+    exact = replace(history, states=history.states[-k:], steps=history.steps[-k:])
+    np.testing.assert_array_equal(
+        fitted.predict_model(history, [1, 4]),
+        fitted.predict_model(exact, [1, 4]),
+        err_msg="a history longer than context_length must be trimmed to its last snapshots",
+    )
+
+
+def _check_model_no_mutation(f: Forecaster) -> None:
+    fitted = _fitted(f)
+    history = _model_history_for(fitted)
+    before = (history.states.copy(), history.steps.copy(), history.first.copy())
+    fitted.predict_model(history, [1, 3])
+    for now, then, what in zip(
+        (history.states, history.steps, history.first),
+        before,
+        ("states", "steps", "first"),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(
+            now, then, err_msg=f"predict_model must not modify history.{what}"
+        )
+
+
+def _check_model_read_only(f: Forecaster) -> None:
+    # the harness shares one history between forecasters, read-only
+    fitted = _fitted(f)
+    history = _model_history_for(fitted)
+    for array in (history.states, history.steps, history.first):
+        array.flags.writeable = False
+    out = fitted.predict_model(history, [1, 3])
+    assert out.shape == (2, history.n_params)
+
+
+def _check_model_deterministic(f: Forecaster) -> None:
+    if not f.get_tag("deterministic"):
+        return
+    a, b = _fitted(f), _fitted(f)
+    history = _model_history_for(a)
+    first = a.predict_model(history, [1, 2, 6])
+    np.testing.assert_array_equal(
+        first,
+        a.predict_model(history, [1, 2, 6]),
+        err_msg="two predictions differ (tag deterministic=True)",
+    )
+    np.testing.assert_array_equal(
+        first,
+        b.predict_model(history, [1, 2, 6]),
+        err_msg="two fits on the same data predict differently (tag deterministic=True)",
+    )
+
+
+def _check_model_buffers(f: Forecaster) -> None:
+    fitted = _fitted(f)
+    history = _model_history_for(fitted)  # digits-cnn: BatchNorm buffers in the columns
+    buffers = [s for s in history.layout if s.kind == "buffer"]
+    assert buffers, "internal: the conformance model must have buffers"
+    out = fitted.predict_model(history, [1, 2])
+    for spec in buffers:
+        part = out[:, spec.offset : spec.offset + spec.numel]
+        assert np.isfinite(part).all(), f"buffer '{spec.name}' forecast is not finite"
+    flat = _replace_states(history, np.full_like(history.states, 0.25))
+    assert np.isfinite(fitted.predict_model(flat, [1, 2])).all(), (
+        "a constant history must give finite forecasts"
+    )
+
+
+def _replace_states(history: Any, states: np.ndarray) -> Any:
+    """``history`` with other ``states`` (same shape; ``first`` becomes row 0)."""
+    from dataclasses import replace
+
+    return replace(history, states=states, first=states[0])
+
+
+def _check_model_pickle(f: Forecaster) -> None:
+    fitted = _fitted(f)
+    history = _model_history_for(fitted)
+    restored = pickle.loads(pickle.dumps(fitted))
+    if fitted.get_tag("deterministic"):
+        np.testing.assert_array_equal(
+            fitted.predict_model(history, [1, 3]),
+            restored.predict_model(history, [1, 3]),
+            err_msg="a pickled and restored forecaster predicts differently",
+        )
+    copy.deepcopy(fitted)
+
+
+def _check_model_bad_input(f: Forecaster) -> None:
+    fitted = _fitted(f)
+    history = _model_history_for(fitted)
+    for bad in (0, [], [2, 1], [1, 1], 2.5, [-1, 2]):
+        try:
+            fitted.predict_model(history, bad)
+        except TrajbenchError:
+            continue
+        raise AssertionError(f"horizons={bad!r} must raise TrajbenchError")
+    short = model_history("digits-logreg", 1)
+    if int(fitted.context_length) > 1:
+        try:
+            fitted.predict_model(short, [1])
+        except TrajbenchError:
+            pass
+        else:
+            raise AssertionError("a history shorter than context_length must raise TrajbenchError")
+    try:
+        fitted.predict_model(history.states, [1])
+    except TrajbenchError:
+        pass
+    else:
+        raise AssertionError("a bare array instead of a ModelHistory must raise TrajbenchError")
+
+
+_MODEL_CHECKS: tuple[tuple[str, Callable[[Forecaster], None]], ...] = (
+    ("attributes", lambda f: _check_attributes(f)),
+    ("params_and_clone", lambda f: _check_params(f)),
+    ("not_fitted", _check_model_not_fitted),
+    ("fit_returns_self", lambda f: _check_fit_returns_self(f)),
+    ("model_shapes", _check_model_shapes),
+    ("model_horizons", _check_model_horizons),
+    ("model_wider_context", _check_model_wider_context),
+    ("model_no_mutation", _check_model_no_mutation),
+    ("model_read_only", _check_model_read_only),
+    ("model_deterministic", _check_model_deterministic),
+    ("model_buffers", _check_model_buffers),
+    ("model_pickle", _check_model_pickle),
+    ("model_bad_input", _check_model_bad_input),
+)
+
+
 _CHECKS: tuple[tuple[str, Callable[[Forecaster], None]], ...] = (
     ("attributes", _check_attributes),
     ("params_and_clone", _check_params),
@@ -449,7 +689,10 @@ _CHECKS: tuple[tuple[str, Callable[[Forecaster], None]], ...] = (
 def forecaster_checks(forecaster: Any) -> list[tuple[str, Callable[[], None]]]:
     """``[(check name, zero-argument callable)]`` for ``pytest.mark.parametrize``."""
     f = _instance(forecaster)
-    return [(name, functools.partial(fn, f)) for name, fn in _CHECKS]
+    # a model-scope forecaster (tag scope="model") is checked through predict_model on
+    # whole-model histories of real task models (model_history)
+    checks = _MODEL_CHECKS if f.get_tag("scope") == "model" else _CHECKS
+    return [(name, functools.partial(fn, f)) for name, fn in checks]
 
 
 def check_forecaster(forecaster: Any, *, raise_first: bool = False) -> list[str]:

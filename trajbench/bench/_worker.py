@@ -5,7 +5,9 @@ It reads one JSON request per line on stdin and writes one JSON reply per line o
 pipe that was its stdout (its own ``stdout`` then goes to ``stderr``, so the forecaster's
 prints never mix with replies). Requests: ``create`` (build the forecaster from its spec,
 set the memory ceiling), ``fit`` (rebuild the training data from the store, fit) and
-``predict`` (arrays in ``DIR/STEM.*.npy``, the predictions written to ``DIR/STEM.out.npy``).
+``predict`` (arrays in ``DIR/STEM.*.npy``, the predictions written to ``DIR/STEM.out.npy``)
+and ``predict_model`` (a whole-model history: arrays in ``DIR/STEM.history.*.npy``, the
+layout and the rest as JSON in the request).
 Anything the forecaster raises, ``BaseException`` included, is a reply with the error's
 line; the worker then waits for the next request (the harness asks no more).
 """
@@ -56,6 +58,8 @@ class _Worker:
             out["peak_bytes"] = self.fit(request)
         elif op == "predict":
             out.update(self.predict(request))
+        elif op == "predict_model":
+            out.update(self.predict_model(request))
         else:
             raise ValueError(f"unknown request {op!r}")
         if request.get("rng") is not None:
@@ -98,6 +102,24 @@ class _Worker:
         meter = Meter(memory=metered)
         with meter.measure(memory=metered):
             out = self.forecaster.predict(context, horizon, meta)
+        np.save(self.directory / f"{stem}.out.npy", np.asarray(out), allow_pickle=False)
+        return {"fallbacks": self.forecaster.pop_fallbacks(), "peak_bytes": int(meter.peak_bytes)}
+
+    def predict_model(self, request: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from trajbench.bench.environment import Meter
+        from trajbench.bench.isolation import load_history
+
+        stem = request["stem"]
+        history = load_history(request["history"], self.directory, stem)
+        horizons = request["horizons"]
+        shape = (-1, *history.states.shape, len(np.atleast_1d(horizons)))
+        metered = self.measure_memory and shape not in self.shapes
+        self.shapes.add(shape)
+        meter = Meter(memory=metered)
+        with meter.measure(memory=metered):
+            out = self.forecaster.predict_model(history, horizons)
         np.save(self.directory / f"{stem}.out.npy", np.asarray(out), allow_pickle=False)
         return {"fallbacks": self.forecaster.pop_fallbacks(), "peak_bytes": int(meter.peak_bytes)}
 

@@ -305,6 +305,35 @@ def _add_online_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="cap on the epochs of a run (default: the configuration's)",
     )
+    g.add_argument(
+        "--online-cadence",
+        choices=("epoch", "step"),
+        help="jump at epoch ends (default) or every --online-period optimizer steps (NiNo)",
+    )
+    g.add_argument(
+        "--online-period",
+        type=int,
+        metavar="P",
+        help="optimizer steps between jumps with --online-cadence step (default 1000)",
+    )
+    g.add_argument(
+        "--online-schedule",
+        choices=("auto", "constant", "nino"),
+        help="the horizon of each jump: constant --online-horizon, NiNo's decay from "
+        "--online-k-max to 1, or auto (default: the forecaster's tag, else constant)",
+    )
+    g.add_argument(
+        "--online-k-max",
+        type=int,
+        metavar="K",
+        help="first horizon of NiNo's schedule, in jump periods (default 40)",
+    )
+    g.add_argument(
+        "--online-power",
+        type=float,
+        metavar="X",
+        help="exponent of NiNo's horizon decay (default 2)",
+    )
 
 
 def _read_splits_file(path: str) -> tuple[tuple[str, str], ...]:
@@ -378,6 +407,11 @@ def _track_settings_from_args(args: argparse.Namespace) -> tuple[Any, Any]:
         ("horizon", "online_horizon"),
         ("seeds", "online_seeds"),
         ("max_epochs", "online_max_epochs"),
+        ("cadence", "online_cadence"),
+        ("period", "online_period"),
+        ("schedule", "online_schedule"),
+        ("k_max", "online_k_max"),
+        ("power", "online_power"),
     ):
         if getattr(args, name, None) is not None:
             o[key] = getattr(args, name)

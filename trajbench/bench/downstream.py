@@ -34,6 +34,15 @@ the last origin that has the smallest horizon, optionally at most
 Each run costs ``origins x (1 + horizons)`` evaluations of true snapshots (fewer where
 they coincide) plus ``origins x horizons`` per forecaster.
 
+**Model-scope forecasters** (tag ``scope = "model"``, NiNo) get, at each origin, ONE
+:meth:`~trajbench.forecasting.base.Forecaster.predict_model` call with the run's
+:class:`~trajbench.forecasting.model.ModelHistory` (every column of the last
+``context_length`` snapshots, edge-padded at snapshot 0 as the per-series contexts) and
+all horizons of the origin that have a target; the forecastable columns of each
+forecast whole model are then written over the origin's row and scored exactly as a
+per-series forecast (buffers and frozen tensors from the origin), so both kinds are
+paired window for window.
+
 This module scores the windows (:func:`evaluate_downstream`: open a run, forecast its
 origins, score every window) and runs the track (:func:`run_downstream_track`); the
 rows of the results table are made from the windows in
@@ -65,6 +74,7 @@ from trajbench.bench.windows import eligible_columns
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.meta import SeriesMeta
+from trajbench.forecasting.model import RunHistories
 from trajbench.forecasting.series import SeriesSource, build_context
 
 __all__ = [
@@ -237,6 +247,7 @@ class _OpenRun:
     meta: SeriesMeta
     scorer: _Scorer
     truth: dict[int, tuple[float, float]] = field(default_factory=dict)
+    histories: RunHistories | None = None  # whole-model histories (model-scope forecasters)
 
     def true_score(self, i: int) -> tuple[float, float]:
         """``(acc, loss)`` of the true snapshot ``i``, scored once and shared by every
@@ -336,7 +347,20 @@ def _open_run(
     scorer = _Scorer(tasks(attrs), specs)
     meta = SeriesSource.from_run(run, cols, str(row.task), n_snapshots=n).meta()
     return _OpenRun(
-        row.path, str(row.task), str(row.split), n, origins, cols, lo, block, series, meta, scorer
+        row.path,
+        str(row.task),
+        str(row.split),
+        n,
+        origins,
+        cols,
+        lo,
+        block,
+        series,
+        meta,
+        scorer,
+        histories=RunHistories(
+            run, n_snapshots=n
+        ),  # reads rows only if a model-scope forecaster asks
     )
 
 
@@ -350,6 +374,9 @@ def _score_forecaster(
 ) -> None:
     """Forecast every origin of ``run`` with ``f`` (``per_batch`` origins per ``predict``
     call) and append a row per window to ``rows``; raises on the forecaster's error."""
+    if f.get_tag("scope") == "model":
+        _score_model_forecaster(f, run, horizons, rows, predict_seconds)
+        return
     k = int(f.context_length)
     n_cols = len(run.cols)
     for b in range(0, len(run.origins), per_batch):
@@ -361,6 +388,29 @@ def _score_forecaster(
         pred = f.predict(context, h_pred, run.meta.tile(len(o)).with_origin(np.repeat(o, n_cols)))
         predict_seconds[f.name] += time.perf_counter() - t0
         _score_batch(f.name, run, o, pred.reshape(len(o), n_cols, h_pred), horizons, rows)
+
+
+def _score_model_forecaster(
+    f: Forecaster,
+    run: _OpenRun,
+    horizons: np.ndarray,
+    rows: list[list[Any]],
+    predict_seconds: dict[str, float],
+) -> None:
+    """Forecast every origin of ``run`` with the model-scope ``f``: one ``predict_model``
+    per origin for all its horizons with a target, scored as :func:`_score_batch` scores
+    per-series forecasts (only the forecastable columns are taken from the forecast)."""
+    k = int(f.context_length)
+    for origin in run.origins:
+        hs = [int(h) for h in horizons if origin + h <= run.n - 1] or [int(horizons[0])]
+        assert run.histories is not None
+        history = run.histories.history(int(origin), k)
+        t0 = time.perf_counter()
+        whole = f.predict_model(history, hs)  # (len(hs), n_params)
+        predict_seconds[f.name] += time.perf_counter() - t0
+        pred = np.zeros((1, len(run.cols), hs[-1]), dtype=np.float32)
+        pred[0, :, np.asarray(hs) - 1] = whole[:, run.cols]
+        _score_batch(f.name, run, np.asarray([origin]), pred, horizons, rows)
 
 
 def _score_batch(

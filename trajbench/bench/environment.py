@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from trajbench.store.root import platform_info
-
 __all__ = [
     "machine_info",
     "library_versions",
@@ -28,6 +26,8 @@ __all__ = [
 def machine_info() -> dict[str, Any]:
     """Where a result was computed: platform, CPU model and count, Python, memory; the
     host name only as a short hash."""
+    from trajbench.store.root import platform_info  # imports zarr: not for a worker's Meter
+
     info: dict[str, Any] = {
         "platform": platform.platform(),
         "machine": platform.machine(),

@@ -15,7 +15,9 @@ sample). Origins: ``n_origins`` evenly spaced from the first origin to the secon
 snapshot; each forecast runs to the protocol's largest horizon or the end of the run.
 The forecaster predicts the chosen series alone (a context of one row, with that series'
 metadata), as a per-series forecaster predicts each series of a run in the benchmark; a
-forecaster with a series budget is not charged its budget for it.
+forecaster with a series budget is not charged its budget for it. A model-scope forecaster
+forecasts the whole model from each origin (as in the benchmark) and the chosen column of
+it is kept; a run without ``param_layout`` gets no chart from it.
 """
 
 from __future__ import annotations
@@ -73,6 +75,8 @@ class ExampleSeries:
     position: int
     data: np.ndarray
     origins: np.ndarray
+    #: the store run (a model-scope forecaster forecasts the whole model from it)
+    run: Any = None
 
     @property
     def param(self) -> int:
@@ -129,7 +133,7 @@ def choose_examples(
         origins = np.unique(np.linspace(first, n - 2, n_origins).round().astype(np.int64))
         chosen.append(
             ExampleSeries(
-                str(row.path), str(row.task), source, int(np.argmax(moved)), data, origins
+                str(row.path), str(row.task), source, int(np.argmax(moved)), data, origins, run
             )
         )
     return chosen
@@ -192,12 +196,20 @@ def forecast_examples(
             meta = example.source.meta().take([example.position])
             series = example.data[:, [example.position]]
             n = len(example.data)
+            model = _model_histories(forecaster, example, n)
+            if model is False:
+                continue  # a model-scope forecaster, a run without a layout: no chart
             for origin in example.origins:
                 horizon = int(min(protocol.max_horizon, n - 1 - origin))
-                context = build_context(series, 0, np.asarray([origin]), k)
-                pred = np.asarray(
-                    forecaster.predict(context, horizon, meta.with_origin(int(origin)))
-                )
+                if model is not None:
+                    steps = np.arange(1, horizon + 1, dtype=np.int64)
+                    full = forecaster.predict_model(model.history(int(origin), k), steps)
+                    pred = np.ascontiguousarray(full[:, example.param])[None, :]
+                else:
+                    context = build_context(series, 0, np.asarray([origin]), k)
+                    pred = np.asarray(
+                        forecaster.predict(context, horizon, meta.with_origin(int(origin)))
+                    )
                 rows.append(
                     pd.DataFrame(
                         {
@@ -215,6 +227,18 @@ def forecast_examples(
             say(message)
         return _frame([]), message
     return _frame(rows), None
+
+
+def _model_histories(forecaster: Forecaster, example: ExampleSeries, n: int) -> Any:
+    """For a model-scope forecaster, the example run's whole-model histories (False when
+    the run has no layout, so the forecaster cannot chart it); None for a per-series one."""
+    if forecaster.get_tag("scope", "series") != "model":
+        return None
+    if example.run is None or not example.run.specs:
+        return False
+    from trajbench.forecasting.model import RunHistories
+
+    return RunHistories(example.run, n, example.source.stride)
 
 
 def read_examples(folder: str | Path) -> pd.DataFrame | None:

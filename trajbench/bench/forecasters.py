@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from trajbench.bench.isolation import (
     reraise_if_user,
 )
 from trajbench.bench.results import ForecasterOutcome
-from trajbench.errors import TrajbenchError, did_you_mean
+from trajbench.errors import TrajbenchError, TrajbenchWarning, did_you_mean
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
@@ -98,13 +100,31 @@ class UnloadableForecaster(Forecaster):
         raise TrajbenchError(self.error)
 
 
+def _runnable(forecasters: Iterable[Forecaster]) -> list[Forecaster]:
+    """``forecasters`` less those that cannot run without weights the user gives (tag
+    ``needs_weights``: NiNo without a checkpoint), each named in a warning: leaving them
+    out of ``all`` is a choice, not a failure of theirs."""
+    out = []
+    for f in forecasters:
+        if f.get_tags().get("needs_weights", False):
+            warnings.warn(
+                f"forecaster '{f.name}' left out of 'all': it has no default weights; name it "
+                "with its checkpoint (--forecaster-config) to score it",
+                TrajbenchWarning,
+                stacklevel=3,
+            )
+            continue
+        out.append(f)
+    return out
+
+
 def _expand(specs: Sequence[Any] | None) -> list[Any]:
     """``all`` as every registered forecaster (each one that fails to load becomes an
     :class:`UnloadableForecaster`), and ``a,b`` strings split."""
     items: list[Any] = []
     for spec in list(specs) if specs is not None else ["all"]:
         if isinstance(spec, str) and spec == "all":
-            items.extend(UnloadableForecaster.wrap(name) for name in list_forecasters())
+            items.extend(_runnable(UnloadableForecaster.wrap(name) for name in list_forecasters()))
         elif isinstance(spec, str) and "," in spec and ":" not in spec:
             items.extend(s.strip() for s in spec.split(",") if s.strip())
         else:
@@ -112,11 +132,17 @@ def _expand(specs: Sequence[Any] | None) -> list[Any]:
     return items
 
 
-def _construct(build: Callable[[], Forecaster], name: str) -> Forecaster:
+def _construct(
+    build: Callable[[], Forecaster], name: str, timeout: float | None = None
+) -> Forecaster:
     """``build()``, or an :class:`UnloadableForecaster` holding what its constructor
     raised (``SystemExit`` included): a broken forecaster is a failure row, not the end of
     the benchmark. A :class:`~trajbench.errors.TrajbenchError` (an unknown name or
-    parameter, a refused value) is the user's to fix and propagates; so does Ctrl-C."""
+    parameter, a refused value) is the user's to fix and propagates; so does Ctrl-C.
+    With ``timeout`` (isolation on), a constructor that does not return within it is a
+    failure too (:func:`_construct_within`)."""
+    if timeout is not None:
+        return _construct_within(build, name, timeout)
     before = interrupt_count()
     try:
         return build()
@@ -127,8 +153,43 @@ def _construct(build: Callable[[], Forecaster], name: str) -> Forecaster:
         return UnloadableForecaster(name, failure_text(exc))
 
 
+def _construct_within(build: Callable[[], Forecaster], name: str, timeout: float) -> Forecaster:
+    """:func:`_construct` on a daemon thread, waited for at most ``timeout`` seconds. A
+    thread cannot be killed: a constructor that hangs is abandoned there (it ends with
+    the process) and the forecaster becomes an :class:`UnloadableForecaster`; its worker
+    is then never started. Anything it raises on the thread is its own (never Ctrl-C,
+    which reaches the main thread)."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["made"] = build()
+        except BaseException as exc:  # SystemExit too: the forecaster's failure
+            box["exc"] = exc
+
+    thread = threading.Thread(target=target, name=f"trajbench-create-{name}", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        return UnloadableForecaster(
+            name,
+            f"TimeoutError: its constructor did not return within {timeout:g} s "
+            "(bench --timeout); it was abandoned",
+        )
+    exc = box.get("exc")
+    if isinstance(exc, TrajbenchError):
+        raise exc
+    if exc is not None:
+        return UnloadableForecaster(name, failure_text(exc))
+    made: Forecaster = box["made"]
+    return made
+
+
 def _create(
-    item: Any, config: Mapping[str, Mapping[str, Any]], used: set[str]
+    item: Any,
+    config: Mapping[str, Mapping[str, Any]],
+    used: set[str],
+    timeout: float | None = None,
 ) -> tuple[Forecaster, ForecasterSpec | None]:
     """One forecaster from one item, with its parameters from ``config`` (the config
     keys it used are added to ``used``), and the spec a worker can rebuild it from (None
@@ -145,18 +206,18 @@ def _create(
         used.update([item.name] if item.name in config else [])
         params = dict(config.get(item.name, {}))
         cls = item
-        made = _construct(lambda: cls(**params), item.name)
+        made = _construct(lambda: cls(**params), item.name, timeout)
         return made, _spec(made, params)
     if isinstance(item, str) and ":" in item:
         cls = load_forecaster_class(item)
         params = dict(config.get(cls.name, config.get(item, {})))
         used.update(k for k in (cls.name, item) if k in config)
-        made = _construct(lambda: get_forecaster(item, **params), cls.name)
+        made = _construct(lambda: get_forecaster(item, **params), cls.name, timeout)
         return made, _spec(made, params)
     if isinstance(item, str):
         used.update([item] if item in config else [])
         params = dict(config.get(item, {}))
-        made = _construct(lambda: get_forecaster(item, **params), item)
+        made = _construct(lambda: get_forecaster(item, **params), item, timeout)
         return made, _spec(made, params)
     raise TrajbenchError(
         "a forecaster must be a name, a 'file.py:Class' spec, a Forecaster class or "
@@ -199,13 +260,18 @@ def resolve_forecasters(
 
 
 def resolve_forecaster_specs(
-    specs: Sequence[Any] | None, config: Mapping[str, Mapping[str, Any]] | None = None
+    specs: Sequence[Any] | None,
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+    *,
+    timeout: float | None = None,
 ) -> list[tuple[Forecaster, ForecasterSpec | None]]:
     """:func:`resolve_forecasters`, each forecaster with the spec a worker process can
-    rebuild it from (:mod:`trajbench.bench.isolation`; None for an instance)."""
+    rebuild it from (:mod:`trajbench.bench.isolation`; None for an instance). With
+    ``timeout`` (the isolation's), a constructor that does not return within it makes
+    the forecaster a failure row instead of hanging the benchmark."""
     config = dict(config or {})
     used: set[str] = set()
-    out = [_create(item, config, used) for item in _expand(specs)]
+    out = [_create(item, config, used, timeout) for item in _expand(specs)]
     for f, _ in out:
         validate_forecaster_name(f.name)
         _refuse_name_clash(f)

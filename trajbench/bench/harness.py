@@ -12,7 +12,10 @@ Each step is a module of :mod:`trajbench.bench`: :mod:`~trajbench.bench.forecast
 raises (``SystemExit`` included), returns the wrong shape or non-finite values, or, in a
 worker process (:mod:`~trajbench.bench.isolation`), runs past the timeout or its memory
 limit, is stopped and becomes a failure row; the others go on. A damaged evaluation run
-is left out for every forecaster and the reference, and listed in the manifest.
+is left out for every forecaster and the reference, and listed in the manifest. A
+model-scope forecaster (tag ``scope = "model"``) is scored on the same windows and sample
+from whole-model histories (:mod:`~trajbench.bench.model_scope`); the runs it could not
+be asked about (no ``param_layout``) are listed in its manifest entry.
 """
 
 from __future__ import annotations
@@ -201,7 +204,11 @@ def run_benchmark(
     store_obj = store if isinstance(store, Store) else open_store(store)
     location = store_obj.location
     with user_interrupts():  # a forecaster's own KeyboardInterrupt is told from Ctrl-C
-        resolved = resolve_forecaster_specs(forecasters, forecaster_config)
+        resolved = resolve_forecaster_specs(
+            forecasters,
+            forecaster_config,
+            timeout=isolation.timeout if isolation is not None else None,
+        )
     for f, _ in resolved:
         validate_tags(f.get_tags(), f"forecaster '{f.name}'")
     out_dir = Path(out) if out is not None else None
@@ -326,6 +333,7 @@ def _run(
     )  # fmt: skip
     if hasher is not None and hasher.error is not None:
         manifest["store"]["sha256_error"] = hasher.error
+    manifest["windows"]["damaged_training_runs"] = training_data.damaged()
     manifest["resumed"] = scored.resumed
     manifest["isolation"] = isolation_section
     examples_frame = pd.concat(
@@ -473,6 +481,9 @@ def _score(
             if partial is not None:
                 partial.save_reference(reference)
         for (i, forecaster, fit_meter), score in zip(to_score, scores, strict=True):
+            skipped = _not_applicable(forecaster, score, say)
+            if skipped is not None:
+                entries[i]["not_applicable"] = skipped
             scored = outcomes[i] = _outcome(forecaster, fit_meter, score, say)
             if chosen and scored.status != "failed":
                 frame, problem = _forecast_examples(forecaster, chosen, settings, say)
@@ -490,6 +501,22 @@ def _score(
             )
     done = [o for o in outcomes if o is not None]
     return _Scored(done, entries, reference, examples, damaged, resumed)
+
+
+def _not_applicable(
+    forecaster: Forecaster, score: ForecasterScores, say: Callable[[str], None]
+) -> dict[str, Any] | None:
+    """The runs a model-scope forecaster was not asked about (no ``param_layout``), for
+    its manifest entry: ``{"runs": [...], "reason": ...}``, or None when there were none.
+    When it could be asked about no run at all, that is its failure (a row saying so)."""
+    runs = [r for r in score.runs if r.not_applicable is not None]
+    if not runs:
+        return None
+    reason = runs[0].not_applicable
+    say(f"{forecaster.name}: {len(runs)} run(s) not applicable ({reason})")
+    if score.error is None and not any(r.stats is not None for r in score.runs):
+        score.error = f"not applicable to any evaluation run: {reason}"
+    return {"runs": [r.path for r in runs], "reason": reason}
 
 
 def _forecast_examples(
@@ -665,6 +692,18 @@ class _TrainingSets:
             validation=validation,
             **common,
         )
+
+    def damaged(self) -> list[dict[str, str]]:
+        """The training and validation runs left out because their values cannot be read
+        (``path``, ``split``, ``reason``), among those some forecaster's training read."""
+        from trajbench.forecasting.data import checked_damage
+
+        return [
+            {"path": str(source.path), "split": split, "reason": reason}
+            for split, sources in self._sources.items()
+            for source in sources
+            if (reason := checked_damage(source)) is not None
+        ]
 
 
 class _StoreHasher:

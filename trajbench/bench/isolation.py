@@ -12,7 +12,9 @@ worker's ``stdout`` goes to ``stderr``, so a forecaster's prints cannot corrupt 
 
 :class:`WorkerForecaster` stands in for the forecaster in the harness: it has the local
 instance's identity (name, parameters, tags, context length: its results and partial
-results are the same forecaster's) and forwards ``fit`` and ``predict``. Its scores are
+results are the same forecaster's) and forwards ``fit``, ``predict`` and ``predict_model``
+(a model-scope forecaster's whole-model history: its arrays as ``.npy`` files, its layout
+as JSON). Its scores are
 bit-identical to the forecaster's in process: the same float32 inputs, and the global
 random streams (python, numpy, torch on CPU) shipped to the worker before each call and
 back after it, so a stochastic forecaster draws the same numbers.
@@ -242,6 +244,50 @@ def load_meta(names: list[str], directory: Path, stem: str) -> SeriesMeta | None
     return SeriesMeta(**values)
 
 
+def save_history(history: Any, directory: Path, stem: str) -> dict[str, Any]:
+    """A :class:`~trajbench.forecasting.model.ModelHistory` as plain data: its arrays
+    written as ``STEM.history.{states,steps,first}.npy``, the rest (layout, origin,
+    stride, task, run) returned as JSON values (:func:`load_history` rebuilds it)."""
+    from trajbench.forecasting.model import ModelHistory
+
+    if not isinstance(history, ModelHistory):
+        raise TrajbenchError(
+            f"history must be a trajbench ModelHistory, but got {type(history).__name__}"
+        )
+    for name in ("states", "steps", "first"):
+        np.save(
+            directory / f"{stem}.history.{name}.npy", getattr(history, name), allow_pickle=False
+        )
+    return {
+        "layout": [spec.to_json() for spec in history.layout],
+        "origin": history.origin,
+        "stride": history.stride,
+        "task": history.task,
+        "task_params": dict(history.task_params),
+        "run": history.run,
+    }
+
+
+def load_history(described: Mapping[str, Any], directory: Path, stem: str) -> Any:
+    """The :class:`~trajbench.forecasting.model.ModelHistory` :func:`save_history` wrote."""
+    from trajbench.forecasting.model import ModelHistory
+    from trajbench.store.layout import parse_layout
+
+    arrays = {
+        name: np.load(directory / f"{stem}.history.{name}.npy", allow_pickle=False)
+        for name in ("states", "steps", "first")
+    }
+    return ModelHistory(
+        layout=tuple(parse_layout(described["layout"])),
+        origin=int(described["origin"]),
+        stride=int(described["stride"]),
+        task=str(described["task"]),
+        task_params=dict(described["task_params"]),
+        run=str(described["run"]),
+        **arrays,
+    )
+
+
 def _scratch_dir() -> Path:
     """A private directory for the arrays exchanged with one worker (in memory on
     ``/dev/shm`` when it is there and writable)."""
@@ -459,6 +505,25 @@ class WorkerForecaster(Forecaster):
         self._fallbacks = {str(k): int(v) for k, v in reply.get("fallbacks", {}).items()}
         out = np.load(self._dir / f"{stem}.out.npy", allow_pickle=False)
         return out
+
+    def predict_model(self, history: Any, horizons: Any) -> np.ndarray:
+        """The worker's forecaster's ``predict_model`` (checks included) on the same
+        whole-model history: its arrays as ``.npy`` files, the layout and the other
+        fields as JSON (:func:`save_history`)."""
+        if self._dead is not None:
+            raise ForecasterFailure(self._dead)
+        self.launch()
+        assert self._dir is not None
+        self._calls += 1
+        stem = f"call{self._calls % 2}"
+        described = save_history(history, self._dir, stem)
+        steps = np.asarray(horizons).tolist() if not np.isscalar(horizons) else horizons
+        reply = self._call(
+            "predict_model",
+            {"stem": stem, "history": described, "horizons": steps, "rng": rng_to_json()},
+        )
+        self._fallbacks = {str(k): int(v) for k, v in reply.get("fallbacks", {}).items()}
+        return np.load(self._dir / f"{stem}.out.npy", allow_pickle=False)
 
     def pop_fallbacks(self) -> dict[str, int]:
         out, self._fallbacks = self._fallbacks, {}

@@ -64,7 +64,14 @@ from trajbench.bench.online_summary import (
     summarize_online,
     with_failure_rows,
 )
-from trajbench.bench.online_training import OnlineConfig, OnlineRun, train_online
+from trajbench.bench.online_training import (
+    CADENCES,
+    SCHEDULES,
+    OnlineConfig,
+    OnlineRun,
+    horizon_schedule,
+    train_online,
+)
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting.base import Forecaster
 
@@ -76,6 +83,8 @@ __all__ = [
     "OnlineConfig",
     "OnlineRun",
     "train_online",
+    "horizon_schedule",
+    "schedule_of",
     "choose_configurations",
     "summarize_online",
     "performance_profile",
@@ -106,6 +115,21 @@ class OnlineSettings:
         Cap on the epochs of a run (None: the configuration's ``epochs``).
     taus:
         Performance-profile thresholds.
+    cadence:
+        ``"epoch"`` (default): snapshots at epoch ends, a jump every ``every`` epochs.
+        ``"step"``: NiNo's protocol, a jump every ``period`` optimizer steps (mid-epoch
+        if need be) from the last ``max(context, context_length)`` states taken
+        ``period // that`` steps apart.
+    period:
+        Optimizer steps between jumps with ``cadence="step"`` (NiNo: 1000).
+    schedule:
+        Horizon of each jump: ``"constant"`` (``horizon`` every time), ``"nino"``
+        (NiNo's decay :func:`~trajbench.bench.online_training.horizon_schedule` from
+        ``k_max`` to 1 over the configuration's jumps), or ``"auto"`` (default): the
+        forecaster's tag ``online_schedule`` if it declares one, else constant.
+        Horizons are in snapshots (units of the state spacing).
+    k_max, power:
+        NiNo's schedule: its first horizon and exponent (40 and 2 in its paper).
     """
 
     every: int = 5
@@ -116,10 +140,24 @@ class OnlineSettings:
     splits: tuple[str, ...] = ("test", "unseen")
     max_epochs: int | None = None
     taus: tuple[float, ...] = DEFAULT_TAUS
+    cadence: str = "epoch"
+    period: int = 1000
+    schedule: str = "auto"
+    k_max: int = 40
+    power: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("every", "context", "horizon", "seeds"):
+        for name in ("every", "context", "horizon", "seeds", "period", "k_max"):
             _positive_int(getattr(self, name), f"online {name}")
+        _one_of(self.cadence, CADENCES, "online cadence")
+        _one_of(self.schedule, ("auto", *SCHEDULES), "online schedule")
+        if (
+            isinstance(self.power, bool)
+            or not isinstance(self.power, (int, float))
+            or not self.power > 0
+        ):
+            raise TrajbenchError(f"online power must be a positive number, but got {self.power!r}")
+        object.__setattr__(self, "power", float(self.power))
         if self.max_epochs is not None:
             _positive_int(self.max_epochs, "online max_epochs")
         if self.tasks is not None:
@@ -138,6 +176,25 @@ class OnlineSettings:
         out["splits"] = list(self.splits)
         out["taus"] = list(self.taus)
         return out
+
+
+def _one_of(value: Any, choices: Sequence[str], what: str) -> str:
+    if value not in choices:
+        from trajbench.errors import did_you_mean
+
+        raise TrajbenchError(
+            f"{what} must be one of {', '.join(choices)}, but got {value!r}{did_you_mean(str(value), list(choices))}"
+        )
+    return str(value)
+
+
+def schedule_of(forecaster: Forecaster, settings: OnlineSettings) -> str:
+    """The horizon schedule ``forecaster`` runs under: ``settings.schedule``, or with
+    ``"auto"`` its tag ``online_schedule`` (``"constant"`` when it declares none)."""
+    if settings.schedule != "auto":
+        return settings.schedule
+    declared = forecaster.get_tag("online_schedule", "constant")
+    return _one_of(declared, SCHEDULES, f"forecaster '{forecaster.name}': tag online_schedule")
 
 
 def _positive_int(value: Any, what: str) -> int:
@@ -315,6 +372,7 @@ def _train_configuration(
     # machine whose speed drifts during the track affects every method alike
     for s in seeds:
         for name, forecaster in methods:
+            schedule = schedule_of(forecaster, settings) if forecaster is not None else ""
             run = train_online(
                 task,
                 cfg,
@@ -324,8 +382,15 @@ def _train_configuration(
                 context=settings.context,
                 horizon=settings.horizon,
                 max_epochs=settings.max_epochs,
+                cadence=settings.cadence,
+                period=settings.period,
+                schedule=schedule or "constant",
+                k_max=settings.k_max,
+                power=settings.power,
             )
-            records.append(_run_record(name, entry, s, run, plain=forecaster is None))
+            record = _run_record(name, entry, s, run, plain=forecaster is None)
+            record["schedule"] = schedule
+            records.append(record)
     relation = ">=" if cfg.target_metric == "val_acc" else "<="
     for name, _ in methods:
         done = [r for r in records if r["forecaster"] == name]
@@ -354,6 +419,8 @@ def _run_record(
         "forecaster_seconds": run.forecaster_seconds,
         "epochs_run": run.epochs_run,
         "jumps": run.jumps,
+        "jump_steps": [step for step, _ in run.jump_log],
+        "jump_horizons": [h for _, h in run.jump_log],
         "last_metric": run.last_metric,
         "error": run.error if not plain and not run.diverged else None,
         "diverged": run.diverged,

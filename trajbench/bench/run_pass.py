@@ -11,7 +11,11 @@ on. A run whose values cannot be read (a chunk that fails to decode, a missing c
 as NaN: committed rows are always finite) is damaged: it is left out for every forecaster
 and the reference alike (:attr:`RunEvaluation.damaged`), so comparisons stay paired.
 A forecaster with a series budget is scored on the first ``series_budget`` series of the
-sample, against the reference on those same series.
+sample, against the reference on those same series. A model-scope forecaster (tag
+``scope = "model"``) gets one whole-model history per origin
+(:mod:`~trajbench.bench.model_scope`) instead of a batch of contexts; the sampled columns
+of its forecasts are scored by the same code; a run without a ``param_layout`` is not
+applicable to it (:attr:`RunResult.not_applicable`).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from trajbench.bench.isolation import (
     reraise_if_user,
 )
 from trajbench.bench.metrics import KindSegments
+from trajbench.bench.model_scope import ModelContexts, is_model_scope, not_applicable
 from trajbench.bench.plan import EvalSettings, RunJob
 from trajbench.bench.statistics import ErrorStatistics, RunStatistics
 from trajbench.bench.windows import scored_horizons, window_origins
@@ -59,6 +64,9 @@ class RunResult:
     predict_calls: int = 0
     series_predicted: int = 0
     error: str | None = None
+    #: why the forecaster was not asked about this run (a model-scope forecaster on a run
+    #: without ``param_layout``); None when it was
+    not_applicable: str | None = None
 
 
 @dataclass
@@ -152,6 +160,7 @@ class _RunPass:
         settings: EvalSettings,
         metered_shapes: dict[int, set[tuple[int, ...]]],
         quiesce: Callable[[], None] | None,
+        model: ModelContexts | str | None = None,
     ) -> None:
         protocol = settings.protocol
         self.source, self.job, self.settings = source, job, settings
@@ -174,11 +183,14 @@ class _RunPass:
             view = self._view(job.positions(series_budget(f)), max_windows)
             meter = Meter(memory=settings.measure_memory)
             slot = _Slot(f, view, ErrorStatistics(), meter, RunResult(job.path, None))
+            if is_model_scope(f) and not isinstance(model, ModelContexts):
+                slot.result.not_applicable = model or "no whole-model history"
             self._start(slot.stats, view.kinds)
             self.slots.append(slot)
         for view in self.views.values():
             if view is not self.full:
                 self._start(view.reference, view.kinds)
+        self.model = model if isinstance(model, ModelContexts) else None
         self.shared = len(self.slots) > 1
         self.predict_seed = derive_seed("trajbench-predict-v1", settings.seed, job.path)
 
@@ -216,13 +228,13 @@ class _RunPass:
         reference is wanted."""
         if view is self.full and self.want_reference:
             return True
-        return any(s.view is view and s.result.error is None for s in self.slots)
+        return any(s.view is view and _asked(s.result) for s in self.slots)
 
     def _score_batch(self, start: int, origins: np.ndarray, live: list[_View]) -> None:
         for view in live:
             view.ref_batch = None
         for slot in self.slots:
-            if slot.result.error is None:
+            if _asked(slot.result):
                 self._predict(slot, start, origins)
         for view in live:
             if view is self.full and not self.want_reference:
@@ -247,20 +259,28 @@ class _RunPass:
         remote = isinstance(forecaster, WorkerForecaster)
         before = interrupt_count()
         try:
-            # its context is the forecaster's own: one that asks for an impossible length
-            # (10**9 snapshots) fails here, alone
-            context = build_context(view.block, start, origins, int(forecaster.context_length))
-            meta = view.tiles(origins)
-            shapes = self.metered_shapes.setdefault(id(forecaster), set())
-            shape = (*context.shape, self.h_pred)
-            metered = self.settings.measure_memory and shape not in shapes
-            if metered:
-                shapes.add(shape)
-                if self.quiesce is not None and not remote:
-                    self.quiesce()  # background reads would count as the forecaster's memory
-            # a worker meters its own memory; here only the exchange would be traced
-            with slot.meter.measure(memory=metered and not remote):
-                predictions = forecaster.predict(context, self.h_pred, meta)
+            if self.model is not None and is_model_scope(forecaster):
+                predictions = self._model_predictions(slot, origins, remote)
+                n_rows = len(predictions)
+            else:
+                # its context is the forecaster's own: one that asks for an impossible
+                # length (10**9 snapshots) fails here, alone
+                context = build_context(view.block, start, origins, int(forecaster.context_length))
+                n_rows = context.shape[0]
+                meta = view.tiles(origins)
+                shapes = self.metered_shapes.setdefault(id(forecaster), set())
+                shape = (*context.shape, self.h_pred)
+                metered = self.settings.measure_memory and shape not in shapes
+                if metered:
+                    shapes.add(shape)
+                    if self.quiesce is not None and not remote:
+                        self.quiesce()  # background reads would count as the forecaster's
+                # a worker meters its own memory; here only the exchange would be traced
+                with slot.meter.measure(memory=metered and not remote):
+                    predictions = forecaster.predict(context, self.h_pred, meta)
+                del context
+        except DamagedRun:  # reading a whole-model history: the store's, not the forecaster's
+            raise
         except BaseException as exc:  # SystemExit too: one forecaster never ends the pass
             reraise_if_user(exc, before)
             slot.result.error = (
@@ -279,9 +299,38 @@ class _RunPass:
             self.job.path, predictions, view.block, start, origins, self.n, view.segments
         )
         del predictions  # free the predictions before the next forecaster's
-        slot.result.series_predicted += context.shape[0]
+        slot.result.series_predicted += n_rows
         if is_reference(forecaster) and view.ref_batch is None:
             view.ref_batch = batch
+
+    def _model_predictions(self, slot: _Slot, origins: np.ndarray, remote: bool) -> np.ndarray:
+        """A model-scope forecaster's forecasts of the view's series at ``origins``, in
+        the order of :func:`build_context` (origin-major): one ``predict_model`` call
+        per origin on the whole-model history, its sampled columns kept."""
+        assert self.model is not None
+        forecaster, k = slot.forecaster, int(slot.forecaster.context_length)
+        columns = self.job.columns
+        if slot.view.positions is not None:
+            columns = columns[slot.view.positions]
+        horizons = np.arange(1, self.h_pred + 1, dtype=np.int64)
+        out = np.empty((len(origins), len(columns), self.h_pred), dtype=np.float32)
+        shapes = self.metered_shapes.setdefault(id(forecaster), set())
+        for b, origin in enumerate(origins):
+            # read outside the forecaster's call: a damaged run is no one's failure
+            history = self.model.history(int(origin), k)
+            shape = (-1, k, history.n_params, self.h_pred)  # -1: a whole-model call
+            metered = self.settings.measure_memory and shape not in shapes
+            if metered:
+                shapes.add(shape)
+                if self.quiesce is not None and not remote:
+                    self.quiesce()
+            with slot.meter.measure(memory=metered and not remote):
+                full = forecaster.predict_model(history, horizons)
+            if isinstance(forecaster, WorkerForecaster):
+                slot.meter.peak_bytes = max(slot.meter.peak_bytes, forecaster.last_peak_bytes)
+            out[b] = full[:, columns].T
+            del full
+        return out.reshape(-1, self.h_pred)
 
     def _finish(self) -> RunEvaluation:
         path = self.job.path
@@ -290,7 +339,7 @@ class _RunPass:
             result.predict_seconds = slot.meter.seconds
             result.predict_peak_bytes = slot.meter.peak_bytes
             result.predict_calls = slot.meter.calls
-            if result.error is None:
+            if result.error is None and result.not_applicable is None:
                 result.stats = slot.stats.run(path)
                 if slot.view is not self.full:
                     result.own_reference = slot.view.reference.run(path)
@@ -325,6 +374,13 @@ def evaluate_run(
         source = source_of(store, job, cache)
     except Exception as exc:  # opening the run read its metadata and steps
         return _damaged(job, forecasters, f"opening it raised {one_line(exc)}", cache)
+    model: ModelContexts | str | None = None
+    if any(is_model_scope(f) for f in forecasters):
+        try:
+            run = _open_run(store, job.path)
+            model = not_applicable(run) or ModelContexts(run, source.n_snapshots, source.stride)
+        except Exception as exc:  # its layout or attributes cannot be read
+            return _damaged(job, forecasters, f"opening it raised {one_line(exc)}", cache)
     runner = _RunPass(
         source,
         job,
@@ -333,6 +389,7 @@ def evaluate_run(
         settings,
         {} if metered_shapes is None else metered_shapes,
         quiesce,
+        model,
     )
     if not len(runner.origins) or not len(runner.horizons) or not source.n_series:
         return RunEvaluation([RunResult(job.path, None) for _ in forecasters], None)
@@ -340,6 +397,22 @@ def evaluate_run(
         return runner.run()
     except DamagedRun as exc:
         return _damaged(job, forecasters, str(exc), cache)
+
+
+def _asked(result: RunResult) -> bool:
+    """Whether a forecaster is still asked about the run (it has not failed on it, and
+    the run is applicable to it)."""
+    return result.error is None and result.not_applicable is None
+
+
+def _open_run(store: Any, path: str) -> Any:
+    """The store :class:`~trajbench.store.reader.Run` at ``path`` (``store`` a location,
+    a store, or the harness's opened runs)."""
+    if isinstance(store, str):
+        from trajbench.store.reader import open_store
+
+        store = open_store(store)
+    return store.run(path)
 
 
 def _damaged(

@@ -10,6 +10,7 @@ from trajbench._seeds import derive_seed
 from trajbench.forecasting.base import TAG_DEFAULTS, Forecaster, ForecasterError, NotFittedError
 from trajbench.forecasting.data import TrainingData
 from trajbench.forecasting.meta import SeriesMeta
+from trajbench.forecasting.model import ModelHistory
 from trajbench.forecasting.registry import (
     ENTRY_POINT_GROUP,
     forecaster_table,
@@ -27,6 +28,7 @@ __all__ = [
     "ForecasterError",
     "NotFittedError",
     "SeriesMeta",
+    "ModelHistory",
     "TrainingData",
     "TAG_DEFAULTS",
     "ENTRY_POINT_GROUP",

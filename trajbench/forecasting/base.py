@@ -41,6 +41,19 @@ so a subclass only states what it changes):
     first ``series_budget`` series of each run's shared parameter sample (a random
     sub-sample of it), with the reference errors on the same series, and reports its
     ``coverage`` (``docs/protocol.md``, ``docs/results-format.md``).
+``needs_weights`` (bool, default False)
+    The forecaster cannot run until the user gives it weights (a released checkpoint
+    loaded from their path: NiNo). ``--forecasters all`` leaves it out, with a warning
+    naming it, rather than scoring a failure row; name it with its configuration to run
+    it.
+``scope`` ("series" or "model", default "series")
+    "series": the forecaster sees one scalar's history at a time (``_predict``).
+    "model": it forecasts whole models (NiNo, graph forecasters): it implements
+    ``_predict_model(history, horizons)``, which receives a
+    :class:`trajbench.forecasting.model.ModelHistory` (every column of the last
+    ``context_length`` snapshots of one run at one origin, the run's ``param_layout`` and
+    task) and returns the full future states. The harness scores both kinds on the same
+    windows and parameter sample (``docs/add-a-forecaster.md``).
 """
 
 from __future__ import annotations
@@ -57,6 +70,7 @@ from trajbench.forecasting.meta import SeriesMeta
 
 if TYPE_CHECKING:
     from trajbench.forecasting.data import TrainingData
+    from trajbench.forecasting.model import ModelHistory
 
 __all__ = ["Forecaster", "NotFittedError", "ForecasterError", "TAG_DEFAULTS", "validate_tags"]
 
@@ -66,8 +80,11 @@ TAG_DEFAULTS: dict[str, Any] = {
     "deterministic": True,
     "pretrained_on": {},
     "series_budget": None,
+    "scope": "series",
+    "needs_weights": False,
 }
 _MULTI_HORIZON = ("native", "recursive")
+_SCOPES = ("series", "model")
 _PRETRAINED_KEYS = ("data", "tasks", "architectures")
 
 
@@ -85,6 +102,10 @@ def validate_tags(tags: Mapping[str, Any], owner: str = "forecaster") -> dict[st
     if not isinstance(out.get("needs_fit"), bool):
         raise TrajbenchError(
             f"{owner}: tag 'needs_fit' must be a bool, but got {out.get('needs_fit')!r}"
+        )
+    if not isinstance(out.get("needs_weights", False), bool):
+        raise TrajbenchError(
+            f"{owner}: tag 'needs_weights' must be a bool, but got {out.get('needs_weights')!r}"
         )
     if out.get("multi_horizon") not in _MULTI_HORIZON:
         raise TrajbenchError(
@@ -109,6 +130,10 @@ def validate_tags(tags: Mapping[str, Any], owner: str = "forecaster") -> dict[st
                 f"{owner}: tag 'pretrained_on[{key!r}]' must be a list of str, but got {value!r}"
             )
     out["pretrained_on"] = {k: list(v) for k, v in pretrained.items()}
+    if out.get("scope", "series") not in _SCOPES:
+        raise TrajbenchError(
+            f"{owner}: tag 'scope' must be 'series' or 'model', but got {out.get('scope')!r}{did_you_mean(str(out.get('scope')), _SCOPES)}"
+        )
     budget = out.get("series_budget")
     if budget is not None and (
         isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 1
@@ -334,6 +359,60 @@ class Forecaster:
             f"{type(self).__name__} must implement _predict(context, horizon, meta)"
         )
 
+    # --------------------------------------------------- whole-model forecasts
+    def predict_model(self, history: ModelHistory, horizons: Any) -> np.ndarray:
+        """Forecast every column of a run's weights at ``horizons`` snapshots after the
+        origin (forecasters with the tag ``scope = "model"``).
+
+        Parameters
+        ----------
+        history:
+            A :class:`trajbench.forecasting.model.ModelHistory` with at least
+            ``context_length`` snapshots; only the last ``context_length`` are passed on.
+        horizons:
+            Distinct positive ints, increasing (snapshots ahead of the origin).
+
+        Returns
+        -------
+        ``(len(horizons), n_params)`` float32: row ``i`` is the forecast of the whole
+        snapshot ``horizons[i]`` snapshots after the origin.
+        """
+        from trajbench.forecasting.model import ModelHistory, check_horizons
+
+        k = self._check_self()
+        if self.get_tag("scope") != "model":
+            raise TrajbenchError(
+                f"forecaster '{self.name}' forecasts single series (tag scope='series'); call predict(context, horizon, meta)"
+            )
+        if not isinstance(history, ModelHistory):
+            raise TrajbenchError(
+                f"history must be a trajbench ModelHistory, but got {type(history).__name__}"
+            )
+        steps = check_horizons(horizons)
+        if history.context_length < k:
+            raise TrajbenchError(
+                f"history has {history.context_length} snapshots, but forecaster '{self.name}' needs context_length={k}"
+            )
+        if not np.isfinite(history.states).all():
+            raise TrajbenchError(
+                "history holds NaN or infinite values; committed weights are always finite"
+            )
+        if self.get_tag("needs_fit") and not self.is_fitted:
+            raise NotFittedError(
+                f"forecaster '{self.name}' is not fitted; call fit(train) before predict_model"
+            )
+        if history.context_length > k:
+            history = _last_snapshots(history, k)
+        return _check_output(
+            self._predict_model(history, steps), len(steps), history.n_params, self.name
+        )
+
+    def _predict_model(self, history: ModelHistory, horizons: np.ndarray) -> np.ndarray:
+        """Override (model-scope forecasters): ``(len(horizons), n_params)`` float32."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has tag scope='model' and must implement _predict_model(history, horizons)"
+        )
+
     # -------------------------------------------------------- fallback log
     def report_fallback(self, count: int, reason: str) -> None:
         """Call from ``_predict`` when ``count`` series got a fallback forecast (for
@@ -353,6 +432,12 @@ class Forecaster:
                 f"{type(self).__name__}.name must be a non-empty str, but got {self.name!r}"
             )
         return _check_positive_int(self.context_length, f"forecaster '{self.name}': context_length")
+
+
+def _last_snapshots(history: ModelHistory, k: int) -> ModelHistory:
+    from dataclasses import replace
+
+    return replace(history, states=history.states[-k:], steps=history.steps[-k:])
 
 
 def _differs(a: Any, b: Any) -> bool:

@@ -28,12 +28,13 @@ import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from trajbench.errors import TrajbenchError, TrajbenchWarning, did_you_mean
 from trajbench.forecasting.base import Forecaster, validate_tags
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -57,6 +58,8 @@ BUILTIN_FORECASTERS: dict[str, str] = {
     "persistence": "baselines.persistence:Persistence",
     "linear": "baselines.linear:LinearExtrapolation",
     "linear_lstsq": "baselines.linear:LeastSquaresTrend",
+    "nino": "baselines.nino:NiNo",
+    "wnn_plus": "baselines.nino:WNNPlus",
 }
 
 #: Names a forecaster may take (they become file names and table values).
@@ -278,6 +281,8 @@ def get_forecaster(name: str, **params: Any) -> Forecaster:
 def forecaster_table() -> pd.DataFrame:
     """One row per available forecaster: name, origin, target, context_length, tags,
     summary (the first docstring line), error (why it could not be loaded, if so)."""
+    import pandas as pd  # only here: a worker process building one forecaster skips it
+
     rows = []
     for name, entry in sorted(_entries().items()):
         row: dict[str, Any] = {

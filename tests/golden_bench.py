@@ -14,8 +14,10 @@ Every golden file under ``tests/golden`` is rewritten only by this script, expli
 
 and never by the tests: ``tests/test_golden_bench.py`` only reads it, and requires the
 same values, statuses and counts from the code as it is now (timing and memory rows
-aside). ``bench_micro.json`` records the micro store's content hash and the machine:
-the store's real runs are trained with torch, whose CPU kernels differ between processor
+aside), and recomputes the closed-form forecasters' rows, the cross-task rows and the
+paired differences from the store and the protocol text with plain numpy, so a golden
+rewritten from a buggy harness fails too. ``bench_micro.json`` records the micro store's
+content hash and the machine: the store's real runs are trained with torch, whose CPU kernels differ between processor
 families, so on another CPU the regenerated store has other bits. There the test checks
 the rows that do not depend on trained weights (the synthetic series) and says so.
 """

@@ -32,6 +32,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -41,8 +42,18 @@ WORK = ROOT / ".mutate"
 #: group -> (modules mutated, test files that own them, and pytest options)
 GROUPS: dict[str, tuple[list[str], list[str]]] = {
     "metrics": (
-        ["trajbench/bench/metrics.py", "trajbench/bench/_scoring.py"],
-        ["tests/test_metrics.py", "tests/test_oracles.py", "tests/test_properties.py"],
+        [
+            "trajbench/bench/metrics.py",
+            "trajbench/bench/_scoring.py",
+            "trajbench/bench/statistics.py",
+        ],
+        [
+            "tests/test_metrics.py",
+            "tests/test_oracles.py",
+            "tests/test_properties.py",
+            "tests/test_statistics.py",
+            "tests/test_kill_scoring.py",
+        ],
     ),
     "estimates": (
         ["trajbench/bench/estimates.py"],
@@ -50,7 +61,12 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "windows": (
         ["trajbench/bench/windows.py", "trajbench/bench/splits.py"],
-        ["tests/test_windows.py", "tests/test_properties.py", "tests/test_splits.py"],
+        [
+            "tests/test_windows.py",
+            "tests/test_properties.py",
+            "tests/test_splits.py",
+            "tests/test_kill_windows.py",
+        ],
     ),
     "writer": (
         ["trajbench/store/writer.py"],
@@ -101,8 +117,13 @@ def _config(modules: list[str], tests: list[str]) -> str:
         'source_paths = ["trajbench", "baselines"]\n'
         f"only_mutate = {toml_list(modules)}\n"
         f"pytest_add_cli_args_test_selection = {toml_list(tests)}\n"
-        'pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-x"]\n'
+        # -x: a mutant is killed by its first failing test; no xdist inside a mutant
+        # (mutmut already runs two mutants at a time); no cache written into the copy
+        'pytest_add_cli_args = ["-q", "-x", "-p", "no:cacheprovider", "-p", "no:xdist"]\n'
         "use_git_change_detection = false\n"
+        # one coverage run of the group's tests first: a mutant on a line those tests
+        # never execute cannot be killed by them, so it is not generated (nor run)
+        "mutate_only_covered_lines = true\n"
         "timeout_multiplier = 10.0\n"
     )
 
@@ -124,6 +145,9 @@ def prepare(group: str) -> Path:
     shutil.copytree(ROOT / "tests" / "golden", work / "tests" / "golden")
     pyproject = work / "pyproject.toml"
     text = re.sub(r"\n\[tool\.mutmut\]\n(?:(?!\n\[).)*", "\n", pyproject.read_text(), flags=re.S)
+    missing = [t for t in tests if not (ROOT / t).exists()]
+    if missing:
+        raise SystemExit(f"group {group!r} names test files that do not exist: {missing}")
     pyproject.write_text(text + _config(modules, tests))
     for module in modules:
         _undecorate_njit(work / module)
@@ -194,8 +218,12 @@ def main(argv: list[str]) -> int:
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for group in groups:
         print(f"== {group}", flush=True)
+        start = time.monotonic()
         scores = run(group)
+        seconds = round(time.monotonic() - start)
         summary.update(scores)
+        summary[f"group {group}"] = {"seconds": seconds, "load_average": os.getloadavg()}
+        print(f"{group}: {seconds} s wall, load average {os.getloadavg()[0]:.1f}")
         summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
         for module, s in scores.items():
             assert isinstance(s, dict)

@@ -1,5 +1,6 @@
-"""The reproduction scripts of reports/reproductions/: their data layout against the
-authors' (fast), and each script end to end on data of our own making (slow).
+"""The reproduction scripts of reports/reproductions/: the least-squares protocol's
+pieces against the authors' description, and the scripts end to end on data of our own
+making (the per-origin one marked slow).
 
 The authors' data and weights are never used here (they have no license); the scripts
 take their paths from the user.
@@ -47,17 +48,25 @@ def _least_squares_gd(n_runs: int, d: int, seed: int) -> np.ndarray:
     return out
 
 
-def test_least_squares_layout_matches_the_authors() -> None:
-    """Our contexts and their ``(runs, d, time)`` layout give the same rows, and the MSE at
-    step ``s`` reads output column ``s - 21``."""
+def test_least_squares_protocol_is_the_authors() -> None:
+    """The index split, the scored steps as horizons from origin 20, the one-origin
+    windows, and the MSE at step ``s`` reading output column ``s - 21``."""
+    from trajbench.errors import TrajbenchError
+
     ls = _script("farcaster_least_squares")
+    paths = [f"runs/run-{i:03d}" for i in range(200)]
+    splits = dict(ls.index_splits(paths))
+    assert [splits[p] for p in paths] == ["train"] * 100 + ["validation"] * 50 + ["test"] * 50
+    with pytest.raises(TrajbenchError, match="needs 200 runs, but the file has 199"):
+        ls.index_splits(paths[:199])
+    protocol = ls.authors_protocol(paths)
+    assert protocol.horizons == (20, 40, 60, 80, 100, 120, 140, 160, 180)
+    resolved = protocol.resolve(ls.WINDOWS)
+    # one origin, at snapshot 20, and every scored step reachable from it in a 201-step run
+    assert resolved.first_origin == 20 and resolved.stride > 200 - 20
+    assert resolved.horizons == protocol.horizons
     data = np.random.default_rng(0).normal(size=(6, 201, 3)).astype(np.float32)
-    ctx, meta = ls.contexts(data)
-    theirs = data.transpose(0, 2, 1).reshape(-1, 201)
-    np.testing.assert_array_equal(ctx, theirs[:, :21])
-    np.testing.assert_array_equal(meta.first, theirs[:, 0])
-    assert set(meta.origin.tolist()) == {20}
-    truth = theirs[:, 21:]
+    truth = data.transpose(0, 2, 1).reshape(-1, 201)[:, 21:]
     pred = truth.copy()
     pred[:, 40 - 21] += 1.0  # an error only at step 40
     mse = ls.mse_at_steps(pred, truth)
@@ -66,12 +75,15 @@ def test_least_squares_layout_matches_the_authors() -> None:
     assert ls.settings("Least_Squares_3d_SGD") == (0.006, 1e-6)
 
 
-@pytest.mark.slow
 def test_least_squares_script_end_to_end(tmp_path, capsys) -> None:
+    """The whole script on our own 1-d GD data (three forecasters, epochs capped): the
+    harness-derived MSE of persistence and linear extrapolation equals its closed form
+    from the data."""
     ls = _script("farcaster_least_squares")
     folder = tmp_path / "dataset" / "Least_Squares_1d_GD" / "Sample_1"
     folder.mkdir(parents=True)
-    np.save(folder / "sample.npy", _least_squares_gd(200, 1, 0))
+    data = _least_squares_gd(200, 1, 0)
+    np.save(folder / "sample.npy", data)
     out = tmp_path / "rows.csv"
     ls.main(
         [
@@ -84,21 +96,27 @@ def test_least_squares_script_end_to_end(tmp_path, capsys) -> None:
             str(out),
             "--work",
             str(tmp_path / "work"),
+            "--max-epochs",
+            "3",
+            "--only",
+            "persistence,linear,farcaster_o20",
         ]
     )
     import pandas as pd
 
     rows = pd.read_csv(out).set_index("forecaster")
-    assert len(rows) == 8
-    printed = capsys.readouterr().out
-    assert "Ratio to the authors' loop" in printed
-    # trajbench's farcaster at the authors' origin, from their random start, is about
-    # their loop (on this noiseless 1-d data the future is exactly affine in (w_0, w_20),
-    # so from the least-squares start it is exact)
-    theirs = rows.loc["authors' loop (re-implemented)", "200"]
-    random_start = rows.loc["farcaster (origin 20, random start)", "200"]
-    assert 0.2 < random_start / theirs < 5.0, (random_start, theirs)
-    assert rows.loc["farcaster (origin 20, least-squares start)", "200"] < 1e-3 * theirs
+    assert len(rows) == 4  # the authors' loop and the three asked for
+    assert "Ratio to the authors' loop" in capsys.readouterr().out
+    test = data[150:].astype(np.float32).astype(np.float64)  # stored as float32
+    steps = list(range(40, 201, 20))
+    origin, before = test[:, 20, 0], test[:, 19, 0]
+    persistence = [np.mean((test[:, s, 0] - origin) ** 2) for s in steps]
+    linear = [np.mean((test[:, s, 0] - origin - (s - 20) * (origin - before)) ** 2) for s in steps]
+    cols = [str(s) for s in steps]
+    np.testing.assert_allclose(rows.loc["persistence", cols], persistence, rtol=1e-4)
+    np.testing.assert_allclose(rows.loc["linear", cols], linear, rtol=1e-4)
+    # 1-d GD is exactly affine in (w_0, w_20): the least-squares start is (nearly) exact
+    assert rows.loc["farcaster (origin 20, least-squares start)", "200"] < 1e-3 * persistence[-1]
 
 
 @pytest.mark.slow

@@ -1,38 +1,48 @@
 """Reproduce the 1-layer farcaster's least-squares experiments (Shou et al., DASFAA 2025)
-through trajbench, beside a clean re-implementation of the authors' training loop.
+through trajbench's benchmark harness, beside a clean re-implementation of the authors'
+training loop.
 
 Usage::
 
     python reports/reproductions/farcaster_least_squares.py DATASET_DIR [--out CSV]
         [--families Least_Squares_1d_GD,...] [--samples 1,2,3,4,5] [--work DIR]
+        [--max-epochs N] [--only persistence,linear,...]
 
 ``DATASET_DIR`` is the ``dataset`` folder of the authors' repository
 (github.com/xshou1990/Less_is_more_weight_farcasting; it has no license, so nothing of it
-is shipped with trajbench: clone it yourself). Each ``<family>/Sample_<i>/sample.npy`` is a
-``(200 runs, 201 snapshots, d)`` array. For each file this script
+is shipped with trajbench: fetch it yourself). Each ``<family>/Sample_<i>/sample.npy`` is
+a ``(200 runs, 201 snapshots, d)`` array. For each file this script
 
 1. imports it with ``trajbench.importers.import_array`` (``layout="runs,time,params"``,
-   the Python equivalent of ``trajbench import array``) into a scratch store and reads
-   the runs back from the store;
-2. splits by index as the authors (runs 0-99 train, 100-149 validation, 150-199 test);
-   trajbench's harness splits at random, so the split and the fixed origin are built
-   here with the public forecasting API (``TrainingData.from_arrays``, ``SeriesMeta``);
-3. fits, on the training runs (validation runs for early stopping where used):
-   ``authors_loop`` (our own code written from the paper's and code's description:
+   the Python form of ``trajbench import array``) into a scratch store and declares the
+   authors' windows in it (``declare_windows``: one origin, snapshot 20, a stride longer
+   than the runs, horizons up to 180);
+2. scores OUR forecasters with ``trajbench.run_benchmark`` under the authors' protocol:
+   ``Protocol(explicit_splits=...)`` (runs 0-99 train, 100-149 validation, 150-199 test,
+   by index; the CLI's ``--splits-file``) and ``horizons=(20, 40, ..., 180)`` (absolute
+   steps 40, 60, ..., 200 from origin 20); the test MSE at each step is the harness's
+   own additive statistics summed over the test runs (``partial/<name>.parquet``:
+   ``sum(sum_sq) / sum(n)``, ``docs/results-format.md`` section 5), checked against the
+   results table's ``rmse`` rows;
+3. fits ``authors_loop`` (our own code written from the paper's and code's description:
    ``nn.Linear(2, 180)`` on ``(w_0, w_20)``, targets ``w_21 .. w_200``, loss mean L1 plus
    ``beta`` times the last-step penalty, Adam, batches of 32 runs, up to 10,000 epochs,
-   patience 5 on the validation MAE, best state kept), trajbench's ``farcaster`` at the
-   authors' origin with their settings (``origin=20, horizon=180``) from a random start as
-   theirs and from our default least-squares start, ``farcaster`` with its defaults (every
-   origin, m = 50: the map at origin 20 continues with the maps of origins 70, 120, 170),
-   ``farcaster_pooled`` (defaults), ``persistence``, ``linear`` (last-two extrapolation)
-   and ``ridge_ar`` (defaults, context 20);
-4. forecasts the test runs from origin 20 and prints the test MSE at steps 40, 60, ...,
-   200, averaged over test runs and coordinates, as mean (std) over the samples.
+   patience 5 on the validation MAE, best state kept) on the same runs read back from the
+   store, outside the harness (it is not a trajbench forecaster);
+4. prints the test MSE at steps 40, 60, ..., 200, averaged over test runs and
+   coordinates, as mean (std) over the samples, and each forecaster's ratio to the loop.
 
-Learning rates and ``beta`` as in the authors' code where known (LFD-2: 0.004 for
-least squares 3-d GD, with ``beta = 1e-4``; 0.006 for 3-d SGD; ``beta = 1e-6`` otherwise);
-the 1-d rates are not in their released code: 0.004 (our default) is used.
+Our forecasters: ``farcaster`` at the authors' origin with their settings (``origin=20,
+horizon=180``) from a random start as theirs and from our default least-squares start,
+``farcaster`` with its defaults (every origin, m = 50: from origin 20 the forecast
+continues with the maps of origins 70, 120, 170), ``farcaster_pooled`` (defaults),
+``persistence``, ``linear`` (last-two extrapolation) and ``ridge_ar`` (defaults, context
+20). Learning rates and ``beta`` as in the authors' code where known (LFD-2: 0.004 for
+least squares 3-d GD, with ``beta = 1e-4``; 0.006 for 3-d SGD; ``beta = 1e-6``
+otherwise); the 1-d rates are not in their released code: 0.004 (our default) is used.
+``--max-epochs`` caps the loop's and the farcasters' epochs and ``--only`` picks some of
+our forecasters (names as in :data:`LABELS`), for quick checks; the reported figures use
+neither.
 """
 
 from __future__ import annotations
@@ -55,8 +65,10 @@ from baselines.farcaster import Farcaster, FarcasterPooled
 from baselines.linear import LinearExtrapolation
 from baselines.persistence import Persistence
 from baselines.ridge_ar import RidgeAR
-from trajbench.forecasting import SeriesMeta, TrainingData
+from trajbench.bench.protocol import PROTOCOL, Protocol
+from trajbench.errors import TrajbenchError
 from trajbench.importers import import_array
+from trajbench.store.windows import EvaluationWindows, declare_windows
 
 FAMILIES = (
     "Least_Squares_1d_GD",
@@ -66,8 +78,23 @@ FAMILIES = (
 )
 ORIGIN, HORIZON = 20, 180
 STEPS = tuple(range(40, 201, 20))  # absolute steps scored, as the authors
+HORIZONS = tuple(s - ORIGIN for s in STEPS)  # the same, as horizons from origin 20
+#: The authors' windows: one origin (a stride longer than their 201-snapshot runs).
+WINDOWS = EvaluationWindows(first_origin=ORIGIN, stride=ORIGIN + HORIZON + 1, max_horizon=HORIZON)
+N_RUNS = 200  # their split is by index: 0-99 train, 100-149 validation, 150-199 test
 LR = {"Least_Squares_3d_GD": 0.004, "Least_Squares_3d_SGD": 0.006}
 BETA = {"Least_Squares_3d_GD": 1e-4}
+LOOP = "authors' loop (re-implemented)"
+#: Harness name (also the partial-statistics file name) -> row label in the tables.
+LABELS = {
+    "farcaster_o20_random": "farcaster (origin 20, random start)",
+    "farcaster_o20": "farcaster (origin 20, least-squares start)",
+    "farcaster_defaults": "farcaster (defaults: every origin, m=50)",
+    "farcaster_pooled_defaults": "farcaster_pooled (defaults)",
+    "persistence": "persistence",
+    "linear": "linear",
+    "ridge_ar": "ridge_ar",
+}
 
 
 def settings(family: str) -> tuple[float, float]:
@@ -77,7 +104,12 @@ def settings(family: str) -> tuple[float, float]:
 
 # ------------------------------------------------------------ the authors' loop
 def authors_loop(
-    train: np.ndarray, val: np.ndarray, lr: float, beta: float, seed: int = 0
+    train: np.ndarray,
+    val: np.ndarray,
+    lr: float,
+    beta: float,
+    seed: int = 0,
+    max_epochs: int = 10_000,
 ) -> torch.nn.Linear:
     """The authors' protocol, re-implemented from its description (not their code).
 
@@ -96,7 +128,7 @@ def authors_loop(
     model = torch.nn.Linear(2, HORIZON)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     best, best_state, impatience = math.inf, copy.deepcopy(model.state_dict()), 0
-    for _epoch in range(10_000):
+    for _epoch in range(max_epochs):
         order = torch.randperm(len(x))
         for i in range(0, len(x), 32):
             b = order[i : i + 32]
@@ -121,43 +153,61 @@ def authors_loop(
 
 
 def authors_predict(model: torch.nn.Linear, test: np.ndarray) -> np.ndarray:
-    """``(runs * d, 180)`` forecasts in the row order of :func:`contexts`."""
+    """``(runs * d, 180)`` forecasts, run-major (row ``r * d + j``: run ``r``, coordinate ``j``)."""
     t = torch.from_numpy(np.ascontiguousarray(test.transpose(0, 2, 1))).float()
     with torch.no_grad():
         pred = model(t[:, :, [0, ORIGIN]]).numpy()
     return pred.reshape(-1, HORIZON)
 
 
+def mse_at_steps(pred: np.ndarray, truth: np.ndarray) -> list[float]:
+    """Test MSE at each absolute step of :data:`STEPS` (output column ``step - 21``)."""
+    return [
+        float(np.mean((pred[:, s - ORIGIN - 1] - truth[:, s - ORIGIN - 1]) ** 2)) for s in STEPS
+    ]
+
+
 # ------------------------------------------------------------ trajbench side
-def load_through_store(npy: Path, work: Path) -> np.ndarray:
-    """Import ``npy`` into a scratch store and read every run back: ``(runs, T, d)``."""
-    store_path = work / (npy.parent.parent.name + "-" + npy.parent.name + ".zarr")
-    import_array(npy, store_path, layout="runs,time,params", mode="w")
+def import_file(npy: Path, store_path: Path) -> list[str]:
+    """Import ``npy`` into a fresh store at ``store_path``, declare the authors' windows
+    (:data:`WINDOWS`) and return the run paths in index order."""
+    result = import_array(npy, store_path, layout="runs,time,params", mode="w")
+    # The store declares the data set's own windows: without them the harness would cut
+    # horizons to the protocol default's max_horizon (50), and step 200 is horizon 180.
+    declare_windows(store_path, WINDOWS)
+    return list(result.paths)
+
+
+def index_splits(paths: list[str]) -> tuple[tuple[str, str], ...]:
+    """The authors' split by run index: 0-99 train, 100-149 validation, 150-199 test."""
+    if len(paths) != N_RUNS:
+        raise TrajbenchError(
+            f"the authors' split needs {N_RUNS} runs, but the file has {len(paths)}"
+        )
+    return tuple(
+        (p, "train" if i < 100 else "validation" if i < 150 else "test")
+        for i, p in enumerate(paths)
+    )
+
+
+def authors_protocol(paths: list[str]) -> Protocol:
+    """The published protocol with the authors' index split and their scored steps (the
+    origin and stride come from the store's declared :data:`WINDOWS`)."""
+    return PROTOCOL.replace(explicit_splits=index_splits(paths), horizons=HORIZONS)
+
+
+def read_runs(store_path: Path, paths: list[str]) -> np.ndarray:
+    """Every run's stored values, ``(runs, T, d)`` float32 (what the harness reads too)."""
     store = trajbench.open_store(store_path)
-    paths = sorted(store.runs()["path"])
     return np.stack([np.asarray(store.run(p).weights[:], dtype=np.float32) for p in paths])
 
 
-def contexts(test: np.ndarray) -> tuple[np.ndarray, SeriesMeta]:
-    """Histories ``w_0 .. w_20`` of every test coordinate (run-major) and their meta."""
-    runs, _, d = test.shape
-    ctx = np.ascontiguousarray(test[:, : ORIGIN + 1, :].transpose(0, 2, 1).reshape(-1, ORIGIN + 1))
-    n = len(ctx)
-    meta = SeriesMeta(
-        kind=np.full(n, "other", dtype=object),
-        layer=np.full(n, "w", dtype=object),
-        task=np.full(n, "array", dtype=object),
-        stride=np.ones(n, dtype=np.int64),
-        first=ctx[:, 0],
-        run=np.repeat([f"run-{i}" for i in range(runs)], d).astype(object),
-        param=np.tile(np.arange(d), runs),
-        origin=np.full(n, ORIGIN, dtype=np.int64),
-    )
-    return ctx, meta
-
-
-def forecasters(family: str, d: int) -> dict[str, Any]:
+def ours(
+    family: str, d: int, max_epochs: int | None = None, only: tuple[str, ...] | None = None
+) -> list[Any]:
+    """Our forecasters, named as the keys of :data:`LABELS` (those in ``only`` if given)."""
     lr, beta = settings(family)
+    cap = {} if max_epochs is None else {"max_epochs": max_epochs}
     theirs: dict[str, Any] = {
         "horizon": HORIZON,
         "origin": ORIGIN,
@@ -165,48 +215,101 @@ def forecasters(family: str, d: int) -> dict[str, Any]:
         "beta": beta,
         "max_epochs": 10_000,
         "series_per_run": d,
-    }
-    return {
-        "farcaster (origin 20, random start)": Farcaster(init="random", **theirs),
-        "farcaster (origin 20, least-squares start)": Farcaster(**theirs),
-        "farcaster (defaults: every origin, m=50)": Farcaster(lr=lr, beta=beta),
-        "farcaster_pooled (defaults)": FarcasterPooled(lr=lr, beta=beta),
+    } | cap
+    made = {
+        "farcaster_o20_random": Farcaster(init="random", **theirs),
+        "farcaster_o20": Farcaster(**theirs),
+        "farcaster_defaults": Farcaster(lr=lr, beta=beta, **cap),
+        "farcaster_pooled_defaults": FarcasterPooled(lr=lr, beta=beta, **cap),
         "persistence": Persistence(),
         "linear": LinearExtrapolation(),
         "ridge_ar": RidgeAR(),
     }
+    for name, f in made.items():
+        # one name per row, also the partial file's name (a registered name with other
+        # parameters would be renamed "name[param=value,...]" by the harness)
+        f.name = name
+    return [f for name, f in made.items() if only is None or name in only]
 
 
-def mse_at_steps(pred: np.ndarray, truth: np.ndarray) -> list[float]:
-    """Test MSE at each absolute step of :data:`STEPS` (column ``step - 21``)."""
-    return [
-        float(np.mean((pred[:, s - ORIGIN - 1] - truth[:, s - ORIGIN - 1]) ** 2)) for s in STEPS
+def harness_mse(out: Path, name: str) -> dict[int, float]:
+    """``{horizon: MSE}`` over the test runs and coordinates, from the harness's additive
+    per-run statistics (``docs/results-format.md`` section 5): ``sum(sum_sq) / sum(n)``."""
+    stats = pd.read_parquet(out / "partial" / f"{name}.parquet")
+    test = stats[(stats["split"] == "test") & (stats["kind"] == "all")]
+    sums = test.groupby("horizon")[["sum_sq", "n"]].sum()
+    return {int(h): float(r["sum_sq"] / r["n"]) for h, r in sums.iterrows()}
+
+
+def check_against_table(table: pd.DataFrame, out: Path, name: str) -> None:
+    """The statistics the MSE is taken from give the results table's ``rmse`` rows (mean
+    over test runs of the per-run RMSE), so both describe the same forecasts."""
+    stats = pd.read_parquet(out / "partial" / f"{name}.parquet")
+    test = stats[(stats["split"] == "test") & (stats["kind"] == "all")]
+    per_run = np.sqrt(test["sum_sq"] / test["n"]).groupby(test["horizon"]).mean()
+    rows = table[
+        (table["forecaster"] == name)
+        & (table["metric"] == "rmse")
+        & (table["split"] == "test")
+        & (table["task"] != "all")
+        & (table["kind"] == "all")
     ]
+    for h in HORIZONS:
+        expected = float(rows.loc[rows["horizon"] == str(h), "value"].iloc[0])
+        if not math.isclose(float(per_run[h]), expected, rel_tol=1e-6, abs_tol=1e-12):
+            raise AssertionError(f"{name}, h={h}: statistics {per_run[h]} != table rmse {expected}")
 
 
-def run_file(npy: Path, family: str, work: Path) -> list[dict[str, Any]]:
-    data = load_through_store(npy, work)
-    train, val, test = data[:100], data[100:150], data[150:200]
+def fit_seconds(table: pd.DataFrame, name: str) -> float:
+    row = table[(table["forecaster"] == name) & (table["metric"] == "fit_seconds")]
+    return float(row["value"].iloc[0])
+
+
+def run_file(
+    npy: Path,
+    family: str,
+    work: Path,
+    max_epochs: int | None = None,
+    only: tuple[str, ...] | None = None,
+) -> list[dict[str, Any]]:
+    """One data file: the authors' loop, then our forecasters through the harness."""
+    store_path = work / f"{npy.parent.parent.name}-{npy.parent.name}.zarr"
+    paths = import_file(npy, store_path)
+    protocol = authors_protocol(paths)
+    data = read_runs(store_path, paths)
     d = data.shape[2]
+    train, val, test = data[:100], data[100:150], data[150:200]
     truth = test[:, ORIGIN + 1 : ORIGIN + 1 + HORIZON, :].transpose(0, 2, 1).reshape(-1, HORIZON)
-    rows: list[dict[Any, Any]] = []
     lr, beta = settings(family)
     t0 = time.perf_counter()
-    model = authors_loop(train, val, lr, beta)
-    rows.append(
-        {"forecaster": "authors' loop (re-implemented)", "seconds": time.perf_counter() - t0}
+    model = authors_loop(train, val, lr, beta, max_epochs=max_epochs or 10_000)
+    rows: list[dict[Any, Any]] = [
+        {"forecaster": LOOP, "seconds": time.perf_counter() - t0}
         | dict(zip(STEPS, mse_at_steps(authors_predict(model, test), truth), strict=True))
+    ]
+    out = work / f"{store_path.stem}-results"
+    result = trajbench.run_benchmark(
+        store_path,
+        ours(family, d, max_epochs, only),
+        out,
+        protocol=protocol,
+        resume=False,
+        examples=False,
+        measure_memory=False,
     )
-    data_tb = TrainingData.from_arrays(list(train), validation=list(val))
-    ctx, meta = contexts(test)
-    for name, f in forecasters(family, d).items():
-        t0 = time.perf_counter()
-        f.fit(data_tb)
-        pred = f.predict(ctx, HORIZON, meta)
-        f.pop_fallbacks()
+    failed = result.table[result.table["status"] == "failed"]
+    if len(failed):
+        raise TrajbenchError(
+            f"{npy}: {failed.iloc[0]['forecaster']} failed: {failed.iloc[0]['message']}"
+        )
+    for name, label in LABELS.items():
+        if only is not None and name not in only:
+            continue
+        check_against_table(result.table, out, name)
+        mse = harness_mse(out, name)
         rows.append(
-            {"forecaster": name, "seconds": time.perf_counter() - t0}
-            | dict(zip(STEPS, mse_at_steps(pred, truth), strict=True))
+            {"forecaster": label, "seconds": fit_seconds(result.table, name)}
+            | {s: mse[s - ORIGIN] for s in STEPS}
         )
     return rows
 
@@ -218,11 +321,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", default="1,2,3,4,5")
     parser.add_argument("--out", type=Path, help="write every (file, forecaster) row here (CSV)")
     parser.add_argument(
-        "--work", type=Path, help="scratch folder for the stores (default: a temp dir)"
+        "--work", type=Path, help="scratch folder for the stores and results (default: a temp dir)"
     )
+    parser.add_argument(
+        "--max-epochs", type=int, help="cap every fit's epochs (quick checks; default 10,000)"
+    )
+    parser.add_argument("--only", help="comma-separated names of our forecasters (quick checks)")
     args = parser.parse_args(argv)
+    only = tuple(args.only.split(",")) if args.only else None
+    unknown = sorted(set(only or ()) - set(LABELS))
+    if unknown:
+        parser.error(
+            f"--only: unknown forecaster {unknown[0]!r}; expected some of {', '.join(LABELS)}"
+        )
     torch.set_num_threads(1)  # tiny problems: one thread is faster and not disturbed by load
     work = args.work or Path(tempfile.mkdtemp(prefix="farcaster-ls-"))
+    work.mkdir(parents=True, exist_ok=True)
     rows = []
     for family in args.families.split(","):
         for sample in args.samples.split(","):
@@ -231,9 +345,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"skipping {npy}: not found", file=sys.stderr)
                 continue
             t0 = time.perf_counter()
-            for row in run_file(npy, family, work):
+            for row in run_file(npy, family, work, args.max_epochs, only):
                 rows.append({"family": family, "sample": int(sample)} | row)
             print(f"{family} sample {sample}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if not rows:
+        print(f"no sample.npy found under {args.data}", file=sys.stderr)
+        return 2
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)

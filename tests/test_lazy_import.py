@@ -39,6 +39,24 @@ def test_import_trajbench_and_the_worker_load_nothing_heavy() -> None:
     assert loaded == []
 
 
+def test_reading_a_store_and_its_layouts_needs_no_torch(tmp_path) -> None:
+    """A worker's fit reads the store and its runs' ``param_layout`` (what a per-series
+    forecaster's worker does): torch, about a second of CPU per worker, stays unloaded."""
+    from trajbench.testing import make_quadratic_store
+
+    make_quadratic_store(
+        tmp_path / "s.zarr", tasks=("quad-a",), lrs=(0.1,), seeds=(0,), n_snapshots=6
+    )
+    loaded = _fresh(
+        "import json, sys; from trajbench.store.reader import open_store;"
+        "import trajbench.forecasting.data, trajbench.forecasting.series;"
+        f"store = open_store({str(tmp_path / 's.zarr')!r}); run = store.run(store.runs()['path'][0]);"
+        "_ = run.weights[:, :3], run.layout;"
+        "print(json.dumps('torch' in sys.modules))"
+    )
+    assert loaded is False
+
+
 @pytest.mark.parametrize("name", trajbench.__all__)
 def test_every_public_name_is_the_defining_modules_object(name: str) -> None:
     value = getattr(trajbench, name)

@@ -6,6 +6,7 @@ manifest (:func:`forecaster_id`), and fitted on the training split
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import threading
@@ -360,6 +361,16 @@ def _source_file(cls: type) -> str | None:
     return str(path) if path else None
 
 
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    """Which installed distribution provides each top-level package: read once per
+    process (it parses every installed distribution's metadata, about 0.4 s, and the
+    harness asks for it twice per forecaster)."""
+    import importlib.metadata
+
+    return importlib.metadata.packages_distributions()
+
+
 def forecaster_provenance(forecaster: Forecaster) -> dict[str, Any]:
     """Where a forecaster's code came from: the installed distribution and its version
     for a package's class, else the file and the SHA-256 of its bytes (a file forecaster
@@ -369,7 +380,7 @@ def forecaster_provenance(forecaster: Forecaster) -> dict[str, Any]:
 
     cls = type(_identity(forecaster))
     top = cls.__module__.split(".", 1)[0]
-    dists = importlib.metadata.packages_distributions().get(top) or []
+    dists = _packages_distributions().get(top) or []
     if dists and not top.startswith("trajbench_local_"):
         name = dists[0]
         try:

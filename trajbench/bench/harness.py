@@ -586,9 +586,11 @@ def _isolated(
                 how[worker.name] = f"worker process ({problem})"
         yield out, section
     finally:
-        for forecaster in out:
-            if isinstance(forecaster, WorkerForecaster):
-                forecaster.close()
+        workers = [f for f in out if isinstance(f, WorkerForecaster)]
+        for worker in workers:  # all asked to exit first: their shutdowns overlap
+            worker.release()
+        for worker in workers:
+            worker.close()
 
 
 def _evaluate(

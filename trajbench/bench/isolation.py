@@ -448,13 +448,24 @@ class WorkerForecaster(Forecaster):
         self.close()
         raise ForecasterFailure(text)
 
+    def release(self) -> None:
+        """Ask the worker to exit (its stdin closes) without waiting for it: the harness
+        releases every worker, then closes each, so their interpreter shutdowns
+        (tenths of a second each) overlap instead of adding up."""
+        proc = self._proc
+        if proc is not None and proc.poll() is None and proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+
     def close(self) -> None:
         """Stop the worker (if running) and remove its directory."""
         proc, self._proc = self._proc, None
         if proc is not None:
             if proc.poll() is None:
                 try:
-                    if proc.stdin is not None:
+                    if proc.stdin is not None and not proc.stdin.closed:
                         proc.stdin.close()
                     proc.wait(timeout=2)
                 except (OSError, subprocess.TimeoutExpired):

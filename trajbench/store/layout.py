@@ -8,50 +8,71 @@ order of the model's ``state_dict``. Each entry of the layout says where one ten
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from trajbench.errors import TrajbenchError, TrajbenchWarning
 from trajbench.store.format import KINDS
 
+if TYPE_CHECKING:  # torch is imported where a model or tensor is handled: reading a
+    # run's layout (the reader, the harness's workers) needs none of it
+    import torch
+    from torch import nn
+
 __all__ = ["ParamSpec", "build_layout", "layout_from_state_dict", "infer_kind", "parse_layout"]
 
-_CONV = (
-    nn.Conv1d,
-    nn.Conv2d,
-    nn.Conv3d,
-    nn.ConvTranspose1d,
-    nn.ConvTranspose2d,
-    nn.ConvTranspose3d,
-)
-_NORM = (
-    nn.modules.batchnorm._NormBase,
-    nn.LayerNorm,
-    nn.GroupNorm,
-    nn.LocalResponseNorm,
-    getattr(nn, "RMSNorm", nn.LayerNorm),
-)
-_EMBEDDING = (nn.Embedding, nn.EmbeddingBag)
 # Dtypes a snapshot can hold exactly in float32 (integers up to 2**24, booleans).
-_STORABLE_DTYPES = {
-    torch.float32: "float32",
-    torch.float16: "float16",
-    torch.bfloat16: "bfloat16",
-    torch.float64: "float64",
-    torch.int64: "int64",
-    torch.int32: "int32",
-    torch.int16: "int16",
-    torch.int8: "int8",
-    torch.uint8: "uint8",
-    torch.bool: "bool",
-}
-_TORCH_DTYPES = {v: k for k, v in _STORABLE_DTYPES.items()}
+_DTYPE_NAMES = (
+    "float32",
+    "float16",
+    "bfloat16",
+    "float64",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+)
+
+
+@functools.cache
+def _storable_dtypes() -> dict[Any, str]:
+    """torch dtype -> its name, for the dtypes of :data:`_DTYPE_NAMES`."""
+    import torch
+
+    return {getattr(torch, name): name for name in _DTYPE_NAMES}
+
+
+@functools.cache
+def _module_kinds() -> tuple[
+    tuple[type, ...], tuple[type, ...], tuple[type, ...], tuple[type, ...]
+]:
+    """The module types that decide a tensor's kind: conv, norm, embedding, linear."""
+    from torch import nn
+
+    conv = (
+        nn.Conv1d,
+        nn.Conv2d,
+        nn.Conv3d,
+        nn.ConvTranspose1d,
+        nn.ConvTranspose2d,
+        nn.ConvTranspose3d,
+    )
+    norm = (
+        nn.modules.batchnorm._NormBase,
+        nn.LayerNorm,
+        nn.GroupNorm,
+        nn.LocalResponseNorm,
+        getattr(nn, "RMSNorm", nn.LayerNorm),
+    )
+    embedding = (nn.Embedding, nn.EmbeddingBag)
+    linear = (nn.Linear, nn.Bilinear, nn.MultiheadAttention)
+    return conv, norm, embedding, linear
 
 
 @dataclass(frozen=True)
@@ -78,7 +99,10 @@ class ParamSpec:
     @property
     def torch_dtype(self) -> torch.dtype:
         """The dtype to cast back to when rebuilding a ``state_dict``."""
-        return _TORCH_DTYPES[self.dtype]
+        import torch
+
+        dtype: torch.dtype = getattr(torch, self.dtype)
+        return dtype
 
 
 def infer_kind(
@@ -94,13 +118,14 @@ def infer_kind(
     leaf = name.rsplit(".", 1)[-1]
     ndim = len(shape)
     if module is not None:
-        if isinstance(module, _NORM):
+        conv, norm, embedding, linear = _module_kinds()
+        if isinstance(module, norm):
             return "norm"
-        if isinstance(module, _EMBEDDING):
+        if isinstance(module, embedding):
             return "embedding"
-        if isinstance(module, _CONV):
+        if isinstance(module, conv):
             return "bias" if leaf == "bias" else "conv"
-        if isinstance(module, (nn.Linear, nn.Bilinear, nn.MultiheadAttention)):
+        if isinstance(module, linear):
             return "bias" if "bias" in leaf else "linear"
     lowered = name.lower()
     if any(
@@ -141,8 +166,12 @@ def build_layout(model: nn.Module, *, buffers: bool = True, frozen: bool = True)
     kept as ``aliases`` so that :meth:`Run.state_dict` restores every key.
     Non-persistent buffers are not part of ``state_dict`` and are not recorded.
     """
+    import torch
+    from torch import nn
+
     if not isinstance(model, nn.Module):
         raise TrajbenchError(f"model must be a torch.nn.Module, but got {type(model).__name__}")
+    storable = _storable_dtypes()
     state = model.state_dict(keep_vars=True)
     params = {n for n, _ in model.named_parameters(remove_duplicate=False)}
     specs: list[ParamSpec] = []
@@ -162,10 +191,10 @@ def build_layout(model: nn.Module, *, buffers: bool = True, frozen: bool = True)
             # run diverged at its first snapshot.
             _skip(name, "it is a buffer holding non-finite values (a mask?)")
             continue
-        if tensor.dtype not in _STORABLE_DTYPES:
+        if tensor.dtype not in storable:
             raise TrajbenchError(
                 f"tensor '{name}' has dtype {tensor.dtype}, which a float32 snapshot cannot hold;"
-                f" expected one of {sorted(_STORABLE_DTYPES.values())}"
+                f" expected one of {sorted(storable.values())}"
             )
         key = id(tensor)
         if key in first_name_of:  # tied weights: record once
@@ -182,7 +211,7 @@ def build_layout(model: nn.Module, *, buffers: bool = True, frozen: bool = True)
                 offset=offset,
                 numel=numel,
                 kind=infer_kind(name, shape, module, is_buffer=not is_param),
-                dtype=_STORABLE_DTYPES[tensor.dtype],
+                dtype=storable[tensor.dtype],
                 module=type(module).__name__ if module is not None else "",
                 trainable=bool(is_param and tensor.requires_grad),
             )
@@ -198,11 +227,12 @@ def layout_from_state_dict(
     state: Mapping[str, torch.Tensor], *, buffer_names: Sequence[str] = ()
 ) -> list[ParamSpec]:
     """Layout of a bare state dict, with kinds inferred from names and shapes."""
+    storable = _storable_dtypes()
     specs: list[ParamSpec] = []
     offset = 0
     buffer_set = set(buffer_names)
     for name, tensor in state.items():
-        if tensor.dtype not in _STORABLE_DTYPES:
+        if tensor.dtype not in storable:
             raise TrajbenchError(f"tensor '{name}' has unsupported dtype {tensor.dtype}")
         shape = tuple(int(s) for s in tensor.shape)
         numel = math.prod(shape)
@@ -216,7 +246,7 @@ def layout_from_state_dict(
                 offset=offset,
                 numel=numel,
                 kind=infer_kind(name, shape, is_buffer=is_buffer),
-                dtype=_STORABLE_DTYPES[tensor.dtype],
+                dtype=storable[tensor.dtype],
                 trainable=not is_buffer,
             )
         )
@@ -267,7 +297,7 @@ def layout_problems(entries: object, n_params: int | None = None) -> list[str]:
             problems.append(
                 f"param_layout[{i}] ('{name}') has kind {entry['kind']!r}; expected one of {', '.join(KINDS)}"
             )
-        if entry.get("dtype", "float32") not in _TORCH_DTYPES:
+        if entry.get("dtype", "float32") not in _DTYPE_NAMES:
             problems.append(
                 f"param_layout[{i}] ('{name}') has unknown dtype {entry.get('dtype')!r}"
             )

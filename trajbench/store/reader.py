@@ -23,13 +23,15 @@ import os
 from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-import torch
 import zarr
 from zarr.storage import LocalStore
+
+if TYPE_CHECKING:  # torch is imported where a state dict is built: reading needs none
+    import torch
 
 from trajbench.errors import (
     DamagedRunError,
@@ -503,6 +505,8 @@ class Run:
             raise IndexError(
                 f"snapshot {i} is out of range: run '{self.path}' has {n} committed snapshots"
             )
+        import torch
+
         row = torch.from_numpy(np.ascontiguousarray(self.weights[int(i) % n]))
         state: dict[str, torch.Tensor] = {}
         for spec in self.specs:

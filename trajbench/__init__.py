@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
         (
             "Forecaster",
             "ForecasterError",
+            "ModelHistory",
             "NotFittedError",
             "SeriesMeta",
             "TrainingData",
@@ -83,6 +84,7 @@ if TYPE_CHECKING:
     from trajbench.forecasting import (
         Forecaster,
         ForecasterError,
+        ModelHistory,
         NotFittedError,
         SeriesMeta,
         TrainingData,
@@ -117,6 +119,7 @@ __all__ = [
     "validate_store",
     "Forecaster",
     "ForecasterError",
+    "ModelHistory",
     "NotFittedError",
     "SeriesMeta",
     "TrainingData",

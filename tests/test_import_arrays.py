@@ -166,3 +166,61 @@ def test_cli_handler(tmp_path: Path, store_path: str, capsys: pytest.CaptureFixt
     run = trajbench.open_store(store_path).run("synthetic/toy/1")
     np.testing.assert_array_equal(run.weights[:], _oracle()[1])
     assert run.attrs["task"] == "toy"
+
+
+def test_windows_are_declared_as_a_suite_declares_them(tmp_path: Path, store_path: str) -> None:
+    """``windows=`` / ``--windows FIRST,STRIDE,MAXH`` writes the root attribute a suite's
+    ``[suite.windows]`` writes, which the reader (and so the harness) returns; bad or
+    conflicting windows are refused before anything is written."""
+    from trajbench.store.windows import WINDOWS_ATTRIBUTE, EvaluationWindows
+
+    file = tmp_path / "a.npy"
+    np.save(file, _oracle())  # 5 snapshots per run: the last origin that scores is 3
+    import_array(file, store_path, windows="3, 2, 7")
+    store = trajbench.open_store(store_path)
+    assert store.attrs[WINDOWS_ATTRIBUTE] == {"first_origin": 3, "stride": 2, "max_horizon": 7}
+    assert store.evaluation_windows == EvaluationWindows(first_origin=3, stride=2, max_horizon=7)
+    # the same windows again are accepted; others are refused, and the runs stay as they were
+    import_array(file, store_path, mode="w", windows=EvaluationWindows(3, 2, 7))
+    np.save(file, _oracle() + 1)
+    with pytest.raises(ArrayImportError, match="already declares windows .* refusing"):
+        import_array(file, store_path, mode="w", windows="1,2,7")
+    np.testing.assert_array_equal(
+        trajbench.open_store(store_path).run("run-0").weights[:], _oracle()[0]
+    )
+    fresh = str(tmp_path / "fresh.zarr")
+    for bad, message in [
+        ("3,2", "FIRST_ORIGIN,STRIDE,MAX_HORIZON"),
+        ("3,two,7", "stride must be an int >= 1, but got 'two'"),
+        ("0,2,7", "first_origin must be an int >= 1, but got 0"),
+        ("4,2,7", "first_origin 4 leaves no snapshot to score .* at most 3"),
+    ]:
+        with pytest.raises(ArrayImportError, match=message):
+            import_array(file, fresh, windows=bad)
+    assert not Path(fresh).exists()  # refused before anything was written
+    # no windows: the store declares none (the harness then uses the protocol's default)
+    import_array(file, fresh)
+    assert trajbench.open_store(fresh).evaluation_windows is None
+
+
+def test_cli_windows_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``trajbench import array --windows``: declared on success; a bad value is one
+    line on stderr and exit code 2."""
+    from trajbench.cli import main
+
+    file = tmp_path / "a.npy"
+    np.save(file, _oracle())
+    out = str(tmp_path / "s.zarr")
+    assert main(["import", "array", str(file), "--out", out, "--windows", "1,9,4", "--quiet"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "\n" not in line and line.endswith("; evaluation windows 1,9,4 declared")
+    assert trajbench.open_store(out).evaluation_windows.to_json() == {
+        "first_origin": 1,
+        "stride": 9,
+        "max_horizon": 4,
+    }
+    capsys.readouterr()
+    bad = str(tmp_path / "bad.zarr")
+    assert main(["import", "array", str(file), "--out", bad, "--windows", "1,-9,4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "stride must be an int >= 1, but got -9" in err

@@ -6,31 +6,38 @@ Usage::
 
     python reports/reproductions/farcaster_least_squares.py DATASET_DIR [--out CSV]
         [--families Least_Squares_1d_GD,...] [--samples 1,2,3,4,5] [--work DIR]
-        [--max-epochs N] [--only persistence,linear,...]
+        [--max-epochs N] [--only persistence,linear,...] [--doc MD]
+    python reports/reproductions/farcaster_least_squares.py --tables CSV [--doc MD]
 
 ``DATASET_DIR`` is the ``dataset`` folder of the authors' repository
 (github.com/xshou1990/Less_is_more_weight_farcasting; it has no license, so nothing of it
 is shipped with trajbench: fetch it yourself). Each ``<family>/Sample_<i>/sample.npy`` is
 a ``(200 runs, 201 snapshots, d)`` array. For each file this script
 
-1. imports it with ``trajbench.importers.import_array`` (``layout="runs,time,params"``,
-   the Python form of ``trajbench import array``) into a scratch store and declares the
-   authors' windows in it (``declare_windows``: one origin, snapshot 20, a stride longer
-   than the runs, horizons up to 180);
+1. imports it with the command line's ``trajbench import array FILE --out STORE
+   --layout runs,time,params --windows 20,201,180`` (run in-process through
+   ``trajbench.cli.main``, :func:`import_command`), which also declares the authors'
+   windows in the store: one origin, snapshot 20 (a stride longer than the runs),
+   horizons up to 180; it writes the index split as ``<work>/<store>-splits.csv`` for
+   ``trajbench bench --splits-file``;
 2. scores OUR forecasters with ``trajbench.run_benchmark`` under the authors' protocol:
    ``Protocol(explicit_splits=...)`` (runs 0-99 train, 100-149 validation, 150-199 test,
    by index; the CLI's ``--splits-file``) and ``horizons=(20, 40, ..., 180)`` (absolute
-   steps 40, 60, ..., 200 from origin 20); the test MSE at each step is the harness's
-   own additive statistics summed over the test runs (``partial/<name>.parquet``:
-   ``sum(sum_sq) / sum(n)``, ``docs/results-format.md`` section 5), checked against the
-   results table's ``rmse`` rows;
+   steps 40, 60, ..., 200 from origin 20); the test MSE at each step is
+   ``trajbench.bench.metrics.pooled_mse`` of the harness's own additive statistics of
+   the test runs (``partial/<name>.parquet``: ``sum(sum_sq) / sum(n)``,
+   ``docs/results-format.md`` section 5), checked against the results table's ``rmse``
+   rows;
 3. fits ``authors_loop`` (our own code written from the paper's and code's description:
    ``nn.Linear(2, 180)`` on ``(w_0, w_20)``, targets ``w_21 .. w_200``, loss mean L1 plus
    ``beta`` times the last-step penalty, Adam, batches of 32 runs, up to 10,000 epochs,
    patience 5 on the validation MAE, best state kept) on the same runs read back from the
    store, outside the harness (it is not a trajbench forecaster);
 4. prints the test MSE at steps 40, 60, ..., 200, averaged over test runs and
-   coordinates, as mean (std) over the samples, and each forecaster's ratio to the loop.
+   coordinates, as mean (std) over the samples, and each forecaster's ratio to the loop
+   (:func:`render_tables`); ``--doc MD`` also writes these tables into the generated
+   block of ``MD`` (``farcaster-least-squares.md``), and ``--tables CSV`` re-renders them
+   from the rows of an earlier ``--out`` without running anything.
 
 Our forecasters: ``farcaster`` at the authors' origin with their settings (``origin=20,
 horizon=180``) from a random start as theirs and from our default least-squares start,
@@ -48,7 +55,9 @@ neither.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import io
 import math
 import sys
 import tempfile
@@ -65,10 +74,11 @@ from baselines.farcaster import Farcaster, FarcasterPooled
 from baselines.linear import LinearExtrapolation
 from baselines.persistence import Persistence
 from baselines.ridge_ar import RidgeAR
+from trajbench.bench.metrics import pooled_mse
 from trajbench.bench.protocol import PROTOCOL, Protocol
+from trajbench.cli import main as trajbench_cli
 from trajbench.errors import TrajbenchError
-from trajbench.importers import import_array
-from trajbench.store.windows import EvaluationWindows, declare_windows
+from trajbench.store.windows import EvaluationWindows
 
 FAMILIES = (
     "Least_Squares_1d_GD",
@@ -82,6 +92,15 @@ HORIZONS = tuple(s - ORIGIN for s in STEPS)  # the same, as horizons from origin
 #: The authors' windows: one origin (a stride longer than their 201-snapshot runs).
 WINDOWS = EvaluationWindows(first_origin=ORIGIN, stride=ORIGIN + HORIZON + 1, max_horizon=HORIZON)
 N_RUNS = 200  # their split is by index: 0-99 train, 100-149 validation, 150-199 test
+
+
+def split_bounds() -> tuple[int, int]:
+    """``(first validation index, first test index)``: (100, 150) of :data:`N_RUNS` = 200
+    runs, the halves and quarters of their split (the tests shrink ``N_RUNS`` to run the
+    pipeline on fewer runs of our own)."""
+    return N_RUNS // 2, 3 * N_RUNS // 4
+
+
 LR = {"Least_Squares_3d_GD": 0.004, "Least_Squares_3d_SGD": 0.006}
 BETA = {"Least_Squares_3d_GD": 1e-4}
 LOOP = "authors' loop (re-implemented)"
@@ -168,14 +187,40 @@ def mse_at_steps(pred: np.ndarray, truth: np.ndarray) -> list[float]:
 
 
 # ------------------------------------------------------------ trajbench side
+def import_command(npy: Path, store_path: Path) -> list[str]:
+    """The ``trajbench import array`` command line that imports ``npy`` into a fresh store
+    at ``store_path`` and declares the authors' windows (:data:`WINDOWS`) in it."""
+    w = WINDOWS
+    return [
+        "import",
+        "array",
+        str(npy),
+        "--out",
+        str(store_path),
+        "--layout",
+        "runs,time,params",
+        "--mode",
+        "w",
+        "--windows",
+        f"{w.first_origin},{w.stride},{w.max_horizon}",
+        "--quiet",
+    ]
+
+
 def import_file(npy: Path, store_path: Path) -> list[str]:
-    """Import ``npy`` into a fresh store at ``store_path``, declare the authors' windows
-    (:data:`WINDOWS`) and return the run paths in index order."""
-    result = import_array(npy, store_path, layout="runs,time,params", mode="w")
-    # The store declares the data set's own windows: without them the harness would cut
-    # horizons to the protocol default's max_horizon (50), and step 200 is horizon 180.
-    declare_windows(store_path, WINDOWS)
-    return list(result.paths)
+    """Run :func:`import_command` through the ``trajbench`` command line's own entry point
+    (the command a reader types) and return the run paths in index order."""
+    # Without the declared windows the harness would cut horizons to the protocol
+    # default's max_horizon (50), and step 200 is horizon 180.
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = trajbench_cli(import_command(npy, store_path))
+    if code != 0:
+        raise TrajbenchError(f"trajbench {' '.join(import_command(npy, store_path))} exited {code}")
+    store = trajbench.open_store(store_path)
+    if store.evaluation_windows != WINDOWS:
+        raise TrajbenchError(f"'{store_path}' declares {store.evaluation_windows}, not {WINDOWS}")
+    paths = [p for p in store.run_paths() if p.startswith("runs/")]
+    return sorted(paths, key=lambda p: int(store.run(p).attrs["source_index"]))
 
 
 def index_splits(paths: list[str]) -> tuple[tuple[str, str], ...]:
@@ -184,8 +229,9 @@ def index_splits(paths: list[str]) -> tuple[tuple[str, str], ...]:
         raise TrajbenchError(
             f"the authors' split needs {N_RUNS} runs, but the file has {len(paths)}"
         )
+    val, test = split_bounds()
     return tuple(
-        (p, "train" if i < 100 else "validation" if i < 150 else "test")
+        (p, "train" if i < val else "validation" if i < test else "test")
         for i, p in enumerate(paths)
     )
 
@@ -237,8 +283,7 @@ def harness_mse(out: Path, name: str) -> dict[int, float]:
     per-run statistics (``docs/results-format.md`` section 5): ``sum(sum_sq) / sum(n)``."""
     stats = pd.read_parquet(out / "partial" / f"{name}.parquet")
     test = stats[(stats["split"] == "test") & (stats["kind"] == "all")]
-    sums = test.groupby("horizon")[["sum_sq", "n"]].sum()
-    return {int(h): float(r["sum_sq"] / r["n"]) for h, r in sums.iterrows()}
+    return {int(h): float(v) for h, v in pooled_mse(test, by=("horizon",)).items()}
 
 
 def check_against_table(table: pd.DataFrame, out: Path, name: str) -> None:
@@ -276,9 +321,14 @@ def run_file(
     store_path = work / f"{npy.parent.parent.name}-{npy.parent.name}.zarr"
     paths = import_file(npy, store_path)
     protocol = authors_protocol(paths)
+    # the same split as a file, for `trajbench bench --splits-file` (the command-line route)
+    pd.DataFrame(index_splits(paths), columns=["path", "split"]).to_csv(
+        work / f"{store_path.stem}-splits.csv", index=False
+    )
     data = read_runs(store_path, paths)
     d = data.shape[2]
-    train, val, test = data[:100], data[100:150], data[150:200]
+    a, b = split_bounds()
+    train, val, test = data[:a], data[a:b], data[b:]
     truth = test[:, ORIGIN + 1 : ORIGIN + 1 + HORIZON, :].transpose(0, 2, 1).reshape(-1, HORIZON)
     lr, beta = settings(family)
     t0 = time.perf_counter()
@@ -316,7 +366,15 @@ def run_file(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("data", type=Path, help="the authors' dataset/ folder")
+    parser.add_argument(
+        "data", type=Path, nargs="?", help="the authors' dataset/ folder (not with --tables)"
+    )
+    parser.add_argument(
+        "--tables", type=Path, metavar="CSV", help="run nothing: the tables of a CSV of --out"
+    )
+    parser.add_argument(
+        "--doc", type=Path, metavar="MD", help="also write the tables into MD's generated block"
+    )
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--samples", default="1,2,3,4,5")
     parser.add_argument("--out", type=Path, help="write every (file, forecaster) row here (CSV)")
@@ -328,6 +386,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", help="comma-separated names of our forecasters (quick checks)")
     args = parser.parse_args(argv)
+    if args.tables is not None:
+        return _emit(pd.read_csv(args.tables), args.doc)
+    if args.data is None:
+        parser.error("give the authors' dataset/ folder (or --tables CSV)")
     only = tuple(args.only.split(",")) if args.only else None
     unknown = sorted(set(only or ()) - set(LABELS))
     if unknown:
@@ -347,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             for row in run_file(npy, family, work, args.max_epochs, only):
                 rows.append({"family": family, "sample": int(sample)} | row)
+            if args.out:  # after every file: an interrupted run keeps what it measured
+                pd.DataFrame(rows).to_csv(args.out, index=False)
             print(f"{family} sample {sample}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     if not rows:
         print(f"no sample.npy found under {args.data}", file=sys.stderr)
@@ -354,33 +418,71 @@ def main(argv: list[str] | None = None) -> int:
     table = pd.DataFrame(rows)
     if args.out:
         table.to_csv(args.out, index=False)
-    print_tables(table)
+    return _emit(table, args.doc)
+
+
+def _emit(table: pd.DataFrame, doc: Path | None) -> int:
+    tables = render_tables(table)
+    print(tables)
+    if doc is not None:
+        write_doc(doc, tables)
     return 0
 
 
-def print_tables(table: pd.DataFrame) -> None:
-    """Per family: mean (std over samples) test MSE per step; then the ratio of each
-    forecaster's MSE to the authors' loop, geometric mean over samples, per step."""
+def render_tables(table: pd.DataFrame) -> str:
+    """The Markdown tables of the document, from the rows :func:`run_file` returns (or
+    their CSV): per family, the test MSE per step as mean (std) over the samples with the
+    mean fit seconds; then each forecaster's ratio to the authors' loop per step, as the
+    geometric mean over samples (min to max over samples)."""
+    table = table.rename(columns={str(s): s for s in STEPS})  # CSV headers are strings
+    lines: list[str] = []
     for family, part in table.groupby("family", sort=False):
-        n = part["sample"].nunique()
-        print(
-            f"\n### {family} ({n} sample{'s' if n > 1 else ''}; test MSE, mean (std) over samples)\n"
-        )
-        print("| forecaster | " + " | ".join(f"t={s}" for s in STEPS) + " | fit s |")
-        print("| --- | " + " | ".join("---:" for _ in STEPS) + " | ---: |")
+        samples = sorted(int(x) for x in part["sample"].unique())
+        which = ", ".join(map(str, samples))
+        lines += [
+            f"### {family} (Sample_{which}; test MSE, mean (std) over {len(samples)} samples)",
+            "",
+            "| forecaster | " + " | ".join(f"t={s}" for s in STEPS) + " | fit s |",
+            "| --- | " + " | ".join("---:" for _ in STEPS) + " | ---: |",
+        ]
         for name, g in part.groupby("forecaster", sort=False):
             cells = [f"{g[s].mean():.3g} ({g[s].std(ddof=0):.2g})" for s in STEPS]
-            print(f"| {name} | " + " | ".join(cells) + f" | {g['seconds'].mean():.1f} |")
-        base = part[part["forecaster"] == "authors' loop (re-implemented)"].set_index("sample")
-        print(f"\nRatio to the authors' loop (geometric mean over samples), {family}:\n")
-        print("| forecaster | " + " | ".join(f"t={s}" for s in STEPS) + " |")
-        print("| --- | " + " | ".join("---:" for _ in STEPS) + " |")
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {g['seconds'].mean():.1f} |")
+        base = part[part["forecaster"] == LOOP].set_index("sample")
+        lines += [
+            "",
+            f"Ratio to the authors' loop, {family}: geometric mean over samples (min to max):",
+            "",
+            "| forecaster | " + " | ".join(f"t={s}" for s in STEPS) + " |",
+            "| --- | " + " | ".join("---:" for _ in STEPS) + " |",
+        ]
         for name, g in part.groupby("forecaster", sort=False):
-            if name.startswith("authors"):
+            if name == LOOP:
                 continue
             g = g.set_index("sample")
-            ratios = [float(np.exp(np.mean(np.log(g[s] / base.loc[g.index, s])))) for s in STEPS]
-            print(f"| {name} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+            cells = []
+            for s in STEPS:
+                r = (g[s] / base.loc[g.index, s]).to_numpy(np.float64)
+                cells.append(f"{np.exp(np.mean(np.log(r))):.3g} ({r.min():.2g} to {r.max():.2g})")
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+#: The document's generated block lies between these lines (``--doc``).
+DOC_BEGIN = "<!-- tables: generated by farcaster_least_squares.py --doc; do not edit -->"
+DOC_END = "<!-- end of generated tables -->"
+
+
+def write_doc(doc: Path, tables: str) -> None:
+    """Replace the generated block of ``doc`` (between :data:`DOC_BEGIN` and
+    :data:`DOC_END`) with ``tables``."""
+    text = doc.read_text()
+    if text.count(DOC_BEGIN) != 1 or text.count(DOC_END) != 1:
+        raise TrajbenchError(f"'{doc}' must hold the lines {DOC_BEGIN!r} and {DOC_END!r} once each")
+    head, rest = text.split(DOC_BEGIN)
+    _, tail = rest.split(DOC_END)
+    doc.write_text(f"{head}{DOC_BEGIN}\n\n{tables.strip()}\n\n{DOC_END}{tail}")
 
 
 if __name__ == "__main__":

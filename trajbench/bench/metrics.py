@@ -2,14 +2,15 @@
 
 Two layers:
 
-* plain functions on arrays (:func:`mae`, :func:`rmse`, :func:`scaled_error`,
+* plain functions on arrays (:func:`mae`, :func:`rmse`, :func:`mse`, :func:`scaled_error`,
   :func:`displacement_cosine`), the definitions, tested against numpy and scikit-learn;
 * :func:`score_windows`, which turns a batch of windows into *sufficient statistics*
   (sums and counts per horizon and parameter kind, :data:`STAT_FIELDS`) in one compiled
   pass (:mod:`trajbench.bench._scoring`). Sums add up over batches and runs, so the
   harness never keeps predictions, and :func:`metric_values`
   turns summed statistics back into the metrics: per run and horizon, or pooled over a
-  horizon range ("short", "long").
+  horizon range ("short", "long"); :func:`pooled_mse` gives the mean squared error
+  pooled over runs from the same statistics (opt-in: not a column of the results table).
 
 Then the aggregation helpers: bootstrap over runs (:func:`bootstrap_weights`,
 :func:`boot_mean`), geometric means and mean ranks.
@@ -28,6 +29,8 @@ __all__ = [
     "SCALED_METRICS",
     "mae",
     "rmse",
+    "mse",
+    "pooled_mse",
     "scaled_error",
     "displacement_cosine",
     "KindSegments",
@@ -95,6 +98,11 @@ def rmse(pred: np.ndarray, true: np.ndarray) -> float:
     return float(
         np.sqrt(np.mean((np.asarray(pred, np.float64) - np.asarray(true, np.float64)) ** 2))
     )
+
+
+def mse(pred: np.ndarray, true: np.ndarray) -> float:
+    """Mean squared error (as papers that report "test MSE" per step compute it)."""
+    return float(np.mean((np.asarray(pred, np.float64) - np.asarray(true, np.float64)) ** 2))
 
 
 def scaled_error(pred: np.ndarray, true: np.ndarray, reference: np.ndarray) -> tuple[float, int]:
@@ -245,6 +253,25 @@ def metric_values(stats: pd.DataFrame) -> pd.DataFrame:
         out["excluded_persistence"] = np.where(n > 0, stats["n_zero_p"], np.nan)
         out["excluded_linear"] = np.where(n > 0, stats["n_zero_l"], np.nan)
     return out
+
+
+def pooled_mse(stats: pd.DataFrame, by: Sequence[str] = ("horizon",)) -> pd.Series:
+    """Mean squared error pooled over every row of ``stats`` in each group of ``by``:
+    ``sum(sum_sq) / sum(n)``, NaN where nothing was scored.
+
+    ``stats`` holds additive statistics (:data:`STAT_FIELDS`; e.g. a results directory's
+    ``partial/<forecaster>.parquet``, ``docs/results-format.md`` section 5), filtered to
+    the rows wanted (a split, ``kind == "all"``). This is the "test MSE" of papers that
+    average squared errors over test runs and coordinates; with the same number of scored
+    pairs per run it equals the mean over runs of each run's MSE. It is not in
+    :data:`METRICS`, so results tables keep their rows: adding it there would add a
+    metric to every table (and to the reference reports) for one reproduction's sake.
+    """
+    sums = stats.groupby(list(by), sort=True)[["sum_sq", "n"]].sum()
+    n = sums["n"].to_numpy(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = np.where(n > 0, sums["sum_sq"].to_numpy(np.float64) / n, np.nan)
+    return pd.Series(values, index=sums.index, name="mse")
 
 
 # ------------------------------------------------------------------ aggregation

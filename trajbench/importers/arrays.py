@@ -3,6 +3,7 @@
     from trajbench.importers import import_array
     import_array("traj.npy", "runs.zarr", layout="runs,time,params")        # runs/run-0, run-1, ...
     import_array("traj.npz", "runs.zarr", layout="time,params", key="w")    # one run: runs/run-0
+    import_array("traj.npy", "runs.zarr", windows="20,201,180")  # + the store's evaluation windows
 
 Each run's ``param_layout`` is one flat tensor named ``w`` of kind ``other`` (an array has
 no layer structure to infer); ``step`` is the time index ``0 .. T-1`` and ``epoch`` is NaN.
@@ -29,9 +30,10 @@ from trajbench.errors import (
 from trajbench.importers._common import ArrayImportError, ImportResult, refuse_existing, run_attrs
 from trajbench.store.format import RUNS_GROUP, SYNTHETIC_GROUP, check_name
 from trajbench.store.layout import ParamSpec
+from trajbench.store.windows import EvaluationWindows
 from trajbench.store.writer import RunWriter, WriteMode
 
-__all__ = ["import_array", "AXES", "PARAM_NAME", "parse_axes"]
+__all__ = ["import_array", "AXES", "PARAM_NAME", "parse_axes", "parse_windows"]
 
 SOURCE = "import-array"
 AXES = ("runs", "time", "params")
@@ -73,6 +75,55 @@ def parse_axes(layout: str, ndim: int | None = None) -> tuple[str, ...]:
             f"layout {layout!r} has {len(axes)} axes but the array has {ndim} dimensions"
         )
     return axes
+
+
+def parse_windows(text: str) -> EvaluationWindows:
+    """``"20,201,180"`` -> ``EvaluationWindows(first_origin=20, stride=201, max_horizon=180)``.
+
+    The command line's ``--windows FIRST,STRIDE,MAXH``: three integers, each at least 1
+    (:class:`~trajbench.store.windows.EvaluationWindows`), with a one-line error otherwise.
+    """
+    parts = [p.strip() for p in str(text).split(",")]
+    expected = "FIRST_ORIGIN,STRIDE,MAX_HORIZON (three ints >= 1, e.g. 20,201,180)"
+    if len(parts) != 3:
+        raise ArrayImportError(f"windows must be {expected}, but got {text!r}")
+    values: list[int] = []
+    for name, part in zip(("first_origin", "stride", "max_horizon"), parts, strict=True):
+        try:
+            value = int(part)
+        except ValueError:
+            raise ArrayImportError(
+                f"windows: {name} must be an int >= 1, but got {part!r} in {text!r}; expected {expected}"
+            ) from None
+        if value < 1:
+            raise ArrayImportError(
+                f"windows: {name} must be an int >= 1, but got {value} in {text!r}; expected {expected}"
+            )
+        values.append(value)
+    return EvaluationWindows(*values)
+
+
+def _check_windows(out: Any, windows: EvaluationWindows, n_time: int, path: Path) -> None:
+    """Refuse, before anything is written, windows that score nothing on these runs or
+    that contradict the windows the store already declares (its results so far were
+    scored on those; :func:`~trajbench.store.windows.declare_windows` refuses the same)."""
+    from trajbench.errors import StoreNotFoundError
+    from trajbench.store.reader import open_store
+
+    if windows.first_origin + 1 > n_time - 1:
+        raise ArrayImportError(
+            f"windows: first_origin {windows.first_origin} leaves no snapshot to score in "
+            f"'{path}' ({n_time} snapshots per run, indices 0..{n_time - 1}); expected at most {n_time - 2}"
+        )
+    try:
+        present = open_store(out).evaluation_windows
+    except StoreNotFoundError:
+        return
+    if present is not None and present != windows:
+        raise ArrayImportError(
+            f"store '{out}' already declares windows {present.to_json()}; refusing to change them to "
+            f"{windows.to_json()} (import into a new store, or pass the same windows)"
+        )
 
 
 def _load(path: Path, key: str | None) -> tuple[np.ndarray, str | None]:
@@ -140,6 +191,7 @@ def import_array(
     meta: Mapping[str, Any] | None = None,
     mode: WriteMode = "w-",
     allow_rounding: bool = False,
+    windows: EvaluationWindows | str | None = None,
 ) -> ImportResult:
     """Import the trajectories of one array file into store ``out``.
 
@@ -174,6 +226,14 @@ def import_array(
         2^24 = 16,777,216) are refused (checked before writing anything), because the
         stored values would not be the imported ones; True stores them rounded to the
         nearest float32, with a :class:`~trajbench.errors.LossyImportWarning`.
+    windows:
+        The store's evaluation windows, where ``trajbench bench`` scores its runs
+        (``docs/protocol.md``, section 4): an
+        :class:`~trajbench.store.windows.EvaluationWindows` or ``"FIRST,STRIDE,MAXH"``.
+        Written into the store's root attributes exactly as a suite's ``[suite.windows]``
+        (:func:`~trajbench.store.windows.declare_windows`). Refused before anything is
+        written if ``first_origin`` leaves no snapshot to score or the store already
+        declares other windows. None (default): the store's declaration is left as it is.
 
     Returns
     -------
@@ -204,6 +264,14 @@ def import_array(
     _check_exact(array, path, allow_rounding)
     if mode == "w-":
         refuse_existing(out, paths)
+    if isinstance(windows, str):
+        windows = parse_windows(windows)
+    elif windows is not None and not isinstance(windows, EvaluationWindows):
+        raise ArrayImportError(
+            f"windows must be an EvaluationWindows or 'FIRST,STRIDE,MAXH', but got {windows!r}"
+        )
+    if windows is not None:
+        _check_windows(out, windows, n_time, path)
     spec = ParamSpec(
         name=PARAM_NAME, shape=(n_params,), offset=0, numel=n_params, kind="other", dtype=dtype.name
     )
@@ -233,6 +301,10 @@ def import_array(
         writer.close("complete")
         counts.append(writer.n_committed)
         statuses.append(writer.status)
+    if windows is not None:  # after the runs: a failed import leaves no declaration behind
+        from trajbench.store.windows import declare_windows
+
+        declare_windows(out, windows)
     return ImportResult(str(out), tuple(paths), tuple(counts), n_params, tuple(statuses), str(path))
 
 

@@ -5,7 +5,7 @@
                                  [--meta KEY=VALUE ...]
     trajbench import array FILE --out STORE [--layout runs,time,params] [--as run|synthetic]
                            [--family F] [--run-id-prefix P] [--key K] [--mode w-|w]
-                           [--meta KEY=VALUE ...]
+                           [--windows FIRST,STRIDE,MAXH] [--meta KEY=VALUE ...]
 
 Each prints one line (what went where) on stdout and returns 0, its elapsed time while it
 runs on stderr (``--quiet``: none); bad input raises a
@@ -91,8 +91,12 @@ def _cmd_array(args: argparse.Namespace) -> int:
             meta=parse_meta(args.meta),
             mode=args.mode,
             allow_rounding=args.allow_rounding,
+            windows=args.windows,
         )
-    print(result.summary())
+    declared = (
+        f"; evaluation windows {args.windows.replace(' ', '')} declared" if args.windows else ""
+    )
+    print(result.summary() + declared)
     return 0
 
 
@@ -192,6 +196,13 @@ def add_import_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--allow-rounding",
         action="store_true",
         help="store integers beyond 2^24 rounded to float32 (refused by default: not exact)",
+    )
+    arr.add_argument(
+        "--windows",
+        metavar="FIRST,STRIDE,MAXH",
+        help="declare the store's evaluation windows, as a suite's [suite.windows]: first origin, "
+        "stride between origins, largest horizon (snapshots; e.g. 20,201,180: one origin at 20 in "
+        "201-snapshot runs); bench then scores exactly these windows (docs/protocol.md, section 4)",
     )
     arr.add_argument("--meta", nargs="+", action="extend", metavar="KEY=VALUE", help=meta_help)
     _add_quiet(arr)

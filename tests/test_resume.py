@@ -92,3 +92,30 @@ def test_with_the_store_hash_a_changed_store_has_another_fingerprint(
     changed = _bench(store, out)
     assert changed.manifest["resumed"]["forecasters"] == []
     assert changed.manifest["store_sha256"] != first.manifest["store_sha256"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "nino[checkpoint=/ckpt/run 1/nino.pt]",  # a path among the parameters
+        "wnn[weights=C:\\w\\wnn.safetensors]",
+        "ridge_ar[alpha=100%]",
+        "long[checkpoint=/" + "d/" * 150 + "x.pt]",  # past a file system's 255 bytes
+    ],
+)
+def test_partial_results_of_any_forecaster_name_round_trip(tmp_path: Path, name: str) -> None:
+    """A forecaster named after its parameters may hold a path: its partial results are
+    still one file pair in OUT/partial/ (not a directory tree), found again on resume."""
+    from types import SimpleNamespace
+
+    from trajbench.bench.resume import PartialResults
+
+    stats = pd.DataFrame({"run": ["r"], "horizon": [1], "sum_abs": [2.5]})
+    fingerprints: Any = SimpleNamespace(of=lambda ident: "fp", checked=True)
+    partial = PartialResults(tmp_path / "partial", fingerprints)
+    partial._save(name, "fp", stats, {"status": "ok"})
+    files = sorted(p.name for p in (tmp_path / "partial").iterdir())
+    assert len(files) == 2 and all(len(f.encode()) <= 255 for f in files), files
+    loaded = partial._load(name, "fp")
+    assert loaded is not None and loaded[0].equals(stats)
+    assert partial._load(name + "x", "fp") is None  # another name is not found

@@ -15,6 +15,7 @@ lengths), and the harness resumes from it only when asked to (``resume="unchecke
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
@@ -97,6 +98,19 @@ class Fingerprints:
         return str(derive_seed(int(self.base()), canonical_json(ident)))
 
 
+def _file_stem(name: str) -> str:
+    """A file name for a forecaster's (or the reference's) partial results: the name
+    itself where it is one (``linear``, ``ridge_ar[alpha=1.0]``: the files a user sees
+    stay readable), with ``%``, ``/`` and ``\\`` percent-encoded (a parameter holding a path,
+    ``nino[checkpoint=/ckpt/nino.pt]``, would otherwise name a directory), and a name too
+    long for a file system cut short and made unique by its SHA-256."""
+    stem = name.replace("%", "%25").replace("/", "%2F").replace("\\", "%5C")
+    if len(stem.encode()) > 160:  # 255 bytes is the usual limit; leave room for suffixes
+        digest = hashlib.sha256(name.encode()).hexdigest()[:16]
+        stem = stem.encode()[:120].decode(errors="ignore") + "~" + digest
+    return stem
+
+
 class PartialResults:
     """``OUT/partial/``: one ``NAME.parquet`` (statistics) and ``NAME.json`` (status,
     fingerprint, runtime, ...) per forecaster, ``_reference.*`` for the reference, and
@@ -114,6 +128,7 @@ class PartialResults:
 
     # ------------------------------------------------------------------ files
     def _save(self, name: str, fingerprint: str, stats: pd.DataFrame | None, info: Any) -> None:
+        name = _file_stem(name)
         self.directory.mkdir(parents=True, exist_ok=True)
         if stats is not None:
             tmp = self.directory / f".{name}.parquet.tmp-{os.getpid()}"
@@ -122,6 +137,7 @@ class PartialResults:
         write_json(self.directory / f"{name}.json", {"fingerprint": fingerprint, **info})
 
     def _load(self, name: str, fingerprint: str) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+        name = _file_stem(name)
         meta_path = self.directory / f"{name}.json"
         data_path = self.directory / f"{name}.parquet"
         if not meta_path.exists() or not data_path.exists():

@@ -192,3 +192,65 @@ def nino_delta(
             F.linear(h, w_sel, b_sel).reshape(-1, len(ks), n_feat).permute(1, 0, 2)
         )
     return out
+
+
+# ------------------------------------------------------------------ training
+def init_weights(gnn: bool, seed: int, hid: int = 128) -> dict[str, torch.Tensor]:
+    """NiNo's own initialisation (its ``_init_weights``): every weight and embedding
+    N(0, 0.02), every bias 0; drawn from a torch generator seeded with ``seed``, in the
+    order of :func:`expected_keys`. For training from scratch."""
+    gen = torch.Generator().manual_seed(int(seed))
+    out: dict[str, torch.Tensor] = {}
+    for key, shape in expected_keys(gnn, hid).items():
+        if key.endswith(".bias"):
+            out[key] = torch.zeros(shape, dtype=torch.float32)
+        else:
+            out[key] = torch.normal(0.0, 0.02, size=shape, generator=gen)
+    return out
+
+
+def wnn_plus_delta_all(
+    w: Mapping[str, torch.Tensor], x: torch.Tensor, types: torch.Tensor
+) -> torch.Tensor:
+    """WNN+ for training: ``(N, 40)`` scaled deltas of every ``k`` (the math of
+    :func:`wnn_plus_delta` without chunks or in-place writes, so autograd can run)."""
+    h = _lin(w, "edge_proj.fc.0", x) + w["layer_embed.weight"][types]
+    h = F.silu(_lin(w, "edge_mlp.fc.0", h))
+    h = F.silu(_lin(w, "edge_mlp.fc.2", h))
+    h = F.silu(_lin(w, "edge_mlp.fc.4", h))
+    return _lin(w, "edge_mlp.fc.6", h)
+
+
+def nino_delta_all(
+    w: Mapping[str, torch.Tensor],
+    feats: torch.Tensor,
+    edge_index: torch.Tensor,
+    types: torch.Tensor,
+    pos: torch.Tensor,
+    n_nodes: int,
+) -> torch.Tensor:
+    """NiNo's GNN for training: ``(E, F, 40)`` scaled deltas of every ``k`` (the math of
+    :func:`nino_delta` on the whole graph at once, without in-place writes, so autograd
+    can run; NiNo's own training mode also runs the graph unchunked)."""
+    n_edges, n_feat, ctx = feats.shape
+    hid = w["layer_embed.weight"].shape[1]
+    src, dst = edge_index[0], edge_index[1]
+    w_in = w["edge_proj.fc.0.weight"][:, : n_feat * ctx]
+    e = F.linear(feats.reshape(n_edges, n_feat * ctx), w_in, w["edge_proj.fc.0.bias"])
+    e = e + w["layer_embed.weight"][types]
+    x = _lin(w, "node_proj.fc.0", pos)
+    count = torch.bincount(dst, minlength=n_nodes).clamp_min(1).to(torch.float32)[:, None]
+    for i in range(N_CONVS - 1):
+        p = f"gnn.convs.{i}"
+        w_pre = w[f"{p}.pre_nns.0.0.weight"]
+        pre_dst = F.linear(x, w_pre[:, :hid], w[f"{p}.pre_nns.0.0.bias"])
+        pre_src = F.linear(x, w_pre[:, hid:])
+        scale, shift = _lin(w, f"{p}.edge_encoder", e).chunk(2, dim=1)
+        msg = scale * (pre_dst[dst] + pre_src[src]) + shift
+        agg = torch.zeros((n_nodes, hid), dtype=msg.dtype).index_add(0, dst, msg) / count
+        x = F.silu(_lin(w, f"{p}.lin", _lin(w, f"{p}.post_nns.0.0", torch.cat([x, agg], dim=1))))
+        u = f"gnn.edge_update.{i}"
+        h = _lin(w, f"{u}.lin_e", e) + _lin(w, f"{u}.lin_s", x)[src] + _lin(w, f"{u}.lin_t", x)[dst]
+        e = _lin(w, f"{u}.lin1", F.silu(h))
+    out = _lin(w, "edge_out.fc.2", F.silu(_lin(w, "edge_out.fc.0", e)))
+    return out.reshape(n_edges, MAX_FEAT, SEQ_LEN)[:, :n_feat]

@@ -29,11 +29,19 @@ the farthest state NiNo predicts) and is reported with :meth:`report_fallback`.
 'model_args'}``, read with ``torch.load(weights_only=True)``) or a ``.safetensors`` file
 of ours with the same keys. ``random_weights=True`` draws weights from ``seed`` (tests
 only). Without either, predicting fails with a one-line error.
+
+**Training on trajbench.** :func:`train_nino` (``baselines/_nino_train.py``; the command
+``trajbench train-forecaster nino``) trains either network on a training split, from
+scratch or from a released file, and returns a :class:`NiNoTraining` whose ``save`` writes
+a file ``checkpoint=`` loads. Such a file declares ``pretrained_on`` = the tasks of its
+training runs (see :func:`checkpoint_pretrained_on`); a released file declares
+:data:`OFFICIAL_PRETRAINED_ON`.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -43,13 +51,24 @@ import numpy as np
 import torch
 
 from baselines import _nino_net as net
+from baselines._nino_train import FILE_FORMAT, NiNoTraining, save_nino_weights, train_nino
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting import one_torch_thread
 from trajbench.forecasting.base import Forecaster
 from trajbench.forecasting.model import ModelHistory
 from trajbench.forecasting.neural_graph import NeuralGraph, laplacian_positions, neural_graph
 
-__all__ = ["NiNo", "WNNPlus", "OFFICIAL_PRETRAINED_ON", "horizon_to_k", "scale_states"]
+__all__ = [
+    "NiNo",
+    "WNNPlus",
+    "OFFICIAL_PRETRAINED_ON",
+    "NiNoTraining",
+    "checkpoint_pretrained_on",
+    "horizon_to_k",
+    "save_nino_weights",
+    "scale_states",
+    "train_nino",
+]
 
 #: What the released NiNo checkpoints were meta-trained on: trajectories of the tasks
 #: FM/16, C10/16, LM1B/3-24 and LM1B/2-32 (their ``dataset/dataset.py`` and ``train_nino.py``:
@@ -133,6 +152,45 @@ def _read_checkpoint(path: Any, gnn: bool, what: str) -> dict[str, torch.Tensor]
     return net.check_weights(state, gnn, f"{what} '{path}'")
 
 
+def _file_info(path: Any) -> dict[str, Any] | None:
+    """The ``trajbench`` section of a weights file of ours (None for a released file)."""
+    p = Path(path)
+    if p.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            header = dict(f.metadata() or {})
+        if header.get("format") != FILE_FORMAT:
+            return None
+        info: dict[str, Any] = dict(header)
+        info["pretrained_on"] = json.loads(header.get("pretrained_on") or "{}")
+        return info
+    data = torch.load(str(p), map_location="cpu", weights_only=True)
+    section = data.get("trajbench") if isinstance(data, Mapping) else None
+    if isinstance(section, Mapping) and section.get("format") == FILE_FORMAT:
+        return dict(section)
+    return None
+
+
+def checkpoint_pretrained_on(path: str | os.PathLike[str]) -> dict[str, list[str]]:
+    """What the weights file at ``path`` was trained on, for the ``pretrained_on`` tag:
+    a file of ours (``train_nino`` / ``train-forecaster nino``) declares it; a released
+    ``.pt`` is :data:`OFFICIAL_PRETRAINED_ON`; a ``.safetensors`` without our header
+    declares nothing. A file that cannot be read counts as released (predicting then
+    fails with the reason)."""
+    try:
+        info = _file_info(path)
+    except Exception:
+        info = None
+        if Path(path).suffix == ".safetensors":
+            return {}
+    if info is None:
+        if Path(path).suffix == ".safetensors":
+            return {}
+        return {k: list(v) for k, v in OFFICIAL_PRETRAINED_ON.items()}
+    return {str(k): [str(x) for x in v] for k, v in dict(info["pretrained_on"]).items()}
+
+
 @functools.lru_cache(maxsize=4)
 def _cached_graph(key: tuple[tuple[str, tuple[int, ...]], ...]) -> NeuralGraph:
     graph = neural_graph(key)
@@ -166,9 +224,18 @@ class _NiNoBase(Forecaster):
         tags = super().get_tags()
         ckpt = self.__dict__.get("checkpoint")
         # no default weights: `--forecasters all` leaves an unconfigured NiNo out
-        tags["needs_weights"] = ckpt is None and not self.__dict__.get("random_weights", False)
-        if ckpt is not None and not str(ckpt).endswith(".safetensors"):
-            tags["pretrained_on"] = {k: list(v) for k, v in OFFICIAL_PRETRAINED_ON.items()}
+        in_memory = self.__dict__.get("_trained")  # NiNoTraining.forecaster()
+        tags["needs_weights"] = (
+            ckpt is None and not self.__dict__.get("random_weights", False) and in_memory is None
+        )
+        if ckpt is None and in_memory is not None:
+            tags["pretrained_on"] = {k: list(v) for k, v in in_memory.items()}
+        if ckpt is not None:
+            cached = self.__dict__.get("_pretrained_on")
+            if cached is None or cached[0] != ckpt:
+                cached = (ckpt, checkpoint_pretrained_on(ckpt))
+                self._pretrained_on = cached
+            tags["pretrained_on"] = {k: list(v) for k, v in cached[1].items()}
         return tags
 
     def weights(self) -> dict[str, torch.Tensor]:

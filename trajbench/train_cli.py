@@ -5,7 +5,7 @@ seed, the same protocol and the same per-run parameter sample), so a forecaster 
 here never saw a validation, test, unseen or synthetic run of that store, and
 ``trajbench bench STORE --seed S`` scores it on runs it did not train on.
 
-Writes into ``--out``:
+Writes into ``--out`` (``wnn``; ``nino`` and ``wnn_plus`` below):
 
 * ``wnn.safetensors`` (``wnn.pt``, a ``torch.save`` of a plain dict of tensors, when
   safetensors is not installed): the state dict, loadable with
@@ -16,6 +16,13 @@ Writes into ``--out``:
   versions and the weights file's SHA-256;
 * ``val_curve.csv``: the loss curve (network, step, train_loss, val_loss,
   val_persistence, n_train, n_val).
+
+``nino`` / ``wnn_plus`` (:func:`baselines.nino.train_nino`; ``--from-checkpoint PATH``
+fine-tunes the released file instead of training from scratch) write ``nino.pt`` /
+``wnn_plus.pt`` (``torch.save`` of ``{'state_dict', 'model_args', 'trajbench'}``, plain
+tensors and values, read with ``torch.load(weights_only=True)`` by
+``NiNo(checkpoint=...)``), ``card.json``, ``val_curve.csv`` and ``forecaster.toml`` (the
+``--forecaster-config`` that benches the file).
 """
 
 from __future__ import annotations
@@ -42,7 +49,9 @@ __all__ = [
 ]
 
 #: Forecasters ``train-forecaster`` knows how to train and save.
-TRAINABLE: tuple[str, ...] = ("wnn",)
+TRAINABLE: tuple[str, ...] = ("wnn", "nino", "wnn_plus")
+#: The training parameters of ``nino`` / ``wnn_plus`` (the budget rules of ``wnn``).
+_NINO_PARAMS: tuple[str, ...] = ("steps", "batch_size", "lr", "max_samples", "eval_every")
 
 
 def split_training_data(
@@ -112,17 +121,18 @@ def train_forecaster(
     hash_store: bool = True,
     log: Any = None,
     progress: bool = False,
+    from_checkpoint: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Train forecaster ``name`` on the training split of ``store`` (split and parameter
     sample of ``trajbench bench --seed split_seed``), write the weights, ``card.json``
     and ``val_curve.csv`` into ``out``; returns the card. With ``progress``, the
     training and the store hashing show their elapsed time on stderr (a ticking line on
-    a terminal, else a line every 30 s)."""
+    a terminal, else a line every 30 s). ``from_checkpoint`` (``nino``, ``wnn_plus``
+    only): fine-tune the weights of that file instead of training from scratch."""
     import numpy as np
     import pandas as pd
     import torch
 
-    from trajbench.store.hashing import store_sha256
     from trajbench.store.reader import open_store
 
     say = log or (lambda msg: None)
@@ -136,6 +146,15 @@ def train_forecaster(
     out_dir = Path(out)
     if out_dir.exists() and not out_dir.is_dir():
         raise TrajbenchError(f"--out '{out}' exists and is not a directory")
+    if name in ("nino", "wnn_plus"):
+        return _train_nino_family(
+            name, store, out_dir, seed, split_seed, params or {}, from_checkpoint,
+            hash_store, say, progress,
+        )  # fmt: skip
+    if from_checkpoint is not None:
+        raise TrajbenchError(
+            "--from-checkpoint is for nino and wnn_plus; wnn loads the authors' files with checkpoints= in a --forecaster-config"
+        )
     from baselines.wnn import WNN
 
     valid = WNN._param_names()
@@ -193,25 +212,13 @@ def train_forecaster(
             "val_loss": _finite(float(last.val_loss)),
             "val_persistence": _finite(float(last.val_persistence)),
         }
-    t1 = time.perf_counter()
-    with _ticker("hashing the store", progress and hash_store):
-        digest = store_sha256(location) if hash_store else None
     card = {
         "forecaster": "wnn",
         "weights": weights_path.name,
         "weights_sha256": _sha256_file(weights_path),
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "store": {
-            "location": location,
-            "sha256": digest,
-            "hash_seconds": round(time.perf_counter() - t1, 3) if digest else None,
-        },
-        "split": {
-            "split_seed": split_seed,
-            "rule": "trajbench.bench.splits.assign_splits (protocol 1.0), the harness's parameter sample",
-            "train_runs": [str(p) for p in train.runs["path"]],
-            "validation_runs": [str(p) for p in train.validation.runs["path"]],
-        },
+        "store": _store_section(location, hash_store, progress),
+        "split": _split_section(train, split_seed),
         "seed": seed,
         "budget": {
             "optimizer": "adam",
@@ -232,6 +239,110 @@ def train_forecaster(
         "final": final,
         "fit_seconds": round(fit_s, 2),
         "curve": [{k: _finite(v) for k, v in row.items()} for row in model.curve_],
+        "versions": _versions(),
+    }
+    (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def _store_section(location: str, hash_store: bool, progress: bool) -> dict[str, Any]:
+    from trajbench.store.hashing import store_sha256
+
+    t1 = time.perf_counter()
+    with _ticker("hashing the store", progress and hash_store):
+        digest = store_sha256(location) if hash_store else None
+    return {
+        "location": location,
+        "sha256": digest,
+        "hash_seconds": round(time.perf_counter() - t1, 3) if digest else None,
+    }
+
+
+def _split_section(train: Any, split_seed: int) -> dict[str, Any]:
+    return {
+        "split_seed": split_seed,
+        "rule": "trajbench.bench.splits.assign_splits (protocol 1.0), the harness's parameter sample",
+        "train_runs": [str(p) for p in train.runs["path"]],
+        "validation_runs": [str(p) for p in train.validation.runs["path"]],
+    }
+
+
+def _train_nino_family(
+    name: str,
+    store: Any,
+    out_dir: Path,
+    seed: int,
+    split_seed: int,
+    params: dict[str, Any],
+    from_checkpoint: Any,
+    hash_store: bool,
+    say: Any,
+    progress: bool,
+) -> dict[str, Any]:
+    """``train-forecaster nino`` / ``wnn_plus``: :func:`baselines.nino.train_nino` on the
+    training split; writes ``<name>.pt``, ``card.json``, ``val_curve.csv`` and
+    ``forecaster.toml``."""
+    import pandas as pd
+
+    from baselines.nino import train_nino
+    from trajbench.store.reader import open_store
+
+    for key in params:
+        if key not in _NINO_PARAMS:
+            raise TrajbenchError(
+                f"{name} has no training parameter {key!r}{did_you_mean(str(key), _NINO_PARAMS)}; it takes {', '.join(_NINO_PARAMS)}"
+            )
+    if from_checkpoint is not None and not Path(from_checkpoint).is_file():
+        raise TrajbenchError(f"--from-checkpoint '{from_checkpoint}' does not exist")
+    store_obj = open_store(store)
+    location = store_obj.location
+    train = split_training_data(store_obj, seed=split_seed)
+    if train.n_runs == 0:
+        raise TrajbenchError(
+            f"store '{location}' has no run in the training split (it needs several configurations per task)"
+        )
+    start = "from scratch" if from_checkpoint is None else f"from '{from_checkpoint}'"
+    say(
+        f"training {name} {start} on {train.n_runs} training run(s) of '{location}' (validation: {train.validation.n_runs}), seed {seed}"
+    )
+    with _ticker(f"training {name} on {train.n_runs} run(s)", progress):
+        result = train_nino(train, variant=name, seed=seed, init=from_checkpoint, log=say, **params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights_path = result.save(
+        out_dir / f"{name}.pt",
+        metadata={"store": location, "seed": seed, "split_seed": split_seed, "init": result.init},
+    )
+    curve = pd.DataFrame(result.curve)
+    curve.to_csv(out_dir / "val_curve.csv", index=False, float_format="%.6g")
+    last = result.curve[-1]
+    (out_dir / "forecaster.toml").write_text(
+        f"[{name}]\ncheckpoint = {json.dumps(str(weights_path.resolve()))}\n"
+    )
+    card = {
+        "forecaster": name,
+        "weights": weights_path.name,
+        "weights_sha256": _sha256_file(weights_path),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "store": _store_section(location, hash_store, progress),
+        "split": _split_section(train, split_seed),
+        "seed": seed,
+        "init": result.init,
+        "budget": result.budget,
+        "pretrained_on": result.pretrained_on,
+        "training_examples": {name: result.n_examples},
+        "validation_examples": result.n_val_examples,
+        "runs_used": result.runs,
+        "runs_skipped": result.skipped,
+        "shared_networks": {},
+        "final": {
+            name: {
+                "train_loss": _finite(float(last["train_loss"])),
+                "val_loss": _finite(float(last["val_loss"])),
+                "val_persistence": _finite(float(last["val_persistence"])),
+            }
+        },
+        "fit_seconds": result.fit_seconds,
+        "curve": [{k: _finite(v) for k, v in row.items()} for row in result.curve],
         "versions": _versions(),
     }
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
@@ -262,6 +373,7 @@ def cmd_train_forecaster(args: argparse.Namespace) -> int:
         hash_store=not args.no_store_hash,
         log=log,
         progress=not args.quiet,
+        from_checkpoint=args.from_checkpoint,
     )
     if args.json:
         print(json.dumps({k: v for k, v in card.items() if k != "curve"}, indent=2))
@@ -269,13 +381,18 @@ def cmd_train_forecaster(args: argparse.Namespace) -> int:
     print(
         f"trained {card['forecaster']} in {card['fit_seconds']:.1f} s on {len(card['split']['train_runs'])} training runs; wrote {Path(args.out) / card['weights']}"
     )
+    unit = "windows" if "training_windows" in card else "examples"
+    counts = card.get("training_windows") or card["training_examples"]
     for net, row in card["final"].items():
         shared = [k for k, v in card["shared_networks"].items() if v == net]
         extra = f" (also used for {', '.join(shared)})" if shared else ""
         val = "n/a" if row["val_loss"] is None else f"{row['val_loss']:.4f}"
         pers = "n/a" if row["val_persistence"] is None else f"{row['val_persistence']:.4f}"
+        print(f"  {net:5s} {unit} {counts[net]:>8,}  val L1 {val} (persistence {pers}){extra}")
+    if card["forecaster"] != "wnn":
+        config = Path(args.out) / "forecaster.toml"
         print(
-            f"  {net:5s} windows {card['training_windows'][net]:>8,}  val L1 {val} (persistence {pers}){extra}"
+            f"bench it: trajbench bench {args.store} --out RESULTS --forecasters persistence,{card['forecaster']} --forecaster-config {config}"
         )
     return 0
 
@@ -284,7 +401,7 @@ def add_train_forecaster_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``train-forecaster`` to the ``trajbench`` sub-commands."""
     p = subparsers.add_parser(
         "train-forecaster",
-        help="train a learned forecaster (wnn) on a store's training split; write weights, card.json, val_curve.csv",
+        help="train a learned forecaster (wnn, nino, wnn_plus) on a store's training split; write weights, card.json, val_curve.csv",
         description="Train on the training split the harness uses (same split seed, same parameter sample); the validation split gives the loss curve.",
     )
     p.add_argument("forecaster", help=f"which forecaster ({', '.join(TRAINABLE)})")
@@ -302,10 +419,23 @@ def add_train_forecaster_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=0,
         help="the seed of `trajbench bench` whose split to train on (default 0)",
     )
-    p.add_argument("--steps", type=int, help="Adam steps per network (default: the forecaster's)")
-    p.add_argument("--batch-size", type=int, help="windows per step")
+    p.add_argument(
+        "--from-checkpoint",
+        metavar="PATH",
+        help="nino, wnn_plus: fine-tune this weights file (the released nino_no_posw.pt / nino_mlp.pt) instead of training from scratch",
+    )
+    p.add_argument(
+        "--steps", type=int, help="optimizer steps (per network for wnn; default: the forecaster's)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, help="windows (wnn) or whole-model examples (nino) per step"
+    )
     p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--max-samples", type=int, help="training windows sampled per network")
+    p.add_argument(
+        "--max-samples",
+        type=int,
+        help="training windows sampled per network (nino: whole-model examples sampled)",
+    )
     p.add_argument(
         "--negative-slope",
         type=float,

@@ -9,7 +9,12 @@ DEMO_DIR ?= demo-output
 # `make reference`: generates the small suite unless SMALL_STORE names one, benchmarks every
 # baseline on the error and downstream tracks with the reference settings of
 # trajbench/report/reference.py, and writes the committed leaderboard to REFERENCE_DIR.
+# NINO_CHECKPOINTS=DIR (a folder holding NiNo's released nino_no_posw.pt and nino_mlp.pt,
+# never shipped) adds nino and wnn_plus; without it they are left out, and it says so.
+# NINO_TRAINED=FILE (the nino.pt of `trajbench train-forecaster nino`) adds that NiNo too.
 SMALL_STORE ?=
+NINO_CHECKPOINTS ?=
+NINO_TRAINED ?=
 REFERENCE_DIR ?= reports/small
 REFERENCE_WORK ?= reference-work
 
@@ -43,7 +48,7 @@ demo: $(STAMP)
 	$(BIN)/python -m trajbench.demo --out $(DEMO_DIR)
 
 reference: $(STAMP)
-	$(BIN)/python -m trajbench.report.reference --out $(REFERENCE_DIR) --work $(REFERENCE_WORK) $(if $(SMALL_STORE),--store $(SMALL_STORE),)
+	$(BIN)/python -m trajbench.report.reference --out $(REFERENCE_DIR) --work $(REFERENCE_WORK) $(if $(SMALL_STORE),--store $(SMALL_STORE),) $(if $(NINO_CHECKPOINTS),--nino-checkpoints $(NINO_CHECKPOINTS),) $(if $(NINO_TRAINED),--nino-trained $(NINO_TRAINED),)
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/recorder.py

@@ -1023,3 +1023,28 @@ def test_progress_goes_to_stderr_and_quiet_silences_it(
     assert cli_main(["report", str(results_dir), "--out", str(tmp_path / "q"), "--quiet"]) == 0
     quiet = capsys.readouterr()
     assert quiet.err == "" and quiet.out.startswith("report ")
+
+
+def test_reference_refuses_a_nino_folder_without_the_released_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--nino-checkpoints DIR`` must hold both released files: one line naming what is
+    missing, exit 2, before any store is generated or any bench runs."""
+    from trajbench.report.reference import main as reference_main
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "nino_no_posw.pt").write_bytes(b"")
+    work = tmp_path / "work"
+    code = reference_main(
+        ["--nino-checkpoints", str(folder), "--out", str(tmp_path / "o"), "--work", str(work)]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert "nino_mlp.pt is missing" in err[0] and str(folder) in err[0]
+    assert not work.exists() and not (tmp_path / "o").exists()
+    code = reference_main(
+        ["--nino-trained", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "nope.pt' does not exist" in err[0], err

@@ -28,7 +28,21 @@ manifest and the report, since they change the protocol's defaults):
   ``online`` track forecast whole parameter vectors, so the per-series statistical
   forecasters in ``--whole-vector-exclude`` (default ``arima``) are left out of them;
 * ``--track`` defaults to ``error,downstream``: the online track's time-to-target study
-  (5 seeds x every task x every forecaster) is run separately (``reports/skip-epoch.md``).
+  (5 seeds x every task x every forecaster) is run separately (``reports/skip-epoch.md``);
+  ``--online-tasks`` / ``--online-seeds`` pass its task list and seeds through.
+* **NiNo and WNN+** (``nino``, ``wnn_plus``) need the released checkpoints, which are never
+  shipped: with ``--nino-checkpoints DIR`` (``make reference NINO_CHECKPOINTS=DIR``; DIR
+  holds ``nino_no_posw.pt`` and ``nino_mlp.pt`` from github.com/SamsungSAILMontreal/nino)
+  each track gets a second bench of the two, run from DIR with the file names as
+  ``checkpoint`` so that their results are named ``nino[checkpoint=nino_no_posw.pt]`` and
+  ``wnn_plus[checkpoint=nino_mlp.pt]`` wherever DIR is, with a ``forecaster.toml``
+  declaring them pretrained elsewhere (``NINO_SUBMISSIONS``). Without it they are left out,
+  and the pipeline says so. ``--nino-trained FILE`` (``NINO_TRAINED``: the ``nino.pt`` of
+  ``trajbench train-forecaster nino``) adds that file the same way, linked as
+  ``WORK/nino-trained/nino_trajbench.pt``: ``nino[checkpoint=nino_trajbench.pt]``,
+  declared trained on the ``train`` split (its own tags label the tasks it saw). On the
+  online track every bench trains the plain ``optimizer`` runs (the same steps): the
+  report keeps the first (``--duplicates first``).
 
 The store and the raw results stay in ``WORK`` (not committed); ``OUT`` is small.
 """
@@ -37,21 +51,77 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "REFERENCE_CONFIG"]
+__all__ = [
+    "main",
+    "REFERENCE_CONFIG",
+    "NINO_CHECKPOINTS",
+    "NINO_SUBMISSIONS",
+    "NINO_TRAINED_FILE",
+    "NINO_TRAINED_SUBMISSION",
+]
 
 #: Per-forecaster parameters of the reference run (``--forecaster-config``).
 REFERENCE_CONFIG: dict[str, dict[str, object]] = {}
 
+#: The forecasters that run only from released checkpoints (``--nino-checkpoints DIR``):
+#: name -> the checkpoint's file name in DIR.
+NINO_CHECKPOINTS: dict[str, str] = {"nino": "nino_no_posw.pt", "wnn_plus": "nino_mlp.pt"}
+
+_NINO_CODE = "https://github.com/SamsungSAILMontreal/nino"
+_NINO_DATA = (
+    "released checkpoint {file}, meta-trained by its authors on Adam trajectories of "
+    "convnets on FashionMNIST and CIFAR-10 and GPT-2-style transformers on LM1B "
+    "(none of trajbench's data)"
+)
+
+#: What the reference's ``forecaster.toml`` declares of them (``docs/submit.md``): the
+#: report's *Forecasters* table shows them as pretrained elsewhere.
+NINO_SUBMISSIONS: dict[str, dict[str, object]] = {
+    f"{name}[checkpoint={file}]": {
+        "type": "pretrained",
+        "trained_on": [],
+        "external_data": _NINO_DATA.format(file=file),
+        "code": _NINO_CODE,
+    }
+    for name, file in NINO_CHECKPOINTS.items()
+}
+
 
 def _toml(config: dict[str, dict[str, object]]) -> str:
+    # table names quoted: a parameterised name holds '[', '=' and '.'
     return "".join(
-        f"[{name}]\n" + "".join(f"{key} = {json.dumps(value)}\n" for key, value in params.items())
+        f"[{json.dumps(name)}]\n"
+        + "".join(f"{key} = {json.dumps(value)}\n" for key, value in params.items())
         for name, params in config.items()
+    )
+
+
+#: The name a NiNo trained on trajbench is benched under (``--nino-trained FILE``).
+NINO_TRAINED_FILE = "nino_trajbench.pt"
+
+NINO_TRAINED_SUBMISSION: dict[str, dict[str, object]] = {
+    f"nino[checkpoint={NINO_TRAINED_FILE}]": {
+        "type": "learned",
+        "trained_on": ["train"],
+        "external_data": "none",
+    }
+}
+
+
+def _nino_problem(value: str) -> str | None:
+    """What is wrong with ``--nino-checkpoints DIR`` (None: it holds every released file)."""
+    missing = [f for f in NINO_CHECKPOINTS.values() if not (Path(value) / f).is_file()]
+    if not missing:
+        return None
+    return (
+        f"reference: --nino-checkpoints '{value}' must hold {' and '.join(NINO_CHECKPOINTS.values())} "
+        f"(github.com/SamsungSAILMontreal/nino, checkpoints/), but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
     )
 
 
@@ -98,9 +168,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1", help="generation workers (default 1)")
     parser.add_argument(
         "--forecasters",
-        help="forecasters to benchmark, comma-separated (default: every registered one)",
+        help="forecasters to benchmark, comma-separated (default: every registered one; "
+        "nino and wnn_plus only with --nino-checkpoints)",
     )
+    parser.add_argument(
+        "--nino-checkpoints",
+        metavar="DIR",
+        help="folder holding NiNo's released nino_no_posw.pt and nino_mlp.pt: benchmark "
+        "nino and wnn_plus too (default: left out)",
+    )
+    parser.add_argument(
+        "--nino-trained",
+        metavar="FILE",
+        help="a NiNo of 'trajbench train-forecaster nino' (nino.pt): benchmark it too, "
+        f"as nino[checkpoint={NINO_TRAINED_FILE}]",
+    )
+    parser.add_argument("--online-tasks", help="online track: only these tasks (A,B)")
+    parser.add_argument("--online-seeds", help="online track: training seeds per task")
     args = parser.parse_args(argv)
+    problem = _nino_problem(args.nino_checkpoints) if args.nino_checkpoints else None
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
+    if args.nino_trained and not Path(args.nino_trained).is_file():
+        print(
+            f"reference: --nino-trained '{args.nino_trained}' does not exist; expected the nino.pt "
+            "that 'trajbench train-forecaster nino' writes",
+            file=sys.stderr,
+        )
+        return 2
+    nino_dir = Path(args.nino_checkpoints).resolve() if args.nino_checkpoints else None
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
     store = Path(args.store) if args.store else work / f"{args.suite}.zarr"
@@ -123,8 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     from trajbench.forecasting.registry import list_forecasters
 
     names = [
-        n for n in (args.forecasters.split(",") if args.forecasters else list_forecasters()) if n
+        n
+        for n in (args.forecasters.split(",") if args.forecasters else list_forecasters())
+        if n and n not in NINO_CHECKPOINTS
     ]
+    wanted = args.forecasters.split(",") if args.forecasters else list(NINO_CHECKPOINTS)
+    if nino_dir is None and any(n in NINO_CHECKPOINTS for n in wanted):
+        print(
+            f"reference: {' and '.join(NINO_CHECKPOINTS)} left out: they need NiNo's released "
+            "checkpoints (make reference NINO_CHECKPOINTS=DIR, DIR holding "
+            f"{' and '.join(NINO_CHECKPOINTS.values())})",
+            flush=True,
+        )
     tracks = (
         ["error", "downstream", "online"]
         if args.track == "all"
@@ -132,34 +239,88 @@ def main(argv: list[str] | None = None) -> int:
     )
     excluded = {n for n in args.whole_vector_exclude.split(",") if n}
     result_dirs: list[str] = []
+    # benches of checkpoint files, each run from the files' folder with bare file names:
+    # (step suffix, folder, per-forecaster config, forecaster.toml facts)
+    extra: list[tuple[str, Path, dict[str, dict[str, object]], dict[str, dict[str, object]]]] = []
+    if nino_dir is not None:
+        released: dict[str, dict[str, object]] = {
+            n: {"checkpoint": f} for n, f in NINO_CHECKPOINTS.items()
+        }
+        extra.append(("nino", nino_dir, released, NINO_SUBMISSIONS))
+    if args.nino_trained:
+        trained_dir = (work / "nino-trained").resolve()
+        trained_dir.mkdir(parents=True, exist_ok=True)
+        link = trained_dir / NINO_TRAINED_FILE
+        link.unlink(missing_ok=True)
+        link.symlink_to(Path(args.nino_trained).resolve())
+        trained: dict[str, dict[str, object]] = {"nino": {"checkpoint": NINO_TRAINED_FILE}}
+        extra.append(("nino-trajbench", trained_dir, trained, NINO_TRAINED_SUBMISSION))
+    # steps run from another folder: (step name) -> that folder
+    step_cwd: dict[str, Path] = {}
+    # results directories -> the forecaster.toml written into them before the report
+    submissions: dict[Path, dict[str, dict[str, object]]] = {}
     for track in tracks:
         chosen = names if track == "error" else [n for n in names if n not in excluded]
         results = work / f"results-{track}"
         options = ["--stride", str(args.stride)] if args.stride else []
+        if track == "downstream":
+            options += ["--downstream-runs", str(args.downstream_runs)]
+        if track == "online":
+            options += ["--online-tasks", args.online_tasks] if args.online_tasks else []
+            options += ["--online-seeds", args.online_seeds] if args.online_seeds else []
+        track_options = list(options)  # the track's settings, the same for the NiNo bench
         config = {n: p for n, p in REFERENCE_CONFIG.items() if n in chosen}
         if config:
             config_path = work / f"forecasters-{track}.toml"
             config_path.write_text(_toml(config))
             options += ["--forecaster-config", str(config_path)]
-        if track == "downstream":
-            options += ["--downstream-runs", str(args.downstream_runs)]
-        steps.append(
-            (
-                f"bench-{track}",
-                [
-                    "bench",
-                    str(store),
-                    "--out",
-                    str(results),
-                    "--track",
-                    track,
-                    "--forecasters",
-                    ",".join(chosen),
-                    *options,
-                ],
+        if chosen:  # empty when only NiNo is asked for
+            steps.append(
+                (
+                    f"bench-{track}",
+                    [
+                        "bench",
+                        str(store),
+                        "--out",
+                        str(results),
+                        "--track",
+                        track,
+                        "--forecasters",
+                        ",".join(chosen),
+                        *options,
+                    ],
+                )
             )
-        )
-        result_dirs.append(str(results))
+            result_dirs.append(str(results))
+        for suffix, extra_dir, extra_params, facts in extra:
+            # run from the folder with bare file names: the results name the checkpoint
+            # file, never this machine's folder; every other path absolute for that reason
+            extra_config = (work / f"forecasters-{suffix}.toml").resolve()
+            extra_config.write_text(_toml(extra_params))
+            extra_out = (work / f"results-{track}-{suffix}").resolve()
+            steps.append(
+                (
+                    f"bench-{track}-{suffix}",
+                    [
+                        "bench",
+                        str(store.resolve()),
+                        "--out",
+                        str(extra_out),
+                        "--track",
+                        track,
+                        "--forecasters",
+                        ",".join(extra_params),
+                        "--forecaster-config",
+                        str(extra_config),
+                        *track_options,
+                    ],
+                )
+            )
+            step_cwd[f"bench-{track}-{suffix}"] = extra_dir
+            result_dirs.append(str(extra_out))
+            submissions[extra_out] = facts
+    # both online benches train the plain 'optimizer' runs (bitwise the same steps): keep the first
+    duplicates = ["--duplicates", "first"] if extra and "online" in tracks else []
     steps.append(
         (
             "report",
@@ -169,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 "--out",
                 str(out),
                 "--copy-results",
+                *duplicates,
                 "--title",
                 f"trajbench reference leaderboard: {args.suite} suite",
             ],
@@ -191,9 +353,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
     for name, step in steps:
-        print(f"\n$ trajbench {shlex.join(step)}", flush=True)
+        if name == "report":
+            for folder, facts in submissions.items():  # the leakage facts the report shows
+                (folder / "forecaster.toml").write_text(_toml(facts))
+        cwd = step_cwd.get(name)
+        shown = f"trajbench {shlex.join(step)}"
+        print(f"\n$ {f'(cd {shlex.quote(str(cwd))} && {shown})' if cwd else shown}", flush=True)
         t0 = time.perf_counter()
-        code = cli_main(step)
+        here = os.getcwd()
+        try:
+            if cwd is not None:
+                os.chdir(cwd)
+            code = cli_main(step)
+        finally:
+            os.chdir(here)
         timings[name] = round(time.perf_counter() - t0, 1)
         if code:
             print(f"reference: 'trajbench {name}' exited with {code}", file=sys.stderr)
@@ -214,7 +387,11 @@ def main(argv: list[str] | None = None) -> int:
                 *(sys.argv[1:] if argv is None else argv),
             ]
         ),
-        "steps": [shlex.join(["trajbench", *s]) for _, s in steps],
+        "steps": [
+            (f"cd {shlex.quote(str(step_cwd[n]))} && " if n in step_cwd else "")
+            + shlex.join(["trajbench", *s])
+            for n, s in steps
+        ],
         "timings_seconds": timings,
         "wall_seconds": round(time.perf_counter() - start, 1),
         "machine": machine_info(),

@@ -1048,3 +1048,21 @@ def test_reference_refuses_a_nino_folder_without_the_released_files(
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "nope.pt' does not exist" in err[0], err
+
+
+def test_a_parameterised_name_wraps_only_at_its_brackets_in_html() -> None:
+    """Text cells never wrap; a long ``name[param=value]`` may, before its bracket and
+    after ``=`` / ``,`` only (not at a hyphen or inside a file name)."""
+    from trajbench.report.html import _name_html
+
+    out = _name_html("nino[checkpoint=nino_no-posw.pt,seed=1]")
+    assert out.split("<wbr>") == [
+        '<span class="nw">nino</span>',
+        '<span class="nw">[checkpoint=</span>',
+        '<span class="nw">nino_no-posw.pt,</span>',
+        '<span class="nw">seed=</span>',
+        '<span class="nw">1]</span>',
+    ]
+    assert _name_html("a[x=<b>]") == (
+        '<span class="nw">a</span><wbr><span class="nw">[x=</span><wbr><span class="nw">&lt;b&gt;]</span>'
+    )

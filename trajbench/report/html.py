@@ -31,6 +31,7 @@ th,td{border:1px solid #d0d7de;padding:.28rem .5rem;text-align:left;vertical-ali
 th{background:#f6f8fa;cursor:pointer;user-select:none;font-weight:600}th[title]{text-decoration:underline dotted #8c959f}
 th.sorted-asc::after{content:" \\25B2"}th.sorted-desc::after{content:" \\25BC"}
 td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.text{white-space:nowrap}
+td.text.name{white-space:normal}td.text.name .nw{white-space:nowrap}
 td.prose{white-space:normal;overflow-wrap:anywhere;min-width:14rem}
 td .ci{color:#57606a;font-size:.74rem;margin-left:.35em}.stacked td .ci{display:block;margin-left:0}
 td.best{font-weight:700;background:#eef8ee}td.best .ci{font-weight:400}
@@ -88,9 +89,20 @@ _SECOND_LINE = re.compile(r"^(.+?) ([\[(].*)$")
 
 def _cell_html(text: str, numeric: bool) -> str:
     m = _SECOND_LINE.match(text) if numeric else None
+    if m is None and not numeric and "[" in text:
+        return _name_html(text)
     if m is None:
         return _esc(text)
     return f'{_esc(m.group(1))}<span class="ci">{_esc(m.group(2))}</span>'
+
+
+def _name_html(text: str) -> str:
+    """A forecaster name with parameters (``nino[checkpoint=nino_no_posw.pt]``) that may
+    break before its bracket and after each ``=`` or ``,`` and nowhere else (not at a
+    hyphen or inside a file name): text cells do not wrap, and one long name would make
+    the whole table scroll sideways (its cell has the class ``name``)."""
+    pieces = re.split(r"(?=\[)|(?<=[=,])", text)
+    return "<wbr>".join(f'<span class="nw">{_esc(p)}</span>' for p in pieces if p)
 
 
 def _is_number(key: Any) -> bool:
@@ -120,6 +132,8 @@ def html_table(table: Table) -> str:
         for j, (text, key) in enumerate(zip(row, keys, strict=True)):
             numeric = _is_number(key)
             classes = ["num" if numeric_cols[j] else ("prose" if j in prose else "text")]
+            if classes[0] == "text" and "[" in str(text):
+                classes.append("name")  # may wrap at its brackets (_name_html)
             if (i, j) in table.best:
                 classes.append("best")
             low = str(text).lower()

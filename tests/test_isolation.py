@@ -267,3 +267,34 @@ def test_parse_size_and_settings() -> None:
         parse_size("lots")
     with pytest.raises(TrajbenchError, match="timeout must be positive"):
         Isolation(timeout=0)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_meta_round_trips_through_the_exchange_files(tmp_path: Path, n: int) -> None:
+    """The worker gets the same SeriesMeta: strings (a constant column, a mixed one, with
+    non-ASCII) come back as python str objects, numbers with their dtype."""
+    from trajbench.bench.isolation import load_meta, save_meta
+    from trajbench.forecasting.meta import SeriesMeta
+
+    kinds = np.array(
+        ["linear", "bias", "conv", "norm", "linear", "bias", "κ-layer"][:n], dtype=object
+    )
+    meta = SeriesMeta(
+        kind=kinds,
+        layer=np.array([f"l{i % 3}" for i in range(n)], dtype=object),
+        task=np.array(["digits-mlp"] * n, dtype=object),
+        stride=np.full(n, 5, dtype=np.int64),
+        first=np.arange(n, dtype=np.float32) / 3,
+        run=np.array(["r/0"] * n, dtype=object),
+        param=np.arange(n, dtype=np.int64) * 7,
+        origin=np.arange(n, dtype=np.int64),
+    )
+    back = load_meta(save_meta(meta, tmp_path, "c"), tmp_path, "c")
+    assert back is not None
+    for name in ("kind", "layer", "task", "run"):
+        got = getattr(back, name)
+        assert got.dtype == object and list(got) == list(getattr(meta, name))
+        assert all(type(v) is str for v in got)
+    for name in ("stride", "first", "param", "origin"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(meta, name))
+        assert getattr(back, name).dtype == getattr(meta, name).dtype

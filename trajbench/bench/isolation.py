@@ -216,8 +216,11 @@ def rng_from_json(state: Mapping[str, Any]) -> None:
 
 
 def save_meta(meta: SeriesMeta | None, directory: Path, stem: str) -> list[str]:
-    """Write ``meta``'s arrays as ``STEM.FIELD.npy`` (strings as fixed-width unicode, so
-    no object array is pickled); the fields written."""
+    """Write ``meta``'s arrays as ``STEM.FIELD.npy``; a field of strings (one per series,
+    few distinct: task, kind, layer, run) as its distinct values ``STEM.FIELD.values.npy``
+    (fixed-width unicode, so no object array is pickled) and an int32 code per series
+    (``pandas.factorize``: hashing, where converting every string took most of a call's
+    exchange). The fields written."""
     if meta is None:
         return []
     written = []
@@ -226,10 +229,24 @@ def save_meta(meta: SeriesMeta | None, directory: Path, stem: str) -> list[str]:
         if value is None:
             continue
         array = np.asarray(value)
-        if array.dtype == object:
-            array = array.astype(str)
+        if array.dtype == object or array.dtype.kind == "U":
+            flat = array.reshape(-1)
+            if flat.size and bool((flat == flat[0]).all()):  # one run's task, run id
+                codes, values = np.zeros(flat.size, dtype=np.int32), flat[:1]
+            else:
+                import pandas as pd
+
+                codes, values = pd.factorize(flat, use_na_sentinel=False)
+            np.save(
+                directory / f"{stem}.{f.name}.values.npy",
+                np.asarray(values, dtype=object).astype(str),
+                allow_pickle=False,
+            )
+            array = codes.astype(np.int32).reshape(array.shape)
+            written.append(f"{f.name}:str")
+        else:
+            written.append(f.name)
         np.save(directory / f"{stem}.{f.name}.npy", array, allow_pickle=False)
-        written.append(f.name)
     return written
 
 
@@ -238,9 +255,13 @@ def load_meta(names: list[str], directory: Path, stem: str) -> SeriesMeta | None
     if not names:
         return None
     values = {}
-    for name in names:
+    for entry in names:
+        name, _, kind = entry.partition(":")
         array = np.load(directory / f"{stem}.{name}.npy", allow_pickle=False)
-        values[name] = array.astype(object) if array.dtype.kind == "U" else array
+        if kind == "str":
+            distinct = np.load(directory / f"{stem}.{name}.values.npy", allow_pickle=False)
+            array = distinct.astype(object)[array]
+        values[name] = array
     return SeriesMeta(**values)
 
 

@@ -38,14 +38,7 @@ import pandas as pd
 from trajbench.bench.harness import run_benchmark
 from trajbench.bench.isolation import Isolation, rng_to_json
 from trajbench.bench.protocol import PROTOCOL
-
-COST = {
-    "fit_seconds",
-    "fit_peak_bytes",
-    "predict_seconds",
-    "predict_peak_bytes",
-    "predict_series_per_second",
-}
+from trajbench.bench.results import RUNTIME_METRICS
 
 
 def _store(directory: Path) -> Path:
@@ -185,8 +178,8 @@ def main() -> int:
                     kept[label] = got
             a, b = (kept[k]["table"] for k in ("in process", "isolated"))
             pd.testing.assert_frame_equal(
-                a[~a.metric.isin(COST)].reset_index(drop=True),
-                b[~b.metric.isin(COST)].reset_index(drop=True),
+                a[~a.metric.isin(RUNTIME_METRICS)].reset_index(drop=True),
+                b[~b.metric.isin(RUNTIME_METRICS)].reset_index(drop=True),
             )
             entries = kept["isolated"]["manifest"]["forecasters"]
             calls = sum(e["runtime"]["predict_calls"] for e in entries)

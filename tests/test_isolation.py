@@ -25,6 +25,7 @@ from trajbench.bench.isolation import (
     user_interrupts,
 )
 from trajbench.bench.protocol import PROTOCOL
+from trajbench.bench.results import RUNTIME_METRICS
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting import Forecaster
 from trajbench.testing import make_quadratic_store
@@ -32,13 +33,6 @@ from trajbench.testing import make_quadratic_store
 pytestmark = pytest.mark.micro
 
 PROTO = PROTOCOL.replace(unseen_tasks=(), bootstrap=20, eval_splits=("test",))
-COST = {
-    "fit_seconds",
-    "fit_peak_bytes",
-    "predict_seconds",
-    "predict_peak_bytes",
-    "predict_series_per_second",
-}
 
 PLUGINS = textwrap.dedent(
     '''
@@ -127,7 +121,7 @@ def plugins(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _scores(table: pd.DataFrame) -> pd.DataFrame:
-    return table[~table.metric.isin(COST)].reset_index(drop=True)
+    return table[~table.metric.isin(RUNTIME_METRICS)].reset_index(drop=True)
 
 
 def test_scores_in_a_worker_are_bit_identical(store: Path, plugins: Path, tmp_path: Path) -> None:

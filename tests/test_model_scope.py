@@ -19,6 +19,7 @@ import zarr
 from trajbench.bench.harness import run_benchmark
 from trajbench.bench.isolation import Isolation
 from trajbench.bench.protocol import PROTOCOL
+from trajbench.bench.results import RUNTIME_METRICS
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting import Forecaster, ModelHistory
 from trajbench.forecasting.model import RunHistories
@@ -29,13 +30,6 @@ pytestmark = pytest.mark.micro
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = PROTOCOL.replace(unseen_tasks=(), bootstrap=20, eval_splits=("test",))
-COST = {
-    "fit_seconds",
-    "fit_peak_bytes",
-    "predict_seconds",
-    "predict_peak_bytes",
-    "predict_series_per_second",
-}
 
 PLUGINS = textwrap.dedent(
     '''
@@ -138,7 +132,7 @@ def example_class() -> type[Forecaster]:
 
 
 def _scores(table: pd.DataFrame, name: str) -> pd.DataFrame:
-    rows = table[(table.forecaster == name) & ~table.metric.isin(COST)]
+    rows = table[(table.forecaster == name) & ~table.metric.isin(RUNTIME_METRICS)]
     return rows.drop(columns="forecaster").reset_index(drop=True)
 
 

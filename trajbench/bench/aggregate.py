@@ -32,6 +32,7 @@ from trajbench.bench.results import (
     ALL,
     COLUMNS,
     PAIRED_METRICS,
+    RUNTIME_METRICS,
     ForecasterOutcome,
     horizon_sort_key,
     normalize_table,
@@ -41,14 +42,6 @@ __all__ = ["aggregate_error_track"]
 
 #: The columns that name one per-run metric value (besides ``forecaster``).
 _PER_RUN_KEYS = ["run", "task", "split", "kind", "horizon", "metric"]
-#: The runtime quantities a forecaster's row reports, in row order.
-_RUNTIME_METRICS = (
-    "fit_seconds",
-    "fit_peak_bytes",
-    "predict_seconds",
-    "predict_peak_bytes",
-    "predict_series_per_second",
-)
 
 
 def aggregate_error_track(
@@ -155,7 +148,7 @@ def _runtime_items(runtime: Mapping[str, float]) -> list[tuple[str, tuple[float,
     """``(metric, (value, n))`` of the runtime quantities measured: ``n`` counts the
     predict calls a predict cost is over, 1 for the one fit."""
     items = []
-    for metric in _RUNTIME_METRICS:
+    for metric in RUNTIME_METRICS:
         if metric in runtime:
             count = int(runtime.get("predict_calls", 0)) if metric.startswith("predict") else 1
             items.append((metric, (float(runtime[metric]), count)))

@@ -35,6 +35,7 @@ __all__ = [
     "COLUMNS",
     "STATUSES",
     "PAIRED_METRICS",
+    "RUNTIME_METRICS",
     "empty_table",
     "normalize_table",
     "write_results",
@@ -80,6 +81,15 @@ _STRING_COLUMNS = (
 _FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
 #: Metrics that also get a paired difference to last-two linear extrapolation.
 PAIRED_METRICS: tuple[str, ...] = ("mae", "rmse", "cosine", "scaled_persistence")
+#: The runtime quantities a forecaster's rows report (its cost, not its accuracy), in row
+#: order: rows that differ from run to run, so comparisons of scores leave them out.
+RUNTIME_METRICS: tuple[str, ...] = (
+    "fit_seconds",
+    "fit_peak_bytes",
+    "predict_seconds",
+    "predict_peak_bytes",
+    "predict_series_per_second",
+)
 #: The ``task``, ``split`` or ``kind`` of a row that spans all of them.
 ALL = "all"
 #: Names defined elsewhere and importable from here, loaded on first use: module -> names.

@@ -113,15 +113,21 @@ def wnn_plus_delta(
     w_out, b_out = w["edge_mlp.fc.6.weight"][rows], w["edge_mlp.fc.6.bias"][rows]
     out = torch.empty((len(ks), len(x)), dtype=torch.float32)
     for s in range(0, len(x), chunk):
-        h = (
-            _lin(w, "edge_proj.fc.0", x[s : s + chunk])
-            + w["layer_embed.weight"][types[s : s + chunk]]
-        )
-        h = F.silu(_lin(w, "edge_mlp.fc.0", h))
-        h = F.silu(_lin(w, "edge_mlp.fc.2", h))
-        h = F.silu(_lin(w, "edge_mlp.fc.4", h))
+        h = _wnn_plus_hidden(w, x[s : s + chunk], types[s : s + chunk])
         out[:, s : s + chunk] = F.linear(h, w_out, b_out).T
     return out
+
+
+def _wnn_plus_hidden(
+    w: Mapping[str, torch.Tensor], x: torch.Tensor, types: torch.Tensor
+) -> torch.Tensor:
+    """WNN+ up to its output layer: ``edge_proj(x) + layer_embed[type]``, then 3 x
+    (Linear, SiLU); shared by prediction (chunked, the asked rows of the output layer) and
+    training (every row, with autograd)."""
+    h = _lin(w, "edge_proj.fc.0", x) + w["layer_embed.weight"][types]
+    h = F.silu(_lin(w, "edge_mlp.fc.0", h))
+    h = F.silu(_lin(w, "edge_mlp.fc.2", h))
+    return F.silu(_lin(w, "edge_mlp.fc.4", h))
 
 
 def nino_delta(
@@ -214,11 +220,7 @@ def wnn_plus_delta_all(
 ) -> torch.Tensor:
     """WNN+ for training: ``(N, 40)`` scaled deltas of every ``k`` (the math of
     :func:`wnn_plus_delta` without chunks or in-place writes, so autograd can run)."""
-    h = _lin(w, "edge_proj.fc.0", x) + w["layer_embed.weight"][types]
-    h = F.silu(_lin(w, "edge_mlp.fc.0", h))
-    h = F.silu(_lin(w, "edge_mlp.fc.2", h))
-    h = F.silu(_lin(w, "edge_mlp.fc.4", h))
-    return _lin(w, "edge_mlp.fc.6", h)
+    return _lin(w, "edge_mlp.fc.6", _wnn_plus_hidden(w, x, types))
 
 
 def nino_delta_all(

@@ -213,13 +213,7 @@ def train_forecaster(
             "val_persistence": _finite(float(last.val_persistence)),
         }
     card = {
-        "forecaster": "wnn",
-        "weights": weights_path.name,
-        "weights_sha256": _sha256_file(weights_path),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "store": _store_section(location, hash_store, progress),
-        "split": _split_section(train, split_seed),
-        "seed": seed,
+        **_card_head("wnn", weights_path, location, train, split_seed, seed, hash_store, progress),
         "budget": {
             "optimizer": "adam",
             "loss": "l1 on the clipped normalised residual",
@@ -243,6 +237,29 @@ def train_forecaster(
     }
     (out_dir / "card.json").write_text(json.dumps(card, indent=2) + "\n")
     return card
+
+
+def _card_head(
+    name: str,
+    weights_path: Path,
+    location: str,
+    train: Any,
+    split_seed: int,
+    seed: int,
+    hash_store: bool,
+    progress: bool,
+) -> dict[str, Any]:
+    """The fields every ``card.json`` starts with: what was trained, the weights file and
+    its SHA-256, when, on which store (hashed) and split, with which seed."""
+    return {
+        "forecaster": name,
+        "weights": weights_path.name,
+        "weights_sha256": _sha256_file(weights_path),
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "store": _store_section(location, hash_store, progress),
+        "split": _split_section(train, split_seed),
+        "seed": seed,
+    }
 
 
 def _store_section(location: str, hash_store: bool, progress: bool) -> dict[str, Any]:
@@ -319,13 +336,7 @@ def _train_nino_family(
         f"[{name}]\ncheckpoint = {json.dumps(str(weights_path.resolve()))}\n"
     )
     card = {
-        "forecaster": name,
-        "weights": weights_path.name,
-        "weights_sha256": _sha256_file(weights_path),
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "store": _store_section(location, hash_store, progress),
-        "split": _split_section(train, split_seed),
-        "seed": seed,
+        **_card_head(name, weights_path, location, train, split_seed, seed, hash_store, progress),
         "init": result.init,
         "budget": result.budget,
         "pretrained_on": result.pretrained_on,

@@ -329,11 +329,11 @@ def _run(
             track, tracks_to_run, tracks_skipped, track_sections, seed,
             store_obj.attrs, location, store_hash_value, lossy, splits, plan, entries, started_at,
             time.perf_counter() - t_start, timings, scheduler, scored.damaged,
+            damaged_training_runs=training_data.damaged(),
         )
     )  # fmt: skip
     if hasher is not None and hasher.error is not None:
         manifest["store"]["sha256_error"] = hasher.error
-    manifest["windows"]["damaged_training_runs"] = training_data.damaged()
     manifest["resumed"] = scored.resumed
     manifest["isolation"] = isolation_section
     examples_frame = pd.concat(

@@ -84,6 +84,9 @@ class ManifestFacts:
     #: Evaluation runs left out because their values could not be read (each has
     #: ``path``, ``split``, ``reason``; :class:`~trajbench.bench.evaluate.DamagedRunInfo`).
     damaged_runs: Sequence[Any] = ()
+    #: Training and validation runs left out of every forecaster's training data for the
+    #: same reason (``path``, ``split``, ``reason``; ``_TrainingSets.damaged`` of the harness).
+    damaged_training_runs: Sequence[Mapping[str, str]] = ()
 
 
 def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
@@ -112,7 +115,9 @@ def build_manifest(facts: ManifestFacts) -> dict[str, Any]:
         "store": _store_section(facts),
         "suite": _store_suite(facts.store_attrs, facts.splits),
         "splits": _split_summary(facts.splits),
-        "windows": _windows_section(facts.plan, facts.windows_declared, facts.damaged_runs),
+        "windows": _windows_section(
+            facts.plan, facts.windows_declared, facts.damaged_runs, facts.damaged_training_runs
+        ),
         "forecasters": facts.forecasters,
         "library_versions": library_versions(),
         "machine": machine_info(),
@@ -163,9 +168,15 @@ def _split_summary(splits: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def _windows_section(plan: EvalPlan, declared: bool, damaged: Sequence[Any]) -> dict[str, Any]:
+def _windows_section(
+    plan: EvalPlan,
+    declared: bool,
+    damaged: Sequence[Any],
+    damaged_training: Sequence[Mapping[str, str]],
+) -> dict[str, Any]:
     """The windows: where they start, the sample, the runs evaluated, those without a
-    window, and the damaged runs left out for every forecaster and the reference."""
+    window, the damaged runs left out for every forecaster and the reference, and the
+    damaged training and validation runs left out of every forecaster's training data."""
     protocol = plan.settings.protocol
     return {
         "first_origin": plan.settings.first_origin,
@@ -179,4 +190,5 @@ def _windows_section(plan: EvalPlan, declared: bool, damaged: Sequence[Any]) -> 
         "evaluated_runs": len(plan.jobs) - len(damaged),
         "runs_without_windows": plan.no_windows,
         "damaged_runs": [d.to_json() for d in damaged],
+        "damaged_training_runs": [dict(d) for d in damaged_training],
     }

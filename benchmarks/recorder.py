@@ -331,6 +331,18 @@ def _drop(path: Path) -> None:
         path.unlink()
 
 
+def _finish(path: Path, sync: bool, c0: float, t0: float) -> dict[str, Any]:
+    """End a trial started at CPU time ``c0`` and wall time ``t0``: ``os.sync()`` (data on
+    disk) if ``sync``, then its seconds, CPU seconds and bytes on disk; the files removed."""
+    if sync:
+        os.sync()
+    seconds = time.perf_counter() - t0
+    cpu = _cpu() - c0
+    size = path.stat().st_size if path.is_file() else _du(path)
+    _drop(path)
+    return {"seconds": seconds, "cpu_seconds": cpu, "bytes_on_disk": size}
+
+
 def trial_sequential(pool: WeightPool, n: int, base: Path, sync: bool) -> dict[str, Any]:
     path = _fresh(base, "sequential.bin")
     rows = [memoryview(r).cast("B") for r in pool.rows]
@@ -340,13 +352,7 @@ def trial_sequential(pool: WeightPool, n: int, base: Path, sync: bool) -> dict[s
         for i in range(n):
             f.write(rows[i % len(rows)])
         f.flush()
-    if sync:
-        os.sync()
-    seconds = time.perf_counter() - t0
-    cpu = _cpu() - c0
-    size = path.stat().st_size
-    _drop(path)
-    return {"seconds": seconds, "cpu_seconds": cpu, "bytes_on_disk": size}
+    return _finish(path, sync, c0, t0)
 
 
 def trial_torch_save(pool: WeightPool, n: int, base: Path, sync: bool) -> dict[str, Any]:
@@ -358,13 +364,7 @@ def trial_torch_save(pool: WeightPool, n: int, base: Path, sync: bool) -> dict[s
     for i in range(n):
         pool.use(i)
         torch.save(pool.model.state_dict(), path / f"{i:06d}.pt")
-    if sync:
-        os.sync()
-    seconds = time.perf_counter() - t0
-    cpu = _cpu() - c0
-    size = _du(path)
-    _drop(path)
-    return {"seconds": seconds, "cpu_seconds": cpu, "bytes_on_disk": size}
+    return _finish(path, sync, c0, t0)
 
 
 def trial_naive(pool: WeightPool, n: int, base: Path, sync: bool, codec: str) -> dict[str, Any]:
@@ -384,13 +384,7 @@ def trial_naive(pool: WeightPool, n: int, base: Path, sync: bool, codec: str) ->
     t0 = time.perf_counter()
     for i in range(n):
         arr.append(pool.use(i)[None])
-    if sync:
-        os.sync()
-    seconds = time.perf_counter() - t0
-    cpu = _cpu() - c0
-    size = _du(path)
-    _drop(path)
-    return {"seconds": seconds, "cpu_seconds": cpu, "bytes_on_disk": size}
+    return _finish(path, sync, c0, t0)
 
 
 def trial_recorder(

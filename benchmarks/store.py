@@ -822,6 +822,16 @@ def harness_read_comparison(store: str, reps: int, log: Callable[[str], None]) -
 
 
 # ------------------------------------------------------------------------- main
+def _report(result: dict[str, Any], as_json: bool, log: Callable[[str], None]) -> int:
+    """Every section's end: the load average at the end, the JSON of ``result`` with
+    ``--json``; the exit status (0: a benchmark, not a test)."""
+    result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    log(f"load average at end: {result['machine']['load_avg_at_end']}")
+    if as_json:
+        print(json.dumps(result, indent=2, default=float))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -929,11 +939,7 @@ def main(argv: list[str] | None = None) -> int:
             result["checksums"] = checksum_comparison(shapes, args.reps, base, log)
         finally:
             shutil.rmtree(base, ignore_errors=True)
-        result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        log(f"load average at end: {result['machine']['load_avg_at_end']}")
-        if args.json:
-            print(json.dumps(result, indent=2, default=float))
-        return 0
+        return _report(result, args.json, log)
     if args.series_reads:
         base = Path(tempfile.mkdtemp(prefix="store-bench-", dir=args.dir))
         try:
@@ -947,11 +953,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["harness_reads"] = harness_read_comparison(args.store, args.reps, log)
         finally:
             shutil.rmtree(base, ignore_errors=True)
-        result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-        log(f"load average at end: {result['machine']['load_avg_at_end']}")
-        if args.json:
-            print(json.dumps(result, indent=2, default=float))
-        return 0
+        return _report(result, args.json, log)
     if args.store is None:
         parser.error("--store is required (except with --checksums or --series-reads)")
     trajs, synth, info = load_trajectories(args.store, args.runs_per_task)
@@ -1038,11 +1040,7 @@ def main(argv: list[str] | None = None) -> int:
         result["reads"] = reads
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    result["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    log(f"load average at end: {result['machine']['load_avg_at_end']}")
-    if args.json:
-        print(json.dumps(result, indent=2, default=float))
-    return 0
+    return _report(result, args.json, log)
 
 
 if __name__ == "__main__":

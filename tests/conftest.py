@@ -7,7 +7,10 @@ float32 (the format's definition), computed with plain torch/numpy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import signal
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pytest
@@ -43,3 +46,35 @@ def flat_row() -> Callable[..., np.ndarray]:
 def clone_state() -> Callable[[torch.nn.Module], dict[str, torch.Tensor]]:
     """``clone_state(model)``: a deep copy of ``model.state_dict()`` to keep as an oracle."""
     return _clone_state
+
+
+# ------------------------------------------------ a bound on a deadlocked writer
+class WriterHung(Exception):
+    """The writer did not return within ``HANG_SECONDS`` (a deadlock)."""
+
+
+#: far above what any test here takes (under 2 s on a loaded 2-core machine); not a
+#: timing check, only a bound on how long a deadlocked writer holds the suite
+HANG_SECONDS = 20
+
+
+@pytest.fixture
+def writer_deadlock_guard() -> Iterator[None]:
+    """A writer that deadlocks (a lost job, a flush never answered, a slab never given
+    back) fails its test after ``HANG_SECONDS`` instead of hanging the suite: SIGALRM
+    interrupts the test's thread wherever it waits. Without SIGALRM, or off the main
+    thread (where no signal handler can be set), no guard."""
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise WriterHung(f"the writer did not return within {HANG_SECONDS} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(HANG_SECONDS)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,9 +1,11 @@
 """Edges of the error statistics object that ``make mutate`` found unchecked.
 
 ``trajbench/bench/statistics.py`` joined the ``metrics`` group of ``tests/mutate.py``;
-these tests pin what the mutants of ``merge``, ``add``, ``same_windows`` and
-``from_frame`` change: which differences make two runs' sums incompatible, that a merge
-copies (never aliases) the other object's arrays, and which frames are refused. Every
+these tests pin what the mutants of ``merge``, ``add``, ``update``, ``same_windows``,
+``to_frame`` and ``from_frame`` change: which differences make two runs' sums
+incompatible, that a merge copies (never aliases) the other object's arrays, that batches
+add up, that a frame keeps int64 horizons and the runs' order, and which frames are
+refused. Every
 expected value is built by hand here (small arrays of known numbers), not by a second
 call of the code under test.
 """
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trajbench.bench.metrics import STAT_FIELDS
+from trajbench.bench.metrics import STAT_FIELDS, KindSegments
 from trajbench.bench.statistics import ErrorStatistics, RunStatistics
 from trajbench.errors import TrajbenchError
 
@@ -105,3 +107,39 @@ def test_from_frame_refuses_a_frame_that_is_not_a_full_grid() -> None:
             ErrorStatistics.from_frame(frame.drop(columns=[name]))
     assert list(ErrorStatistics().to_frame().columns) == list(frame.columns)
     assert isinstance(frame, pd.DataFrame)
+
+
+def test_update_adds_each_batch_to_the_run() -> None:
+    # three series, two windows (origins 2 and 3) of horizons 1 and 3 per batch; the
+    # linear reference scores itself, so only the counts and the kinds are needed here
+    block = np.arange(24, dtype=np.float32).reshape(8, 3) ** 2
+    stats = ErrorStatistics()
+    stats.start_run("runs/a", "t", "test", np.array([1, 3], np.int32), ["bias", "linear"])
+    segments = KindSegments(np.array([0, 1, 1]), 2)
+    first = stats.update("runs/a", None, block, 0, np.array([2, 3]), 8, segments)
+    # 2 windows x 3 series per horizon; "all" last
+    assert first[:, :, STAT_FIELDS.index("n")].tolist() == [[2, 4, 6], [2, 4, 6]]
+    stats.update("runs/a", None, block, 0, np.array([2, 3]), 8, segments)
+    run = stats.run("runs/a")
+    assert run.values[:, :, STAT_FIELDS.index("n")].tolist() == [[4, 8, 12], [4, 8, 12]]
+    np.testing.assert_array_equal(run.values, 2 * first)
+
+
+def test_the_frame_keeps_int64_horizons_and_the_run_order() -> None:
+    stats = ErrorStatistics()
+    stats.start_run("runs/b", "t", "test", np.array([2, 5], np.int32), ["conv"])
+    stats.start_run("runs/a", "u", "val", [1], [])  # one row: kind "all" at one horizon
+    assert stats.run("runs/b").horizons.dtype == np.int64
+    stats.run("runs/a").values[...] = 3.0
+    frame = stats.to_frame()
+    assert frame["horizon"].dtype == np.int64
+    assert frame["run"].tolist() == ["runs/b"] * 4 + ["runs/a"]
+    assert frame["kind"].tolist() == ["conv", "all", "conv", "all", "all"]
+    # a round trip keeps the runs in the frame's order (not sorted by path)
+    back = ErrorStatistics.from_frame(frame)
+    assert [r.path for r in back] == ["runs/b", "runs/a"]
+    single = back.run("runs/a")
+    assert (single.task, single.split, single.kinds) == ("u", "val", [])
+    assert single.horizons.tolist() == [1] and single.values.ravel()[0] == 3.0
+    with pytest.raises(TrajbenchError, match=r"lack the column\(s\) run, task$"):
+        ErrorStatistics.from_frame(frame.drop(columns=["run", "task"]))

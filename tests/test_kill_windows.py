@@ -9,6 +9,7 @@ read cost, the origins and horizons of section 4) and never calls the function i
 from __future__ import annotations
 
 import hashlib
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -120,6 +121,15 @@ def test_sample_size_none_takes_every_column_and_total_defaults_to_the_last() ->
         assert sample_params(np.zeros(0, dtype=np.int64), 5, 0, "k", width, 10).columns_read == 0
 
 
+def test_a_sample_without_chunks_along_the_parameters_draws_without_a_warning() -> None:
+    # chunk_width None or 0: one chunk, no division by the width
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for width in (None, 0):
+            got = sample_params(np.arange(30), 5, 1, "runs/z", width, 30)
+            assert len(got.columns) == 5 and got.columns_read == 30
+
+
 def _spec(offset: int, numel: int, kind: str, trainable: bool = True) -> SimpleNamespace:
     return SimpleNamespace(offset=offset, numel=numel, kind=kind, trainable=trainable)
 
@@ -169,6 +179,11 @@ def test_eligible_columns_follow_section_3() -> None:
     # no layout: every column
     assert eligible_columns([], 6).tolist() == [0, 1, 2, 3, 4, 5]
     assert eligible_columns([], 6).dtype == np.int64
+    # column indices stay int64 for unsigned counts too (np.arange of uint64 is float64)
+    wide = [_spec(np.uint64(s.offset), np.uint64(s.numel), s.kind, s.trainable) for s in SPECS]
+    assert eligible_columns(wide, 14).tolist() == [0, 1, 2, 5, 6, 7, 8, 11, 12, 13]
+    assert eligible_columns(wide, 14).dtype == np.int64
+    assert eligible_columns([], np.uint64(6)).dtype == np.int64
 
 
 @pytest.mark.parametrize("width", [4, None])
@@ -212,7 +227,9 @@ def test_sample_run_reads_the_layout_and_the_chunk_width(width: int | None) -> N
     ],
 )
 def test_window_origins_are_section_4s(n: int, first: int, stride: int, want: list[int]) -> None:
-    for cast in (int, np.int32):  # counts read from metadata may be numpy integers
+    # counts read from metadata may be numpy integers; np.arange of uint64 bounds alone
+    # would give float64 origins
+    for cast in (int, np.int32, np.uint64):
         got = window_origins(cast(n), cast(first), cast(stride))
         assert got.tolist() == want and got.dtype == np.int64
 

@@ -10,6 +10,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, TransposeCodec
 
 from trajbench.store._chunkio import DirectChunkWriter
+from trajbench.store.codecs import series_array_kwargs
 from trajbench.store.writer import weights_codecs
 
 pytestmark = pytest.mark.micro
@@ -66,6 +67,50 @@ def test_direct_chunks_are_byte_identical_to_zarr(tmp_path: Path, codecs: str) -
     for key in ("c/0/0", "c/0/1", "c/1/0", "c/1/1"):
         assert (tmp_path / "b" / key).read_bytes() == (tmp_path / "a" / key).read_bytes(), key
     np.testing.assert_array_equal(zarr.open_array(tmp_path / "b", mode="r")[:], data)
+
+
+@pytest.mark.parametrize(
+    "dtype,fill,values",
+    [
+        ("int64", 0, [0, 7, -3, 2**40, 5]),
+        ("float64", np.nan, [0.5, -0.0, np.inf, 1e-300, np.nan]),
+    ],
+)
+def test_series_chunks_are_byte_identical_to_zarr(
+    tmp_path: Path, dtype: str, fill: float, values: list[float]
+) -> None:
+    """The 1-D series arrays (step, epoch, metrics: zarr's zstd level 0 + crc32c) take the
+    direct path too: full and partial chunks come out as zarr's own bytes, and a chunk of
+    fill values only is left out, as zarr leaves it out."""
+    data = np.array(values, dtype=dtype)
+    arrays = [
+        zarr.create_array(
+            tmp_path / name,
+            shape=(8,),
+            chunks=(4,),
+            dtype=dtype,
+            fill_value=fill,
+            **series_array_kwargs(),
+        )
+        for name in ("a", "b")
+    ]
+    arrays[0][:5] = data
+    direct = DirectChunkWriter.for_array(arrays[1])
+    assert direct is not None and direct.compressed and direct.checksummed
+    for block in range(2):
+        chunk = np.full(4, fill, dtype=dtype)
+        part = data[block * 4 : (block + 1) * 4]
+        chunk[: len(part)] = part
+        direct.write((block,), chunk, fill)
+    for key in ("c/0", "c/1"):
+        ours, theirs = tmp_path / "b" / key, tmp_path / "a" / key
+        # the float series' second chunk holds only NaN, the fill: zarr leaves it out
+        assert ours.exists() == theirs.exists() == (dtype == "int64" or key == "c/0"), key
+        if theirs.exists():
+            assert ours.read_bytes() == theirs.read_bytes(), key
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "b", mode="r")[:5], data)
+    direct.write((0,), np.full(4, fill, dtype=dtype), fill)  # a chunk emptied: removed
+    assert not (tmp_path / "b" / "c/0").exists()
 
 
 def test_unsupported_stores_and_codecs_fall_back_to_zarr(tmp_path: Path) -> None:

@@ -152,3 +152,40 @@ def test_arrays_grow_geometrically(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert len(weights) <= 7, weights
     assert weights[-1] == 16 * CT + 1  # close trims to n_snapshots
     assert _run(store).attrs["n_snapshots"] == 16 * CT + 1
+
+
+@pytest.mark.parametrize(
+    "n_rows,grown",
+    [
+        (6, [4, 6]),  # close()'s flush grows to exactly 6: no trim
+        (8, [4, 8]),  # two full slabs, nothing left to flush or trim
+        (12, [4, 8, 16, 12]),  # the third slab doubled to 16; close() trims to 12
+    ],
+)
+def test_close_grows_to_the_committed_rows_and_trims_only_what_it_must(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_rows: int, grown: list[int]
+) -> None:
+    """The flush of close() grows every array to exactly its committed rows instead of a
+    whole chunk-row that close() would then trim (one metadata rewrite less per array on
+    every run that ends inside a chunk); the shapes end at ``n_snapshots`` either way."""
+    resizes: list[tuple[str, int]] = []
+    original = zarr.Array.resize
+
+    def counted(self: zarr.Array, new_shape: Any) -> Any:
+        resizes.append((self.path, int(new_shape[0])))
+        return original(self, new_shape)
+
+    monkeypatch.setattr(zarr.Array, "resize", counted)
+    store = tmp_path / "g.zarr"
+    writer = RunWriter(store, "runs/r", LAYOUT, {"task": "t"}, snapshots_per_chunk=CT)
+    for i in range(n_rows):
+        writer.append(_row(i), step=i)
+    writer.close()
+    group = _run(store)
+    for name in ("weights", "step", "epoch"):
+        assert [n for path, n in resizes if path == f"runs/r/{name}"] == grown, name
+        assert group[name].shape[0] == n_rows
+    np.testing.assert_array_equal(
+        np.asarray(group["weights"][:]), np.stack([_row(i) for i in range(n_rows)])
+    )
+    assert group.attrs["n_snapshots"] == n_rows

@@ -30,7 +30,14 @@ from typing import Any, TypeGuard
 import google_crc32c
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec, TransposeCodec
+from zarr.codecs import (
+    BloscCodec,
+    BytesCodec,
+    Crc32cCodec,
+    ShardingCodec,
+    TransposeCodec,
+    ZstdCodec,
+)
 from zarr.storage import LocalStore
 
 __all__ = ["DirectChunkWriter"]
@@ -171,14 +178,21 @@ class DirectChunkWriter:
             chunk[n_rows:] = fill
         return chunk
 
-    def write(self, block: tuple[int, ...], data: np.ndarray) -> None:
-        """Encode ``data`` (exactly one chunk's shape) and write it as chunk ``block``."""
+    def write(self, block: tuple[int, ...], data: np.ndarray, fill: Any = None) -> None:
+        """Encode ``data`` (exactly one chunk's shape) and write it as chunk ``block``.
+
+        With ``fill`` given, a chunk that holds only ``fill`` (NaN equal to NaN) is left
+        out and any earlier file of it removed, as zarr does: the series of an unknown
+        epoch or of a metric recorded late are such chunks."""
         if self.inner is not None:
             raise ValueError(
                 "write is for plain chunks; use encode_inner and write_shard for a sharded array"
             )
         if data.shape != self.chunks:
             raise ValueError(f"chunk data must have shape {self.chunks}, but got {data.shape}")
+        if fill is not None and _all_fill(data, fill):
+            (self._directory / self._metadata.encode_chunk_key(block)).unlink(missing_ok=True)
+            return
         if self._transposed:
             data = data.T
         self._write_encoded(block, np.ascontiguousarray(data, dtype=self.dtype))
@@ -365,7 +379,7 @@ def _is_default_sharding(codec: Any) -> TypeGuard[ShardingCodec]:
 
 def _parse_chain(codecs: tuple[Any, ...], ndim: int) -> tuple[Any | None, bool, bool] | None:
     """``(compressor, transposed, checksum)`` for a chain of [transpose (1, 0)] + bytes LE +
-    [blosc] + [crc32c], else None."""
+    [blosc or zstd] + [crc32c], else None."""
     transposed = False
     checksum = bool(codecs) and isinstance(codecs[-1], Crc32cCodec)
     if checksum:
@@ -393,6 +407,12 @@ def _parse_chain(codecs: tuple[Any, ...], ndim: int) -> tuple[Any | None, bool, 
                 "typesize": int(blosc.typesize),
             }
         )
+    elif len(codecs) == 2 and isinstance(codecs[1], ZstdCodec):
+        # the series arrays' chain (step, epoch, metrics): zarr encodes it with this same
+        # numcodecs object, so the bytes are zarr's own
+        import numcodecs
+
+        compressor = numcodecs.Zstd(level=int(codecs[1].level), checksum=bool(codecs[1].checksum))
     elif len(codecs) != 1:
         return None
     return compressor, transposed, checksum

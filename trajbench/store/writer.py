@@ -130,6 +130,7 @@ class _Job:
     rows: int  # rows of the slab to write
     recycle: bool  # give the slab back to the pool afterwards
     done: threading.Event | None = None
+    final: bool = False  # close()'s flush: shapes grow to exactly the rows written
 
 
 class RunWriter:
@@ -590,6 +591,9 @@ class RunWriter:
 
     def flush(self) -> None:
         """Write and commit every buffered row now (a partial chunk is rewritten later)."""
+        self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
         self._raise_writer_error()
         if self._closed:
             return
@@ -604,9 +608,9 @@ class RunWriter:
                 start=slab.start,
                 filled=slab.filled,
             )
-            self._jobs.put(_Job(copy, copy.filled, recycle=False, done=done))
+            self._jobs.put(_Job(copy, copy.filled, recycle=False, done=done, final=final))
         else:
-            self._jobs.put(_Job(slab, 0, recycle=False, done=done))
+            self._jobs.put(_Job(slab, 0, recycle=False, done=done, final=final))
         done.wait()
         self._raise_writer_error()
 
@@ -619,7 +623,7 @@ class RunWriter:
         try:
             try:
                 if self._error is None:
-                    self.flush()
+                    self._flush(final=True)
             finally:
                 self._closed = True
                 self._jobs.put(None)
@@ -674,7 +678,7 @@ class RunWriter:
                 return
             try:
                 if self._error is None and job.rows:
-                    self._write(job.slab, job.rows)
+                    self._write(job.slab, job.rows, exact=job.final)
             except BaseException as exc:  # surfaced in the caller's thread
                 self._error = exc
             finally:
@@ -683,7 +687,7 @@ class RunWriter:
                 if job.done is not None:
                     job.done.set()
 
-    def _write(self, slab: _Slab, rows: int) -> None:
+    def _write(self, slab: _Slab, rows: int, exact: bool = False) -> None:
         start, end = slab.start, slab.start + rows
         arrays = self._arrays
         for name in slab.metrics:
@@ -699,11 +703,13 @@ class RunWriter:
         # 1. grow shapes (metadata only); 2. write the chunks; 3. commit.
         # Shapes grow geometrically (a chunk-row at least, doubling) so that metadata is
         # rewritten O(log T) times, not once per slab; close() trims them to n_snapshots.
+        # close()'s own flush (``exact``) grows them to ``end`` itself: the trim is then
+        # not needed, which saves a metadata rewrite per array on every short run.
         for array in arrays.values():
             if array.shape[0] < end:
                 capacity = max(end, min(2 * array.shape[0], array.shape[0] + _MAX_GROWTH_ROWS))
                 capacity = -(-capacity // self.plan.snapshots) * self.plan.snapshots
-                array.resize((capacity, *array.shape[1:]))
+                array.resize((end if exact else capacity, *array.shape[1:]))
         commit: dict[str, Any] = {"n_snapshots": end}
         lossy = self._encoding.lossy
         if lossy is not None:
@@ -745,7 +751,7 @@ class RunWriter:
         if data.ndim == 1:
             chunk = np.full(ct, fill, dtype=direct.dtype)
             chunk[:rows] = data[:rows]
-            return [self._pool.submit(direct.write, (row_block,), chunk)]
+            return [self._pool.submit(direct.write, (row_block,), chunk, fill)]
         cp = direct.chunks[1]
         n_cols = data.shape[1]
         if direct.inner is not None:  # one job per shard: its inner chunks, then its index

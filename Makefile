@@ -55,7 +55,7 @@ benchmark: $(STAMP)
 	$(BIN)/python benchmarks/generate.py
 	$(BIN)/python benchmarks/harness.py
 
-# Mutation testing of the core modules (mutmut; about 13 minutes on 2 cores, so not part of
+# Mutation testing of the core modules (mutmut; about 13.5 minutes on 2 cores, so not part of
 # `make test` or CI):
 # each group of modules runs in its own scratch copy under .mutate/ with only the test
 # files that own it, numba kernels as Python (NUMBA_DISABLE_JIT=1). Scores and survivors:

@@ -103,7 +103,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
 MUTANTS: dict[str, list[str]] = {
     "writer": [
         f"trajbench.store.writer.xǁRunWriterǁ{name}__mutmut_*"
-        for name in ("_write", "_run", "flush", "commit_row", "_write_direct")
+        for name in ("_write", "_run", "flush", "_flush", "commit_row", "_write_direct")
     ],
 }
 

@@ -19,6 +19,7 @@ import pytest
 import zarr
 
 from trajbench.errors import DivergedWarning, RecorderError
+from trajbench.store._chunkio import DirectChunkWriter
 from trajbench.store.layout import ParamSpec
 from trajbench.store.writer import RunWriter
 
@@ -131,10 +132,8 @@ def test_lossy_rows_are_rounded_and_the_error_recorded(
     }
 
 
-def test_arrays_grow_geometrically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Section 6 step 2 grows the arrays before each slab's chunks are written; growing by
-    doubling rewrites each array's metadata O(log T) times, not once per slab (65 rows:
-    six growths, 4 to 128 rows, then the trim of close)."""
+def _count_resizes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every ``zarr.Array.resize`` from now on, as (array path, new length)."""
     resizes: list[tuple[str, int]] = []
     original = zarr.Array.resize
 
@@ -143,6 +142,14 @@ def test_arrays_grow_geometrically(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         return original(self, new_shape)
 
     monkeypatch.setattr(zarr.Array, "resize", counted)
+    return resizes
+
+
+def test_arrays_grow_geometrically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Section 6 step 2 grows the arrays before each slab's chunks are written; growing by
+    doubling rewrites each array's metadata O(log T) times, not once per slab (65 rows:
+    six growths, 4 to 128 rows, then the trim of close)."""
+    resizes = _count_resizes(monkeypatch)
     store = tmp_path / "g.zarr"
     writer = RunWriter(store, "runs/r", LAYOUT, {"task": "t"}, snapshots_per_chunk=CT)
     for i in range(16 * CT + 1):
@@ -168,14 +175,7 @@ def test_close_grows_to_the_committed_rows_and_trims_only_what_it_must(
     """The flush of close() grows every array to exactly its committed rows instead of a
     whole chunk-row that close() would then trim (one metadata rewrite less per array on
     every run that ends inside a chunk); the shapes end at ``n_snapshots`` either way."""
-    resizes: list[tuple[str, int]] = []
-    original = zarr.Array.resize
-
-    def counted(self: zarr.Array, new_shape: Any) -> Any:
-        resizes.append((self.path, int(new_shape[0])))
-        return original(self, new_shape)
-
-    monkeypatch.setattr(zarr.Array, "resize", counted)
+    resizes = _count_resizes(monkeypatch)
     store = tmp_path / "g.zarr"
     writer = RunWriter(store, "runs/r", LAYOUT, {"task": "t"}, snapshots_per_chunk=CT)
     for i in range(n_rows):
@@ -189,3 +189,74 @@ def test_close_grows_to_the_committed_rows_and_trims_only_what_it_must(
         np.asarray(group["weights"][:]), np.stack([_row(i) for i in range(n_rows)])
     )
     assert group.attrs["n_snapshots"] == n_rows
+
+
+def test_flush_keeps_the_geometric_growth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only close()'s flush grows the shapes exactly: a run flushed after every row still
+    rewrites each array's metadata O(log T) times (33 rows: 4, 8, 16, 32, 64, then the
+    trim to 33)."""
+    resizes = _count_resizes(monkeypatch)
+    store = tmp_path / "g.zarr"
+    writer = RunWriter(store, "runs/r", LAYOUT, {"task": "t"}, snapshots_per_chunk=CT)
+    for i in range(8 * CT + 1):
+        writer.append(_row(i), step=i)
+        writer.flush()
+    writer.close()
+    assert [n for path, n in resizes if path == "runs/r/weights"] == [4, 8, 16, 32, 64, 33]
+    assert _run(store).attrs["n_snapshots"] == 8 * CT + 1
+
+
+def test_a_series_chunk_of_fill_values_only_is_left_out(tmp_path: Path) -> None:
+    """``epoch`` unknown (NaN, its fill value) for a whole chunk: no chunk file, as zarr
+    leaves such chunks out; the rows with an epoch get theirs."""
+    store = tmp_path / "g.zarr"
+    writer = RunWriter(store, "runs/r", LAYOUT, {"task": "t"}, snapshots_per_chunk=CT)
+    for i in range(2 * CT):
+        writer.append(_row(i), step=i, epoch=float(i) if i >= CT else float("nan"))
+    writer.close()
+    epoch_dir = store / "runs" / "r" / "epoch" / "c"
+    assert not (epoch_dir / "0").exists() and (epoch_dir / "1").exists()
+    epochs = np.asarray(_run(store)["epoch"][:])
+    assert np.isnan(epochs[:CT]).all()
+    np.testing.assert_array_equal(epochs[CT:], np.arange(CT, 2 * CT, dtype=np.float64))
+
+
+def test_arrays_without_a_direct_writer_go_through_zarr(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An array whose store or codecs the direct path does not serve (here: the 1-D
+    series) is written by zarr, in the same slab and before the same commit."""
+    original = DirectChunkWriter.for_array.__func__  # type: ignore[attr-defined]
+
+    def weights_only(cls: type[DirectChunkWriter], array: zarr.Array) -> Any:
+        return original(cls, array) if array.ndim == 2 else None
+
+    monkeypatch.setattr(DirectChunkWriter, "for_array", classmethod(weights_only))
+    store = tmp_path / "g.zarr"
+    writer = RunWriter(store, "runs/r", LAYOUT, {"task": "t"}, snapshots_per_chunk=CT)
+    for i in range(CT + 2):
+        writer.append(_row(i), step=10 * i, epoch=i / 2)
+    writer.close()
+    group = _run(store)
+    np.testing.assert_array_equal(np.asarray(group["step"][:]), 10 * np.arange(CT + 2))
+    np.testing.assert_array_equal(np.asarray(group["epoch"][:]), np.arange(CT + 2) / 2)
+    np.testing.assert_array_equal(
+        np.asarray(group["weights"][:]), np.stack([_row(i) for i in range(CT + 2)])
+    )
+
+
+def test_a_slab_that_ends_at_the_capacity_grows_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush at row 6 grows the shapes to 8; the slab that then ends at row 8 fits them
+    as they are (no metadata rewrite), and close() has nothing to trim."""
+    resizes = _count_resizes(monkeypatch)
+    store = tmp_path / "g.zarr"
+    writer = RunWriter(store, "runs/r", LAYOUT, {"task": "t"}, snapshots_per_chunk=CT)
+    for i in range(2 * CT):
+        writer.append(_row(i), step=i)
+        if i == CT + 1:
+            writer.flush()
+    writer.close()
+    assert [n for path, n in resizes if path == "runs/r/weights"] == [4, 8]
+    assert _run(store)["weights"].shape[0] == 2 * CT

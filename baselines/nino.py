@@ -52,6 +52,7 @@ import torch
 
 from baselines import _nino_net as net
 from baselines._nino_train import FILE_FORMAT, NiNoTraining, save_nino_weights, train_nino
+from baselines._weights_file import existing_file, load_safetensors, load_torch_file
 from trajbench.errors import TrajbenchError
 from trajbench.forecasting import one_torch_thread
 from trajbench.forecasting.base import Forecaster
@@ -107,27 +108,11 @@ def scale_states(
 
 
 def _read_checkpoint(path: Any, gnn: bool, what: str) -> dict[str, torch.Tensor]:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TrajbenchError(f"{what} must be a file path, but got {path!r}")
-    p = Path(path)
-    if not p.is_file():
-        raise TrajbenchError(f"{what} '{path}' does not exist")
+    p = existing_file(path, what)
     if p.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            state: Any = dict(load_file(str(p)))
-        except Exception as exc:
-            raise TrajbenchError(
-                f"{what} '{path}' is not a readable safetensors file: {' '.join(str(exc).split())[:200]}"
-            ) from None
+        state: Any = load_safetensors(p, what)
     else:
-        try:
-            data = torch.load(str(p), map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise TrajbenchError(
-                f"{what} '{path}' is not a readable PyTorch file: {' '.join(str(exc).split())[:200]}"
-            ) from None
+        data = load_torch_file(p, what)
         if not isinstance(data, Mapping) or "state_dict" not in data:
             raise TrajbenchError(
                 f"{what} '{path}' must be a NiNo checkpoint {{'state_dict', 'model_args'}}, but has no 'state_dict'"

@@ -76,6 +76,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from baselines._weights_file import existing_file, load_safetensors, load_torch_file
 from trajbench.errors import TrajbenchError, did_you_mean
 from trajbench.forecasting import derive_seed, one_torch_thread
 from trajbench.forecasting.base import Forecaster, NotFittedError
@@ -306,30 +307,10 @@ def _non_negative(value: Any, what: str) -> float:
 def _read_tensors(path: Any, what: str) -> dict[str, torch.Tensor]:
     """A flat ``{key: tensor}`` from a safetensors file or a ``torch.save`` file (read with
     ``weights_only=True``)."""
-    if path is None or not isinstance(path, (str, os.PathLike)):
-        raise TrajbenchError(f"{what} must be a file path, but got {path!r}")
-    p = Path(path)
-    if not p.is_file():
-        raise TrajbenchError(f"{what} '{path}' does not exist")
+    p = existing_file(path, what)
     if p.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ModuleNotFoundError:  # pragma: no cover - safetensors is a dev dependency
-            raise TrajbenchError(
-                f"{what} '{path}' is a safetensors file; install safetensors to read it"
-            ) from None
-        try:
-            return dict(load_file(str(p)))
-        except Exception as exc:
-            raise TrajbenchError(
-                f"{what} '{path}' is not a readable safetensors file: {' '.join(str(exc).split())}"
-            ) from None
-    try:
-        data = torch.load(str(p), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TrajbenchError(
-            f"{what} '{path}' is not a readable PyTorch state dict: {' '.join(str(exc).split())[:200]}"
-        ) from None
+        return load_safetensors(p, what)
+    data = load_torch_file(p, what, "PyTorch state dict")
     if not isinstance(data, Mapping) or not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise TrajbenchError(
             f"{what} '{path}' must hold a dict of tensors (a state dict), but got {type(data).__name__}"

@@ -191,7 +191,7 @@ class DirectChunkWriter:
         if data.shape != self.chunks:
             raise ValueError(f"chunk data must have shape {self.chunks}, but got {data.shape}")
         if fill is not None and _all_fill(data, fill):
-            (self._directory / self._metadata.encode_chunk_key(block)).unlink(missing_ok=True)
+            self._chunk_path(block).unlink(missing_ok=True)
             return
         if self._transposed:
             data = data.T
@@ -317,7 +317,7 @@ class DirectChunkWriter:
         if len(sizes) > per_shard:
             raise ValueError(f"a shard holds {per_shard} inner chunks, but got {len(sizes)}")
         if all(size is None for size in sizes):
-            (self._directory / self._metadata.encode_chunk_key(block)).unlink(missing_ok=True)
+            self._chunk_path(block).unlink(missing_ok=True)
             return
         index = np.full((per_shard, 2), _MISSING, dtype="<u8")
         offset = 0
@@ -348,8 +348,12 @@ class DirectChunkWriter:
 
         self._atomic_write(block, emit)
 
+    def _chunk_path(self, block: tuple[int, ...]) -> Path:
+        """The file of chunk (or shard) ``block``."""
+        return self._directory / self._metadata.encode_chunk_key(block)
+
     def _atomic_write(self, block: tuple[int, ...], emit: Any) -> None:
-        path = self._directory / self._metadata.encode_chunk_key(block)
+        path = self._chunk_path(block)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{uuid.uuid4().hex}.partial")
         try:

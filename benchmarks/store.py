@@ -16,10 +16,12 @@ What is measured, in one run (docs/performance.md, section "Store", has the figu
    NaN, as zarr stores it; uncompressed, that padding makes a store larger than raw).
    Each chunk is encoded in this process with the numcodecs objects zarr uses (single
    thread); the encode speed is reported beside the ratio. Pipelines made only of codecs
-   stock zarr-python decodes, plus two references that are not: XOR with the previous
+   stock zarr-python decodes, plus references that are not: XOR with the previous
    snapshot before the ``fast`` pipeline (the issue's reference figure; no stock codec
-   does it) and numcodecs' ``Delta`` (stock, but not lossless on float32: the count of
-   values it fails to restore bit for bit is printed).
+   does it), numcodecs' byte shuffle then plain zstd at level -1 (zstd's fast levels,
+   which Blosc cannot reach; the shuffle codec is outside the zarr v3 specification) and
+   numcodecs' ``Delta`` (stock, but not lossless on float32: the count of values it fails
+   to restore bit for bit is printed).
    Also the ratio of the ``fast`` and ``small`` pipelines when chunks hold 4 to 128
    snapshots instead of the rule's (more snapshots per chunk widen the crash-loss window
    and the Recorder's buffers; this says what they would buy).
@@ -105,6 +107,18 @@ def _blosc(cname: str, clevel: int, shuffle: int, blocksize: int = 0) -> Any:
     return B(cname=cname, clevel=clevel, shuffle=shuffle, blocksize=blocksize)
 
 
+class _ShuffleThenZstd:
+    """numcodecs' byte shuffle, then plain zstd at ``level`` (negative: zstd's fast
+    levels, which Blosc cannot reach: its clevel 1 is zstd level 1)."""
+
+    def __init__(self, level: int) -> None:
+        self._shuffle = numcodecs.Shuffle(elementsize=4)
+        self._zstd = numcodecs.Zstd(level=level)
+
+    def encode(self, data: np.ndarray) -> bytes:
+        return bytes(self._zstd.encode(self._shuffle.encode(data)))
+
+
 # name -> (description, transposed, encoder, stock). Encoders take a C-contiguous float32 chunk.
 def pipelines() -> dict[str, tuple[str, bool, Any, bool]]:
     M = 1 << 20
@@ -133,6 +147,18 @@ def pipelines() -> dict[str, tuple[str, bool, Any, bool]]:
             True,
             _blosc("lz4", 5, B.BITSHUFFLE),
             True,
+        ),
+        "T-blosclz5-shuffle": (
+            "transpose + blosc blosclz 5, byte shuffle, 1 MiB blocks",
+            True,
+            _blosc("blosclz", 5, B.SHUFFLE, M),
+            True,
+        ),
+        "T-shuffle-zstd-1": (
+            "transpose + numcodecs.shuffle + zstd -1 (the shuffle codec is outside the v3 spec)",
+            True,
+            _ShuffleThenZstd(-1),
+            False,
         ),
         "T-zstd1-shuffle (fast)": (
             "transpose + blosc zstd 1, byte shuffle, 1 MiB blocks",

@@ -6,6 +6,8 @@ without recording (issue 23, item 2; figures in docs/performance.md, "Recorder p
     .venv/bin/python benchmarks/recording_overhead.py --quick         # smoke run
     .venv/bin/python benchmarks/recording_overhead.py --device cuda   # on a GPU, when one is lent
     .venv/bin/python benchmarks/recording_overhead.py --json          # JSON on stdout
+    .venv/bin/python benchmarks/recording_overhead.py --fixed-costs --epochs 10 --reps 9
+                                          # snapshot() calls, close(), fsync, each timed alone
 
 For each task (``mnist1d-mlp`` and ``charlm-transformer`` by default) the same training is
 timed three ways, with the same seed, so every side does exactly the same arithmetic:
@@ -160,6 +162,45 @@ def trial(
     }
 
 
+def fixed_costs(
+    name: str, epochs: int, batch_size: int, reps: int, device: str, base: Path
+) -> dict[str, Any]:
+    """The parts of a recorded run's cost, each timed alone: the ``snapshot()`` calls of
+    one per epoch (summed), ``close()`` and the fsync of the store's files, plus the plain
+    training they ride on; medians over ``reps`` runs (training between snapshots untimed)."""
+    parts: dict[str, list[float]] = {"train": [], "snapshots": [], "close": [], "fsync": []}
+    for _ in range(reps):
+        work = _Workload(name, batch_size, device, 0)
+        path = Path(tempfile.mkdtemp(prefix="fixed-", dir=base)) / "runs.zarr"
+        rec = Recorder(str(path), "r", work.model, meta={"task": name})
+        train = snaps = 0.0
+        step = 0
+        for epoch in range(epochs):
+            t0 = time.perf_counter()
+            for x, y in work.batches(epoch):
+                work.step(x, y)
+                step += 1
+            _sync_device(device)
+            t1 = time.perf_counter()
+            rec.snapshot(step=step, epoch=epoch + 1)
+            train, snaps = train + t1 - t0, snaps + time.perf_counter() - t1
+        t0 = time.perf_counter()
+        rec.close()
+        t1 = time.perf_counter()
+        _fsync_tree(path)
+        t2 = time.perf_counter()
+        shutil.rmtree(path.parent, ignore_errors=True)
+        for key, value in (("train", train), ("snapshots", snaps), ("close", t1 - t0)):
+            parts[key].append(value)
+        parts["fsync"].append(t2 - t1)
+    out: dict[str, Any] = {"task": name, "epochs": epochs, "reps": reps}
+    out["seconds"] = {k: round(statistics.median(v), 5) for k, v in parts.items()}
+    out["seconds_reps"] = {k: [round(x, 5) for x in v] for k, v in parts.items()}
+    recording = sum(out["seconds"][k] for k in ("snapshots", "close", "fsync"))
+    out["share_of_training"] = round(recording / out["seconds"]["train"], 4)
+    return out
+
+
 def bench_task(
     name: str,
     modes: list[str],
@@ -235,6 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--dir", type=Path, default=None, help="scratch directory (on the disk to test)"
     )
+    parser.add_argument(
+        "--fixed-costs",
+        action="store_true",
+        help="only time the parts of recording (snapshot() calls, close(), the fsync) against the"
+        " training, one snapshot per epoch, each part alone (medians over --reps)",
+    )
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 epochs, 1 rep")
     parser.add_argument("--json", action="store_true", help="JSON on stdout, the table on stderr")
     args = parser.parse_args(argv)
@@ -252,6 +299,30 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     started = time.perf_counter()
     load = os.getloadavg()
+    if args.fixed_costs:
+        try:
+            for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
+                results.append(
+                    fixed_costs(name, args.epochs, args.batch_size, args.reps, args.device, work)
+                )
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        print(
+            f"fixed costs of recording, load at start {tuple(round(x, 2) for x in load)}", file=out
+        )
+        for r in results:
+            ms = {k: 1e3 * v for k, v in r["seconds"].items()}
+            print(
+                f"== {r['task']}: {r['epochs']} epochs, medians of {r['reps']}: training"
+                f" {ms['train']:.0f} ms; snapshot() calls {ms['snapshots']:.1f} ms in all,"
+                f" close() {ms['close']:.1f} ms, fsync {ms['fsync']:.1f} ms:"
+                f" {100 * r['share_of_training']:.1f}% of the training"
+                f" (close() per rep {[round(1e3 * x, 1) for x in r['seconds_reps']['close']]})",
+                file=out,
+            )
+        if args.json:
+            print(json.dumps({"load": load, "fixed_costs": results}, indent=2))
+        return 0
     try:
         for name in [t.strip() for t in args.tasks.split(",") if t.strip()]:
             results.append(
